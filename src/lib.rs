@@ -1,0 +1,1 @@
+//! atcr: a container registry appliance on the AT Protocol, in one binary.
