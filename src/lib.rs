@@ -1,1 +1,4 @@
 //! atcr: a container registry appliance on the AT Protocol, in one binary.
+
+pub mod blobstore;
+pub mod oci;

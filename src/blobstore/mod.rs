@@ -1,0 +1,307 @@
+//! Content-addressed blob storage over OpenDAL.
+//!
+//! One object per digest for the whole node (`blobs/<algorithm>/<2 hex>/<hex>`), shared by every
+//! repository. Uploads are written as numbered parts under `uploads/<id>/`, hashed while they
+//! stream, and moved to their final key only after the caller has checked the digest, so a digest
+//! key never holds anything but the bytes that hash to it.
+
+mod digest;
+mod range;
+
+use std::io;
+use std::ops::Range;
+use std::path::Path;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use opendal::{Capability, ErrorKind, Operator};
+
+pub use digest::{Algorithm, Digest, DigestError, Digester};
+pub use range::{ByteRange, RangeError};
+
+/// Writes to the backend are coalesced to this size: fewer, larger writes cost far less CPU
+/// than one write per network frame, and memory stays bounded by it per upload.
+const WRITE_CHUNK: usize = 1 << 20;
+/// Reads are fetched from the backend in pieces of this size.
+const READ_CHUNK: usize = 1 << 20;
+
+/// The identifier of an upload session (a UUID, as clients see it in `Docker-Upload-UUID`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UploadId(uuid::Uuid);
+
+impl UploadId {
+    #[must_use]
+    pub fn random() -> UploadId {
+        UploadId(uuid::Uuid::new_v4())
+    }
+}
+
+impl std::str::FromStr for UploadId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s).map(UploadId)
+    }
+}
+
+impl std::fmt::Display for UploadId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// What can go wrong in the blob store.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob not found")]
+    NotFound,
+    #[error("storage is full")]
+    StorageFull,
+    #[error("request body failed: {0}")]
+    Body(String),
+    #[error("storage backend: {0}")]
+    Backend(#[source] opendal::Error),
+}
+
+impl From<opendal::Error> for BlobError {
+    fn from(e: opendal::Error) -> Self {
+        if e.kind() == ErrorKind::NotFound {
+            return BlobError::NotFound;
+        }
+        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
+        while let Some(s) = source {
+            if s.downcast_ref::<io::Error>()
+                .is_some_and(|io| io.kind() == io::ErrorKind::StorageFull)
+            {
+                return BlobError::StorageFull;
+            }
+            source = s.source();
+        }
+        BlobError::Backend(e)
+    }
+}
+
+/// The node's blob store.
+#[derive(Clone)]
+pub struct BlobStore {
+    op: Operator,
+    capability: Capability,
+}
+
+impl BlobStore {
+    /// A store over any OpenDAL operator.
+    #[must_use]
+    pub fn new(op: Operator) -> BlobStore {
+        let capability = op.info().capability();
+        BlobStore { op, capability }
+    }
+
+    /// A store in a local directory. Every object is written to a temporary file, synced and
+    /// renamed into place, so a crash never leaves a partial object under its final name.
+    pub fn filesystem(root: &Path) -> Result<BlobStore, BlobError> {
+        let root = root.to_string_lossy();
+        let atomic = format!("{}/.partial", root.trim_end_matches('/'));
+        let builder = opendal::services::Fs::default()
+            .root(&root)
+            .atomic_write_dir(&atomic);
+        Ok(BlobStore::new(Operator::new(builder)?))
+    }
+
+    /// A store held in memory (tests, and nodes that keep nothing).
+    pub fn memory() -> Result<BlobStore, BlobError> {
+        Ok(BlobStore::new(Operator::new(
+            opendal::services::Memory::default(),
+        )?))
+    }
+
+    fn blob_key(digest: &Digest) -> String {
+        let hex = digest.hex();
+        format!("blobs/{}/{}/{hex}", digest.algorithm().name(), &hex[..2])
+    }
+
+    fn part_key(id: UploadId, part: u32) -> String {
+        format!("uploads/{id}/{part:08}")
+    }
+
+    fn upload_dir(id: UploadId) -> String {
+        format!("uploads/{id}/")
+    }
+
+    /// Streams `body` into part number `part` of upload `id`, feeding every byte to `hasher`.
+    /// Returns the number of bytes stored. A part that fails midway leaves nothing behind under
+    /// its name; writing the same part number again replaces it.
+    pub async fn append<S, E>(
+        &self,
+        id: UploadId,
+        part: u32,
+        body: S,
+        hasher: &mut Digester,
+    ) -> Result<u64, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let mut writer = self.op.writer(&Self::part_key(id, part)).await?;
+        match copy_hashing(body, &mut writer, hasher).await {
+            Ok(n) => {
+                writer.close().await?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = writer.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Hashes the first `parts` parts of an upload again (after a restart lost the in-memory
+    /// hash state). Returns the hasher and the number of bytes read.
+    pub async fn rehash(
+        &self,
+        id: UploadId,
+        parts: u32,
+        algorithm: Algorithm,
+    ) -> Result<(Digester, u64), BlobError> {
+        let mut hasher = Digester::new(algorithm);
+        let mut size = 0u64;
+        for part in 0..parts {
+            let mut stream = self.read_object(&Self::part_key(id, part), ..).await?;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| BlobError::Body(e.to_string()))?;
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+            }
+        }
+        Ok((hasher, size))
+    }
+
+    /// Moves the first `parts` parts of upload `id` into place as `digest`. The caller must have
+    /// checked that the parts hash to `digest`. If the blob already exists the parts are dropped.
+    pub async fn commit(&self, id: UploadId, parts: u32, digest: &Digest) -> Result<(), BlobError> {
+        let key = Self::blob_key(digest);
+        if self.op.exists(&key).await? {
+            return self.cancel(id).await;
+        }
+        match parts {
+            0 => self.op.write(&key, Bytes::new()).await.map(drop)?,
+            1 if self.capability.rename => self.op.rename(&Self::part_key(id, 0), &key).await?,
+            1 if self.capability.copy => {
+                self.op.copy(&Self::part_key(id, 0), &key).await.map(drop)?
+            }
+            _ => {
+                let mut writer = self.op.writer(&key).await?;
+                for part in 0..parts {
+                    let stream = self.read_object(&Self::part_key(id, part), ..).await?;
+                    let mut discard = Digester::new(Algorithm::Sha256);
+                    if let Err(e) = copy_hashing(stream, &mut writer, &mut discard).await {
+                        let _ = writer.abort().await;
+                        return Err(e);
+                    }
+                }
+                writer.close().await?;
+            }
+        }
+        self.cancel(id).await
+    }
+
+    /// Removes everything an upload stored.
+    pub async fn cancel(&self, id: UploadId) -> Result<(), BlobError> {
+        Ok(self
+            .op
+            .delete_with(&Self::upload_dir(id))
+            .recursive(true)
+            .await?)
+    }
+
+    /// Upload ids that have parts in storage (to sweep the ones no session knows).
+    pub async fn stored_uploads(&self) -> Result<Vec<UploadId>, BlobError> {
+        let entries = match self.op.list("uploads/").await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(entries
+            .iter()
+            .filter_map(|e| e.name().trim_end_matches('/').parse().ok())
+            .collect())
+    }
+
+    /// Stores a small blob whose digest the caller computed (manifests).
+    pub async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<(), BlobError> {
+        let key = Self::blob_key(digest);
+        if !self.op.exists(&key).await? {
+            self.op.write(&key, bytes).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads a small blob whole (manifests).
+    pub async fn get(&self, digest: &Digest) -> Result<Bytes, BlobError> {
+        Ok(self.op.read(&Self::blob_key(digest)).await?.to_bytes())
+    }
+
+    /// The size of a stored blob, or `None`.
+    pub async fn stat(&self, digest: &Digest) -> Result<Option<u64>, BlobError> {
+        match self.op.stat(&Self::blob_key(digest)).await {
+            Ok(meta) => Ok(Some(meta.content_length())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Streams `range` of a blob.
+    pub async fn open(
+        &self,
+        digest: &Digest,
+        range: Range<u64>,
+    ) -> Result<impl Stream<Item = io::Result<Bytes>> + Send + Sync + 'static, BlobError> {
+        self.read_object(&Self::blob_key(digest), range).await
+    }
+
+    async fn read_object(
+        &self,
+        key: &str,
+        range: impl Into<opendal::BytesRange>,
+    ) -> Result<opendal::FuturesBytesStream, BlobError> {
+        let reader = self.op.reader_with(key).chunk(READ_CHUNK).await?;
+        Ok(reader.into_bytes_stream(range).await?)
+    }
+
+    /// Removes a blob from storage (garbage collection; the index decides when).
+    pub async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {
+        Ok(self.op.delete(&Self::blob_key(digest)).await?)
+    }
+}
+
+/// Copies a stream into `writer` in `WRITE_CHUNK` pieces, hashing every byte.
+async fn copy_hashing<S, E>(
+    body: S,
+    writer: &mut opendal::Writer,
+    hasher: &mut Digester,
+) -> Result<u64, BlobError>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: std::fmt::Display,
+{
+    let mut body = std::pin::pin!(body.map_err(|e| BlobError::Body(e.to_string())));
+    let mut pending = BytesMut::new();
+    let mut total = 0u64;
+    while let Some(chunk) = body.try_next().await? {
+        hasher.update(&chunk);
+        total += chunk.len() as u64;
+        if pending.is_empty() && chunk.len() >= WRITE_CHUNK {
+            writer.write(chunk).await?;
+            continue;
+        }
+        pending.extend_from_slice(&chunk);
+        if pending.len() >= WRITE_CHUNK {
+            writer.write(pending.split().freeze()).await?;
+        }
+    }
+    if !pending.is_empty() {
+        writer.write(pending.freeze()).await?;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests;

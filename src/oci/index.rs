@@ -1,0 +1,392 @@
+//! The registry index in redb: repositories, tags, manifests, blob links, references and upload
+//! sessions. Every push's changes commit in one write transaction.
+//!
+//! Methods are synchronous (redb is); write transactions sync to disk, so async callers run them
+//! through [`Index::write`], which moves them off the async workers.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::blobstore::{Digest, UploadId};
+
+/// repository → creation time (unix seconds)
+const REPOS: TableDefinition<&str, u64> = TableDefinition::new("repos");
+/// (repository, digest) → blob size: blobs a repository may serve
+const REPO_BLOBS: TableDefinition<(&str, &str), u64> = TableDefinition::new("repo_blobs");
+/// digest → size: blobs present in storage, whoever uploaded them
+const BLOBS: TableDefinition<&str, u64> = TableDefinition::new("blobs");
+/// (repository, digest) → manifest record (JSON)
+const MANIFESTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("manifests");
+/// (repository, tag) → manifest digest
+const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("tags");
+/// (repository, manifest digest, referenced digest): blobs and child manifests a manifest needs
+const REFS: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("manifest_refs");
+/// (repository, subject digest, referrer digest) → referrer descriptor (JSON)
+const REFERRERS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("referrers");
+/// upload id → session (JSON)
+const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("index record is corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("index task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+macro_rules! db_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for IndexError {
+            fn from(e: $t) -> Self {
+                IndexError::Db(e.into())
+            }
+        }
+    )*};
+}
+db_error!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// What the index knows of a stored manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestRecord {
+    pub media_type: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Digest>,
+    pub created: u64,
+}
+
+/// An upload in progress: `parts` parts stored, `size` bytes in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadSession {
+    pub repo: String,
+    pub parts: u32,
+    pub size: u64,
+    pub started: u64,
+    pub updated: u64,
+}
+
+/// A manifest to record, with everything that hangs off it.
+pub struct NewManifest<'a> {
+    pub repo: &'a str,
+    pub digest: &'a Digest,
+    pub record: &'a ManifestRecord,
+    pub tag: Option<&'a str>,
+    pub references: &'a [Digest],
+    /// The referrer descriptor to list under `record.subject`.
+    pub referrer: Option<&'a serde_json::Value>,
+}
+
+#[derive(Clone)]
+pub struct Index {
+    db: Arc<Database>,
+}
+
+/// The smallest string greater than every string starting with a key part; `\u{10FFFF}` sorts
+/// after every character a valid name, tag or digest can hold.
+const MAX: &str = "\u{10FFFF}";
+
+impl Index {
+    /// Opens (or creates) the index at `path`.
+    pub fn open(path: &Path) -> Result<Index, IndexError> {
+        let db = Database::create(path)?;
+        let index = Index { db: Arc::new(db) };
+        index.ensure_tables()?;
+        Ok(index)
+    }
+
+    /// An index that lives in memory only (tests).
+    pub fn in_memory() -> Result<Index, IndexError> {
+        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
+        let index = Index { db: Arc::new(db) };
+        index.ensure_tables()?;
+        Ok(index)
+    }
+
+    fn ensure_tables(&self) -> Result<(), IndexError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(REPOS)?;
+        tx.open_table(REPO_BLOBS)?;
+        tx.open_table(BLOBS)?;
+        tx.open_table(MANIFESTS)?;
+        tx.open_table(TAGS)?;
+        tx.open_table(REFS)?;
+        tx.open_table(REFERRERS)?;
+        tx.open_table(UPLOADS)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Runs a write (which syncs to disk) on the blocking pool.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, IndexError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Index) -> Result<T, IndexError> + Send + 'static,
+    {
+        let index = self.clone();
+        tokio::task::spawn_blocking(move || f(&index)).await?
+    }
+
+    pub fn repo_exists(&self, repo: &str) -> Result<bool, IndexError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(REPOS)?.get(repo)?.is_some())
+    }
+
+    /// Repository names after `last`, at most `n`; the flag says whether more follow.
+    pub fn repos(&self, last: Option<&str>, n: usize) -> Result<(Vec<String>, bool), IndexError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(REPOS)?;
+        let mut out = Vec::new();
+        for entry in table.range(last.unwrap_or("")..)? {
+            let (name, _) = entry?;
+            if Some(name.value()) == last {
+                continue;
+            }
+            if out.len() == n {
+                return Ok((out, true));
+            }
+            out.push(name.value().to_owned());
+        }
+        Ok((out, false))
+    }
+
+    /// The size of a blob `repo` may serve.
+    pub fn repo_blob(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, IndexError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx
+            .open_table(REPO_BLOBS)?
+            .get((repo, digest.as_str()))?
+            .map(|v| v.value()))
+    }
+
+    /// The size of a blob in storage, whichever repository it came through.
+    pub fn blob(&self, digest: &Digest) -> Result<Option<u64>, IndexError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx
+            .open_table(BLOBS)?
+            .get(digest.as_str())?
+            .map(|v| v.value()))
+    }
+
+    /// Makes a stored blob servable from `repo`, ending the upload `finished` if given.
+    pub fn link_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        finished: Option<UploadId>,
+        now: u64,
+    ) -> Result<(), IndexError> {
+        let tx = self.db.begin_write()?;
+        {
+            ensure_repo(&tx, repo, now)?;
+            tx.open_table(BLOBS)?.insert(digest.as_str(), size)?;
+            tx.open_table(REPO_BLOBS)?
+                .insert((repo, digest.as_str()), size)?;
+            if let Some(id) = finished {
+                tx.open_table(UPLOADS)?.remove(id.to_string().as_str())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes `repo`'s link to a blob; the bytes stay until garbage collection.
+    pub fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, IndexError> {
+        let tx = self.db.begin_write()?;
+        let removed = tx
+            .open_table(REPO_BLOBS)?
+            .remove((repo, digest.as_str()))?
+            .is_some();
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    pub fn manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>, IndexError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(MANIFESTS)?;
+        let Some(raw) = table.get((repo, digest.as_str()))? else {
+            return Ok(None);
+        };
+        Ok(Some(serde_json::from_slice(raw.value())?))
+    }
+
+    pub fn tag(&self, repo: &str, tag: &str) -> Result<Option<Digest>, IndexError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(TAGS)?;
+        let Some(raw) = table.get((repo, tag))? else {
+            return Ok(None);
+        };
+        Ok(raw.value().parse().ok())
+    }
+
+    /// Records a pushed manifest, its tag, its references and its place among its subject's
+    /// referrers, in one transaction.
+    pub fn put_manifest(&self, m: &NewManifest<'_>, now: u64) -> Result<(), IndexError> {
+        let digest = m.digest.as_str();
+        let tx = self.db.begin_write()?;
+        {
+            ensure_repo(&tx, m.repo, now)?;
+            tx.open_table(MANIFESTS)?
+                .insert((m.repo, digest), serde_json::to_vec(m.record)?.as_slice())?;
+            if let Some(tag) = m.tag {
+                tx.open_table(TAGS)?.insert((m.repo, tag), digest)?;
+            }
+            let mut refs = tx.open_table(REFS)?;
+            for r in m.references {
+                refs.insert((m.repo, digest, r.as_str()), ())?;
+            }
+            if let (Some(subject), Some(referrer)) = (&m.record.subject, m.referrer) {
+                tx.open_table(REFERRERS)?.insert(
+                    (m.repo, subject.as_str(), digest),
+                    serde_json::to_vec(referrer)?.as_slice(),
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes a manifest and every tag that points at it. Returns whether it existed.
+    pub fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, IndexError> {
+        let d = digest.as_str();
+        let tx = self.db.begin_write()?;
+        {
+            let mut manifests = tx.open_table(MANIFESTS)?;
+            let Some(raw) = manifests.remove((repo, d))? else {
+                return Ok(false);
+            };
+            let record: ManifestRecord = serde_json::from_slice(raw.value())?;
+            drop(raw);
+            let mut tags = tx.open_table(TAGS)?;
+            tags.retain_in((repo, "")..(repo, MAX), |_, target| target != d)?;
+            tx.open_table(REFS)?
+                .retain_in((repo, d, "")..(repo, d, MAX), |_, ()| false)?;
+            if let Some(subject) = record.subject {
+                tx.open_table(REFERRERS)?
+                    .remove((repo, subject.as_str(), d))?;
+            }
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Deletes one tag, leaving its manifest. Returns whether it existed.
+    pub fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool, IndexError> {
+        let tx = self.db.begin_write()?;
+        let removed = tx.open_table(TAGS)?.remove((repo, tag))?.is_some();
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Tags of `repo` after `last`, at most `n`, in lexical order; the flag says whether more follow.
+    pub fn tags(
+        &self,
+        repo: &str,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<(Vec<String>, bool), IndexError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(TAGS)?;
+        let mut out = Vec::new();
+        for entry in table.range((repo, last.unwrap_or(""))..(repo, MAX))? {
+            let (key, _) = entry?;
+            let tag = key.value().1;
+            if Some(tag) == last {
+                continue;
+            }
+            if out.len() == n {
+                return Ok((out, true));
+            }
+            out.push(tag.to_owned());
+        }
+        Ok((out, false))
+    }
+
+    /// The referrer descriptors recorded for `subject` in `repo`.
+    pub fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+    ) -> Result<Vec<serde_json::Value>, IndexError> {
+        let s = subject.as_str();
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(REFERRERS)?;
+        let mut out = Vec::new();
+        for entry in table.range((repo, s, "")..(repo, s, MAX))? {
+            let (_, value) = entry?;
+            out.push(serde_json::from_slice(value.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn upload(&self, id: UploadId) -> Result<Option<UploadSession>, IndexError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(UPLOADS)?;
+        let Some(raw) = table.get(id.to_string().as_str())? else {
+            return Ok(None);
+        };
+        Ok(Some(serde_json::from_slice(raw.value())?))
+    }
+
+    pub fn put_upload(&self, id: UploadId, session: &UploadSession) -> Result<(), IndexError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(UPLOADS)?.insert(
+            id.to_string().as_str(),
+            serde_json::to_vec(session)?.as_slice(),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn delete_upload(&self, id: UploadId) -> Result<bool, IndexError> {
+        let tx = self.db.begin_write()?;
+        let removed = tx
+            .open_table(UPLOADS)?
+            .remove(id.to_string().as_str())?
+            .is_some();
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Every upload session with the time it was last written to.
+    pub fn uploads(&self) -> Result<Vec<(UploadId, UploadSession)>, IndexError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(UPLOADS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            if let Ok(id) = key.value().parse() {
+                out.push((id, serde_json::from_slice(value.value())?));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn ensure_repo(tx: &redb::WriteTransaction, repo: &str, now: u64) -> Result<(), IndexError> {
+    let mut repos = tx.open_table(REPOS)?;
+    if repos.get(repo)?.is_none() {
+        repos.insert(repo, now)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
