@@ -1,4 +1,8 @@
 //! atcr: a container registry appliance on the AT Protocol, in one binary.
 
 pub mod blobstore;
+pub mod cli;
+pub mod config;
 pub mod oci;
+pub mod server;
+pub mod worker;

@@ -1,4 +1,4 @@
-//! Content-addressed blob storage over OpenDAL.
+//! Content-addressed blob storage over `OpenDAL`.
 //!
 //! One object per digest for the whole node (`blobs/<algorithm>/<2 hex>/<hex>`), shared by every
 //! repository. Uploads are written as numbered parts under `uploads/<id>/`, hashed while they
@@ -88,7 +88,7 @@ pub struct BlobStore {
 }
 
 impl BlobStore {
-    /// A store over any OpenDAL operator.
+    /// A store over any `OpenDAL` operator.
     #[must_use]
     pub fn new(op: Operator) -> BlobStore {
         let capability = op.info().capability();
@@ -182,10 +182,12 @@ impl BlobStore {
             return self.cancel(id).await;
         }
         match parts {
-            0 => self.op.write(&key, Bytes::new()).await.map(drop)?,
+            0 => {
+                self.op.write(&key, Bytes::new()).await?;
+            }
             1 if self.capability.rename => self.op.rename(&Self::part_key(id, 0), &key).await?,
             1 if self.capability.copy => {
-                self.op.copy(&Self::part_key(id, 0), &key).await.map(drop)?
+                self.op.copy(&Self::part_key(id, 0), &key).await?;
             }
             _ => {
                 let mut writer = self.op.writer(&key).await?;

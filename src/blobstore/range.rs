@@ -93,6 +93,7 @@ impl ByteRange {
 mod tests {
     use super::*;
 
+    #[allow(clippy::unnecessary_wraps)]
     fn r(start: u64, end: u64) -> Result<ByteRange, RangeError> {
         Ok(ByteRange { start, end })
     }

@@ -143,7 +143,7 @@ async fn filesystem_backend() {
     suite(BlobStore::filesystem(dir.path()).unwrap()).await;
     // Nothing partial is left beside the objects.
     let partial = dir.path().join(".partial");
-    assert!(std::fs::read_dir(partial).map(|d| d.count()).unwrap_or(0) == 0);
+    assert_eq!(std::fs::read_dir(partial).map_or(0, Iterator::count), 0);
 }
 
 #[tokio::test]

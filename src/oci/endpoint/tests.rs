@@ -1,17 +1,23 @@
+#![allow(clippy::needless_pass_by_value)] // Tests read better with `Method::GET` than `&Method::GET`.
+
 use super::*;
 
 const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-fn parse(method: Method, path: &str, query: Option<&str>) -> Result<Option<OciEndpoint>, OciError> {
-    OciEndpoint::parse(&method, path, query)
+fn parse(
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Option<OciEndpoint>, OciError> {
+    OciEndpoint::parse(method, path, query)
 }
 
 fn ok(method: Method, path: &str, query: Option<&str>) -> OciEndpoint {
-    parse(method, path, query).unwrap().unwrap()
+    parse(&method, path, query).unwrap().unwrap()
 }
 
 fn code(method: Method, path: &str, query: Option<&str>) -> ErrorCode {
-    parse(method, path, query).unwrap_err().code
+    parse(&method, path, query).unwrap_err().code
 }
 
 fn name(s: &str) -> RepoName {
@@ -32,8 +38,8 @@ fn base_and_catalog() {
             }
         }
     );
-    assert!(parse(Method::GET, "/", None).unwrap().is_none());
-    assert!(parse(Method::GET, "/v2x", None).unwrap().is_none());
+    assert!(parse(&Method::GET, "/", None).unwrap().is_none());
+    assert!(parse(&Method::GET, "/v2x", None).unwrap().is_none());
     assert_eq!(code(Method::POST, "/v2/", None), ErrorCode::Unsupported);
 }
 
@@ -207,7 +213,7 @@ fn referrers_and_unknown_paths() {
             artifact_type: Some("application/vnd.example".into())
         }
     );
-    let e = parse(Method::GET, "/v2/r/nothing", None).unwrap_err();
+    let e = parse(&Method::GET, "/v2/r/nothing", None).unwrap_err();
     assert_eq!(e.status, http::StatusCode::NOT_FOUND);
     assert_eq!(
         code(Method::GET, "/v2/tags/list", None),

@@ -1,0 +1,84 @@
+//! The command line: one file per subcommand.
+
+mod check_config;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "atcr",
+    version,
+    about = "A container registry appliance on the AT Protocol"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the registry.
+    Serve(ConfigArgs),
+    /// Read and check the configuration, print it, and exit.
+    CheckConfig(ConfigArgs),
+}
+
+/// Where the configuration comes from; flags override the file and the environment.
+#[derive(Args)]
+struct ConfigArgs {
+    /// Configuration file (default: /etc/atcr/atcr.toml if it exists, else built-in defaults).
+    #[arg(long, env = "ATCR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:5000 (port 0 picks a free one).
+    #[arg(long, env = "ATCR_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// State directory.
+    #[arg(long, env = "ATCR_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> anyhow::Result<crate::config::Config> {
+        let mut config = crate::config::Config::load(self.config.as_deref())?;
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = &self.data_dir {
+            config.data_dir.clone_from(dir);
+        }
+        config.check()?;
+        Ok(config)
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// The program: parse arguments, run one subcommand.
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Serve(args) => args.load().and_then(serve::run),
+        Command::CheckConfig(args) => args.load().map(|c| check_config::run(&c)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! `atcr.toml`: one struct, every key documented, defaults named.
+//!
+//! Precedence: built-in defaults < the configuration file < `ATCR_*` environment variables <
+//! command-line flags (the last two are applied by the CLI).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The file read when no `--config` is given, if it exists.
+pub const SYSTEM_CONFIG: &str = "/etc/atcr/atcr.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address and port to listen on. Port 0 picks a free port; the log says which.
+    pub listen: SocketAddr,
+    /// Directory holding all state: the index (`index.redb`) and, with the filesystem backend,
+    /// the blobs (`blobs/`).
+    pub data_dir: PathBuf,
+    /// Where blob bytes are kept.
+    pub storage: StorageConfig,
+    /// Upload sessions.
+    pub uploads: UploadsConfig,
+    /// Connection handling.
+    pub server: ServerConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            data_dir: PathBuf::from("./atcr-data"),
+            storage: StorageConfig::default(),
+            uploads: UploadsConfig::default(),
+            server: ServerConfig::default(),
+        }
+    }
+}
+
+/// Blob storage backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A local directory (`storage.root`).
+    #[default]
+    Fs,
+    /// Process memory: everything is lost on exit. For tests and demonstrations.
+    Memory,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `fs` (default) or `memory`.
+    pub backend: Backend,
+    /// Directory of the `fs` backend. Default: `<data_dir>/blobs`.
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadsConfig {
+    /// An upload nobody wrote to for this many seconds is removed with its data. Default 86400.
+    pub expire_after_secs: u64,
+    /// How often, in seconds, expired uploads are looked for. Default 600.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        UploadsConfig {
+            expire_after_secs: 86_400,
+            sweep_interval_secs: 600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// On SIGTERM/SIGINT, open requests may finish for this many seconds. Default 30.
+    pub shutdown_drain_secs: u64,
+    /// A client must send its request headers within this many seconds. Default 30.
+    pub header_read_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            shutdown_drain_secs: 30,
+            header_read_timeout_secs: 30,
+        }
+    }
+}
+
+impl Config {
+    /// Parses configuration text.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })
+    }
+
+    /// Reads `path`, or the system file if `path` is `None` and that file exists, or the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = match path {
+            Some(p) => p.to_owned(),
+            None if Path::new(SYSTEM_CONFIG).exists() => PathBuf::from(SYSTEM_CONFIG),
+            None => return Ok(Config::default()),
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Config::from_toml(&text, &path)
+    }
+
+    /// Checks what the types cannot. Used by `serve` and `check-config` alike.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.uploads.expire_after_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "uploads.expire_after_secs must be greater than 0".into(),
+            ));
+        }
+        if self.uploads.sweep_interval_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "uploads.sweep_interval_secs must be greater than 0".into(),
+            ));
+        }
+        if self.server.header_read_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "server.header_read_timeout_secs must be greater than 0".into(),
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid("data_dir must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    /// The directory of the filesystem blob backend.
+    #[must_use]
+    pub fn blob_root(&self) -> PathBuf {
+        self.storage
+            .root
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("blobs"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_file_parses_to_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("atcr.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config = Config::from_toml(&text, &path).unwrap();
+        assert_eq!(config, Config::default());
+        config.check().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let p = Path::new("t.toml");
+        assert!(matches!(
+            Config::from_toml("listn = \"x\"", p),
+            Err(ConfigError::Parse { .. })
+        ));
+        assert!(matches!(
+            Config::from_toml("[storage]\nbackend = \"tape\"", p),
+            Err(ConfigError::Parse { .. })
+        ));
+        let c = Config::from_toml("[uploads]\nexpire_after_secs = 0", p).unwrap();
+        assert!(matches!(c.check(), Err(ConfigError::Invalid(_))));
+        let c = Config::from_toml(
+            "listen = \"127.0.0.1:0\"\n[storage]\nbackend = \"memory\"",
+            p,
+        )
+        .unwrap();
+        assert_eq!((c.listen.port(), c.storage.backend), (0, Backend::Memory));
+    }
+}

@@ -1,0 +1,89 @@
+//! Blob reads and deletes.
+
+use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE};
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::error::{ErrorCode, OciError};
+use super::name::RepoName;
+use super::registry::{DOCKER_CONTENT_DIGEST, Registry, finish, response};
+use crate::blobstore::{ByteRange, Digest, RangeError};
+use crate::server::body::{self, Body};
+
+pub(super) fn blob_unknown(digest: &Digest) -> OciError {
+    OciError::new(ErrorCode::BlobUnknown, "blob unknown to registry")
+        .with_detail(serde_json::json!({ "digest": digest.as_str() }))
+}
+
+impl Registry {
+    pub(super) async fn get_blob(
+        &self,
+        name: &RepoName,
+        digest: &Digest,
+        head: bool,
+        req: &Request<Incoming>,
+    ) -> Result<Response<Body>, OciError> {
+        let size = self
+            .index
+            .repo_blob(name.as_str(), digest)?
+            .ok_or_else(|| blob_unknown(digest))?;
+        let requested = match req.headers().get(RANGE).and_then(|v| v.to_str().ok()) {
+            Some(h) if !head => ByteRange::parse(h, size),
+            _ => Err(RangeError::Ignored),
+        };
+        let builder = response(StatusCode::OK)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(DOCKER_CONTENT_DIGEST, digest.as_str())
+            .header(ETAG, format!("\"{digest}\""))
+            .header(ACCEPT_RANGES, "bytes");
+        let (builder, range) = match requested {
+            Ok(range) => (
+                builder
+                    .status(StatusCode::PARTIAL_CONTENT)
+                    .header(CONTENT_RANGE, range.content_range(size)),
+                range,
+            ),
+            Err(RangeError::Ignored) => (
+                builder,
+                ByteRange {
+                    start: 0,
+                    end: size,
+                },
+            ),
+            Err(RangeError::Unsatisfiable) => {
+                let unsatisfiable = HeaderValue::from_str(&format!("bytes */{size}"))
+                    .map_err(|e| OciError::internal(&e))?;
+                return Err(OciError::new(
+                    ErrorCode::RangeInvalid,
+                    "requested range not satisfiable",
+                )
+                .with_header(CONTENT_RANGE, unsatisfiable));
+            }
+        };
+        let builder = builder.header(CONTENT_LENGTH, range.len());
+        if head || range.is_empty() {
+            return finish(builder, body::empty());
+        }
+        let stream = self.blobs.open(digest, range.as_range()).await?;
+        finish(builder, body::stream(stream))
+    }
+
+    pub(super) async fn delete_blob(
+        &self,
+        name: &RepoName,
+        digest: &Digest,
+    ) -> Result<Response<Body>, OciError> {
+        let (repo, d) = (name.to_string(), digest.clone());
+        if !self
+            .index
+            .write(move |ix| ix.unlink_blob(&repo, &d))
+            .await?
+        {
+            return Err(blob_unknown(digest));
+        }
+        finish(
+            response(StatusCode::ACCEPTED).header(CONTENT_LENGTH, "0"),
+            body::empty(),
+        )
+    }
+}

@@ -1,0 +1,259 @@
+//! Manifest pushes, pulls and deletes.
+
+use bytes::{Bytes, BytesMut};
+use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::error::{ErrorCode, OciError};
+use super::index::{ManifestRecord, NewManifest};
+use super::manifest::{MAX_MANIFEST_BYTES, Manifest, accepts};
+use super::name::{Reference, RepoName};
+use super::registry::{
+    DOCKER_CONTENT_DIGEST, OCI_SUBJECT, Registry, finish, located, now, response,
+};
+use crate::blobstore::{Algorithm, Digest};
+use crate::server::body::{self, Body};
+
+fn manifest_unknown(reference: &Reference) -> OciError {
+    OciError::new(ErrorCode::ManifestUnknown, "manifest unknown to registry")
+        .with_detail(json!({ "reference": reference.to_string() }))
+}
+
+fn too_large() -> OciError {
+    OciError::new(
+        ErrorCode::SizeInvalid,
+        format!("manifest is larger than {MAX_MANIFEST_BYTES} bytes"),
+    )
+    .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+}
+
+/// Reads a request body of at most `limit` bytes.
+async fn read_limited(req: Request<Incoming>, limit: usize) -> Result<Bytes, OciError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = req.into_body();
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            OciError::new(ErrorCode::ManifestInvalid, "request body could not be read")
+                .with_detail(json!({ "cause": e.to_string() }))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+impl Registry {
+    fn resolve(&self, name: &RepoName, reference: &Reference) -> Result<Digest, OciError> {
+        let digest = match reference {
+            Reference::Digest(d) => Some(d.clone()),
+            Reference::Tag(t) => self.index.tag(name.as_str(), t.as_str())?,
+        };
+        match digest {
+            Some(d) => Ok(d),
+            None if !self.index.repo_exists(name.as_str())? => Err(OciError::new(
+                ErrorCode::NameUnknown,
+                "repository name not known to registry",
+            )
+            .with_detail(json!({ "name": name.as_str() }))),
+            None => Err(manifest_unknown(reference)),
+        }
+    }
+
+    pub(super) async fn get_manifest(
+        &self,
+        name: &RepoName,
+        reference: &Reference,
+        head: bool,
+        req: &Request<Incoming>,
+    ) -> Result<Response<Body>, OciError> {
+        let digest = self.resolve(name, reference)?;
+        let record = self
+            .index
+            .manifest(name.as_str(), &digest)?
+            .ok_or_else(|| manifest_unknown(reference))?;
+        let accept: Vec<&str> = req
+            .headers()
+            .get_all(ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if !accepts(&accept, &record.media_type) {
+            return Err(manifest_unknown(reference).with_detail(json!({
+                "reason": "the manifest is not in a media type the request accepts",
+                "mediaType": record.media_type,
+            })));
+        }
+        let builder = response(StatusCode::OK)
+            .header(CONTENT_TYPE, &record.media_type)
+            .header(CONTENT_LENGTH, record.size)
+            .header(DOCKER_CONTENT_DIGEST, digest.as_str())
+            .header(ETAG, format!("\"{digest}\""));
+        if head {
+            return finish(builder, body::empty());
+        }
+        let bytes = self.blobs.get(&digest).await?;
+        finish(builder, body::full(bytes))
+    }
+
+    pub(super) async fn put_manifest(
+        &self,
+        name: &RepoName,
+        reference: &Reference,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, OciError> {
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = read_limited(req, MAX_MANIFEST_BYTES).await?;
+        let manifest = Manifest::parse(&bytes, content_type.as_deref())?;
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::of(expected.algorithm(), &bytes);
+                if &actual != expected {
+                    return Err(OciError::new(
+                        ErrorCode::DigestInvalid,
+                        "manifest digest does not match its content",
+                    )
+                    .with_detail(
+                        json!({ "expected": expected.as_str(), "actual": actual.as_str() }),
+                    ));
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::of(Algorithm::Sha256, &bytes),
+        };
+        let references = self.check_references(name, &manifest)?;
+        self.blobs.put(&digest, bytes.clone()).await?;
+
+        let size = bytes.len() as u64;
+        let record = ManifestRecord {
+            media_type: manifest.media_type.clone(),
+            size,
+            artifact_type: manifest.effective_artifact_type().map(str::to_owned),
+            subject: manifest.subject.as_ref().map(|s| s.digest.clone()),
+            created: now(),
+        };
+        let referrer = manifest
+            .subject
+            .as_ref()
+            .map(|_| manifest.referrer_descriptor(&digest, size));
+        let tag = match reference {
+            Reference::Tag(t) => Some(t.to_string()),
+            Reference::Digest(_) => None,
+        };
+        let (repo, d) = (name.to_string(), digest.clone());
+        self.index
+            .write(move |ix| {
+                ix.put_manifest(
+                    &NewManifest {
+                        repo: &repo,
+                        digest: &d,
+                        record: &record,
+                        tag: tag.as_deref(),
+                        references: &references,
+                        referrer: referrer.as_ref(),
+                    },
+                    now(),
+                )
+            })
+            .await?;
+        tracing::info!(repo = %name, digest = %digest, reference = %reference, "manifest pushed");
+
+        let mut builder = located(
+            StatusCode::CREATED,
+            &format!("/v2/{name}/manifests/{digest}"),
+        )
+        .header(DOCKER_CONTENT_DIGEST, digest.as_str());
+        if let Some(subject) = &manifest.subject {
+            builder = builder.header(OCI_SUBJECT, subject.digest.as_str());
+        }
+        finish(builder, body::empty())
+    }
+
+    /// Checks that every blob and child manifest exists in the repository, and returns their
+    /// digests.
+    fn check_references(
+        &self,
+        name: &RepoName,
+        manifest: &Manifest,
+    ) -> Result<Vec<Digest>, OciError> {
+        let unknown = |digest: &Digest| {
+            OciError::new(
+                ErrorCode::ManifestBlobUnknown,
+                "manifest references a blob unknown to registry",
+            )
+            .with_detail(json!({ "digest": digest.as_str() }))
+        };
+        let mut refs = Vec::with_capacity(manifest.blobs.len() + manifest.manifests.len());
+        for blob in &manifest.blobs {
+            if blob.is_non_distributable() {
+                continue;
+            }
+            let size = self
+                .index
+                .repo_blob(name.as_str(), &blob.digest)?
+                .ok_or_else(|| unknown(&blob.digest))?;
+            if size != blob.size {
+                return Err(OciError::new(
+                    ErrorCode::ManifestInvalid,
+                    "descriptor size does not match the blob",
+                )
+                .with_detail(
+                    json!({ "digest": blob.digest.as_str(), "size": blob.size, "stored": size }),
+                ));
+            }
+            refs.push(blob.digest.clone());
+        }
+        for child in &manifest.manifests {
+            self.index
+                .manifest(name.as_str(), &child.digest)?
+                .ok_or_else(|| unknown(&child.digest))?;
+            refs.push(child.digest.clone());
+        }
+        Ok(refs)
+    }
+
+    pub(super) async fn delete_manifest(
+        &self,
+        name: &RepoName,
+        reference: &Reference,
+    ) -> Result<Response<Body>, OciError> {
+        let repo = name.to_string();
+        let deleted = match reference.clone() {
+            Reference::Digest(d) => {
+                self.index
+                    .write(move |ix| ix.delete_manifest(&repo, &d))
+                    .await?
+            }
+            Reference::Tag(t) => {
+                self.index
+                    .write(move |ix| ix.delete_tag(&repo, t.as_str()))
+                    .await?
+            }
+        };
+        if !deleted {
+            return Err(manifest_unknown(reference));
+        }
+        tracing::info!(repo = %name, reference = %reference, "manifest deleted");
+        finish(
+            response(StatusCode::ACCEPTED).header(CONTENT_LENGTH, "0"),
+            body::empty(),
+        )
+    }
+}

@@ -1,0 +1,149 @@
+//! The registry: shared state and the one `match` from endpoint to handler.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::{HeaderName, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::endpoint::OciEndpoint;
+use super::error::OciError;
+use super::index::Index;
+use crate::blobstore::{BlobStore, Digester, UploadId};
+use crate::server::body::{self, Body};
+
+pub const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
+pub const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
+pub const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+pub const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+
+/// In-memory state of an upload: the running SHA-256 of its parts. `None` after a restart,
+/// until the parts are hashed again.
+#[derive(Default)]
+pub(super) struct UploadState {
+    pub(super) hasher: Option<Digester>,
+}
+
+/// The distribution API over one blob store and one index.
+pub struct Registry {
+    pub(super) blobs: BlobStore,
+    pub(super) index: Index,
+    /// Uploads being written to by a request right now, each behind its own lock so that
+    /// concurrent requests to one upload are applied one at a time.
+    uploads: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<UploadState>>>>,
+}
+
+impl Registry {
+    #[must_use]
+    pub fn new(blobs: BlobStore, index: Index) -> Registry {
+        Registry {
+            blobs,
+            index,
+            uploads: Mutex::new(HashMap::new()),
+        }
+    }
+
+    #[must_use]
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    #[must_use]
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// Answers one distribution API request.
+    pub async fn handle(
+        &self,
+        endpoint: OciEndpoint,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, OciError> {
+        match endpoint {
+            OciEndpoint::Base => Ok(response(StatusCode::OK)
+                .header(CONTENT_TYPE, "application/json")
+                .body(body::full("{}"))
+                .unwrap_or_default()),
+            OciEndpoint::Catalog { page } => self.catalog(&page),
+            OciEndpoint::ListTags { name, page } => self.list_tags(&name, &page),
+            OciEndpoint::GetManifest {
+                name,
+                reference,
+                head,
+            } => self.get_manifest(&name, &reference, head, &req).await,
+            OciEndpoint::PutManifest { name, reference } => {
+                self.put_manifest(&name, &reference, req).await
+            }
+            OciEndpoint::DeleteManifest { name, reference } => {
+                self.delete_manifest(&name, &reference).await
+            }
+            OciEndpoint::GetBlob { name, digest, head } => {
+                self.get_blob(&name, &digest, head, &req).await
+            }
+            OciEndpoint::DeleteBlob { name, digest } => self.delete_blob(&name, &digest).await,
+            OciEndpoint::StartUpload {
+                name,
+                digest,
+                mount,
+            } => self.start_upload(&name, digest, mount, req).await,
+            OciEndpoint::UploadStatus { name, id } => self.upload_status(&name, id),
+            OciEndpoint::PatchUpload { name, id } => self.patch_upload(&name, id, req).await,
+            OciEndpoint::FinishUpload { name, id, digest } => {
+                self.finish_upload(&name, id, &digest, req).await
+            }
+            OciEndpoint::CancelUpload { name, id } => self.cancel_upload(&name, id).await,
+            OciEndpoint::Referrers {
+                name,
+                digest,
+                artifact_type,
+            } => self.referrers(&name, &digest, artifact_type.as_deref()),
+        }
+    }
+
+    /// The lock for an upload's in-memory state, created on first use.
+    pub(super) fn upload_state(&self, id: UploadId) -> Arc<tokio::sync::Mutex<UploadState>> {
+        let mut map = self.uploads.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(id).or_default().clone()
+    }
+
+    pub(super) fn forget_upload(&self, id: UploadId) {
+        self.uploads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+    }
+
+    /// Whether a request is writing to this upload right now (the sweeper leaves those alone).
+    pub(super) fn upload_is_active(&self, id: UploadId) -> bool {
+        let map = self.uploads.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(&id).is_some_and(|state| state.try_lock().is_err())
+    }
+}
+
+/// A response builder with the headers every answer carries.
+pub(super) fn response(status: StatusCode) -> http::response::Builder {
+    Response::builder().status(status)
+}
+
+/// An empty answer with a `Location`.
+pub(super) fn located(status: StatusCode, location: &str) -> http::response::Builder {
+    response(status)
+        .header(LOCATION, location)
+        .header(CONTENT_LENGTH, "0")
+}
+
+/// Turns a builder error (only possible with a malformed header value we built) into a 500.
+pub(super) fn finish(
+    builder: http::response::Builder,
+    body: Body,
+) -> Result<Response<Body>, OciError> {
+    builder.body(body).map_err(|e| OciError::internal(&e))
+}
+
+/// Seconds since the Unix epoch.
+pub(super) fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,376 @@
+//! Blob uploads: monolithic, chunked, resumable, cross-repository mounts.
+
+use http::header::{CONTENT_LENGTH, RANGE};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::endpoint::Mount;
+use super::error::{ErrorCode, OciError};
+use super::index::UploadSession;
+use super::name::RepoName;
+use super::registry::{
+    DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, Registry, UploadState, finish, located, now,
+};
+use crate::blobstore::{Algorithm, BlobError, Digest, Digester, UploadId};
+use crate::server::body::{self, Body};
+
+fn upload_unknown() -> OciError {
+    OciError::new(
+        ErrorCode::BlobUploadUnknown,
+        "blob upload unknown to registry",
+    )
+}
+
+fn upload_location(name: &RepoName, id: UploadId) -> String {
+    format!("/v2/{name}/blobs/uploads/{id}")
+}
+
+/// The `Range` header of an upload: the bytes received so far, inclusive (`0-0` when none).
+fn range_value(size: u64) -> String {
+    format!("0-{}", size.saturating_sub(1))
+}
+
+/// `Content-Range: <start>-<end>` of a chunk (a `bytes ` or `bytes=` prefix is tolerated).
+/// Returns start and inclusive end.
+fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, OciError> {
+    let Some(value) = headers.get(http::header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let bad = || {
+        OciError::new(
+            ErrorCode::RangeInvalid,
+            "Content-Range must be <start>-<end>",
+        )
+    };
+    let text = value.to_str().map_err(|_| bad())?.trim();
+    let text = text
+        .strip_prefix("bytes")
+        .map_or(text, |t| t.trim_start_matches([' ', '=']));
+    let text = text.split('/').next().unwrap_or(text);
+    let (start, end) = text.split_once('-').ok_or_else(bad)?;
+    let start: u64 = start.trim().parse().map_err(|_| bad())?;
+    let end: u64 = end.trim().parse().map_err(|_| bad())?;
+    if end < start {
+        return Err(bad());
+    }
+    Ok(Some((start, end)))
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+impl Registry {
+    fn session(&self, name: &RepoName, id: UploadId) -> Result<UploadSession, OciError> {
+        match self.index.upload(id)? {
+            Some(s) if s.repo == name.as_str() => Ok(s),
+            _ => Err(upload_unknown()),
+        }
+    }
+
+    fn accepted(
+        name: &RepoName,
+        id: UploadId,
+        size: u64,
+        status: StatusCode,
+    ) -> Result<Response<Body>, OciError> {
+        finish(
+            located(status, &upload_location(name, id))
+                .header(RANGE, range_value(size))
+                .header(DOCKER_UPLOAD_UUID, id.to_string()),
+            body::empty(),
+        )
+    }
+
+    fn created(name: &RepoName, digest: &Digest) -> Result<Response<Body>, OciError> {
+        finish(
+            located(StatusCode::CREATED, &format!("/v2/{name}/blobs/{digest}"))
+                .header(DOCKER_CONTENT_DIGEST, digest.as_str()),
+            body::empty(),
+        )
+    }
+
+    pub(super) async fn start_upload(
+        &self,
+        name: &RepoName,
+        digest: Option<Digest>,
+        mount: Option<Mount>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, OciError> {
+        if let Some(mount) = mount {
+            let size = match &mount.from {
+                Some(from) => self.index.repo_blob(from.as_str(), &mount.digest)?,
+                None => self.index.blob(&mount.digest)?,
+            };
+            if let Some(size) = size {
+                let (repo, d) = (name.to_string(), mount.digest.clone());
+                self.index
+                    .write(move |ix| ix.link_blob(&repo, &d, size, None, now()))
+                    .await?;
+                return Self::created(name, &mount.digest);
+            }
+        } else if let Some(digest) = digest {
+            return self.monolithic_upload(name, &digest, req).await;
+        }
+        let id = UploadId::random();
+        let t = now();
+        let session = UploadSession {
+            repo: name.to_string(),
+            parts: 0,
+            size: 0,
+            started: t,
+            updated: t,
+        };
+        self.index
+            .write(move |ix| ix.put_upload(id, &session))
+            .await?;
+        Self::accepted(name, id, 0, StatusCode::ACCEPTED)
+    }
+
+    /// `POST ?digest=`: the whole blob in one request.
+    async fn monolithic_upload(
+        &self,
+        name: &RepoName,
+        digest: &Digest,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, OciError> {
+        let id = UploadId::random();
+        let state = self.upload_state(id);
+        let _guard = state.lock().await;
+        let result = self
+            .store_verified(name, id, 0, digest, Digester::new(digest.algorithm()), req)
+            .await;
+        self.forget_upload(id);
+        result?;
+        Self::created(name, digest)
+    }
+
+    /// Stores a request body as part `parts` of upload `id`, checks that all parts hash to
+    /// `digest` and moves the blob into place.
+    async fn store_verified(
+        &self,
+        name: &RepoName,
+        id: UploadId,
+        parts: u32,
+        digest: &Digest,
+        mut hasher: Digester,
+        req: Request<Incoming>,
+    ) -> Result<(), OciError> {
+        let size_before = if parts == 0 {
+            0
+        } else {
+            self.session(name, id)?.size
+        };
+        let written = if declared_length(req.headers()) == Some(0) {
+            0
+        } else {
+            let stream = req.into_body().into_data_stream();
+            match self.blobs.append(id, parts, stream, &mut hasher).await {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = self.blobs.cancel(id).await;
+                    return Err(e.into());
+                }
+            }
+        };
+        let parts = if written > 0 { parts + 1 } else { parts };
+        let actual = hasher.finish();
+        if &actual != digest {
+            let _ = self.blobs.cancel(id).await;
+            let _ = self.index.write(move |ix| ix.delete_upload(id)).await;
+            return Err(OciError::new(
+                ErrorCode::DigestInvalid,
+                "provided digest did not match uploaded content",
+            )
+            .with_detail(json!({ "expected": digest.as_str(), "actual": actual.as_str() })));
+        }
+        self.blobs.commit(id, parts, digest).await?;
+        let (repo, d, size) = (name.to_string(), digest.clone(), size_before + written);
+        self.index
+            .write(move |ix| ix.link_blob(&repo, &d, size, Some(id), now()))
+            .await?;
+        Ok(())
+    }
+
+    pub(super) fn upload_status(
+        &self,
+        name: &RepoName,
+        id: UploadId,
+    ) -> Result<Response<Body>, OciError> {
+        let session = self.session(name, id)?;
+        Self::accepted(name, id, session.size, StatusCode::NO_CONTENT)
+    }
+
+    /// The running hash of an upload's stored parts, recomputed if a restart lost it.
+    async fn running_hash(
+        &self,
+        id: UploadId,
+        session: &UploadSession,
+        state: &mut UploadState,
+    ) -> Result<Digester, OciError> {
+        if let Some(h) = &state.hasher {
+            return Ok(h.clone());
+        }
+        match self
+            .blobs
+            .rehash(id, session.parts, Algorithm::Sha256)
+            .await
+        {
+            Ok((h, size)) if size == session.size => {
+                state.hasher = Some(h.clone());
+                Ok(h)
+            }
+            Ok((_, _)) | Err(BlobError::NotFound) => {
+                tracing::warn!(upload = %id, "upload parts are missing; dropping the session");
+                let _ = self.blobs.cancel(id).await;
+                let _ = self.index.write(move |ix| ix.delete_upload(id)).await;
+                Err(upload_unknown())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) async fn patch_upload(
+        &self,
+        name: &RepoName,
+        id: UploadId,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, OciError> {
+        self.session(name, id)?;
+        let state = self.upload_state(id);
+        let mut state = state.lock().await;
+        // Read again under the lock: a concurrent request may have moved it on.
+        let mut session = self.session(name, id)?;
+        let out_of_order = |session: &UploadSession| -> Result<OciError, OciError> {
+            Ok(OciError::new(
+                ErrorCode::RangeInvalid,
+                "chunk does not start where the upload ends",
+            )
+            .with_detail(json!({ "offset": session.size }))
+            .with_header(
+                RANGE,
+                HeaderValue::from_str(&range_value(session.size))
+                    .map_err(|e| OciError::internal(&e))?,
+            )
+            .with_header(
+                DOCKER_UPLOAD_UUID,
+                HeaderValue::from_str(&id.to_string()).map_err(|e| OciError::internal(&e))?,
+            )
+            .with_header(
+                http::header::LOCATION,
+                HeaderValue::from_str(&upload_location(name, id))
+                    .map_err(|e| OciError::internal(&e))?,
+            ))
+        };
+        let declared = content_range(req.headers())?;
+        if let Some((start, end)) = declared {
+            if start != session.size {
+                return Err(out_of_order(&session)?);
+            }
+            if declared_length(req.headers()).is_some_and(|len| len != end - start + 1) {
+                return Err(OciError::new(
+                    ErrorCode::RangeInvalid,
+                    "Content-Range and Content-Length disagree",
+                ));
+            }
+        }
+        let mut hasher = self.running_hash(id, &session, &mut state).await?;
+        let stream = req.into_body().into_data_stream();
+        let written = self
+            .blobs
+            .append(id, session.parts, stream, &mut hasher)
+            .await?;
+        if let Some((start, end)) = declared
+            && written != end - start + 1
+        {
+            return Err(OciError::new(
+                ErrorCode::BlobUploadInvalid,
+                "chunk length does not match Content-Range",
+            )
+            .with_detail(json!({ "declared": end - start + 1, "received": written })));
+        }
+        if written > 0 {
+            session.parts += 1;
+            session.size += written;
+            session.updated = now();
+            let s = session.clone();
+            self.index.write(move |ix| ix.put_upload(id, &s)).await?;
+            state.hasher = Some(hasher);
+        }
+        Self::accepted(name, id, session.size, StatusCode::ACCEPTED)
+    }
+
+    pub(super) async fn finish_upload(
+        &self,
+        name: &RepoName,
+        id: UploadId,
+        digest: &Digest,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, OciError> {
+        self.session(name, id)?;
+        let state = self.upload_state(id);
+        let result = async {
+            let mut state = state.lock().await;
+            let session = self.session(name, id)?;
+            let hasher = match digest.algorithm() {
+                Algorithm::Sha256 => self.running_hash(id, &session, &mut state).await?,
+                Algorithm::Sha512 => {
+                    self.blobs
+                        .rehash(id, session.parts, Algorithm::Sha512)
+                        .await?
+                        .0
+                }
+            };
+            self.store_verified(name, id, session.parts, digest, hasher, req)
+                .await
+        }
+        .await;
+        self.forget_upload(id);
+        result?;
+        Self::created(name, digest)
+    }
+
+    pub(super) async fn cancel_upload(
+        &self,
+        name: &RepoName,
+        id: UploadId,
+    ) -> Result<Response<Body>, OciError> {
+        self.session(name, id)?;
+        let state = self.upload_state(id);
+        let guard = state.lock().await;
+        self.blobs.cancel(id).await?;
+        self.index.write(move |ix| ix.delete_upload(id)).await?;
+        drop(guard);
+        self.forget_upload(id);
+        finish(
+            http::Response::builder().status(StatusCode::NO_CONTENT),
+            body::empty(),
+        )
+    }
+
+    /// Removes upload sessions idle for longer than `max_idle` seconds, and stored parts that no
+    /// session owns. Returns how many uploads were removed.
+    pub async fn expire_uploads(&self, max_idle: u64) -> Result<usize, OciError> {
+        let cutoff = now().saturating_sub(max_idle);
+        let sessions = self.index.uploads()?;
+        let mut removed = 0;
+        for (id, session) in &sessions {
+            if session.updated < cutoff && !self.upload_is_active(*id) {
+                let id = *id;
+                self.blobs.cancel(id).await?;
+                self.index.write(move |ix| ix.delete_upload(id)).await?;
+                self.forget_upload(id);
+                removed += 1;
+            }
+        }
+        for id in self.blobs.stored_uploads().await? {
+            if !sessions.iter().any(|(s, _)| *s == id) && !self.upload_is_active(id) {
+                self.blobs.cancel(id).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}

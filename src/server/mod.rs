@@ -1,0 +1,191 @@
+//! The HTTP server: one accept loop, request dispatch, error answers, graceful shutdown.
+
+pub mod body;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::CONTENT_TYPE;
+use http::{HeaderName, HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::oci::{ErrorCode, OciEndpoint, OciError, Registry};
+use body::Body;
+
+const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
+
+/// Everything the server dispatches to.
+pub struct App {
+    pub registry: Registry,
+}
+
+/// Limits and deadlines of the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// How long in-flight requests may run on after shutdown is asked for.
+    pub drain: Duration,
+    /// How long a client may take to send request headers.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            drain: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then lets open requests finish
+/// for at most `limits.drain`.
+pub async fn run(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: CancellationToken,
+    limits: ServerLimits,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = service_fn(move |req| handle(app.clone(), peer, req));
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(
+        drain_secs = limits.drain.as_secs(),
+        "shutting down; draining open requests"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(limits.drain) => tracing::warn!("drain deadline passed; closing remaining connections"),
+    }
+}
+
+async fn handle(
+    app: Arc<App>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let span =
+        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), %peer);
+    async move {
+        let mut response = dispatch(&app, req).await.unwrap_or_else(error_response);
+        response
+            .headers_mut()
+            .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+        let status = response.status().as_u16();
+        let micros = started.elapsed().as_micros() as u64;
+        if status >= 500 {
+            tracing::error!(status, micros, "answered");
+        } else {
+            tracing::debug!(status, micros, "answered");
+        }
+        Ok(response)
+    }
+    .instrument(span)
+    .await
+}
+
+async fn dispatch(app: &App, req: Request<Incoming>) -> Result<Response<Body>, OciError> {
+    let path = percent_decode(req.uri().path())?;
+    match OciEndpoint::parse(req.method(), &path, req.uri().query())? {
+        Some(endpoint) => app.registry.handle(endpoint, req).await,
+        None => Err(OciError::new(ErrorCode::Unsupported, "no such endpoint")
+            .with_status(http::StatusCode::NOT_FOUND)),
+    }
+}
+
+/// Decodes `%XX` escapes in a path (clients may escape the `:` of a digest).
+fn percent_decode(path: &str) -> Result<String, OciError> {
+    if !path.contains('%') {
+        return Ok(path.to_owned());
+    }
+    let bad = || {
+        OciError::new(ErrorCode::Unsupported, "malformed percent-encoding in path")
+            .with_status(http::StatusCode::BAD_REQUEST)
+    };
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = path.get(i + 1..i + 3).ok_or_else(bad)?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad())
+}
+
+fn error_response(e: OciError) -> Response<Body> {
+    if e.status.is_server_error() {
+        tracing::error!(code = e.code.as_str(), message = %e.message, "request failed");
+    } else {
+        tracing::debug!(code = e.code.as_str(), message = %e.message, "request refused");
+    }
+    let mut response = Response::new(body::json(&e.body()));
+    *response.status_mut() = e.status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in e.headers {
+        headers.insert(name, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_escaped_digests() {
+        assert_eq!(
+            percent_decode("/v2/r/blobs/sha256%3Aab").unwrap(),
+            "/v2/r/blobs/sha256:ab"
+        );
+        assert_eq!(percent_decode("/v2/").unwrap(), "/v2/");
+        assert!(percent_decode("/v2/%zz").is_err());
+        assert!(percent_decode("/v2/%4").is_err());
+        assert!(percent_decode("/v2/%ff").is_err());
+    }
+}
