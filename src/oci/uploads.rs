@@ -350,14 +350,14 @@ impl Registry {
         )
     }
 
-    /// Removes upload sessions idle for longer than `max_idle` seconds, and stored parts that no
+    /// Removes upload sessions idle for `max_idle` seconds or more, and stored parts that no
     /// session owns. Returns how many uploads were removed.
     pub async fn expire_uploads(&self, max_idle: u64) -> Result<usize, OciError> {
-        let cutoff = now().saturating_sub(max_idle);
+        let now = now();
         let sessions = self.index.uploads()?;
         let mut removed = 0;
         for (id, session) in &sessions {
-            if session.updated < cutoff && !self.upload_is_active(*id) {
+            if now.saturating_sub(session.updated) >= max_idle && !self.upload_is_active(*id) {
                 let id = *id;
                 self.blobs.cancel(id).await?;
                 self.index.write(move |ix| ix.delete_upload(id)).await?;

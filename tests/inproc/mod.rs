@@ -1,0 +1,202 @@
+//! An atcr server inside the test process, on 127.0.0.1:0, over a temp dir; and small HTTP
+//! helpers for the distribution API.
+#![allow(dead_code, clippy::missing_panics_doc)] // Each test crate uses a different subset.
+
+use std::sync::Arc;
+
+use atcr::blobstore::{Algorithm, BlobStore, Digest};
+use atcr::oci::Registry;
+use atcr::oci::index::Index;
+use atcr::server::{self, App, ServerLimits};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub app: Arc<App>,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub dir: Arc<tempfile::TempDir>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_in(Arc::new(tempfile::tempdir().unwrap())).await
+    }
+
+    /// A server over an existing state directory (to test what survives a restart).
+    pub async fn start_in(dir: Arc<tempfile::TempDir>) -> TestServer {
+        let blobs = BlobStore::filesystem(&dir.path().join("blobs")).unwrap();
+        let index = Index::open(&dir.path().join("index.redb")).unwrap();
+        let app = Arc::new(App {
+            registry: Registry::new(blobs, index),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server::run(
+            listener,
+            app.clone(),
+            shutdown.clone(),
+            ServerLimits::default(),
+        ));
+        TestServer {
+            base,
+            client: reqwest::Client::new(),
+            app,
+            shutdown,
+            task: Some(task),
+            dir,
+        }
+    }
+
+    /// Stops the server and waits until its state is released.
+    pub async fn stop(mut self) -> Arc<tempfile::TempDir> {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+        let dir = self.dir.clone();
+        drop(self);
+        dir
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    pub fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    /// Uploads a blob in one request; returns its digest.
+    pub async fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
+        let digest = Digest::of(Algorithm::Sha256, data);
+        let r = self
+            .req(
+                Method::POST,
+                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+            )
+            .body(data.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
+        digest
+    }
+
+    /// Pushes an image manifest with one config and the given layers; returns its digest and bytes.
+    pub async fn push_image(
+        &self,
+        repo: &str,
+        reference: &str,
+        layers: &[&[u8]],
+        extra: Value,
+    ) -> (Digest, Vec<u8>) {
+        let config = format!(
+            "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"n\":{}}}",
+            layers.len()
+        );
+        let config_digest = self.push_blob(repo, config.as_bytes()).await;
+        let mut descs = Vec::new();
+        for layer in layers {
+            let d = self.push_blob(repo, layer).await;
+            descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d.as_str(), "size": layer.len()}));
+        }
+        let mut manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest.as_str(), "size": config.len()},
+            "layers": descs,
+        });
+        if let (Some(m), Some(e)) = (manifest.as_object_mut(), extra.as_object()) {
+            m.extend(e.clone());
+        }
+        let bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+        let digest = self
+            .put_manifest(repo, reference, OCI_MANIFEST, &bytes)
+            .await;
+        (digest, bytes)
+    }
+
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Digest {
+        let r = self
+            .req(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
+            .header("content-type", media_type)
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
+        let digest = Digest::of(Algorithm::Sha256, bytes);
+        assert_eq!(header(&r, "docker-content-digest"), digest.as_str());
+        assert_eq!(
+            header(&r, "location"),
+            format!("/v2/{repo}/manifests/{digest}")
+        );
+        digest
+    }
+}
+
+pub fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// Asserts a spec-shaped error answer and returns its detail.
+pub async fn expect_error(r: reqwest::Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(r.status(), status, "unexpected status for expected {code}");
+    assert_eq!(
+        header(&r, "docker-distribution-api-version"),
+        "registry/2.0"
+    );
+    let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let error = &body["errors"][0];
+    assert_eq!(error["code"], code, "{body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    error["detail"].clone()
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
