@@ -250,7 +250,18 @@ impl BlobStore {
         }
     }
 
-    /// Streams `range` of a blob.
+    /// Reads `range` of a blob whole: for small ranges, one backend call instead of a stream.
+    pub async fn read_range(&self, digest: &Digest, range: Range<u64>) -> Result<Bytes, BlobError> {
+        Ok(self
+            .op
+            .read_with(&Self::blob_key(digest))
+            .range(range)
+            .await?
+            .to_bytes())
+    }
+
+    /// Streams `range` of a blob. A blob missing from storage may surface as the stream's first
+    /// error rather than here.
     pub async fn open(
         &self,
         digest: &Digest,

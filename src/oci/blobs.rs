@@ -10,6 +10,9 @@ use super::registry::{DOCKER_CONTENT_DIGEST, Registry, finish, response};
 use crate::blobstore::{ByteRange, Digest, RangeError};
 use crate::server::body::{self, Body};
 
+/// Ranges up to this size are read in one call and sent whole; larger ones are streamed.
+const SMALL_READ: u64 = 256 * 1024;
+
 pub(super) fn blob_unknown(digest: &Digest) -> OciError {
     OciError::new(ErrorCode::BlobUnknown, "blob unknown to registry")
         .with_detail(serde_json::json!({ "digest": digest.as_str() }))
@@ -63,6 +66,10 @@ impl Registry {
         let builder = builder.header(CONTENT_LENGTH, range.len());
         if head || range.is_empty() {
             return finish(builder, body::empty());
+        }
+        if range.len() <= SMALL_READ {
+            let bytes = self.blobs.read_range(digest, range.as_range()).await?;
+            return finish(builder, body::full(bytes));
         }
         let stream = self.blobs.open(digest, range.as_range()).await?;
         finish(builder, body::stream(stream))

@@ -103,8 +103,9 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
-    let span =
-        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), %peer);
+    // Kept for the log line of a failure; cheap clones of shared buffers.
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    let span = tracing::debug_span!("request", %method, path = %uri.path(), %peer);
     async move {
         let mut response = dispatch(&app, req).await.unwrap_or_else(error_response);
         response
@@ -113,7 +114,7 @@ async fn handle(
         let status = response.status().as_u16();
         let micros = started.elapsed().as_micros() as u64;
         if status >= 500 {
-            tracing::error!(status, micros, "answered");
+            tracing::error!(%method, path = %uri.path(), %peer, status, micros, "request failed");
         } else {
             tracing::debug!(status, micros, "answered");
         }
