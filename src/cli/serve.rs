@@ -40,12 +40,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         registry: Registry::new(blobs, index),
     });
 
+    // Signal handlers go in before the "listening" line: a signal sent as soon as that line
+    // appears must already be caught.
+    let shutdown = CancellationToken::new();
+    let signals = Signals::install()?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "listening");
 
-    let shutdown = CancellationToken::new();
     let workers = Workers::new(shutdown.clone());
     let sweeper = app.clone();
     let max_idle = config.uploads.expire_after_secs;
@@ -62,7 +65,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         },
     );
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(signals.cancel_on_first(shutdown.clone()));
 
     let limits = ServerLimits {
         drain: Duration::from_secs(config.server.shutdown_drain_secs),
@@ -74,19 +77,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Cancels `shutdown` on the first SIGTERM or SIGINT.
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the process with SIGKILL");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!(signal = "SIGTERM", "stopping"),
-        _ = int.recv() => tracing::info!(signal = "SIGINT", "stopping"),
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?,
+        })
     }
-    shutdown.cancel();
+
+    /// Cancels `shutdown` on the first SIGTERM or SIGINT.
+    async fn cancel_on_first(mut self, shutdown: CancellationToken) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!(signal = "SIGTERM", "stopping"),
+            _ = self.int.recv() => tracing::info!(signal = "SIGINT", "stopping"),
+        }
+        shutdown.cancel();
+    }
 }
