@@ -66,13 +66,26 @@ pub enum Backend {
     Memory,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// `fs` (default) or `memory`.
     pub backend: Backend,
     /// Directory of the `fs` backend. Default: `<data_dir>/blobs`.
     pub root: Option<PathBuf>,
+    /// `/readyz` reports not ready when the `fs` backend's filesystem has fewer free bytes than
+    /// this. Default 1 GiB.
+    pub min_free_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            backend: Backend::Fs,
+            root: None,
+            min_free_bytes: 1 << 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

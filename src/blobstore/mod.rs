@@ -279,6 +279,14 @@ impl BlobStore {
         Ok(reader.into_bytes_stream(range).await?)
     }
 
+    /// Writes and removes a small object: proves the backend accepts writes right now.
+    pub async fn probe(&self) -> Result<(), BlobError> {
+        let key = format!("probe/{}", UploadId::random());
+        self.op.write(&key, Bytes::from_static(b"probe")).await?;
+        self.op.delete(&key).await?;
+        Ok(())
+    }
+
     /// Removes a blob from storage (garbage collection; the index decides when).
     pub async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {
         Ok(self.op.delete(&Self::blob_key(digest)).await?)

@@ -36,9 +36,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let index_path = config.data_dir.join("index.redb");
     let index = Index::open(&index_path)
         .with_context(|| format!("cannot open index {}", index_path.display()))?;
-    let app = Arc::new(App {
-        registry: Registry::new(blobs, index),
-    });
+    let mut app = App::new(Registry::new(blobs, index));
+    if config.storage.backend == Backend::Fs {
+        app = app.with_disk_floor(config.blob_root(), config.storage.min_free_bytes);
+    }
+    let app = Arc::new(app);
 
     // Signal handlers go in before the "listening" line: a signal sent as soon as that line
     // appears must already be caught.

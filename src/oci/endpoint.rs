@@ -87,6 +87,29 @@ pub struct Mount {
 }
 
 impl OciEndpoint {
+    /// A short, fixed label for the operation (metrics and logs).
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OciEndpoint::Base => "base",
+            OciEndpoint::Catalog { .. } => "catalog",
+            OciEndpoint::ListTags { .. } => "tags_list",
+            OciEndpoint::GetManifest { head: false, .. } => "manifest_get",
+            OciEndpoint::GetManifest { head: true, .. } => "manifest_head",
+            OciEndpoint::PutManifest { .. } => "manifest_put",
+            OciEndpoint::DeleteManifest { .. } => "manifest_delete",
+            OciEndpoint::GetBlob { head: false, .. } => "blob_get",
+            OciEndpoint::GetBlob { head: true, .. } => "blob_head",
+            OciEndpoint::DeleteBlob { .. } => "blob_delete",
+            OciEndpoint::StartUpload { .. } => "upload_start",
+            OciEndpoint::UploadStatus { .. } => "upload_status",
+            OciEndpoint::PatchUpload { .. } => "upload_patch",
+            OciEndpoint::FinishUpload { .. } => "upload_finish",
+            OciEndpoint::CancelUpload { .. } => "upload_cancel",
+            OciEndpoint::Referrers { .. } => "referrers",
+        }
+    }
+
     /// The repository the operation addresses, if any.
     #[must_use]
     pub fn name(&self) -> Option<&RepoName> {

@@ -7,12 +7,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::blobstore::{Digest, UploadId};
 
-/// repository → creation time (unix seconds)
+/// repository → creation time (unix seconds); a repository exists once a manifest was pushed
 const REPOS: TableDefinition<&str, u64> = TableDefinition::new("repos");
 /// (repository, digest) → blob size: blobs a repository may serve
 const REPO_BLOBS: TableDefinition<(&str, &str), u64> = TableDefinition::new("repo_blobs");
@@ -76,6 +76,18 @@ pub struct UploadSession {
     pub size: u64,
     pub started: u64,
     pub updated: u64,
+}
+
+/// Sizes of the index, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexStats {
+    pub repositories: u64,
+    pub manifests: u64,
+    pub tags: u64,
+    /// Distinct blobs uploaded (manifests not included), and their bytes.
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    pub uploads: u64,
 }
 
 /// A manifest to record, with everything that hangs off it.
@@ -187,11 +199,9 @@ impl Index {
         digest: &Digest,
         size: u64,
         finished: Option<UploadId>,
-        now: u64,
     ) -> Result<(), IndexError> {
         let tx = self.db.begin_write()?;
         {
-            ensure_repo(&tx, repo, now)?;
             tx.open_table(BLOBS)?.insert(digest.as_str(), size)?;
             tx.open_table(REPO_BLOBS)?
                 .insert((repo, digest.as_str()), size)?;
@@ -363,6 +373,24 @@ impl Index {
             .is_some();
         tx.commit()?;
         Ok(removed)
+    }
+
+    /// Counts for metrics: a consistent snapshot of one read transaction.
+    pub fn stats(&self) -> Result<IndexStats, IndexError> {
+        let tx = self.db.begin_read()?;
+        let blobs = tx.open_table(BLOBS)?;
+        let mut blob_bytes = 0u64;
+        for entry in blobs.iter()? {
+            blob_bytes += entry?.1.value();
+        }
+        Ok(IndexStats {
+            repositories: tx.open_table(REPOS)?.len()?,
+            manifests: tx.open_table(MANIFESTS)?.len()?,
+            tags: tx.open_table(TAGS)?.len()?,
+            blobs: blobs.len()?,
+            blob_bytes,
+            uploads: tx.open_table(UPLOADS)?.len()?,
+        })
     }
 
     /// Every upload session with the time it was last written to.

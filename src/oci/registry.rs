@@ -1,6 +1,7 @@
 //! The registry: shared state and the one `match` from endpoint to handler.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
@@ -32,6 +33,8 @@ pub struct Registry {
     /// Uploads being written to by a request right now, each behind its own lock so that
     /// concurrent requests to one upload are applied one at a time.
     uploads: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<UploadState>>>>,
+    /// Blob bytes received and stored, since start.
+    pub(super) bytes_received: AtomicU64,
 }
 
 impl Registry {
@@ -41,7 +44,14 @@ impl Registry {
             blobs,
             index,
             uploads: Mutex::new(HashMap::new()),
+            bytes_received: AtomicU64::new(0),
         }
+    }
+
+    /// Blob bytes received and stored since start.
+    #[must_use]
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes_received.load(Ordering::Relaxed)
     }
 
     #[must_use]

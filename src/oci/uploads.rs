@@ -1,5 +1,7 @@
 //! Blob uploads: monolithic, chunked, resumable, cross-repository mounts.
 
+use std::sync::atomic::Ordering;
+
 use http::header::{CONTENT_LENGTH, RANGE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -107,7 +109,7 @@ impl Registry {
             if let Some(size) = size {
                 let (repo, d) = (name.to_string(), mount.digest.clone());
                 self.index
-                    .write(move |ix| ix.link_blob(&repo, &d, size, None, now()))
+                    .write(move |ix| ix.link_blob(&repo, &d, size, None))
                     .await?;
                 return Self::created(name, &mount.digest);
             }
@@ -175,6 +177,7 @@ impl Registry {
                 }
             }
         };
+        self.bytes_received.fetch_add(written, Ordering::Relaxed);
         let parts = if written > 0 { parts + 1 } else { parts };
         let actual = hasher.finish();
         if &actual != digest {
@@ -189,7 +192,7 @@ impl Registry {
         self.blobs.commit(id, parts, digest).await?;
         let (repo, d, size) = (name.to_string(), digest.clone(), size_before + written);
         self.index
-            .write(move |ix| ix.link_blob(&repo, &d, size, Some(id), now()))
+            .write(move |ix| ix.link_blob(&repo, &d, size, Some(id)))
             .await?;
         Ok(())
     }
@@ -291,6 +294,7 @@ impl Registry {
             )
             .with_detail(json!({ "declared": end - start + 1, "received": written })));
         }
+        self.bytes_received.fetch_add(written, Ordering::Relaxed);
         if written > 0 {
             session.parts += 1;
             session.size += written;

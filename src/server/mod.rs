@@ -1,6 +1,7 @@
 //! The HTTP server: one accept loop, request dispatch, error answers, graceful shutdown.
 
 pub mod body;
+pub mod ops;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::CONTENT_TYPE;
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{HeaderName, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -26,6 +27,29 @@ const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api
 /// Everything the server dispatches to.
 pub struct App {
     pub registry: Registry,
+    pub metrics: ops::Metrics,
+    pub disk: ops::DiskFloor,
+}
+
+impl App {
+    #[must_use]
+    pub fn new(registry: Registry) -> App {
+        App {
+            registry,
+            metrics: ops::Metrics::default(),
+            disk: ops::DiskFloor::default(),
+        }
+    }
+
+    /// `/readyz` turns red when the filesystem holding `path` has less than `min_free_bytes`.
+    #[must_use]
+    pub fn with_disk_floor(mut self, path: std::path::PathBuf, min_free_bytes: u64) -> App {
+        self.disk = ops::DiskFloor {
+            path: Some(path),
+            min_free_bytes,
+        };
+        self
+    }
 }
 
 /// Limits and deadlines of the accept loop.
@@ -107,12 +131,17 @@ async fn handle(
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let span = tracing::debug_span!("request", %method, path = %uri.path(), %peer);
     async move {
-        let mut response = dispatch(&app, req).await.unwrap_or_else(error_response);
+        let (label, result) = dispatch(&app, req).await;
+        let mut response = result.unwrap_or_else(error_response);
         response
             .headers_mut()
             .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
         let status = response.status().as_u16();
         let micros = started.elapsed().as_micros() as u64;
+        let sent = http_body::Body::size_hint(response.body())
+            .exact()
+            .unwrap_or(0);
+        app.metrics.record(label, status, sent);
         if status >= 500 {
             tracing::error!(%method, path = %uri.path(), %peer, status, micros, "request failed");
         } else {
@@ -124,12 +153,29 @@ async fn handle(
     .await
 }
 
-async fn dispatch(app: &App, req: Request<Incoming>) -> Result<Response<Body>, OciError> {
-    let path = percent_decode(req.uri().path())?;
-    match OciEndpoint::parse(req.method(), &path, req.uri().query())? {
-        Some(endpoint) => app.registry.handle(endpoint, req).await,
-        None => Err(OciError::new(ErrorCode::Unsupported, "no such endpoint")
-            .with_status(http::StatusCode::NOT_FOUND)),
+/// Routes a request; returns the endpoint label for metrics with the answer.
+async fn dispatch(
+    app: &App,
+    req: Request<Incoming>,
+) -> (&'static str, Result<Response<Body>, OciError>) {
+    let path = match percent_decode(req.uri().path()) {
+        Ok(path) => path,
+        Err(e) => return ("invalid", Err(e)),
+    };
+    match (req.method(), path.as_str()) {
+        (&Method::GET | &Method::HEAD, "/healthz") => return ("healthz", Ok(ops::healthz())),
+        (&Method::GET | &Method::HEAD, "/readyz") => return ("readyz", Ok(ops::readyz(app).await)),
+        (&Method::GET, "/metrics") => return ("metrics", Ok(ops::metrics(app))),
+        _ => {}
+    }
+    match OciEndpoint::parse(req.method(), &path, req.uri().query()) {
+        Ok(Some(endpoint)) => (endpoint.kind(), app.registry.handle(endpoint, req).await),
+        Ok(None) => (
+            "not_found",
+            Err(OciError::new(ErrorCode::Unsupported, "no such endpoint")
+                .with_status(http::StatusCode::NOT_FOUND)),
+        ),
+        Err(e) => ("invalid", Err(e)),
     }
 }
 

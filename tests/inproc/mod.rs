@@ -32,11 +32,17 @@ impl TestServer {
 
     /// A server over an existing state directory (to test what survives a restart).
     pub async fn start_in(dir: Arc<tempfile::TempDir>) -> TestServer {
+        Self::start_with_floor(dir, 1).await
+    }
+
+    /// A server whose `/readyz` wants `min_free_bytes` free on the temp dir's filesystem.
+    pub async fn start_with_floor(dir: Arc<tempfile::TempDir>, min_free_bytes: u64) -> TestServer {
         let blobs = BlobStore::filesystem(&dir.path().join("blobs")).unwrap();
         let index = Index::open(&dir.path().join("index.redb")).unwrap();
-        let app = Arc::new(App {
-            registry: Registry::new(blobs, index),
-        });
+        let app = Arc::new(
+            App::new(Registry::new(blobs, index))
+                .with_disk_floor(dir.path().to_owned(), min_free_bytes),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();

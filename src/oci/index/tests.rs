@@ -19,7 +19,7 @@ fn record(subject: Option<Digest>) -> ManifestRecord {
 fn manifests_tags_and_referrers() {
     let ix = Index::in_memory().unwrap();
     let (m1, m2, layer) = (d("m1"), d("m2"), d("layer"));
-    ix.link_blob("a/b", &layer, 5, None, 1).unwrap();
+    ix.link_blob("a/b", &layer, 5, None).unwrap();
     assert_eq!(ix.repo_blob("a/b", &layer).unwrap(), Some(5));
     assert_eq!(ix.repo_blob("other", &layer).unwrap(), None);
     assert_eq!(ix.blob(&layer).unwrap(), Some(5));
@@ -129,7 +129,7 @@ fn upload_sessions() {
     ix.put_upload(id, &s).unwrap();
     assert_eq!(ix.upload(id).unwrap(), Some(s.clone()));
     assert_eq!(ix.uploads().unwrap(), vec![(id, s)]);
-    ix.link_blob("r", &d("x"), 3, Some(id), 3).unwrap();
+    ix.link_blob("r", &d("x"), 3, Some(id)).unwrap();
     assert_eq!(ix.upload(id).unwrap(), None);
 }
 

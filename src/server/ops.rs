@@ -1,0 +1,200 @@
+//! Operator endpoints: `/healthz`, `/readyz` and `/metrics` (Prometheus text format).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+use http::header::CONTENT_TYPE;
+use http::{Response, StatusCode};
+
+use super::App;
+use super::body::{self, Body};
+
+/// Request counters, by endpoint label and status.
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    response_bytes: AtomicU64,
+    started: Instant,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Mutex::new(BTreeMap::new()),
+            response_bytes: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn record(&self, endpoint: &'static str, status: u16, response_bytes: u64) {
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((endpoint, status))
+            .or_default() += 1;
+        self.response_bytes
+            .fetch_add(response_bytes, Ordering::Relaxed);
+    }
+}
+
+/// What `/readyz` checks beyond storage and index.
+#[derive(Debug, Clone, Default)]
+pub struct DiskFloor {
+    /// The directory whose filesystem must keep `min_free_bytes` free (the fs backend's root).
+    pub path: Option<PathBuf>,
+    pub min_free_bytes: u64,
+}
+
+/// Free bytes for unprivileged users on the filesystem holding `path`.
+pub fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
+    let stat = rustix::fs::statvfs(path)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+fn text(status: StatusCode, content: String) -> Response<Body> {
+    let mut r = Response::new(body::full(content));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// The process is up.
+#[must_use]
+pub fn healthz() -> Response<Body> {
+    text(StatusCode::OK, "ok\n".into())
+}
+
+/// The node can take pushes: index readable, storage writable, disk above its floor.
+pub async fn readyz(app: &App) -> Response<Body> {
+    let mut failures = Vec::new();
+    if let Err(e) = app.registry.index().stats() {
+        failures.push(format!("index: {e}"));
+    }
+    if let Err(e) = app.registry.blobs().probe().await {
+        failures.push(format!("storage: {e}"));
+    }
+    if let Some(path) = &app.disk.path {
+        match free_bytes(path) {
+            Ok(free) if free < app.disk.min_free_bytes => {
+                failures.push(format!(
+                    "disk: {free} bytes free, below the floor of {}",
+                    app.disk.min_free_bytes
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => failures.push(format!("disk: {e}")),
+        }
+    }
+    if failures.is_empty() {
+        text(StatusCode::OK, "ready\n".into())
+    } else {
+        tracing::warn!(?failures, "not ready");
+        text(StatusCode::SERVICE_UNAVAILABLE, failures.join("\n") + "\n")
+    }
+}
+
+/// Prometheus text exposition.
+pub fn metrics(app: &App) -> Response<Body> {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        name.to_owned()
+    };
+    let requests = family(
+        "atcr_http_requests_total",
+        "counter",
+        "HTTP requests answered, by endpoint and status.",
+    );
+    let counts = app
+        .metrics
+        .requests
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let mut lines = String::new();
+    for ((endpoint, status), n) in counts {
+        let _ = writeln!(
+            lines,
+            "{requests}{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
+        );
+    }
+    out.push_str(&lines);
+    let mut gauge = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    gauge(
+        "atcr_http_response_bytes_total",
+        "counter",
+        "Bytes sent in response bodies.",
+        app.metrics.response_bytes.load(Ordering::Relaxed),
+    );
+    gauge(
+        "atcr_blob_bytes_received_total",
+        "counter",
+        "Blob bytes received and stored.",
+        app.registry.bytes_received(),
+    );
+    gauge(
+        "atcr_uptime_seconds",
+        "gauge",
+        "Seconds since the process started.",
+        app.metrics.started.elapsed().as_secs(),
+    );
+    match app.registry.index().stats() {
+        Ok(s) => {
+            gauge(
+                "atcr_repositories",
+                "gauge",
+                "Repositories in the index.",
+                s.repositories,
+            );
+            gauge(
+                "atcr_manifests",
+                "gauge",
+                "Manifests in the index.",
+                s.manifests,
+            );
+            gauge("atcr_tags", "gauge", "Tags in the index.", s.tags);
+            gauge("atcr_blobs", "gauge", "Distinct blobs stored.", s.blobs);
+            gauge(
+                "atcr_storage_blob_bytes",
+                "gauge",
+                "Bytes of distinct blobs stored.",
+                s.blob_bytes,
+            );
+            gauge(
+                "atcr_upload_sessions",
+                "gauge",
+                "Upload sessions open.",
+                s.uploads,
+            );
+        }
+        Err(e) => tracing::error!(error = %e, "metrics: index unreadable"),
+    }
+    if let Some(free) = app.disk.path.as_deref().and_then(|p| free_bytes(p).ok()) {
+        gauge(
+            "atcr_storage_free_bytes",
+            "gauge",
+            "Free bytes on the blob filesystem.",
+            free,
+        );
+    }
+    let mut r = text(StatusCode::OK, out);
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
