@@ -30,8 +30,10 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address and port to listen on. Port 0 picks a free port; the log says which.
+    /// Address and port of the plain-HTTP listener. Port 0 picks a free port; the log says which.
     pub listen: SocketAddr,
+    /// Serve plain HTTP on `listen`. Turn off to serve HTTPS only (`tls.enabled`).
+    pub http: bool,
     /// Directory holding all state: the index (`index.redb`) and, with the filesystem backend,
     /// the blobs (`blobs/`).
     pub data_dir: PathBuf,
@@ -41,16 +43,20 @@ pub struct Config {
     pub uploads: UploadsConfig,
     /// Connection handling.
     pub server: ServerConfig,
+    /// HTTPS.
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            http: true,
             data_dir: PathBuf::from("./atcr-data"),
             storage: StorageConfig::default(),
             uploads: UploadsConfig::default(),
             server: ServerConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -124,6 +130,40 @@ impl Default for ServerConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Serve HTTPS on `tls.listen`. Default false.
+    pub enabled: bool,
+    /// Address and port of the HTTPS listener. Default 127.0.0.1:5443.
+    pub listen: SocketAddr,
+    /// PEM certificate chain (leaf first). Unset: the node runs its own CA in `<data_dir>/tls`
+    /// and issues (and renews) a certificate for `names` and `ips`. Reloaded on SIGHUP.
+    pub cert: Option<PathBuf>,
+    /// PEM private key for `cert`.
+    pub key: Option<PathBuf>,
+    /// DNS names the node-issued certificate covers. Default `["localhost"]`.
+    pub names: Vec<String>,
+    /// IP addresses the node-issued certificate covers. Default `["127.0.0.1", "::1"]`.
+    pub ips: Vec<std::net::IpAddr>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 5443)),
+            cert: None,
+            key: None,
+            names: vec!["localhost".to_owned()],
+            ips: vec![
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
+        }
+    }
+}
+
 impl Config {
     /// Parses configuration text.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
@@ -164,10 +204,45 @@ impl Config {
                 "server.header_read_timeout_secs must be greater than 0".into(),
             ));
         }
+        if !self.http && !self.tls.enabled {
+            return Err(ConfigError::Invalid(
+                "with http = false, tls.enabled must be true".into(),
+            ));
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls.cert and tls.key go together".into(),
+            ));
+        }
+        if self.tls.enabled
+            && self.tls.cert.is_none()
+            && self.tls.names.is_empty()
+            && self.tls.ips.is_empty()
+        {
+            return Err(ConfigError::Invalid(
+                "tls.names or tls.ips must name this node".into(),
+            ));
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid("data_dir must not be empty".into()));
         }
         Ok(())
+    }
+
+    /// Where the HTTPS certificate comes from.
+    #[must_use]
+    pub fn cert_source(&self) -> crate::server::tls::CertSource {
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(cert), Some(key)) => crate::server::tls::CertSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => crate::server::tls::CertSource::Managed {
+                dir: self.data_dir.join("tls"),
+                names: self.tls.names.clone(),
+                ips: self.tls.ips.clone(),
+            },
+        }
     }
 
     /// The directory of the filesystem blob backend.

@@ -49,6 +49,17 @@ impl Workers {
         });
     }
 
+    /// Runs a long-lived task that ends by itself on shutdown (it must observe the token).
+    pub fn spawn<F>(&self, name: &'static str, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tracker.spawn(async move {
+            task.await;
+            tracing::debug!(worker = name, "worker stopped");
+        });
+    }
+
     /// Waits for every worker to stop (the shutdown token must be cancelled), at most `deadline`.
     pub async fn stop(self, deadline: Duration) {
         self.tracker.close();

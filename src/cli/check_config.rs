@@ -2,7 +2,6 @@
 
 use crate::config::Config;
 
-pub fn run(config: &Config) {
-    println!("{config:#?}");
-    println!("configuration is valid");
+pub fn run(config: &Config) -> anyhow::Result<()> {
+    super::print(&format!("{config:#?}\nconfiguration is valid"))
 }

@@ -2,6 +2,7 @@
 
 mod check_config;
 mod serve;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,15 @@ enum Command {
     Serve(ConfigArgs),
     /// Read and check the configuration, print it, and exit.
     CheckConfig(ConfigArgs),
+    /// HTTPS certificates.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Print how docker, podman and containerd clients come to trust this node's certificate.
+    TrustInstructions(ConfigArgs),
 }
 
 /// Where the configuration comes from; flags override the file and the environment.
@@ -55,6 +65,20 @@ impl ConfigArgs {
     }
 }
 
+/// Writes command output to stdout; a closed pipe (`atcr … | head`) is not an error.
+fn print(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -72,7 +96,10 @@ pub fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Serve(args) => args.load().and_then(serve::run),
-        Command::CheckConfig(args) => args.load().map(|c| check_config::run(&c)),
+        Command::CheckConfig(args) => args.load().and_then(|c| check_config::run(&c)),
+        Command::Tls(TlsCommand::TrustInstructions(args)) => {
+            args.load().and_then(|c| tls::trust_instructions(&c))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,8 +11,12 @@ use crate::blobstore::BlobStore;
 use crate::config::{Backend, Config};
 use crate::oci::Registry;
 use crate::oci::index::Index;
-use crate::server::{self, App, ServerLimits};
+use crate::server::tls::CertStore;
+use crate::server::{self, App, Listener, ServerLimits};
 use crate::worker::Workers;
+
+/// How often the managed server certificate is checked for renewal.
+const RENEWAL_CHECK: Duration = Duration::from_hours(6);
 
 pub fn run(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -21,7 +25,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     runtime.block_on(serve(config))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+fn open_registry(config: &Config) -> anyhow::Result<Registry> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let blobs = match config.storage.backend {
@@ -36,20 +40,47 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let index_path = config.data_dir.join("index.redb");
     let index = Index::open(&index_path)
         .with_context(|| format!("cannot open index {}", index_path.display()))?;
-    let mut app = App::new(Registry::new(blobs, index));
+    Ok(Registry::new(blobs, index))
+}
+
+async fn bind(addr: std::net::SocketAddr, scheme: &str) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, scheme = %scheme, "listening");
+    Ok(listener)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let mut app = App::new(open_registry(&config)?);
     if config.storage.backend == Backend::Fs {
         app = app.with_disk_floor(config.blob_root(), config.storage.min_free_bytes);
     }
+    let certs = if config.tls.enabled {
+        let store = CertStore::load(config.cert_source(), time::OffsetDateTime::now_utc())?;
+        app.ca_pem = store.ca_pem().map(str::to_owned);
+        Some(store)
+    } else {
+        None
+    };
     let app = Arc::new(app);
 
-    // Signal handlers go in before the "listening" line: a signal sent as soon as that line
+    // Signal handlers go in before the "listening" lines: a signal sent as soon as a line
     // appears must already be caught.
     let shutdown = CancellationToken::new();
     let signals = Signals::install()?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "listening");
+    let mut listeners = Vec::new();
+    if config.http {
+        listeners.push(Listener::plain(bind(config.listen, "http").await?));
+    }
+    if let Some(store) = &certs {
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(store.server_config()?));
+        listeners.push(Listener {
+            tcp: bind(config.tls.listen, "https").await?,
+            tls: Some(acceptor),
+        });
+    }
+    tracing::info!(data_dir = %config.data_dir.display(), "serving");
 
     let workers = Workers::new(shutdown.clone());
     let sweeper = app.clone();
@@ -67,22 +98,29 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         },
     );
-    tokio::spawn(signals.cancel_on_first(shutdown.clone()));
+    if let Some(store) = certs.clone() {
+        workers.every("certificate-renewal", RENEWAL_CHECK, move || {
+            let store = store.clone();
+            async move { store.renew_if_due(time::OffsetDateTime::now_utc()) }
+        });
+    }
+    workers.spawn("signals", signals.handle(shutdown.clone(), certs));
 
     let limits = ServerLimits {
         drain: Duration::from_secs(config.server.shutdown_drain_secs),
         header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
     };
-    server::run(listener, app, shutdown, limits).await;
+    server::run(listeners, app, shutdown, limits).await;
     workers.stop(Duration::from_secs(10)).await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// SIGTERM and SIGINT, caught from the moment they are installed.
+/// SIGTERM, SIGINT and SIGHUP, caught from the moment they are installed.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -91,14 +129,29 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("cannot install a SIGHUP handler")?,
         })
     }
 
-    /// Cancels `shutdown` on the first SIGTERM or SIGINT.
-    async fn cancel_on_first(mut self, shutdown: CancellationToken) {
-        tokio::select! {
-            _ = self.term.recv() => tracing::info!(signal = "SIGTERM", "stopping"),
-            _ = self.int.recv() => tracing::info!(signal = "SIGINT", "stopping"),
+    /// Cancels `shutdown` on the first SIGTERM or SIGINT; reloads certificates on SIGHUP.
+    async fn handle(mut self, shutdown: CancellationToken, certs: Option<Arc<CertStore>>) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => {
+                    tracing::info!(signal = "SIGTERM", "stopping");
+                    break;
+                }
+                _ = self.int.recv() => {
+                    tracing::info!(signal = "SIGINT", "stopping");
+                    break;
+                }
+                _ = self.hup.recv() => {
+                    if let Some(Err(e)) = certs.as_ref().map(|c| c.reload()) {
+                        tracing::error!(error = %e, "certificate reload failed; keeping the current one");
+                    }
+                }
+                () = shutdown.cancelled() => return,
+            }
         }
         shutdown.cancel();
     }

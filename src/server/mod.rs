@@ -2,6 +2,7 @@
 
 pub mod body;
 pub mod ops;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,6 +30,8 @@ pub struct App {
     pub registry: Registry,
     pub metrics: ops::Metrics,
     pub disk: ops::DiskFloor,
+    /// The node-managed CA certificate (PEM), served at `/ca.crt`.
+    pub ca_pem: Option<String>,
 }
 
 impl App {
@@ -38,6 +41,7 @@ impl App {
             registry,
             metrics: ops::Metrics::default(),
             disk: ops::DiskFloor::default(),
+            ca_pem: None,
         }
     }
 
@@ -70,10 +74,23 @@ impl Default for ServerLimits {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled, then lets open requests finish
+/// A bound socket, served as plain HTTP or, with an acceptor, as HTTPS.
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl Listener {
+    #[must_use]
+    pub fn plain(tcp: TcpListener) -> Listener {
+        Listener { tcp, tls: None }
+    }
+}
+
+/// Serves `app` on every listener until `shutdown` is cancelled, then lets open requests finish
 /// for at most `limits.drain`.
 pub async fn run(
-    listener: TcpListener,
+    listeners: Vec<Listener>,
     app: Arc<App>,
     shutdown: CancellationToken,
     limits: ServerLimits,
@@ -84,9 +101,31 @@ pub async fn run(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     let graceful = GracefulShutdown::new();
+    let loops = listeners
+        .into_iter()
+        .map(|l| accept_loop(l, &builder, &graceful, &app, &shutdown, limits));
+    futures_util::future::join_all(loops).await;
+    tracing::info!(
+        drain_secs = limits.drain.as_secs(),
+        "shutting down; draining open requests"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(limits.drain) => tracing::warn!("drain deadline passed; closing remaining connections"),
+    }
+}
+
+async fn accept_loop(
+    listener: Listener,
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    app: &Arc<App>,
+    shutdown: &CancellationToken,
+    limits: ServerLimits,
+) {
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = listener.tcp.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -100,24 +139,45 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let service = service_fn(move |req| handle(app.clone(), peer, req));
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+        match &listener.tls {
+            None => {
+                let conn = graceful.watch(
+                    builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned(),
+                );
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
             }
-        });
-    }
-    drop(listener);
-    tracing::info!(
-        drain_secs = limits.drain.as_secs(),
-        "shutting down; draining open requests"
-    );
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(limits.drain) => tracing::warn!("drain deadline passed; closing remaining connections"),
+            Some(acceptor) => {
+                // The handshake runs in the connection's task so a slow client holds up no one.
+                let (acceptor, builder, watcher) =
+                    (acceptor.clone(), builder.clone(), graceful.watcher());
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(
+                        limits.header_read_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            return tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                    };
+                    let conn = builder
+                        .serve_connection(TokioIo::new(tls), service)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
     }
 }
 
@@ -166,6 +226,9 @@ async fn dispatch(
         (&Method::GET | &Method::HEAD, "/healthz") => return ("healthz", Ok(ops::healthz())),
         (&Method::GET | &Method::HEAD, "/readyz") => return ("readyz", Ok(ops::readyz(app).await)),
         (&Method::GET, "/metrics") => return ("metrics", Ok(ops::metrics(app))),
+        (&Method::GET | &Method::HEAD, "/ca.crt") => {
+            return ("ca_crt", Ok(ops::ca_certificate(app)));
+        }
         _ => {}
     }
     match OciEndpoint::parse(req.method(), &path, req.uri().query()) {

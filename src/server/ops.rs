@@ -67,6 +67,25 @@ fn text(status: StatusCode, content: String) -> Response<Body> {
     r
 }
 
+/// The node's CA certificate, for clients to trust (404 when certificates are the operator's).
+#[must_use]
+pub fn ca_certificate(app: &App) -> Response<Body> {
+    match &app.ca_pem {
+        Some(pem) => {
+            let mut r = text(StatusCode::OK, pem.clone());
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                http::HeaderValue::from_static("application/x-pem-file"),
+            );
+            r
+        }
+        None => text(
+            StatusCode::NOT_FOUND,
+            "this node does not manage its own CA\n".into(),
+        ),
+    }
+}
+
 /// The process is up.
 #[must_use]
 pub fn healthz() -> Response<Body> {

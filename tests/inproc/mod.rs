@@ -47,7 +47,7 @@ impl TestServer {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(server::run(
-            listener,
+            vec![server::Listener::plain(listener)],
             app.clone(),
             shutdown.clone(),
             ServerLimits::default(),
