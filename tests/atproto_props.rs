@@ -107,15 +107,12 @@ proptest! {
         let mut ops: BTreeMap<String, RecordOp> = BTreeMap::new();
         for (k, v) in changes {
             let before = base.get(&k).map(|v| cid_of(*v));
-            match v {
-                Some(v) => {
-                    new.insert(&store, &k, cid_of(v)).unwrap();
-                    model.insert(k.clone(), cid_of(v));
-                }
-                None => {
-                    new.delete(&store, &k).unwrap();
-                    model.remove(&k);
-                }
+            if let Some(v) = v {
+                new.insert(&store, &k, cid_of(v)).unwrap();
+                model.insert(k.clone(), cid_of(v));
+            } else {
+                new.delete(&store, &k).unwrap();
+                model.remove(&k);
             }
             let after = model.get(&k).copied();
             let op = match (before, after) {

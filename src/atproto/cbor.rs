@@ -19,15 +19,15 @@ pub(crate) fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
     if arg < 24 {
         out.push(m | arg as u8);
     } else if arg <= 0xff {
-        out.extend_from_slice(&[m | 24, arg as u8]);
+        out.extend_from_slice(&[m | 0x18, arg as u8]);
     } else if arg <= 0xffff {
-        out.push(m | 25);
+        out.push(m | 0x19);
         out.extend_from_slice(&(arg as u16).to_be_bytes());
     } else if arg <= 0xffff_ffff {
-        out.push(m | 26);
+        out.push(m | 0x1a);
         out.extend_from_slice(&(arg as u32).to_be_bytes());
     } else {
-        out.push(m | 27);
+        out.push(m | 0x1b);
         out.extend_from_slice(&arg.to_be_bytes());
     }
 }

@@ -1,4 +1,4 @@
-//! Content identifiers: CIDv1 with a SHA-256 multihash.
+//! Content identifiers: `CIDv1` with a SHA-256 multihash.
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -15,7 +15,7 @@ pub enum CidError {
     /// Not multibase, or a multibase this crate does not decode.
     #[error("CID string is not valid multibase")]
     Multibase,
-    /// CIDv0 (`Qm…`) or an unknown version.
+    /// `CIDv0` (`Qm…`) or an unknown version.
     #[error("only CIDv1 is supported")]
     Version,
     /// A multihash other than a 32-byte SHA-256.
@@ -26,7 +26,7 @@ pub enum CidError {
     Malformed,
 }
 
-/// A CIDv1 whose multihash is SHA-256 (the only kind atproto produces). `Copy`, compared and
+/// A `CIDv1` whose multihash is SHA-256 (the only kind atproto produces). `Copy`, compared and
 /// ordered by codec then digest. Its string form is multibase base32 (`bafy…`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Cid {
@@ -154,7 +154,7 @@ impl Cid {
 }
 
 /// Whether `s` has the syntax of a CID string as lexicon's `cid` format checks it: 8 to 256
-/// characters of `A-Za-z0-9+=`, and not CIDv0 (`Qmb…`). It does not decode the CID.
+/// characters of `A-Za-z0-9+=`, and not `CIDv0` (`Qmb…`). It does not decode the CID.
 #[must_use]
 pub fn is_valid_cid_syntax(s: &str) -> bool {
     (8..=256).contains(&s.len())

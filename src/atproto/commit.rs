@@ -227,7 +227,7 @@ pub fn verify_repo(
                 match store.get(&value)? {
                     None => failure = Some(CommitError::MissingRecord(value)),
                     Some(b) if !value.matches(&b) => {
-                        failure = Some(CommitError::HashMismatch(value))
+                        failure = Some(CommitError::HashMismatch(value));
                     }
                     Some(b) => {
                         if let Err(e) = Value::from_cbor(&b) {

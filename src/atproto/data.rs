@@ -56,6 +56,7 @@ const LENIENT_B64: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// Decodes atproto JSON `$bytes` text.
+#[must_use]
 pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
     LENIENT_B64.decode(s).ok()
 }
@@ -202,7 +203,9 @@ impl Value {
                 if let Some(b) = self.as_blob() {
                     out.push(b);
                 } else {
-                    m.values().for_each(|v| v.collect_blobs(out));
+                    for v in m.values() {
+                        v.collect_blobs(out);
+                    }
                 }
             }
             _ => {}

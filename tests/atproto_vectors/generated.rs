@@ -219,16 +219,35 @@ fn reproduce(name: &str, records: &[Record], desc: &serde_json::Value) {
     );
     assert!(car == expected, "{name}: CAR bytes differ");
 
+    check_reference_car(
+        name,
+        &expected,
+        &commit,
+        &key,
+        records.len(),
+        preorder.len(),
+    );
+}
+
+/// Reads the reference CAR, verifies the whole repo, and round-trips it through our export.
+fn check_reference_car(
+    name: &str,
+    expected: &[u8],
+    commit: &Commit,
+    key: &Keypair,
+    records: usize,
+    nodes: usize,
+) {
     // Reading the reference CAR back and verifying the whole repo.
-    let reader = CarReader::new(expected.as_slice()).unwrap();
+    let reader = CarReader::new(expected).unwrap();
     assert_eq!(reader.roots(), &[commit.cid()]);
     let imported = MemoryBlockStore::new();
     let n = reader.load_into(&imported).unwrap();
-    assert_eq!(n, records.len() + preorder.len() + 1);
+    assert_eq!(n, records + nodes + 1, "{name}");
     let verified = verify_repo(&imported, commit.cid(), &key.public_key()).unwrap();
-    assert_eq!(verified.records, records.len());
-    assert_eq!(verified.nodes, preorder.len());
-    assert_eq!(verified.commit, commit);
+    assert_eq!(verified.records, records);
+    assert_eq!(verified.nodes, nodes);
+    assert_eq!(&verified.commit, commit);
 
     // Our streaming export holds the same blocks, and verifies after a round trip.
     let exported = export_repo(&imported, commit.cid(), Vec::new()).unwrap();
@@ -238,7 +257,7 @@ fn reproduce(name: &str, records: &[Record], desc: &serde_json::Value) {
         let (cid, bytes) = block.unwrap();
         a.insert(cid, bytes);
     }
-    let b: BTreeMap<Cid, Bytes> = CarReader::new(expected.as_slice())
+    let b: BTreeMap<Cid, Bytes> = CarReader::new(expected)
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -247,6 +266,21 @@ fn reproduce(name: &str, records: &[Record], desc: &serde_json::Value) {
     // A wrong key does not verify.
     let other = Keypair::generate(key.algorithm());
     assert!(verify_repo(&imported, commit.cid(), &other.public_key()).is_err());
+    // And a repo whose record block was tampered with does not verify either.
+    let (victim, _) = b.iter().find(|(c, _)| c != &&commit.cid()).unwrap();
+    let tampered = MemoryBlockStore::new();
+    for (cid, bytes) in &b {
+        let bytes = if cid == victim {
+            Bytes::from_static(b"\xa0")
+        } else {
+            bytes.clone()
+        };
+        tampered.put(*cid, bytes).unwrap();
+    }
+    assert!(
+        verify_repo(&tampered, commit.cid(), &key.public_key()).is_err(),
+        "{name}"
+    );
 }
 
 #[test]

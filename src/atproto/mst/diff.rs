@@ -68,55 +68,55 @@ impl<'a> Walker<'a> {
 /// Compares two trees. Subtrees with equal CIDs are skipped without being read, so the cost
 /// follows the size of the change, not of the trees.
 pub fn diff(store: &dyn BlockStore, old: &Mst, new: &Mst) -> Result<MstDiff, MstError> {
-    let mut a = Walker::new(store, old);
-    let mut b = Walker::new(store, new);
-    let mut d = MstDiff::default();
+    let mut ow = Walker::new(store, old);
+    let mut nw = Walker::new(store, new);
+    let mut out = MstDiff::default();
     loop {
-        match (a.stack.last(), b.stack.last()) {
+        match (ow.stack.last(), nw.stack.last()) {
             (None, None) => break,
             (Some(Item::Tree(x, _)), Some(Item::Tree(y, _))) if x.cid() == y.cid() => {
-                a.stack.pop();
-                b.stack.pop();
+                ow.stack.pop();
+                nw.stack.pop();
             }
             (Some(Item::Tree(_, la)), Some(Item::Tree(_, lb))) => {
                 let (la, lb) = (*la, *lb);
                 if la >= lb {
-                    a.open()?;
+                    ow.open()?;
                 }
                 if lb >= la {
-                    b.open()?;
+                    nw.open()?;
                 }
             }
-            (Some(Item::Tree(..)), _) => a.open()?,
-            (_, Some(Item::Tree(..))) => b.open()?,
+            (Some(Item::Tree(..)), _) => ow.open()?,
+            (_, Some(Item::Tree(..))) => nw.open()?,
             (Some(Item::Leaf(ka, va)), Some(Item::Leaf(kb, vb))) => match ka.cmp(kb) {
                 std::cmp::Ordering::Equal => {
                     if va != vb {
-                        d.updates.push((ka.clone(), *va, *vb));
+                        out.updates.push((ka.clone(), *va, *vb));
                     }
-                    a.stack.pop();
-                    b.stack.pop();
+                    ow.stack.pop();
+                    nw.stack.pop();
                 }
                 std::cmp::Ordering::Less => {
-                    d.deletes.push((ka.clone(), *va));
-                    a.stack.pop();
+                    out.deletes.push((ka.clone(), *va));
+                    ow.stack.pop();
                 }
                 std::cmp::Ordering::Greater => {
-                    d.creates.push((kb.clone(), *vb));
-                    b.stack.pop();
+                    out.creates.push((kb.clone(), *vb));
+                    nw.stack.pop();
                 }
             },
             (Some(Item::Leaf(ka, va)), None) => {
-                d.deletes.push((ka.clone(), *va));
-                a.stack.pop();
+                out.deletes.push((ka.clone(), *va));
+                ow.stack.pop();
             }
             (None, Some(Item::Leaf(kb, vb))) => {
-                d.creates.push((kb.clone(), *vb));
-                b.stack.pop();
+                out.creates.push((kb.clone(), *vb));
+                nw.stack.pop();
             }
         }
     }
-    d.new_nodes = b.opened.difference(&a.opened).copied().collect();
-    d.removed_nodes = a.opened.difference(&b.opened).copied().collect();
-    Ok(d)
+    out.new_nodes = nw.opened.difference(&ow.opened).copied().collect();
+    out.removed_nodes = ow.opened.difference(&nw.opened).copied().collect();
+    Ok(out)
 }

@@ -159,7 +159,7 @@ impl Node {
             write_text(&mut out, "k");
             write_bytes(&mut out, &key[prefix..]);
             write_text(&mut out, "p");
-            write_int(&mut out, prefix as i64);
+            write_int(&mut out, i64::try_from(prefix).unwrap_or(i64::MAX));
             write_text(&mut out, "t");
             write_opt_link(&mut out, e.right.as_ref());
             write_text(&mut out, "v");

@@ -61,6 +61,8 @@ fn days_in_month(y: i64, m: i64) -> i64 {
     }
 }
 
+// Short names follow the grammar (y, m, d, h, …).
+#[allow(clippy::many_single_char_names)]
 fn parse(s: &str) -> Result<i64, SyntaxError> {
     let err = |reason| SyntaxError::new(KIND, reason);
     let b = s.as_bytes();
