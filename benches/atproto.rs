@@ -7,7 +7,11 @@
 //! benchmarks whose name contains it (`insert`, `recompute`, `commit`, `sign`, `export`).
 
 // Report arithmetic: counts far below 2^52 become f64 exactly; `main` is a flat script.
-#![allow(clippy::cast_precision_loss, clippy::too_many_lines, clippy::many_single_char_names)]
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::too_many_lines,
+    clippy::many_single_char_names
+)]
 
 use std::io::Write;
 use std::time::{Duration, Instant};
