@@ -226,3 +226,49 @@ pub fn export_repo<W: Write>(store: &dyn BlockStore, commit_cid: Cid, w: W) -> R
     result?;
     car.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn car_with(blocks: &[(Cid, &[u8])]) -> Vec<u8> {
+        let mut w = CarWriter::new(Vec::new(), &[blocks[0].0]).unwrap();
+        for (cid, b) in blocks {
+            w.write_block(cid, b).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn round_trip_and_rejections() {
+        let a = Cid::for_cbor(b"\xa0");
+        let b = Cid::for_raw(b"hello");
+        let bytes = car_with(&[(a, b"\xa0"), (b, b"hello")]);
+        let r = CarReader::new(bytes.as_slice()).unwrap();
+        assert_eq!(r.roots(), &[a]);
+        let blocks: Vec<_> = r.map(Result::unwrap).collect();
+        assert_eq!(
+            blocks,
+            vec![
+                (a, Bytes::from_static(b"\xa0")),
+                (b, Bytes::from_static(b"hello"))
+            ]
+        );
+
+        // A block whose bytes do not match its CID.
+        let bad = car_with(&[(a, b"\xa1")]);
+        let mut r = CarReader::new(bad.as_slice()).unwrap();
+        assert!(matches!(r.next_block(), Err(CarError::HashMismatch(_))));
+        // Truncated in the middle of a block.
+        let mut r = CarReader::new(&bytes[..bytes.len() - 2]).unwrap();
+        assert!(r.next_block().is_ok());
+        assert!(r.next_block().is_err());
+        // Not a CAR at all, and a block over the size limit.
+        assert!(CarReader::new(&b"\x05hello"[..]).is_err());
+        let mut r = CarReader::with_max_block(bytes.as_slice(), 0).unwrap();
+        assert!(r.next_block().is_ok());
+        let big = car_with(&[(Cid::for_raw(&[0u8; 200]), &[0u8; 200])]);
+        let mut r = CarReader::with_max_block(big.as_slice(), 100).unwrap();
+        assert!(matches!(r.next_block(), Err(CarError::Block(_))));
+    }
+}

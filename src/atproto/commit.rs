@@ -249,3 +249,33 @@ pub fn verify_repo(
         nodes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::atproto::crypto::Algorithm;
+
+    #[test]
+    fn sign_decode_verify() {
+        let key = Keypair::generate(Algorithm::P256);
+        let c = UnsignedCommit::new(
+            "did:web:example.com".parse().unwrap(),
+            Cid::for_cbor(b"\xa0"),
+            Tid::from_parts(1, 1),
+        )
+        .sign(&key);
+        let back = Commit::from_cbor(&c.to_cbor()).unwrap();
+        assert_eq!(back, c);
+        back.verify(&key.public_key()).unwrap();
+        let mut forged = back.clone();
+        forged.unsigned.rev = Tid::from_parts(2, 1);
+        assert!(forged.verify(&key.public_key()).is_err());
+        let mut v2 = c.unsigned.clone();
+        v2.version = 2;
+        let v2 = Commit {
+            unsigned: v2,
+            sig: c.sig.clone(),
+        };
+        assert!(Commit::from_cbor(&v2.to_cbor()).is_err());
+    }
+}
