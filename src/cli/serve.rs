@@ -28,19 +28,36 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 fn open_registry(config: &Config) -> anyhow::Result<Registry> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    // The index first: its lock keeps a second process off this state.
+    let index_path = config.data_dir.join("index.redb");
+    let index = Index::open(&index_path)
+        .with_context(|| format!("cannot open index {}", index_path.display()))?;
     let blobs = match config.storage.backend {
         Backend::Fs => {
             let root = config.blob_root();
             std::fs::create_dir_all(&root)
                 .with_context(|| format!("cannot create {}", root.display()))?;
+            remove_partial_writes(&root);
             BlobStore::filesystem(&root)?
         }
         Backend::Memory => BlobStore::memory()?,
     };
-    let index_path = config.data_dir.join("index.redb");
-    let index = Index::open(&index_path)
-        .with_context(|| format!("cannot open index {}", index_path.display()))?;
     Ok(Registry::new(blobs, index))
+}
+
+/// Removes temporary files of writes a crash interrupted. Safe at start only, with the index
+/// open: its lock means no other process writes here.
+fn remove_partial_writes(root: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(root.join(".partial")) else {
+        return;
+    };
+    let removed = entries
+        .filter_map(Result::ok)
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count();
+    if removed > 0 {
+        tracing::info!(removed, "removed partial writes left by a crash");
+    }
 }
 
 async fn bind(addr: std::net::SocketAddr, scheme: &str) -> anyhow::Result<TcpListener> {

@@ -1,0 +1,249 @@
+//! The real clients in isolated per-test configuration, and raw HTTP through `curl`.
+//!
+//! Each `Clients` owns a temporary directory holding its own `storage.conf` (vfs storage, run
+//! and graph roots inside the directory), `containers.conf` (cgroupfs, file events, its own
+//! libpod tmp dir), `registries.conf` (no search registries) and `auth.json`, passed through
+//! `CONTAINERS_STORAGE_CONF`, `CONTAINERS_CONF`, `CONTAINERS_REGISTRIES_CONF` and
+//! `REGISTRY_AUTH_FILE`, so tests running in parallel share nothing but the blob-info cache.
+//!
+//! The blob-info cache (`/var/lib/containers/cache/blob-info-cache-v1.boltdb` for root) has no
+//! per-process switch in skopeo 1.9, and deleting it would race with other tests. So these tests
+//! never delete it: content that must really be uploaded is made from a fresh seed each run (no
+//! cache can know it), and the one test that wants a mount relies on the cache on purpose.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Whether the real-client tests run. They are skipped only when `ATCR_SKIP_CLIENT_TESTS=1`;
+/// otherwise a missing tool fails the test with a message naming the Debian package.
+///
+/// # Panics
+/// If one of `tools` is not on `PATH` (and the skip variable is not set).
+#[must_use]
+pub fn required(tools: &[&str]) -> bool {
+    if std::env::var("ATCR_SKIP_CLIENT_TESTS").is_ok_and(|v| v == "1") {
+        eprintln!("ATCR_SKIP_CLIENT_TESTS=1: skipping a test that needs {tools:?}");
+        return false;
+    }
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !on_path(t)).collect();
+    assert!(
+        missing.is_empty(),
+        "missing client tools {missing:?}: install the Debian packages skopeo podman buildah \
+         busybox-static curl (and runc, for `podman run`), or set ATCR_SKIP_CLIENT_TESTS=1 to \
+         skip these tests"
+    );
+    true
+}
+
+/// Whether `tool` is an executable file on `PATH` (or an absolute path to one).
+#[must_use]
+pub fn on_path(tool: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if tool.starts_with('/') {
+        return executable(Path::new(tool));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(tool))))
+}
+
+/// One test's client configuration.
+pub struct Clients {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clients {
+    #[must_use]
+    pub fn new() -> Clients {
+        let dir = super::temp_dir("atcr-clients-");
+        let root = dir.path();
+        let write = |name: &str, text: String| {
+            std::fs::write(root.join(name), text).expect("cannot write client configuration");
+        };
+        write(
+            "storage.conf",
+            format!(
+                "[storage]\ndriver = \"vfs\"\nrunroot = \"{0}/run\"\ngraphroot = \"{0}/graph\"\n",
+                root.display()
+            ),
+        );
+        write(
+            "containers.conf",
+            format!(
+                "[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
+                 events_logfile_path = \"{0}/events.log\"\ntmp_dir = \"{0}/libpod-tmp\"\n\
+                 volume_path = \"{0}/volumes\"\nruntime = \"runc\"\n",
+                root.display()
+            ),
+        );
+        write(
+            "registries.conf",
+            "unqualified-search-registries = []\n".to_owned(),
+        );
+        write("auth.json", "{\"auths\":{}}\n".to_owned());
+        std::fs::create_dir_all(root.join("tmp")).expect("cannot create a tmp dir");
+        Clients { dir }
+    }
+
+    /// The directory the clients' state lives in.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A new directory for test files (layouts, digest files), removed with `self`.
+    #[must_use]
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let root = self.dir.path();
+        let mut cmd = Command::new(program);
+        cmd.env("CONTAINERS_STORAGE_CONF", root.join("storage.conf"))
+            .env("CONTAINERS_CONF", root.join("containers.conf"))
+            .env("CONTAINERS_REGISTRIES_CONF", root.join("registries.conf"))
+            .env("REGISTRY_AUTH_FILE", root.join("auth.json"))
+            .env("TMPDIR", root.join("tmp"));
+        cmd
+    }
+
+    /// `skopeo` with this test's configuration.
+    #[must_use]
+    pub fn skopeo(&self) -> Command {
+        self.command("skopeo")
+    }
+
+    /// `podman` with this test's configuration (vfs storage in the temp dir).
+    #[must_use]
+    pub fn podman(&self) -> Command {
+        self.command("podman")
+    }
+
+    /// `buildah` with this test's configuration (vfs storage in the temp dir).
+    #[must_use]
+    pub fn buildah(&self) -> Command {
+        self.command("buildah")
+    }
+
+    /// `skopeo copy` between two references over plain HTTP, with extra flags.
+    #[must_use]
+    pub fn skopeo_copy(&self, from: &str, to: &str, flags: &[&str]) -> Command {
+        let mut cmd = self.skopeo();
+        cmd.args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ])
+        .args(flags)
+        .args([from, to]);
+        cmd
+    }
+}
+
+impl Drop for Clients {
+    /// vfs storage can leave read-only directories behind; make them writable so the temp dir
+    /// goes away.
+    fn drop(&mut self) {
+        let _ = Command::new("chmod")
+            .args(["-R", "u+rwX"])
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// An HTTP answer read by `curl`.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// 0 when no answer came (connection refused or cut).
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header named `name` (case-insensitive).
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[must_use]
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP request with `curl` (no retries, no redirects followed).
+///
+/// # Panics
+/// If curl cannot be run at all.
+#[must_use]
+pub fn curl(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> HttpResponse {
+    let dir = super::temp_dir("atcr-curl-");
+    let (head_file, body_file, req_file) = (
+        dir.path().join("head"),
+        dir.path().join("body"),
+        dir.path().join("req"),
+    );
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "120", "-H", "Expect:"]);
+    if method == "HEAD" {
+        cmd.arg("-I");
+    } else {
+        cmd.args(["-X", method]);
+    }
+    cmd.arg("-D")
+        .arg(&head_file)
+        .arg("-o")
+        .arg(&body_file)
+        .args(["-w", "%{http_code}"]);
+    for (name, value) in headers {
+        cmd.arg("-H").arg(format!("{name}: {value}"));
+    }
+    if let Some(body) = body {
+        std::fs::write(&req_file, body).expect("cannot write a request body");
+        cmd.arg("--data-binary")
+            .arg(format!("@{}", req_file.display()));
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        {
+            cmd.args(["-H", "Content-Type: application/octet-stream"]);
+        }
+    }
+    cmd.arg(url);
+    let out = super::run(&mut cmd);
+    let status = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let head = std::fs::read_to_string(&head_file).unwrap_or_default();
+    let headers = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: std::fs::read(&body_file).unwrap_or_default(),
+    }
+}
