@@ -161,6 +161,23 @@ impl PdsStore {
         Ok(store)
     }
 
+    /// A read transaction (for the account, session and PLC tables).
+    pub(crate) fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// Runs a write transaction synchronously (CLI and tests).
+    pub(crate) fn write_sync<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&WriteTransaction) -> Result<T, E>,
+        E: From<StoreError>,
+    {
+        let tx = self.db.begin_write().map_err(StoreError::from)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(out)
+    }
+
     /// Runs a write transaction on a blocking thread and commits it if `f` succeeds.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
