@@ -45,6 +45,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// HTTPS.
     pub tls: TlsConfig,
+    /// The embedded AT Protocol PDS.
+    pub pds: PdsConfig,
 }
 
 impl Default for Config {
@@ -57,6 +59,37 @@ impl Default for Config {
             uploads: UploadsConfig::default(),
             server: ServerConfig::default(),
             tls: TlsConfig::default(),
+            pds: PdsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PdsConfig {
+    /// Serve the PDS (`/xrpc/com.atproto.*`, `/.well-known/…`, the built-in PLC directory).
+    /// Default true.
+    pub enabled: bool,
+    /// The node's public host name: its identity is `did:web:<public_host>`. Unset: the node is
+    /// `localhost:<listen port>` (`did:web:localhost%3A<port>`), reachable only locally.
+    pub public_host: Option<String>,
+    /// `http` or `https`: the scheme of the PDS endpoint written into DID documents.
+    /// Default `http` (`https` when `tls.enabled`).
+    pub scheme: Option<String>,
+    /// Local users get handles `<name>.<handle_domain>`. Default `atcr.test`.
+    pub handle_domain: String,
+    /// Largest AT Protocol blob (`com.atproto.repo.uploadBlob`), in bytes. Default 50 MiB.
+    pub max_blob_bytes: u64,
+}
+
+impl Default for PdsConfig {
+    fn default() -> Self {
+        PdsConfig {
+            enabled: true,
+            public_host: None,
+            scheme: None,
+            handle_domain: "atcr.test".to_owned(),
+            max_blob_bytes: 50 << 20,
         }
     }
 }
@@ -223,6 +256,22 @@ impl Config {
                 "tls.names or tls.ips must name this node".into(),
             ));
         }
+        if let Some(s) = &self.pds.scheme
+            && s != "http"
+            && s != "https"
+        {
+            return Err(ConfigError::Invalid(
+                "pds.scheme must be http or https".into(),
+            ));
+        }
+        if format!("x.{}", self.pds.handle_domain)
+            .parse::<crate::atproto::Handle>()
+            .is_err()
+        {
+            return Err(ConfigError::Invalid(
+                "pds.handle_domain must be a domain name".into(),
+            ));
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid("data_dir must not be empty".into()));
         }
@@ -242,6 +291,29 @@ impl Config {
                 names: self.tls.names.clone(),
                 ips: self.tls.ips.clone(),
             },
+        }
+    }
+
+    /// The PDS settings for a node listening on `port`.
+    #[must_use]
+    pub fn pds_settings(&self, port: u16) -> crate::pds::PdsSettings {
+        let scheme = self.pds.scheme.clone().unwrap_or_else(|| {
+            if self.tls.enabled && !self.http {
+                "https"
+            } else {
+                "http"
+            }
+            .to_owned()
+        });
+        crate::pds::PdsSettings {
+            public_host: self
+                .pds
+                .public_host
+                .clone()
+                .unwrap_or_else(|| format!("localhost:{port}")),
+            scheme,
+            handle_domain: self.pds.handle_domain.clone(),
+            max_blob_bytes: self.pds.max_blob_bytes,
         }
     }
 

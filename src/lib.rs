@@ -5,5 +5,6 @@ pub mod blobstore;
 pub mod cli;
 pub mod config;
 pub mod oci;
+pub mod pds;
 pub mod server;
 pub mod worker;

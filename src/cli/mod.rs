@@ -3,6 +3,7 @@
 mod check_config;
 mod serve;
 mod tls;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +30,42 @@ enum Command {
     /// HTTPS certificates.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Local PDS accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account `<name>.<handle domain>` with a new did:plc; prints handle and DID.
+    Add {
+        name: String,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Make the account an administrator.
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// List accounts: name, handle, DID.
+    List(ConfigArgs),
+    /// Remove an account (by name, handle or DID); its repository is kept, inactive.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Change an account's password; its sessions end.
+    Passwd {
+        name: String,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,6 +137,27 @@ pub fn main() -> ExitCode {
         Command::Tls(TlsCommand::TrustInstructions(args)) => {
             args.load().and_then(|c| tls::trust_instructions(&c))
         }
+        Command::User(cmd) => match cmd {
+            UserCommand::Add {
+                name,
+                password_stdin,
+                admin,
+                config,
+            } => config
+                .load()
+                .and_then(|c| user::add(&c, &name, password_stdin, admin)),
+            UserCommand::List(config) => config.load().and_then(|c| user::list(&c)),
+            UserCommand::Remove { name, config } => {
+                config.load().and_then(|c| user::remove(&c, &name))
+            }
+            UserCommand::Passwd {
+                name,
+                password_stdin,
+                config,
+            } => config
+                .load()
+                .and_then(|c| user::passwd(&c, &name, password_stdin)),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

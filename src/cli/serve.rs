@@ -25,14 +25,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     runtime.block_on(serve(config))
 }
 
-fn open_registry(config: &Config) -> anyhow::Result<Registry> {
+/// Opens the registry index; its lock keeps a second process off this state, so it is opened
+/// before anything in the state is touched.
+fn open_index(config: &Config) -> anyhow::Result<Index> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    // The index first: its lock keeps a second process off this state.
     let index_path = config.data_dir.join("index.redb");
-    let index = Index::open(&index_path)
-        .with_context(|| format!("cannot open index {}", index_path.display()))?;
-    let blobs = match config.storage.backend {
+    Index::open(&index_path).with_context(|| format!("cannot open index {}", index_path.display()))
+}
+
+fn open_blobs(config: &Config) -> anyhow::Result<BlobStore> {
+    Ok(match config.storage.backend {
         Backend::Fs => {
             let root = config.blob_root();
             std::fs::create_dir_all(&root)
@@ -41,8 +44,7 @@ fn open_registry(config: &Config) -> anyhow::Result<Registry> {
             BlobStore::filesystem(&root)?
         }
         Backend::Memory => BlobStore::memory()?,
-    };
-    Ok(Registry::new(blobs, index))
+    })
 }
 
 /// Removes temporary files of writes a crash interrupted. Safe at start only, with the index
@@ -69,7 +71,9 @@ async fn bind(addr: std::net::SocketAddr, scheme: &str) -> anyhow::Result<TcpLis
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let mut app = App::new(open_registry(&config)?);
+    let index = open_index(&config)?;
+    let blobs = open_blobs(&config)?;
+    let mut app = App::new(Registry::new(blobs.clone(), index));
     if config.storage.backend == Backend::Fs {
         app = app.with_disk_floor(config.blob_root(), config.storage.min_free_bytes);
     }
@@ -80,7 +84,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let app = Arc::new(app);
 
     // Signal handlers go in before the "listening" lines: a signal sent as soon as a line
     // appears must already be caught.
@@ -97,6 +100,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             tls: Some(acceptor),
         });
     }
+    if config.pds.enabled {
+        // The node's did:web names its port when it serves on localhost: open the PDS once the
+        // port is known.
+        let port = listeners
+            .first()
+            .and_then(|l| l.tcp.local_addr().ok())
+            .map_or(config.listen.port(), |a| a.port());
+        let mut pds = crate::pds::Pds::open(&config.data_dir, config.pds_settings(port), blobs)
+            .await
+            .context("cannot open the PDS")?;
+        pds.shutdown = shutdown.clone();
+        tracing::info!(did = %pds.node_did, "pds ready");
+        app = app.with_pds(pds);
+    }
+    let app = Arc::new(app);
     tracing::info!(data_dir = %config.data_dir.display(), "serving");
 
     let workers = Workers::new(shutdown.clone());

@@ -28,6 +28,8 @@ const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api
 /// Everything the server dispatches to.
 pub struct App {
     pub registry: Registry,
+    /// The PDS role, when enabled.
+    pub pds: Option<crate::pds::Pds>,
     pub metrics: ops::Metrics,
     pub disk: ops::DiskFloor,
     /// The node-managed CA certificate (PEM), served at `/ca.crt`.
@@ -39,10 +41,18 @@ impl App {
     pub fn new(registry: Registry) -> App {
         App {
             registry,
+            pds: None,
             metrics: ops::Metrics::default(),
             disk: ops::DiskFloor::default(),
             ca_pem: None,
         }
+    }
+
+    /// Serves the PDS role too.
+    #[must_use]
+    pub fn with_pds(mut self, pds: crate::pds::Pds) -> App {
+        self.pds = Some(pds);
+        self
     }
 
     /// `/readyz` turns red when the filesystem holding `path` has less than `min_free_bytes`.
@@ -143,7 +153,7 @@ async fn accept_loop(
             None => {
                 let conn = graceful.watch(
                     builder
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .into_owned(),
                 );
                 tokio::spawn(async move {
@@ -170,7 +180,7 @@ async fn accept_loop(
                         Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
                     };
                     let conn = builder
-                        .serve_connection(TokioIo::new(tls), service)
+                        .serve_connection_with_upgrades(TokioIo::new(tls), service)
                         .into_owned();
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -230,6 +240,12 @@ async fn dispatch(
             return ("ca_crt", Ok(ops::ca_certificate(app)));
         }
         _ => {}
+    }
+    if let Some(pds) = &app.pds
+        && crate::pds::xrpc::serves(&path)
+    {
+        let (label, response) = crate::pds::xrpc::handle(pds, req, &path).await;
+        return (label, Ok(response));
     }
     match OciEndpoint::parse(req.method(), &path, req.uri().query()) {
         Ok(Some(endpoint)) => (endpoint.kind(), app.registry.handle(endpoint, req).await),

@@ -1,0 +1,424 @@
+//! Local accounts, app passwords, sessions and the built-in PLC log, in `pds.redb`.
+//! Passwords (account and app) are stored as argon2id PHC strings only.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use redb::{ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::store::{ACCOUNTS, APP_PASSWORDS, HANDLES, PLC_OPS, PdsStore, SESSIONS, StoreError};
+use crate::atproto::Did;
+
+/// A local account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub did: Did,
+    /// The short name (`alice`); the handle is `<name>.<handle domain>`.
+    pub name: String,
+    pub handle: String,
+    pub password_hash: String,
+    pub admin: bool,
+    pub created: u64,
+}
+
+/// An app password (its hash; the password itself is shown once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppPassword {
+    pub name: String,
+    pub hash: String,
+    pub created: u64,
+    pub privileged: bool,
+}
+
+/// A login session: the refresh token's id is the key; access tokens name it in `sid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub did: Did,
+    /// Unix seconds after which the refresh token is dead.
+    pub expires: u64,
+    /// The app password the session was opened with, if any (revoking it ends the session).
+    pub app_password: Option<String>,
+}
+
+/// One entry of a DID's PLC log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlcEntry {
+    pub did: Did,
+    pub operation: serde_json::Value,
+    pub cid: String,
+    pub nullified: bool,
+    pub created_at: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("handle already taken: {0}")]
+    HandleTaken(String),
+    #[error("no such account: {0}")]
+    NotFound(String),
+    #[error("password hashing failed")]
+    Hash,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<redb::TableError> for AccountError {
+    fn from(e: redb::TableError) -> Self {
+        AccountError::Store(e.into())
+    }
+}
+impl From<redb::StorageError> for AccountError {
+    fn from(e: redb::StorageError) -> Self {
+        AccountError::Store(e.into())
+    }
+}
+impl From<serde_json::Error> for AccountError {
+    fn from(e: serde_json::Error) -> Self {
+        AccountError::Store(e.into())
+    }
+}
+
+/// An argon2id hash (PHC string) of a password.
+pub fn hash_password(password: &str) -> Result<String, AccountError> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| AccountError::Hash)
+}
+
+/// Whether `password` matches a stored hash (constant-time in the hash comparison).
+#[must_use]
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+/// A fresh app password in the reference PDS's shape (`xxxx-xxxx-xxxx-xxxx`).
+#[must_use]
+pub fn generate_app_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut rng = rand::rngs::OsRng;
+    let chunks: Vec<String> = (0..4)
+        .map(|_| {
+            (0..4)
+                .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+                .collect()
+        })
+        .collect();
+    chunks.join("-")
+}
+
+/// Unix seconds now.
+#[must_use]
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Account queries and changes.
+#[derive(Clone, Debug)]
+pub struct Accounts {
+    store: PdsStore,
+}
+
+impl Accounts {
+    #[must_use]
+    pub fn new(store: PdsStore) -> Accounts {
+        Accounts { store }
+    }
+
+    /// Inserts an account, its handle and its genesis PLC entry in `tx`.
+    pub fn insert(
+        tx: &WriteTransaction,
+        account: &Account,
+        plc: &PlcEntry,
+    ) -> Result<(), AccountError> {
+        let mut handles = tx.open_table(HANDLES)?;
+        if handles.get(account.handle.as_str())?.is_some() {
+            return Err(AccountError::HandleTaken(account.handle.clone()));
+        }
+        handles.insert(account.handle.as_str(), account.did.as_str())?;
+        let json = serde_json::to_vec(account)?;
+        tx.open_table(ACCOUNTS)?
+            .insert(account.did.as_str(), json.as_slice())?;
+        Self::append_plc(tx, plc)?;
+        Ok(())
+    }
+
+    /// Appends an operation to a DID's PLC log.
+    pub fn append_plc(tx: &WriteTransaction, entry: &PlcEntry) -> Result<(), AccountError> {
+        let mut ops = tx.open_table(PLC_OPS)?;
+        let d = entry.did.as_str();
+        let next = ops
+            .range((d, 0)..=(d, u64::MAX))?
+            .next_back()
+            .transpose()?
+            .map_or(0, |(k, _)| k.value().1 + 1);
+        let json = serde_json::to_vec(entry)?;
+        ops.insert((d, next), json.as_slice())?;
+        Ok(())
+    }
+
+    /// The PLC log of a DID (empty if the directory does not know it).
+    pub fn plc_log(&self, did: &Did) -> Result<Vec<PlcEntry>, AccountError> {
+        let tx = self.store.read()?;
+        let ops = tx.open_table(PLC_OPS)?;
+        let d = did.as_str();
+        let mut out = Vec::new();
+        for item in ops.range((d, 0)..=(d, u64::MAX))? {
+            let (_, v) = item?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn get(&self, did: &Did) -> Result<Option<Account>, AccountError> {
+        let tx = self.store.read()?;
+        let table = tx.open_table(ACCOUNTS)?;
+        Ok(table
+            .get(did.as_str())?
+            .map(|v| serde_json::from_slice(v.value()))
+            .transpose()?)
+    }
+
+    /// The DID of a handle hosted here.
+    pub fn resolve_handle(&self, handle: &str) -> Result<Option<Did>, AccountError> {
+        let tx = self.store.read()?;
+        let table = tx.open_table(HANDLES)?;
+        let handle = handle.to_ascii_lowercase();
+        Ok(table
+            .get(handle.as_str())?
+            .and_then(|v| v.value().parse().ok()))
+    }
+
+    /// An account by DID, handle or short name.
+    pub fn find(&self, identifier: &str) -> Result<Option<Account>, AccountError> {
+        if let Ok(did) = identifier.parse::<Did>() {
+            return self.get(&did);
+        }
+        let did = match self.resolve_handle(identifier)? {
+            Some(d) => Some(d),
+            None => self
+                .list()?
+                .into_iter()
+                .find(|a| a.name.eq_ignore_ascii_case(identifier))
+                .map(|a| a.did),
+        };
+        match did {
+            Some(d) => self.get(&d),
+            None => Ok(None),
+        }
+    }
+
+    pub fn list(&self) -> Result<Vec<Account>, AccountError> {
+        let tx = self.store.read()?;
+        let table = tx.open_table(ACCOUNTS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (_, v) = item?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Changes an account's password and ends all its sessions.
+    pub fn set_password(&self, did: &Did, password: &str) -> Result<(), AccountError> {
+        let hash = hash_password(password)?;
+        let did = did.clone();
+        self.store.write_sync(move |tx| {
+            let mut accounts = tx.open_table(ACCOUNTS)?;
+            let mut account: Account = match accounts.get(did.as_str())? {
+                Some(v) => serde_json::from_slice(v.value())?,
+                None => return Err(AccountError::NotFound(did.to_string())),
+            };
+            account.password_hash = hash;
+            let json = serde_json::to_vec(&account)?;
+            accounts.insert(did.as_str(), json.as_slice())?;
+            drop(accounts);
+            remove_sessions(tx, &did, None)
+        })
+    }
+
+    /// Removes an account, its handle, app passwords and sessions. Its repository blocks stay
+    /// (the repository is marked inactive by the caller).
+    pub fn remove(&self, did: &Did) -> Result<Account, AccountError> {
+        let did = did.clone();
+        self.store.write_sync(move |tx| {
+            let account: Account = match tx.open_table(ACCOUNTS)?.remove(did.as_str())? {
+                Some(v) => serde_json::from_slice(v.value())?,
+                None => return Err(AccountError::NotFound(did.to_string())),
+            };
+            tx.open_table(HANDLES)?.remove(account.handle.as_str())?;
+            let mut apps = tx.open_table(APP_PASSWORDS)?;
+            let d = did.as_str();
+            let names: Vec<String> = apps
+                .range((d, "")..=(d, "\u{10FFFF}"))?
+                .map(|i| i.map(|(k, _)| k.value().1.to_owned()))
+                .collect::<Result<_, _>>()?;
+            for n in names {
+                apps.remove((d, n.as_str()))?;
+            }
+            drop(apps);
+            remove_sessions(tx, &did, None)?;
+            Ok(account)
+        })
+    }
+
+    /// Creates an app password; returns the password (shown once).
+    pub fn create_app_password(
+        &self,
+        did: &Did,
+        name: &str,
+        privileged: bool,
+    ) -> Result<Option<(String, AppPassword)>, AccountError> {
+        let password = generate_app_password();
+        let app = AppPassword {
+            name: name.to_owned(),
+            hash: hash_password(&password)?,
+            created: now_secs(),
+            privileged,
+        };
+        let (did, stored) = (did.clone(), app.clone());
+        let created = self.store.write_sync(move |tx| {
+            let mut apps = tx.open_table(APP_PASSWORDS)?;
+            if apps.get((did.as_str(), stored.name.as_str()))?.is_some() {
+                return Ok::<_, AccountError>(false);
+            }
+            let json = serde_json::to_vec(&stored)?;
+            apps.insert((did.as_str(), stored.name.as_str()), json.as_slice())?;
+            Ok(true)
+        })?;
+        Ok(created.then_some((password, app)))
+    }
+
+    pub fn list_app_passwords(&self, did: &Did) -> Result<Vec<AppPassword>, AccountError> {
+        let tx = self.store.read()?;
+        let apps = tx.open_table(APP_PASSWORDS)?;
+        let d = did.as_str();
+        let mut out = Vec::new();
+        for item in apps.range((d, "")..=(d, "\u{10FFFF}"))? {
+            let (_, v) = item?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Revokes an app password and ends the sessions opened with it.
+    pub fn revoke_app_password(&self, did: &Did, name: &str) -> Result<bool, AccountError> {
+        let (did, name) = (did.clone(), name.to_owned());
+        self.store.write_sync(move |tx| {
+            let removed = tx
+                .open_table(APP_PASSWORDS)?
+                .remove((did.as_str(), name.as_str()))?
+                .is_some();
+            remove_sessions(tx, &did, Some(&name))?;
+            Ok(removed)
+        })
+    }
+
+    /// Which credential `password` is for `account`: `Some(None)` the account password,
+    /// `Some(Some(name))` an app password, `None` neither.
+    pub fn check_password(
+        &self,
+        account: &Account,
+        password: &str,
+    ) -> Result<Option<Option<AppPassword>>, AccountError> {
+        if verify_password(&account.password_hash, password) {
+            return Ok(Some(None));
+        }
+        Ok(self
+            .list_app_passwords(&account.did)?
+            .into_iter()
+            .find(|a| verify_password(&a.hash, password))
+            .map(Some))
+    }
+
+    pub fn put_session(&self, id: &str, session: &Session) -> Result<(), AccountError> {
+        let json = serde_json::to_vec(session)?;
+        let id = id.to_owned();
+        self.store.write_sync(move |tx| {
+            tx.open_table(SESSIONS)?
+                .insert(id.as_str(), json.as_slice())?;
+            Ok(())
+        })
+    }
+
+    pub fn session(&self, id: &str) -> Result<Option<Session>, AccountError> {
+        let tx = self.store.read()?;
+        let table = tx.open_table(SESSIONS)?;
+        Ok(table
+            .get(id)?
+            .map(|v| serde_json::from_slice(v.value()))
+            .transpose()?)
+    }
+
+    /// Removes a session; returns whether it existed.
+    pub fn delete_session(&self, id: &str) -> Result<bool, AccountError> {
+        let id = id.to_owned();
+        self.store
+            .write_sync(move |tx| Ok(tx.open_table(SESSIONS)?.remove(id.as_str())?.is_some()))
+    }
+
+    /// Replaces session `old` by `new` atomically (refresh-token rotation); false if `old` was
+    /// already gone.
+    pub fn rotate_session(
+        &self,
+        old: &str,
+        new: &str,
+        session: &Session,
+    ) -> Result<bool, AccountError> {
+        let json = serde_json::to_vec(session)?;
+        let (old, new) = (old.to_owned(), new.to_owned());
+        self.store.write_sync(move |tx| {
+            let mut t = tx.open_table(SESSIONS)?;
+            if t.remove(old.as_str())?.is_none() {
+                return Ok(false);
+            }
+            t.insert(new.as_str(), json.as_slice())?;
+            Ok(true)
+        })
+    }
+}
+
+/// Removes `did`'s sessions (only those of app password `app` if given).
+fn remove_sessions(
+    tx: &WriteTransaction,
+    did: &Did,
+    app: Option<&str>,
+) -> Result<(), AccountError> {
+    let mut sessions = tx.open_table(SESSIONS)?;
+    let mut dead = Vec::new();
+    for item in sessions.iter()? {
+        let (k, v) = item?;
+        let s: Session = serde_json::from_slice(v.value())?;
+        if &s.did == did && app.is_none_or(|a| s.app_password.as_deref() == Some(a)) {
+            dead.push(k.value().to_owned());
+        }
+    }
+    for k in dead {
+        sessions.remove(k.as_str())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let h = hash_password("hunter2").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password(&h, "hunter2"));
+        assert!(!verify_password(&h, "hunter3"));
+        assert!(!verify_password("garbage", "hunter2"));
+        let p = generate_app_password();
+        assert_eq!(p.len(), 19);
+    }
+}

@@ -1,0 +1,301 @@
+//! The embedded Personal Data Server: repositories in redb, the write path, identities, accounts
+//! and sessions, XRPC and the firehose. See `docs/pds.md`.
+
+pub mod accounts;
+pub mod auth;
+pub mod events;
+pub mod identity;
+pub mod lexicons;
+pub mod plc;
+pub mod repo;
+pub mod store;
+pub mod xrpc;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use accounts::{Account, AccountError, Accounts, PlcEntry};
+use identity::NodeKeys;
+use repo::{RepoError, Repos};
+use store::{PdsStore, StoreError};
+
+use crate::atproto::{Algorithm, Datetime, Did, Handle, Keypair};
+use crate::blobstore::BlobStore;
+
+/// Settings the PDS needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct PdsSettings {
+    /// The public host (`host` or `localhost:<port>`): the node's `did:web` and endpoint.
+    pub public_host: String,
+    /// `http` or `https`, for the service endpoint in DID documents.
+    pub scheme: String,
+    /// Local handles are `<name>.<handle_domain>`.
+    pub handle_domain: String,
+    /// Largest `uploadBlob` body.
+    pub max_blob_bytes: u64,
+}
+
+impl PdsSettings {
+    /// Settings for a node serving on `addr` (tests and `localhost` nodes).
+    #[must_use]
+    pub fn localhost(port: u16) -> PdsSettings {
+        PdsSettings {
+            public_host: format!("localhost:{port}"),
+            scheme: "http".into(),
+            handle_domain: "atcr.test".into(),
+            max_blob_bytes: 50 << 20,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PdsError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("key storage: {0}")]
+    Keys(#[from] std::io::Error),
+}
+
+/// The PDS role of a node.
+pub struct Pds {
+    pub settings: PdsSettings,
+    pub node_did: Did,
+    pub keys: NodeKeys,
+    pub repos: Repos,
+    pub accounts: Accounts,
+    pub blobs: BlobStore,
+    /// Cancelled when the node stops: firehose subscribers (upgraded connections, which the
+    /// server's graceful shutdown does not track) close on it.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl std::fmt::Debug for Pds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pds({})", self.node_did)
+    }
+}
+
+impl Pds {
+    /// Opens `<data_dir>/pds.redb` and `<data_dir>/keys/`, creating the node's repository on
+    /// first start.
+    pub async fn open(
+        data_dir: &Path,
+        settings: PdsSettings,
+        blobs: BlobStore,
+    ) -> Result<Pds, PdsError> {
+        let node_did = identity::node_did(&settings.public_host).map_err(PdsError::Invalid)?;
+        let keys = NodeKeys::load_or_create(&data_dir.join("keys"))?;
+        let store = PdsStore::open(&data_dir.join("pds.redb"))?;
+        let repos = Repos::new(store.clone(), Arc::new(lexicons::builtin()));
+        let accounts = Accounts::new(store.clone());
+        repos.register_key(node_did.clone(), keys.repo.clone());
+        if store.head(&node_did)?.is_none() {
+            repos.create_repo(&node_did, keys.repo.clone()).await?;
+        }
+        for account in accounts.list()? {
+            let key = keys.user_key(&account.did)?;
+            repos.register_key(account.did.clone(), Arc::new(key));
+        }
+        Ok(Pds {
+            settings,
+            node_did,
+            keys,
+            repos,
+            accounts,
+            blobs,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        })
+    }
+
+    /// `scheme://host`: the PDS endpoint in DID documents.
+    #[must_use]
+    pub fn endpoint(&self) -> String {
+        format!("{}://{}", self.settings.scheme, self.settings.public_host)
+    }
+
+    /// The handle of a local name.
+    pub fn handle_for(&self, name: &str) -> Result<String, PdsError> {
+        let ok = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !ok {
+            return Err(PdsError::Invalid(format!(
+                "user names are 1-63 lowercase letters, digits and inner hyphens: {name:?}"
+            )));
+        }
+        let handle = format!("{name}.{}", self.settings.handle_domain);
+        handle
+            .parse::<Handle>()
+            .map_err(|e| PdsError::Invalid(format!("{handle}: {e}")))?;
+        Ok(handle)
+    }
+
+    /// Creates a local account: a new repository key, a `did:plc` genesis operation signed
+    /// with the node's rotation key (recorded in the built-in directory), the account row, the
+    /// repository, and `#identity` and `#account` events.
+    pub async fn create_account(
+        &self,
+        name: &str,
+        password: &str,
+        admin: bool,
+    ) -> Result<Account, PdsError> {
+        let handle = self.handle_for(name)?;
+        if self.accounts.resolve_handle(&handle)?.is_some() {
+            return Err(AccountError::HandleTaken(handle).into());
+        }
+        let key = Keypair::generate(Algorithm::K256);
+        let (did, op) = plc::genesis(
+            &self.keys.rotation,
+            &key.public_key(),
+            &handle,
+            &self.endpoint(),
+        )
+        .map_err(|e| PdsError::Invalid(e.to_string()))?;
+        let cid = plc::op_cid(&op).map_err(|e| PdsError::Invalid(e.to_string()))?;
+        self.keys.save_user_key(&did, &key)?;
+        let account = Account {
+            did: did.clone(),
+            name: name.to_owned(),
+            handle: handle.clone(),
+            password_hash: accounts::hash_password(password)?,
+            admin,
+            created: accounts::now_secs(),
+        };
+        let entry = PlcEntry {
+            did: did.clone(),
+            operation: op,
+            cid: cid.to_string(),
+            nullified: false,
+            created_at: Datetime::now().as_str().to_owned(),
+        };
+        let row = account.clone();
+        self.repos
+            .store()
+            .write(move |tx| Accounts::insert(tx, &row, &entry))
+            .await?;
+        self.repos.create_repo(&did, Arc::new(key)).await?;
+        self.emit_identity(&did, Some(&handle)).await?;
+        self.emit_account(&did, true, None).await?;
+        tracing::info!(%did, %handle, "account created");
+        Ok(account)
+    }
+
+    /// Removes a local account (its repository is deactivated, not erased).
+    pub async fn remove_account(&self, did: &Did) -> Result<Account, PdsError> {
+        let account = self.accounts.remove(did)?;
+        self.keys.remove_user_key(did)?;
+        self.emit_account(did, false, Some("deleted")).await?;
+        Ok(account)
+    }
+
+    async fn emit_identity(&self, did: &Did, handle: Option<&str>) -> Result<(), PdsError> {
+        let (store, did2, handle) = (
+            self.repos.store().clone(),
+            did.clone(),
+            handle.map(str::to_owned),
+        );
+        let (seq, frame) = tokio::task::spawn_blocking(move || {
+            store.append_event(Box::new(move |seq| {
+                events::identity_frame(seq, &did2, handle.as_deref(), &Datetime::now())
+            }))
+        })
+        .await
+        .map_err(StoreError::from)??;
+        self.repos.publish(seq, frame);
+        Ok(())
+    }
+
+    async fn emit_account(
+        &self,
+        did: &Did,
+        active: bool,
+        status: Option<&'static str>,
+    ) -> Result<(), PdsError> {
+        let (store, did2) = (self.repos.store().clone(), did.clone());
+        let (seq, frame) = tokio::task::spawn_blocking(move || {
+            store.append_event(Box::new(move |seq| {
+                events::account_frame(seq, &did2, active, status, &Datetime::now())
+            }))
+        })
+        .await
+        .map_err(StoreError::from)??;
+        self.repos.publish(seq, frame);
+        Ok(())
+    }
+
+    /// The DID document of a DID hosted here (the node's `did:web` or a local `did:plc`).
+    pub fn did_document(&self, did: &Did) -> Result<Option<serde_json::Value>, PdsError> {
+        if did == &self.node_did {
+            return Ok(Some(identity::did_document(
+                did,
+                None,
+                &self.keys.repo.public_key(),
+                &self.endpoint(),
+            )));
+        }
+        let log = self.accounts.plc_log(did)?;
+        Ok(log
+            .last()
+            .and_then(|e| plc::document(did, &e.operation).ok()))
+    }
+
+    /// The handle of a DID hosted here.
+    pub fn handle_of(&self, did: &Did) -> Result<Option<String>, PdsError> {
+        Ok(self.accounts.get(did)?.map(|a| a.handle))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accounts_get_plc_identities_and_repos() {
+        let dir = tempfile::tempdir().unwrap();
+        let pds = Pds::open(
+            dir.path(),
+            PdsSettings::localhost(4000),
+            BlobStore::memory().unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(pds.node_did.as_str(), "did:web:localhost%3A4000");
+        let alice = pds.create_account("alice", "pw", false).await.unwrap();
+        assert_eq!(alice.handle, "alice.atcr.test");
+        assert!(pds.create_account("alice", "pw", false).await.is_err());
+        assert!(pds.create_account("Bad_Name", "pw", false).await.is_err());
+        let doc = pds.did_document(&alice.did).unwrap().unwrap();
+        assert_eq!(doc["alsoKnownAs"][0], "at://alice.atcr.test");
+        assert_eq!(
+            doc["service"][0]["serviceEndpoint"],
+            "http://localhost:4000"
+        );
+        let log = pds.accounts.plc_log(&alice.did).unwrap();
+        plc::check_next(&alice.did, None, &log[0].operation).unwrap();
+        assert!(pds.repos.store().head(&alice.did).unwrap().is_some());
+        // node repo commit, alice's repo commit, #identity, #account
+        assert_eq!(pds.repos.store().last_seq().unwrap(), 4);
+        drop(pds);
+        let pds = Pds::open(
+            dir.path(),
+            PdsSettings::localhost(4000),
+            BlobStore::memory().unwrap(),
+        )
+        .await
+        .unwrap();
+        assert!(pds.repos.key(&alice.did).is_some());
+        assert_eq!(pds.repos.store().last_seq().unwrap(), 4);
+        pds.remove_account(&alice.did).await.unwrap();
+        assert!(pds.accounts.find("alice").unwrap().is_none());
+    }
+}

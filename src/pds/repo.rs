@@ -1,0 +1,624 @@
+//! The repository write path: validate, update the MST, sign one commit, and persist blocks,
+//! head, record index and the `#commit` event in one redb transaction.
+//!
+//! Writes to one repository are serialised by a per-DID async mutex; writes to different
+//! repositories run concurrently (redb serialises only the final, short write transaction).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use tokio::sync::broadcast;
+
+use super::events::CommitEvent;
+use super::store::{CommitBatch, CommitFailure, IndexChange, PdsStore, RepoHead, StoreError};
+use crate::atproto::blockstore::{BlockStore, BlockStoreError};
+use crate::atproto::car::CarWriter;
+use crate::atproto::lexicon::Catalog;
+use crate::atproto::mst::{Mst, RecordOp, proof_blocks};
+use crate::atproto::syntax::TidClock;
+use crate::atproto::{Cid, Datetime, Did, Keypair, Nsid, RecordKey, Tid, UnsignedCommit, Value};
+
+/// Why a write was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("repository not found: {0}")]
+    RepoNotFound(Did),
+    #[error("repository already exists: {0}")]
+    RepoExists(Did),
+    #[error("{0}")]
+    InvalidSwap(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("record not found")]
+    RecordNotFound,
+    #[error("no signing key for {0}")]
+    NoKey(Did),
+    #[error("repository data: {0}")]
+    Data(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<CommitFailure> for RepoError {
+    fn from(e: CommitFailure) -> Self {
+        match e {
+            CommitFailure::HeadMoved => RepoError::InvalidSwap("the repository changed".into()),
+            CommitFailure::Store(e) => RepoError::Store(e),
+        }
+    }
+}
+
+impl From<crate::atproto::mst::MstError> for RepoError {
+    fn from(e: crate::atproto::mst::MstError) -> Self {
+        RepoError::Data(e.to_string())
+    }
+}
+
+impl From<crate::atproto::car::CarError> for RepoError {
+    fn from(e: crate::atproto::car::CarError) -> Self {
+        RepoError::Data(e.to_string())
+    }
+}
+
+/// An expectation on a record's current CID: `None` means "must not exist".
+pub type SwapRecord = Option<Cid>;
+
+/// One write of `applyWrites` (or the single write of `createRecord`/`putRecord`/`deleteRecord`).
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// A new record; fails if the key exists. A missing rkey gets a fresh TID.
+    Create {
+        collection: Nsid,
+        rkey: Option<RecordKey>,
+        value: Value,
+    },
+    /// Creates or replaces a record.
+    Update {
+        collection: Nsid,
+        rkey: RecordKey,
+        value: Value,
+        swap_record: Option<SwapRecord>,
+    },
+    /// Removes a record; fails if it does not exist.
+    Delete {
+        collection: Nsid,
+        rkey: RecordKey,
+        swap_record: Option<SwapRecord>,
+    },
+}
+
+/// Whether records are checked against their lexicon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Validation {
+    /// Validate records of known lexicons; accept others as plain data.
+    #[default]
+    IfKnown,
+    /// The lexicon must be known and the record valid.
+    Require,
+    /// Only the data model is checked.
+    Skip,
+}
+
+/// What one write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteResult {
+    Create {
+        uri: String,
+        cid: Cid,
+        validated: bool,
+    },
+    Update {
+        uri: String,
+        cid: Cid,
+        validated: bool,
+    },
+    Delete,
+}
+
+/// A commit that was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitInfo {
+    pub cid: Cid,
+    pub rev: Tid,
+    pub seq: u64,
+}
+
+/// The repositories of this PDS.
+pub struct Repos {
+    store: PdsStore,
+    catalog: Arc<Catalog>,
+    locks: Mutex<HashMap<Did, Arc<tokio::sync::Mutex<()>>>>,
+    keys: RwLock<HashMap<Did, Arc<Keypair>>>,
+    clock: TidClock,
+    events: broadcast::Sender<(u64, Bytes)>,
+}
+
+impl Repos {
+    /// The repository layer over `store`; records of collections in `catalog` are validated.
+    #[must_use]
+    pub fn new(store: PdsStore, catalog: Arc<Catalog>) -> Repos {
+        let (events, _) = broadcast::channel(1024);
+        Repos {
+            store,
+            catalog,
+            locks: Mutex::new(HashMap::new()),
+            keys: RwLock::new(HashMap::new()),
+            clock: TidClock::random(),
+            events,
+        }
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &PdsStore {
+        &self.store
+    }
+
+    /// The lexicons records are validated against.
+    #[must_use]
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// New events as they are committed: `(seq, frame)`. A receiver that lags sees
+    /// `RecvError::Lagged` and must catch up from the log.
+    #[must_use]
+    pub fn subscribe(&self) -> broadcast::Receiver<(u64, Bytes)> {
+        self.events.subscribe()
+    }
+
+    /// Sets the key that signs `did`'s commits.
+    pub fn register_key(&self, did: Did, key: Arc<Keypair>) {
+        if let Ok(mut keys) = self.keys.write() {
+            keys.insert(did, key);
+        }
+    }
+
+    /// The key that signs `did`'s commits.
+    #[must_use]
+    pub fn key(&self, did: &Did) -> Option<Arc<Keypair>> {
+        self.keys.read().ok().and_then(|k| k.get(did).cloned())
+    }
+
+    fn lock_for(&self, did: &Did) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(did.clone()).or_default().clone()
+    }
+
+    fn next_rev(&self, after: Option<&Tid>) -> Tid {
+        let rev = self.clock.next();
+        match after {
+            Some(prev) if rev.as_str() <= prev.as_str() => {
+                Tid::from_parts(prev.timestamp_micros() + 1, rev.clock_id())
+            }
+            _ => rev,
+        }
+    }
+
+    /// Publishes an event that was just committed to the log.
+    pub fn publish(&self, seq: u64, frame: Vec<u8>) {
+        // No receivers is fine: subscribers catch up from the log.
+        let _ = self.events.send((seq, Bytes::from(frame)));
+    }
+
+    /// Creates an empty repository for `did`, signed with `key` (which is registered).
+    pub async fn create_repo(&self, did: &Did, key: Arc<Keypair>) -> Result<CommitInfo, RepoError> {
+        let lock = self.lock_for(did);
+        let _guard = lock.lock().await;
+        if self.store.head(did)?.is_some() {
+            return Err(RepoError::RepoExists(did.clone()));
+        }
+        self.register_key(did.clone(), key.clone());
+        let mut mst = Mst::new();
+        let data = mst.root_cid();
+        let mut blocks = mst.take_new_blocks();
+        let rev = self.next_rev(None);
+        let commit = UnsignedCommit::new(did.clone(), data, rev.clone()).sign(&key);
+        let (commit_cid, commit_bytes) = (commit.cid(), Bytes::from(commit.to_cbor()));
+        let mut car = CarWriter::new(Vec::new(), &[commit_cid])?;
+        car.write_block(&commit_cid, &commit_bytes)?;
+        for (cid, bytes) in &blocks {
+            car.write_block(cid, bytes)?;
+        }
+        blocks.push((commit_cid, commit_bytes));
+        let event = CommitEvent {
+            repo: did.clone(),
+            commit: commit_cid,
+            rev: rev.clone(),
+            since: None,
+            blocks: car.finish()?,
+            ops: Vec::new(),
+            blobs: Vec::new(),
+            prev_data: None,
+            time: Datetime::now(),
+        };
+        let batch = CommitBatch {
+            did: did.clone(),
+            expected: None,
+            head: RepoHead {
+                commit: commit_cid,
+                rev: rev.clone(),
+                data,
+                active: true,
+            },
+            blocks,
+            index: Vec::new(),
+            event: Box::new(move |seq| event.frame(seq)),
+        };
+        let store = self.store.clone();
+        let (seq, frame) = tokio::task::spawn_blocking(move || store.commit(batch))
+            .await
+            .map_err(StoreError::from)??;
+        self.publish(seq, frame);
+        Ok(CommitInfo {
+            cid: commit_cid,
+            rev,
+            seq,
+        })
+    }
+
+    /// Applies `writes` to `did`'s repository as one signed commit. With `swap_commit`, the
+    /// repository's current commit must be that CID (else `InvalidSwap`).
+    pub async fn apply_writes(
+        &self,
+        did: &Did,
+        writes: Vec<WriteOp>,
+        swap_commit: Option<Cid>,
+        validation: Validation,
+    ) -> Result<(CommitInfo, Vec<WriteResult>), RepoError> {
+        let key = self.key(did).ok_or_else(|| RepoError::NoKey(did.clone()))?;
+        // Validation needs no lock and no I/O beyond blob lookups: do it first.
+        let mut prepared = Vec::with_capacity(writes.len());
+        for w in writes {
+            prepared.push(self.prepare(did, w, validation)?);
+        }
+        let lock = self.lock_for(did);
+        let _guard = lock.lock().await;
+        let head = self
+            .store
+            .head(did)?
+            .ok_or_else(|| RepoError::RepoNotFound(did.clone()))?;
+        if !head.active {
+            return Err(RepoError::InvalidRequest(
+                "repository is deactivated".into(),
+            ));
+        }
+        if let Some(expected) = swap_commit
+            && expected != head.commit
+        {
+            return Err(RepoError::InvalidSwap(format!(
+                "commit was at {}",
+                head.commit
+            )));
+        }
+        let rev = self.next_rev(Some(&head.rev));
+        let store = self.store.clone();
+        let did2 = did.clone();
+        let (info, results, frame) = tokio::task::spawn_blocking(move || {
+            build_and_commit(&store, &did2, &head, prepared, &key, rev)
+        })
+        .await
+        .map_err(StoreError::from)??;
+        self.publish(info.seq, frame);
+        Ok((info, results))
+    }
+
+    fn prepare(
+        &self,
+        did: &Did,
+        w: WriteOp,
+        validation: Validation,
+    ) -> Result<Prepared, RepoError> {
+        match w {
+            WriteOp::Create {
+                collection,
+                rkey,
+                value,
+            } => {
+                let rkey = match rkey {
+                    Some(k) => k,
+                    None => self
+                        .clock
+                        .next()
+                        .as_str()
+                        .parse()
+                        .map_err(|_| RepoError::Data("TID is not a record key".into()))?,
+                };
+                let (value, validated) =
+                    self.check_record(did, &collection, &rkey, value, validation)?;
+                Ok(Prepared::Put {
+                    collection,
+                    rkey,
+                    value,
+                    validated,
+                    create: true,
+                    swap: None,
+                })
+            }
+            WriteOp::Update {
+                collection,
+                rkey,
+                value,
+                swap_record,
+            } => {
+                let (value, validated) =
+                    self.check_record(did, &collection, &rkey, value, validation)?;
+                Ok(Prepared::Put {
+                    collection,
+                    rkey,
+                    value,
+                    validated,
+                    create: false,
+                    swap: swap_record,
+                })
+            }
+            WriteOp::Delete {
+                collection,
+                rkey,
+                swap_record,
+            } => Ok(Prepared::Delete {
+                collection,
+                rkey,
+                swap: swap_record,
+            }),
+        }
+    }
+
+    /// Checks a record: `$type` (set to the collection if absent), the lexicon if known, the
+    /// record key type, and that its blobs were uploaded to this repository.
+    fn check_record(
+        &self,
+        did: &Did,
+        collection: &Nsid,
+        rkey: &RecordKey,
+        value: Value,
+        validation: Validation,
+    ) -> Result<(Value, bool), RepoError> {
+        let Value::Map(mut map) = value else {
+            return Err(RepoError::InvalidRequest("record must be an object".into()));
+        };
+        match map.get("$type") {
+            None => {
+                map.insert("$type".into(), Value::String(collection.to_string()));
+            }
+            Some(Value::String(t)) if t == collection.as_str() => {}
+            Some(_) => {
+                return Err(RepoError::InvalidRequest(format!(
+                    "record $type must be {collection}"
+                )));
+            }
+        }
+        let value = Value::Map(map);
+        let known = self.catalog.get(collection.as_str()).is_some();
+        let validated = match (validation, known) {
+            (Validation::Skip, _) | (Validation::IfKnown, false) => false,
+            (Validation::Require, false) => {
+                return Err(RepoError::InvalidRequest(format!(
+                    "lexicon not found: {collection}"
+                )));
+            }
+            (_, true) => {
+                self.catalog
+                    .validate_record(collection, &value)
+                    .map_err(|e| RepoError::InvalidRequest(format!("invalid record: {e}")))?;
+                self.catalog
+                    .validate_record_key(collection, rkey)
+                    .map_err(|e| RepoError::InvalidRequest(format!("invalid record key: {e}")))?;
+                true
+            }
+        };
+        for blob in value.blobs() {
+            if !self.store.has_blob(did, &blob.cid)? {
+                return Err(RepoError::InvalidRequest(format!(
+                    "blob {} was not uploaded to this repository",
+                    blob.cid
+                )));
+            }
+        }
+        Ok((value, validated))
+    }
+}
+
+enum Prepared {
+    Put {
+        collection: Nsid,
+        rkey: RecordKey,
+        value: Value,
+        validated: bool,
+        create: bool,
+        swap: Option<SwapRecord>,
+    },
+    Delete {
+        collection: Nsid,
+        rkey: RecordKey,
+        swap: Option<SwapRecord>,
+    },
+}
+
+fn check_swap(swap: Option<SwapRecord>, current: Option<Cid>, key: &str) -> Result<(), RepoError> {
+    match swap {
+        Some(expected) if expected != current => Err(RepoError::InvalidSwap(format!(
+            "record {key} is at {}",
+            current.map_or_else(|| "nothing".to_owned(), |c| c.to_string())
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Blocks of the repository plus the ones this commit created.
+struct Overlay<'a> {
+    base: &'a dyn BlockStore,
+    fresh: HashMap<Cid, Bytes>,
+}
+
+impl BlockStore for Overlay<'_> {
+    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, BlockStoreError> {
+        match self.fresh.get(cid) {
+            Some(b) => Ok(Some(b.clone())),
+            None => self.base.get(cid),
+        }
+    }
+    fn put(&self, _cid: Cid, _bytes: Bytes) -> Result<(), BlockStoreError> {
+        Err(BlockStoreError("overlay is read-only".into()))
+    }
+}
+
+fn build_and_commit(
+    store: &PdsStore,
+    did: &Did,
+    head: &RepoHead,
+    writes: Vec<Prepared>,
+    key: &Keypair,
+    rev: Tid,
+) -> Result<(CommitInfo, Vec<WriteResult>, Vec<u8>), RepoError> {
+    let snapshot = store.snapshot()?;
+    let mut mst = Mst::load(&snapshot, head.data)?;
+    let mut ops = Vec::new();
+    let mut results = Vec::new();
+    let mut index = Vec::new();
+    let mut record_blocks: BTreeMap<Cid, Bytes> = BTreeMap::new();
+    let mut blobs = Vec::new();
+    for w in writes {
+        match w {
+            Prepared::Put {
+                collection,
+                rkey,
+                value,
+                validated,
+                create,
+                swap,
+            } => {
+                let path = format!("{collection}/{rkey}");
+                let current = mst.get(&snapshot, &path)?;
+                if create && current.is_some() {
+                    return Err(RepoError::InvalidRequest(format!(
+                        "record {path} already exists"
+                    )));
+                }
+                check_swap(swap, current, &path)?;
+                let bytes = value.to_cbor();
+                let cid = Cid::for_cbor(&bytes);
+                blobs.extend(value.blobs().into_iter().map(|b| b.cid));
+                record_blocks.insert(cid, Bytes::from(bytes));
+                mst.insert(&snapshot, &path, cid)?;
+                let uri = format!("at://{did}/{path}");
+                match current {
+                    None => {
+                        ops.push(RecordOp::Create { key: path, cid });
+                        results.push(WriteResult::Create {
+                            uri,
+                            cid,
+                            validated,
+                        });
+                    }
+                    Some(prev) => {
+                        if prev != cid {
+                            ops.push(RecordOp::Update {
+                                key: path,
+                                cid,
+                                prev,
+                            });
+                        }
+                        results.push(WriteResult::Update {
+                            uri,
+                            cid,
+                            validated,
+                        });
+                    }
+                }
+                index.push(IndexChange::Put {
+                    collection: collection.to_string(),
+                    rkey: rkey.to_string(),
+                    cid,
+                });
+            }
+            Prepared::Delete {
+                collection,
+                rkey,
+                swap,
+            } => {
+                let path = format!("{collection}/{rkey}");
+                let current = mst.get(&snapshot, &path)?;
+                check_swap(swap, current, &path)?;
+                let Some(prev) = mst.delete(&snapshot, &path)? else {
+                    return Err(RepoError::RecordNotFound);
+                };
+                ops.push(RecordOp::Delete { key: path, prev });
+                results.push(WriteResult::Delete);
+                index.push(IndexChange::Delete {
+                    collection: collection.to_string(),
+                    rkey: rkey.to_string(),
+                });
+            }
+        }
+    }
+    let data = mst.root_cid();
+    let mst_blocks = mst.new_blocks();
+    let commit = UnsignedCommit::new(did.clone(), data, rev.clone()).sign(key);
+    let (commit_cid, commit_bytes) = (commit.cid(), Bytes::from(commit.to_cbor()));
+
+    let overlay = Overlay {
+        base: &snapshot,
+        fresh: mst_blocks.iter().cloned().collect(),
+    };
+    let proof = proof_blocks(&overlay, data, &ops)?;
+    let mut car = CarWriter::new(Vec::new(), &[commit_cid])?;
+    car.write_block(&commit_cid, &commit_bytes)?;
+    for op in &ops {
+        if let RecordOp::Create { cid, .. } | RecordOp::Update { cid, .. } = op
+            && let Some(bytes) = record_blocks.get(cid)
+        {
+            car.write_block(cid, bytes)?;
+        }
+    }
+    for (cid, bytes) in &proof {
+        car.write_block(cid, bytes)?;
+    }
+    blobs.sort();
+    blobs.dedup();
+    let event = CommitEvent {
+        repo: did.clone(),
+        commit: commit_cid,
+        rev: rev.clone(),
+        since: Some(head.rev.clone()),
+        blocks: car.finish()?,
+        ops,
+        blobs,
+        prev_data: Some(head.data),
+        time: Datetime::now(),
+    };
+    let mut blocks: Vec<(Cid, Bytes)> = mst_blocks;
+    blocks.extend(record_blocks);
+    blocks.push((commit_cid, commit_bytes));
+    drop(snapshot);
+    let batch = CommitBatch {
+        did: did.clone(),
+        expected: Some(head.commit),
+        head: RepoHead {
+            commit: commit_cid,
+            rev: rev.clone(),
+            data,
+            active: head.active,
+        },
+        blocks,
+        index,
+        event: Box::new(move |seq| event.frame(seq)),
+    };
+    let (seq, frame) = store.commit(batch)?;
+    Ok((
+        CommitInfo {
+            cid: commit_cid,
+            rev,
+            seq,
+        },
+        results,
+        frame,
+    ))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,436 @@
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::*;
+use crate::atproto::Algorithm;
+use crate::atproto::blockstore::MemoryBlockStore;
+use crate::atproto::car::CarReader;
+use crate::atproto::commit::verify_repo;
+use crate::atproto::mst::invert_ops;
+use crate::pds::events::parse_frame;
+
+fn did(s: &str) -> Did {
+    s.parse().unwrap()
+}
+
+fn nsid(s: &str) -> Nsid {
+    s.parse().unwrap()
+}
+
+fn rkey(s: &str) -> RecordKey {
+    s.parse().unwrap()
+}
+
+#[allow(clippy::needless_pass_by_value)]
+fn record(j: serde_json::Value) -> Value {
+    Value::from_json_object(&j).unwrap()
+}
+
+fn open(dir: &std::path::Path) -> Repos {
+    let store = PdsStore::open(&dir.join("pds.redb")).unwrap();
+    Repos::new(store, Arc::new(crate::pds::lexicons::builtin()))
+}
+
+fn create(collection: &str, key: &str, text: &str) -> WriteOp {
+    WriteOp::Create {
+        collection: nsid(collection),
+        rkey: Some(rkey(key)),
+        value: record(json!({"text": text})),
+    }
+}
+
+#[tokio::test]
+async fn writes_commit_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = did("did:plc:alice0000000000000000000");
+    let key = Arc::new(Keypair::generate(Algorithm::K256));
+    let head = {
+        let repos = open(dir.path());
+        let first = repos.create_repo(&alice, key.clone()).await.unwrap();
+        assert_eq!(first.seq, 1);
+        let (info, results) = repos
+            .apply_writes(
+                &alice,
+                vec![
+                    create("app.test.post", "a", "one"),
+                    create("app.test.post", "b", "two"),
+                ],
+                Some(first.cid),
+                Validation::IfKnown,
+            )
+            .await
+            .unwrap();
+        assert_eq!(info.seq, 2);
+        assert!(info.rev.as_str() > first.rev.as_str());
+        assert!(
+            matches!(&results[0], WriteResult::Create { uri, validated: false, .. } if uri == "at://did:plc:alice0000000000000000000/app.test.post/a")
+        );
+        info
+    };
+    // Reopen: head, index and blocks are all there and the repository verifies.
+    let repos = open(dir.path());
+    let stored = repos.store().head(&alice).unwrap().unwrap();
+    assert_eq!(stored.commit, head.cid);
+    let verified = verify_repo(repos.store(), stored.commit, &key.public_key()).unwrap();
+    assert_eq!(verified.records, 2);
+    let listed = repos
+        .store()
+        .list_records(&alice, "app.test.post", None, 10, false)
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    let reversed = repos
+        .store()
+        .list_records(&alice, "app.test.post", Some("b"), 10, true)
+        .unwrap();
+    assert_eq!(reversed.len(), 1);
+    assert_eq!(
+        repos.store().collections(&alice).unwrap(),
+        ["app.test.post"]
+    );
+    assert_eq!(repos.store().last_seq().unwrap(), 2);
+}
+
+#[tokio::test]
+async fn conflicts_and_missing_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let repos = open(dir.path());
+    let alice = did("did:plc:alice0000000000000000000");
+    let key = Arc::new(Keypair::generate(Algorithm::K256));
+    let first = repos.create_repo(&alice, key.clone()).await.unwrap();
+    assert!(matches!(
+        repos.create_repo(&alice, key).await,
+        Err(RepoError::RepoExists(_))
+    ));
+    let (second, _) = repos
+        .apply_writes(
+            &alice,
+            vec![create("app.test.post", "a", "one")],
+            None,
+            Validation::IfKnown,
+        )
+        .await
+        .unwrap();
+    // A stale swapCommit is refused, and nothing is written.
+    let stale = repos
+        .apply_writes(
+            &alice,
+            vec![create("app.test.post", "b", "x")],
+            Some(first.cid),
+            Validation::IfKnown,
+        )
+        .await;
+    assert!(matches!(stale, Err(RepoError::InvalidSwap(_))), "{stale:?}");
+    // Creating an existing key, deleting a missing one.
+    let dup = repos
+        .apply_writes(
+            &alice,
+            vec![create("app.test.post", "a", "again")],
+            None,
+            Validation::IfKnown,
+        )
+        .await;
+    assert!(matches!(dup, Err(RepoError::InvalidRequest(_))));
+    let missing = repos
+        .apply_writes(
+            &alice,
+            vec![WriteOp::Delete {
+                collection: nsid("app.test.post"),
+                rkey: rkey("zzz"),
+                swap_record: None,
+            }],
+            None,
+            Validation::IfKnown,
+        )
+        .await;
+    assert!(matches!(missing, Err(RepoError::RecordNotFound)));
+    // swapRecord: must match the current CID; `null` means "must not exist".
+    let wrong = repos
+        .apply_writes(
+            &alice,
+            vec![WriteOp::Update {
+                collection: nsid("app.test.post"),
+                rkey: rkey("a"),
+                value: record(json!({"text": "new"})),
+                swap_record: Some(None),
+            }],
+            None,
+            Validation::IfKnown,
+        )
+        .await;
+    assert!(matches!(wrong, Err(RepoError::InvalidSwap(_))));
+    assert_eq!(
+        repos.store().head(&alice).unwrap().unwrap().commit,
+        second.cid
+    );
+    // A wrong $type, an unknown collection with validation required.
+    let bad_type = repos
+        .apply_writes(
+            &alice,
+            vec![WriteOp::Create {
+                collection: nsid("app.test.post"),
+                rkey: None,
+                value: record(json!({"$type": "app.other.thing"})),
+            }],
+            None,
+            Validation::IfKnown,
+        )
+        .await;
+    assert!(matches!(bad_type, Err(RepoError::InvalidRequest(_))));
+    let unknown = repos
+        .apply_writes(
+            &alice,
+            vec![create("app.test.post", "c", "x")],
+            None,
+            Validation::Require,
+        )
+        .await;
+    assert!(matches!(unknown, Err(RepoError::InvalidRequest(_))));
+    let ghost = did("did:plc:ghost0000000000000000000");
+    repos.register_key(ghost.clone(), Arc::new(Keypair::generate(Algorithm::K256)));
+    let none = repos
+        .apply_writes(
+            &ghost,
+            vec![create("app.test.post", "a", "x")],
+            None,
+            Validation::IfKnown,
+        )
+        .await;
+    assert!(matches!(none, Err(RepoError::RepoNotFound(_))));
+}
+
+#[tokio::test]
+async fn atcr_records_are_validated_against_their_lexicons() {
+    let dir = tempfile::tempdir().unwrap();
+    let repos = open(dir.path());
+    let alice = did("did:plc:alice0000000000000000000");
+    repos
+        .create_repo(&alice, Arc::new(Keypair::generate(Algorithm::K256)))
+        .await
+        .unwrap();
+    let bad = repos
+        .apply_writes(
+            &alice,
+            vec![WriteOp::Create {
+                collection: nsid("io.atcr.tag"),
+                rkey: Some(rkey("app_latest")),
+                value: record(json!({"repository": "app"})),
+            }],
+            None,
+            Validation::IfKnown,
+        )
+        .await;
+    assert!(matches!(bad, Err(RepoError::InvalidRequest(m)) if m.contains("tag")));
+    let (_, results) = repos
+        .apply_writes(
+            &alice,
+            vec![WriteOp::Create {
+                collection: nsid("io.atcr.tag"),
+                rkey: Some(rkey("app_latest")),
+                value: record(json!({"repository": "app", "tag": "latest", "createdAt": "2025-01-01T00:00:00Z"})),
+            }],
+            None,
+            Validation::IfKnown,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        results[0],
+        WriteResult::Create {
+            validated: true,
+            ..
+        }
+    ));
+}
+
+/// Every `#commit` event carries the commit, its new records and enough MST blocks for a
+/// consumer to undo its ops and reach `prevData` (sync 1.1).
+#[tokio::test]
+async fn commit_events_carry_proofs() {
+    let dir = tempfile::tempdir().unwrap();
+    let repos = open(dir.path());
+    let alice = did("did:plc:alice0000000000000000000");
+    let key = Arc::new(Keypair::generate(Algorithm::K256));
+    repos.create_repo(&alice, key.clone()).await.unwrap();
+    let writes: Vec<WriteOp> = (0..50)
+        .map(|i| create("app.test.post", &format!("k{i:03}"), "x"))
+        .collect();
+    repos
+        .apply_writes(&alice, writes, None, Validation::IfKnown)
+        .await
+        .unwrap();
+    repos
+        .apply_writes(
+            &alice,
+            vec![
+                create("app.test.post", "k100", "new"),
+                WriteOp::Update {
+                    collection: nsid("app.test.post"),
+                    rkey: rkey("k010"),
+                    value: record(json!({"text": "changed"})),
+                    swap_record: None,
+                },
+                WriteOp::Delete {
+                    collection: nsid("app.test.post"),
+                    rkey: rkey("k020"),
+                    swap_record: None,
+                },
+            ],
+            None,
+            Validation::IfKnown,
+        )
+        .await
+        .unwrap();
+    let events = repos.store().events_after(0, 100).unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.0).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "gap-free sequence"
+    );
+    for (seq, frame) in &events[1..] {
+        let (header, body) = parse_frame(frame).unwrap();
+        assert_eq!(header.get("t").and_then(Value::as_str), Some("#commit"));
+        assert_eq!(
+            body.get("seq"),
+            Some(&Value::Integer(i64::try_from(*seq).unwrap()))
+        );
+        let Some(Value::Bytes(car)) = body.get("blocks") else {
+            panic!("no blocks")
+        };
+        let store = MemoryBlockStore::new();
+        let reader = CarReader::new(car.as_slice()).unwrap();
+        let root = reader.roots()[0];
+        reader.load_into(&store).unwrap();
+        let commit =
+            crate::atproto::Commit::from_cbor(&store.get(&root).unwrap().unwrap()).unwrap();
+        commit.verify(&key.public_key()).unwrap();
+        let ops: Vec<RecordOp> = body
+            .get("ops")
+            .and_then(|o| match o {
+                Value::Array(a) => Some(a.clone()),
+                _ => None,
+            })
+            .unwrap()
+            .iter()
+            .map(|op| {
+                let key = op.get("path").and_then(Value::as_str).unwrap().to_owned();
+                let link = |f: &str| match op.get(f) {
+                    Some(Value::Link(c)) => Some(*c),
+                    _ => None,
+                };
+                match op.get("action").and_then(Value::as_str).unwrap() {
+                    "create" => RecordOp::Create {
+                        key,
+                        cid: link("cid").unwrap(),
+                    },
+                    "update" => RecordOp::Update {
+                        key,
+                        cid: link("cid").unwrap(),
+                        prev: link("prev").unwrap(),
+                    },
+                    _ => RecordOp::Delete {
+                        key,
+                        prev: link("prev").unwrap(),
+                    },
+                }
+            })
+            .collect();
+        let Some(Value::Link(prev_data)) = body.get("prevData") else {
+            panic!("no prevData")
+        };
+        assert_eq!(
+            invert_ops(&store, commit.unsigned.data, &ops).unwrap(),
+            *prev_data
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_on_two_repos() {
+    let dir = tempfile::tempdir().unwrap();
+    let repos = Arc::new(open(dir.path()));
+    let dids = [
+        did("did:plc:alice0000000000000000000"),
+        did("did:plc:bob00000000000000000000"),
+    ];
+    let key = Arc::new(Keypair::generate(Algorithm::K256));
+    for d in &dids {
+        repos.create_repo(d, key.clone()).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let repos = repos.clone();
+        let d = dids[w % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                repos
+                    .apply_writes(
+                        &d,
+                        vec![create("app.test.post", &format!("w{w}-{i}"), "x")],
+                        None,
+                        Validation::IfKnown,
+                    )
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for d in &dids {
+        let head = repos.store().head(d).unwrap().unwrap();
+        assert_eq!(
+            verify_repo(repos.store(), head.commit, &key.public_key())
+                .unwrap()
+                .records,
+            40
+        );
+    }
+    let events = repos.store().events_after(0, 1000).unwrap();
+    assert_eq!(events.len(), 82);
+    assert!(events.iter().enumerate().all(|(i, e)| e.0 == i as u64 + 1));
+}
+
+/// Measures (does not assert) one single-record commit on a 10k-record repository.
+#[tokio::test]
+async fn single_commit_on_a_large_repo() {
+    let dir = tempfile::tempdir().unwrap();
+    let repos = open(dir.path());
+    let alice = did("did:plc:alice0000000000000000000");
+    let key = Arc::new(Keypair::generate(Algorithm::K256));
+    repos.create_repo(&alice, key.clone()).await.unwrap();
+    for batch in 0..10 {
+        let writes = (0..1000)
+            .map(|i| create("app.test.post", &format!("r{batch}-{i:04}"), "x"))
+            .collect();
+        repos
+            .apply_writes(&alice, writes, None, Validation::IfKnown)
+            .await
+            .unwrap();
+    }
+    let started = std::time::Instant::now();
+    repos
+        .apply_writes(
+            &alice,
+            vec![create("app.test.post", "one-more", "x")],
+            None,
+            Validation::IfKnown,
+        )
+        .await
+        .unwrap();
+    eprintln!(
+        "single-record commit on a 10k-record repo: {:?}",
+        started.elapsed()
+    );
+    let head = repos.store().head(&alice).unwrap().unwrap();
+    assert_eq!(
+        verify_repo(repos.store(), head.commit, &key.public_key())
+            .unwrap()
+            .records,
+        10_001
+    );
+}

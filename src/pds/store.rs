@@ -1,0 +1,585 @@
+//! `pds.redb`: the PDS's source of truth — repository blocks, heads, the record index, the
+//! event log, accounts, sessions and the PLC operation log.
+//!
+//! A commit's blocks, the new head, the record index changes and its event commit in ONE write
+//! transaction ([`PdsStore::commit`]), so a crash leaves every repository at its last
+//! acknowledged commit. Write transactions sync to disk: async callers run them through
+//! `spawn_blocking` (see `repo.rs`).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::atproto::blockstore::{BlockStore, BlockStoreError};
+use crate::atproto::{Cid, Did, Tid};
+
+/// CID (binary) → block bytes: MST nodes, records and commits of every repository.
+const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
+/// DID → [`RepoHead`] (JSON).
+const REPOS: TableDefinition<&str, &[u8]> = TableDefinition::new("repos");
+/// (DID, collection, rkey) → record CID (string): what `listRecords` pages through.
+const RECORDS: TableDefinition<(&str, &str, &str), &str> = TableDefinition::new("records");
+/// seq → one firehose frame (DAG-CBOR header + body), gap-free from 1.
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// DID → account (JSON, see `accounts.rs`).
+pub(crate) const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
+/// normalized handle → DID.
+pub(crate) const HANDLES: TableDefinition<&str, &str> = TableDefinition::new("handles");
+/// (DID, app password name) → app password (JSON).
+pub(crate) const APP_PASSWORDS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("app_passwords");
+/// refresh token id → session (JSON). Deleting the row revokes the session's tokens.
+pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+/// (DID, index) → PLC log entry (JSON) of the built-in directory.
+pub(crate) const PLC_OPS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("plc_ops");
+/// (DID, blob CID) → blob metadata (JSON): blobs uploaded to a repository.
+pub(crate) const REPO_BLOBS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("repo_blobs");
+
+/// Errors of the PDS store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("pds database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("pds record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("pds task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+macro_rules! db_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+db_error!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// The head of a repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoHead {
+    /// The CID of the signed commit block.
+    pub commit: Cid,
+    /// The commit's revision.
+    pub rev: Tid,
+    /// The MST root the commit signs.
+    pub data: Cid,
+    /// Whether the repository is active (deactivated and taken-down repos are not served).
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+/// A blob uploaded to a repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobMeta {
+    pub mime_type: String,
+    pub size: u64,
+    pub created: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A change of the record index.
+#[derive(Debug, Clone)]
+pub enum IndexChange {
+    Put {
+        collection: String,
+        rkey: String,
+        cid: Cid,
+    },
+    Delete {
+        collection: String,
+        rkey: String,
+    },
+}
+
+/// Everything one commit changes, written in one transaction.
+pub struct CommitBatch {
+    pub did: Did,
+    /// The head the commit was built on (`None` for a new repository); checked again inside
+    /// the transaction.
+    pub expected: Option<Cid>,
+    pub head: RepoHead,
+    pub blocks: Vec<(Cid, Bytes)>,
+    pub index: Vec<IndexChange>,
+    /// Builds the event frame once its sequence number is known.
+    pub event: Box<dyn FnOnce(u64) -> Vec<u8> + Send>,
+}
+
+/// The PDS database. Cheap to clone.
+#[derive(Clone)]
+pub struct PdsStore {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for PdsStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PdsStore")
+    }
+}
+
+impl PdsStore {
+    /// Opens (or creates) `pds.redb` at `path`.
+    pub fn open(path: &Path) -> Result<PdsStore, StoreError> {
+        let db = Database::create(path)?;
+        let store = PdsStore { db: Arc::new(db) };
+        let tx = store.db.begin_write()?;
+        tx.open_table(BLOCKS)?;
+        tx.open_table(REPOS)?;
+        tx.open_table(RECORDS)?;
+        tx.open_table(EVENTS)?;
+        tx.open_table(ACCOUNTS)?;
+        tx.open_table(HANDLES)?;
+        tx.open_table(APP_PASSWORDS)?;
+        tx.open_table(SESSIONS)?;
+        tx.open_table(PLC_OPS)?;
+        tx.open_table(REPO_BLOBS)?;
+        tx.commit()?;
+        Ok(store)
+    }
+
+    /// A read transaction (for the account, session and PLC tables).
+    pub(crate) fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// Runs a write transaction synchronously (CLI and tests).
+    pub(crate) fn write_sync<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&WriteTransaction) -> Result<T, E>,
+        E: From<StoreError>,
+    {
+        let tx = self.db.begin_write().map_err(StoreError::from)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(out)
+    }
+
+    /// Runs a write transaction on a blocking thread and commits it if `f` succeeds.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&WriteTransaction) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_write().map_err(StoreError::from)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok(out)
+        })
+        .await
+        .map_err(StoreError::from)?
+    }
+
+    /// The head of a repository.
+    pub fn head(&self, did: &Did) -> Result<Option<RepoHead>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(REPOS)?;
+        table
+            .get(did.as_str())?
+            .map(|v| serde_json::from_slice(v.value()).map_err(StoreError::from))
+            .transpose()
+    }
+
+    /// Every repository, in DID order, after `cursor`, at most `limit`.
+    pub fn list_repos(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Did, RepoHead)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(REPOS)?;
+        let mut out = Vec::new();
+        let range = match cursor {
+            Some(c) => {
+                table.range::<&str>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))?
+            }
+            None => table.range::<&str>(..)?,
+        };
+        for item in range {
+            let (k, v) = item?;
+            let did: Did = k
+                .value()
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("repo key {}", k.value())))?;
+            out.push((did, serde_json::from_slice(v.value())?));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The CID of a record from the index.
+    pub fn record_cid(
+        &self,
+        did: &Did,
+        collection: &str,
+        rkey: &str,
+    ) -> Result<Option<Cid>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(RECORDS)?;
+        table
+            .get((did.as_str(), collection, rkey))?
+            .map(|v| {
+                v.value()
+                    .parse::<Cid>()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .transpose()
+    }
+
+    /// Records of one collection in rkey order (or reversed), after `cursor` (exclusive).
+    pub fn list_records(
+        &self,
+        did: &Did,
+        collection: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(String, Cid)>, StoreError> {
+        use std::ops::Bound::{Excluded, Included};
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(RECORDS)?;
+        let d = did.as_str();
+        // rkeys are ASCII; U+10FFFF sorts after all of them.
+        let (lo, hi) = match (cursor, reverse) {
+            (Some(c), false) => (Excluded((d, collection, c)), Included((d, collection, MAX))),
+            (Some(c), true) => (Included((d, collection, "")), Excluded((d, collection, c))),
+            (None, _) => (
+                Included((d, collection, "")),
+                Included((d, collection, MAX)),
+            ),
+        };
+        let range = table.range::<(&str, &str, &str)>((lo, hi))?;
+        let mut out = Vec::new();
+        let mut push = |item: RecordEntry<'_>| -> Result<bool, StoreError> {
+            let (k, v) = item?;
+            let cid = v
+                .value()
+                .parse::<Cid>()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            out.push((k.value().2.to_owned(), cid));
+            Ok(out.len() < limit)
+        };
+        if reverse {
+            for item in range.rev() {
+                if !push(item)? {
+                    break;
+                }
+            }
+        } else {
+            for item in range {
+                if !push(item)? {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The collections a repository has records in, in order.
+    pub fn collections(&self, did: &Did) -> Result<Vec<String>, StoreError> {
+        use std::ops::Bound::{Excluded, Included};
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(RECORDS)?;
+        let d = did.as_str();
+        let mut out: Vec<String> = Vec::new();
+        let mut last = String::new();
+        loop {
+            let lo = if out.is_empty() {
+                Included((d, "", ""))
+            } else {
+                Excluded((d, last.as_str(), MAX))
+            };
+            let Some(item) = table
+                .range::<(&str, &str, &str)>((lo, Included((d, MAX, MAX))))?
+                .next()
+            else {
+                break;
+            };
+            let (k, _) = item?;
+            last = k.value().1.to_owned();
+            out.push(last.clone());
+        }
+        Ok(out)
+    }
+
+    /// Applies one commit: checks the head is still `expected`, stores blocks, head, index
+    /// changes and the event (with the next sequence number). Returns that sequence number and
+    /// the event frame.
+    pub fn commit(&self, batch: CommitBatch) -> Result<(u64, Vec<u8>), CommitFailure> {
+        let tx = self.db.begin_write().map_err(StoreError::from)?;
+        let (seq, frame) = {
+            let mut repos = tx.open_table(REPOS).map_err(StoreError::from)?;
+            let current: Option<RepoHead> = repos
+                .get(batch.did.as_str())
+                .map_err(StoreError::from)?
+                .map(|v| serde_json::from_slice(v.value()))
+                .transpose()
+                .map_err(StoreError::from)?;
+            if current.as_ref().map(|h| h.commit) != batch.expected {
+                return Err(CommitFailure::HeadMoved);
+            }
+            let mut blocks = tx.open_table(BLOCKS).map_err(StoreError::from)?;
+            for (cid, bytes) in &batch.blocks {
+                blocks
+                    .insert(cid.to_bytes().as_slice(), bytes.as_ref())
+                    .map_err(StoreError::from)?;
+            }
+            let head = serde_json::to_vec(&batch.head).map_err(StoreError::from)?;
+            repos
+                .insert(batch.did.as_str(), head.as_slice())
+                .map_err(StoreError::from)?;
+            let mut records = tx.open_table(RECORDS).map_err(StoreError::from)?;
+            for change in &batch.index {
+                match change {
+                    IndexChange::Put {
+                        collection,
+                        rkey,
+                        cid,
+                    } => {
+                        let cid = cid.to_string();
+                        records
+                            .insert(
+                                (batch.did.as_str(), collection.as_str(), rkey.as_str()),
+                                cid.as_str(),
+                            )
+                            .map_err(StoreError::from)?;
+                    }
+                    IndexChange::Delete { collection, rkey } => {
+                        records
+                            .remove((batch.did.as_str(), collection.as_str(), rkey.as_str()))
+                            .map_err(StoreError::from)?;
+                    }
+                }
+            }
+            append_event(&tx, batch.event)?
+        };
+        tx.commit().map_err(StoreError::from)?;
+        Ok((seq, frame))
+    }
+
+    /// Appends an event that changes nothing else (`#identity`, `#account`).
+    pub fn append_event(
+        &self,
+        event: Box<dyn FnOnce(u64) -> Vec<u8> + Send>,
+    ) -> Result<(u64, Vec<u8>), StoreError> {
+        let tx = self.db.begin_write()?;
+        let out = append_event(&tx, event)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// The newest sequence number (0 when the log is empty).
+    pub fn last_seq(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(EVENTS)?;
+        Ok(table.last()?.map_or(0, |(k, _)| k.value()))
+    }
+
+    /// Up to `limit` events with a sequence number greater than `after`.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Bytes)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(EVENTS)?;
+        let mut out = Vec::new();
+        for item in table.range(after.saturating_add(1)..)? {
+            let (k, v) = item?;
+            out.push((k.value(), Bytes::copy_from_slice(v.value())));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The oldest sequence number still in the log.
+    pub fn first_seq(&self) -> Result<Option<u64>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(EVENTS)?;
+        Ok(table.first()?.map(|(k, _)| k.value()))
+    }
+
+    /// Whether `cid` was uploaded as a blob of `did`'s repository.
+    pub fn has_blob(&self, did: &Did, cid: &Cid) -> Result<bool, StoreError> {
+        Ok(self.blob_meta(did, cid)?.is_some())
+    }
+
+    /// The metadata of a blob uploaded to `did`'s repository.
+    pub fn blob_meta(&self, did: &Did, cid: &Cid) -> Result<Option<BlobMeta>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(REPO_BLOBS)?;
+        let cid = cid.to_string();
+        table
+            .get((did.as_str(), cid.as_str()))?
+            .map(|v| serde_json::from_slice(v.value()).map_err(StoreError::from))
+            .transpose()
+    }
+
+    /// Records a blob as uploaded to `did`'s repository.
+    pub async fn put_blob_meta(
+        &self,
+        did: &Did,
+        cid: Cid,
+        meta: BlobMeta,
+    ) -> Result<(), StoreError> {
+        let did = did.clone();
+        self.write(move |tx| {
+            let mut t = tx.open_table(REPO_BLOBS)?;
+            let json = serde_json::to_vec(&meta)?;
+            let cid = cid.to_string();
+            t.insert((did.as_str(), cid.as_str()), json.as_slice())?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+    }
+
+    /// Blob CIDs of `did`'s repository in CID order, after `cursor`.
+    pub fn list_blobs(
+        &self,
+        did: &Did,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        use std::ops::Bound::{Excluded, Included};
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(REPO_BLOBS)?;
+        let d = did.as_str();
+        let lo = match cursor {
+            Some(c) => Excluded((d, c)),
+            None => Included((d, "")),
+        };
+        let mut out = Vec::new();
+        for item in table.range::<(&str, &str)>((lo, Included((d, MAX))))? {
+            let (k, _) = item?;
+            out.push(k.value().1.to_owned());
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of blocks stored (for metrics and tests).
+    pub fn block_count(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(BLOCKS)?.len()?)
+    }
+}
+
+fn append_event(
+    tx: &WriteTransaction,
+    event: Box<dyn FnOnce(u64) -> Vec<u8> + Send>,
+) -> Result<(u64, Vec<u8>), StoreError> {
+    let mut events = tx.open_table(EVENTS)?;
+    let seq = events.last()?.map_or(0, |(k, _)| k.value()) + 1;
+    let frame = event(seq);
+    events.insert(seq, frame.as_slice())?;
+    Ok((seq, frame))
+}
+
+type RecordEntry<'a> = Result<
+    (
+        redb::AccessGuard<'a, (&'static str, &'static str, &'static str)>,
+        redb::AccessGuard<'a, &'static str>,
+    ),
+    redb::StorageError,
+>;
+
+const MAX: &str = "\u{10FFFF}";
+
+/// Why [`PdsStore::commit`] did not apply a commit.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitFailure {
+    /// Another commit landed first (cannot happen while writes hold the repo lock).
+    #[error("the repository head moved")]
+    HeadMoved,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl BlockStore for PdsStore {
+    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, BlockStoreError> {
+        let tx = self.db.begin_read().map_err(block_err)?;
+        let table = tx.open_table(BLOCKS).map_err(block_err)?;
+        Ok(table
+            .get(cid.to_bytes().as_slice())
+            .map_err(block_err)?
+            .map(|v| Bytes::copy_from_slice(v.value())))
+    }
+
+    fn put(&self, cid: Cid, bytes: Bytes) -> Result<(), BlockStoreError> {
+        self.put_many(vec![(cid, bytes)])
+    }
+
+    fn put_many(&self, blocks: Vec<(Cid, Bytes)>) -> Result<(), BlockStoreError> {
+        let tx = self.db.begin_write().map_err(block_err)?;
+        {
+            let mut table = tx.open_table(BLOCKS).map_err(block_err)?;
+            for (cid, bytes) in blocks {
+                table
+                    .insert(cid.to_bytes().as_slice(), bytes.as_ref())
+                    .map_err(block_err)?;
+            }
+        }
+        tx.commit().map_err(block_err)
+    }
+}
+
+fn block_err(e: impl Into<redb::Error>) -> BlockStoreError {
+    BlockStoreError(Box::new(e.into()))
+}
+
+/// A snapshot reader: one read transaction for many block reads (exports, proofs, walks).
+pub struct Snapshot {
+    table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+impl PdsStore {
+    /// A consistent view of the blocks as of now.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let tx = self.db.begin_read()?;
+        Ok(Snapshot {
+            table: tx.open_table(BLOCKS)?,
+        })
+    }
+}
+
+impl BlockStore for Snapshot {
+    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, BlockStoreError> {
+        Ok(self
+            .table
+            .get(cid.to_bytes().as_slice())
+            .map_err(block_err)?
+            .map(|v| Bytes::copy_from_slice(v.value())))
+    }
+
+    fn put(&self, _cid: Cid, _bytes: Bytes) -> Result<(), BlockStoreError> {
+        Err(BlockStoreError("snapshot is read-only".into()))
+    }
+}

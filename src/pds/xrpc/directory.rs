@@ -1,0 +1,141 @@
+//! `/.well-known/did.json`, `/.well-known/atproto-did` and the built-in PLC directory
+//! (`GET /did:plc:…`, `/log`, `/log/audit`, `/log/last`, `/data`; `POST /did:plc:…`).
+
+use http::header::{CONTENT_TYPE, HOST};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::{Call, XrpcError, json_response, ok_json};
+use crate::atproto::{Datetime, Did};
+use crate::pds::accounts::{Accounts, PlcEntry};
+use crate::pds::{Pds, plc};
+use crate::server::body::{self, Body};
+
+type Answer = Result<Response<Body>, XrpcError>;
+
+pub(super) fn well_known(pds: &Pds, req: &Request<Incoming>, path: &str) -> Answer {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(XrpcError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "InvalidRequest",
+            "GET only",
+        ));
+    }
+    match path {
+        "/.well-known/did.json" => {
+            let doc = pds
+                .did_document(&pds.node_did)?
+                .ok_or_else(XrpcError::internal)?;
+            ok_json(&doc)
+        }
+        "/.well-known/atproto-did" => {
+            // Answered by Host header: `<handle>` → its DID; the node's own host → the node.
+            let host = req
+                .headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri().host())
+                .unwrap_or_default();
+            let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
+            let node_host = pds
+                .settings
+                .public_host
+                .rsplit_once(':')
+                .map_or(pds.settings.public_host.as_str(), |(n, _)| n);
+            let did = if name.eq_ignore_ascii_case(node_host) {
+                Some(pds.node_did.clone())
+            } else {
+                pds.accounts.resolve_handle(name)?
+            };
+            match did {
+                Some(d) => {
+                    let mut r = Response::new(body::full(d.to_string()));
+                    r.headers_mut()
+                        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                    Ok(r)
+                }
+                None => Err(XrpcError::new(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    "no user by that handle",
+                )),
+            }
+        }
+        _ => Err(XrpcError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "not found",
+        )),
+    }
+}
+
+fn plc_error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    json_response(status, &json!({"message": message.into()}))
+}
+
+pub(super) async fn plc(pds: &Pds, req: Request<Incoming>, path: &str) -> Answer {
+    let rest = path.trim_start_matches('/');
+    let (did, sub) = rest.split_once('/').map_or((rest, ""), |(d, s)| (d, s));
+    let Ok(did) = did.parse::<Did>() else {
+        return Ok(plc_error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid DID: {did}"),
+        ));
+    };
+    if req.method() == Method::POST && sub.is_empty() {
+        let call = Call::new(req);
+        let op = call.json().await?;
+        return submit(pds, &did, op).await;
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Ok(plc_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        ));
+    }
+    let log = pds.accounts.plc_log(&did)?;
+    let Some(last) = log.last() else {
+        return Ok(plc_error(
+            StatusCode::NOT_FOUND,
+            format!("DID not registered: {did}"),
+        ));
+    };
+    match sub {
+        "" => match plc::document(&did, &last.operation) {
+            Ok(doc) => ok_json(&doc),
+            Err(_) => Ok(plc_error(
+                StatusCode::GONE,
+                format!("DID not available: {did}"),
+            )),
+        },
+        "log" => ok_json(&json!(log.iter().map(|e| &e.operation).collect::<Vec<_>>())),
+        "log/audit" => ok_json(&serde_json::to_value(&log).map_err(|e| super::internal(&e))?),
+        "log/last" => ok_json(&last.operation),
+        "data" => ok_json(&plc::data(&did, &last.operation)),
+        _ => Ok(plc_error(StatusCode::NOT_FOUND, "not found")),
+    }
+}
+
+/// Accepts a signed operation for `did`: a genesis operation for a new DID, or the next
+/// operation of a known one signed by a current rotation key. (No forks: an operation must
+/// extend the last one.)
+async fn submit(pds: &Pds, did: &Did, op: serde_json::Value) -> Answer {
+    let log = pds.accounts.plc_log(did)?;
+    if let Err(e) = plc::check_next(did, log.last().map(|e| &e.operation), &op) {
+        return Ok(plc_error(StatusCode::BAD_REQUEST, e.0));
+    }
+    let cid = plc::op_cid(&op).map_err(|e| XrpcError::invalid(e.0))?;
+    let entry = PlcEntry {
+        did: did.clone(),
+        operation: op,
+        cid: cid.to_string(),
+        nullified: false,
+        created_at: Datetime::now().as_str().to_owned(),
+    };
+    pds.repos
+        .store()
+        .write(move |tx| Accounts::append_plc(tx, &entry))
+        .await?;
+    Ok(Response::new(body::empty()))
+}

@@ -1,0 +1,467 @@
+//! HTTP surface of the PDS: `/xrpc/<nsid>`, `/.well-known/…` and the built-in PLC directory
+//! (`/did:plc:…`). Errors are XRPC-shaped: `{"error": "<Name>", "message": "…"}`.
+
+mod directory;
+mod repo;
+mod server;
+pub mod subscribe;
+mod sync;
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::Pds;
+use super::accounts::AccountError;
+use super::repo::RepoError;
+use super::store::StoreError;
+use super::{PdsError, auth};
+use crate::atproto::Did;
+use crate::server::body::{self, Body};
+
+/// Largest JSON request body.
+const MAX_JSON_BODY: usize = 1 << 20;
+
+/// An XRPC error answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XrpcError {
+    pub status: StatusCode,
+    pub error: &'static str,
+    pub message: String,
+}
+
+impl XrpcError {
+    pub fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
+        XrpcError {
+            status,
+            error,
+            message: message.into(),
+        }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidRequest", message)
+    }
+    pub fn auth_required(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "AuthRequired", message)
+    }
+    #[must_use]
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "internal server error",
+        )
+    }
+
+    /// The JSON answer.
+    #[must_use]
+    pub fn response(&self) -> Response<Body> {
+        if self.status.is_server_error() {
+            tracing::error!(error = self.error, message = %self.message, "xrpc request failed");
+        } else {
+            tracing::debug!(error = self.error, message = %self.message, "xrpc request refused");
+        }
+        json_response(
+            self.status,
+            &serde_json::json!({"error": self.error, "message": self.message}),
+        )
+    }
+}
+
+fn internal(e: &dyn std::fmt::Display) -> XrpcError {
+    tracing::error!(error = %e, "pds internal error");
+    XrpcError::internal()
+}
+
+impl From<StoreError> for XrpcError {
+    fn from(e: StoreError) -> Self {
+        internal(&e)
+    }
+}
+
+impl From<AccountError> for XrpcError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::HandleTaken(h) => {
+                XrpcError::new(StatusCode::BAD_REQUEST, "HandleNotAvailable", h)
+            }
+            AccountError::NotFound(d) => {
+                XrpcError::new(StatusCode::BAD_REQUEST, "AccountNotFound", d)
+            }
+            e => internal(&e),
+        }
+    }
+}
+
+impl From<RepoError> for XrpcError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::RepoNotFound(d) => XrpcError::new(
+                StatusCode::NOT_FOUND,
+                "RepoNotFound",
+                format!("could not find repo: {d}"),
+            ),
+            RepoError::InvalidSwap(m) => XrpcError::new(StatusCode::CONFLICT, "InvalidSwap", m),
+            RepoError::InvalidRequest(m) => XrpcError::invalid(m),
+            RepoError::RecordNotFound => XrpcError::new(
+                StatusCode::NOT_FOUND,
+                "RecordNotFound",
+                "could not locate record",
+            ),
+            e => internal(&e),
+        }
+    }
+}
+
+impl From<PdsError> for XrpcError {
+    fn from(e: PdsError) -> Self {
+        match e {
+            PdsError::Invalid(m) => XrpcError::invalid(m),
+            PdsError::Account(e) => e.into(),
+            PdsError::Repo(e) => e.into(),
+            e => internal(&e),
+        }
+    }
+}
+
+pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(body::json(value));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+#[allow(clippy::unnecessary_wraps)] // Handlers end with it: `ok_json(&v)` reads as the answer.
+pub(crate) fn ok_json(value: &serde_json::Value) -> Result<Response<Body>, XrpcError> {
+    Ok(json_response(StatusCode::OK, value))
+}
+
+/// Whether the PDS serves `path`.
+#[must_use]
+pub fn serves(path: &str) -> bool {
+    path.starts_with("/xrpc/") || path.starts_with("/.well-known/") || path.starts_with("/did:plc:")
+}
+
+/// Answers a request for a path [`serves`] accepted. Returns the endpoint label for metrics.
+pub async fn handle(
+    pds: &Pds,
+    req: Request<Incoming>,
+    path: &str,
+) -> (&'static str, Response<Body>) {
+    let result = if let Some(nsid) = path.strip_prefix("/xrpc/") {
+        let nsid = nsid.to_owned();
+        route(pds, &nsid, Call::new(req)).await
+    } else if path.starts_with("/.well-known/") {
+        directory::well_known(pds, &req, path)
+    } else {
+        directory::plc(pds, req, path).await
+    };
+    ("xrpc", result.unwrap_or_else(|e| e.response()))
+}
+
+/// One XRPC call: method, query parameters, headers and (unread) body.
+pub(crate) struct Call {
+    pub method: Method,
+    pub params: HashMap<String, Vec<String>>,
+    pub req: Request<Incoming>,
+}
+
+impl Call {
+    fn new(req: Request<Incoming>) -> Call {
+        let mut params: HashMap<String, Vec<String>> = HashMap::new();
+        for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+            params
+                .entry(k.into_owned())
+                .or_default()
+                .push(v.into_owned());
+        }
+        Call {
+            method: req.method().clone(),
+            params,
+            req,
+        }
+    }
+
+    /// A single-valued query parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .get(name)
+            .and_then(|v| v.first())
+            .map(String::as_str)
+    }
+
+    pub fn required(&self, name: &str) -> Result<&str, XrpcError> {
+        self.param(name)
+            .ok_or_else(|| XrpcError::invalid(format!("parameter {name} is required")))
+    }
+
+    /// `limit`, clamped to 1..=`max`.
+    pub fn limit(&self, default: usize, max: usize) -> Result<usize, XrpcError> {
+        match self.param("limit") {
+            None => Ok(default),
+            Some(l) => l
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| XrpcError::invalid(format!("limit must be 1 to {max}"))),
+        }
+    }
+
+    pub fn flag(&self, name: &str) -> Result<bool, XrpcError> {
+        match self.param(name) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(XrpcError::invalid(format!("{name} must be true or false"))),
+        }
+    }
+
+    pub fn bearer(&self) -> Option<&str> {
+        self.req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+    }
+
+    /// The body, at most `limit` bytes (413 beyond).
+    pub async fn body(self, limit: usize) -> Result<Bytes, XrpcError> {
+        match Limited::new(self.req.into_body(), limit).collect().await {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                Err(XrpcError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PayloadTooLarge",
+                    format!("request body is larger than {limit} bytes"),
+                ))
+            }
+            Err(e) => Err(XrpcError::invalid(format!(
+                "reading the request body failed: {e}"
+            ))),
+        }
+    }
+
+    /// The JSON object body.
+    pub async fn json(self) -> Result<serde_json::Value, XrpcError> {
+        let bytes = self.body(MAX_JSON_BODY).await?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| XrpcError::invalid(format!("request body is not JSON: {e}")))?;
+        if !v.is_object() {
+            return Err(XrpcError::invalid("request body must be a JSON object"));
+        }
+        Ok(v)
+    }
+}
+
+/// The caller of an authenticated call.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub did: Did,
+    pub claims: auth::Claims,
+}
+
+/// Checks the access token of a call.
+pub(crate) fn authenticate(pds: &Pds, call: &Call) -> Result<Caller, XrpcError> {
+    let token = call
+        .bearer()
+        .ok_or_else(|| XrpcError::auth_required("authentication required"))?;
+    let claims = check_token(pds, token, "at+jwt")?;
+    let sid = claims.sid.clone().ok_or_else(|| {
+        XrpcError::new(
+            StatusCode::UNAUTHORIZED,
+            "InvalidToken",
+            "token has no session",
+        )
+    })?;
+    if pds.accounts.session(&sid)?.is_none() {
+        return Err(XrpcError::new(
+            StatusCode::UNAUTHORIZED,
+            "ExpiredToken",
+            "session has ended",
+        ));
+    }
+    let did = claims
+        .sub
+        .parse()
+        .map_err(|_| XrpcError::new(StatusCode::UNAUTHORIZED, "InvalidToken", "bad subject"))?;
+    Ok(Caller { did, claims })
+}
+
+pub(crate) fn check_token(pds: &Pds, token: &str, typ: &str) -> Result<auth::Claims, XrpcError> {
+    auth::check(
+        token,
+        &pds.keys.token.public_key(),
+        typ,
+        pds.node_did.as_str(),
+        super::accounts::now_secs(),
+    )
+    .map_err(|e| match e {
+        auth::TokenError::Expired => XrpcError::new(
+            StatusCode::UNAUTHORIZED,
+            "ExpiredToken",
+            "token has expired",
+        ),
+        e => XrpcError::new(StatusCode::UNAUTHORIZED, "InvalidToken", e.to_string()),
+    })
+}
+
+fn method_is(call: &Call, method: &Method) -> Result<(), XrpcError> {
+    if call.method == method || (method == Method::GET && call.method == Method::HEAD) {
+        Ok(())
+    } else {
+        Err(XrpcError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "InvalidRequest",
+            format!("this method takes {method}"),
+        ))
+    }
+}
+
+async fn route(pds: &Pds, nsid: &str, call: Call) -> Result<Response<Body>, XrpcError> {
+    use Method as M;
+    let (query, procedure) = (&M::GET, &M::POST);
+    match nsid {
+        "com.atproto.server.describeServer" => {
+            method_is(&call, query)?;
+            server::describe(pds)
+        }
+        "com.atproto.server.createSession" => {
+            method_is(&call, procedure)?;
+            server::create_session(pds, call).await
+        }
+        "com.atproto.server.refreshSession" => {
+            method_is(&call, procedure)?;
+            server::refresh_session(pds, &call)
+        }
+        "com.atproto.server.getSession" => {
+            method_is(&call, query)?;
+            server::get_session(pds, &call)
+        }
+        "com.atproto.server.deleteSession" => {
+            method_is(&call, procedure)?;
+            server::delete_session(pds, &call)
+        }
+        "com.atproto.server.createAppPassword" => {
+            method_is(&call, procedure)?;
+            server::create_app_password(pds, call).await
+        }
+        "com.atproto.server.listAppPasswords" => {
+            method_is(&call, query)?;
+            server::list_app_passwords(pds, &call)
+        }
+        "com.atproto.server.revokeAppPassword" => {
+            method_is(&call, procedure)?;
+            server::revoke_app_password(pds, call).await
+        }
+        "com.atproto.server.getServiceAuth" => {
+            method_is(&call, query)?;
+            server::get_service_auth(pds, &call)
+        }
+        "com.atproto.identity.resolveHandle" => {
+            method_is(&call, query)?;
+            server::resolve_handle(pds, &call)
+        }
+        "com.atproto.repo.createRecord" => {
+            method_is(&call, procedure)?;
+            repo::create_record(pds, call).await
+        }
+        "com.atproto.repo.putRecord" => {
+            method_is(&call, procedure)?;
+            repo::put_record(pds, call).await
+        }
+        "com.atproto.repo.deleteRecord" => {
+            method_is(&call, procedure)?;
+            repo::delete_record(pds, call).await
+        }
+        "com.atproto.repo.applyWrites" => {
+            method_is(&call, procedure)?;
+            repo::apply_writes(pds, call).await
+        }
+        "com.atproto.repo.uploadBlob" => {
+            method_is(&call, procedure)?;
+            repo::upload_blob(pds, call).await
+        }
+        "com.atproto.repo.getRecord" => {
+            method_is(&call, query)?;
+            repo::get_record(pds, &call)
+        }
+        "com.atproto.repo.listRecords" => {
+            method_is(&call, query)?;
+            repo::list_records(pds, &call)
+        }
+        "com.atproto.repo.describeRepo" => {
+            method_is(&call, query)?;
+            repo::describe_repo(pds, &call)
+        }
+        "com.atproto.sync.getRepo" => {
+            method_is(&call, query)?;
+            sync::get_repo(pds, &call)
+        }
+        "com.atproto.sync.getLatestCommit" => {
+            method_is(&call, query)?;
+            sync::get_latest_commit(pds, &call)
+        }
+        "com.atproto.sync.getRecord" => {
+            method_is(&call, query)?;
+            sync::get_record(pds, &call)
+        }
+        "com.atproto.sync.getBlob" => {
+            method_is(&call, query)?;
+            sync::get_blob(pds, &call).await
+        }
+        "com.atproto.sync.listBlobs" => {
+            method_is(&call, query)?;
+            sync::list_blobs(pds, &call)
+        }
+        "com.atproto.sync.listRepos" => {
+            method_is(&call, query)?;
+            sync::list_repos(pds, &call)
+        }
+        "com.atproto.sync.getRepoStatus" => {
+            method_is(&call, query)?;
+            sync::get_repo_status(pds, &call)
+        }
+        "com.atproto.sync.subscribeRepos" => {
+            method_is(&call, query)?;
+            subscribe::upgrade(pds, call)
+        }
+        _ => Err(XrpcError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "MethodNotImplemented",
+            format!("method not implemented: {nsid}"),
+        )),
+    }
+}
+
+/// Resolves a `repo`/`did` parameter (DID or handle) to a repository hosted here.
+pub(crate) fn resolve_repo(pds: &Pds, ident: &str) -> Result<Did, XrpcError> {
+    let did = if ident.starts_with("did:") {
+        ident
+            .parse::<Did>()
+            .map_err(|e| XrpcError::invalid(format!("invalid DID: {e}")))?
+    } else {
+        pds.accounts.resolve_handle(ident)?.ok_or_else(|| {
+            XrpcError::new(
+                StatusCode::NOT_FOUND,
+                "RepoNotFound",
+                format!("could not find repo: {ident}"),
+            )
+        })?
+    };
+    if pds.repos.store().head(&did)?.is_none() {
+        return Err(XrpcError::new(
+            StatusCode::NOT_FOUND,
+            "RepoNotFound",
+            format!("could not find repo: {did}"),
+        ));
+    }
+    Ok(did)
+}

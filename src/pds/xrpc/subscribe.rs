@@ -1,0 +1,166 @@
+//! `com.atproto.sync.subscribeRepos`: the firehose over WebSocket.
+//!
+//! A subscriber with `cursor` first gets every stored event after it (from the persisted log,
+//! in pages), then live events. Live events reach each subscriber through a bounded broadcast
+//! buffer: a consumer that falls more than its capacity behind gets a `ConsumerTooSlow` error
+//! frame and is disconnected, so memory stays bounded whatever the consumer does.
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
+use http::{HeaderValue, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::sync::broadcast;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, frame::coding::CloseCode};
+use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key};
+use tokio_util::sync::CancellationToken;
+
+use super::{Call, XrpcError};
+use crate::pds::Pds;
+use crate::pds::events::error_frame;
+use crate::pds::store::PdsStore;
+use crate::server::body::{self, Body};
+
+const BACKFILL_PAGE: usize = 500;
+
+pub(super) fn upgrade(pds: &Pds, call: Call) -> Result<Response<Body>, XrpcError> {
+    let cursor = call
+        .param("cursor")
+        .map(|c| {
+            c.parse::<u64>()
+                .map_err(|_| XrpcError::invalid("cursor must be an integer"))
+        })
+        .transpose()?;
+    let mut req = call.req;
+    let is_ws = req
+        .headers()
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let key = req.headers().get(SEC_WEBSOCKET_KEY).cloned();
+    let (true, Some(key)) = (is_ws, key) else {
+        return Err(XrpcError::invalid(
+            "subscribeRepos needs a WebSocket upgrade",
+        ));
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let store = pds.repos.store().clone();
+    // Subscribe before the backfill is read, so no event falls between the two.
+    let live = pds.repos.subscribe();
+    let shutdown = pds.shutdown.clone();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws =
+                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
+                        .await;
+                if let Err(e) = serve(ws, store, live, cursor, shutdown).await {
+                    tracing::debug!(error = %e, "firehose subscriber ended");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+    let mut r = Response::new(body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(SEC_WEBSOCKET_ACCEPT, v);
+    }
+    Ok(r)
+}
+
+type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+type WsError = tokio_tungstenite::tungstenite::Error;
+
+async fn page(store: &PdsStore, after: u64) -> Result<Vec<(u64, Bytes)>, WsError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.events_after(after, BACKFILL_PAGE))
+        .await
+        .map_err(|e| WsError::Io(std::io::Error::other(e)))?
+        .map_err(|e| WsError::Io(std::io::Error::other(e)))
+}
+
+async fn close_with(ws: &mut Ws, error: &str, message: &str) -> Result<(), WsError> {
+    ws.send(Message::Binary(Bytes::from(error_frame(error, message))))
+        .await?;
+    ws.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::Policy,
+        reason: error.to_owned().into(),
+    })))
+    .await
+}
+
+/// Sends stored events after `last` until the log is exhausted; returns the last sent seq.
+async fn backfill(ws: &mut Ws, store: &PdsStore, mut last: u64) -> Result<u64, WsError> {
+    loop {
+        let events = page(store, last).await?;
+        if events.is_empty() {
+            return Ok(last);
+        }
+        for (seq, frame) in events {
+            ws.send(Message::Binary(frame)).await?;
+            last = seq;
+        }
+    }
+}
+
+async fn serve(
+    mut ws: Ws,
+    store: PdsStore,
+    mut live: broadcast::Receiver<(u64, Bytes)>,
+    cursor: Option<u64>,
+    shutdown: CancellationToken,
+) -> Result<(), WsError> {
+    let head = {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.last_seq())
+            .await
+            .map_err(|e| WsError::Io(std::io::Error::other(e)))?
+            .map_err(|e| WsError::Io(std::io::Error::other(e)))?
+    };
+    let mut last = match cursor {
+        Some(c) if c > head => {
+            return close_with(&mut ws, "FutureCursor", "cursor is ahead of the stream").await;
+        }
+        Some(c) => backfill(&mut ws, &store, c).await?,
+        None => head,
+    };
+    loop {
+        tokio::select! {
+            event = live.recv() => match event {
+                Ok((seq, frame)) => {
+                    if seq <= last {
+                        continue;
+                    }
+                    if seq > last + 1 {
+                        // Committed between our snapshot and the subscription: read the gap.
+                        last = backfill(&mut ws, &store, last).await?;
+                        continue;
+                    }
+                    ws.send(Message::Binary(frame)).await?;
+                    last = seq;
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    return close_with(&mut ws, "ConsumerTooSlow", "the subscriber fell too far behind").await;
+                }
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+            incoming = ws.next() => match incoming {
+                None | Some(Ok(Message::Close(_))) => return Ok(()),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(_)) => {}
+            },
+            () = shutdown.cancelled() => {
+                return ws.send(Message::Close(Some(CloseFrame {
+                    code: CloseCode::Away,
+                    reason: "server shutting down".into(),
+                }))).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! `com.atproto.sync.*` (except `subscribeRepos`, see `subscribe.rs`).
+
+use std::io::Write;
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Response, StatusCode};
+use serde_json::json;
+
+use super::{Call, XrpcError, ok_json, resolve_repo};
+use crate::atproto::blockstore::{BlockStore, RecordingStore};
+use crate::atproto::car::{CarWriter, export_repo};
+use crate::atproto::{Cid, Mst};
+use crate::blobstore::Digest;
+use crate::pds::Pds;
+use crate::server::body::{self, Body};
+
+type Answer = Result<Response<Body>, XrpcError>;
+
+const CAR: &str = "application/vnd.ipld.car";
+
+fn car_response(b: Body) -> Response<Body> {
+    let mut r = Response::new(b);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(CAR));
+    r
+}
+
+/// A writer that hands 64 KiB chunks to an async body through a bounded channel (so a slow
+/// client slows the export rather than filling memory).
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(1 << 16),
+        ));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 1 << 16 {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+pub(super) fn get_repo(pds: &Pds, call: &Call) -> Answer {
+    let did = resolve_repo(pds, call.required("did")?)?;
+    let head = pds
+        .repos
+        .store()
+        .head(&did)?
+        .ok_or_else(XrpcError::internal)?;
+    // One read transaction for the whole export: a consistent view while writes go on.
+    let snapshot = pds.repos.store().snapshot()?;
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tokio::task::spawn_blocking(move || {
+        let mut w = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(1 << 16),
+        };
+        let result = export_repo(&snapshot, head.commit, &mut w)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(std::io::Write::flush);
+        if let Err(e) = result {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                tracing::error!(error = %e, "repository export failed");
+            }
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok(car_response(body::stream(stream)))
+}
+
+pub(super) fn get_latest_commit(pds: &Pds, call: &Call) -> Answer {
+    let did = resolve_repo(pds, call.required("did")?)?;
+    let head = pds
+        .repos
+        .store()
+        .head(&did)?
+        .ok_or_else(XrpcError::internal)?;
+    ok_json(&json!({"cid": head.commit.to_string(), "rev": head.rev.as_str()}))
+}
+
+/// A CAR proving one record (or its absence): the commit, the MST path to the key, and the
+/// record block.
+pub(super) fn get_record(pds: &Pds, call: &Call) -> Answer {
+    let did = resolve_repo(pds, call.required("did")?)?;
+    let collection = call.required("collection")?;
+    let rkey = call.required("rkey")?;
+    let head = pds
+        .repos
+        .store()
+        .head(&did)?
+        .ok_or_else(XrpcError::internal)?;
+    let snapshot = pds.repos.store().snapshot()?;
+    let recording = RecordingStore::new(&snapshot);
+    let mst = Mst::load(&recording, head.data).map_err(|e| super::internal(&e))?;
+    let key = format!("{collection}/{rkey}");
+    let found = mst
+        .get(&recording, &key)
+        .map_err(|e| XrpcError::invalid(e.to_string()))?;
+    let Some(record) = found else {
+        return Err(XrpcError::new(
+            StatusCode::NOT_FOUND,
+            "RecordNotFound",
+            format!("could not locate record: {key}"),
+        ));
+    };
+    let mut cids: Vec<Cid> = vec![head.commit];
+    for c in recording.reads().into_iter().chain([head.data, record]) {
+        if !cids.contains(&c) {
+            cids.push(c);
+        }
+    }
+    let write = || -> Result<Vec<u8>, String> {
+        let mut car = CarWriter::new(Vec::new(), &[head.commit]).map_err(|e| e.to_string())?;
+        for c in &cids {
+            let bytes = snapshot
+                .get(c)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("block {c} missing"))?;
+            car.write_block(c, &bytes).map_err(|e| e.to_string())?;
+        }
+        car.finish().map_err(|e| e.to_string())
+    };
+    let bytes = write().map_err(|e| super::internal(&e))?;
+    Ok(car_response(body::full(bytes)))
+}
+
+pub(super) async fn get_blob(pds: &Pds, call: &Call) -> Answer {
+    let did = resolve_repo(pds, call.required("did")?)?;
+    let cid: Cid = call
+        .required("cid")?
+        .parse()
+        .map_err(|_| XrpcError::invalid("cid is not a CID"))?;
+    let not_found = || XrpcError::new(StatusCode::NOT_FOUND, "BlobNotFound", "blob not found");
+    let meta = pds
+        .repos
+        .store()
+        .blob_meta(&did, &cid)?
+        .ok_or_else(not_found)?;
+    let digest: Digest = format!("sha256:{}", hex::encode(cid.digest()))
+        .parse()
+        .map_err(|_| not_found())?;
+    let bytes = pds.blobs.get(&digest).await.map_err(|e| match e {
+        crate::blobstore::BlobError::NotFound => not_found(),
+        e => super::internal(&e),
+    })?;
+    let mut r = Response::new(body::full(bytes));
+    if let Ok(v) = HeaderValue::from_str(&meta.mime_type) {
+        r.headers_mut().insert(CONTENT_TYPE, v);
+    }
+    r.headers_mut().insert(
+        http::header::HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
+    );
+    r.headers_mut().insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    Ok(r)
+}
+
+pub(super) fn list_blobs(pds: &Pds, call: &Call) -> Answer {
+    let did = resolve_repo(pds, call.required("did")?)?;
+    let limit = call.limit(500, 1000)?;
+    let cids = pds
+        .repos
+        .store()
+        .list_blobs(&did, call.param("cursor"), limit)?;
+    let mut out = json!({ "cids": cids });
+    if cids.len() == limit
+        && let Some(last) = cids.last()
+    {
+        out["cursor"] = json!(last);
+    }
+    ok_json(&out)
+}
+
+pub(super) fn list_repos(pds: &Pds, call: &Call) -> Answer {
+    let limit = call.limit(500, 1000)?;
+    let rows = pds.repos.store().list_repos(call.param("cursor"), limit)?;
+    let repos: Vec<_> = rows
+        .iter()
+        .map(|(did, head)| {
+            json!({"did": did.as_str(), "head": head.commit.to_string(), "rev": head.rev.as_str(), "active": head.active})
+        })
+        .collect();
+    let mut out = json!({ "repos": repos });
+    if rows.len() == limit
+        && let Some((last, _)) = rows.last()
+    {
+        out["cursor"] = json!(last.as_str());
+    }
+    ok_json(&out)
+}
+
+pub(super) fn get_repo_status(pds: &Pds, call: &Call) -> Answer {
+    let did = resolve_repo(pds, call.required("did")?)?;
+    let head = pds
+        .repos
+        .store()
+        .head(&did)?
+        .ok_or_else(XrpcError::internal)?;
+    let active = head.active && (did == pds.node_did || pds.accounts.get(&did)?.is_some());
+    let mut out = json!({"did": did.as_str(), "active": active, "rev": head.rev.as_str()});
+    if !active {
+        out["status"] = json!("deactivated");
+    }
+    ok_json(&out)
+}
