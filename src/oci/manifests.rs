@@ -105,7 +105,7 @@ impl Registry {
         if head {
             return finish(builder, body::empty());
         }
-        let bytes = self.blobs.get(&digest).await?;
+        let bytes = self.blobs.read_range(&digest, 0..record.size).await?;
         finish(builder, body::full(bytes))
     }
 
