@@ -307,7 +307,8 @@ where
     E: std::fmt::Display,
 {
     let mut body = std::pin::pin!(body.map_err(|e| BlobError::Body(e.to_string())));
-    let mut pending = BytesMut::new();
+    // Sized once per piece: growing it frame by frame would copy each piece several times.
+    let mut pending = BytesMut::with_capacity(WRITE_CHUNK);
     let mut total = 0u64;
     while let Some(chunk) = body.try_next().await? {
         hasher.update(&chunk);
@@ -319,6 +320,7 @@ where
         pending.extend_from_slice(&chunk);
         if pending.len() >= WRITE_CHUNK {
             writer.write(pending.split().freeze()).await?;
+            pending.reserve(WRITE_CHUNK);
         }
     }
     if !pending.is_empty() {
