@@ -39,22 +39,7 @@ pub enum IndexError {
     Task(#[from] tokio::task::JoinError),
 }
 
-macro_rules! db_error {
-    ($($t:ty),*) => {$(
-        impl From<$t> for IndexError {
-            fn from(e: $t) -> Self {
-                IndexError::Db(e.into())
-            }
-        }
-    )*};
-}
-db_error!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+crate::macros::redb_errors_into!(IndexError::Db);
 
 /// What the index knows of a stored manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -53,22 +53,7 @@ pub enum StoreError {
     Task(#[from] tokio::task::JoinError),
 }
 
-macro_rules! db_error {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                StoreError::Db(e.into())
-            }
-        }
-    )*};
-}
-db_error!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+crate::macros::redb_errors_into!(StoreError::Db);
 
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
