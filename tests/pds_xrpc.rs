@@ -520,6 +520,21 @@ async fn repo_writes_reads_and_conflicts() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(d["collections"], json!(["app.test.post", "io.atcr.tag"]));
     assert_eq!(d["handle"], "alice.atcr.test");
+    assert_eq!(d["handleIsCorrect"], true);
+    // The node's did:web has no handle: `handle.invalid`, never a bare host such as `localhost`
+    // (which @atproto/api rejects as an invalid handle).
+    let (s, d) = node
+        .get(
+            &format!(
+                "com.atproto.repo.describeRepo?repo={}",
+                node.pds().node_did.as_str().replace('%', "%25")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["handle"], "handle.invalid");
+    assert_eq!(d["handleIsCorrect"], false);
 
     // Blobs: upload, reference from a record, getBlob, listBlobs; unknown blob refs refused.
     let blob = b"\x89PNG fake image bytes".to_vec();

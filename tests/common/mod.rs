@@ -69,7 +69,7 @@ impl Server {
     pub fn start() -> Server {
         let data = temp_dir("atcr-data-");
         let log = Arc::new(Mutex::new(VecDeque::new()));
-        let (child, port) = spawn(data.path(), &log);
+        let (child, port) = spawn(data.path(), &log, "127.0.0.1:0");
         Server {
             child: Some(child),
             port,
@@ -131,9 +131,49 @@ impl Server {
     pub fn restart(&mut self) {
         self.kill9();
         self.note("--- test: restarting");
-        let (child, port) = spawn(self.data.path(), &self.log);
+        let (child, port) = spawn(self.data.path(), &self.log, "127.0.0.1:0");
         self.child = Some(child);
         self.port = port;
+    }
+
+    /// Starts the server again on the same data directory and the same port (killing it first
+    /// if it still runs): for state that names the port, such as the PDS's
+    /// `did:web:localhost%3APORT` and the endpoints in its users' DID documents.
+    pub fn restart_same_port(&mut self) {
+        self.kill9();
+        self.note("--- test: restarting on the same port");
+        let listen = format!("127.0.0.1:{}", self.port);
+        let (child, port) = spawn(self.data.path(), &self.log, &listen);
+        assert_eq!(port, self.port, "the server moved to another port");
+        self.child = Some(child);
+    }
+
+    /// Runs `atcr ARGS` on this server's data directory and port (as `--listen`, which the
+    /// PDS uses for its `localhost:PORT` identity) with `stdin`; for commands that need the
+    /// daemon stopped, such as `atcr user add`.
+    #[must_use]
+    pub fn cli(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_atcr"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .env_remove("ATCR_LISTEN")
+            .env_remove("ATCR_DATA_DIR")
+            .env("ATCR_CONFIG", "/dev/null")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot run the atcr binary");
+        let mut input = child.stdin.take().expect("stdin is piped");
+        input
+            .write_all(stdin.as_bytes())
+            .expect("write to atcr's stdin");
+        drop(input);
+        child.wait_with_output().expect("atcr runs")
     }
 
     /// The last lines the server wrote to stderr.
@@ -191,9 +231,9 @@ fn push_line(log: &Mutex<VecDeque<String>>, line: String) {
 
 /// Spawns `atcr serve` on `data` and waits for its listening line. A thread keeps draining
 /// stderr into `log` for the life of the child, so the pipe never fills.
-fn spawn(data: &Path, log: &Arc<Mutex<VecDeque<String>>>) -> (Child, u16) {
+fn spawn(data: &Path, log: &Arc<Mutex<VecDeque<String>>>, listen: &str) -> (Child, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_atcr"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data)
         .env_remove("ATCR_LISTEN")
         .env_remove("ATCR_DATA_DIR")

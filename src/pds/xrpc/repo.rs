@@ -361,20 +361,18 @@ pub(super) fn list_records(pds: &Pds, call: &Call) -> Answer {
 
 pub(super) fn describe_repo(pds: &Pds, call: &Call) -> Answer {
     let did = resolve_repo(pds, call.required("repo")?)?;
-    let handle = pds.handle_of(&did)?;
-    let handle = handle.unwrap_or_else(|| {
-        pds.settings
-            .public_host
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .to_owned()
-    });
+    // A DID without a local handle (the node's did:web: its document names none) answers
+    // `handle.invalid`, as the reference PDS does: clients validate `handle` as a handle, and a
+    // bare host such as `localhost` is not one.
+    let (handle, correct) = match pds.handle_of(&did)? {
+        Some(handle) => (handle, true),
+        None => ("handle.invalid".to_owned(), false),
+    };
     ok_json(&json!({
         "handle": handle,
         "did": did.as_str(),
         "didDoc": pds.did_document(&did)?,
         "collections": pds.repos.store().collections(&did)?,
-        "handleIsCorrect": true,
+        "handleIsCorrect": correct,
     }))
 }

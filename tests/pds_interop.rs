@@ -1,0 +1,149 @@
+//! The PDS of the built binary driven by the official `@atproto/*` npm libraries: the node
+//! tests in `tests/interop/*.mjs` (node:test) run against `atcr serve` with real accounts.
+//!
+//! They need Node.js 22 and the pinned packages in `tests/interop/` (`tests/interop/setup.sh`
+//! installs both; `scripts/test` runs it). Without them each test fails, unless
+//! `ATCR_SKIP_CLIENT_TESTS=1`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::Server;
+use serde_json::{Value, json};
+
+/// `tests/interop/`.
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+/// The Node.js 22 binary of `tests/interop/node/`, or `None` when the client tests are skipped.
+fn node() -> Option<PathBuf> {
+    let dir = interop_dir();
+    let node = dir.join("node/bin/node");
+    let ready = node.is_file() && dir.join("node_modules/@atproto/api/package.json").is_file();
+    if ready {
+        return Some(node);
+    }
+    if std::env::var("ATCR_SKIP_CLIENT_TESTS").as_deref() == Ok("1") {
+        eprintln!("skipped: tests/interop is not set up (ATCR_SKIP_CLIENT_TESTS=1)");
+        return None;
+    }
+    panic!(
+        "the npm interop suite is not installed: run tests/interop/setup.sh \
+         (or set ATCR_SKIP_CLIENT_TESTS=1 to skip the client tests)"
+    );
+}
+
+/// A running node with the accounts `alice` and `bob`, on a port that stays the same: the
+/// node's `did:web:localhost%3APORT` and the users' DID documents name it.
+struct Node {
+    server: Server,
+    users: Vec<Value>,
+}
+
+impl Node {
+    fn start() -> Node {
+        let mut server = Server::start();
+        // `atcr user` opens pds.redb itself: the daemon must be stopped meanwhile.
+        assert!(server.stop(), "atcr serve did not stop cleanly");
+        let users = ["alice", "bob"]
+            .into_iter()
+            .map(|name| {
+                let password = format!("{name}-interop-pw");
+                let out = server.cli(
+                    &["user", "add", name, "--password-stdin"],
+                    &format!("{password}\n"),
+                );
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                assert!(
+                    out.status.success(),
+                    "atcr user add {name}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let (handle, did) = stdout
+                    .trim()
+                    .split_once('\t')
+                    .unwrap_or_else(|| panic!("atcr user add printed {stdout:?}"));
+                json!({"name": name, "handle": handle, "did": did, "password": password})
+            })
+            .collect();
+        server.restart_same_port();
+        Node { server, users }
+    }
+
+    fn port(&self) -> u16 {
+        self.server
+            .base_url()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("base URL has a port")
+    }
+
+    /// Runs `node --test tests/interop/FILE` against this node; panics with node's output and
+    /// the server's log unless every test passed.
+    fn run(&self, file: &str) {
+        let Some(node) = node() else { return };
+        let dir = interop_dir();
+        let bin = node.parent().expect("node/bin");
+        let path = std::env::join_paths(std::iter::once(bin.to_path_buf()).chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+        ))
+        .expect("PATH");
+        let port = self.port();
+        let mut cmd = Command::new(&node);
+        cmd.args([
+            "--test",
+            "--test-reporter=spec",
+            "--test-timeout=120000",
+            file,
+        ])
+        .current_dir(&dir)
+        .env("PATH", path)
+        .env("ATCR_URL", format!("http://localhost:{port}"))
+        .env("ATCR_NODE_DID", format!("did:web:localhost%3A{port}"))
+        .env("ATCR_USERS", Value::from(self.users.clone()).to_string())
+        .env(
+            "ATCR_LEXICONS",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("lexicons"),
+        )
+        .env_remove("NODE_OPTIONS");
+        let out = common::run(&mut cmd);
+        assert!(
+            out.status.success(),
+            "node tests failed: {}\n--- server log (last lines):\n{}",
+            common::describe(&cmd, &out),
+            self.server.log_tail()
+        );
+        eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+}
+
+/// `@atproto/api`'s `AtpAgent`: login, resume, refresh, every repo operation, blobs, app
+/// passwords.
+#[test]
+fn atp_agent() {
+    Node::start().run("agent.mjs");
+}
+
+/// `@atproto/repo` + `@atproto/identity`: `sync.getRepo` of every repository verified against
+/// the `#atproto` key of its DID document (did:plc via the node's directory, the node's did:web).
+#[test]
+fn repo_verification() {
+    Node::start().run("repo.mjs");
+}
+
+/// `subscribeRepos` through `@atproto/xrpc-server` and `@atproto/sync`: signatures, per-op
+/// proofs, the sync 1.1 inductive proof (`prevData`), gap-free sequence numbers.
+#[test]
+fn firehose() {
+    Node::start().run("firehose.mjs");
+}
+
+/// `@atproto/lexicon`: stored `io.atcr.*` records are valid; invalid ones are refused.
+#[test]
+fn lexicon() {
+    Node::start().run("lexicon.mjs");
+}
