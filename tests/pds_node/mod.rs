@@ -1,0 +1,127 @@
+//! An in-process node with the PDS role on 127.0.0.1:0 (accounts alice and bob), and helpers to
+//! call its XRPC methods.
+#![allow(dead_code)] // Each test crate uses a different subset.
+
+use std::sync::Arc;
+
+use atcr::blobstore::BlobStore;
+use atcr::oci::Registry;
+use atcr::oci::index::Index;
+use atcr::pds::{Pds, PdsSettings};
+use atcr::server::{self, App, ServerLimits};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub trait JsonBody {
+    async fn json_value<T: serde::de::DeserializeOwned>(self) -> T;
+}
+
+impl JsonBody for reqwest::Response {
+    async fn json_value<T: serde::de::DeserializeOwned>(self) -> T {
+        serde_json::from_slice(&self.bytes().await.unwrap()).unwrap()
+    }
+}
+
+pub struct Node {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub app: Arc<App>,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    pub async fn start() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let blobs = BlobStore::filesystem(&dir.path().join("blobs")).unwrap();
+        let index = Index::open(&dir.path().join("index.redb")).unwrap();
+        let pds = Pds::open(dir.path(), PdsSettings::localhost(port), blobs.clone())
+            .await
+            .unwrap();
+        pds.create_account("alice", "alice-pw", false)
+            .await
+            .unwrap();
+        pds.create_account("bob", "bob-pw", false).await.unwrap();
+        let app = Arc::new(App::new(Registry::new(blobs, index)).with_pds(pds));
+        let shutdown = CancellationToken::new();
+        tokio::spawn(server::run(
+            vec![server::Listener::plain(listener)],
+            app.clone(),
+            shutdown.clone(),
+            ServerLimits::default(),
+        ));
+        Node {
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            app,
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    pub fn pds(&self) -> &Pds {
+        self.app.pds.as_ref().unwrap()
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        nsid: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}/xrpc/{nsid}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let bytes = r.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn get(&self, path_and_query: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.call(Method::GET, path_and_query, token, None).await
+    }
+
+    pub async fn post(&self, nsid: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, nsid, token, Some(body)).await
+    }
+
+    pub async fn login(&self, who: &str, pw: &str) -> Value {
+        let (s, v) = self
+            .post(
+                "com.atproto.server.createSession",
+                None,
+                json!({"identifier": who, "password": pw}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn assert_error(got: &(StatusCode, Value), status: StatusCode, error: &str) {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert_eq!(got.1["error"], error, "{}", got.1);
+    assert!(got.1["message"].is_string(), "{}", got.1);
+}

@@ -1,0 +1,324 @@
+//! The PDS over HTTP, part two: sync exports verified against DID documents, identity
+//! resolution, the built-in PLC directory and the firehose.
+#![allow(clippy::many_single_char_names, clippy::similar_names)] // s = status, t = token, v = body
+
+mod pds_node;
+
+use atcr::atproto::blockstore::MemoryBlockStore;
+use atcr::atproto::car::CarReader;
+use atcr::atproto::commit::verify_repo;
+use atcr::atproto::{BlockStore, PublicKey};
+use futures_util::StreamExt;
+use pds_node::{JsonBody, Node, assert_error};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn sync_exports_verify_against_the_did_document() {
+    let node = Node::start().await;
+    let session = node.login("alice", "alice-pw").await;
+    let t = session["accessJwt"].as_str().unwrap();
+    let did = session["did"].as_str().unwrap().to_owned();
+    for i in 0..30 {
+        let (s, _) = node
+            .post("com.atproto.repo.createRecord", Some(t), json!({"repo": did, "collection": "app.test.post", "rkey": format!("r{i:02}"), "record": {"n": i}}))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    // The key comes from the DID document served by the built-in PLC directory.
+    let doc: Value = node
+        .client
+        .get(format!("{}/{did}", node.base))
+        .send()
+        .await
+        .unwrap()
+        .json_value()
+        .await;
+    let key = PublicKey::from_multikey(
+        doc["verificationMethod"][0]["publicKeyMultibase"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        doc["service"][0]["serviceEndpoint"],
+        node.base.replace("127.0.0.1", "localhost")
+    );
+
+    let (_, latest) = node
+        .get(&format!("com.atproto.sync.getLatestCommit?did={did}"), None)
+        .await;
+    let car = node
+        .client
+        .get(format!(
+            "{}/xrpc/com.atproto.sync.getRepo?did={did}",
+            node.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(car.headers()["content-type"], "application/vnd.ipld.car");
+    let car = car.bytes().await.unwrap();
+    let store = MemoryBlockStore::new();
+    let reader = CarReader::new(car.as_ref()).unwrap();
+    let root = reader.roots()[0];
+    assert_eq!(root.to_string(), latest["cid"].as_str().unwrap());
+    reader.load_into(&store).unwrap();
+    assert_eq!(verify_repo(&store, root, &key).unwrap().records, 30);
+
+    // A record proof: commit + path + record, verifiable alone.
+    let proof = node
+        .client
+        .get(format!(
+            "{}/xrpc/com.atproto.sync.getRecord?did={did}&collection=app.test.post&rkey=r07",
+            node.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let store = MemoryBlockStore::new();
+    let reader = CarReader::new(proof.as_ref()).unwrap();
+    let root = reader.roots()[0];
+    reader.load_into(&store).unwrap();
+    let commit = atcr::atproto::Commit::from_cbor(&store.get(&root).unwrap().unwrap()).unwrap();
+    commit.verify(&key).unwrap();
+    let mst = atcr::atproto::Mst::load(&store, commit.unsigned.data).unwrap();
+    assert!(mst.get(&store, "app.test.post/r07").unwrap().is_some());
+
+    // listRepos / getRepoStatus.
+    let (_, repos) = node.get("com.atproto.sync.listRepos", None).await;
+    assert_eq!(repos["repos"].as_array().unwrap().len(), 3);
+    let (_, status) = node
+        .get(&format!("com.atproto.sync.getRepoStatus?did={did}"), None)
+        .await;
+    assert_eq!(status["active"], true);
+    assert_error(
+        &node
+            .get("com.atproto.sync.getRepoStatus?did=did:plc:nobody", None)
+            .await,
+        StatusCode::NOT_FOUND,
+        "RepoNotFound",
+    );
+
+    // The node's did:web document and repository.
+    let node_doc: Value = node
+        .client
+        .get(format!("{}/.well-known/did.json", node.base))
+        .send()
+        .await
+        .unwrap()
+        .json_value()
+        .await;
+    assert_eq!(node_doc["id"], node.pds().node_did.as_str());
+    assert!(
+        node_doc["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("did:web:localhost%3A")
+    );
+    assert_eq!(
+        node_doc["verificationMethod"][0]["id"],
+        format!("{}#atproto", node.pds().node_did)
+    );
+    let (s, _) = node
+        .get(
+            &format!(
+                "com.atproto.sync.getLatestCommit?did={}",
+                node.pds().node_did.as_str().replace('%', "%25")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn identity_resolution_and_plc_directory() {
+    let node = Node::start().await;
+    let alice = node.pds().accounts.find("alice").unwrap().unwrap();
+    let (s, v) = node
+        .get(
+            "com.atproto.identity.resolveHandle?handle=alice.atcr.test",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, v["did"].as_str()),
+        (StatusCode::OK, Some(alice.did.as_str()))
+    );
+    assert_error(
+        &node
+            .get(
+                "com.atproto.identity.resolveHandle?handle=nobody.atcr.test",
+                None,
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "HandleNotFound",
+    );
+    // https://<handle>/.well-known/atproto-did, answered by Host header.
+    let r = node
+        .client
+        .get(format!("{}/.well-known/atproto-did", node.base))
+        .header("host", "alice.atcr.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), alice.did.as_str());
+
+    // Directory views.
+    for (path, check) in [
+        ("log", "array"),
+        ("log/audit", "array"),
+        ("data", "object"),
+        ("log/last", "object"),
+    ] {
+        let r = node
+            .client
+            .get(format!("{}/{}/{path}", node.base, alice.did))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let v: Value = r.json_value().await;
+        assert_eq!(
+            if v.is_array() { "array" } else { "object" },
+            check,
+            "{path}"
+        );
+    }
+    let r = node
+        .client
+        .get(format!("{}/did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // A signed update (new handle) from the rotation key is accepted; a forged one is not.
+    let log: Vec<Value> = node
+        .client
+        .get(format!("{}/{}/log", node.base, alice.did))
+        .send()
+        .await
+        .unwrap()
+        .json_value()
+        .await;
+    let mut update = log[0].clone();
+    update["prev"] = json!(atcr::pds::plc::op_cid(&log[0]).unwrap().to_string());
+    update["alsoKnownAs"] = json!(["at://alice2.atcr.test"]);
+    let forged = atcr::pds::plc::sign(
+        update.clone(),
+        &atcr::atproto::Keypair::generate(atcr::atproto::Algorithm::K256),
+    )
+    .unwrap();
+    let r = node
+        .client
+        .post(format!("{}/{}", node.base, alice.did))
+        .body(forged.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let signed = atcr::pds::plc::sign(update, &node.pds().keys.rotation).unwrap();
+    let r = node
+        .client
+        .post(format!("{}/{}", node.base, alice.did))
+        .body(signed.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let doc: Value = node
+        .client
+        .get(format!("{}/{}", node.base, alice.did))
+        .send()
+        .await
+        .unwrap()
+        .json_value()
+        .await;
+    assert_eq!(doc["alsoKnownAs"][0], "at://alice2.atcr.test");
+}
+
+#[tokio::test]
+async fn firehose_backfills_and_streams() {
+    use tokio_tungstenite::tungstenite::Message;
+    let node = Node::start().await;
+    let session = node.login("alice", "alice-pw").await;
+    let t = session["accessJwt"].as_str().unwrap();
+    let did = session["did"].as_str().unwrap().to_owned();
+    let before = node.pds().repos.store().last_seq().unwrap();
+    let addr = node.base.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(
+        format!("ws://{addr}/xrpc/com.atproto.sync.subscribeRepos?cursor=0"),
+        stream,
+    )
+    .await
+    .unwrap();
+    // Backfill: every stored event from seq 1, in order.
+    let mut seen = Vec::new();
+    while seen.len() < usize::try_from(before).unwrap() {
+        let Some(Ok(Message::Binary(frame))) = ws.next().await else {
+            panic!("stream ended")
+        };
+        let (header, body) = atcr::pds::events::parse_frame(&frame).unwrap();
+        assert_eq!(header.get("op"), Some(&atcr::atproto::Value::Integer(1)));
+        let atcr::atproto::Value::Integer(seq) = body.get("seq").unwrap() else {
+            panic!()
+        };
+        seen.push(*seq);
+    }
+    assert_eq!(
+        seen,
+        (1..=i64::try_from(before).unwrap()).collect::<Vec<_>>()
+    );
+    // Live: a write shows up as the next #commit.
+    let (s, _) = node
+        .post(
+            "com.atproto.repo.createRecord",
+            Some(t),
+            json!({"repo": did, "collection": "app.test.post", "record": {"text": "live"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let Some(Ok(Message::Binary(frame))) = ws.next().await else {
+        panic!("no live event")
+    };
+    let (header, body) = atcr::pds::events::parse_frame(&frame).unwrap();
+    assert_eq!(
+        header.get("t").and_then(atcr::atproto::Value::as_str),
+        Some("#commit")
+    );
+    assert_eq!(
+        body.get("seq"),
+        Some(&atcr::atproto::Value::Integer(
+            i64::try_from(before).unwrap() + 1
+        ))
+    );
+    assert_eq!(
+        body.get("repo").and_then(atcr::atproto::Value::as_str),
+        Some(did.as_str())
+    );
+
+    // A cursor from the future is refused with an error frame.
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut ws2, _) = tokio_tungstenite::client_async(
+        format!("ws://{addr}/xrpc/com.atproto.sync.subscribeRepos?cursor=999999"),
+        stream,
+    )
+    .await
+    .unwrap();
+    let Some(Ok(Message::Binary(frame))) = ws2.next().await else {
+        panic!("no error frame")
+    };
+    let (header, body) = atcr::pds::events::parse_frame(&frame).unwrap();
+    assert_eq!(header.get("op"), Some(&atcr::atproto::Value::Integer(-1)));
+    assert_eq!(
+        body.get("error").and_then(atcr::atproto::Value::as_str),
+        Some("FutureCursor")
+    );
+}
