@@ -84,6 +84,54 @@ async fn full_disk_answers_507_and_recovers() {
         .unwrap();
     expect_error(r, StatusCode::INSUFFICIENT_STORAGE, "INSUFFICIENT_STORAGE").await;
 
+    // A final PUT that runs out of space keeps the upload's earlier chunks: it can be retried.
+    let r = s
+        .req(Method::POST, "/v2/r/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    let location = inproc::header(&r, "location");
+    let head = bytes(4, 1000);
+    let r = s
+        .req(Method::PATCH, &location)
+        .body(head.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let mut whole = head.clone();
+    whole.extend_from_slice(&big);
+    let whole_digest = atcr::blobstore::Digest::of(atcr::blobstore::Algorithm::Sha256, &whole);
+    let r = s
+        .req(Method::PUT, &format!("{location}?digest={whole_digest}"))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::INSUFFICIENT_STORAGE, "INSUFFICIENT_STORAGE").await;
+    let r = s.req(Method::GET, &location).send().await.unwrap();
+    assert_eq!(
+        (r.status(), inproc::header(&r, "range")),
+        (StatusCode::NO_CONTENT, "0-999".to_owned())
+    );
+    let head_digest = atcr::blobstore::Digest::of(atcr::blobstore::Algorithm::Sha256, &head);
+    let r = s
+        .req(Method::PUT, &format!("{location}?digest={head_digest}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "the stored chunk survived the failed PUT"
+    );
+    let r = s
+        .req(Method::GET, &format!("/v2/r/blobs/{head_digest}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap(), head);
+
     // What was stored is intact, and nothing partial is left behind.
     let r = s
         .req(Method::GET, &format!("/v2/r/blobs/{kept_digest}"))

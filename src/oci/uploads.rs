@@ -172,7 +172,11 @@ impl Registry {
             match self.blobs.append(id, parts, stream, &mut hasher).await {
                 Ok(n) => n,
                 Err(e) => {
-                    let _ = self.blobs.cancel(id).await;
+                    // The failed part left nothing behind. A monolithic upload has no session to
+                    // resume, so its directory goes; a session keeps its earlier parts.
+                    if parts == 0 {
+                        let _ = self.blobs.cancel(id).await;
+                    }
                     return Err(e.into());
                 }
             }
