@@ -32,6 +32,9 @@ const CUT_BY_KILL: &[&str] = &[
     "connection reset by peer",
     "broken pipe",
     "EOF",
+    // Go's net package, when the connection it is writing to was closed under it.
+    "use of closed network connection",
+    "server closed idle connection",
 ];
 
 /// One image to push: its tag in the local layout and what the registry must serve for it.
