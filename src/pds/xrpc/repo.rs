@@ -100,36 +100,11 @@ pub(super) async fn create_record(pds: &Pds, call: Call) -> Answer {
         .repos
         .apply_writes(&did, vec![write], swap_commit(&body)?, validation(&body)?)
         .await?;
-    let Some(WriteResult::Create {
-        uri,
-        cid,
-        validated,
-    }) = results.first()
-    else {
-        return Err(XrpcError::internal());
-    };
-    ok_json(&json!({
-        "uri": uri,
-        "cid": cid.to_string(),
-        "commit": commit_json(&info),
-        "validationStatus": status(*validated),
-    }))
+    written_record(&info, &results)
 }
 
-pub(super) async fn put_record(pds: &Pds, call: Call) -> Answer {
-    let caller = authenticate(pds, &call)?;
-    let body = call.json().await?;
-    let did = own_repo(pds, &caller, &body)?;
-    let write = WriteOp::Update {
-        collection: nsid(str_field(&body, "collection")?)?,
-        rkey: rkey(str_field(&body, "rkey")?)?,
-        value: record_value(&body["record"])?,
-        swap_record: swap_record(&body)?,
-    };
-    let (info, results) = pds
-        .repos
-        .apply_writes(&did, vec![write], swap_commit(&body)?, validation(&body)?)
-        .await?;
+/// The answer of createRecord and putRecord: the one record written and the commit.
+fn written_record(info: &CommitInfo, results: &[WriteResult]) -> Answer {
     let Some(
         WriteResult::Create {
             uri,
@@ -148,9 +123,26 @@ pub(super) async fn put_record(pds: &Pds, call: Call) -> Answer {
     ok_json(&json!({
         "uri": uri,
         "cid": cid.to_string(),
-        "commit": commit_json(&info),
+        "commit": commit_json(info),
         "validationStatus": status(*validated),
     }))
+}
+
+pub(super) async fn put_record(pds: &Pds, call: Call) -> Answer {
+    let caller = authenticate(pds, &call)?;
+    let body = call.json().await?;
+    let did = own_repo(pds, &caller, &body)?;
+    let write = WriteOp::Update {
+        collection: nsid(str_field(&body, "collection")?)?,
+        rkey: rkey(str_field(&body, "rkey")?)?,
+        value: record_value(&body["record"])?,
+        swap_record: swap_record(&body)?,
+    };
+    let (info, results) = pds
+        .repos
+        .apply_writes(&did, vec![write], swap_commit(&body)?, validation(&body)?)
+        .await?;
+    written_record(&info, &results)
 }
 
 pub(super) async fn delete_record(pds: &Pds, call: Call) -> Answer {

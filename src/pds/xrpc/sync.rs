@@ -61,13 +61,17 @@ impl Write for ChannelWriter {
     }
 }
 
+/// The head of a repository `resolve_repo` found (a resolved repository always has one).
+fn repo_head(
+    pds: &Pds,
+    did: &crate::atproto::Did,
+) -> Result<crate::pds::store::RepoHead, XrpcError> {
+    pds.repos.store().head(did)?.ok_or_else(XrpcError::internal)
+}
+
 pub(super) fn get_repo(pds: &Pds, call: &Call) -> Answer {
     let did = resolve_repo(pds, call.required("did")?)?;
-    let head = pds
-        .repos
-        .store()
-        .head(&did)?
-        .ok_or_else(XrpcError::internal)?;
+    let head = repo_head(pds, &did)?;
     // One read transaction for the whole export: a consistent view while writes go on.
     let snapshot = pds.repos.store().snapshot()?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -94,11 +98,7 @@ pub(super) fn get_repo(pds: &Pds, call: &Call) -> Answer {
 
 pub(super) fn get_latest_commit(pds: &Pds, call: &Call) -> Answer {
     let did = resolve_repo(pds, call.required("did")?)?;
-    let head = pds
-        .repos
-        .store()
-        .head(&did)?
-        .ok_or_else(XrpcError::internal)?;
+    let head = repo_head(pds, &did)?;
     ok_json(&json!({"cid": head.commit.to_string(), "rev": head.rev.as_str()}))
 }
 
@@ -108,11 +108,7 @@ pub(super) fn get_record(pds: &Pds, call: &Call) -> Answer {
     let did = resolve_repo(pds, call.required("did")?)?;
     let collection = call.required("collection")?;
     let rkey = call.required("rkey")?;
-    let head = pds
-        .repos
-        .store()
-        .head(&did)?
-        .ok_or_else(XrpcError::internal)?;
+    let head = repo_head(pds, &did)?;
     let snapshot = pds.repos.store().snapshot()?;
     let recording = RecordingStore::new(&snapshot);
     let mst = Mst::load(&recording, head.data).map_err(|e| super::internal(&e))?;
@@ -218,11 +214,7 @@ pub(super) fn list_repos(pds: &Pds, call: &Call) -> Answer {
 
 pub(super) fn get_repo_status(pds: &Pds, call: &Call) -> Answer {
     let did = resolve_repo(pds, call.required("did")?)?;
-    let head = pds
-        .repos
-        .store()
-        .head(&did)?
-        .ok_or_else(XrpcError::internal)?;
+    let head = repo_head(pds, &did)?;
     let active = head.active && (did == pds.node_did || pds.accounts.get(&did)?.is_some());
     let mut out = json!({"did": did.as_str(), "active": active, "rev": head.rev.as_str()});
     if !active {
