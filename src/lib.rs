@@ -4,6 +4,7 @@ pub mod atproto;
 pub mod blobstore;
 pub mod cli;
 pub mod config;
+pub mod hold;
 mod macros;
 pub mod oci;
 pub mod pds;

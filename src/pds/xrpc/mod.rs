@@ -172,7 +172,7 @@ pub(crate) struct Call {
 }
 
 impl Call {
-    fn new(req: Request<Incoming>) -> Call {
+    pub(crate) fn new(req: Request<Incoming>) -> Call {
         let mut params: HashMap<String, Vec<String>> = HashMap::new();
         for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
             params

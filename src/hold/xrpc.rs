@@ -1,0 +1,147 @@
+//! The hold's XRPC methods (`/xrpc/io.atcr.hold.*`): so far `io.atcr.hold.requestCrew`.
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::{CREW, Hold, HoldError, Permission};
+use crate::pds::xrpc::{Call, XrpcError, authenticate, ok_json};
+use crate::server::body::Body;
+
+/// Largest request body: the input is a role and a few permissions.
+const MAX_BODY: usize = 64 << 10;
+
+/// Permissions a `requestCrew` without any asks for.
+const DEFAULT_PERMISSIONS: [Permission; 2] = [Permission::BlobRead, Permission::BlobWrite];
+
+/// Answers `/xrpc/<nsid>` for an `io.atcr.hold.*` method.
+pub async fn handle(hold: &Hold, req: Request<Incoming>, nsid: &str) -> Response<Body> {
+    let call = Call::new(req);
+    let result = match nsid {
+        "io.atcr.hold.requestCrew" => request_crew(hold, call).await,
+        _ => Err(XrpcError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "MethodNotImplemented",
+            format!("method not implemented: {nsid}"),
+        )),
+    };
+    result.unwrap_or_else(|e| e.response())
+}
+
+impl From<HoldError> for XrpcError {
+    fn from(e: HoldError) -> Self {
+        match e {
+            HoldError::Pds(e) => e.into(),
+            HoldError::Repo(e) => e.into(),
+            HoldError::Store(e) => e.into(),
+            e => {
+                tracing::error!(error = %e, "hold internal error");
+                XrpcError::internal()
+            }
+        }
+    }
+}
+
+/// `io.atcr.hold.requestCrew`: the caller joins the crew, when the captain record lets anyone
+/// join (`allowAllCrew`) or the caller is the owner. Only the owner may ask for `crew:admin`.
+/// A caller who is already a member gets his record back, unchanged.
+async fn request_crew(hold: &Hold, call: Call) -> Result<Response<Body>, XrpcError> {
+    if call.method != Method::POST {
+        return Err(XrpcError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "InvalidRequest",
+            "this method takes POST",
+        ));
+    }
+    let caller = authenticate(hold.pds(), &call)?;
+    let body = call.body(MAX_BODY).await?;
+    let input: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| XrpcError::invalid(format!("request body is not JSON: {e}")))?
+    };
+    let (role, permissions) = parse_input(&input)?;
+    let captain = hold.ensure_captain().await?;
+    let owner = caller.did == captain.owner;
+    if !captain.allow_all_crew && !owner {
+        return Err(XrpcError::new(
+            StatusCode::FORBIDDEN,
+            "RegistrationDisabled",
+            "this hold does not take new crew members",
+        ));
+    }
+    if !owner
+        && (permissions.contains(&Permission::CrewAdmin) || role == "admin" || role == "owner")
+    {
+        return Err(XrpcError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "only the hold's owner may grant crew:admin or the admin and owner roles",
+        ));
+    }
+    let node = &hold.pds().node_did;
+    let (status, member) = match hold.member(&caller.did)? {
+        Some(m) => ("already_member", m),
+        None => (
+            "created",
+            hold.add_crew(&caller.did, &role, &permissions).await?,
+        ),
+    };
+    ok_json(&json!({
+        "status": status,
+        "uri": format!("at://{node}/{CREW}/{}", member.rkey),
+        "cid": member.cid.to_string(),
+    }))
+}
+
+/// The requested role (default `member`) and permissions (default blob read and write).
+fn parse_input(input: &serde_json::Value) -> Result<(String, Vec<Permission>), XrpcError> {
+    if !input.is_object() {
+        return Err(XrpcError::invalid("request body must be a JSON object"));
+    }
+    let role = match &input["role"] {
+        serde_json::Value::Null => "member".to_owned(),
+        serde_json::Value::String(r) if !r.is_empty() && r.len() <= 32 => r.clone(),
+        _ => return Err(XrpcError::invalid("role must be a string of 1 to 32 bytes")),
+    };
+    let permissions = match &input["permissions"] {
+        serde_json::Value::Null => DEFAULT_PERMISSIONS.to_vec(),
+        serde_json::Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                let p = item
+                    .as_str()
+                    .ok_or_else(|| XrpcError::invalid("permissions must be strings"))?
+                    .parse::<Permission>()
+                    .map_err(XrpcError::invalid)?;
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+            out
+        }
+        _ => return Err(XrpcError::invalid("permissions must be an array")),
+    };
+    Ok((role, permissions))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_defaults_and_checks() {
+        let (role, perms) = parse_input(&json!({})).unwrap();
+        assert_eq!(role, "member");
+        assert_eq!(perms, DEFAULT_PERMISSIONS.to_vec());
+        let (role, perms) =
+            parse_input(&json!({"role": "read", "permissions": ["blob:read", "blob:read"]}))
+                .unwrap();
+        assert_eq!((role.as_str(), perms), ("read", vec![Permission::BlobRead]));
+        assert!(parse_input(&json!({"permissions": ["blob:delete"]})).is_err());
+        assert!(parse_input(&json!({"permissions": "blob:read"})).is_err());
+        assert!(parse_input(&json!({"role": 3})).is_err());
+        assert!(parse_input(&json!([])).is_err());
+    }
+}
