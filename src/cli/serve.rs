@@ -113,6 +113,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         pds.shutdown = shutdown.clone();
         tracing::info!(did = %pds.node_did, "pds ready");
         app = app.with_pds(pds);
+        if let Some(hold) = &app.hold {
+            let captain = hold
+                .ensure_captain()
+                .await
+                .context("cannot set up the hold")?;
+            tracing::info!(owner = %captain.owner, public = captain.public, "hold ready");
+        }
     }
     let app = Arc::new(app);
     tracing::info!(data_dir = %config.data_dir.display(), "serving");

@@ -29,7 +29,9 @@ const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api
 pub struct App {
     pub registry: Registry,
     /// The PDS role, when enabled.
-    pub pds: Option<crate::pds::Pds>,
+    pub pds: Option<Arc<crate::pds::Pds>>,
+    /// The hold's access rules, kept in the PDS's node repository (present with the PDS).
+    pub hold: Option<crate::hold::Hold>,
     pub metrics: ops::Metrics,
     pub disk: ops::DiskFloor,
     /// The node-managed CA certificate (PEM), served at `/ca.crt`.
@@ -42,15 +44,18 @@ impl App {
         App {
             registry,
             pds: None,
+            hold: None,
             metrics: ops::Metrics::default(),
             disk: ops::DiskFloor::default(),
             ca_pem: None,
         }
     }
 
-    /// Serves the PDS role too.
+    /// Serves the PDS role too, and the hold's XRPC methods over it.
     #[must_use]
     pub fn with_pds(mut self, pds: crate::pds::Pds) -> App {
+        let pds = Arc::new(pds);
+        self.hold = Some(crate::hold::Hold::new(pds.clone()));
         self.pds = Some(pds);
         self
     }
@@ -240,6 +245,12 @@ async fn dispatch(
             return ("ca_crt", Ok(ops::ca_certificate(app)));
         }
         _ => {}
+    }
+    if let Some(hold) = &app.hold
+        && let Some(nsid) = path.strip_prefix("/xrpc/")
+        && nsid.starts_with("io.atcr.hold.")
+    {
+        return ("xrpc", Ok(crate::hold::xrpc::handle(hold, req, nsid).await));
     }
     if let Some(pds) = &app.pds
         && crate::pds::xrpc::serves(&path)
