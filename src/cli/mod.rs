@@ -1,6 +1,8 @@
 //! The command line: one file per subcommand.
 
 mod check_config;
+mod crew;
+mod hold;
 mod serve;
 mod tls;
 mod user;
@@ -33,6 +35,57 @@ enum Command {
     /// Local PDS accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// The hold: who owns this node's blob storage, whether pulls are public.
+    #[command(subcommand)]
+    Hold(HoldCommand),
+    /// The hold's crew: who may pull from and push to this node.
+    #[command(subcommand)]
+    Crew(CrewCommand),
+}
+
+#[derive(Subcommand)]
+enum HoldCommand {
+    /// Print the captain record (owner, public, allowAllCrew, deployedAt) and the crew size.
+    Show(ConfigArgs),
+    /// Change the captain record.
+    Set {
+        /// The new owner: a local user (name, handle or DID) or any DID.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Whether anyone, anonymous callers included, may pull.
+        #[arg(long)]
+        public: Option<bool>,
+        /// Whether any authenticated user may join the crew (io.atcr.hold.requestCrew).
+        #[arg(long)]
+        allow_all_crew: Option<bool>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum CrewCommand {
+    /// Make a user (name, handle or DID) a crew member, replacing any membership it has.
+    Add {
+        who: String,
+        /// read: blob:read; write: blob:read, blob:write; admin: those and crew:admin.
+        #[arg(long, default_value = "write", value_parser = ["read", "write", "admin"])]
+        role: String,
+        /// Grant exactly these permissions instead of the role's (repeatable): blob:read,
+        /// blob:write, crew:admin.
+        #[arg(long = "permission")]
+        permissions: Vec<crate::hold::Permission>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Remove a user's crew membership (every crew record naming it).
+    Remove {
+        who: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// List the crew: member DID, handle (local users), role, permissions.
+    List(ConfigArgs),
 }
 
 #[derive(Subcommand)]
@@ -157,6 +210,31 @@ pub fn main() -> ExitCode {
             } => config
                 .load()
                 .and_then(|c| user::passwd(&c, &name, password_stdin)),
+        },
+        Command::Hold(cmd) => match cmd {
+            HoldCommand::Show(config) => config.load().and_then(|c| hold::show(&c)),
+            HoldCommand::Set {
+                owner,
+                public,
+                allow_all_crew,
+                config,
+            } => config
+                .load()
+                .and_then(|c| hold::set(&c, owner.as_deref(), public, allow_all_crew)),
+        },
+        Command::Crew(cmd) => match cmd {
+            CrewCommand::Add {
+                who,
+                role,
+                permissions,
+                config,
+            } => config
+                .load()
+                .and_then(|c| crew::add(&c, &who, &role, &permissions)),
+            CrewCommand::Remove { who, config } => {
+                config.load().and_then(|c| crew::remove(&c, &who))
+            }
+            CrewCommand::List(config) => config.load().and_then(|c| crew::list(&c)),
         },
     };
     match result {

@@ -1,4 +1,5 @@
-//! `atcr user add|list|remove|passwd`: local PDS accounts.
+//! `atcr user add|list|remove|passwd`: local PDS accounts. A new account joins the hold's crew
+//! (write role, admin role with `--admin`); a removed one leaves it.
 //!
 //! The commands open `pds.redb` directly, so they work while the daemon is stopped. While it
 //! runs it holds the database and they fail with a message saying so (the admin socket that
@@ -10,9 +11,11 @@ use anyhow::{Context, bail};
 
 use crate::blobstore::BlobStore;
 use crate::config::Config;
+use crate::hold::role_permissions;
 use crate::pds::Pds;
 
-async fn open(config: &Config) -> anyhow::Result<Pds> {
+/// Opens the node's PDS for an administration command (shared by `user`, `hold` and `crew`).
+pub(super) async fn open(config: &Config) -> anyhow::Result<Pds> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     // Blobs are not touched by account administration.
@@ -50,7 +53,7 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     Ok(password)
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
@@ -59,8 +62,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn add(config: &Config, name: &str, password_stdin: bool, admin: bool) -> anyhow::Result<()> {
     let password = read_password(password_stdin)?;
     runtime()?.block_on(async {
-        let pds = open(config).await?;
-        let account = pds.create_account(name, &password, admin).await?;
+        let hold = super::hold::open(config).await?;
+        let account = hold.pds().create_account(name, &password, admin).await?;
+        // A new user can push: crew with the write role (admin role for administrators).
+        let role = if admin { "admin" } else { "write" };
+        let permissions = role_permissions(role).unwrap_or_default();
+        hold.add_crew(&account.did, role, permissions).await?;
         super::print(&format!("{}\t{}", account.handle, account.did))
     })
 }
@@ -88,12 +95,14 @@ pub fn list(config: &Config) -> anyhow::Result<()> {
 
 pub fn remove(config: &Config, name: &str) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let pds = open(config).await?;
+        let hold = super::hold::open(config).await?;
+        let pds = hold.pds();
         let account = pds
             .accounts
             .find(name)?
             .with_context(|| format!("no such user: {name}"))?;
         pds.remove_account(&account.did).await?;
+        hold.remove_crew(&account.did).await?;
         super::print(&format!("removed {}", account.handle))
     })
 }
