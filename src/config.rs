@@ -68,7 +68,8 @@ impl Default for Config {
 #[serde(deny_unknown_fields, default)]
 pub struct PdsConfig {
     /// Serve the PDS (`/xrpc/com.atproto.*`, `/.well-known/…`, the built-in PLC directory).
-    /// Default true.
+    /// Default true. The registry keeps its manifests and tags as records in this PDS, so it
+    /// cannot be turned off yet (a registry whose users live on other PDSes is future work).
     pub enabled: bool,
     /// The node's public host name: its identity is `did:web:<public_host>`. Unset: the node is
     /// `localhost:<listen port>` (`did:web:localhost%3A<port>`), reachable only locally.
@@ -235,6 +236,11 @@ impl Config {
         if self.server.header_read_timeout_secs == 0 {
             return Err(ConfigError::Invalid(
                 "server.header_read_timeout_secs must be greater than 0".into(),
+            ));
+        }
+        if !self.pds.enabled {
+            return Err(ConfigError::Invalid(
+                "pds.enabled = false is not supported yet: the registry stores its manifests and tags in the embedded PDS".into(),
             ));
         }
         if !self.http && !self.tls.enabled {

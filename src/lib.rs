@@ -1,6 +1,8 @@
 //! atcr: a container registry appliance on the AT Protocol, in one binary.
 
+pub mod appview;
 pub mod atproto;
+pub mod auth;
 pub mod blobstore;
 pub mod cli;
 pub mod config;

@@ -2,6 +2,7 @@
 
 mod inproc;
 
+use atcr::auth::{Access, Scope};
 use atcr::blobstore::{Algorithm, Digest};
 use inproc::{TestServer, bytes, expect_error, header};
 use reqwest::{Method, StatusCode};
@@ -26,7 +27,7 @@ async fn base_endpoint_and_unknown_paths() {
         .unwrap();
     expect_error(r, StatusCode::BAD_REQUEST, "NAME_INVALID").await;
     let r = s
-        .req(Method::GET, "/v2/r/blobs/sha256:1234")
+        .req(Method::GET, "/v2/t/r/blobs/sha256:1234")
         .send()
         .await
         .unwrap();
@@ -34,7 +35,7 @@ async fn base_endpoint_and_unknown_paths() {
     let r = s
         .req(
             Method::GET,
-            "/v2/r/blobs/md5:d41d8cd98f00b204e9800998ecf8427e",
+            "/v2/t/r/blobs/md5:d41d8cd98f00b204e9800998ecf8427e",
         )
         .send()
         .await
@@ -46,8 +47,8 @@ async fn base_endpoint_and_unknown_paths() {
 async fn monolithic_upload_ranges_and_delete() {
     let s = TestServer::start().await;
     let data = bytes(1, 100_000);
-    let digest = s.push_blob("a/b", &data).await;
-    let path = format!("/v2/a/b/blobs/{digest}");
+    let digest = s.push_blob("t/a/b", &data).await;
+    let path = format!("/v2/t/a/b/blobs/{digest}");
 
     let r = s.req(Method::HEAD, &path).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -90,7 +91,7 @@ async fn monolithic_upload_ranges_and_delete() {
 
     // Another repository cannot read it without a mount.
     let r = s
-        .req(Method::GET, &format!("/v2/other/blobs/{digest}"))
+        .req(Method::GET, &format!("/v2/t/other/blobs/{digest}"))
         .send()
         .await
         .unwrap();
@@ -108,7 +109,7 @@ async fn monolithic_upload_ranges_and_delete() {
     let r = s
         .req(
             Method::POST,
-            &format!("/v2/a/b/blobs/uploads/?digest={wrong}"),
+            &format!("/v2/t/a/b/blobs/uploads/?digest={wrong}"),
         )
         .body(data.clone())
         .send()
@@ -116,16 +117,16 @@ async fn monolithic_upload_ranges_and_delete() {
         .unwrap();
     expect_error(r, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
     let r = s
-        .req(Method::HEAD, &format!("/v2/a/b/blobs/{wrong}"))
+        .req(Method::HEAD, &format!("/v2/t/a/b/blobs/{wrong}"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     // An empty blob.
-    let empty = s.push_blob("a/b", b"").await;
+    let empty = s.push_blob("t/a/b", b"").await;
     let r = s
-        .req(Method::GET, &format!("/v2/a/b/blobs/{empty}"))
+        .req(Method::GET, &format!("/v2/t/a/b/blobs/{empty}"))
         .send()
         .await
         .unwrap();
@@ -142,7 +143,7 @@ async fn chunked_upload_with_status_and_order_checks() {
     let digest = Digest::of(Algorithm::Sha256, &data);
 
     let r = s
-        .req(Method::POST, "/v2/r/blobs/uploads/")
+        .req(Method::POST, "/v2/t/r/blobs/uploads/")
         .send()
         .await
         .unwrap();
@@ -150,7 +151,7 @@ async fn chunked_upload_with_status_and_order_checks() {
     assert_eq!(header(&r, "range"), "0-0");
     let uuid = header(&r, "docker-upload-uuid");
     let location = header(&r, "location");
-    assert_eq!(location, format!("/v2/r/blobs/uploads/{uuid}"));
+    assert_eq!(location, format!("/v2/t/r/blobs/uploads/{uuid}"));
 
     let mut offset = 0;
     for chunk in data[..200_000].chunks(70_000) {
@@ -187,7 +188,7 @@ async fn chunked_upload_with_status_and_order_checks() {
 
     // The same upload is unknown under another repository.
     let r = s
-        .req(Method::GET, &format!("/v2/other/blobs/uploads/{uuid}"))
+        .req(Method::GET, &format!("/v2/t/other/blobs/uploads/{uuid}"))
         .send()
         .await
         .unwrap();
@@ -208,9 +209,9 @@ async fn chunked_upload_with_status_and_order_checks() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    assert_eq!(header(&r, "location"), format!("/v2/r/blobs/{digest}"));
+    assert_eq!(header(&r, "location"), format!("/v2/t/r/blobs/{digest}"));
     let r = s
-        .req(Method::GET, &format!("/v2/r/blobs/{digest}"))
+        .req(Method::GET, &format!("/v2/t/r/blobs/{digest}"))
         .send()
         .await
         .unwrap();
@@ -229,7 +230,7 @@ async fn post_put_sha512_cancel_and_bad_finishes() {
     // POST then PUT with the whole body, by sha512.
     let d512 = Digest::of(Algorithm::Sha512, &data);
     let r = s
-        .req(Method::POST, "/v2/r/blobs/uploads/")
+        .req(Method::POST, "/v2/t/r/blobs/uploads/")
         .send()
         .await
         .unwrap();
@@ -243,7 +244,7 @@ async fn post_put_sha512_cancel_and_bad_finishes() {
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(header(&r, "docker-content-digest"), d512.as_str());
     let r = s
-        .req(Method::GET, &format!("/v2/r/blobs/{d512}"))
+        .req(Method::GET, &format!("/v2/t/r/blobs/{d512}"))
         .send()
         .await
         .unwrap();
@@ -251,7 +252,7 @@ async fn post_put_sha512_cancel_and_bad_finishes() {
 
     // A PUT without a digest, and a digest that does not match.
     let r = s
-        .req(Method::POST, "/v2/r/blobs/uploads/")
+        .req(Method::POST, "/v2/t/r/blobs/uploads/")
         .send()
         .await
         .unwrap();
@@ -278,7 +279,7 @@ async fn post_put_sha512_cancel_and_bad_finishes() {
 
     // Cancel.
     let r = s
-        .req(Method::POST, "/v2/r/blobs/uploads/")
+        .req(Method::POST, "/v2/t/r/blobs/uploads/")
         .send()
         .await
         .unwrap();
@@ -299,7 +300,7 @@ async fn post_put_sha512_cancel_and_bad_finishes() {
     let r = s
         .req(
             Method::PATCH,
-            "/v2/r/blobs/uploads/0d9b3a3e-3c55-4f0e-9c1f-1f7a6c7a0000",
+            "/v2/t/r/blobs/uploads/0d9b3a3e-3c55-4f0e-9c1f-1f7a6c7a0000",
         )
         .body("x")
         .send()
@@ -307,7 +308,7 @@ async fn post_put_sha512_cancel_and_bad_finishes() {
         .unwrap();
     expect_error(r, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
     let r = s
-        .req(Method::PATCH, "/v2/r/blobs/uploads/nonsense")
+        .req(Method::PATCH, "/v2/t/r/blobs/uploads/nonsense")
         .body("x")
         .send()
         .await
@@ -319,20 +320,20 @@ async fn post_put_sha512_cancel_and_bad_finishes() {
 async fn cross_repository_mount() {
     let s = TestServer::start().await;
     let data = bytes(4, 1000);
-    let digest = s.push_blob("src/repo", &data).await;
+    let digest = s.push_blob("t/src/repo", &data).await;
 
     let r = s
         .req(
             Method::POST,
-            &format!("/v2/dst/blobs/uploads/?mount={digest}&from=src/repo"),
+            &format!("/v2/t/dst/blobs/uploads/?mount={digest}&from=t/src/repo"),
         )
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    assert_eq!(header(&r, "location"), format!("/v2/dst/blobs/{digest}"));
+    assert_eq!(header(&r, "location"), format!("/v2/t/dst/blobs/{digest}"));
     let r = s
-        .req(Method::GET, &format!("/v2/dst/blobs/{digest}"))
+        .req(Method::GET, &format!("/v2/t/dst/blobs/{digest}"))
         .send()
         .await
         .unwrap();
@@ -342,29 +343,37 @@ async fn cross_repository_mount() {
     let r = s
         .req(
             Method::POST,
-            &format!("/v2/third/blobs/uploads/?mount={digest}&from=nothing/here"),
+            &format!("/v2/t/third/blobs/uploads/?mount={digest}&from=t/nothing/here"),
         )
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    assert!(header(&r, "location").starts_with("/v2/third/blobs/uploads/"));
-    // Without `from`, any copy on the node will do.
+    assert!(header(&r, "location").starts_with("/v2/t/third/blobs/uploads/"));
+    // Without `from`, a mount is an ordinary upload: a blob is never found by digest alone.
     let r = s
         .req(
             Method::POST,
-            &format!("/v2/fourth/blobs/uploads/?mount={digest}"),
+            &format!("/v2/t/fourth/blobs/uploads/?mount={digest}"),
         )
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let unknown = Digest::of(Algorithm::Sha256, b"never pushed");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // Nor does a source the token may not pull from lend its blobs.
+    let only_target = s.app.auth.tokens.issue(
+        Some(&s.user),
+        vec![Access::from_scope(
+            &Scope::parse("repository:t/fifth:pull,push").unwrap(),
+        )],
+        atcr::pds::accounts::now_secs(),
+    );
     let r = s
-        .req(
+        .anonymous(
             Method::POST,
-            &format!("/v2/fifth/blobs/uploads/?mount={unknown}"),
+            &format!("/v2/t/fifth/blobs/uploads/?mount={digest}&from=t/src/repo"),
         )
+        .bearer_auth(only_target)
         .send()
         .await
         .unwrap();
@@ -377,7 +386,7 @@ async fn uploads_resume_after_restart_and_expire() {
     let data = bytes(5, 120_000);
     let digest = Digest::of(Algorithm::Sha256, &data);
     let r = s
-        .req(Method::POST, "/v2/r/blobs/uploads/")
+        .req(Method::POST, "/v2/t/r/blobs/uploads/")
         .send()
         .await
         .unwrap();
@@ -389,7 +398,7 @@ async fn uploads_resume_after_restart_and_expire() {
         .await
         .unwrap();
     let abandoned = header(
-        &s.req(Method::POST, "/v2/r/blobs/uploads/")
+        &s.req(Method::POST, "/v2/t/r/blobs/uploads/")
             .send()
             .await
             .unwrap(),
@@ -419,7 +428,7 @@ async fn uploads_resume_after_restart_and_expire() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let r = s
-        .req(Method::GET, &format!("/v2/r/blobs/{digest}"))
+        .req(Method::GET, &format!("/v2/t/r/blobs/{digest}"))
         .send()
         .await
         .unwrap();

@@ -21,8 +21,12 @@ async fn health_readiness_and_metrics() {
         (StatusCode::OK, "ready\n".into())
     );
 
-    s.push_blob("m", &bytes(1, 1234)).await;
-    let r = s.req(Method::GET, "/v2/m/tags/list").send().await.unwrap();
+    s.push_blob("t/m", &bytes(1, 1234)).await;
+    let r = s
+        .req(Method::GET, "/v2/t/m/tags/list")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let (status, metrics) = text(&s, "/metrics").await;
     assert_eq!(status, StatusCode::OK);

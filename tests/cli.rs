@@ -90,7 +90,8 @@ fn serves_on_a_free_port_and_stops_on_sigterm() {
             .unwrap()
             .status()
     });
-    assert_eq!(status, 200);
+    // The registry wants a token: the probe answers 401 with a Bearer challenge.
+    assert_eq!(status, 401);
     assert!(dir.path().join("index.redb").exists());
 
     let kill = Command::new("kill")

@@ -50,7 +50,7 @@ async fn full_disk_answers_507_and_recovers() {
     let s = TestServer::start_with_floor(state.clone(), 1024 * 1024).await;
 
     let kept = bytes(1, 1024 * 1024);
-    let kept_digest = s.push_blob("r", &kept).await;
+    let kept_digest = s.push_blob("t/r", &kept).await;
     assert_eq!(
         s.req(Method::GET, "/readyz").send().await.unwrap().status(),
         StatusCode::OK
@@ -62,7 +62,7 @@ async fn full_disk_answers_507_and_recovers() {
     let r = s
         .req(
             Method::POST,
-            &format!("/v2/r/blobs/uploads/?digest={big_digest}"),
+            &format!("/v2/t/r/blobs/uploads/?digest={big_digest}"),
         )
         .body(big.clone())
         .send()
@@ -71,7 +71,7 @@ async fn full_disk_answers_507_and_recovers() {
     expect_error(r, StatusCode::INSUFFICIENT_STORAGE, "INSUFFICIENT_STORAGE").await;
     // Chunked too.
     let r = s
-        .req(Method::POST, "/v2/r/blobs/uploads/")
+        .req(Method::POST, "/v2/t/r/blobs/uploads/")
         .send()
         .await
         .unwrap();
@@ -86,7 +86,7 @@ async fn full_disk_answers_507_and_recovers() {
 
     // A final PUT that runs out of space keeps the upload's earlier chunks: it can be retried.
     let r = s
-        .req(Method::POST, "/v2/r/blobs/uploads/")
+        .req(Method::POST, "/v2/t/r/blobs/uploads/")
         .send()
         .await
         .unwrap();
@@ -126,7 +126,7 @@ async fn full_disk_answers_507_and_recovers() {
         "the stored chunk survived the failed PUT"
     );
     let r = s
-        .req(Method::GET, &format!("/v2/r/blobs/{head_digest}"))
+        .req(Method::GET, &format!("/v2/t/r/blobs/{head_digest}"))
         .send()
         .await
         .unwrap();
@@ -134,13 +134,13 @@ async fn full_disk_answers_507_and_recovers() {
 
     // What was stored is intact, and nothing partial is left behind.
     let r = s
-        .req(Method::GET, &format!("/v2/r/blobs/{kept_digest}"))
+        .req(Method::GET, &format!("/v2/t/r/blobs/{kept_digest}"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.bytes().await.unwrap(), kept);
     let r = s
-        .req(Method::HEAD, &format!("/v2/r/blobs/{big_digest}"))
+        .req(Method::HEAD, &format!("/v2/t/r/blobs/{big_digest}"))
         .send()
         .await
         .unwrap();
@@ -160,9 +160,9 @@ async fn full_disk_answers_507_and_recovers() {
         StatusCode::OK
     );
     let again = bytes(3, 2 * 1024 * 1024);
-    let d = s.push_blob("r", &again).await;
+    let d = s.push_blob("t/r", &again).await;
     let r = s
-        .req(Method::GET, &format!("/v2/r/blobs/{d}"))
+        .req(Method::GET, &format!("/v2/t/r/blobs/{d}"))
         .send()
         .await
         .unwrap();

@@ -11,7 +11,7 @@ const REQUEST_CREW: &str = "io.atcr.hold.requestCrew";
 #[tokio::test]
 async fn request_crew() {
     let node = Node::start().await;
-    let hold = node.app.hold.as_ref().unwrap();
+    let hold = &node.app.hold;
     let alice = node.login("alice", "alice-pw").await;
     let alice_did: atcr::atproto::Did = alice["did"].as_str().unwrap().parse().unwrap();
     let alice_token = alice["accessJwt"].as_str().unwrap();

@@ -3,6 +3,7 @@
 mod check_config;
 mod crew;
 mod hold;
+mod index;
 mod serve;
 mod tls;
 mod user;
@@ -41,6 +42,9 @@ enum Command {
     /// The hold's crew: who may pull from and push to this node.
     #[command(subcommand)]
     Crew(CrewCommand),
+    /// The registry index.
+    #[command(subcommand)]
+    Index(IndexCommand),
 }
 
 #[derive(Subcommand)]
@@ -119,6 +123,13 @@ enum UserCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// Recreate the registry index from the repositories' records and blob storage (with the
+    /// daemon stopped).
+    Rebuild(ConfigArgs),
 }
 
 #[derive(Subcommand)]
@@ -222,6 +233,9 @@ pub fn main() -> ExitCode {
                 .load()
                 .and_then(|c| hold::set(&c, owner.as_deref(), public, allow_all_crew)),
         },
+        Command::Index(IndexCommand::Rebuild(config)) => {
+            config.load().and_then(|c| index::rebuild(&c))
+        }
         Command::Crew(cmd) => match cmd {
             CrewCommand::Add {
                 who,

@@ -9,7 +9,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blobstore::BlobStore;
 use crate::config::{Backend, Config};
-use crate::oci::Registry;
 use crate::oci::index::Index;
 use crate::server::tls::CertStore;
 use crate::server::{self, App, Listener, ServerLimits};
@@ -27,14 +26,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 /// Opens the registry index; its lock keeps a second process off this state, so it is opened
 /// before anything in the state is touched.
-fn open_index(config: &Config) -> anyhow::Result<Index> {
+pub(super) fn open_index(config: &Config) -> anyhow::Result<Index> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let index_path = config.data_dir.join("index.redb");
     Index::open(&index_path).with_context(|| format!("cannot open index {}", index_path.display()))
 }
 
-fn open_blobs(config: &Config) -> anyhow::Result<BlobStore> {
+pub(super) fn open_blobs(config: &Config) -> anyhow::Result<BlobStore> {
     Ok(match config.storage.backend {
         Backend::Fs => {
             let root = config.blob_root();
@@ -73,14 +72,11 @@ async fn bind(addr: std::net::SocketAddr, scheme: &str) -> anyhow::Result<TcpLis
 async fn serve(config: Config) -> anyhow::Result<()> {
     let index = open_index(&config)?;
     let blobs = open_blobs(&config)?;
-    let mut app = App::new(Registry::new(blobs.clone(), index));
-    if config.storage.backend == Backend::Fs {
-        app = app.with_disk_floor(config.blob_root(), config.storage.min_free_bytes);
-    }
     let certs = if config.tls.enabled {
-        let store = CertStore::load(config.cert_source(), time::OffsetDateTime::now_utc())?;
-        app.ca_pem = store.ca_pem().map(str::to_owned);
-        Some(store)
+        Some(CertStore::load(
+            config.cert_source(),
+            time::OffsetDateTime::now_utc(),
+        )?)
     } else {
         None
     };
@@ -100,31 +96,41 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             tls: Some(acceptor),
         });
     }
-    if config.pds.enabled {
-        // The node's did:web names its port when it serves on localhost: open the PDS once the
-        // port is known.
-        let port = listeners
-            .first()
-            .and_then(|l| l.tcp.local_addr().ok())
-            .map_or(config.listen.port(), |a| a.port());
-        let mut pds = crate::pds::Pds::open(&config.data_dir, config.pds_settings(port), blobs)
-            .await
-            .context("cannot open the PDS")?;
-        pds.shutdown = shutdown.clone();
-        tracing::info!(did = %pds.node_did, "pds ready");
-        app = app.with_pds(pds);
-        if let Some(hold) = &app.hold {
-            let captain = hold
-                .ensure_captain()
-                .await
-                .context("cannot set up the hold")?;
-            tracing::info!(owner = %captain.owner, public = captain.public, "hold ready");
-        }
+    // The node's did:web names its port when it serves on localhost: open the PDS once the
+    // port is known.
+    let port = listeners
+        .first()
+        .and_then(|l| l.tcp.local_addr().ok())
+        .map_or(config.listen.port(), |a| a.port());
+    let mut pds = crate::pds::Pds::open(&config.data_dir, config.pds_settings(port), blobs)
+        .await
+        .context("cannot open the PDS")?;
+    pds.shutdown = shutdown.clone();
+    tracing::info!(did = %pds.node_did, "pds ready");
+    let mut app = App::assemble(pds, index)
+        .await
+        .context("cannot start the registry")?;
+    if let Some(password) = app
+        .first_start()
+        .await
+        .context("cannot create the first account")?
+    {
+        // Shown once, on purpose: the operator's only way to learn it.
+        tracing::warn!(
+            user = server::ADMIN,
+            password = %password,
+            "first start: created the administrator account; this password is shown only now (change it with `atcr user passwd admin --password-stdin`)"
+        );
     }
+    if config.storage.backend == Backend::Fs {
+        app = app.with_disk_floor(config.blob_root(), config.storage.min_free_bytes);
+    }
+    app.ca_pem = certs.as_ref().and_then(|c| c.ca_pem().map(str::to_owned));
     let app = Arc::new(app);
     tracing::info!(data_dir = %config.data_dir.display(), "serving");
 
     let workers = Workers::new(shutdown.clone());
+    workers.spawn("indexer", app.indexer(shutdown.clone()));
     let sweeper = app.clone();
     let max_idle = config.uploads.expire_after_secs;
     workers.every(

@@ -5,8 +5,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::error::{ErrorCode, OciError};
-use super::name::RepoName;
-use super::registry::{DOCKER_CONTENT_DIGEST, Registry, finish, response};
+use super::registry::{DOCKER_CONTENT_DIGEST, Registry, Repo, finish, response};
 use crate::blobstore::{ByteRange, Digest, RangeError};
 use crate::server::body::{self, Body};
 
@@ -21,14 +20,14 @@ pub(super) fn blob_unknown(digest: &Digest) -> OciError {
 impl Registry {
     pub(super) async fn get_blob(
         &self,
-        name: &RepoName,
+        name: &Repo,
         digest: &Digest,
         head: bool,
         req: &Request<Incoming>,
     ) -> Result<Response<Body>, OciError> {
         let size = self
             .index
-            .repo_blob(name.as_str(), digest)?
+            .repo_blob(name.key(), digest)?
             .ok_or_else(|| blob_unknown(digest))?;
         let requested = match req.headers().get(RANGE).and_then(|v| v.to_str().ok()) {
             Some(h) if !head => ByteRange::parse(h, size),
@@ -77,10 +76,10 @@ impl Registry {
 
     pub(super) async fn delete_blob(
         &self,
-        name: &RepoName,
+        name: &Repo,
         digest: &Digest,
     ) -> Result<Response<Body>, OciError> {
-        let (repo, d) = (name.to_string(), digest.clone());
+        let (repo, d) = (name.key().to_owned(), digest.clone());
         if !self
             .index
             .write(move |ix| ix.unlink_blob(&repo, &d))

@@ -122,6 +122,8 @@ impl Index {
         tx.open_table(REFS)?;
         tx.open_table(REFERRERS)?;
         tx.open_table(UPLOADS)?;
+        tx.open_table(derived::RECORDS)?;
+        tx.open_table(derived::META)?;
         tx.commit()?;
         Ok(())
     }
@@ -233,25 +235,13 @@ impl Index {
 
     /// Records a pushed manifest, its tag, its references and its place among its subject's
     /// referrers, in one transaction.
-    pub fn put_manifest(&self, m: &NewManifest<'_>, now: u64) -> Result<(), IndexError> {
-        let digest = m.digest.as_str();
+    pub fn put_manifest(&self, m: &NewManifest<'_>) -> Result<(), IndexError> {
         let tx = self.db.begin_write()?;
         {
-            ensure_repo(&tx, m.repo, now)?;
-            tx.open_table(MANIFESTS)?
-                .insert((m.repo, digest), serde_json::to_vec(m.record)?.as_slice())?;
+            derived::put_manifest_in(&tx, m.repo, m.digest, m.record, m.references, m.referrer)?;
             if let Some(tag) = m.tag {
-                tx.open_table(TAGS)?.insert((m.repo, tag), digest)?;
-            }
-            let mut refs = tx.open_table(REFS)?;
-            for r in m.references {
-                refs.insert((m.repo, digest, r.as_str()), ())?;
-            }
-            if let (Some(subject), Some(referrer)) = (&m.record.subject, m.referrer) {
-                tx.open_table(REFERRERS)?.insert(
-                    (m.repo, subject.as_str(), digest),
-                    serde_json::to_vec(referrer)?.as_slice(),
-                )?;
+                tx.open_table(TAGS)?
+                    .insert((m.repo, tag), m.digest.as_str())?;
             }
         }
         tx.commit()?;
@@ -260,26 +250,10 @@ impl Index {
 
     /// Deletes a manifest and every tag that points at it. Returns whether it existed.
     pub fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, IndexError> {
-        let d = digest.as_str();
         let tx = self.db.begin_write()?;
-        {
-            let mut manifests = tx.open_table(MANIFESTS)?;
-            let Some(raw) = manifests.remove((repo, d))? else {
-                return Ok(false);
-            };
-            let record: ManifestRecord = serde_json::from_slice(raw.value())?;
-            drop(raw);
-            let mut tags = tx.open_table(TAGS)?;
-            tags.retain_in((repo, "")..(repo, MAX), |_, target| target != d)?;
-            tx.open_table(REFS)?
-                .retain_in((repo, d, "")..(repo, d, MAX), |_, ()| false)?;
-            if let Some(subject) = record.subject {
-                tx.open_table(REFERRERS)?
-                    .remove((repo, subject.as_str(), d))?;
-            }
-        }
+        let existed = derived::delete_manifest_in(&tx, repo, digest)?;
         tx.commit()?;
-        Ok(true)
+        Ok(existed)
     }
 
     /// Deletes one tag, leaving its manifest. Returns whether it existed.
@@ -400,6 +374,11 @@ fn ensure_repo(tx: &redb::WriteTransaction, repo: &str, now: u64) -> Result<(), 
     }
     Ok(())
 }
+
+mod derived;
+pub use derived::{
+    IndexChange, MANIFEST_COLLECTION, RecordAddr, RecordEntry, TAG_COLLECTION, TagTarget,
+};
 
 #[cfg(test)]
 mod tests;

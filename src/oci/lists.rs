@@ -8,7 +8,7 @@ use super::endpoint::Page;
 use super::error::{ErrorCode, OciError};
 use super::manifest::OCI_INDEX;
 use super::name::RepoName;
-use super::registry::{OCI_FILTERS_APPLIED, Registry, finish, response};
+use super::registry::{OCI_FILTERS_APPLIED, Registry, Repo, finish, response};
 use crate::blobstore::Digest;
 use crate::server::body::{self, Body};
 
@@ -39,20 +39,16 @@ fn paged(
 }
 
 impl Registry {
-    pub(super) fn list_tags(
-        &self,
-        name: &RepoName,
-        page: &Page,
-    ) -> Result<Response<Body>, OciError> {
-        if !self.index.repo_exists(name.as_str())? {
+    pub(super) fn list_tags(&self, name: &Repo, page: &Page) -> Result<Response<Body>, OciError> {
+        if !self.index.repo_exists(name.key())? {
             return Err(OciError::new(
                 ErrorCode::NameUnknown,
                 "repository name not known to registry",
             )
-            .with_detail(json!({ "name": name.as_str() })));
+            .with_detail(json!({ "name": name.to_string() })));
         }
         let items = self.index.tags(
-            name.as_str(),
+            name.key(),
             page.last.as_deref(),
             page.n.unwrap_or(DEFAULT_PAGE),
         )?;
@@ -61,24 +57,41 @@ impl Registry {
             page,
             items,
             "tags",
-            json!({ "name": name.as_str() }),
+            json!({ "name": name.to_string() }),
         )
     }
 
     pub(super) fn catalog(&self, page: &Page) -> Result<Response<Body>, OciError> {
-        let items = self
+        // The index orders repositories by owner DID; `last` is a name as users write it.
+        let last = page.last.as_deref().map(|last| {
+            last.parse::<RepoName>()
+                .ok()
+                .and_then(|n| self.appview.locate(&n).ok())
+                .map_or_else(|| last.to_owned(), |loc| loc.key)
+        });
+        let (keys, more) = self
             .index
-            .repos(page.last.as_deref(), page.n.unwrap_or(DEFAULT_PAGE))?;
-        paged("/v2/_catalog", page, items, "repositories", json!({}))
+            .repos(last.as_deref(), page.n.unwrap_or(DEFAULT_PAGE))?;
+        let names = keys
+            .iter()
+            .map(|k| self.appview.display_name(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        paged(
+            "/v2/_catalog",
+            page,
+            (names, more),
+            "repositories",
+            json!({}),
+        )
     }
 
     pub(super) fn referrers(
         &self,
-        name: &RepoName,
+        name: &Repo,
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Response<Body>, OciError> {
-        let mut manifests = self.index.referrers(name.as_str(), subject)?;
+        let mut manifests = self.index.referrers(name.key(), subject)?;
         let mut builder = response(StatusCode::OK).header(CONTENT_TYPE, OCI_INDEX);
         if let Some(wanted) = artifact_type {
             manifests.retain(|d| d.get("artifactType").and_then(|t| t.as_str()) == Some(wanted));

@@ -8,11 +8,10 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::error::{ErrorCode, OciError};
-use super::index::{ManifestRecord, NewManifest};
 use super::manifest::{MAX_MANIFEST_BYTES, Manifest, accepts};
-use super::name::{Reference, RepoName};
+use super::name::Reference;
 use super::registry::{
-    DOCKER_CONTENT_DIGEST, OCI_SUBJECT, Registry, finish, located, now, response,
+    DOCKER_CONTENT_DIGEST, OCI_SUBJECT, Registry, Repo, finish, located, response,
 };
 use crate::blobstore::{Algorithm, Digest};
 use crate::server::body::{self, Body};
@@ -57,25 +56,25 @@ async fn read_limited(req: Request<Incoming>, limit: usize) -> Result<Bytes, Oci
 }
 
 impl Registry {
-    fn resolve(&self, name: &RepoName, reference: &Reference) -> Result<Digest, OciError> {
+    fn resolve(&self, name: &Repo, reference: &Reference) -> Result<Digest, OciError> {
         let digest = match reference {
             Reference::Digest(d) => Some(d.clone()),
-            Reference::Tag(t) => self.index.tag(name.as_str(), t.as_str())?,
+            Reference::Tag(t) => self.index.tag(name.key(), t.as_str())?,
         };
         match digest {
             Some(d) => Ok(d),
-            None if !self.index.repo_exists(name.as_str())? => Err(OciError::new(
+            None if !self.index.repo_exists(name.key())? => Err(OciError::new(
                 ErrorCode::NameUnknown,
                 "repository name not known to registry",
             )
-            .with_detail(json!({ "name": name.as_str() }))),
+            .with_detail(json!({ "name": name.to_string() }))),
             None => Err(manifest_unknown(reference)),
         }
     }
 
     pub(super) async fn get_manifest(
         &self,
-        name: &RepoName,
+        name: &Repo,
         reference: &Reference,
         head: bool,
         req: &Request<Incoming>,
@@ -83,7 +82,7 @@ impl Registry {
         let digest = self.resolve(name, reference)?;
         let record = self
             .index
-            .manifest(name.as_str(), &digest)?
+            .manifest(name.key(), &digest)?
             .ok_or_else(|| manifest_unknown(reference))?;
         let accept: Vec<&str> = req
             .headers()
@@ -111,7 +110,7 @@ impl Registry {
 
     pub(super) async fn put_manifest(
         &self,
-        name: &RepoName,
+        name: &Repo,
         reference: &Reference,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, OciError> {
@@ -123,6 +122,14 @@ impl Registry {
         let bytes = read_limited(req, MAX_MANIFEST_BYTES).await?;
         let manifest = Manifest::parse(&bytes, content_type.as_deref())?;
         let digest = match reference {
+            Reference::Digest(expected) if expected.algorithm() != Algorithm::Sha256 => {
+                return Err(OciError::new(
+                    ErrorCode::Unsupported,
+                    "manifests are stored by sha256 digest: the io.atcr.manifest record holds digests of at most 128 characters",
+                )
+                .with_status(StatusCode::BAD_REQUEST)
+                .with_detail(json!({ "digest": expected.as_str() })));
+            }
             Reference::Digest(expected) => {
                 let actual = Digest::of(expected.algorithm(), &bytes);
                 if &actual != expected {
@@ -138,40 +145,14 @@ impl Registry {
             }
             Reference::Tag(_) => Digest::of(Algorithm::Sha256, &bytes),
         };
-        let references = self.check_references(name, &manifest)?;
+        self.check_references(name, &manifest)?;
         self.blobs.put(&digest, bytes.clone()).await?;
-
-        let size = bytes.len() as u64;
-        let record = ManifestRecord {
-            media_type: manifest.media_type.clone(),
-            size,
-            artifact_type: manifest.effective_artifact_type().map(str::to_owned),
-            subject: manifest.subject.as_ref().map(|s| s.digest.clone()),
-            created: now(),
-        };
-        let referrer = manifest
-            .subject
-            .as_ref()
-            .map(|_| manifest.referrer_descriptor(&digest, size));
         let tag = match reference {
-            Reference::Tag(t) => Some(t.to_string()),
+            Reference::Tag(t) => Some(t),
             Reference::Digest(_) => None,
         };
-        let (repo, d) = (name.to_string(), digest.clone());
-        self.index
-            .write(move |ix| {
-                ix.put_manifest(
-                    &NewManifest {
-                        repo: &repo,
-                        digest: &d,
-                        record: &record,
-                        tag: tag.as_deref(),
-                        references: &references,
-                        referrer: referrer.as_ref(),
-                    },
-                    now(),
-                )
-            })
+        self.appview
+            .publish(&name.loc, &digest, &manifest.media_type, &bytes, tag)
             .await?;
         tracing::info!(repo = %name, digest = %digest, reference = %reference, "manifest pushed");
 
@@ -186,13 +167,8 @@ impl Registry {
         finish(builder, body::empty())
     }
 
-    /// Checks that every blob and child manifest exists in the repository, and returns their
-    /// digests.
-    fn check_references(
-        &self,
-        name: &RepoName,
-        manifest: &Manifest,
-    ) -> Result<Vec<Digest>, OciError> {
+    /// Checks that every blob and child manifest exists in the repository.
+    fn check_references(&self, name: &Repo, manifest: &Manifest) -> Result<(), OciError> {
         let unknown = |digest: &Digest| {
             OciError::new(
                 ErrorCode::ManifestBlobUnknown,
@@ -200,14 +176,13 @@ impl Registry {
             )
             .with_detail(json!({ "digest": digest.as_str() }))
         };
-        let mut refs = Vec::with_capacity(manifest.blobs.len() + manifest.manifests.len());
         for blob in &manifest.blobs {
             if blob.is_non_distributable() {
                 continue;
             }
             let size = self
                 .index
-                .repo_blob(name.as_str(), &blob.digest)?
+                .repo_blob(name.key(), &blob.digest)?
                 .ok_or_else(|| unknown(&blob.digest))?;
             if size != blob.size {
                 return Err(OciError::new(
@@ -218,34 +193,23 @@ impl Registry {
                     json!({ "digest": blob.digest.as_str(), "size": blob.size, "stored": size }),
                 ));
             }
-            refs.push(blob.digest.clone());
         }
         for child in &manifest.manifests {
             self.index
-                .manifest(name.as_str(), &child.digest)?
+                .manifest(name.key(), &child.digest)?
                 .ok_or_else(|| unknown(&child.digest))?;
-            refs.push(child.digest.clone());
         }
-        Ok(refs)
+        Ok(())
     }
 
     pub(super) async fn delete_manifest(
         &self,
-        name: &RepoName,
+        name: &Repo,
         reference: &Reference,
     ) -> Result<Response<Body>, OciError> {
-        let repo = name.to_string();
-        let deleted = match reference.clone() {
-            Reference::Digest(d) => {
-                self.index
-                    .write(move |ix| ix.delete_manifest(&repo, &d))
-                    .await?
-            }
-            Reference::Tag(t) => {
-                self.index
-                    .write(move |ix| ix.delete_tag(&repo, t.as_str()))
-                    .await?
-            }
+        let deleted = match reference {
+            Reference::Digest(d) => self.appview.unpublish_manifest(&name.loc, d).await?,
+            Reference::Tag(t) => self.appview.unpublish_tag(&name.loc, t).await?,
         };
         if !deleted {
             return Err(manifest_unknown(reference));

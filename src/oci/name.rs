@@ -8,7 +8,9 @@ use crate::blobstore::Digest;
 /// Longest repository name accepted (the limit Distribution and most clients apply).
 pub const MAX_NAME_LEN: usize = 255;
 
-/// A repository name: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`.
+/// A repository name: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`,
+/// except that the first component may also be a DID (`did:plc:…/app`): owners are named by
+/// handle, short name or DID.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RepoName(String);
 
@@ -47,7 +49,12 @@ impl FromStr for RepoName {
         if s.len() > MAX_NAME_LEN {
             return Err(NameError::TooLong);
         }
-        if s.split('/').all(is_path_component) {
+        let mut components = s.split('/');
+        let first_ok = components.next().is_some_and(|c| {
+            is_path_component(c)
+                || (c.starts_with("did:") && c.parse::<crate::atproto::Did>().is_ok())
+        });
+        if first_ok && components.all(is_path_component) {
             Ok(RepoName(s.to_owned()))
         } else {
             Err(NameError::Invalid)
@@ -144,12 +151,28 @@ mod tests {
             "x_y",
             "a/b/c/d/e/f",
             "0",
+            "did:plc:ewvi7nxzyoun6zhxrhs64oiz/app",
+            "did:web:localhost%3A5000/a/b",
         ] {
             assert!(ok.parse::<RepoName>().is_ok(), "{ok}");
         }
         for bad in [
-            "", "A", "a/", "/a", "a//b", "a..b", "a___b", "-a", "a-", "a.", "a_-b", "a b", "a:b",
+            "",
+            "A",
+            "a/",
+            "/a",
+            "a//b",
+            "a..b",
+            "a___b",
+            "-a",
+            "a-",
+            "a.",
+            "a_-b",
+            "a b",
+            "a:b",
             "é",
+            "did:plc:x/did:plc:y",
+            "did:/a",
         ] {
             assert_eq!(bad.parse::<RepoName>(), Err(NameError::Invalid), "{bad}");
         }

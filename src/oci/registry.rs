@@ -11,6 +11,9 @@ use hyper::body::Incoming;
 use super::endpoint::OciEndpoint;
 use super::error::OciError;
 use super::index::Index;
+use super::name::RepoName;
+use crate::appview::{AppView, Located};
+use crate::auth::{Action, Grant, Resource};
 use crate::blobstore::{BlobStore, Digester, UploadId};
 use crate::server::body::{self, Body};
 
@@ -26,8 +29,29 @@ pub(super) struct UploadState {
     pub(super) hasher: Option<Digester>,
 }
 
-/// The distribution API over one blob store and one index.
+/// A repository as a request names it, resolved to its owner.
+pub(super) struct Repo {
+    /// The name as the client wrote it: what `Location` headers and answers repeat.
+    pub(super) name: RepoName,
+    pub(super) loc: Located,
+}
+
+impl Repo {
+    /// The index key (`<owner did>/<path>`).
+    pub(super) fn key(&self) -> &str {
+        &self.loc.key
+    }
+}
+
+impl std::fmt::Display for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.name.fmt(f)
+    }
+}
+
+/// The distribution API over one blob store and the index derived from the owners' records.
 pub struct Registry {
+    pub(super) appview: Arc<AppView>,
     pub(super) blobs: BlobStore,
     pub(super) index: Index,
     /// Uploads being written to by a request right now, each behind its own lock so that
@@ -39,10 +63,11 @@ pub struct Registry {
 
 impl Registry {
     #[must_use]
-    pub fn new(blobs: BlobStore, index: Index) -> Registry {
+    pub fn new(appview: Arc<AppView>) -> Registry {
         Registry {
-            blobs,
-            index,
+            blobs: appview.pds().blobs.clone(),
+            index: appview.index().clone(),
+            appview,
             uploads: Mutex::new(HashMap::new()),
             bytes_received: AtomicU64::new(0),
         }
@@ -64,11 +89,23 @@ impl Registry {
         &self.blobs
     }
 
-    /// Answers one distribution API request.
+    #[must_use]
+    pub fn appview(&self) -> &Arc<AppView> {
+        &self.appview
+    }
+
+    fn repo(&self, name: RepoName) -> Result<Repo, OciError> {
+        let loc = self.appview.locate(&name)?;
+        Ok(Repo { name, loc })
+    }
+
+    /// Answers one distribution API request the caller's `grant` admits (the server checked
+    /// the endpoint's own scope; `grant` decides the extras, like the source of a mount).
     pub async fn handle(
         &self,
         endpoint: OciEndpoint,
         req: Request<Incoming>,
+        grant: &Grant,
     ) -> Result<Response<Body>, OciError> {
         match endpoint {
             OciEndpoint::Base => Ok(response(StatusCode::OK)
@@ -76,38 +113,62 @@ impl Registry {
                 .body(body::full("{}"))
                 .unwrap_or_default()),
             OciEndpoint::Catalog { page } => self.catalog(&page),
-            OciEndpoint::ListTags { name, page } => self.list_tags(&name, &page),
+            OciEndpoint::ListTags { name, page } => self.list_tags(&self.repo(name)?, &page),
             OciEndpoint::GetManifest {
                 name,
                 reference,
                 head,
-            } => self.get_manifest(&name, &reference, head, &req).await,
+            } => {
+                self.get_manifest(&self.repo(name)?, &reference, head, &req)
+                    .await
+            }
             OciEndpoint::PutManifest { name, reference } => {
-                self.put_manifest(&name, &reference, req).await
+                self.put_manifest(&self.repo(name)?, &reference, req).await
             }
             OciEndpoint::DeleteManifest { name, reference } => {
-                self.delete_manifest(&name, &reference).await
+                self.delete_manifest(&self.repo(name)?, &reference).await
             }
             OciEndpoint::GetBlob { name, digest, head } => {
-                self.get_blob(&name, &digest, head, &req).await
+                self.get_blob(&self.repo(name)?, &digest, head, &req).await
             }
-            OciEndpoint::DeleteBlob { name, digest } => self.delete_blob(&name, &digest).await,
+            OciEndpoint::DeleteBlob { name, digest } => {
+                self.delete_blob(&self.repo(name)?, &digest).await
+            }
             OciEndpoint::StartUpload {
                 name,
                 digest,
                 mount,
-            } => self.start_upload(&name, digest, mount, req).await,
-            OciEndpoint::UploadStatus { name, id } => self.upload_status(&name, id),
-            OciEndpoint::PatchUpload { name, id } => self.patch_upload(&name, id, req).await,
-            OciEndpoint::FinishUpload { name, id, digest } => {
-                self.finish_upload(&name, id, &digest, req).await
+            } => {
+                let repo = self.repo(name)?;
+                // A mount needs pull access to its source; otherwise (or with no source named)
+                // it is an ordinary upload, as the spec allows.
+                let mount = mount.and_then(|m| {
+                    let from = m.from?;
+                    let readable = grant.allows(
+                        &Resource::Repository(from.as_str().to_owned()),
+                        Action::Pull,
+                    );
+                    let loc = self.appview.locate(&from).ok().filter(|_| readable)?;
+                    Some((m.digest, loc.key))
+                });
+                self.start_upload(&repo, digest, mount, req).await
             }
-            OciEndpoint::CancelUpload { name, id } => self.cancel_upload(&name, id).await,
+            OciEndpoint::UploadStatus { name, id } => self.upload_status(&self.repo(name)?, id),
+            OciEndpoint::PatchUpload { name, id } => {
+                self.patch_upload(&self.repo(name)?, id, req).await
+            }
+            OciEndpoint::FinishUpload { name, id, digest } => {
+                self.finish_upload(&self.repo(name)?, id, &digest, req)
+                    .await
+            }
+            OciEndpoint::CancelUpload { name, id } => {
+                self.cancel_upload(&self.repo(name)?, id).await
+            }
             OciEndpoint::Referrers {
                 name,
                 digest,
                 artifact_type,
-            } => self.referrers(&name, &digest, artifact_type.as_deref()),
+            } => self.referrers(&self.repo(name)?, &digest, artifact_type.as_deref()),
         }
     }
 

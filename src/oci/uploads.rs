@@ -8,10 +8,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::json;
 
-use super::endpoint::Mount;
 use super::error::{ErrorCode, OciError};
 use super::index::UploadSession;
-use super::name::RepoName;
+use super::registry::Repo;
 use super::registry::{
     DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, Registry, UploadState, finish, located, now,
 };
@@ -25,7 +24,7 @@ fn upload_unknown() -> OciError {
     )
 }
 
-fn upload_location(name: &RepoName, id: UploadId) -> String {
+fn upload_location(name: &Repo, id: UploadId) -> String {
     format!("/v2/{name}/blobs/uploads/{id}")
 }
 
@@ -65,15 +64,15 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 impl Registry {
-    fn session(&self, name: &RepoName, id: UploadId) -> Result<UploadSession, OciError> {
+    fn session(&self, name: &Repo, id: UploadId) -> Result<UploadSession, OciError> {
         match self.index.upload(id)? {
-            Some(s) if s.repo == name.as_str() => Ok(s),
+            Some(s) if s.repo == name.key() => Ok(s),
             _ => Err(upload_unknown()),
         }
     }
 
     fn accepted(
-        name: &RepoName,
+        name: &Repo,
         id: UploadId,
         size: u64,
         status: StatusCode,
@@ -86,7 +85,7 @@ impl Registry {
         )
     }
 
-    fn created(name: &RepoName, digest: &Digest) -> Result<Response<Body>, OciError> {
+    fn created(name: &Repo, digest: &Digest) -> Result<Response<Body>, OciError> {
         finish(
             located(StatusCode::CREATED, &format!("/v2/{name}/blobs/{digest}"))
                 .header(DOCKER_CONTENT_DIGEST, digest.as_str()),
@@ -96,22 +95,18 @@ impl Registry {
 
     pub(super) async fn start_upload(
         &self,
-        name: &RepoName,
+        name: &Repo,
         digest: Option<Digest>,
-        mount: Option<Mount>,
+        mount: Option<(Digest, String)>,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, OciError> {
-        if let Some(mount) = mount {
-            let size = match &mount.from {
-                Some(from) => self.index.repo_blob(from.as_str(), &mount.digest)?,
-                None => self.index.blob(&mount.digest)?,
-            };
-            if let Some(size) = size {
-                let (repo, d) = (name.to_string(), mount.digest.clone());
+        if let Some((digest, from)) = mount {
+            if let Some(size) = self.index.repo_blob(&from, &digest)? {
+                let (repo, d) = (name.key().to_owned(), digest.clone());
                 self.index
                     .write(move |ix| ix.link_blob(&repo, &d, size, None))
                     .await?;
-                return Self::created(name, &mount.digest);
+                return Self::created(name, &digest);
             }
         } else if let Some(digest) = digest {
             return self.monolithic_upload(name, &digest, req).await;
@@ -119,7 +114,7 @@ impl Registry {
         let id = UploadId::random();
         let t = now();
         let session = UploadSession {
-            repo: name.to_string(),
+            repo: name.key().to_owned(),
             parts: 0,
             size: 0,
             started: t,
@@ -134,7 +129,7 @@ impl Registry {
     /// `POST ?digest=`: the whole blob in one request.
     async fn monolithic_upload(
         &self,
-        name: &RepoName,
+        name: &Repo,
         digest: &Digest,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, OciError> {
@@ -153,7 +148,7 @@ impl Registry {
     /// `digest` and moves the blob into place.
     async fn store_verified(
         &self,
-        name: &RepoName,
+        name: &Repo,
         id: UploadId,
         parts: u32,
         digest: &Digest,
@@ -194,7 +189,7 @@ impl Registry {
             .with_detail(json!({ "expected": digest.as_str(), "actual": actual.as_str() })));
         }
         self.blobs.commit(id, parts, digest).await?;
-        let (repo, d, size) = (name.to_string(), digest.clone(), size_before + written);
+        let (repo, d, size) = (name.key().to_owned(), digest.clone(), size_before + written);
         self.index
             .write(move |ix| ix.link_blob(&repo, &d, size, Some(id)))
             .await?;
@@ -203,7 +198,7 @@ impl Registry {
 
     pub(super) fn upload_status(
         &self,
-        name: &RepoName,
+        name: &Repo,
         id: UploadId,
     ) -> Result<Response<Body>, OciError> {
         let session = self.session(name, id)?;
@@ -241,7 +236,7 @@ impl Registry {
 
     pub(super) async fn patch_upload(
         &self,
-        name: &RepoName,
+        name: &Repo,
         id: UploadId,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, OciError> {
@@ -312,7 +307,7 @@ impl Registry {
 
     pub(super) async fn finish_upload(
         &self,
-        name: &RepoName,
+        name: &Repo,
         id: UploadId,
         digest: &Digest,
         req: Request<Incoming>,
@@ -342,7 +337,7 @@ impl Registry {
 
     pub(super) async fn cancel_upload(
         &self,
-        name: &RepoName,
+        name: &Repo,
         id: UploadId,
     ) -> Result<Response<Body>, OciError> {
         self.session(name, id)?;

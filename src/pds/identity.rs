@@ -134,6 +134,31 @@ pub fn node_did(host: &str) -> Result<Did, String> {
     did.parse().map_err(|e| format!("{did}: {e}"))
 }
 
+/// The node's DID, kept stable while it has no public host: a `did:web:localhost%3A<port>`
+/// is recorded in `<keys>/node-did` on first start and reused when the port changes, so the
+/// node's repository (and the hold records in it) stays the same across restarts. A real
+/// public host is always used as configured.
+pub fn keep_local_did(keys: &Path, did: Did) -> std::io::Result<Did> {
+    const LOCAL: &str = "did:web:localhost%3A";
+    let path = keys.join("node-did");
+    if !did.as_str().starts_with(LOCAL) {
+        return Ok(did);
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(stored) => match stored.trim().parse::<Did>() {
+            Ok(kept) if kept.as_str().starts_with(LOCAL) => Ok(kept),
+            _ => Ok(did),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = keys.join("node-did.tmp");
+            std::fs::write(&tmp, did.as_str())?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(did)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// A DID document in the shape atproto resolvers expect: `#atproto` Multikey verification
 /// method and `#atproto_pds` service.
 #[must_use]

@@ -89,8 +89,9 @@ impl Pds {
         settings: PdsSettings,
         blobs: BlobStore,
     ) -> Result<Pds, PdsError> {
-        let node_did = identity::node_did(&settings.public_host).map_err(PdsError::Invalid)?;
         let keys = NodeKeys::load_or_create(&data_dir.join("keys"))?;
+        let node_did = identity::node_did(&settings.public_host).map_err(PdsError::Invalid)?;
+        let node_did = identity::keep_local_did(&data_dir.join("keys"), node_did)?;
         let store = PdsStore::open(&data_dir.join("pds.redb"))?;
         let repos = Repos::new(store.clone(), Arc::new(lexicons::builtin()));
         let accounts = Accounts::new(store.clone());

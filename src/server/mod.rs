@@ -20,7 +20,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::appview::AppView;
+use crate::auth::service::TokenService;
+use crate::auth::{self, Realm, Tokens};
+use crate::hold::Hold;
+use crate::oci::index::Index;
 use crate::oci::{ErrorCode, OciEndpoint, OciError, Registry};
+use crate::pds::Pds;
 use body::Body;
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
@@ -28,36 +34,87 @@ const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api
 /// Everything the server dispatches to.
 pub struct App {
     pub registry: Registry,
-    /// The PDS role, when enabled.
-    pub pds: Option<Arc<crate::pds::Pds>>,
-    /// The hold's access rules, kept in the PDS's node repository (present with the PDS).
-    pub hold: Option<crate::hold::Hold>,
+    pub pds: Arc<Pds>,
+    pub hold: Arc<Hold>,
+    pub auth: TokenService,
     pub metrics: ops::Metrics,
     pub disk: ops::DiskFloor,
     /// The node-managed CA certificate (PEM), served at `/ca.crt`.
     pub ca_pem: Option<String>,
 }
 
+/// Why a node could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum AssembleError {
+    #[error("hold: {0}")]
+    Hold(#[from] crate::hold::HoldError),
+    #[error("index: {0}")]
+    AppView(#[from] crate::appview::AppViewError),
+    #[error("accounts: {0}")]
+    Pds(#[from] crate::pds::PdsError),
+}
+
+/// The account a node creates on its first start.
+pub const ADMIN: &str = "admin";
+
 impl App {
-    #[must_use]
-    pub fn new(registry: Registry) -> App {
-        App {
-            registry,
-            pds: None,
-            hold: None,
+    /// Puts the roles together over an open PDS and registry index: the hold (its captain
+    /// record written on first start), the registry with its index caught up with the PDS
+    /// event log, and the token service.
+    pub async fn assemble(pds: Pds, index: Index) -> Result<App, AssembleError> {
+        let pds = Arc::new(pds);
+        let hold = Arc::new(Hold::new(pds.clone()));
+        hold.ensure_captain().await?;
+        let appview = Arc::new(AppView::new(pds.clone(), index)?);
+        appview.catch_up().await?;
+        let tokens = Tokens::new(
+            pds.keys.token.clone(),
+            &pds.node_did,
+            &pds.settings.public_host,
+        );
+        Ok(App {
+            auth: TokenService::new(tokens, appview.clone(), hold.clone()),
+            registry: Registry::new(appview),
+            pds,
+            hold,
             metrics: ops::Metrics::default(),
             disk: ops::DiskFloor::default(),
             ca_pem: None,
-        }
+        })
     }
 
-    /// Serves the PDS role too, and the hold's XRPC methods over it.
-    #[must_use]
-    pub fn with_pds(mut self, pds: crate::pds::Pds) -> App {
-        let pds = Arc::new(pds);
-        self.hold = Some(crate::hold::Hold::new(pds.clone()));
-        self.pds = Some(pds);
-        self
+    /// On a node with no accounts at all (its first start), creates the administrator
+    /// account `admin` with a random password, owner of the hold's crew administration, and
+    /// returns the password so the caller can show it once. Later starts do nothing.
+    pub async fn first_start(&self) -> Result<Option<String>, AssembleError> {
+        let accounts = self
+            .pds
+            .accounts
+            .list()
+            .map_err(crate::pds::PdsError::from)?;
+        if !accounts.is_empty() {
+            return Ok(None);
+        }
+        let password = crate::pds::accounts::generate_app_password();
+        let account = self.pds.create_account(ADMIN, &password, true).await?;
+        self.hold
+            .add_crew(
+                &account.did,
+                "admin",
+                &[
+                    crate::hold::Permission::BlobRead,
+                    crate::hold::Permission::BlobWrite,
+                    crate::hold::Permission::CrewAdmin,
+                ],
+            )
+            .await?;
+        Ok(Some(password))
+    }
+
+    /// The background task that keeps the registry index current with the PDS event log;
+    /// it runs until `shutdown`.
+    pub fn indexer(&self, shutdown: CancellationToken) -> impl Future<Output = ()> + use<> {
+        self.registry.appview().clone().run_indexer(shutdown)
     }
 
     /// `/readyz` turns red when the filesystem holding `path` has less than `min_free_bytes`.
@@ -68,6 +125,18 @@ impl App {
             min_free_bytes,
         };
         self
+    }
+
+    /// Where clients get tokens, as seen by a request to `host`.
+    fn realm(&self, headers: &http::HeaderMap) -> Realm {
+        let host = headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(&self.pds.settings.public_host);
+        Realm {
+            realm: format!("{}://{host}/auth/token", self.pds.settings.scheme),
+            service: self.auth.tokens.service().to_owned(),
+        }
     }
 }
 
@@ -246,20 +315,40 @@ async fn dispatch(
         }
         _ => {}
     }
-    if let Some(hold) = &app.hold
-        && let Some(nsid) = path.strip_prefix("/xrpc/")
+    if path == "/auth/token" {
+        return ("auth_token", app.auth.handle(req).await);
+    }
+    if let Some(nsid) = path.strip_prefix("/xrpc/")
         && nsid.starts_with("io.atcr.hold.")
     {
-        return ("xrpc", Ok(crate::hold::xrpc::handle(hold, req, nsid).await));
+        let nsid = nsid.to_owned();
+        return (
+            "xrpc",
+            Ok(crate::hold::xrpc::handle(&app.hold, req, &nsid).await),
+        );
     }
-    if let Some(pds) = &app.pds
-        && crate::pds::xrpc::serves(&path)
-    {
-        let (label, response) = crate::pds::xrpc::handle(pds, req, &path).await;
+    if crate::pds::xrpc::serves(&path) {
+        let (label, response) = crate::pds::xrpc::handle(&app.pds, req, &path).await;
         return (label, Ok(response));
     }
     match OciEndpoint::parse(req.method(), &path, req.uri().query()) {
-        Ok(Some(endpoint)) => (endpoint.kind(), app.registry.handle(endpoint, req).await),
+        Ok(Some(endpoint)) => {
+            let realm = app.realm(req.headers());
+            let grant = match auth::authorize(
+                &app.auth.tokens,
+                &realm,
+                &endpoint,
+                req.headers(),
+                crate::pds::accounts::now_secs(),
+            ) {
+                Ok(grant) => grant,
+                Err(e) => return (endpoint.kind(), Err(e)),
+            };
+            (
+                endpoint.kind(),
+                app.registry.handle(endpoint, req, &grant).await,
+            )
+        }
         Ok(None) => (
             "not_found",
             Err(OciError::new(ErrorCode::Unsupported, "no such endpoint")

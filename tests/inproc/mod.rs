@@ -4,9 +4,13 @@
 
 use std::sync::Arc;
 
+use atcr::atproto::Did;
+use atcr::auth::{Access, Scope};
 use atcr::blobstore::{Algorithm, BlobStore, Digest};
-use atcr::oci::Registry;
+use atcr::hold::Permission;
+use atcr::oci::OciEndpoint;
 use atcr::oci::index::Index;
+use atcr::pds::{Pds, PdsSettings};
 use atcr::server::{self, App, ServerLimits};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -15,11 +19,16 @@ use tokio_util::sync::CancellationToken;
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// The test user: every repository the tests push is under `t/`.
+pub const USER: &str = "t";
+pub const PASSWORD: &str = "test-password";
 
 pub struct TestServer {
     pub base: String,
     pub client: reqwest::Client,
     pub app: Arc<App>,
+    /// The test user's DID: repositories are `t/<name>`.
+    pub user: Did,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
     pub dir: Arc<tempfile::TempDir>,
@@ -39,23 +48,47 @@ impl TestServer {
     pub async fn start_with_floor(dir: Arc<tempfile::TempDir>, min_free_bytes: u64) -> TestServer {
         let blobs = BlobStore::filesystem(&dir.path().join("blobs")).unwrap();
         let index = Index::open(&dir.path().join("index.redb")).unwrap();
-        let app = Arc::new(
-            App::new(Registry::new(blobs, index))
-                .with_disk_floor(dir.path().to_owned(), min_free_bytes),
-        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{addr}");
+        let pds = Pds::open(dir.path(), PdsSettings::localhost(addr.port()), blobs)
+            .await
+            .unwrap();
+        let user = if let Some(account) = pds.accounts.find(USER).unwrap() {
+            account.did
+        } else {
+            pds.create_account(USER, PASSWORD, false).await.unwrap().did
+        };
+        let app = App::assemble(pds, index).await.unwrap();
+        app.hold
+            .add_crew(
+                &user,
+                "write",
+                &[Permission::BlobRead, Permission::BlobWrite],
+            )
+            .await
+            .unwrap();
+        let app = Arc::new(app.with_disk_floor(dir.path().to_owned(), min_free_bytes));
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(server::run(
-            vec![server::Listener::plain(listener)],
-            app.clone(),
-            shutdown.clone(),
-            ServerLimits::default(),
-        ));
+        let indexer = tokio::spawn(app.indexer(shutdown.clone()));
+        let task = tokio::spawn({
+            let (app, shutdown) = (app.clone(), shutdown.clone());
+            async move {
+                server::run(
+                    vec![server::Listener::plain(listener)],
+                    app,
+                    shutdown,
+                    ServerLimits::default(),
+                )
+                .await;
+                indexer.await.unwrap();
+            }
+        });
         TestServer {
             base,
             client: reqwest::Client::new(),
             app,
+            user,
             shutdown,
             task: Some(task),
             dir,
@@ -81,8 +114,41 @@ impl TestServer {
         }
     }
 
+    /// A request with a registry token for the test user, granting every action on the
+    /// repository the path names (and on a mount's source) and the catalog.
     pub fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let token = self.token_for(&method, path);
+        self.anonymous(method, path).bearer_auth(token)
+    }
+
+    /// A request with no credentials.
+    pub fn anonymous(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.client.request(method, self.url(path))
+    }
+
+    /// A token for the test user covering what `method path` addresses.
+    pub fn token_for(&self, method: &Method, path: &str) -> String {
+        let url = reqwest::Url::parse(&self.url(path)).unwrap();
+        let mut scopes = vec!["registry:catalog:*".to_owned()];
+        let http_method = http::Method::from_bytes(method.as_str().as_bytes()).unwrap();
+        if let Ok(Some(endpoint)) = OciEndpoint::parse(&http_method, url.path(), url.query())
+            && let Some(name) = endpoint.name()
+        {
+            scopes.push(format!("repository:{name}:*"));
+        }
+        for (k, v) in url.query_pairs() {
+            if k == "from" {
+                scopes.push(format!("repository:{v}:*"));
+            }
+        }
+        let access = scopes
+            .iter()
+            .map(|s| Access::from_scope(&Scope::parse(s).unwrap()))
+            .collect();
+        self.app
+            .auth
+            .tokens
+            .issue(Some(&self.user), access, atcr::pds::accounts::now_secs())
     }
 
     /// Uploads a blob in one request; returns its digest.

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use atcr::blobstore::BlobStore;
-use atcr::oci::Registry;
 use atcr::oci::index::Index;
 use atcr::pds::{Pds, PdsSettings};
 use atcr::server::{self, App, ServerLimits};
@@ -38,15 +37,16 @@ impl Node {
         let port = listener.local_addr().unwrap().port();
         let blobs = BlobStore::filesystem(&dir.path().join("blobs")).unwrap();
         let index = Index::open(&dir.path().join("index.redb")).unwrap();
-        let pds = Pds::open(dir.path(), PdsSettings::localhost(port), blobs.clone())
+        let pds = Pds::open(dir.path(), PdsSettings::localhost(port), blobs)
             .await
             .unwrap();
         pds.create_account("alice", "alice-pw", false)
             .await
             .unwrap();
         pds.create_account("bob", "bob-pw", false).await.unwrap();
-        let app = Arc::new(App::new(Registry::new(blobs, index)).with_pds(pds));
+        let app = Arc::new(App::assemble(pds, index).await.unwrap());
         let shutdown = CancellationToken::new();
+        tokio::spawn(app.indexer(shutdown.clone()));
         tokio::spawn(server::run(
             vec![server::Listener::plain(listener)],
             app.clone(),
@@ -63,7 +63,7 @@ impl Node {
     }
 
     pub fn pds(&self) -> &Pds {
-        self.app.pds.as_ref().unwrap()
+        &self.app.pds
     }
 
     pub async fn call(

@@ -25,43 +25,34 @@ fn manifests_tags_and_referrers() {
     assert_eq!(ix.blob(&layer).unwrap(), Some(5));
 
     let r1 = record(None);
-    ix.put_manifest(
-        &NewManifest {
-            repo: "a/b",
-            digest: &m1,
-            record: &r1,
-            tag: Some("v1"),
-            references: std::slice::from_ref(&layer),
-            referrer: None,
-        },
-        1,
-    )
+    ix.put_manifest(&NewManifest {
+        repo: "a/b",
+        digest: &m1,
+        record: &r1,
+        tag: Some("v1"),
+        references: std::slice::from_ref(&layer),
+        referrer: None,
+    })
     .unwrap();
-    ix.put_manifest(
-        &NewManifest {
-            repo: "a/b",
-            digest: &m1,
-            record: &r1,
-            tag: Some("latest"),
-            references: std::slice::from_ref(&layer),
-            referrer: None,
-        },
-        1,
-    )
+    ix.put_manifest(&NewManifest {
+        repo: "a/b",
+        digest: &m1,
+        record: &r1,
+        tag: Some("latest"),
+        references: std::slice::from_ref(&layer),
+        referrer: None,
+    })
     .unwrap();
     let r2 = record(Some(m1.clone()));
     let desc = serde_json::json!({"digest": m2.as_str()});
-    ix.put_manifest(
-        &NewManifest {
-            repo: "a/b",
-            digest: &m2,
-            record: &r2,
-            tag: None,
-            references: &[],
-            referrer: Some(&desc),
-        },
-        1,
-    )
+    ix.put_manifest(&NewManifest {
+        repo: "a/b",
+        digest: &m2,
+        record: &r2,
+        tag: None,
+        references: &[],
+        referrer: Some(&desc),
+    })
     .unwrap();
 
     assert_eq!(ix.tag("a/b", "v1").unwrap(), Some(m1.clone()));
@@ -94,17 +85,14 @@ fn tag_deletion_and_prefix_isolation() {
     let ix = Index::in_memory().unwrap();
     let m = d("m");
     for repo in ["a", "a/b", "ab"] {
-        ix.put_manifest(
-            &NewManifest {
-                repo,
-                digest: &m,
-                record: &record(None),
-                tag: Some("t"),
-                references: &[],
-                referrer: None,
-            },
-            1,
-        )
+        ix.put_manifest(&NewManifest {
+            repo,
+            digest: &m,
+            record: &record(None),
+            tag: Some("t"),
+            references: &[],
+            referrer: None,
+        })
         .unwrap();
     }
     assert_eq!(ix.tags("a", None, 10).unwrap().0, vec!["t".to_string()]);
@@ -140,17 +128,14 @@ fn survives_reopen() {
     let m = d("m");
     {
         let ix = Index::open(&path).unwrap();
-        ix.put_manifest(
-            &NewManifest {
-                repo: "r",
-                digest: &m,
-                record: &record(None),
-                tag: Some("t"),
-                references: &[],
-                referrer: None,
-            },
-            1,
-        )
+        ix.put_manifest(&NewManifest {
+            repo: "r",
+            digest: &m,
+            record: &record(None),
+            tag: Some("t"),
+            references: &[],
+            referrer: None,
+        })
         .unwrap();
     }
     let ix = Index::open(&path).unwrap();

@@ -1,0 +1,302 @@
+//! The index as a function of the records: the event-log consumer that keeps it current, and
+//! the rebuild that recreates it from the repositories and blob storage alone.
+//!
+//! Every `#commit` event's `io.atcr.manifest`/`io.atcr.tag` operations become [`IndexChange`]s
+//! applied in one index transaction with the event's sequence number, so the index is always
+//! at a commit boundary, a crash replays whole commits, and replaying is harmless (every
+//! change is an upsert or a removal by record key).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::records::{self, MANIFEST_COLLECTION, TAG_COLLECTION};
+use super::{AppView, AppViewError};
+use crate::atproto::{BlockStore, Cid, Did, Value};
+use crate::oci::index::{IndexChange, ManifestRecord, RecordAddr, TagTarget};
+use crate::oci::manifest::{MAX_MANIFEST_BYTES, Manifest};
+use crate::oci::name::RepoName;
+use crate::pds::events;
+
+/// Events read from the log per batch.
+const BATCH: usize = 256;
+
+/// What a rebuild found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RebuildStats {
+    pub repos: u64,
+    pub manifests: u64,
+    pub tags: u64,
+}
+
+/// One record operation of a commit.
+struct RecordOp {
+    addr: RecordAddr,
+    /// The new record; `None` for a delete.
+    cid: Option<Cid>,
+}
+
+impl AppView {
+    /// Follows the PDS event log until `cancel`: applies every new event to the index.
+    pub async fn run_indexer(self: Arc<Self>, cancel: CancellationToken) {
+        // Subscribed before catching up, so no event published meanwhile goes unnoticed.
+        let mut wake = self.pds.repos.subscribe();
+        loop {
+            if let Err(e) = self.catch_up().await {
+                tracing::error!(error = %e, "indexing failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    () = cancel.cancelled() => return,
+                }
+            }
+            tokio::select! {
+                _ = wake.recv() => {}
+                () = cancel.cancelled() => return,
+            }
+        }
+    }
+
+    /// Applies every event after the index's cursor.
+    pub async fn catch_up(&self) -> Result<(), AppViewError> {
+        let store = self.pds.repos.store().clone();
+        loop {
+            let cursor = self.index.cursor()?;
+            let s = store.clone();
+            let batch = tokio::task::spawn_blocking(move || s.events_after(cursor, BATCH))
+                .await
+                .map_err(|e| AppViewError::Data(e.to_string()))??;
+            if batch.is_empty() {
+                self.indexed.send_if_modified(|s| {
+                    let changed = *s != cursor;
+                    *s = cursor;
+                    changed
+                });
+                return Ok(());
+            }
+            for (seq, frame) in batch {
+                let changes = self.changes_of_event(&frame).await?;
+                self.index
+                    .write(move |ix| ix.apply(&changes, Some(seq)))
+                    .await?;
+                self.indexed.send_replace(seq);
+            }
+        }
+    }
+
+    /// The index changes one event frame asks for.
+    async fn changes_of_event(&self, frame: &[u8]) -> Result<Vec<IndexChange>, AppViewError> {
+        let Some((header, body)) = events::parse_frame(frame) else {
+            tracing::warn!("unreadable event in the log; skipped");
+            return Ok(Vec::new());
+        };
+        if header.get("t").and_then(Value::as_str) != Some("#commit") {
+            return Ok(Vec::new());
+        }
+        let Some(did) = body
+            .get("repo")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<Did>().ok())
+        else {
+            return Ok(Vec::new());
+        };
+        let mut ops = Vec::new();
+        if let Some(Value::Array(list)) = body.get("ops") {
+            for op in list {
+                let Some((collection, rkey)) = op
+                    .get("path")
+                    .and_then(Value::as_str)
+                    .and_then(|p| p.split_once('/'))
+                else {
+                    continue;
+                };
+                if collection != MANIFEST_COLLECTION && collection != TAG_COLLECTION {
+                    continue;
+                }
+                let cid = match op.get("cid") {
+                    Some(Value::Link(c)) => Some(*c),
+                    _ => None,
+                };
+                ops.push(RecordOp {
+                    addr: RecordAddr {
+                        did: did.as_str().to_owned(),
+                        collection: collection.to_owned(),
+                        rkey: rkey.to_owned(),
+                    },
+                    cid,
+                });
+            }
+        }
+        // Manifests before the tags that may point at them; removals last.
+        ops.sort_by_key(|op| (op.cid.is_none(), op.addr.collection == TAG_COLLECTION));
+        let mut changes = Vec::with_capacity(ops.len());
+        for op in ops {
+            changes.push(self.change_of(&did, op).await?);
+        }
+        Ok(changes)
+    }
+
+    /// The index change of one record operation. A record we cannot serve (malformed, or its
+    /// manifest bytes missing) removes whatever its key put in before.
+    async fn change_of(&self, did: &Did, op: RecordOp) -> Result<IndexChange, AppViewError> {
+        let Some(cid) = op.cid else {
+            return Ok(IndexChange::DeleteRecord(op.addr));
+        };
+        let Some(bytes) = self.pds.repos.store().get(&cid)? else {
+            return Ok(IndexChange::DeleteRecord(op.addr));
+        };
+        let Ok(record) = Value::from_cbor(&bytes) else {
+            return Ok(IndexChange::DeleteRecord(op.addr));
+        };
+        let record = record.to_json();
+        let change = if op.addr.collection == MANIFEST_COLLECTION {
+            self.manifest_change(did, op.addr.clone(), &record).await?
+        } else {
+            tag_change(did, op.addr.clone(), &record)
+        };
+        Ok(change.unwrap_or(IndexChange::DeleteRecord(op.addr)))
+    }
+
+    async fn manifest_change(
+        &self,
+        did: &Did,
+        addr: RecordAddr,
+        record: &serde_json::Value,
+    ) -> Result<Option<IndexChange>, AppViewError> {
+        let Some(m) = records::read_manifest(record) else {
+            tracing::warn!(%did, rkey = %addr.rkey, "manifest record without a usable digest; not indexed");
+            return Ok(None);
+        };
+        let Some(repo) = repo_key(did, &m.repository) else {
+            return Ok(None);
+        };
+        let size = match self.blobs.stat(&m.digest).await? {
+            Some(n) if n <= MAX_MANIFEST_BYTES as u64 => n,
+            _ => {
+                tracing::warn!(%did, digest = %m.digest, "manifest record whose manifest is not in storage; not indexed");
+                return Ok(None);
+            }
+        };
+        let bytes = self.blobs.read_range(&m.digest, 0..size).await?;
+        let Ok(manifest) = Manifest::parse(&bytes, Some(&m.media_type)) else {
+            tracing::warn!(%did, digest = %m.digest, "manifest record over an invalid manifest; not indexed");
+            return Ok(None);
+        };
+        let mut links = Vec::new();
+        for blob in manifest.blobs.iter().filter(|b| !b.is_non_distributable()) {
+            let known = match self.index.blob(&blob.digest)? {
+                Some(n) => Some(n),
+                None => self.blobs.stat(&blob.digest).await?,
+            };
+            if let Some(n) = known {
+                links.push((blob.digest.clone(), n));
+            }
+        }
+        let references = manifest
+            .blobs
+            .iter()
+            .chain(&manifest.manifests)
+            .filter(|d| !d.is_non_distributable())
+            .map(|d| d.digest.clone())
+            .collect();
+        let referrer = manifest
+            .subject
+            .as_ref()
+            .map(|_| manifest.referrer_descriptor(&m.digest, size));
+        Ok(Some(IndexChange::PutManifest {
+            addr,
+            repo,
+            record: ManifestRecord {
+                media_type: manifest.media_type.clone(),
+                size,
+                artifact_type: manifest.effective_artifact_type().map(str::to_owned),
+                subject: manifest.subject.as_ref().map(|s| s.digest.clone()),
+                created: m.created,
+            },
+            digest: m.digest,
+            references,
+            referrer,
+            links,
+        }))
+    }
+
+    /// Recreates the index from the repositories and blob storage: empties what records put
+    /// in, applies every manifest and tag record of every repository, then the events that
+    /// came after.
+    pub async fn rebuild(&self) -> Result<RebuildStats, AppViewError> {
+        let store = self.pds.repos.store().clone();
+        let seq = store.last_seq()?;
+        self.index.clear_derived(seq)?;
+        let mut stats = RebuildStats::default();
+        let mut after: Option<String> = None;
+        loop {
+            let repos = store.list_repos(after.as_deref(), 100)?;
+            let Some((last, _)) = repos.last() else { break };
+            after = Some(last.as_str().to_owned());
+            for (did, _) in repos {
+                stats.repos += 1;
+                for collection in [MANIFEST_COLLECTION, TAG_COLLECTION] {
+                    let mut cursor: Option<String> = None;
+                    loop {
+                        let page =
+                            store.list_records(&did, collection, cursor.as_deref(), 500, false)?;
+                        let Some((last, _)) = page.last() else { break };
+                        cursor = Some(last.clone());
+                        let mut changes = Vec::with_capacity(page.len());
+                        for (rkey, cid) in page {
+                            let addr = RecordAddr {
+                                did: did.as_str().to_owned(),
+                                collection: collection.to_owned(),
+                                rkey,
+                            };
+                            let change = self.change_of(
+                                &did,
+                                RecordOp {
+                                    addr,
+                                    cid: Some(cid),
+                                },
+                            );
+                            match change.await? {
+                                c @ IndexChange::PutManifest { .. } => {
+                                    stats.manifests += 1;
+                                    changes.push(c);
+                                }
+                                c @ IndexChange::PutTag { .. } => {
+                                    stats.tags += 1;
+                                    changes.push(c);
+                                }
+                                IndexChange::DeleteRecord(_) => {}
+                            }
+                        }
+                        self.index.write(move |ix| ix.apply(&changes, None)).await?;
+                    }
+                }
+            }
+        }
+        self.catch_up().await?;
+        Ok(stats)
+    }
+}
+
+/// The index key of repository `path` of `did`, if `path` is a valid repository path.
+fn repo_key(did: &Did, path: &str) -> Option<String> {
+    format!("x/{path}").parse::<RepoName>().ok()?;
+    Some(format!("{did}/{path}"))
+}
+
+fn tag_change(did: &Did, addr: RecordAddr, record: &serde_json::Value) -> Option<IndexChange> {
+    let t = records::read_tag(record)?;
+    t.tag.parse::<crate::oci::name::Tag>().ok()?;
+    let repo = repo_key(did, &t.repository)?;
+    let target = match (t.manifest, t.digest) {
+        (Some(m), _) if m.collection == MANIFEST_COLLECTION => TagTarget::Record(m),
+        (_, Some(d)) => TagTarget::Digest(d),
+        _ => return None,
+    };
+    Some(IndexChange::PutTag {
+        addr,
+        repo,
+        tag: t.tag,
+        target,
+    })
+}

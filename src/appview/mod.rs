@@ -1,0 +1,353 @@
+//! The registry on the AT Protocol: image names resolved to owners, pushes written as signed
+//! `io.atcr.manifest`/`io.atcr.tag` records in the owner's repository, and the registry index
+//! derived from those records through the PDS event log (see `indexer`).
+
+mod indexer;
+pub mod records;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+
+pub use indexer::RebuildStats;
+
+use crate::atproto::{BlockStore, Datetime, Did, Nsid, Value};
+use crate::blobstore::{BlobError, BlobStore, Digest};
+use crate::oci::index::{Index, IndexError};
+use crate::oci::name::{RepoName, Tag};
+use crate::oci::{ErrorCode, OciError};
+use crate::pds::Pds;
+use crate::pds::repo::{RepoError, Validation, WriteOp};
+use crate::pds::store::{BlobMeta, StoreError};
+use records::{MANIFEST_COLLECTION, TAG_COLLECTION};
+
+/// How long a push waits for the index to take in its commit before answering 500.
+const INDEX_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppViewError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Blocks(#[from] crate::atproto::BlockStoreError),
+    #[error("{0}")]
+    Data(String),
+}
+
+impl From<AppViewError> for OciError {
+    fn from(e: AppViewError) -> OciError {
+        match e {
+            AppViewError::Blob(e) => e.into(),
+            AppViewError::Index(e) => e.into(),
+            e => OciError::internal(&e),
+        }
+    }
+}
+
+/// A repository name resolved to its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// The owner's DID.
+    pub owner: Did,
+    /// The repository below the owner (`app`, `tools/cli`): the records' `repository`.
+    pub path: String,
+    /// The index key: `<owner did>/<path>`, stable across handle changes.
+    pub key: String,
+}
+
+/// Names, records and the derived index over one PDS.
+pub struct AppView {
+    pds: Arc<Pds>,
+    index: Index,
+    blobs: BlobStore,
+    /// The last event sequence number the index has applied.
+    indexed: tokio::sync::watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for AppView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppView").finish_non_exhaustive()
+    }
+}
+
+fn name_unknown(name: &str) -> OciError {
+    OciError::new(
+        ErrorCode::NameUnknown,
+        "repository name not known to registry",
+    )
+    .with_detail(json!({ "name": name }))
+}
+
+impl AppView {
+    pub fn new(pds: Arc<Pds>, index: Index) -> Result<AppView, AppViewError> {
+        let cursor = index.cursor()?;
+        Ok(AppView {
+            blobs: pds.blobs.clone(),
+            pds,
+            index,
+            indexed: tokio::sync::watch::channel(cursor).0,
+        })
+    }
+
+    #[must_use]
+    pub fn pds(&self) -> &Arc<Pds> {
+        &self.pds
+    }
+
+    #[must_use]
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// The DID of a local account named by DID, handle or short name.
+    pub fn owner(&self, owner: &str) -> Result<Option<Did>, OciError> {
+        let accounts = &self.pds.accounts;
+        let did = if owner.starts_with("did:") {
+            owner.parse::<Did>().ok()
+        } else if owner.contains('.') {
+            accounts.resolve_handle(owner).map_err(internal)?
+        } else {
+            match self.pds.handle_for(owner) {
+                Ok(handle) => accounts.resolve_handle(&handle).map_err(internal)?,
+                Err(_) => None,
+            }
+        };
+        match did {
+            Some(did) if accounts.get(&did).map_err(internal)?.is_some() => Ok(Some(did)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Resolves `<owner>/<repository…>`; an unknown owner is `NAME_UNKNOWN`.
+    pub fn locate(&self, name: &RepoName) -> Result<Located, OciError> {
+        let Some((owner, path)) = name.as_str().split_once('/') else {
+            return Err(OciError::new(
+                ErrorCode::NameInvalid,
+                "repository names are <owner>/<repository>, the owner a user name, handle or DID",
+            )
+            .with_detail(json!({ "name": name.as_str() })));
+        };
+        let owner = self
+            .owner(owner)?
+            .ok_or_else(|| name_unknown(name.as_str()))?;
+        Ok(Located {
+            key: format!("{owner}/{path}"),
+            owner,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The name users write for an index key: the owner's short name, else the key itself.
+    pub fn display_name(&self, key: &str) -> Result<String, OciError> {
+        let Some((did, path)) = key.split_once('/') else {
+            return Ok(key.to_owned());
+        };
+        let name = did
+            .parse::<Did>()
+            .ok()
+            .and_then(|d| self.pds.accounts.get(&d).ok().flatten())
+            .map(|a| a.name);
+        Ok(match name {
+            Some(n) => format!("{n}/{path}"),
+            None => key.to_owned(),
+        })
+    }
+
+    /// Publishes a pushed manifest (already stored in blob storage under `digest`) and its tag
+    /// as records in one commit, and returns once the index serves them. Re-pushing a manifest
+    /// or re-tagging with the same target writes nothing.
+    pub async fn publish(
+        &self,
+        loc: &Located,
+        digest: &Digest,
+        media_type: &str,
+        bytes: &Bytes,
+        tag: Option<&Tag>,
+    ) -> Result<(), OciError> {
+        let store = self.pds.repos.store();
+        store
+            .put_blob_meta(
+                &loc.owner,
+                crate::atproto::Cid::for_raw(bytes),
+                BlobMeta {
+                    mime_type: media_type.to_owned(),
+                    size: bytes.len() as u64,
+                    created: crate::pds::accounts::now_secs(),
+                },
+            )
+            .await
+            .map_err(internal)?;
+        let now = Datetime::now();
+        let rkey = records::manifest_rkey(&loc.path, digest);
+        let mut writes = Vec::new();
+        if store
+            .record_cid(&loc.owner, MANIFEST_COLLECTION, rkey.as_str())
+            .map_err(internal)?
+            .is_none()
+        {
+            let record = records::manifest_record(&records::ManifestRecordInput {
+                path: &loc.path,
+                digest,
+                media_type,
+                bytes,
+                hold: &self.pds.node_did,
+                created_at: &now,
+            });
+            writes.push(update(MANIFEST_COLLECTION, rkey.clone(), &record)?);
+        }
+        if let Some(tag) = tag {
+            let uri = records::at_uri(&loc.owner, MANIFEST_COLLECTION, &rkey);
+            let tag_key = records::tag_rkey(&loc.path, tag.as_str());
+            let current = self.record(&loc.owner, TAG_COLLECTION, tag_key.as_str())?;
+            let same = current
+                .as_ref()
+                .and_then(|r| r.get("manifest"))
+                .and_then(serde_json::Value::as_str)
+                == Some(uri.as_str());
+            if !same {
+                let record = records::tag_record(&loc.path, tag.as_str(), &uri, media_type, &now);
+                writes.push(update(TAG_COLLECTION, tag_key, &record)?);
+            }
+        }
+        self.commit(&loc.owner, writes).await
+    }
+
+    /// Deletes the manifest records for `digest` in a repository and the tag records pointing
+    /// at it, in one commit. Returns whether there was any.
+    pub async fn unpublish_manifest(
+        &self,
+        loc: &Located,
+        digest: &Digest,
+    ) -> Result<bool, OciError> {
+        let manifests =
+            self.index
+                .records_for(loc.owner.as_str(), MANIFEST_COLLECTION, &loc.key)?;
+        let mut writes: Vec<WriteOp> = manifests
+            .into_iter()
+            .filter(|(_, e)| e.digest.as_ref() == Some(digest))
+            .map(|(rkey, _)| delete(MANIFEST_COLLECTION, &rkey))
+            .collect::<Result<_, _>>()?;
+        if writes.is_empty() {
+            return Ok(false);
+        }
+        for (rkey, entry) in self
+            .index
+            .records_for(loc.owner.as_str(), TAG_COLLECTION, &loc.key)?
+        {
+            let Some(tag) = entry.tag else { continue };
+            if self.index.tag(&loc.key, &tag)?.as_ref() == Some(digest) {
+                writes.push(delete(TAG_COLLECTION, &rkey)?);
+            }
+        }
+        self.commit(&loc.owner, writes).await?;
+        Ok(true)
+    }
+
+    /// Deletes the tag records for `tag` in a repository. Returns whether there was any.
+    pub async fn unpublish_tag(&self, loc: &Located, tag: &Tag) -> Result<bool, OciError> {
+        let writes: Vec<WriteOp> = self
+            .index
+            .records_for(loc.owner.as_str(), TAG_COLLECTION, &loc.key)?
+            .into_iter()
+            .filter(|(_, e)| e.tag.as_deref() == Some(tag.as_str()))
+            .map(|(rkey, _)| delete(TAG_COLLECTION, &rkey))
+            .collect::<Result<_, _>>()?;
+        if writes.is_empty() {
+            return Ok(false);
+        }
+        self.commit(&loc.owner, writes).await?;
+        Ok(true)
+    }
+
+    /// Applies `writes` as one commit (if any) and waits until the index has taken it in.
+    async fn commit(&self, owner: &Did, writes: Vec<WriteOp>) -> Result<(), OciError> {
+        let seq = if writes.is_empty() {
+            self.pds.repos.store().last_seq().map_err(internal)?
+        } else {
+            let (info, _) = self
+                .pds
+                .repos
+                .apply_writes(owner, writes, None, Validation::Require)
+                .await
+                .map_err(|e| match e {
+                    RepoError::InvalidRequest(m) | RepoError::Data(m) => {
+                        OciError::new(ErrorCode::ManifestInvalid, "manifest record is invalid")
+                            .with_detail(json!({ "reason": m }))
+                    }
+                    e => internal(e),
+                })?;
+            info.seq
+        };
+        self.wait_indexed(seq).await
+    }
+
+    /// Waits until the index has applied event `seq`.
+    pub async fn wait_indexed(&self, seq: u64) -> Result<(), OciError> {
+        let mut rx = self.indexed.subscribe();
+        match tokio::time::timeout(INDEX_WAIT, rx.wait_for(|s| *s >= seq)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(OciError::internal(&format!(
+                "the index did not take in commit {seq} within {}s",
+                INDEX_WAIT.as_secs()
+            ))),
+        }
+    }
+
+    /// A record's value as JSON, if it exists.
+    fn record(
+        &self,
+        did: &Did,
+        collection: &str,
+        rkey: &str,
+    ) -> Result<Option<serde_json::Value>, OciError> {
+        let store = self.pds.repos.store();
+        let Some(cid) = store.record_cid(did, collection, rkey).map_err(internal)? else {
+            return Ok(None);
+        };
+        let Some(bytes) = store.get(&cid).map_err(internal)? else {
+            return Ok(None);
+        };
+        Ok(Value::from_cbor(&bytes).ok().map(|v| v.to_json()))
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> OciError {
+    OciError::internal(&e)
+}
+
+fn nsid(collection: &str) -> Result<Nsid, OciError> {
+    collection.parse().map_err(internal)
+}
+
+fn update(
+    collection: &str,
+    rkey: crate::atproto::RecordKey,
+    record: &serde_json::Value,
+) -> Result<WriteOp, OciError> {
+    let value = Value::from_json_object(record).map_err(|e| {
+        OciError::new(ErrorCode::ManifestInvalid, "manifest cannot be recorded")
+            .with_detail(json!({ "reason": e.to_string() }))
+    })?;
+    Ok(WriteOp::Update {
+        collection: nsid(collection)?,
+        rkey,
+        value,
+        swap_record: None,
+    })
+}
+
+fn delete(collection: &str, rkey: &str) -> Result<WriteOp, OciError> {
+    Ok(WriteOp::Delete {
+        collection: nsid(collection)?,
+        rkey: rkey.parse().map_err(internal)?,
+        swap_record: None,
+    })
+}

@@ -1,0 +1,286 @@
+//! `/auth/token`: the Docker token service.
+//!
+//! `GET /auth/token?service=…&scope=…` with optional Basic credentials (a local user's short
+//! name, handle or DID, and the account password or an app password), or the `OAuth2` form
+//! `POST /auth/token` (`grant_type=password`). Each requested scope is granted as far as the
+//! rules allow — pull: whoever may read the hold; push and delete: the namespace owner, if they
+//! may write to the hold — and the answer is a token with what was granted (possibly nothing):
+//! a short token is refused later, by the request that needs more.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::scope::{Access, Action, Resource, Scope};
+use super::token::{TOKEN_SECS, Tokens};
+use crate::appview::AppView;
+use crate::atproto::{Datetime, Did};
+use crate::hold::{Hold, Permission};
+use crate::oci::name::RepoName;
+use crate::oci::{ErrorCode, OciError};
+use crate::pds::accounts::now_secs;
+use crate::server::body::{self, Body};
+
+/// Largest form body accepted by the `OAuth2` endpoint.
+const MAX_FORM: usize = 16 * 1024;
+
+/// The token service of a node.
+pub struct TokenService {
+    pub tokens: Tokens,
+    appview: Arc<AppView>,
+    hold: Arc<Hold>,
+}
+
+impl std::fmt::Debug for TokenService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenService")
+            .field("tokens", &self.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenService {
+    #[must_use]
+    pub fn new(tokens: Tokens, appview: Arc<AppView>, hold: Arc<Hold>) -> TokenService {
+        TokenService {
+            tokens,
+            appview,
+            hold,
+        }
+    }
+
+    /// Answers a request to `/auth/token`.
+    pub async fn handle(&self, req: Request<Incoming>) -> Result<Response<Body>, OciError> {
+        let (params, basic) = match *req.method() {
+            Method::GET => {
+                let params = parse_form(req.uri().query().unwrap_or(""));
+                let basic = basic_credentials(req.headers());
+                (params, basic)
+            }
+            Method::POST => {
+                let basic = basic_credentials(req.headers());
+                let params = parse_form(&read_form(req).await?);
+                (params, basic)
+            }
+            _ => {
+                return Err(OciError::new(
+                    ErrorCode::Unsupported,
+                    "the token service takes GET or POST",
+                )
+                .with_status(StatusCode::METHOD_NOT_ALLOWED));
+            }
+        };
+        let one = |k: &str| params.get(k).and_then(|v| v.first()).map(String::as_str);
+        if let Some(service) = one("service")
+            && service != self.tokens.service()
+        {
+            return Err(OciError::new(
+                ErrorCode::Unsupported,
+                "this token service does not serve that service",
+            )
+            .with_status(StatusCode::BAD_REQUEST)
+            .with_detail(json!({ "service": service, "expected": self.tokens.service() })));
+        }
+        let credentials = match (one("grant_type"), basic) {
+            (Some("password"), _) => Some((
+                one("username").unwrap_or_default().to_owned(),
+                one("password").unwrap_or_default().to_owned(),
+            )),
+            (Some("refresh_token"), _) => {
+                return Err(OciError::new(
+                    ErrorCode::Unsupported,
+                    "refresh tokens are not issued; use grant_type=password",
+                )
+                .with_status(StatusCode::BAD_REQUEST));
+            }
+            (_, basic) => basic,
+        };
+        let caller = match credentials {
+            Some((user, password)) => Some(self.check_credentials(&user, password).await?),
+            None => None,
+        };
+        let requested = Scope::parse_all(
+            params
+                .get("scope")
+                .into_iter()
+                .flatten()
+                .map(String::as_str),
+        );
+        let mut access = Vec::new();
+        for scope in &requested {
+            if let Some(a) = self.grant(caller.as_ref(), scope)? {
+                access.push(a);
+            }
+        }
+        let now = now_secs();
+        let token = self.tokens.issue(caller.as_ref(), access, now);
+        tracing::debug!(caller = ?caller.as_ref().map(Did::as_str), scopes = requested.len(), "registry token issued");
+        let issued_at = Datetime::from_unix_micros(i64::try_from(now).unwrap_or(0) * 1_000_000);
+        let answer = json!({
+            "token": token,
+            "access_token": token,
+            "expires_in": TOKEN_SECS,
+            "issued_at": issued_at.as_str(),
+        });
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(CONTENT_TYPE, "application/json")
+            .header(http::header::CACHE_CONTROL, "no-store")
+            .body(body::json(&answer))
+            .map_err(|e| OciError::internal(&e))
+    }
+
+    /// The account behind a user name and password (account or app password).
+    async fn check_credentials(&self, user: &str, password: String) -> Result<Did, OciError> {
+        let refused = || OciError::new(ErrorCode::Unauthorized, "incorrect username or password");
+        let accounts = &self.appview.pds().accounts;
+        let account = accounts
+            .find(user)
+            .map_err(|e| OciError::internal(&e))?
+            .ok_or_else(refused)?;
+        let pds = self.appview.pds().clone();
+        let did = account.did.clone();
+        // argon2 is deliberately slow: keep it off the async workers.
+        let ok =
+            tokio::task::spawn_blocking(move || pds.accounts.check_password(&account, &password))
+                .await
+                .map_err(|e| OciError::internal(&e))?
+                .map_err(|e| OciError::internal(&e))?;
+        if ok.is_none() {
+            tracing::info!(user, "registry login refused");
+            return Err(refused());
+        }
+        Ok(did)
+    }
+
+    /// How much of `scope` the caller gets: `None` for nothing.
+    fn grant(&self, caller: Option<&Did>, scope: &Scope) -> Result<Option<Access>, OciError> {
+        let hold = |p: Permission| {
+            self.hold
+                .allows(caller, p)
+                .map_err(|e| OciError::internal(&e))
+        };
+        let granted: BTreeSet<Action> = match &scope.resource {
+            Resource::Catalog => {
+                if hold(Permission::BlobRead)? {
+                    BTreeSet::from([Action::Pull])
+                } else {
+                    BTreeSet::new()
+                }
+            }
+            Resource::Repository(name) => {
+                let owner = name
+                    .parse::<RepoName>()
+                    .ok()
+                    .and_then(|n| self.appview.locate(&n).ok())
+                    .map(|loc| loc.owner);
+                let mut out = BTreeSet::new();
+                for action in &scope.actions {
+                    let ok = match action {
+                        Action::Pull => hold(Permission::BlobRead)?,
+                        Action::Push | Action::Delete => {
+                            caller.is_some()
+                                && owner.as_ref() == caller
+                                && hold(Permission::BlobWrite)?
+                        }
+                    };
+                    if ok {
+                        out.insert(*action);
+                    }
+                }
+                out
+            }
+        };
+        if granted.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Access::from_scope(&Scope {
+            resource: scope.resource.clone(),
+            actions: granted,
+        })))
+    }
+}
+
+fn parse_form(s: &str) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in form_urlencoded::parse(s.as_bytes()) {
+        out.entry(k.into_owned()).or_default().push(v.into_owned());
+    }
+    out
+}
+
+async fn read_form(req: Request<Incoming>) -> Result<String, OciError> {
+    let bad = |m: &str| {
+        OciError::new(ErrorCode::Unsupported, m.to_owned()).with_status(StatusCode::BAD_REQUEST)
+    };
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_FORM);
+    let bytes = limited
+        .collect()
+        .await
+        .map_err(|_| bad("the form is unreadable or too large"))?
+        .to_bytes();
+    String::from_utf8(bytes.to_vec()).map_err(|_| bad("the form is not UTF-8"))
+}
+
+/// `Authorization: Basic base64(user:password)`.
+fn basic_credentials(headers: &http::HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    // A DID user name holds colons itself: `did:<method>:<id>` comes first, then the password
+    // (did:plc and host-only did:web identifiers have no further colon).
+    let split = if decoded.starts_with("did:") {
+        decoded
+            .match_indices(':')
+            .nth(2)
+            .map(|(i, _)| (&decoded[..i], &decoded[i + 1..]))
+    } else {
+        decoded.split_once(':')
+    };
+    let (user, password) = split?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_parse() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            AUTHORIZATION,
+            format!("Basic {}", STANDARD.encode("alice:pa:ss"))
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            basic_credentials(&h),
+            Some(("alice".into(), "pa:ss".into()))
+        );
+        h.insert(
+            AUTHORIZATION,
+            format!("Basic {}", STANDARD.encode("did:plc:abc:pa:ss"))
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            basic_credentials(&h),
+            Some(("did:plc:abc".into(), "pa:ss".into()))
+        );
+        h.insert(AUTHORIZATION, "Bearer x".parse().unwrap());
+        assert_eq!(basic_credentials(&h), None);
+        h.insert(AUTHORIZATION, "Basic !!!".parse().unwrap());
+        assert_eq!(basic_credentials(&h), None);
+    }
+}

@@ -1,0 +1,48 @@
+//! `atcr index rebuild`: recreate the registry index from the repositories and blob storage.
+//!
+//! Like the other administration commands it opens the state directly, so the daemon must be
+//! stopped (it holds the index).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::appview::AppView;
+use crate::config::Config;
+use crate::pds::Pds;
+
+pub fn rebuild(config: &Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let index = super::serve::open_index(config).map_err(|e| {
+            if format!("{e:#}").contains("already open") || format!("{e:#}").contains("lock") {
+                anyhow::anyhow!(
+                    "{}/index.redb is in use: stop `atcr serve` first",
+                    config.data_dir.display()
+                )
+            } else {
+                e
+            }
+        })?;
+        let blobs = super::serve::open_blobs(config)?;
+        let pds = Pds::open(
+            &config.data_dir,
+            config.pds_settings(config.listen.port()),
+            blobs,
+        )
+        .await
+        .context("cannot open the PDS")?;
+        let appview = AppView::new(Arc::new(pds), index)?;
+        let started = std::time::Instant::now();
+        let stats = appview.rebuild().await.context("rebuild failed")?;
+        super::print(&format!(
+            "index rebuilt from {} repositories: {} manifests, {} tags ({} ms)",
+            stats.repos,
+            stats.manifests,
+            stats.tags,
+            started.elapsed().as_millis()
+        ))
+    })
+}

@@ -1,0 +1,301 @@
+//! The part of the index derived from AT Protocol records: which record put which manifest or tag
+//! where, and the event-log position the index has caught up to. Changes of one commit apply in
+//! one write transaction together with the new position, so a crash replays whole commits.
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    BLOBS, Index, IndexError, MANIFESTS, MAX, ManifestRecord, REFERRERS, REFS, REPO_BLOBS, REPOS,
+    TAGS, ensure_repo,
+};
+use crate::blobstore::Digest;
+
+/// (did, collection, rkey) → what the record put in the index (JSON [`RecordEntry`])
+pub(super) const RECORDS: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("records");
+/// name → value: `cursor`, the last event sequence number applied
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+pub const MANIFEST_COLLECTION: &str = "io.atcr.manifest";
+pub const TAG_COLLECTION: &str = "io.atcr.tag";
+
+/// What one record contributed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordEntry {
+    pub repo: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+/// Where a record lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordAddr {
+    pub did: String,
+    pub collection: String,
+    pub rkey: String,
+}
+
+/// What a tag record points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagTarget {
+    /// A manifest record (the tag's `manifest` AT-URI).
+    Record(RecordAddr),
+    /// A digest (the deprecated `manifestDigest`).
+    Digest(Digest),
+}
+
+/// One change to the index, from one record operation.
+#[derive(Debug, Clone)]
+pub enum IndexChange {
+    PutManifest {
+        addr: RecordAddr,
+        repo: String,
+        digest: Digest,
+        record: ManifestRecord,
+        references: Vec<Digest>,
+        referrer: Option<serde_json::Value>,
+        /// Blobs the manifest references, with their sizes, to make servable from `repo`.
+        links: Vec<(Digest, u64)>,
+    },
+    PutTag {
+        addr: RecordAddr,
+        repo: String,
+        tag: String,
+        target: TagTarget,
+    },
+    DeleteRecord(RecordAddr),
+}
+
+impl Index {
+    /// Applies the changes of one commit and records `seq` as applied, in one transaction.
+    pub fn apply(&self, changes: &[IndexChange], seq: Option<u64>) -> Result<(), IndexError> {
+        let tx = self.db.begin_write()?;
+        for change in changes {
+            apply_one(&tx, change)?;
+        }
+        if let Some(seq) = seq {
+            tx.open_table(META)?.insert("cursor", seq)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The last event sequence number applied (0: none).
+    pub fn cursor(&self) -> Result<u64, IndexError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(META)?.get("cursor")?.map_or(0, |v| v.value()))
+    }
+
+    /// Empties everything derived from records and blob links, keeping upload sessions, and
+    /// sets the cursor to `seq`: the start of a rebuild.
+    pub fn clear_derived(&self, seq: u64) -> Result<(), IndexError> {
+        let tx = self.db.begin_write()?;
+        tx.delete_table(REPOS)?;
+        tx.delete_table(REPO_BLOBS)?;
+        tx.delete_table(MANIFESTS)?;
+        tx.delete_table(TAGS)?;
+        tx.delete_table(REFS)?;
+        tx.delete_table(REFERRERS)?;
+        tx.delete_table(RECORDS)?;
+        tx.open_table(META)?.insert("cursor", seq)?;
+        tx.open_table(REPOS)?;
+        tx.open_table(REPO_BLOBS)?;
+        tx.open_table(MANIFESTS)?;
+        tx.open_table(TAGS)?;
+        tx.open_table(REFS)?;
+        tx.open_table(REFERRERS)?;
+        tx.open_table(RECORDS)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The records of `did` in `collection` that put something into `repo`, with what they
+    /// put there.
+    pub fn records_for(
+        &self,
+        did: &str,
+        collection: &str,
+        repo: &str,
+    ) -> Result<Vec<(String, RecordEntry)>, IndexError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(RECORDS)?;
+        let mut out = Vec::new();
+        for entry in table.range((did, collection, "")..(did, collection, MAX))? {
+            let (key, value) = entry?;
+            let record: RecordEntry = serde_json::from_slice(value.value())?;
+            if record.repo == repo {
+                out.push((key.value().2.to_owned(), record));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn record_key(addr: &RecordAddr) -> (&str, &str, &str) {
+    (&addr.did, &addr.collection, &addr.rkey)
+}
+
+fn apply_one(tx: &WriteTransaction, change: &IndexChange) -> Result<(), IndexError> {
+    match change {
+        IndexChange::PutManifest {
+            addr,
+            repo,
+            digest,
+            record,
+            references,
+            referrer,
+            links,
+        } => {
+            // A key rewritten with another manifest drops what the old one put in.
+            if let Some(old) = entry(tx, addr)?
+                && old.digest.as_ref() != Some(digest)
+            {
+                remove_entry(tx, addr, &old)?;
+            }
+            put_manifest_in(tx, repo, digest, record, references, referrer.as_ref())?;
+            let mut blobs = tx.open_table(BLOBS)?;
+            let mut repo_blobs = tx.open_table(REPO_BLOBS)?;
+            for (d, size) in links {
+                blobs.insert(d.as_str(), *size)?;
+                repo_blobs.insert((repo.as_str(), d.as_str()), *size)?;
+            }
+            set_entry(
+                tx,
+                addr,
+                &RecordEntry {
+                    repo: repo.clone(),
+                    digest: Some(digest.clone()),
+                    tag: None,
+                },
+            )
+        }
+        IndexChange::PutTag {
+            addr,
+            repo,
+            tag,
+            target,
+        } => {
+            let digest = match target {
+                TagTarget::Digest(d) => Some(d.clone()),
+                TagTarget::Record(m) => entry(tx, m)?
+                    .filter(|e| &e.repo == repo)
+                    .and_then(|e| e.digest),
+            };
+            if let Some(old) = entry(tx, addr)?
+                && old.tag.as_deref() != Some(tag.as_str())
+            {
+                remove_entry(tx, addr, &old)?;
+            }
+            // A tag whose manifest is not (or no longer) here points nowhere: leave it out.
+            let Some(digest) = digest else {
+                return Ok(());
+            };
+            if tx
+                .open_table(MANIFESTS)?
+                .get((repo.as_str(), digest.as_str()))?
+                .is_none()
+            {
+                return Ok(());
+            }
+            tx.open_table(TAGS)?
+                .insert((repo.as_str(), tag.as_str()), digest.as_str())?;
+            set_entry(
+                tx,
+                addr,
+                &RecordEntry {
+                    repo: repo.clone(),
+                    digest: None,
+                    tag: Some(tag.clone()),
+                },
+            )
+        }
+        IndexChange::DeleteRecord(addr) => match entry(tx, addr)? {
+            Some(old) => remove_entry(tx, addr, &old),
+            None => Ok(()),
+        },
+    }
+}
+
+fn entry(tx: &WriteTransaction, addr: &RecordAddr) -> Result<Option<RecordEntry>, IndexError> {
+    let table = tx.open_table(RECORDS)?;
+    let Some(raw) = table.get(record_key(addr))? else {
+        return Ok(None);
+    };
+    Ok(Some(serde_json::from_slice(raw.value())?))
+}
+
+fn set_entry(tx: &WriteTransaction, addr: &RecordAddr, e: &RecordEntry) -> Result<(), IndexError> {
+    tx.open_table(RECORDS)?
+        .insert(record_key(addr), serde_json::to_vec(e)?.as_slice())?;
+    Ok(())
+}
+
+/// Takes out what a record put in: its manifest (with the tags pointing at it) or its tag.
+fn remove_entry(
+    tx: &WriteTransaction,
+    addr: &RecordAddr,
+    e: &RecordEntry,
+) -> Result<(), IndexError> {
+    tx.open_table(RECORDS)?.remove(record_key(addr))?;
+    if let Some(digest) = &e.digest {
+        delete_manifest_in(tx, &e.repo, digest)?;
+    }
+    if let Some(tag) = &e.tag {
+        tx.open_table(TAGS)?
+            .remove((e.repo.as_str(), tag.as_str()))?;
+    }
+    Ok(())
+}
+
+pub(super) fn put_manifest_in(
+    tx: &WriteTransaction,
+    repo: &str,
+    digest: &Digest,
+    record: &ManifestRecord,
+    references: &[Digest],
+    referrer: Option<&serde_json::Value>,
+) -> Result<(), IndexError> {
+    let d = digest.as_str();
+    ensure_repo(tx, repo, record.created)?;
+    tx.open_table(MANIFESTS)?
+        .insert((repo, d), serde_json::to_vec(record)?.as_slice())?;
+    let mut refs = tx.open_table(REFS)?;
+    for r in references {
+        refs.insert((repo, d, r.as_str()), ())?;
+    }
+    if let (Some(subject), Some(referrer)) = (&record.subject, referrer) {
+        tx.open_table(REFERRERS)?.insert(
+            (repo, subject.as_str(), d),
+            serde_json::to_vec(referrer)?.as_slice(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Removes a manifest, every tag pointing at it, its references and its referrer entry.
+/// Returns whether it existed.
+pub(super) fn delete_manifest_in(
+    tx: &WriteTransaction,
+    repo: &str,
+    digest: &Digest,
+) -> Result<bool, IndexError> {
+    let d = digest.as_str();
+    let mut manifests = tx.open_table(MANIFESTS)?;
+    let Some(raw) = manifests.remove((repo, d))? else {
+        return Ok(false);
+    };
+    let record: ManifestRecord = serde_json::from_slice(raw.value())?;
+    drop(raw);
+    tx.open_table(TAGS)?
+        .retain_in((repo, "")..(repo, MAX), |_, target| target != d)?;
+    tx.open_table(REFS)?
+        .retain_in((repo, d, "")..(repo, d, MAX), |_, ()| false)?;
+    if let Some(subject) = record.subject {
+        tx.open_table(REFERRERS)?
+            .remove((repo, subject.as_str(), d))?;
+    }
+    Ok(true)
+}
