@@ -329,9 +329,35 @@ now() { date +%s.%N; }
 record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RAW"; } # REGISTRY METRIC REP VALUE
 fcalc() { python3 -c "print($1)"; }
 
+# atcr wants Docker token auth: its first start creates the account `admin` and logs its
+# password once; pushes and pulls log in with it, and the load tests send a bearer token (valid
+# 5 minutes, longer than any load test). Distribution runs without auth, as before.
+ATCR_PW=""
+atcr_first_password() { # PREVIOUS: waits for a first-start password other than PREVIOUS
+    local i pw
+    for i in $(seq 1 200); do
+        pw="$(grep -o 'password=[a-z2-7-]*' "$WORK/atcr.log" 2>/dev/null | tail -1 | cut -d= -f2)"
+        if [[ -n "$pw" && "$pw" != "$1" ]]; then echo "$pw"; return 0; fi
+        sleep 0.05
+    done
+    die "atcr logged no first-start password"
+}
+creds() { # REGISTRY src|dest: skopeo's credential flag, if the registry wants one
+    [[ "$1" == atcr ]] && echo "--$2-creds=admin:$ATCR_PW" || true
+}
+AUTH_HEADER=""
+set_auth_header() { # REGISTRY SCOPE: AUTH_HEADER for curl and wrk
+    AUTH_HEADER="X-No-Auth: 1"
+    [[ "$1" == atcr ]] || return 0
+    local token
+    token="$(curl -sSf -u "admin:$ATCR_PW" "http://127.0.0.1:$SRV_PORT/auth/token?service=localhost:$SRV_PORT&scope=$2" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
+    AUTH_HEADER="Authorization: Bearer $token"
+}
+
 check_get() { # URL EXPECTED_BYTES [ACCEPT]
     local out
-    out="$(curl -sS -o /dev/null -w '%{http_code} %{size_download}' ${3:+-H "Accept: $3"} "$1")"
+    out="$(curl -sS -o /dev/null -w '%{http_code} %{size_download}' -H "$AUTH_HEADER" ${3:+-H "Accept: $3"} "$1")"
     [[ "$out" == "200 $2" ]] || die "GET $1 gave '$out', expected '200 $2'"
 }
 
@@ -364,15 +390,17 @@ measure() { # REGISTRY REP
     start_server "$reg" "$data"
     sleep 2
     record "$reg" idle_rss_kib "$rep" "$(status_kib VmRSS)"
-    curl -sf -o /dev/null "http://127.0.0.1:$SRV_PORT/v2/" || die "$reg: GET /v2/ failed"
+    [[ "$reg" == atcr ]] && ATCR_PW="$(atcr_first_password "$ATCR_PW")"
+    set_auth_header "$reg" "repository:admin/small:pull"
+    curl -sf -o /dev/null -H "$AUTH_HEADER" "http://127.0.0.1:$SRV_PORT/v2/" || die "$reg: GET /v2/ failed"
     log "$reg rep $rep: push ${SIZE_MIB} MiB"
     c0="$(cpu_ticks)"; t0="$(now)"
-    skopeo_copy --dest-tls-verify=false "oci:$WORK/big:latest" "docker://127.0.0.1:$SRV_PORT/bench/big:latest"
+    skopeo_copy --dest-tls-verify=false $(creds "$reg" dest) "oci:$WORK/big:latest" "docker://127.0.0.1:$SRV_PORT/admin/big:latest"
     t1="$(now)"; c1="$(cpu_ticks)"
     record "$reg" push_wall_s "$rep" "$(fcalc "$t1 - $t0")"
     record "$reg" push_cpu_s "$rep" "$(fcalc "($c1 - $c0) / $CLK_TCK")"
     record "$reg" push_hwm_kib "$rep" "$(status_kib VmHWM)"
-    skopeo_copy --dest-tls-verify=false "oci:$WORK/small:latest" "docker://127.0.0.1:$SRV_PORT/bench/small:latest"
+    skopeo_copy --dest-tls-verify=false $(creds "$reg" dest) "oci:$WORK/small:latest" "docker://127.0.0.1:$SRV_PORT/admin/small:latest"
     stop_server
     sync
 
@@ -382,7 +410,7 @@ measure() { # REGISTRY REP
     log "$reg rep $rep: pull ${SIZE_MIB} MiB"
     rm -rf "$WORK/pulled"
     c0="$(cpu_ticks)"; t0="$(now)"
-    skopeo_copy --src-tls-verify=false "docker://127.0.0.1:$SRV_PORT/bench/big:latest" "oci:$WORK/pulled:latest"
+    skopeo_copy --src-tls-verify=false $(creds "$reg" src) "docker://127.0.0.1:$SRV_PORT/admin/big:latest" "oci:$WORK/pulled:latest"
     t1="$(now)"; c1="$(cpu_ticks)"
     record "$reg" pull_wall_s "$rep" "$(fcalc "$t1 - $t0")"
     record "$reg" pull_cpu_s "$rep" "$(fcalc "($c1 - $c0) / $CLK_TCK")"
@@ -398,7 +426,8 @@ measure() { # REGISTRY REP
     for kind in blob manifest; do
         start_server "$reg" "$data"
         sleep 0.5
-        base="http://127.0.0.1:$SRV_PORT/v2/bench/small"
+        base="http://127.0.0.1:$SRV_PORT/v2/admin/small"
+        set_auth_header "$reg" "repository:admin/small:pull"
         if [[ $kind == blob ]]; then
             url="$base/blobs/sha256:$SMALL_LAYER"
             check_get "$url" "$SMALL_LAYER_SIZE"
@@ -409,7 +438,7 @@ measure() { # REGISTRY REP
         log "$reg rep $rep: $CLIENTS clients GET $kind for ${DURATION}s"
         out="$WORK/wrk-$reg-$kind.txt"
         c0="$(cpu_ticks)"
-        wrk -t2 -c"$CLIENTS" -d"${DURATION}s" --timeout 30s --latency -H "Accept: $MANIFEST_ACCEPT" "$url" >"$out"
+        wrk -t2 -c"$CLIENTS" -d"${DURATION}s" --timeout 30s --latency -H "Accept: $MANIFEST_ACCEPT" -H "$AUTH_HEADER" "$url" >"$out"
         c1="$(cpu_ticks)"
         read -r rps p99 total bad < <(parse_wrk "$out")
         [[ "$bad" == 0 ]] || log "warning: $reg: $bad failed requests in the $kind load test: $(cat "$out")"
