@@ -7,7 +7,14 @@
 //! (one commit of a manifest record and a tag record) sharing one config and one layer, so the
 //! figures are the record path, not blob I/O. `ATCR_BENCH_MANIFESTS` overrides `N`.
 
-#![allow(clippy::cast_precision_loss)]
+// Report arithmetic on counts far below 2^52; `main` is a flat script.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::many_single_char_names,
+    clippy::too_many_lines
+)]
 
 #[path = "../tests/inproc/mod.rs"]
 mod inproc;
@@ -46,7 +53,7 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// Requests/s and p99 of `clients` loops GETting `path` for `READ_SECONDS`, each with its own
+/// Requests/s and p99 of `clients` loops sending `GET path` for `READ_SECONDS`, each with its own
 /// token (minted once, as a client would reuse it).
 async fn read_rate(s: &TestServer, path: &str, clients: usize) -> (f64, Duration) {
     let deadline = Instant::now() + Duration::from_secs(READ_SECONDS);
