@@ -5,6 +5,9 @@
 //! session tokens share the key but not the `typ` (`at+jwt`) nor the audience (the node DID),
 //! so neither kind passes for the other.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
 use serde::{Deserialize, Serialize};
 
 use super::scope::{Access, Action, Resource};
@@ -45,6 +48,14 @@ impl Grant {
     }
 }
 
+/// Verified tokens remembered, at most (a client reuses its token for every request of a
+/// push or pull; checking an ECDSA signature each time would cost more than serving a small
+/// blob).
+const VERIFIED_CACHE: usize = 4096;
+
+/// A token whose signature and claims checked out: its grant and validity period.
+type Verified = (Grant, u64, u64);
+
 /// Issues and checks registry tokens for one service.
 #[derive(Clone)]
 pub struct Tokens {
@@ -52,6 +63,8 @@ pub struct Tokens {
     public: PublicKey,
     issuer: String,
     service: String,
+    /// token → (grant, nbf, exp) of tokens verified before.
+    verified: std::sync::Arc<Mutex<HashMap<String, Verified>>>,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -71,6 +84,7 @@ impl Tokens {
             key,
             issuer: issuer.as_str().to_owned(),
             service: service.to_owned(),
+            verified: std::sync::Arc::default(),
         }
     }
 
@@ -102,23 +116,51 @@ impl Tokens {
 
     /// Checks signature, algorithm, type, issuer, audience and validity period.
     pub fn verify(&self, token: &str, now: u64) -> Result<Grant, TokenError> {
+        let remembered = self.lock().get(token).cloned();
+        let (grant, nbf, exp) = if let Some(v) = remembered {
+            v
+        } else {
+            let v = self.verify_signed(token)?;
+            let mut cache = self.lock();
+            if cache.len() >= VERIFIED_CACHE {
+                cache.retain(|_, (_, _, exp)| *exp > now);
+                if cache.len() >= VERIFIED_CACHE / 2 {
+                    cache.clear();
+                }
+            }
+            cache.insert(token.to_owned(), v.clone());
+            v
+        };
+        if exp <= now || nbf > now + SKEW_SECS {
+            return Err(TokenError::Expired);
+        }
+        Ok(grant)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Verified>> {
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Everything but the validity period.
+    fn verify_signed(&self, token: &str) -> Result<Verified, TokenError> {
         let claims: Claims = serde_json::from_value(auth::verify(token, &self.public, TYP)?)
             .map_err(|_| TokenError::Malformed)?;
         if claims.aud != self.service || claims.iss != self.issuer {
             return Err(TokenError::Signature);
-        }
-        if claims.exp <= now || claims.nbf > now + SKEW_SECS {
-            return Err(TokenError::Expired);
         }
         let subject = if claims.sub.is_empty() {
             None
         } else {
             Some(claims.sub.parse().map_err(|_| TokenError::Malformed)?)
         };
-        Ok(Grant {
-            subject,
-            access: claims.access,
-        })
+        Ok((
+            Grant {
+                subject,
+                access: claims.access,
+            },
+            claims.nbf,
+            claims.exp,
+        ))
     }
 }
 
@@ -160,6 +202,8 @@ mod tests {
     fn expired_wrong_audience_wrong_key_and_unsigned_tokens_are_refused() {
         let t = tokens();
         let token = t.issue(None, access("repository:a/b:pull"), 1000);
+        assert!(t.verify(&token, 1001).is_ok());
+        // Remembered now, and still expiring.
         assert_eq!(
             t.verify(&token, 1000 + TOKEN_SECS),
             Err(TokenError::Expired)

@@ -1,9 +1,11 @@
 //! The command line: one file per subcommand.
 
 mod check_config;
+mod credential;
 mod crew;
 mod hold;
 mod index;
+mod login;
 mod serve;
 mod tls;
 mod user;
@@ -45,6 +47,24 @@ enum Command {
     /// The registry index.
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Log in to a node: create an app password with the account password (read once) and
+    /// keep it for docker-credential-atcr.
+    Login {
+        /// The registry: host[:port], or a URL.
+        registry: String,
+        /// Account: short name, handle or DID.
+        #[arg(short, long)]
+        username: String,
+        /// Read the account password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Plain HTTP (a node on loopback or a trusted LAN without TLS).
+        #[arg(long)]
+        insecure: bool,
+        /// Trust this CA (PEM), e.g. the node's own from /ca.crt; default: the system's.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -193,6 +213,15 @@ fn init_logging() {
 /// The program: parse arguments, run one subcommand.
 #[must_use]
 pub fn main() -> ExitCode {
+    // Invoked as docker-credential-atcr (a link to this binary): the credential helper.
+    let args: Vec<String> = std::env::args().collect();
+    let invoked_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|n| n.to_str());
+    if invoked_as == Some(credential::HELPER_NAME) {
+        return credential::helper_main(&args);
+    }
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
@@ -233,6 +262,19 @@ pub fn main() -> ExitCode {
                 .load()
                 .and_then(|c| hold::set(&c, owner.as_deref(), public, allow_all_crew)),
         },
+        Command::Login {
+            registry,
+            username,
+            password_stdin,
+            insecure,
+            ca_file,
+        } => login::run(&login::LoginArgs {
+            registry: &registry,
+            username: &username,
+            password_stdin,
+            insecure,
+            ca_file: ca_file.as_deref(),
+        }),
         Command::Index(IndexCommand::Rebuild(config)) => {
             config.load().and_then(|c| index::rebuild(&c))
         }

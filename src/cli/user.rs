@@ -35,7 +35,7 @@ pub(super) async fn open(config: &Config) -> anyhow::Result<Pds> {
 }
 
 /// Reads a password: one line from stdin with `--password-stdin`.
-fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+pub(super) fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     if !from_stdin {
         if std::io::stdin().is_terminal() {
             bail!(

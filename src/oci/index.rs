@@ -86,6 +86,11 @@ pub struct NewManifest<'a> {
     pub referrer: Option<&'a serde_json::Value>,
 }
 
+/// redb's page cache for the index. redb's default is 1 GiB per database, which a long-running
+/// node would slowly fill with pages it rarely reads again; the interior pages of a large index
+/// fit in a few MiB.
+const CACHE_BYTES: usize = 16 << 20;
+
 #[derive(Clone)]
 pub struct Index {
     db: Arc<Database>,
@@ -98,7 +103,9 @@ const MAX: &str = "\u{10FFFF}";
 impl Index {
     /// Opens (or creates) the index at `path`.
     pub fn open(path: &Path) -> Result<Index, IndexError> {
-        let db = Database::create(path)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
         let index = Index { db: Arc::new(db) };
         index.ensure_tables()?;
         Ok(index)

@@ -115,6 +115,10 @@ pub struct CommitBatch {
 }
 
 /// The PDS database. Cheap to clone.
+/// redb's page cache for the PDS store (redb's default is 1 GiB per database): enough for the
+/// interior pages and hot MST nodes, while the memory of a long-running node stays bounded.
+const CACHE_BYTES: usize = 32 << 20;
+
 #[derive(Clone)]
 pub struct PdsStore {
     db: Arc<Database>,
@@ -129,7 +133,9 @@ impl std::fmt::Debug for PdsStore {
 impl PdsStore {
     /// Opens (or creates) `pds.redb` at `path`.
     pub fn open(path: &Path) -> Result<PdsStore, StoreError> {
-        let db = Database::create(path)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
         let store = PdsStore { db: Arc::new(db) };
         let tx = store.db.begin_write()?;
         tx.open_table(BLOCKS)?;
