@@ -1,3 +1,4 @@
+ln -sf atcr /usr/bin/docker-credential-atcr
 systemd-sysusers /usr/lib/sysusers.d/atcr.conf >/dev/null 2>&1 || :
 systemd-tmpfiles --create /usr/lib/tmpfiles.d/atcr.conf >/dev/null 2>&1 || :
 chown root:atcr /etc/atcr/atcr.toml 2>/dev/null || :
