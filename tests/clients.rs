@@ -66,7 +66,7 @@ fn skopeo_round_trips_a_single_arch_image() {
     let srv = Server::start();
     let c = Clients::new();
     let local = images::busybox_image(&c.path("src"));
-    let remote = format!("docker://{}/test/busybox:1", srv.host_port());
+    let remote = format!("docker://{}/admin/busybox:1", srv.host_port());
     srv.must(&mut c.skopeo_copy(&local.reference(), &remote, &[]));
 
     let raw = inspect_raw(&srv, &c, &remote);
@@ -79,11 +79,11 @@ fn skopeo_round_trips_a_single_arch_image() {
     assert_eq!(info["Digest"], local.manifest.digest.as_str());
     assert_eq!(info["Architecture"], "amd64");
     assert_eq!(
-        head_digest(&srv, "test/busybox", "1"),
+        head_digest(&srv, "admin/busybox", "1"),
         local.manifest.digest
     );
     for layer in &local.layers {
-        assert_eq!(blob_status(&srv, "test/busybox", &layer.digest), 200);
+        assert_eq!(blob_status(&srv, "admin/busybox", &layer.digest), 200);
     }
 
     let back = c.path("back");
@@ -118,7 +118,7 @@ fn skopeo_copies_a_multi_arch_index_and_pulls_it_back_by_digest() {
     let srv = Server::start();
     let c = Clients::new();
     let local = images::multi_arch_image(&c.path("src"), fresh_seed());
-    let repo = format!("{}/test/multi", srv.host_port());
+    let repo = format!("{}/admin/multi", srv.host_port());
     srv.must(&mut c.skopeo_copy(
         &local.reference(),
         &format!("docker://{repo}:latest"),
@@ -134,7 +134,7 @@ fn skopeo_copies_a_multi_arch_index_and_pulls_it_back_by_digest() {
     let index: Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(index["mediaType"], OCI_INDEX);
     assert_eq!(
-        head_digest(&srv, "test/multi", "latest"),
+        head_digest(&srv, "admin/multi", "latest"),
         local.manifest.digest
     );
 
@@ -193,7 +193,7 @@ fn skopeo_converts_to_docker_schema2_and_the_digest_round_trips() {
         "latest",
         &[images::busybox_layer(), random_layer(fresh_seed(), 4096)],
     );
-    let remote = format!("docker://{}/test/v2s2:1", srv.host_port());
+    let remote = format!("docker://{}/admin/v2s2:1", srv.host_port());
     let digest_file = c.path("digest");
     srv.must(&mut c.skopeo_copy(
         &local.reference(),
@@ -221,7 +221,7 @@ fn skopeo_converts_to_docker_schema2_and_the_digest_round_trips() {
     // A Docker client's GET: the stored media type and digest come back.
     let r = curl(
         "GET",
-        &format!("{}/v2/test/v2s2/manifests/1", srv.base_url()),
+        &format!("{}/v2/admin/v2s2/manifests/1", srv.base_url()),
         &[("Accept", DOCKER_MANIFEST)],
         None,
     );
@@ -277,7 +277,7 @@ fn a_second_push_of_the_same_image_mounts_its_blobs_across_repositories() {
     let host = srv.host_port();
     srv.must(&mut c.skopeo_copy(
         &local.reference(),
-        &format!("docker://{host}/test/mount-a:1"),
+        &format!("docker://{host}/admin/mount-a:1"),
         &[],
     ));
     let uploaded = bytes_received(&srv);
@@ -287,18 +287,18 @@ fn a_second_push_of_the_same_image_mounts_its_blobs_across_repositories() {
         "first push uploads every blob"
     );
     for digest in [&local.layers[0].digest, &config.digest] {
-        assert_eq!(blob_status(&srv, "test/mount-b", digest), 404);
+        assert_eq!(blob_status(&srv, "admin/mount-b", digest), 404);
     }
 
     // skopeo's blob-info cache remembers where it put the blobs and mounts them from there.
     srv.must(&mut c.skopeo_copy(
         &local.reference(),
-        &format!("docker://{host}/test/mount-b:1"),
+        &format!("docker://{host}/admin/mount-b:1"),
         &[],
     ));
     for digest in [&local.layers[0].digest, &config.digest] {
         assert_eq!(
-            blob_status(&srv, "test/mount-b", digest),
+            blob_status(&srv, "admin/mount-b", digest),
             200,
             "{digest} in mount-b"
         );
@@ -311,7 +311,7 @@ fn a_second_push_of_the_same_image_mounts_its_blobs_across_repositories() {
         "the second push uploaded {again} blob bytes: the layer was not mounted"
     );
     assert_eq!(
-        head_digest(&srv, "test/mount-b", "1"),
+        head_digest(&srv, "admin/mount-b", "1"),
         local.manifest.digest
     );
 
@@ -321,28 +321,28 @@ fn a_second_push_of_the_same_image_mounts_its_blobs_across_repositories() {
         curl(
             "POST",
             &format!(
-                "{}/v2/{repo}/blobs/uploads/?mount={digest}&from=test/mount-a",
+                "{}/v2/{repo}/blobs/uploads/?mount={digest}&from=admin/mount-a",
                 srv.base_url()
             ),
             &[],
             Some(b""),
         )
     };
-    let r = mount("test/mount-c", layer);
+    let r = mount("admin/mount-c", layer);
     assert_eq!(r.status, 201, "{r:?}");
     assert_eq!(
         r.header("location"),
-        Some(format!("/v2/test/mount-c/blobs/{layer}").as_str())
+        Some(format!("/v2/admin/mount-c/blobs/{layer}").as_str())
     );
-    assert_eq!(blob_status(&srv, "test/mount-c", layer), 200);
+    assert_eq!(blob_status(&srv, "admin/mount-c", layer), 200);
     let unknown = sha256(b"never uploaded");
-    let r = mount("test/mount-c", &unknown);
+    let r = mount("admin/mount-c", &unknown);
     assert_eq!(r.status, 202, "{r:?}");
     assert!(
         r.header("location")
             .is_some_and(|l| l.contains("/blobs/uploads/"))
     );
-    assert_eq!(blob_status(&srv, "test/mount-c", &unknown), 404);
+    assert_eq!(blob_status(&srv, "admin/mount-c", &unknown), 404);
 }
 
 #[test]
@@ -355,7 +355,7 @@ fn skopeo_lists_tags_and_deletes_manifests() {
     let seed = fresh_seed();
     let first = images::single_image(&c.path("one"), "latest", &[random_layer(seed, 1024)]);
     let second = images::single_image(&c.path("two"), "latest", &[random_layer(seed ^ 1, 1024)]);
-    let repo = format!("{}/test/tags", srv.host_port());
+    let repo = format!("{}/admin/tags", srv.host_port());
     let tags = ["a", "b", "c", "d", "e"];
     for tag in &tags[..4] {
         srv.must(&mut c.skopeo_copy(&first.reference(), &format!("docker://{repo}:{tag}"), &[]));
@@ -381,7 +381,7 @@ fn skopeo_lists_tags_and_deletes_manifests() {
 
     // Pagination, as clients follow it: `n`, then the `Link` header.
     let mut listed = Vec::new();
-    let mut next = Some("/v2/test/tags/tags/list?n=2".to_owned());
+    let mut next = Some("/v2/admin/tags/tags/list?n=2".to_owned());
     while let Some(path) = next.take() {
         let r = curl("GET", &format!("{}{path}", srv.base_url()), &[], None);
         assert_eq!(r.status, 200, "{r:?}");
@@ -419,7 +419,7 @@ fn skopeo_lists_tags_and_deletes_manifests() {
     let r = curl(
         "GET",
         &format!(
-            "{}/v2/test/tags/manifests/{}",
+            "{}/v2/admin/tags/manifests/{}",
             srv.base_url(),
             second.manifest.digest
         ),
@@ -467,7 +467,7 @@ fn a_large_layer_round_trips_byte_for_byte() {
         "latest",
         &[random_layer(fresh_seed(), SIZE)],
     );
-    let remote = format!("docker://{}/test/large:1", srv.host_port());
+    let remote = format!("docker://{}/admin/large:1", srv.host_port());
     srv.must(&mut c.skopeo_copy(&local.reference(), &remote, &[]));
     assert_eq!(
         bytes_received(&srv),
@@ -490,7 +490,7 @@ fn a_large_layer_round_trips_byte_for_byte() {
     // A ranged read from the middle of it.
     let r = curl(
         "GET",
-        &format!("{}/v2/test/large/blobs/{digest}", srv.base_url()),
+        &format!("{}/v2/admin/large/blobs/{digest}", srv.base_url()),
         &[("Range", "bytes=33554432-33619967")],
         None,
     );
@@ -528,7 +528,7 @@ fn podman_pushes_pulls_and_runs_an_image() {
         "the image ID is the config digest"
     );
 
-    let remote = format!("{}/test/podman:1", srv.host_port());
+    let remote = format!("{}/admin/podman:1", srv.host_port());
     let digest_file = c.path("digest");
     srv.must(c.podman().args([
         "push",
@@ -543,7 +543,7 @@ fn podman_pushes_pulls_and_runs_an_image() {
         .unwrap()
         .trim()
         .to_owned();
-    assert_eq!(head_digest(&srv, "test/podman", "1"), pushed);
+    assert_eq!(head_digest(&srv, "admin/podman", "1"), pushed);
     assert_eq!(
         sha256(&inspect_raw(&srv, &c, &format!("docker://{remote}"))),
         pushed
@@ -558,7 +558,7 @@ fn podman_pushes_pulls_and_runs_an_image() {
     assert_eq!(podman_image(&srv, &c, &remote, "{{.Id}}"), id);
     assert_eq!(podman_image(&srv, &c, &remote, "{{.Digest}}"), pushed);
     // And by digest.
-    let by_digest = format!("{}/test/podman@{pushed}", srv.host_port());
+    let by_digest = format!("{}/admin/podman@{pushed}", srv.host_port());
     srv.must(c.podman().args(["rmi", "-f", &id]));
     let pulled = srv.must(
         c.podman()
@@ -620,7 +620,7 @@ fn buildah_commits_to_the_registry_and_pushes_a_manifest_list() {
         c.buildah()
             .args(["config", "--label", &format!("atcr.test.seed={seed}"), &ctr]),
     );
-    let remote = format!("docker://{host}/test/buildah:1");
+    let remote = format!("docker://{host}/admin/buildah:1");
     srv.must(c.buildah().args([
         "commit",
         "--quiet",
@@ -630,7 +630,7 @@ fn buildah_commits_to_the_registry_and_pushes_a_manifest_list() {
         &remote,
     ]));
     let raw = inspect_raw(&srv, &c, &remote);
-    let digest = head_digest(&srv, "test/buildah", "1");
+    let digest = head_digest(&srv, "admin/buildah", "1");
     assert_eq!(sha256(&raw), digest);
     assert_eq!(inspect(&srv, &c, &remote, &[])["Digest"], digest.as_str());
     let committed: Value = serde_json::from_slice(&raw).unwrap();
@@ -650,7 +650,7 @@ fn buildah_commits_to_the_registry_and_pushes_a_manifest_list() {
         ]));
     }
     let digest_file = c.path("list-digest");
-    let remote_list = format!("docker://{host}/test/buildah-list:1");
+    let remote_list = format!("docker://{host}/admin/buildah-list:1");
     srv.must(c.buildah().args([
         "manifest",
         "push",
@@ -668,7 +668,7 @@ fn buildah_commits_to_the_registry_and_pushes_a_manifest_list() {
         .to_owned();
     let raw = inspect_raw(&srv, &c, &remote_list);
     assert_eq!(sha256(&raw), pushed);
-    assert_eq!(head_digest(&srv, "test/buildah-list", "1"), pushed);
+    assert_eq!(head_digest(&srv, "admin/buildah-list", "1"), pushed);
     let index: Value = serde_json::from_slice(&raw).unwrap();
     let media_type = index["mediaType"].as_str().unwrap_or_default();
     assert!([OCI_INDEX, DOCKER_LIST].contains(&media_type), "{index}");
@@ -684,7 +684,7 @@ fn buildah_commits_to_the_registry_and_pushes_a_manifest_list() {
         let bytes = inspect_raw(
             &srv,
             &c,
-            &format!("docker://{host}/test/buildah-list@{child}"),
+            &format!("docker://{host}/admin/buildah-list@{child}"),
         );
         assert_eq!(sha256(&bytes), child);
         let manifest: Value = serde_json::from_slice(&bytes).unwrap();
@@ -697,7 +697,7 @@ fn buildah_commits_to_the_registry_and_pushes_a_manifest_list() {
         for layer in images::manifest_layers(&bytes) {
             let r = curl(
                 "GET",
-                &format!("{}/v2/test/buildah-list/blobs/{layer}", srv.base_url()),
+                &format!("{}/v2/admin/buildah-list/blobs/{layer}", srv.base_url()),
                 &[],
                 None,
             );
@@ -714,7 +714,7 @@ fn buildah_commits_to_the_registry_and_pushes_a_manifest_list() {
     // Pulled back with skopeo, by digest, the list and its images are unchanged.
     let back = c.path("list-back");
     srv.must(&mut c.skopeo_copy(
-        &format!("docker://{host}/test/buildah-list@{pushed}"),
+        &format!("docker://{host}/admin/buildah-list@{pushed}"),
         &format!("oci:{}:pulled", back.display()),
         &["--all"],
     ));
@@ -723,7 +723,7 @@ fn buildah_commits_to_the_registry_and_pushes_a_manifest_list() {
     assert_eq!(bytes, raw);
 
     // The same list as a Docker manifest list (its images converted to schema 2 as well).
-    let remote_v2s2 = format!("docker://{host}/test/buildah-list:v2s2");
+    let remote_v2s2 = format!("docker://{host}/admin/buildah-list:v2s2");
     srv.must(c.buildah().args([
         "manifest",
         "push",
@@ -750,7 +750,7 @@ fn buildah_commits_to_the_registry_and_pushes_a_manifest_list() {
         let bytes = inspect_raw(
             &srv,
             &c,
-            &format!("docker://{host}/test/buildah-list@{child}"),
+            &format!("docker://{host}/admin/buildah-list@{child}"),
         );
         assert_eq!(sha256(&bytes), child);
         let manifest: Value = serde_json::from_slice(&bytes).unwrap();

@@ -47,7 +47,7 @@ struct Pushed {
 
 impl Pushed {
     fn repo(&self) -> String {
-        format!("crash/{}", self.tag)
+        format!("admin/crash-{}", self.tag)
     }
 }
 
@@ -266,9 +266,17 @@ fn check_manifests(srv: &Server, acknowledged: &[&Pushed], context: &str) {
     if acknowledged.is_empty() {
         return;
     }
+    let scopes: Vec<String> = acknowledged
+        .iter()
+        .map(|i| format!("repository:{}:pull", i.repo()))
+        .collect();
+    let token = common::clients::token(&srv.host_port(), common::ADMIN, srv.password(), &scopes)
+        .expect("a registry token");
     let mut cmd = Command::new("curl");
     cmd.args([
         "-sS",
+        "-H",
+        &format!("Authorization: Bearer {token}"),
         "-H",
         &format!("Accept: {}", images::OCI_MANIFEST),
         "-w",
@@ -323,7 +331,7 @@ fn a_chunked_upload_cut_by_kill_9_resumes_or_is_cleanly_unknown() {
 
     let r = curl(
         "POST",
-        &format!("{}/v2/crash/chunked/blobs/uploads/", srv.base_url()),
+        &format!("{}/v2/admin/crash/chunked/blobs/uploads/", srv.base_url()),
         &[],
         Some(b""),
     );
@@ -419,7 +427,7 @@ fn a_chunked_upload_cut_by_kill_9_resumes_or_is_cleanly_unknown() {
         let r = curl(
             "POST",
             &format!(
-                "{}/v2/crash/chunked/blobs/uploads/?digest={digest}",
+                "{}/v2/admin/crash/chunked/blobs/uploads/?digest={digest}",
                 srv.base_url()
             ),
             &[],
@@ -434,7 +442,7 @@ fn a_chunked_upload_cut_by_kill_9_resumes_or_is_cleanly_unknown() {
     assert!(r.text().contains("BLOB_UPLOAD_UNKNOWN"), "{}", r.text());
     let r = curl(
         "GET",
-        &format!("{}/v2/crash/chunked/blobs/{digest}", srv.base_url()),
+        &format!("{}/v2/admin/crash/chunked/blobs/{digest}", srv.base_url()),
         &[],
         None,
     );

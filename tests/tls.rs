@@ -29,6 +29,8 @@ struct Server {
     child: Child,
     lines: mpsc::Receiver<String>,
     addr: String,
+    /// The first start's password of `admin`.
+    password: String,
 }
 
 impl Server {
@@ -51,6 +53,7 @@ impl Server {
             child,
             lines,
             addr: String::new(),
+            password: String::new(),
         };
         let line = server.wait_for("scheme=https");
         let addr = line
@@ -61,6 +64,12 @@ impl Server {
             .next()
             .unwrap();
         addr.clone_into(&mut server.addr);
+        let line = server.wait_for("password=");
+        line.split("password=")
+            .nth(1)
+            .and_then(|p| p.split_whitespace().next())
+            .unwrap()
+            .clone_into(&mut server.password);
         server
     }
 
@@ -207,13 +216,24 @@ fn managed_ca_serves_https_to_curl_and_skopeo() {
     let certs = certs.to_str().unwrap();
     let layout = oci_layout(dir.path());
     let src = format!("oci:{}:t", layout.display());
-    let dest = format!("docker://{}/tls/test:1", server.addr);
-    let (ok, out) = skopeo(&["copy", "--dest-cert-dir", certs, &src, &dest]);
+    let dest = format!("docker://{}/admin/test:1", server.addr);
+    let creds = format!("admin:{}", server.password);
+    let (ok, out) = skopeo(&[
+        "copy",
+        "--dest-cert-dir",
+        certs,
+        "--dest-creds",
+        &creds,
+        &src,
+        &dest,
+    ]);
     assert!(ok, "{out}");
     let (ok, out) = skopeo(&[
         "copy",
+        "--dest-creds",
+        &creds,
         &src,
-        &format!("docker://{}/tls/other:1", server.addr),
+        &format!("docker://{}/admin/other:1", server.addr),
     ]);
     assert!(!ok, "without the CA skopeo must refuse: {out}");
     let back = dir.path().join("back");

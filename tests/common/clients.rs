@@ -49,9 +49,15 @@ pub fn on_path(tool: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(tool))))
 }
 
+/// Names of `auth.json` versions being written.
+static AUTH_FILE_VERSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// One test's client configuration.
 pub struct Clients {
     dir: tempfile::TempDir,
+    /// Whether `auth.json` carries the credentials of the servers this process runs (the
+    /// default); off for tests of anonymous access and of `login` itself.
+    auto_login: std::cell::Cell<bool>,
 }
 
 impl Default for Clients {
@@ -90,7 +96,17 @@ impl Clients {
         );
         write("auth.json", "{\"auths\":{}}\n".to_owned());
         std::fs::create_dir_all(root.join("tmp")).expect("cannot create a tmp dir");
-        Clients { dir }
+        Clients {
+            dir,
+            auto_login: std::cell::Cell::new(true),
+        }
+    }
+
+    /// Stops writing the servers' credentials into `auth.json` (and empties it).
+    pub fn without_login(&self) {
+        self.auto_login.set(false);
+        std::fs::write(self.dir.path().join("auth.json"), "{\"auths\":{}}\n")
+            .expect("cannot write auth.json");
     }
 
     /// The directory the clients' state lives in.
@@ -107,6 +123,23 @@ impl Clients {
 
     fn command(&self, program: &str) -> Command {
         let root = self.dir.path();
+        if self.auto_login.get() {
+            use base64::Engine;
+            let auths: serde_json::Map<String, serde_json::Value> = super::all_credentials()
+                .into_iter()
+                .map(|(host, (user, pw))| {
+                    let auth =
+                        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+                    (host, serde_json::json!({ "auth": auth }))
+                })
+                .collect();
+            // Replaced atomically: clients of parallel commands may be reading it.
+            let n = AUTH_FILE_VERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = root.join(format!("auth.json.{n}"));
+            std::fs::write(&tmp, serde_json::json!({ "auths": auths }).to_string())
+                .expect("cannot write auth.json");
+            std::fs::rename(&tmp, root.join("auth.json")).expect("cannot replace auth.json");
+        }
         let mut cmd = Command::new(program);
         cmd.env("CONTAINERS_STORAGE_CONF", root.join("storage.conf"))
             .env("CONTAINERS_CONF", root.join("containers.conf"))
@@ -186,12 +219,99 @@ impl HttpResponse {
     }
 }
 
-/// One HTTP request with `curl` (no retries, no redirects followed).
+/// The repository a `/v2/<name>/…` path names.
+fn repository_of(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v2/")?;
+    ["/manifests/", "/blobs/", "/tags/", "/referrers/"]
+        .iter()
+        .filter_map(|m| rest.rfind(m))
+        .max()
+        .map(|i| &rest[..i])
+}
+
+/// A bearer token for the credentials recorded for the server of `url`, granting everything on
+/// the repository its path names (and on a mount's source) and the catalog.
+fn token_for(url: &str) -> Option<String> {
+    let without_scheme = url.strip_prefix("http://")?;
+    let (host, path_and_query) = without_scheme.split_once('/')?;
+    let (user, password) = super::credentials_for(host)?;
+    let path_and_query = format!("/{path_and_query}");
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query.as_str(), ""));
+    if !path.starts_with("/v2/") {
+        return None;
+    }
+    let mut scopes = vec!["registry:catalog:*".to_owned()];
+    if let Some(repo) = repository_of(path) {
+        scopes.push(format!("repository:{repo}:*"));
+    }
+    for pair in query.split('&') {
+        if let Some(from) = pair.strip_prefix("from=") {
+            scopes.push(format!("repository:{from}:*"));
+        }
+    }
+    token(host, &user, &password, &scopes)
+}
+
+/// A token from the server at `host` (`127.0.0.1:PORT`) for `scopes`, logged in as `user`.
+#[must_use]
+pub fn token(host: &str, user: &str, password: &str, scopes: &[String]) -> Option<String> {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sSf",
+        "--max-time",
+        "30",
+        "-u",
+        &format!("{user}:{password}"),
+        "-G",
+    ])
+    .arg(format!("http://{host}/auth/token"))
+    .args([
+        "--data-urlencode",
+        &format!("service=localhost:{}", host.rsplit(':').next()?),
+    ]);
+    for s in scopes {
+        cmd.args(["--data-urlencode", &format!("scope={s}")]);
+    }
+    let out = super::run(&mut cmd);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some(v["token"].as_str()?.to_owned())
+}
+
+/// One HTTP request with `curl` (no retries, no redirects followed). A request to `/v2/…` of a
+/// server this process started carries a bearer token for its `admin` (unless `headers` has an
+/// `Authorization` of its own): use `curl_anonymous` to go without.
 ///
 /// # Panics
 /// If curl cannot be run at all.
 #[must_use]
 pub fn curl(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> HttpResponse {
+    let has_auth = headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+    match token_for(url).filter(|_| !has_auth) {
+        Some(token) => {
+            let bearer = format!("Bearer {token}");
+            let mut all = headers.to_vec();
+            all.push(("Authorization", &bearer));
+            curl_anonymous(method, url, &all, body)
+        }
+        None => curl_anonymous(method, url, headers, body),
+    }
+}
+
+/// `curl` exactly as asked: no credentials added.
+///
+/// # Panics
+/// If curl cannot be run at all.
+#[must_use]
+pub fn curl_anonymous(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],

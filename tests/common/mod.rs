@@ -25,6 +25,47 @@ const LOG_LINES: usize = 200;
 /// How long the server may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_mins(1);
 
+/// The account every server's first start creates; tests push into `admin/…`.
+pub const ADMIN: &str = "admin";
+
+/// Credentials of the servers running in this test process, by `127.0.0.1:PORT`: `curl` and
+/// the clients' `auth.json` log in with them (see `clients`).
+fn credentials() -> &'static Mutex<std::collections::HashMap<String, (String, String)>> {
+    static CREDENTIALS: std::sync::OnceLock<
+        Mutex<std::collections::HashMap<String, (String, String)>>,
+    > = std::sync::OnceLock::new();
+    CREDENTIALS.get_or_init(Mutex::default)
+}
+
+/// Records `user`/`password` as the credentials for `host_port`.
+pub fn remember_credentials(host_port: &str, user: &str, password: &str) {
+    credentials()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(host_port.to_owned(), (user.to_owned(), password.to_owned()));
+}
+
+/// The credentials recorded for `host_port`.
+#[must_use]
+pub fn credentials_for(host_port: &str) -> Option<(String, String)> {
+    credentials()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(host_port)
+        .cloned()
+}
+
+/// Every recorded server with its credentials.
+#[must_use]
+pub fn all_credentials() -> Vec<(String, (String, String))> {
+    credentials()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// `sha256:<hex>` of `bytes`. Large inputs go to coreutils' `sha256sum`: the `sha2` crate in a
 /// debug build hashes at a few tens of MB/s.
 #[must_use]
@@ -58,6 +99,8 @@ pub fn sha256(bytes: &[u8]) -> String {
 pub struct Server {
     child: Option<Child>,
     port: u16,
+    /// The password of `admin`, logged once by the first start.
+    password: String,
     log: Arc<Mutex<VecDeque<String>>>,
     /// Dropped last: the child must be gone before its data directory is removed.
     data: tempfile::TempDir,
@@ -70,12 +113,22 @@ impl Server {
         let data = temp_dir("atcr-data-");
         let log = Arc::new(Mutex::new(VecDeque::new()));
         let (child, port) = spawn(data.path(), &log, "127.0.0.1:0");
-        Server {
+        let password = first_start_password(&log);
+        let server = Server {
             child: Some(child),
             port,
+            password,
             log,
             data,
-        }
+        };
+        remember_credentials(&server.host_port(), ADMIN, &server.password);
+        server
+    }
+
+    /// The password of the account `admin`.
+    #[must_use]
+    pub fn password(&self) -> &str {
+        &self.password
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -134,6 +187,7 @@ impl Server {
         let (child, port) = spawn(self.data.path(), &self.log, "127.0.0.1:0");
         self.child = Some(child);
         self.port = port;
+        remember_credentials(&self.host_port(), ADMIN, &self.password);
     }
 
     /// Starts the server again on the same data directory and the same port (killing it first
@@ -275,6 +329,29 @@ fn spawn(data: &Path, log: &Arc<Mutex<VecDeque<String>>>, listen: &str) -> (Chil
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// Waits for the first start's `password=…` line in `log`.
+fn first_start_password(log: &Mutex<VecDeque<String>>) -> String {
+    let deadline = std::time::Instant::now() + START_TIMEOUT;
+    loop {
+        let found = log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find_map(|l| {
+                let rest = l.split("password=").nth(1)?;
+                Some(rest.split_whitespace().next()?.to_owned())
+            });
+        if let Some(pw) = found {
+            return pw;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "atcr logged no first-start password"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The port of a `listening addr=127.0.0.1:PORT` log line.
