@@ -85,6 +85,11 @@ impl Node {
     /// Runs `node --test tests/interop/FILE` against this node; panics with node's output and
     /// the server's log unless every test passed.
     fn run(&self, file: &str) {
+        self.run_with(file, &[]);
+    }
+
+    /// `run` with extra environment variables for the script.
+    fn run_with(&self, file: &str, env: &[(&str, String)]) {
         let Some(node) = node() else { return };
         let dir = interop_dir();
         let bin = node.parent().expect("node/bin");
@@ -110,6 +115,9 @@ impl Node {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("lexicons"),
         )
         .env_remove("NODE_OPTIONS");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let out = common::run(&mut cmd);
         assert!(
             out.status.success(),
@@ -146,4 +154,47 @@ fn firehose() {
 #[test]
 fn lexicon() {
     Node::start().run("lexicon.mjs");
+}
+
+/// The registry on ATProto: alice pushes with skopeo (a tagged image under two tags, a
+/// multi-arch index); `@atproto/repo` verifies her repository, `@atproto/lexicon` validates
+/// every `io.atcr.*` record, `manifestBlob` hashes to the digest, tags name what the registry
+/// serves; records alice writes with `@atproto/api` pull like pushes.
+#[test]
+fn registry_records() {
+    use common::clients::{Clients, required};
+    use common::images;
+    if node().is_none() || !required(&["skopeo"]) {
+        return;
+    }
+    let node = Node::start();
+    let srv = &node.server;
+    let c = Clients::new();
+    c.without_login();
+    let host = srv.host_port();
+    let creds = format!("alice:{}", node.users[0]["password"].as_str().unwrap());
+    let flags = ["--dest-creds", creds.as_str()];
+    let single = images::single_image(
+        &c.path("single"),
+        "t",
+        &[images::random_layer(images::fresh_seed(), 4096)],
+    );
+    for tag in ["1.0", "latest"] {
+        srv.must(&mut c.skopeo_copy(
+            &single.reference(),
+            &format!("docker://{host}/alice/app:{tag}"),
+            &flags,
+        ));
+    }
+    let multi = images::multi_arch_image(&c.path("multi"), images::fresh_seed());
+    srv.must(&mut c.skopeo_copy(
+        &multi.reference(),
+        &format!("docker://{host}/alice/multi:1"),
+        &["--all", "--dest-creds", creds.as_str()],
+    ));
+    let pushed = json!({
+        "app": {"1.0": single.manifest.digest, "latest": single.manifest.digest},
+        "multi": {"1": multi.manifest.digest},
+    });
+    node.run_with("registry.mjs", &[("ATCR_PUSHED", pushed.to_string())]);
 }
