@@ -156,7 +156,7 @@ fn lexicon() {
     Node::start().run("lexicon.mjs");
 }
 
-/// The registry on ATProto: alice pushes with skopeo (a tagged image under two tags, a
+/// The registry on the AT Protocol: alice pushes with skopeo (a tagged image under two tags, a
 /// multi-arch index); `@atproto/repo` verifies her repository, `@atproto/lexicon` validates
 /// every `io.atcr.*` record, `manifestBlob` hashes to the digest, tags name what the registry
 /// serves; records alice writes with `@atproto/api` pull like pushes.
