@@ -158,6 +158,22 @@ async fn app_passwords_log_in_and_owners_push_only_into_their_namespace() {
         try_push_blob(&s, "t/app", &t).await.status(),
         StatusCode::CREATED
     );
+    // Remembered credentials still end with the app password or the account password.
+    s.app
+        .pds
+        .accounts
+        .revoke_app_password(&s.user, "ci")
+        .unwrap();
+    let r = token_response(&s, Some(("t", &app_password)), &["repository:t/app:pull"]).await;
+    expect_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    token(&s, Some(("t", PASSWORD)), &[]).await;
+    s.app
+        .pds
+        .accounts
+        .set_password(&s.user, "new-password")
+        .unwrap();
+    let r = token_response(&s, Some(("t", PASSWORD)), &[]).await;
+    expect_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
 
     account(
         &s,

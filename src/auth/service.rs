@@ -8,7 +8,7 @@
 //! a short token is refused later, by the request that needs more.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -17,6 +17,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::json;
+use sha2::Digest as _;
 
 use super::scope::{Access, Action, Resource, Scope};
 use super::token::{TOKEN_SECS, Tokens};
@@ -31,11 +32,19 @@ use crate::server::body::{self, Body};
 /// Largest form body accepted by the `OAuth2` endpoint.
 const MAX_FORM: usize = 16 * 1024;
 
+/// Credential checks remembered, at most, and for how long.
+const CHECKED_CACHE: usize = 1024;
+const CHECKED_SECS: u64 = 300;
+
 /// The token service of a node.
 pub struct TokenService {
     pub tokens: Tokens,
     appview: Arc<AppView>,
     hold: Arc<Hold>,
+    /// sha256(did, password, stored hashes) → expiry of credentials that checked out.
+    checked: Mutex<HashMap<[u8; 32], u64>>,
+    /// One argon2 verification at a time: each takes 19 MiB.
+    argon2: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -53,6 +62,8 @@ impl TokenService {
             tokens,
             appview,
             hold,
+            checked: Mutex::default(),
+            argon2: tokio::sync::Semaphore::new(1),
         }
     }
 
@@ -145,9 +156,41 @@ impl TokenService {
             .find(user)
             .map_err(|e| OciError::internal(&e))?
             .ok_or_else(refused)?;
-        let pds = self.appview.pds().clone();
         let did = account.did.clone();
-        // argon2 is deliberately slow: keep it off the async workers.
+        // Clients send their credentials with every token request. The key covers the stored
+        // hashes, so a password change or a revoked app password takes effect at once.
+        let mut key = sha2::Sha256::new();
+        key.update(account.did.as_str().as_bytes());
+        key.update([0]);
+        key.update(password.as_bytes());
+        key.update([0]);
+        key.update(account.password_hash.as_bytes());
+        for app in accounts
+            .list_app_passwords(&account.did)
+            .map_err(|e| OciError::internal(&e))?
+        {
+            key.update([0]);
+            key.update(app.hash.as_bytes());
+        }
+        let key: [u8; 32] = key.finalize().into();
+        let now = now_secs();
+        if self
+            .checked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .is_some_and(|expires| *expires > now)
+        {
+            return Ok(did);
+        }
+        // argon2 is deliberately slow and takes 19 MiB per check: one at a time, off the async
+        // workers.
+        let _permit = self
+            .argon2
+            .acquire()
+            .await
+            .map_err(|e| OciError::internal(&e))?;
+        let pds = self.appview.pds().clone();
         let ok =
             tokio::task::spawn_blocking(move || pds.accounts.check_password(&account, &password))
                 .await
@@ -157,6 +200,14 @@ impl TokenService {
             tracing::info!(user, "registry login refused");
             return Err(refused());
         }
+        let mut checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
+        if checked.len() >= CHECKED_CACHE {
+            checked.retain(|_, expires| *expires > now);
+            if checked.len() >= CHECKED_CACHE / 2 {
+                checked.clear();
+            }
+        }
+        checked.insert(key, now + CHECKED_SECS);
         Ok(did)
     }
 
