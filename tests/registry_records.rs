@@ -199,6 +199,27 @@ async fn records_written_through_xrpc_serve_like_pushes() {
         .unwrap();
     assert_eq!(r.bytes().await.unwrap(), layer);
 
+    // A tag written through XRPC a moment ago can be deleted over the OCI API at once.
+    let r = s
+        .anonymous(Method::POST, "/xrpc/com.atproto.repo.putRecord")
+        .bearer_auth(&jwt)
+        .json(
+            &json!({"repo": s.user.as_str(), "collection": TAG, "rkey": "direct-v10",
+            "record": {"$type": TAG, "repository": "direct", "tag": "v10",
+                       "manifest": format!("at://{}/{MANIFEST}/3kabcdefghijk", s.user),
+                       "updatedAt": now}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s
+        .req(Method::DELETE, "/v2/t/direct/manifests/v10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
     // Deleting the tag record through XRPC removes the tag.
     let r = s
         .anonymous(Method::POST, "/xrpc/com.atproto.repo.deleteRecord")

@@ -227,6 +227,7 @@ impl AppView {
         loc: &Located,
         digest: &Digest,
     ) -> Result<bool, OciError> {
+        self.catch_up_now().await?;
         let manifests =
             self.index
                 .records_for(loc.owner.as_str(), MANIFEST_COLLECTION, &loc.key)?;
@@ -253,6 +254,7 @@ impl AppView {
 
     /// Deletes the tag records for `tag` in a repository. Returns whether there was any.
     pub async fn unpublish_tag(&self, loc: &Located, tag: &Tag) -> Result<bool, OciError> {
+        self.catch_up_now().await?;
         let writes: Vec<WriteOp> = self
             .index
             .records_for(loc.owner.as_str(), TAG_COLLECTION, &loc.key)?
@@ -287,6 +289,13 @@ impl AppView {
             info.seq
         };
         self.wait_indexed(seq).await
+    }
+
+    /// Waits until the index has applied every event committed so far: deletes find records
+    /// through the index, including ones written through XRPC a moment ago.
+    async fn catch_up_now(&self) -> Result<(), OciError> {
+        let last = self.pds.repos.store().last_seq().map_err(internal)?;
+        self.wait_indexed(last).await
     }
 
     /// Waits until the index has applied event `seq`.
