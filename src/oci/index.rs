@@ -75,17 +75,6 @@ pub struct IndexStats {
     pub uploads: u64,
 }
 
-/// A manifest to record, with everything that hangs off it.
-pub struct NewManifest<'a> {
-    pub repo: &'a str,
-    pub digest: &'a Digest,
-    pub record: &'a ManifestRecord,
-    pub tag: Option<&'a str>,
-    pub references: &'a [Digest],
-    /// The referrer descriptor to list under `record.subject`.
-    pub referrer: Option<&'a serde_json::Value>,
-}
-
 /// redb's page cache for the index. redb's default is 1 GiB per database, which a long-running
 /// node would slowly fill with pages it rarely reads again; the interior pages of a large index
 /// fit in a few MiB.
@@ -238,37 +227,6 @@ impl Index {
             return Ok(None);
         };
         Ok(raw.value().parse().ok())
-    }
-
-    /// Records a pushed manifest, its tag, its references and its place among its subject's
-    /// referrers, in one transaction.
-    pub fn put_manifest(&self, m: &NewManifest<'_>) -> Result<(), IndexError> {
-        let tx = self.db.begin_write()?;
-        {
-            derived::put_manifest_in(&tx, m.repo, m.digest, m.record, m.references, m.referrer)?;
-            if let Some(tag) = m.tag {
-                tx.open_table(TAGS)?
-                    .insert((m.repo, tag), m.digest.as_str())?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Deletes a manifest and every tag that points at it. Returns whether it existed.
-    pub fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, IndexError> {
-        let tx = self.db.begin_write()?;
-        let existed = derived::delete_manifest_in(&tx, repo, digest)?;
-        tx.commit()?;
-        Ok(existed)
-    }
-
-    /// Deletes one tag, leaving its manifest. Returns whether it existed.
-    pub fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool, IndexError> {
-        let tx = self.db.begin_write()?;
-        let removed = tx.open_table(TAGS)?.remove((repo, tag))?.is_some();
-        tx.commit()?;
-        Ok(removed)
     }
 
     /// Tags of `repo` after `last`, at most `n`, in lexical order; the flag says whether more follow.

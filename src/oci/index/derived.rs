@@ -250,7 +250,7 @@ fn remove_entry(
     Ok(())
 }
 
-pub(super) fn put_manifest_in(
+fn put_manifest_in(
     tx: &WriteTransaction,
     repo: &str,
     digest: &Digest,
@@ -277,7 +277,7 @@ pub(super) fn put_manifest_in(
 
 /// Removes a manifest, every tag pointing at it, its references and its referrer entry.
 /// Returns whether it existed.
-pub(super) fn delete_manifest_in(
+fn delete_manifest_in(
     tx: &WriteTransaction,
     repo: &str,
     digest: &Digest,

@@ -15,6 +15,56 @@ fn record(subject: Option<Digest>) -> ManifestRecord {
     }
 }
 
+fn addr(collection: &str, key: String) -> RecordAddr {
+    RecordAddr {
+        did: "did:plc:test".into(),
+        collection: collection.into(),
+        rkey: key,
+    }
+}
+
+fn manifest_addr(repo: &str, digest: &Digest) -> RecordAddr {
+    addr(MANIFEST_COLLECTION, format!("{repo}@{}", digest.hex()))
+}
+
+fn tag_addr(repo: &str, tag: &str) -> RecordAddr {
+    addr(TAG_COLLECTION, format!("{repo}~{tag}"))
+}
+
+/// The changes of a commit that writes a manifest record and, optionally, a tag record.
+fn put(
+    ix: &Index,
+    repo: &str,
+    digest: &Digest,
+    record: ManifestRecord,
+    tag: Option<&str>,
+    references: &[Digest],
+    referrer: Option<serde_json::Value>,
+) {
+    let mut changes = vec![IndexChange::PutManifest {
+        addr: manifest_addr(repo, digest),
+        repo: repo.into(),
+        digest: digest.clone(),
+        record,
+        references: references.to_vec(),
+        referrer,
+        links: Vec::new(),
+    }];
+    if let Some(tag) = tag {
+        changes.push(IndexChange::PutTag {
+            addr: tag_addr(repo, tag),
+            repo: repo.into(),
+            tag: tag.into(),
+            target: TagTarget::Record(manifest_addr(repo, digest)),
+        });
+    }
+    ix.apply(&changes, None).unwrap();
+}
+
+fn delete(ix: &Index, addr: RecordAddr) {
+    ix.apply(&[IndexChange::DeleteRecord(addr)], None).unwrap();
+}
+
 #[test]
 fn manifests_tags_and_referrers() {
     let ix = Index::in_memory().unwrap();
@@ -24,36 +74,19 @@ fn manifests_tags_and_referrers() {
     assert_eq!(ix.repo_blob("other", &layer).unwrap(), None);
     assert_eq!(ix.blob(&layer).unwrap(), Some(5));
 
-    let r1 = record(None);
-    ix.put_manifest(&NewManifest {
-        repo: "a/b",
-        digest: &m1,
-        record: &r1,
-        tag: Some("v1"),
-        references: std::slice::from_ref(&layer),
-        referrer: None,
-    })
-    .unwrap();
-    ix.put_manifest(&NewManifest {
-        repo: "a/b",
-        digest: &m1,
-        record: &r1,
-        tag: Some("latest"),
-        references: std::slice::from_ref(&layer),
-        referrer: None,
-    })
-    .unwrap();
-    let r2 = record(Some(m1.clone()));
+    let refs = std::slice::from_ref(&layer);
+    put(&ix, "a/b", &m1, record(None), Some("v1"), refs, None);
+    put(&ix, "a/b", &m1, record(None), Some("latest"), refs, None);
     let desc = serde_json::json!({"digest": m2.as_str()});
-    ix.put_manifest(&NewManifest {
-        repo: "a/b",
-        digest: &m2,
-        record: &r2,
-        tag: None,
-        references: &[],
-        referrer: Some(&desc),
-    })
-    .unwrap();
+    put(
+        &ix,
+        "a/b",
+        &m2,
+        record(Some(m1.clone())),
+        None,
+        &[],
+        Some(desc.clone()),
+    );
 
     assert_eq!(ix.tag("a/b", "v1").unwrap(), Some(m1.clone()));
     assert_eq!(
@@ -72,12 +105,28 @@ fn manifests_tags_and_referrers() {
     assert_eq!(ix.repos(None, 10).unwrap(), (vec!["a/b".into()], false));
 
     // Deleting the referrer removes it from its subject's list.
-    assert!(ix.delete_manifest("a/b", &m2).unwrap());
+    delete(&ix, manifest_addr("a/b", &m2));
+    assert!(ix.manifest("a/b", &m2).unwrap().is_none());
     assert!(ix.referrers("a/b", &m1).unwrap().is_empty());
-    // Deleting by digest removes every tag pointing at it.
-    assert!(ix.delete_manifest("a/b", &m1).unwrap());
-    assert!(!ix.delete_manifest("a/b", &m1).unwrap());
+    // Deleting by digest removes every tag pointing at it; a second delete changes nothing.
+    delete(&ix, manifest_addr("a/b", &m1));
+    delete(&ix, manifest_addr("a/b", &m1));
+    assert!(ix.manifest("a/b", &m1).unwrap().is_none());
     assert_eq!(ix.tags("a/b", None, 10).unwrap(), (vec![], false));
+    // A tag whose manifest record is gone points nowhere and is left out.
+    put(&ix, "a/b", &m2, record(None), None, &[], None);
+    ix.apply(
+        &[IndexChange::PutTag {
+            addr: tag_addr("a/b", "dangling"),
+            repo: "a/b".into(),
+            tag: "dangling".into(),
+            target: TagTarget::Record(manifest_addr("a/b", &m1)),
+        }],
+        Some(7),
+    )
+    .unwrap();
+    assert_eq!(ix.tag("a/b", "dangling").unwrap(), None);
+    assert_eq!(ix.cursor().unwrap(), 7);
 }
 
 #[test]
@@ -85,19 +134,11 @@ fn tag_deletion_and_prefix_isolation() {
     let ix = Index::in_memory().unwrap();
     let m = d("m");
     for repo in ["a", "a/b", "ab"] {
-        ix.put_manifest(&NewManifest {
-            repo,
-            digest: &m,
-            record: &record(None),
-            tag: Some("t"),
-            references: &[],
-            referrer: None,
-        })
-        .unwrap();
+        put(&ix, repo, &m, record(None), Some("t"), &[], None);
     }
     assert_eq!(ix.tags("a", None, 10).unwrap().0, vec!["t".to_string()]);
-    assert!(ix.delete_tag("a", "t").unwrap());
-    assert!(!ix.delete_tag("a", "t").unwrap());
+    delete(&ix, tag_addr("a", "t"));
+    assert_eq!(ix.tag("a", "t").unwrap(), None);
     assert_eq!(ix.tags("a/b", None, 10).unwrap().0, vec!["t".to_string()]);
     assert!(ix.manifest("a", &m).unwrap().is_some());
     assert_eq!(ix.repos(Some("a"), 1).unwrap(), (vec!["a/b".into()], true));
@@ -128,15 +169,7 @@ fn survives_reopen() {
     let m = d("m");
     {
         let ix = Index::open(&path).unwrap();
-        ix.put_manifest(&NewManifest {
-            repo: "r",
-            digest: &m,
-            record: &record(None),
-            tag: Some("t"),
-            references: &[],
-            referrer: None,
-        })
-        .unwrap();
+        put(&ix, "r", &m, record(None), Some("t"), &[], None);
     }
     let ix = Index::open(&path).unwrap();
     assert_eq!(ix.tag("r", "t").unwrap(), Some(m));
