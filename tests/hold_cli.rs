@@ -1,34 +1,9 @@
 //! `atcr hold …`, `atcr crew …` and the crew membership `atcr user add|remove` manage, through
 //! the built binary.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod common;
 
-fn atcr(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_atcr"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .env_remove("ATCR_CONFIG")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::atcr_offline as atcr;
 
 /// The crew list line of `did`, split on tabs.
 fn crew_line(list: &str, did: &str) -> Option<Vec<String>> {

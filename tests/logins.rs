@@ -43,20 +43,7 @@ fn app_password(srv: &Server, user: &str, password: &str) -> String {
 
 /// `cmd` with `input` on stdin; returns whether it succeeded and its stdout + stderr.
 fn with_stdin(cmd: &mut Command, input: &str) -> (bool, String) {
-    use std::io::Write;
-    let mut child = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the command runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::run_with_stdin(cmd, input);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),

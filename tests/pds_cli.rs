@@ -1,34 +1,10 @@
 //! `atcr user …` against a state directory, through the built binary.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
 
-fn atcr(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_atcr"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .env_remove("ATCR_CONFIG")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+
+use common::atcr_offline as atcr;
 
 #[test]
 fn user_add_list_passwd_remove() {

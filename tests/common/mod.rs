@@ -207,27 +207,19 @@ impl Server {
     /// daemon stopped, such as `atcr user add`.
     #[must_use]
     pub fn cli(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_atcr"))
-            .args(args)
-            .arg("--data-dir")
-            .arg(self.data.path())
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .env_remove("ATCR_LISTEN")
-            .env_remove("ATCR_DATA_DIR")
-            .env("ATCR_CONFIG", "/dev/null")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot run the atcr binary");
-        let mut input = child.stdin.take().expect("stdin is piped");
-        input
-            .write_all(stdin.as_bytes())
-            .expect("write to atcr's stdin");
-        drop(input);
-        child.wait_with_output().expect("atcr runs")
+        run_with_stdin(
+            Command::new(env!("CARGO_BIN_EXE_atcr"))
+                .args(args)
+                .arg("--data-dir")
+                .arg(self.data.path())
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{}", self.port))
+                .env_remove("ATCR_LISTEN")
+                .env_remove("ATCR_DATA_DIR")
+                .env("ATCR_CONFIG", "/dev/null")
+                .env("RUST_LOG", "warn"),
+            stdin,
+        )
     }
 
     /// The last lines the server wrote to stderr.
@@ -368,6 +360,43 @@ pub fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs `cmd` with `input` on its stdin and collects its output.
+///
+/// # Panics
+/// If the command cannot be started.
+pub fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin.write_all(input.as_bytes()).expect("write to stdin");
+    drop(stdin);
+    child.wait_with_output().expect("the command runs")
+}
+
+/// `atcr ARGS` on a state directory with no server running (`--listen 127.0.0.1:0`, built-in
+/// configuration), with `stdin`: success, stdout, stderr.
+pub fn atcr_offline(dir: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let out = run_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_atcr"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .env_remove("ATCR_CONFIG")
+            .env("RUST_LOG", "warn"),
+        stdin.unwrap_or(""),
+    );
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A command and what it printed, for failure messages.
