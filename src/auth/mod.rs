@@ -74,13 +74,13 @@ impl Realm {
 }
 
 fn unauthorized(
-    realm: &Realm,
+    realm: &dyn Fn() -> Realm,
     scope: Option<&Scope>,
     error: Option<&str>,
     message: &str,
 ) -> OciError {
     OciError::new(ErrorCode::Unauthorized, message)
-        .with_header(WWW_AUTHENTICATE, realm.challenge(scope, error))
+        .with_header(WWW_AUTHENTICATE, realm().challenge(scope, error))
 }
 
 /// Checks a registry request's bearer token against what `endpoint` needs. No token, or a bad
@@ -89,7 +89,7 @@ fn unauthorized(
 /// `DENIED` if it names a caller.
 pub fn authorize(
     tokens: &Tokens,
-    realm: &Realm,
+    realm: &dyn Fn() -> Realm,
     endpoint: &OciEndpoint,
     headers: &http::HeaderMap,
     now: u64,

@@ -333,7 +333,8 @@ async fn dispatch(
     }
     match OciEndpoint::parse(req.method(), &path, req.uri().query()) {
         Ok(Some(endpoint)) => {
-            let realm = app.realm(req.headers());
+            // The challenge's realm is only built for a refusal.
+            let realm = || app.realm(req.headers());
             let grant = match auth::authorize(
                 &app.auth.tokens,
                 &realm,
