@@ -13,34 +13,72 @@ fn atcr() -> Command {
     c
 }
 
-#[test]
-fn check_config_reads_the_shipped_file_and_flags_override_it() {
-    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/atcr.toml");
-    let out = atcr()
-        .args([
-            "check-config",
-            "--config",
-            shipped,
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
+fn stdout(out: &std::process::Output) -> String {
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("127.0.0.1:0"), "{text}");
-    assert!(text.contains("configuration is valid"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
-    let out = atcr()
-        .args(["check-config", "--config", shipped])
-        .env("ATCR_DATA_DIR", "/srv/x")
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("/srv/x"));
+#[test]
+fn check_config_reads_the_shipped_file_and_flags_override_it() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/atcr.toml");
+    let text = stdout(
+        &atcr()
+            .args([
+                "check-config",
+                "--config",
+                shipped,
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert!(text.contains("configuration is valid"), "{text}");
+    assert!(text.contains("listen 127.0.0.1:0"), "{text}");
+
+    // config show: every value with its origin; environment over file, flag over environment.
+    let text = stdout(
+        &atcr()
+            .args([
+                "config",
+                "show",
+                "--config",
+                shipped,
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .env("ATCR_DATA_DIR", "/srv/x")
+            .env("ATCR_LISTEN", "127.0.0.1:7000")
+            .env("ATCR_TLS_NAMES", "registry.lan,localhost")
+            .output()
+            .unwrap(),
+    );
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in\n{text}"))
+            .to_owned()
+    };
+    assert!(
+        line("data_dir").contains("\"/srv/x\"")
+            && line("data_dir").ends_with("# environment ATCR_DATA_DIR")
+    );
+    assert!(
+        line("listen").contains("\"127.0.0.1:0\"") && line("listen").ends_with("# flag --listen")
+    );
+    assert!(
+        line("names").contains("registry.lan")
+            && line("names").ends_with("# environment ATCR_TLS_NAMES")
+    );
+    assert!(
+        line("http").ends_with(&format!("# file {shipped}")),
+        "{text}"
+    );
+    assert!(text.contains("# admin_password_file (unset)"), "{text}");
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
@@ -51,20 +89,89 @@ fn check_config_reads_the_shipped_file_and_flags_override_it() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown_key"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown_key") && err.contains("bad.toml"),
+        "{err}"
+    );
     let out = atcr()
         .args(["check-config", "--config", "/nonexistent/atcr.toml"])
         .output()
         .unwrap();
     assert!(!out.status.success());
+    let out = atcr()
+        .args(["check-config", "--config", shipped])
+        .env("ATCR_UPLOADS_EXPIRE_AFTER_SECS", "soon")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ATCR_UPLOADS_EXPIRE_AFTER_SECS"));
 }
 
 #[test]
-fn serves_on_a_free_port_and_stops_on_sigterm() {
+fn the_admin_password_file_must_be_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = atcr()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
+    let secret = dir.path().join("admin-password");
+    std::fs::write(&secret, "correct horse\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let check = || {
+        atcr()
+            .args(["check-config", "--config", "/dev/null"])
+            .env("ATCR_ACCOUNTS_ADMIN_PASSWORD_FILE", &secret)
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("accounts.admin_password_file") && err.contains("chmod 600"),
+        "{err}"
+    );
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    stdout(&check());
+
+    // The first start creates admin with that password and logs no password.
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = atcr();
+    cmd.env("ATCR_ACCOUNTS_ADMIN_PASSWORD_FILE", &secret);
+    let (mut child, lines, addr) = serve(cmd, data.path(), "127.0.0.1:0");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let token = |password: &'static str| {
+        let url = format!("http://{addr}/auth/token");
+        rt.block_on(async move {
+            reqwest::Client::new()
+                .get(url)
+                .basic_auth("admin", Some(password))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    let answers = (token("correct horse"), token("wrong"));
+    if answers != (200, 401) {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("token answers {answers:?}, expected (200, 401)");
+    }
+    let rest = stop(&mut child, lines);
+    assert!(!rest.iter().any(|l| l.contains("password=")), "{rest:?}");
+}
+
+type Lines = std::io::Lines<BufReader<std::process::ChildStderr>>;
+
+/// Starts `cmd serve` on `data` at `listen`; returns the child, its log and the bound address.
+fn serve(
+    mut cmd: Command,
+    data: &std::path::Path,
+    listen: &str,
+) -> (std::process::Child, Lines, String) {
+    let mut child = cmd
+        .args(["serve", "--listen", listen, "--data-dir"])
+        .arg(data)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -78,6 +185,26 @@ fn serves_on_a_free_port_and_stops_on_sigterm() {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
+    (child, lines, addr)
+}
+
+/// SIGTERM; the server must exit cleanly. Returns the rest of its log.
+fn stop(child: &mut std::process::Child, lines: Lines) -> Vec<String> {
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "exit {exit:?}: {rest:?}");
+    rest
+}
+
+#[test]
+fn serves_on_a_free_port_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, lines, addr) = serve(atcr(), dir.path(), "127.0.0.1:0");
     assert!(
         addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
         "{addr}"
@@ -94,33 +221,13 @@ fn serves_on_a_free_port_and_stops_on_sigterm() {
     assert_eq!(status, 401);
     assert!(dir.path().join("index.redb").exists());
 
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let exit = child.wait().unwrap();
-    assert!(exit.success(), "exit {exit:?}: {rest:?}");
+    let rest = stop(&mut child, lines);
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 
     // The port is free again and the same state opens.
     std::thread::sleep(Duration::from_millis(50));
-    let mut again = atcr()
-        .args(["serve", "--listen", &addr, "--data-dir"])
-        .arg(dir.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(again.stderr.take().unwrap()).lines();
-    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("listening"))));
-    Command::new("kill")
-        .args(["-TERM", &again.id().to_string()])
-        .status()
-        .unwrap();
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let exit = again.wait().unwrap();
-    assert!(exit.success(), "exit {exit:?}: {rest:?}");
+    let (mut again, lines, _) = serve(atcr(), dir.path(), &addr);
+    stop(&mut again, lines);
 }
 
 #[test]

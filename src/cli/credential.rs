@@ -13,7 +13,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 /// The name docker derives from `credHelpers: {"host": "atcr"}` / `credsStore: "atcr"`.
@@ -82,13 +82,7 @@ impl CredentialStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
             Err(e) => return Err(e).with_context(|| format!("{}", self.path.display())),
         };
-        if meta.permissions().mode() & 0o077 != 0 {
-            bail!(
-                "{} is readable by others (mode {:o}): refusing to use it; chmod 600 it",
-                self.path.display(),
-                meta.permissions().mode() & 0o777
-            );
-        }
+        crate::config::check_owner_only(&self.path, &meta)?;
         let text = std::fs::read_to_string(&self.path)
             .with_context(|| format!("cannot read {}", self.path.display()))?;
         if text.trim().is_empty() {
@@ -306,6 +300,6 @@ mod tests {
             .unwrap();
         std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = respond(&store, "get", "r").unwrap_err();
-        assert!(err.contains("readable by others"), "{err}");
+        assert!(err.contains("readable by group or others"), "{err}");
     }
 }

@@ -30,8 +30,11 @@ struct Cli {
 enum Command {
     /// Run the registry.
     Serve(ConfigArgs),
-    /// Read and check the configuration, print it, and exit.
+    /// Read and check the configuration (file, `ATCR_*` environment, flags) and exit.
     CheckConfig(ConfigArgs),
+    /// The configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// HTTPS certificates.
     #[command(subcommand)]
     Tls(TlsCommand),
@@ -65,6 +68,12 @@ enum Command {
         #[arg(long)]
         ca_file: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration, each value with where it came from.
+    Show(ConfigArgs),
 }
 
 #[derive(Subcommand)]
@@ -158,31 +167,51 @@ enum TlsCommand {
     TrustInstructions(ConfigArgs),
 }
 
-/// Where the configuration comes from; flags override the file and the environment.
+/// Where the configuration comes from: the file, then `ATCR_*` variables, then these flags.
 #[derive(Args)]
 struct ConfigArgs {
     /// Configuration file (default: /etc/atcr/atcr.toml if it exists, else built-in defaults).
     #[arg(long, env = "ATCR_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on, e.g. 127.0.0.1:5000 (port 0 picks a free one).
-    #[arg(long, env = "ATCR_LISTEN")]
-    listen: Option<std::net::SocketAddr>,
+    #[arg(long)]
+    listen: Option<String>,
     /// State directory.
-    #[arg(long, env = "ATCR_DATA_DIR")]
+    #[arg(long)]
     data_dir: Option<PathBuf>,
 }
 
 impl ConfigArgs {
-    fn load(&self) -> anyhow::Result<crate::config::Config> {
-        let mut config = crate::config::Config::load(self.config.as_deref())?;
-        if let Some(listen) = self.listen {
-            config.listen = listen;
+    /// Every layer, checked.
+    fn layered(&self) -> anyhow::Result<crate::config::Layered> {
+        use crate::config::Flag;
+        let mut flags = Vec::new();
+        if let Some(listen) = &self.listen {
+            flags.push(Flag {
+                flag: "--listen",
+                key: "listen",
+                value: listen.clone(),
+            });
         }
         if let Some(dir) = &self.data_dir {
-            config.data_dir.clone_from(dir);
+            flags.push(Flag {
+                flag: "--data-dir",
+                key: "data_dir",
+                value: dir.to_string_lossy().into_owned(),
+            });
         }
-        config.check()?;
-        Ok(config)
+        let env = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        let layered = crate::config::Config::load_layered(self.config.as_deref(), env, &flags)?;
+        for name in &layered.unknown_env {
+            tracing::warn!(variable = %name, "not a configuration key; ignored (`atcr config show` lists the keys)");
+        }
+        layered.config.check()?;
+        Ok(layered)
+    }
+
+    fn load(&self) -> anyhow::Result<crate::config::Config> {
+        Ok(self.layered()?.config)
     }
 }
 
@@ -226,7 +255,10 @@ pub fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Serve(args) => args.load().and_then(serve::run),
-        Command::CheckConfig(args) => args.load().and_then(|c| check_config::run(&c)),
+        Command::CheckConfig(args) => args.layered().and_then(|l| check_config::run(&l)),
+        Command::Config(ConfigCommand::Show(args)) => {
+            args.layered().and_then(|l| print(&l.render()))
+        }
         Command::Tls(TlsCommand::TrustInstructions(args)) => {
             args.load().and_then(|c| tls::trust_instructions(&c))
         }

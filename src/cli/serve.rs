@@ -110,17 +110,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut app = App::assemble(pds, index)
         .await
         .context("cannot start the registry")?;
-    if let Some(password) = app
-        .first_start()
+    let chosen = match &config.accounts.admin_password_file {
+        Some(path) => Some(crate::config::read_secret(path)?),
+        None => None,
+    };
+    let password = chosen
+        .clone()
+        .unwrap_or_else(crate::pds::accounts::generate_app_password);
+    if app
+        .first_start(&password)
         .await
         .context("cannot create the first account")?
     {
-        // Shown once, on purpose: the operator's only way to learn it.
-        tracing::warn!(
-            user = server::ADMIN,
-            password = %password,
-            "first start: created the administrator account; this password is shown only now (change it with `atcr user passwd admin --password-stdin`)"
-        );
+        if chosen.is_some() {
+            tracing::info!(
+                user = server::ADMIN,
+                "first start: created the administrator account with the password of accounts.admin_password_file"
+            );
+        } else {
+            // Shown once, on purpose: the operator's only way to learn it.
+            tracing::warn!(
+                user = server::ADMIN,
+                password = %password,
+                "first start: created the administrator account; this password is shown only now (change it with `atcr user passwd admin --password-stdin`)"
+            );
+        }
     }
     if config.storage.backend == Backend::Fs {
         app = app.with_disk_floor(config.blob_root(), config.storage.min_free_bytes);

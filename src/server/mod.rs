@@ -84,19 +84,18 @@ impl App {
     }
 
     /// On a node with no accounts at all (its first start), creates the administrator
-    /// account `admin` with a random password, owner of the hold's crew administration, and
-    /// returns the password so the caller can show it once. Later starts do nothing.
-    pub async fn first_start(&self) -> Result<Option<String>, AssembleError> {
+    /// account `admin` with `password`, owner of the hold's crew administration, and returns
+    /// true. Later starts do nothing and return false.
+    pub async fn first_start(&self, password: &str) -> Result<bool, AssembleError> {
         let accounts = self
             .pds
             .accounts
             .list()
             .map_err(crate::pds::PdsError::from)?;
         if !accounts.is_empty() {
-            return Ok(None);
+            return Ok(false);
         }
-        let password = crate::pds::accounts::generate_app_password();
-        let account = self.pds.create_account(ADMIN, &password, true).await?;
+        let account = self.pds.create_account(ADMIN, password, true).await?;
         self.hold
             .add_crew(
                 &account.did,
@@ -108,7 +107,7 @@ impl App {
                 ],
             )
             .await?;
-        Ok(Some(password))
+        Ok(true)
     }
 
     /// The background task that keeps the registry index current with the PDS event log;

@@ -1,12 +1,18 @@
 //! `atcr.toml`: one struct, every key documented, defaults named.
 //!
 //! Precedence: built-in defaults < the configuration file < `ATCR_*` environment variables <
-//! command-line flags (the last two are applied by the CLI).
+//! command-line flags (`layers`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+mod layers;
+mod secret;
+
+pub use layers::{Flag, Layered, Origin};
+pub use secret::{SecretError, check_owner_only, read_secret};
 
 /// The file read when no `--config` is given, if it exists.
 pub const SYSTEM_CONFIG: &str = "/etc/atcr/atcr.toml";
@@ -27,7 +33,7 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address and port of the plain-HTTP listener. Port 0 picks a free port; the log says which.
@@ -47,6 +53,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// The embedded AT Protocol PDS.
     pub pds: PdsConfig,
+    /// Accounts created by the node itself.
+    pub accounts: AccountsConfig,
 }
 
 impl Default for Config {
@@ -60,11 +68,21 @@ impl Default for Config {
             server: ServerConfig::default(),
             tls: TlsConfig::default(),
             pds: PdsConfig::default(),
+            accounts: AccountsConfig::default(),
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// A file holding the password of the `admin` account that the first start creates (one
+    /// line; owner-only permissions, or it is refused). Unset: a random password is generated
+    /// and logged once. Read only on the start that creates the account.
+    pub admin_password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PdsConfig {
     /// Serve the PDS (`/xrpc/com.atproto.*`, `/.well-known/…`, the built-in PLC directory).
@@ -96,7 +114,7 @@ impl Default for PdsConfig {
 }
 
 /// Blob storage backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// A local directory (`storage.root`).
@@ -106,7 +124,7 @@ pub enum Backend {
     Memory,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// `fs` (default) or `memory`.
@@ -128,7 +146,7 @@ impl Default for StorageConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UploadsConfig {
     /// An upload nobody wrote to for this many seconds is removed with its data. Default 86400.
@@ -146,7 +164,7 @@ impl Default for UploadsConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// On SIGTERM/SIGINT, open requests may finish for this many seconds. Default 30.
@@ -164,7 +182,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// Serve HTTPS on `tls.listen`. Default false.
@@ -205,20 +223,6 @@ impl Config {
             path: path.to_owned(),
             source: Box::new(e),
         })
-    }
-
-    /// Reads `path`, or the system file if `path` is `None` and that file exists, or the defaults.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let path = match path {
-            Some(p) => p.to_owned(),
-            None if Path::new(SYSTEM_CONFIG).exists() => PathBuf::from(SYSTEM_CONFIG),
-            None => return Ok(Config::default()),
-        };
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        Config::from_toml(&text, &path)
     }
 
     /// Checks what the types cannot. Used by `serve` and `check-config` alike.
@@ -280,6 +284,10 @@ impl Config {
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid("data_dir must not be empty".into()));
+        }
+        if let Some(path) = &self.accounts.admin_password_file {
+            read_secret(path)
+                .map_err(|e| ConfigError::Invalid(format!("accounts.admin_password_file: {e}")))?;
         }
         Ok(())
     }
