@@ -1,5 +1,6 @@
 //! atcr: a container registry appliance on the AT Protocol, in one binary.
 
+pub mod admin;
 pub mod appview;
 pub mod atproto;
 pub mod auth;

@@ -143,14 +143,13 @@ fn users_push_only_into_their_own_namespace() {
     if !required(TOOLS) {
         return;
     }
-    let mut srv = Server::start();
-    assert!(srv.stop(), "atcr serve did not stop cleanly");
+    let srv = Server::start();
+    // Added while the daemon runs: through its admin socket, usable at once.
     let out = srv.cli(
         &["user", "add", "bob", "--password-stdin"],
         "bob-password\n",
     );
     assert!(out.status.success(), "{out:?}");
-    srv.restart_same_port();
     let c = Clients::new();
     c.without_login();
     let host = srv.host_port();

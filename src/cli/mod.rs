@@ -1,14 +1,12 @@
 //! The command line: one file per subcommand.
 
+mod admin;
 mod check_config;
 mod credential;
-mod crew;
-mod hold;
 mod index;
 mod login;
 mod serve;
 mod tls;
-mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -215,6 +213,91 @@ impl ConfigArgs {
     }
 }
 
+/// An administration command: its configuration and its operation (or why it has none).
+type Administration = (ConfigArgs, anyhow::Result<crate::admin::Op>);
+
+fn administer((config, op): Administration) -> anyhow::Result<()> {
+    let config = config.load()?;
+    admin::run(&config, op?)
+}
+
+impl UserCommand {
+    fn into_op(self) -> Administration {
+        use crate::admin::Op;
+        match self {
+            UserCommand::Add {
+                name,
+                password_stdin,
+                admin,
+                config,
+            } => (
+                config,
+                admin::read_password(password_stdin).map(|password| Op::UserAdd {
+                    name,
+                    password,
+                    admin,
+                }),
+            ),
+            UserCommand::List(config) => (config, Ok(Op::UserList)),
+            UserCommand::Remove { name, config } => (config, Ok(Op::UserRemove { name })),
+            UserCommand::Passwd {
+                name,
+                password_stdin,
+                config,
+            } => (
+                config,
+                admin::read_password(password_stdin)
+                    .map(|password| Op::UserPasswd { name, password }),
+            ),
+        }
+    }
+}
+
+impl HoldCommand {
+    fn into_op(self) -> Administration {
+        use crate::admin::Op;
+        match self {
+            HoldCommand::Show(config) => (config, Ok(Op::HoldShow)),
+            HoldCommand::Set {
+                owner,
+                public,
+                allow_all_crew,
+                config,
+            } => (
+                config,
+                Ok(Op::HoldSet {
+                    owner,
+                    public,
+                    allow_all_crew,
+                }),
+            ),
+        }
+    }
+}
+
+impl CrewCommand {
+    fn into_op(self) -> Administration {
+        use crate::admin::Op;
+        match self {
+            CrewCommand::Add {
+                who,
+                role,
+                permissions,
+                config,
+            } => (
+                config,
+                Ok(Op::CrewAdd {
+                    who,
+                    role,
+                    permissions: permissions.iter().map(ToString::to_string).collect(),
+                }),
+            ),
+            CrewCommand::Remove { who, config } => (config, Ok(Op::CrewRemove { who })),
+            CrewCommand::List(config) => (config, Ok(Op::CrewList)),
+        }
+    }
+}
+
 /// Writes command output to stdout; a closed pipe (`atcr … | head`) is not an error.
 fn print(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
@@ -262,38 +345,9 @@ pub fn main() -> ExitCode {
         Command::Tls(TlsCommand::TrustInstructions(args)) => {
             args.load().and_then(|c| tls::trust_instructions(&c))
         }
-        Command::User(cmd) => match cmd {
-            UserCommand::Add {
-                name,
-                password_stdin,
-                admin,
-                config,
-            } => config
-                .load()
-                .and_then(|c| user::add(&c, &name, password_stdin, admin)),
-            UserCommand::List(config) => config.load().and_then(|c| user::list(&c)),
-            UserCommand::Remove { name, config } => {
-                config.load().and_then(|c| user::remove(&c, &name))
-            }
-            UserCommand::Passwd {
-                name,
-                password_stdin,
-                config,
-            } => config
-                .load()
-                .and_then(|c| user::passwd(&c, &name, password_stdin)),
-        },
-        Command::Hold(cmd) => match cmd {
-            HoldCommand::Show(config) => config.load().and_then(|c| hold::show(&c)),
-            HoldCommand::Set {
-                owner,
-                public,
-                allow_all_crew,
-                config,
-            } => config
-                .load()
-                .and_then(|c| hold::set(&c, owner.as_deref(), public, allow_all_crew)),
-        },
+        Command::User(cmd) => administer(cmd.into_op()),
+        Command::Hold(cmd) => administer(cmd.into_op()),
+        Command::Crew(cmd) => administer(cmd.into_op()),
         Command::Login {
             registry,
             username,
@@ -310,20 +364,6 @@ pub fn main() -> ExitCode {
         Command::Index(IndexCommand::Rebuild(config)) => {
             config.load().and_then(|c| index::rebuild(&c))
         }
-        Command::Crew(cmd) => match cmd {
-            CrewCommand::Add {
-                who,
-                role,
-                permissions,
-                config,
-            } => config
-                .load()
-                .and_then(|c| crew::add(&c, &who, &role, &permissions)),
-            CrewCommand::Remove { who, config } => {
-                config.load().and_then(|c| crew::remove(&c, &who))
-            }
-            CrewCommand::List(config) => config.load().and_then(|c| crew::list(&c)),
-        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -71,6 +71,10 @@ async fn bind(addr: std::net::SocketAddr, scheme: &str) -> anyhow::Result<TcpLis
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let index = open_index(&config)?;
+    // `atcr user|hold|crew` act through this socket while the daemon holds the state. Bound
+    // now, with the state locked and before the "listening" lines, so a command run as soon as
+    // the daemon appears waits in the socket's backlog instead of finding no daemon.
+    let admin = crate::admin::AdminSocket::bind(&config.data_dir)?;
     let blobs = open_blobs(&config)?;
     let certs = if config.tls.enabled {
         Some(CertStore::load(
@@ -145,6 +149,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let workers = Workers::new(shutdown.clone());
     workers.spawn("indexer", app.indexer(shutdown.clone()));
+    workers.spawn(
+        "admin-socket",
+        admin.serve(app.hold.clone(), shutdown.clone()),
+    );
     let sweeper = app.clone();
     let max_idle = config.uploads.expire_after_secs;
     workers.every(

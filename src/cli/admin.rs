@@ -1,0 +1,85 @@
+//! `atcr user|hold|crew …`: node administration. Each command becomes an [`Op`]; it goes to the
+//! running daemon through its admin socket, or, with the daemon stopped, runs here on the state
+//! opened directly.
+//!
+//! A new account joins the hold's crew (write role, admin role with `--admin`); a removed one
+//! leaves it.
+
+use std::io::{BufRead, IsTerminal};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+
+use crate::admin::Op;
+use crate::blobstore::BlobStore;
+use crate::config::Config;
+use crate::hold::Hold;
+use crate::pds::Pds;
+
+/// Runs `op` through the daemon, or on the state itself when no daemon serves it; prints the
+/// result.
+pub fn run(config: &Config, op: Op) -> anyhow::Result<()> {
+    let text = match crate::admin::call(&config.data_dir, &op) {
+        Some(reply) => reply?,
+        None => runtime()?.block_on(async { op.execute(&open(config).await?).await })?,
+    };
+    if text.is_empty() {
+        return Ok(());
+    }
+    super::print(&text)
+}
+
+/// Opens the node's PDS and the hold over it, writing the captain record on first use.
+async fn open(config: &Config) -> anyhow::Result<Hold> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    // Blobs are not touched by administration.
+    let blobs = BlobStore::memory()?;
+    let pds = Pds::open(
+        &config.data_dir,
+        config.pds_settings(config.listen.port()),
+        blobs,
+    )
+    .await
+    .map_err(|e| {
+        if e.to_string().contains("already open") {
+            anyhow::anyhow!(
+                "{}/pds.redb is in use by another process, and no daemon answers on {}",
+                config.data_dir.display(),
+                config.data_dir.join(crate::admin::SOCKET).display()
+            )
+        } else {
+            anyhow::Error::from(e).context("cannot open the PDS")
+        }
+    })?;
+    let hold = Hold::new(Arc::new(pds));
+    hold.ensure_captain()
+        .await
+        .context("cannot read or write the hold's captain record")?;
+    Ok(hold)
+}
+
+/// Reads a password: one line from stdin with `--password-stdin`.
+pub(super) fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if !from_stdin {
+        if std::io::stdin().is_terminal() {
+            bail!(
+                "give the password on stdin with --password-stdin (interactive prompts are not supported yet)"
+            );
+        }
+        bail!("--password-stdin is required to read the password from stdin");
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    Ok(password)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}

@@ -1,0 +1,108 @@
+//! `atcr user|hold|crew` while the daemon runs: they act through its admin socket, and fall
+//! back to opening the state themselves when no daemon answers.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+
+use common::Server;
+use common::clients::token;
+
+fn ok(srv: &Server, args: &[&str], stdin: &str) -> String {
+    let out = srv.cli(args, stdin);
+    assert!(
+        out.status.success(),
+        "atcr {args:?}: {}\n--- server log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        srv.log_tail()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn administration_acts_through_the_running_daemon() {
+    let mut srv = Server::start();
+    let socket = srv.data_dir().join("admin.sock");
+    let meta = std::fs::metadata(&socket).expect("the daemon made no admin socket");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    // While the daemon holds the state, user/crew/hold commands go through it.
+    let added = ok(
+        &srv,
+        &["user", "add", "carol", "--password-stdin"],
+        "carol-pw\n",
+    );
+    assert!(added.starts_with("carol.atcr.test\tdid:plc:"), "{added}");
+    let did = added.trim().split('\t').nth(1).unwrap().to_owned();
+    assert!(ok(&srv, &["user", "list"], "").contains("carol\tcarol.atcr.test\tdid:plc:"));
+    let crew = ok(&srv, &["crew", "list"], "");
+    assert!(
+        crew.contains(&format!(
+            "{did}\tcarol.atcr.test\twrite\tblob:read,blob:write"
+        )),
+        "{crew}"
+    );
+    assert!(ok(&srv, &["hold", "show"], "").contains("crew\t2"));
+    // The daemon knows the new account at once.
+    let host = srv.host_port();
+    assert!(
+        token(&host, "carol", "carol-pw", &[]).is_some(),
+        "no token for carol"
+    );
+    ok(
+        &srv,
+        &["user", "passwd", "carol", "--password-stdin"],
+        "carol-new\n",
+    );
+    assert!(token(&host, "carol", "carol-pw", &[]).is_none());
+    assert!(token(&host, "carol", "carol-new", &[]).is_some());
+    ok(&srv, &["crew", "add", "carol", "--role", "read"], "");
+    assert!(
+        ok(&srv, &["crew", "list"], "")
+            .contains(&format!("{did}\tcarol.atcr.test\tread\tblob:read\n"))
+    );
+
+    // Errors come back as the command's own.
+    let out = srv.cli(&["user", "add", "carol", "--password-stdin"], "x\n");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("taken"),
+        "{out:?}"
+    );
+    let out = srv.cli(&["crew", "remove", "nobody"], "");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no local user"),
+        "{out:?}"
+    );
+
+    // Something that is not a request gets an error reply, and the daemon carries on.
+    let mut raw = UnixStream::connect(&socket).unwrap();
+    raw.write_all(b"{\"op\":\"drop_tables\"}").unwrap();
+    raw.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    raw.read_to_string(&mut reply).unwrap();
+    assert!(reply.contains("not an administration request"), "{reply}");
+    assert!(
+        srv.log_tail().contains("op=\"user add\""),
+        "{}",
+        srv.log_tail()
+    );
+    assert!(
+        !srv.log_tail().contains("carol-pw"),
+        "a password reached the log"
+    );
+
+    // A crash leaves the socket file behind; commands then open the state themselves.
+    srv.kill9();
+    assert!(socket.exists());
+    assert!(ok(&srv, &["user", "list"], "").contains("carol"));
+    ok(&srv, &["user", "remove", "carol"], "");
+    // The next start replaces the stale socket, and a clean stop removes it.
+    srv.restart();
+    assert!(!ok(&srv, &["user", "list"], "").contains("carol"));
+    assert!(srv.stop(), "atcr serve did not stop cleanly");
+    assert!(!socket.exists(), "the socket outlived the daemon");
+}
