@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::atproto::Did;
 use crate::hold::{Hold, Permission, role_permissions};
+use crate::oci::index::Index;
 
 /// The socket's file name in the data directory.
 pub const SOCKET: &str = "admin.sock";
@@ -65,6 +66,18 @@ pub enum Op {
         who: String,
     },
     CrewList,
+    /// `atcr doctor`'s state checks ([`crate::doctor::check_state`]); the reply is the
+    /// findings as JSON.
+    Doctor,
+}
+
+/// What operations act on: the hold (and its PDS), and the registry index when it is open
+/// (the daemon's, or `atcr doctor`'s own with the daemon stopped).
+pub struct Node<'a> {
+    pub hold: &'a Hold,
+    pub index: Option<&'a Index>,
+    /// Whether this is the running daemon.
+    pub running: bool,
 }
 
 /// The daemon's answer: the command's output, or why it failed.
@@ -89,11 +102,13 @@ impl Op {
             Op::CrewAdd { .. } => "crew add",
             Op::CrewRemove { .. } => "crew remove",
             Op::CrewList => "crew list",
+            Op::Doctor => "doctor",
         }
     }
 
-    /// Runs the operation on an open hold (and its PDS); returns the text to print.
-    pub async fn execute(self, hold: &Hold) -> anyhow::Result<String> {
+    /// Runs the operation on an open node; returns the text to print.
+    pub async fn execute(self, node: &Node<'_>) -> anyhow::Result<String> {
+        let hold = node.hold;
         let pds = hold.pds();
         match self {
             Op::UserAdd {
@@ -195,6 +210,13 @@ impl Op {
                     ));
                 }
                 Ok(lines.join("\n"))
+            }
+            Op::Doctor => {
+                let index = node
+                    .index
+                    .context("the state checks need the registry index open")?;
+                let findings = crate::doctor::check_state(pds, index, node.running).await;
+                Ok(serde_json::to_string(&findings)?)
             }
         }
     }
@@ -323,7 +345,7 @@ impl AdminSocket {
     }
 
     /// Serves connections until `shutdown`; the socket file goes when `self` is dropped.
-    pub async fn serve(self, hold: Arc<Hold>, shutdown: CancellationToken) {
+    pub async fn serve(self, hold: Arc<Hold>, index: Index, shutdown: CancellationToken) {
         // One operation at a time: they are rare, and this keeps their effects in order.
         let turn = Arc::new(tokio::sync::Mutex::new(()));
         loop {
@@ -338,10 +360,16 @@ impl AdminSocket {
                 },
                 () = shutdown.cancelled() => break,
             };
-            let (hold, turn, owner) = (hold.clone(), turn.clone(), self.owner);
+            let (hold, index, turn, owner) =
+                (hold.clone(), index.clone(), turn.clone(), self.owner);
             tokio::spawn(async move {
                 let _turn = turn.lock().await;
-                if let Err(e) = serve_one(stream, &hold, owner).await {
+                let node = Node {
+                    hold: &hold,
+                    index: Some(&index),
+                    running: true,
+                };
+                if let Err(e) = serve_one(stream, &node, owner).await {
                     tracing::warn!(error = %format!("{e:#}"), "admin socket");
                 }
             });
@@ -355,7 +383,7 @@ impl Drop for AdminSocket {
     }
 }
 
-async fn serve_one(mut stream: UnixStream, hold: &Hold, owner: u32) -> anyhow::Result<()> {
+async fn serve_one(mut stream: UnixStream, node: &Node<'_>, owner: u32) -> anyhow::Result<()> {
     let peer = stream.peer_cred()?.uid();
     if peer != owner && peer != 0 {
         bail!("refused a connection from uid {peer}");
@@ -372,7 +400,7 @@ async fn serve_one(mut stream: UnixStream, hold: &Hold, owner: u32) -> anyhow::R
             Err(e) => Reply::Error(format!("not an administration request: {e}")),
             Ok(op) => {
                 let name = op.name();
-                match op.execute(hold).await {
+                match op.execute(node).await {
                     Ok(text) => {
                         tracing::info!(op = name, uid = peer, "admin socket: done");
                         Reply::Ok(text)

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod blobstore;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod hold;
 mod macros;
 pub mod oci;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
-use crate::admin::Op;
+use crate::admin::{Node, Op};
 use crate::blobstore::BlobStore;
 use crate::config::Config;
 use crate::hold::Hold;
@@ -21,7 +21,15 @@ use crate::pds::Pds;
 pub fn run(config: &Config, op: Op) -> anyhow::Result<()> {
     let text = match crate::admin::call(&config.data_dir, &op) {
         Some(reply) => reply?,
-        None => runtime()?.block_on(async { op.execute(&open(config).await?).await })?,
+        None => runtime()?.block_on(async {
+            let hold = open(config).await?;
+            let node = Node {
+                hold: &hold,
+                index: None,
+                running: false,
+            };
+            op.execute(&node).await
+        })?,
     };
     if text.is_empty() {
         return Ok(());
@@ -78,7 +86,7 @@ pub(super) fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     Ok(password)
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)

@@ -3,6 +3,7 @@
 mod admin;
 mod check_config;
 mod credential;
+mod doctor;
 mod index;
 mod login;
 mod serve;
@@ -33,6 +34,9 @@ enum Command {
     /// The configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Check permissions, ports, certificates, the clock, storage and the index, and say what
+    /// to fix; exits 1 when a check fails.
+    Doctor(ConfigArgs),
     /// HTTPS certificates.
     #[command(subcommand)]
     Tls(TlsCommand),
@@ -339,6 +343,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => args.load().and_then(serve::run),
         Command::CheckConfig(args) => args.layered().and_then(|l| check_config::run(&l)),
+        Command::Doctor(args) => args.layered().and_then(|l| doctor::run(&l)),
         Command::Config(ConfigCommand::Show(args)) => {
             args.layered().and_then(|l| print(&l.render()))
         }

@@ -151,7 +151,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     workers.spawn("indexer", app.indexer(shutdown.clone()));
     workers.spawn(
         "admin-socket",
-        admin.serve(app.hold.clone(), shutdown.clone()),
+        admin.serve(
+            app.hold.clone(),
+            app.registry.appview().index().clone(),
+            shutdown.clone(),
+        ),
     );
     let sweeper = app.clone();
     let max_idle = config.uploads.expire_after_secs;

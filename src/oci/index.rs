@@ -75,6 +75,15 @@ pub struct IndexStats {
     pub uploads: u64,
 }
 
+/// See [`Index::audit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexAudit {
+    /// `repo:tag -> digest` for each tag whose manifest is not in the index.
+    pub dangling_tags: Vec<String>,
+    /// Every digest (blob or manifest) the index says storage holds, with its size.
+    pub stored: Vec<(String, u64)>,
+}
+
 /// redb's page cache for the index. redb's default is 1 GiB per database, which a long-running
 /// node would slowly fill with pages it rarely reads again; the interior pages of a large index
 /// fit in a few MiB.
@@ -314,6 +323,35 @@ impl Index {
             blobs: blobs.len()?,
             blob_bytes,
             uploads: tx.open_table(UPLOADS)?.len()?,
+        })
+    }
+
+    /// What `atcr doctor` checks, from one read transaction: tags naming a manifest the index
+    /// lacks, and every digest storage must hold (uploaded blobs and manifests) with its size.
+    pub fn audit(&self) -> Result<IndexAudit, IndexError> {
+        let tx = self.db.begin_read()?;
+        let manifests = tx.open_table(MANIFESTS)?;
+        let mut dangling_tags = Vec::new();
+        for entry in tx.open_table(TAGS)?.iter()? {
+            let (key, digest) = entry?;
+            let (repo, tag) = key.value();
+            if manifests.get((repo, digest.value()))?.is_none() {
+                dangling_tags.push(format!("{repo}:{tag} -> {}", digest.value()));
+            }
+        }
+        let mut stored = std::collections::BTreeMap::new();
+        for entry in tx.open_table(BLOBS)?.iter()? {
+            let (digest, size) = entry?;
+            stored.insert(digest.value().to_owned(), size.value());
+        }
+        for entry in manifests.iter()? {
+            let (key, raw) = entry?;
+            let record: ManifestRecord = serde_json::from_slice(raw.value())?;
+            stored.insert(key.value().1.to_owned(), record.size);
+        }
+        Ok(IndexAudit {
+            dangling_tags,
+            stored: stored.into_iter().collect(),
         })
     }
 

@@ -127,6 +127,12 @@ fn manifests_tags_and_referrers() {
     .unwrap();
     assert_eq!(ix.tag("a/b", "dangling").unwrap(), None);
     assert_eq!(ix.cursor().unwrap(), 7);
+    // The audit lists what storage must hold: the uploaded blob and the remaining manifest.
+    let audit = ix.audit().unwrap();
+    assert!(audit.dangling_tags.is_empty());
+    let mut expected = vec![(layer.to_string(), 5), (m2.to_string(), 10)];
+    expected.sort();
+    assert_eq!(audit.stored, expected);
 }
 
 #[test]

@@ -1,0 +1,111 @@
+//! `atcr doctor` through the binary: a healthy node passes, running and stopped; what is broken
+//! is named with its fix, and the command exits 1.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use common::clients::{Clients, required};
+use common::{Server, images};
+
+fn doctor(srv: &Server) -> (bool, String) {
+    let out = srv.cli(&["doctor"], "");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn assert_lines(out: &str, expected: &[&str]) {
+    for line in expected {
+        assert!(out.contains(line), "no {line:?} in:\n{out}");
+    }
+}
+
+/// The file named `name` somewhere under `dir`.
+fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find(&path, name) {
+                return Some(found);
+            }
+        } else if entry.file_name() == name {
+            return Some(path);
+        }
+    }
+    None
+}
+
+#[test]
+fn doctor_passes_a_healthy_node_and_names_what_is_broken() {
+    if !required(&["skopeo"]) {
+        return;
+    }
+    let mut srv = Server::start();
+    let c = Clients::new();
+    let host = srv.host_port();
+    let layer = images::random_layer(images::fresh_seed(), 4096);
+    let local = images::single_image(&c.path("src"), "t", &[layer]);
+    srv.must(&mut c.skopeo_copy(
+        &local.reference(),
+        &format!("docker://{host}/admin/app:1"),
+        &[],
+    ));
+
+    // Running: the state checks run inside the daemon; its port answers /readyz.
+    let (ok, out) = doctor(&srv);
+    assert!(ok, "{out}\n{}", srv.log_tail());
+    assert_lines(
+        &out,
+        &[
+            "ok    daemon   running",
+            "ok    index    up to date with the PDS event log",
+            "all 3 blobs and manifests the index lists are in storage",
+            "/readyz says ready",
+            "private keys owner-only",
+            "0 failures",
+        ],
+    );
+
+    // Stopped: the same checks on the state opened directly; the port is free.
+    assert!(srv.stop(), "atcr serve did not stop cleanly");
+    let (ok, out) = doctor(&srv);
+    assert!(ok, "{out}");
+    assert_lines(
+        &out,
+        &[
+            "ok    daemon   not running",
+            "ok    index    up to date",
+            "all 3 blobs",
+            &format!("http {host} is free"),
+        ],
+    );
+
+    // Broken: a layer gone from storage, a private key readable by others, the port taken.
+    let data = srv.data_dir();
+    let digest = &local.layers[0].digest;
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    std::fs::remove_file(find(&data.join("blobs"), hex).expect("the layer's file")).unwrap();
+    let key = data.join("keys/repo.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _squatter = std::net::TcpListener::bind(&host).unwrap();
+    let (ok, out) = doctor(&srv);
+    assert!(!ok, "{out}");
+    assert_lines(
+        &out,
+        &[
+            &format!(
+                "FAIL  storage  1 of 3 blobs and manifests the index lists are missing from storage: {digest}"
+            ),
+            "restore the blob storage from a backup",
+            &format!("private key {} is readable by other users", key.display()),
+            &format!("fix: chmod 600 {}", key.display()),
+            &format!("http {host} is in use by another process"),
+            "3 failures",
+        ],
+    );
+    // Failures come first.
+    assert!(out.starts_with("FAIL"), "{out}");
+}
