@@ -205,6 +205,39 @@ fn managed_ca_serves_https_to_curl_and_skopeo() {
     assert!(ok && out.starts_with("ok"), "{out}");
     let (ok, _) = curl(&[&format!("{base}/v2/")]);
     assert!(!ok, "an unknown CA must be refused");
+    // The certificate also names this machine (clients reaching it by its host name need no
+    // configuration).
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim().to_ascii_lowercase();
+    if !host.is_empty() && host != "localhost" {
+        let (ok, out) = curl(&[
+            "--cacert",
+            ca_str,
+            "--resolve",
+            &format!("{host}:{port}:127.0.0.1"),
+            &format!("https://{host}:{port}/healthz"),
+        ]);
+        assert!(ok && out.starts_with("ok"), "by host name {host}: {out}");
+    }
+    // trust-instructions prints the CA's fingerprint as openssl computes it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atcr"))
+        .args(["tls", "trust-instructions", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("certs.d"), "{text}");
+    if let Ok(openssl) = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in", ca_str])
+        .output()
+    {
+        let line = String::from_utf8_lossy(&openssl.stdout);
+        let fingerprint = line.trim().rsplit('=').next().unwrap();
+        assert!(
+            text.contains(&format!("SHA-256 fingerprint: {fingerprint}")),
+            "{text}\nopenssl: {line}"
+        );
+    }
     let (ok, ca_served) = curl(&["--cacert", ca_str, &format!("{base}/ca.crt")]);
     assert!(ok);
     assert_eq!(ca_served, std::fs::read_to_string(&ca).unwrap());

@@ -4,14 +4,23 @@ use crate::config::Config;
 
 pub fn trust_instructions(config: &Config) -> anyhow::Result<()> {
     let port = config.tls.listen.port();
+    // The name clients use: the public host, else this machine's name (the node's certificate
+    // covers it), else the first configured name or address.
     let host = config
-        .tls
-        .names
-        .first()
-        .cloned()
+        .pds
+        .public_host
+        .as_deref()
+        .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name).to_owned())
+        .or_else(crate::config::host_name)
+        .or_else(|| config.tls.names.first().cloned())
         .or_else(|| config.tls.ips.first().map(ToString::to_string))
         .unwrap_or_else(|| "localhost".into());
-    let registry = format!("{host}:{port}");
+    // Clients name a registry on 443 without the port (and so do their certs.d directories).
+    let registry = if port == 443 {
+        host
+    } else {
+        format!("{host}:{port}")
+    };
     let ca = config.data_dir.join("tls").join("ca.crt");
     if config.tls.cert.is_some() {
         let cert = config
@@ -24,9 +33,9 @@ pub fn trust_instructions(config: &Config) -> anyhow::Result<()> {
             "This node serves the certificate in {cert}; clients trust it as they trust its issuer."
         ));
     }
-    let ca_text = if ca.exists() {
+    let ca_text = if let Some(fingerprint) = fingerprint(&ca) {
         format!(
-            "{} (also served at https://{registry}/ca.crt)",
+            "{} (also served at https://{registry}/ca.crt)\nSHA-256 fingerprint: {fingerprint}",
             ca.display()
         )
     } else {
@@ -51,7 +60,23 @@ containerd (on each node):
   printf 'server = \"https://{registry}\"\\n[host.\"https://{registry}\"]\\n  ca = \"/etc/containerd/certs.d/{registry}/ca.crt\"\\n' | sudo tee /etc/containerd/certs.d/{registry}/hosts.toml
   (with config_path = \"/etc/containerd/certs.d\" in the CRI registry section)
 
-Check the fingerprint you fetched against the node's own copy before trusting it:
+Check the fingerprint of what you fetched against the one above before trusting it:
   openssl x509 -noout -fingerprint -sha256 -in ca.crt"
     ))
+}
+
+/// The SHA-256 fingerprint of the certificate in a PEM file, as `openssl x509 -fingerprint`
+/// prints it.
+fn fingerprint(pem: &std::path::Path) -> Option<String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use sha2::{Digest, Sha256};
+    let der = CertificateDer::from_pem_file(pem).ok()?;
+    let hash = Sha256::digest(der.as_ref());
+    Some(
+        hash.iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
 }

@@ -302,10 +302,22 @@ impl Config {
             },
             _ => crate::server::tls::CertSource::Managed {
                 dir: self.data_dir.join("tls"),
-                names: self.tls.names.clone(),
+                names: self.certificate_names(host_name()),
                 ips: self.tls.ips.clone(),
             },
         }
+    }
+
+    /// The names the node-issued certificate covers: `tls.names` and this machine's host name,
+    /// so that clients reaching the node by that name need no configuration.
+    fn certificate_names(&self, host: Option<String>) -> Vec<String> {
+        let mut names = self.tls.names.clone();
+        if let Some(host) = host
+            && !names.iter().any(|n| n.eq_ignore_ascii_case(&host))
+        {
+            names.push(host);
+        }
+        names
     }
 
     /// The PDS settings for a node listening on `port`.
@@ -341,9 +353,86 @@ impl Config {
     }
 }
 
+/// This machine's host name (Linux), when it is a usable DNS name.
+#[must_use]
+pub fn host_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim().to_ascii_lowercase();
+    let usable = !name.is_empty()
+        && name.len() <= 253
+        && name != "localhost"
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    usable.then_some(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the packages set differently from the built-in defaults: (section, key, value).
+    const PACKAGE_SETTINGS: [(&str, &str, &str); 3] = [
+        ("", "data_dir", "\"/var/lib/atcr\""),
+        ("tls", "enabled", "true"),
+        ("tls", "listen", "\"0.0.0.0:443\""),
+    ];
+
+    /// `packaging/atcr.toml`, the packages' /etc/atcr/atcr.toml, is `atcr.toml` with the
+    /// package settings, each after a comment naming the default; nothing else differs.
+    #[test]
+    fn the_packaged_file_is_the_shipped_one_with_the_package_settings() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let shipped = std::fs::read_to_string(root.join("atcr.toml")).unwrap();
+        let mut expected = Vec::new();
+        let mut section = "";
+        for line in shipped.split('\n') {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name;
+            }
+            let setting = line.split_once(" = ").and_then(|(key, default)| {
+                PACKAGE_SETTINGS
+                    .iter()
+                    .find(|(s, k, _)| *s == section && *k == key)
+                    .map(|(_, _, value)| (key, default, value))
+            });
+            match setting {
+                Some((key, default, value)) => {
+                    expected.push(format!("# Package setting (default: {default})."));
+                    expected.push(format!("{key} = {value}"));
+                }
+                None => expected.push(line.to_owned()),
+            }
+        }
+        let path = root.join("packaging/atcr.toml");
+        let packaged = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            packaged,
+            expected.join("\n"),
+            "regenerate packaging/atcr.toml"
+        );
+        let config = Config::from_toml(&packaged, &path).unwrap();
+        config.check().unwrap();
+        assert_eq!(config.data_dir, Path::new("/var/lib/atcr"));
+        assert!(config.tls.enabled);
+    }
+
+    #[test]
+    fn the_certificate_names_this_host_too() {
+        let c = Config::default();
+        assert_eq!(c.certificate_names(None), ["localhost"]);
+        assert_eq!(
+            c.certificate_names(Some("registry.lan".into())),
+            ["localhost", "registry.lan"]
+        );
+        assert_eq!(c.certificate_names(Some("localhost".into())), ["localhost"]);
+    }
 
     #[test]
     fn shipped_file_parses_to_the_defaults() {
