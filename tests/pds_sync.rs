@@ -66,6 +66,103 @@ async fn sync_exports_verify_against_the_did_document() {
     reader.load_into(&store).unwrap();
     assert_eq!(verify_repo(&store, root, &key).unwrap().records, 30);
 
+    // getRepo with `since`: only the blocks that changed after that revision. Added to the
+    // first export they verify as the new head; alone they do not.
+    let since = latest["rev"].as_str().unwrap().to_owned();
+    let r = node
+        .client
+        .post(format!("{}/xrpc/com.atproto.repo.uploadBlob", node.base))
+        .bearer_auth(t)
+        .header("content-type", "image/png")
+        .body(vec![7u8; 100])
+        .send()
+        .await
+        .unwrap();
+    let uploaded: Value = r.json_value().await;
+    let blob = uploaded["blob"].clone();
+    for (rkey, record) in [
+        ("r30", json!({"n": 30, "img": blob})),
+        ("r31", json!({"n": 31})),
+    ] {
+        let (s, v) = node
+            .post(
+                "com.atproto.repo.createRecord",
+                Some(t),
+                json!({"repo": did, "collection": "app.test.post", "rkey": rkey, "record": record}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let (s, _) = node
+        .post(
+            "com.atproto.repo.deleteRecord",
+            Some(t),
+            json!({"repo": did, "collection": "app.test.post", "rkey": "r00"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, newest) = node
+        .get(&format!("com.atproto.sync.getLatestCommit?did={did}"), None)
+        .await;
+    let diff = node
+        .client
+        .get(format!(
+            "{}/xrpc/com.atproto.sync.getRepo?did={did}&since={since}",
+            node.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(
+        diff.len() < car.len() / 2,
+        "{} of {}",
+        diff.len(),
+        car.len()
+    );
+    let reader = CarReader::new(diff.as_ref()).unwrap();
+    let root = reader.roots()[0];
+    assert_eq!(root.to_string(), newest["cid"].as_str().unwrap());
+    let alone = MemoryBlockStore::new();
+    CarReader::new(diff.as_ref())
+        .unwrap()
+        .load_into(&alone)
+        .unwrap();
+    assert!(
+        verify_repo(&alone, root, &key).is_err(),
+        "a diff is not a whole repository"
+    );
+    reader.load_into(&store).unwrap();
+    assert_eq!(verify_repo(&store, root, &key).unwrap().records, 31);
+    // listBlobs with `since`: the blobs of records written after that revision.
+    let (_, listed) = node
+        .get(
+            &format!("com.atproto.sync.listBlobs?did={did}&since={since}"),
+            None,
+        )
+        .await;
+    assert_eq!(listed["cids"], json!([blob["ref"]["$link"]]));
+    let newest_rev = newest["rev"].as_str().unwrap();
+    let (_, listed) = node
+        .get(
+            &format!("com.atproto.sync.listBlobs?did={did}&since={newest_rev}"),
+            None,
+        )
+        .await;
+    assert_eq!(listed["cids"], json!([]));
+    assert_error(
+        &node
+            .get(
+                &format!("com.atproto.sync.getRepo?did={did}&since=yesterday"),
+                None,
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "InvalidRequest",
+    );
+
     // A record proof: commit + path + record, verifiable alone.
     let proof = node
         .client

@@ -59,7 +59,9 @@ async fn sessions_and_app_passwords() {
         "InvalidToken",
     );
 
-    // Refresh rotates: the old refresh token and its access token stop working.
+    // Refresh rotates: the old access token stops working; the old refresh token refreshes
+    // again for a grace period, to the same new session (a retry, or two clients resuming one
+    // stored session), and dies with it.
     let (s, fresh) = node
         .post(
             "com.atproto.server.refreshSession",
@@ -68,17 +70,53 @@ async fn sessions_and_app_passwords() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{fresh}");
+    let (s, again) = node
+        .post(
+            "com.atproto.server.refreshSession",
+            Some(refresh),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    let jti = |v: &Value| {
+        let token = v["refreshJwt"].as_str().unwrap();
+        let payload = token.split('.').nth(1).unwrap();
+        let bytes =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                .unwrap();
+        serde_json::from_slice::<Value>(&bytes).unwrap()["jti"].clone()
+    };
+    assert_eq!(
+        jti(&again),
+        jti(&fresh),
+        "the grace refresh names the same session"
+    );
+    let (s, me) = node
+        .get("com.atproto.server.getSession", again["accessJwt"].as_str())
+        .await;
+    assert_eq!(s, StatusCode::OK, "{me}");
+    // Logging out with the old token ends the new session too.
+    let (s, _) = node
+        .post("com.atproto.server.deleteSession", Some(refresh), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    for token in [refresh, fresh["refreshJwt"].as_str().unwrap()] {
+        assert_error(
+            &node
+                .post("com.atproto.server.refreshSession", Some(token), json!({}))
+                .await,
+            StatusCode::UNAUTHORIZED,
+            "ExpiredToken",
+        );
+    }
     assert_error(
         &node
-            .post(
-                "com.atproto.server.refreshSession",
-                Some(refresh),
-                json!({}),
-            )
+            .get("com.atproto.server.getSession", fresh["accessJwt"].as_str())
             .await,
         StatusCode::UNAUTHORIZED,
         "ExpiredToken",
     );
+    let fresh = node.login("alice.atcr.test", "alice-pw").await;
     assert_error(
         &node
             .get("com.atproto.server.getSession", Some(access))

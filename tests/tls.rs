@@ -184,7 +184,9 @@ fn managed_ca_serves_https_to_curl_and_skopeo() {
     std::fs::write(
         &config,
         format!(
-            "http = false\ndata_dir = {data:?}\n[tls]\nenabled = true\nlisten = \"127.0.0.1:0\"\n"
+            // Plain HTTP on loopback next to HTTPS, as the packages configure it: clients that
+            // come over HTTPS must be sent to HTTPS for their tokens.
+            "listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\n[tls]\nenabled = true\nlisten = \"127.0.0.1:0\"\n"
         ),
     )
     .unwrap();

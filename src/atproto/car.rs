@@ -1,5 +1,6 @@
 //! CAR v1 files: streaming reader and writer, and repository export.
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 
 use bytes::Bytes;
@@ -198,6 +199,35 @@ impl<R: Read> Iterator for CarReader<R> {
 /// each record right after its key). Nodes are read one at a time, so memory stays bounded
 /// by one root-to-leaf path whatever the repository's size. Returns the writer.
 pub fn export_repo<W: Write>(store: &dyn BlockStore, commit_cid: Cid, w: W) -> Result<W, CarError> {
+    export(store, commit_cid, &HashSet::new(), w)
+}
+
+/// Like [`export_repo`], without the MST nodes and records reachable from `since_data`, the
+/// MST root of an earlier commit: what a client holding that commit lacks (`getRepo` with
+/// `since`).
+pub fn export_repo_since<W: Write>(
+    store: &dyn BlockStore,
+    commit_cid: Cid,
+    since_data: Cid,
+    w: W,
+) -> Result<W, CarError> {
+    let mut known = HashSet::new();
+    Mst::load(store, since_data)?.walk(store, &mut |item| {
+        known.insert(match item {
+            WalkItem::Node { cid, .. } => cid,
+            WalkItem::Leaf { value, .. } => value,
+        });
+        Ok(())
+    })?;
+    export(store, commit_cid, &known, w)
+}
+
+fn export<W: Write>(
+    store: &dyn BlockStore,
+    commit_cid: Cid,
+    known: &HashSet<Cid>,
+    w: W,
+) -> Result<W, CarError> {
     let commit_bytes = store
         .get(&commit_cid)
         .map_err(MstError::from)?
@@ -209,6 +239,11 @@ pub fn export_repo<W: Write>(store: &dyn BlockStore, commit_cid: Cid, w: W) -> R
     let mut io_error = None;
     let result = mst.walk(store, &mut |item| {
         let written = match item {
+            WalkItem::Node { cid, .. } | WalkItem::Leaf { value: cid, .. }
+                if known.contains(&cid) =>
+            {
+                Ok(())
+            }
             WalkItem::Node { cid, bytes } => car.write_block(&cid, bytes),
             WalkItem::Leaf { value, .. } => {
                 let record = store.get(&value)?.ok_or(MstError::MissingBlock(value))?;

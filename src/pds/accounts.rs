@@ -37,6 +37,29 @@ pub struct Session {
     pub expires: u64,
     /// The app password the session was opened with, if any (revoking it ends the session).
     pub app_password: Option<String>,
+    /// Set once the refresh token was used: the session it was replaced by, and until when the
+    /// old token still refreshes (to that same session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated: Option<Rotation>,
+}
+
+/// See [`Session::rotated`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rotation {
+    pub next: String,
+    /// Unix seconds.
+    pub until: u64,
+}
+
+/// What [`Accounts::rotate_session`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotated {
+    /// `new` replaces `old`.
+    Now,
+    /// `old` had already been replaced by this session (a retried or concurrent refresh).
+    Before(Rotation),
+    /// `old` is gone.
+    Gone,
 }
 
 /// One entry of a DID's PLC log.
@@ -365,23 +388,34 @@ impl Accounts {
             .write_sync(move |tx| Ok(tx.open_table(SESSIONS)?.remove(id.as_str())?.is_some()))
     }
 
-    /// Replaces session `old` by `new` atomically (refresh-token rotation); false if `old` was
-    /// already gone.
+    /// Replaces session `old` by `new` atomically (refresh-token rotation). `old` stays, marked
+    /// as replaced, until `grace_until`: a client that retries a refresh, or two that share one
+    /// stored session, get `new` again instead of being logged out.
     pub fn rotate_session(
         &self,
         old: &str,
         new: &str,
         session: &Session,
-    ) -> Result<bool, AccountError> {
+        grace_until: u64,
+    ) -> Result<Rotated, AccountError> {
         let json = serde_json::to_vec(session)?;
         let (old, new) = (old.to_owned(), new.to_owned());
         self.store.write_sync(move |tx| {
             let mut t = tx.open_table(SESSIONS)?;
-            if t.remove(old.as_str())?.is_none() {
-                return Ok(false);
+            let Some(raw) = t.get(old.as_str())?.map(|v| v.value().to_vec()) else {
+                return Ok(Rotated::Gone);
+            };
+            let mut previous: Session = serde_json::from_slice(&raw)?;
+            if let Some(rotation) = previous.rotated {
+                return Ok(Rotated::Before(rotation));
             }
+            previous.rotated = Some(Rotation {
+                next: new.clone(),
+                until: grace_until,
+            });
+            t.insert(old.as_str(), serde_json::to_vec(&previous)?.as_slice())?;
             t.insert(new.as_str(), json.as_slice())?;
-            Ok(true)
+            Ok(Rotated::Now)
         })
     }
 }

@@ -20,6 +20,10 @@ use crate::atproto::{Keypair, PublicKey};
 
 pub const ACCESS_SECS: u64 = 2 * 3600;
 pub const REFRESH_SECS: u64 = 90 * 86_400;
+/// How long a used refresh token still refreshes, to the session that replaced it (as the
+/// reference PDS does): a retried request, or two clients resuming one stored session, are not
+/// logged out.
+pub const REFRESH_GRACE_SECS: u64 = 2 * 3600;
 pub const SERVICE_MAX_SECS: u64 = 3600;
 
 /// Why a token was refused.
@@ -97,7 +101,26 @@ pub struct TokenPair {
 /// Issues an access and a refresh token for `did` (`app`: opened with an app password).
 #[must_use]
 pub fn issue(key: &Keypair, node_did: &str, did: &str, app: bool, now: u64) -> TokenPair {
-    let refresh_id = uuid::Uuid::new_v4().to_string();
+    issue_for(
+        key,
+        node_did,
+        did,
+        app,
+        now,
+        uuid::Uuid::new_v4().to_string(),
+    )
+}
+
+/// Like [`issue`], for the existing session `refresh_id` (a refresh within the grace period).
+#[must_use]
+pub fn issue_for(
+    key: &Keypair,
+    node_did: &str,
+    did: &str,
+    app: bool,
+    now: u64,
+    refresh_id: String,
+) -> TokenPair {
     let access = Claims {
         scope: if app {
             "com.atproto.appPass"

@@ -239,7 +239,7 @@ impl Pds {
         if did == &self.node_did {
             return Ok(Some(identity::did_document(
                 did,
-                None,
+                self.node_handle().as_deref(),
                 &self.keys.repo.public_key(),
                 &self.endpoint(),
             )));
@@ -250,9 +250,37 @@ impl Pds {
             .and_then(|e| plc::document(did, &e.operation).ok()))
     }
 
-    /// The handle of a DID hosted here.
+    /// The handle of a DID hosted here: an account's, or the node's.
     pub fn handle_of(&self, did: &Did) -> Result<Option<String>, PdsError> {
+        if did == &self.node_did {
+            return Ok(self.node_handle());
+        }
         Ok(self.accounts.get(did)?.map(|a| a.handle))
+    }
+
+    /// The node's own handle: its public host name, when that is a valid handle (`localhost`
+    /// is not: a node known only as localhost has no handle). Its DID document names it in
+    /// `alsoKnownAs`, and `/.well-known/atproto-did` on that host answers the node's DID.
+    #[must_use]
+    pub fn node_handle(&self) -> Option<String> {
+        let host = &self.settings.public_host;
+        let name = host
+            .rsplit_once(':')
+            .map_or(host.as_str(), |(name, _)| name);
+        name.parse::<crate::atproto::Handle>()
+            .ok()
+            .map(|_| name.to_ascii_lowercase())
+    }
+
+    /// The DID a handle names here: the node's own, or an account's.
+    pub fn resolve_handle(&self, handle: &str) -> Result<Option<Did>, PdsError> {
+        if self
+            .node_handle()
+            .is_some_and(|h| h.eq_ignore_ascii_case(handle))
+        {
+            return Ok(Some(self.node_did.clone()));
+        }
+        Ok(self.accounts.resolve_handle(handle)?)
     }
 }
 
@@ -298,5 +326,33 @@ mod tests {
         assert_eq!(pds.repos.store().last_seq().unwrap(), 4);
         pds.remove_account(&alice.did).await.unwrap();
         assert!(pds.accounts.find("alice").unwrap().is_none());
+        // Known only as localhost, the node has no handle.
+        assert_eq!(pds.node_handle(), None);
+        let doc = pds.did_document(&pds.node_did).unwrap().unwrap();
+        assert_eq!(doc["alsoKnownAs"], serde_json::json!([]));
+    }
+
+    #[tokio::test]
+    async fn a_node_with_a_public_name_has_it_as_its_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = PdsSettings {
+            public_host: "registry.example.com".into(),
+            ..PdsSettings::localhost(4000)
+        };
+        let pds = Pds::open(dir.path(), settings, BlobStore::memory().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(pds.node_did.as_str(), "did:web:registry.example.com");
+        assert_eq!(pds.node_handle().as_deref(), Some("registry.example.com"));
+        let doc = pds.did_document(&pds.node_did).unwrap().unwrap();
+        assert_eq!(doc["alsoKnownAs"][0], "at://registry.example.com");
+        assert_eq!(
+            pds.resolve_handle("registry.example.com").unwrap(),
+            Some(pds.node_did.clone())
+        );
+        assert_eq!(
+            pds.handle_of(&pds.node_did).unwrap().as_deref(),
+            Some("registry.example.com")
+        );
     }
 }

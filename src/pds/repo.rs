@@ -247,6 +247,7 @@ impl Repos {
             },
             blocks,
             index: Vec::new(),
+            blobs: Vec::new(),
             event: Box::new(move |seq| event.frame(seq)),
         };
         let store = self.store.clone();
@@ -580,6 +581,7 @@ fn build_and_commit(
     }
     blobs.sort();
     blobs.dedup();
+    let commit_blobs = blobs.clone();
     let event = CommitEvent {
         repo: did.clone(),
         commit: commit_cid,
@@ -606,6 +608,7 @@ fn build_and_commit(
         },
         blocks,
         index,
+        blobs: commit_blobs,
         event: Box::new(move |seq| event.frame(seq)),
     };
     let (seq, frame) = store.commit(batch)?;

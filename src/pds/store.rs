@@ -42,6 +42,19 @@ pub(crate) const PLC_OPS: TableDefinition<(&str, u64), &[u8]> = TableDefinition:
 pub(crate) const REPO_BLOBS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("repo_blobs");
 
+/// (DID, rev) → [`CommitRef`] (JSON): each commit's CID and the blobs its records reference,
+/// for `getRepo` and `listBlobs` with `since`.
+const COMMITS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("commits");
+
+/// A commit of a repository, by revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitRef {
+    pub commit: Cid,
+    /// Blobs referenced by the records this commit wrote.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blobs: Vec<Cid>,
+}
+
 /// Errors of the PDS store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -110,6 +123,8 @@ pub struct CommitBatch {
     pub head: RepoHead,
     pub blocks: Vec<(Cid, Bytes)>,
     pub index: Vec<IndexChange>,
+    /// Blobs referenced by the records the commit writes.
+    pub blobs: Vec<Cid>,
     /// Builds the event frame once its sequence number is known.
     pub event: Box<dyn FnOnce(u64) -> Vec<u8> + Send>,
 }
@@ -148,6 +163,7 @@ impl PdsStore {
         tx.open_table(SESSIONS)?;
         tx.open_table(PLC_OPS)?;
         tx.open_table(REPO_BLOBS)?;
+        tx.open_table(COMMITS)?;
         tx.commit()?;
         Ok(store)
     }
@@ -347,6 +363,18 @@ impl PdsStore {
             repos
                 .insert(batch.did.as_str(), head.as_slice())
                 .map_err(StoreError::from)?;
+            let commit = serde_json::to_vec(&CommitRef {
+                commit: batch.head.commit,
+                blobs: batch.blobs.clone(),
+            })
+            .map_err(StoreError::from)?;
+            tx.open_table(COMMITS)
+                .map_err(StoreError::from)?
+                .insert(
+                    (batch.did.as_str(), batch.head.rev.as_str()),
+                    commit.as_slice(),
+                )
+                .map_err(StoreError::from)?;
             let mut records = tx.open_table(RECORDS).map_err(StoreError::from)?;
             for change in &batch.index {
                 match change {
@@ -474,6 +502,43 @@ impl PdsStore {
             }
         }
         Ok(out)
+    }
+
+    /// The commit of `did` at revision `rev`, if it was made here (commits from before this
+    /// table existed are not known).
+    pub fn commit_at(&self, did: &Did, rev: &str) -> Result<Option<CommitRef>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(COMMITS)?;
+        Ok(table
+            .get((did.as_str(), rev))?
+            .map(|v| serde_json::from_slice(v.value()))
+            .transpose()?)
+    }
+
+    /// Blobs referenced by records `did` wrote in commits after revision `since`, in CID order,
+    /// after `cursor`, at most `limit`.
+    pub fn blobs_since(
+        &self,
+        did: &Did,
+        since: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        use std::ops::Bound::{Excluded, Included};
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(COMMITS)?;
+        let d = did.as_str();
+        let mut all = std::collections::BTreeSet::new();
+        for item in table.range::<(&str, &str)>((Excluded((d, since)), Included((d, MAX))))? {
+            let (_, v) = item?;
+            let commit: CommitRef = serde_json::from_slice(v.value())?;
+            all.extend(commit.blobs.iter().map(ToString::to_string));
+        }
+        Ok(all
+            .into_iter()
+            .filter(|c| cursor.is_none_or(|cur| c.as_str() > cur))
+            .take(limit)
+            .collect())
     }
 
     /// Number of blocks stored (for metrics and tests).

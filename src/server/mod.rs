@@ -126,14 +126,15 @@ impl App {
         self
     }
 
-    /// Where clients get tokens, as seen by a request to `host`.
-    fn realm(&self, headers: &http::HeaderMap) -> Realm {
+    /// Where clients get tokens, as seen by a request to `host` over `scheme` (the listener's:
+    /// a client that came over HTTPS is sent to HTTPS, whatever else the node serves).
+    fn realm(&self, headers: &http::HeaderMap, scheme: &str) -> Realm {
         let host = headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or(&self.pds.settings.public_host);
         Realm {
-            realm: format!("{}://{host}/auth/token", self.pds.settings.scheme),
+            realm: format!("{scheme}://{host}/auth/token"),
             service: self.auth.tokens.service().to_owned(),
         }
     }
@@ -221,7 +222,12 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = service_fn(move |req| handle(app.clone(), peer, req));
+        let scheme = if listener.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let service = service_fn(move |req| handle(app.clone(), peer, scheme, req));
         match &listener.tls {
             None => {
                 let conn = graceful.watch(
@@ -267,6 +273,7 @@ async fn accept_loop(
 async fn handle(
     app: Arc<App>,
     peer: SocketAddr,
+    scheme: &'static str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
@@ -274,7 +281,7 @@ async fn handle(
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let span = tracing::debug_span!("request", %method, path = %uri.path(), %peer);
     async move {
-        let (label, result) = dispatch(&app, req).await;
+        let (label, result) = dispatch(&app, scheme, req).await;
         let mut response = result.unwrap_or_else(error_response);
         response
             .headers_mut()
@@ -299,6 +306,7 @@ async fn handle(
 /// Routes a request; returns the endpoint label for metrics with the answer.
 async fn dispatch(
     app: &App,
+    scheme: &str,
     req: Request<Incoming>,
 ) -> (&'static str, Result<Response<Body>, OciError>) {
     let path = match percent_decode(req.uri().path()) {
@@ -333,7 +341,7 @@ async fn dispatch(
     match OciEndpoint::parse(req.method(), &path, req.uri().query()) {
         Ok(Some(endpoint)) => {
             // The challenge's realm is only built for a refusal.
-            let realm = || app.realm(req.headers());
+            let realm = || app.realm(req.headers(), scheme);
             let grant = match auth::authorize(
                 &app.auth.tokens,
                 &realm,

@@ -38,17 +38,7 @@ pub(super) fn well_known(pds: &Pds, req: &Request<Incoming>, path: &str) -> Answ
                 .or_else(|| req.uri().host())
                 .unwrap_or_default();
             let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
-            let node_host = pds
-                .settings
-                .public_host
-                .rsplit_once(':')
-                .map_or(pds.settings.public_host.as_str(), |(n, _)| n);
-            let did = if name.eq_ignore_ascii_case(node_host) {
-                Some(pds.node_did.clone())
-            } else {
-                pds.accounts.resolve_handle(name)?
-            };
-            match did {
+            match pds.resolve_handle(name)? {
                 Some(d) => {
                     let mut r = Response::new(body::full(d.to_string()));
                     r.headers_mut()

@@ -281,7 +281,13 @@ pub(crate) fn authenticate(pds: &Pds, call: &Call) -> Result<Caller, XrpcError> 
             "token has no session",
         )
     })?;
-    if pds.accounts.session(&sid)?.is_none() {
+    // A session whose refresh token was used lives on only for the grace refresh: its access
+    // tokens end with the rotation.
+    if pds
+        .accounts
+        .session(&sid)?
+        .is_none_or(|s| s.rotated.is_some())
+    {
         return Err(XrpcError::new(
             StatusCode::UNAUTHORIZED,
             "ExpiredToken",
@@ -448,7 +454,7 @@ pub(crate) fn resolve_repo(pds: &Pds, ident: &str) -> Result<Did, XrpcError> {
             .parse::<Did>()
             .map_err(|e| XrpcError::invalid(format!("invalid DID: {e}")))?
     } else {
-        pds.accounts.resolve_handle(ident)?.ok_or_else(|| {
+        pds.resolve_handle(ident)?.ok_or_else(|| {
             XrpcError::new(
                 StatusCode::NOT_FOUND,
                 "RepoNotFound",

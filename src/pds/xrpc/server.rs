@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{Call, XrpcError, authenticate, check_token, ok_json};
 use crate::pds::Pds;
-use crate::pds::accounts::{Account, Session, now_secs};
+use crate::pds::accounts::{Account, Rotated, Session, now_secs};
 use crate::pds::auth;
 use crate::server::body::Body;
 
@@ -55,6 +55,7 @@ fn open_session(
             did: account.did.clone(),
             expires: pair.refresh_expires,
             app_password: app,
+            rotated: None,
         },
     )?;
     Ok(pair)
@@ -103,28 +104,67 @@ pub(super) fn refresh_session(pds: &Pds, call: &Call) -> Answer {
             "account is gone",
         )
     })?;
-    let pair = auth::issue(
-        &pds.keys.token,
-        pds.node_did.as_str(),
-        account.did.as_str(),
-        session.app_password.is_some(),
-        now_secs(),
-    );
-    let next = Session {
-        expires: pair.refresh_expires,
-        ..session
-    };
-    if !pds
-        .accounts
-        .rotate_session(&claims.jti, &pair.refresh_id, &next)?
-    {
-        return Err(XrpcError::new(
+    let ended = || {
+        XrpcError::new(
             StatusCode::UNAUTHORIZED,
             "ExpiredToken",
             "session has ended",
-        ));
+        )
+    };
+    let now = now_secs();
+    let app = session.app_password.is_some();
+    let issue = |id: Option<String>| match id {
+        Some(id) => auth::issue_for(
+            &pds.keys.token,
+            pds.node_did.as_str(),
+            account.did.as_str(),
+            app,
+            now,
+            id,
+        ),
+        None => auth::issue(
+            &pds.keys.token,
+            pds.node_did.as_str(),
+            account.did.as_str(),
+            app,
+            now,
+        ),
+    };
+    let rotation = if let Some(rotation) = session.rotated.clone() {
+        Rotated::Before(rotation)
+    } else {
+        let pair = issue(None);
+        let next = Session {
+            expires: pair.refresh_expires,
+            rotated: None,
+            ..session
+        };
+        match pds.accounts.rotate_session(
+            &claims.jti,
+            &pair.refresh_id,
+            &next,
+            now + auth::REFRESH_GRACE_SECS,
+        )? {
+            Rotated::Now => return ok_json(&session_json(pds, &account, Some(&pair))),
+            other => other,
+        }
+    };
+    // The token was used before: within the grace period it refreshes to the session that
+    // replaced it (as long as that one lives), after it never again.
+    match rotation {
+        Rotated::Before(rotation) if now <= rotation.until => {
+            if pds.accounts.session(&rotation.next)?.is_none() {
+                return Err(ended());
+            }
+            let pair = issue(Some(rotation.next));
+            ok_json(&session_json(pds, &account, Some(&pair)))
+        }
+        Rotated::Before(_) => {
+            pds.accounts.delete_session(&claims.jti)?;
+            Err(ended())
+        }
+        Rotated::Now | Rotated::Gone => Err(ended()),
     }
-    ok_json(&session_json(pds, &account, Some(&pair)))
 }
 
 pub(super) fn get_session(pds: &Pds, call: &Call) -> Answer {
@@ -144,7 +184,16 @@ pub(super) fn delete_session(pds: &Pds, call: &Call) -> Answer {
         .bearer()
         .ok_or_else(|| XrpcError::auth_required("refresh token required"))?;
     let claims = check_token(pds, token, "refresh+jwt")?;
-    pds.accounts.delete_session(&claims.jti)?;
+    // Logging out with a token already rotated ends the session that replaced it too.
+    let mut id = Some(claims.jti);
+    while let Some(current) = id.take() {
+        id = pds
+            .accounts
+            .session(&current)?
+            .and_then(|s| s.rotated)
+            .map(|r| r.next);
+        pds.accounts.delete_session(&current)?;
+    }
     Ok(Response::new(crate::server::body::empty()))
 }
 
@@ -251,18 +300,7 @@ pub(super) fn resolve_handle(pds: &Pds, call: &Call) -> Answer {
     if handle.parse::<crate::atproto::Handle>().is_err() {
         return Err(XrpcError::invalid("handle is not a valid handle"));
     }
-    let did = if handle.eq_ignore_ascii_case(
-        pds.settings
-            .public_host
-            .split(':')
-            .next()
-            .unwrap_or_default(),
-    ) {
-        Some(pds.node_did.clone())
-    } else {
-        pds.accounts.resolve_handle(handle)?
-    };
-    match did {
+    match pds.resolve_handle(handle)? {
         Some(d) => ok_json(&json!({ "did": d.as_str() })),
         None => Err(XrpcError::new(
             StatusCode::BAD_REQUEST,

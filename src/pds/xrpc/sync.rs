@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{Call, XrpcError, ok_json, resolve_repo};
 use crate::atproto::blockstore::{BlockStore, RecordingStore};
-use crate::atproto::car::{CarWriter, export_repo};
+use crate::atproto::car::{CarWriter, export_repo, export_repo_since};
 use crate::atproto::{Cid, Mst};
 use crate::blobstore::Digest;
 use crate::pds::Pds;
@@ -72,6 +72,20 @@ fn repo_head(
 pub(super) fn get_repo(pds: &Pds, call: &Call) -> Answer {
     let did = resolve_repo(pds, call.required("did")?)?;
     let head = repo_head(pds, &did)?;
+    // `since`: only what changed after that revision. A revision this node has no commit for
+    // (made before it kept the table, or unknown) gets the whole repository, a superset.
+    let since = match call.param("since") {
+        Some(rev) => {
+            rev.parse::<crate::atproto::Tid>()
+                .map_err(|_| XrpcError::invalid("since is not a revision (TID)"))?;
+            pds.repos
+                .store()
+                .commit_at(&did, rev)?
+                .map(|c| commit_data(pds, c.commit))
+                .transpose()?
+        }
+        None => None,
+    };
     // One read transaction for the whole export: a consistent view while writes go on.
     let snapshot = pds.repos.store().snapshot()?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -80,9 +94,12 @@ pub(super) fn get_repo(pds: &Pds, call: &Call) -> Answer {
             tx: tx.clone(),
             buf: Vec::with_capacity(1 << 16),
         };
-        let result = export_repo(&snapshot, head.commit, &mut w)
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(std::io::Write::flush);
+        let result = match since {
+            Some(data) => export_repo_since(&snapshot, head.commit, data, &mut w),
+            None => export_repo(&snapshot, head.commit, &mut w),
+        }
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(std::io::Write::flush);
         if let Err(e) = result {
             if e.kind() != std::io::ErrorKind::BrokenPipe {
                 tracing::error!(error = %e, "repository export failed");
@@ -94,6 +111,20 @@ pub(super) fn get_repo(pds: &Pds, call: &Call) -> Answer {
         rx.recv().await.map(|item| (item, rx))
     });
     Ok(car_response(body::stream(stream)))
+}
+
+/// The MST root a stored commit signs.
+fn commit_data(pds: &Pds, commit: Cid) -> Result<Cid, XrpcError> {
+    let bytes = pds
+        .repos
+        .store()
+        .snapshot()?
+        .get(&commit)
+        .map_err(|e| super::internal(&e))?
+        .ok_or_else(XrpcError::internal)?;
+    let commit =
+        crate::atproto::commit::Commit::from_cbor(&bytes).map_err(|e| super::internal(&e))?;
+    Ok(commit.unsigned.data)
 }
 
 pub(super) fn get_latest_commit(pds: &Pds, call: &Call) -> Answer {
@@ -181,10 +212,17 @@ pub(super) async fn get_blob(pds: &Pds, call: &Call) -> Answer {
 pub(super) fn list_blobs(pds: &Pds, call: &Call) -> Answer {
     let did = resolve_repo(pds, call.required("did")?)?;
     let limit = call.limit(500, 1000)?;
-    let cids = pds
-        .repos
-        .store()
-        .list_blobs(&did, call.param("cursor"), limit)?;
+    let store = pds.repos.store();
+    let cids = match call.param("since") {
+        // Blobs of the records written after that revision.
+        Some(since) => {
+            since
+                .parse::<crate::atproto::Tid>()
+                .map_err(|_| XrpcError::invalid("since is not a revision (TID)"))?;
+            store.blobs_since(&did, since, call.param("cursor"), limit)?
+        }
+        None => store.list_blobs(&did, call.param("cursor"), limit)?,
+    };
     let mut out = json!({ "cids": cids });
     if cids.len() == limit
         && let Some(last) = cids.last()
