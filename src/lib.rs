@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod hold;
+pub mod http_client;
 mod macros;
 pub mod oci;
 pub mod pds;

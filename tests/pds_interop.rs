@@ -198,3 +198,73 @@ fn registry_records() {
     });
     node.run_with("registry.mjs", &[("ATCR_PUSHED", pushed.to_string())]);
 }
+
+/// A child process killed (by PID) however the test ends.
+struct Upstream(std::process::Child);
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// With `pds.plc_upstream` set, the node sends its users' did:plc operations to the reference
+/// PLC directory (`@did-plc/server`, which verifies them), and an account the upstream cannot
+/// take is not created.
+#[test]
+fn plc_operations_reach_the_upstream_directory() {
+    use std::io::BufRead;
+    let Some(node) = node() else { return };
+    let mut upstream = Upstream(
+        Command::new(&node)
+            .arg("plc-upstream.mjs")
+            .current_dir(interop_dir())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("cannot start node"),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(upstream.0.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .expect("the upstream directory printed no URL");
+    let url = line.trim().to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url:?}");
+
+    // The first start's admin account, and one added through the running daemon.
+    let srv = Server::start_with(&[("ATCR_PDS_PLC_UPSTREAM", &url)]);
+    let out = srv.cli(&["user", "add", "carol", "--password-stdin"], "carol-pw\n");
+    assert!(out.status.success(), "{out:?}\n{}", srv.log_tail());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let did = stdout
+        .trim()
+        .split('\t')
+        .nth(1)
+        .expect("handle and DID")
+        .to_owned();
+    let get = |url: String| {
+        let r = common::clients::curl_anonymous("GET", &url, &[], None);
+        assert_eq!(r.status, 200, "{url}: {}", r.text());
+        serde_json::from_str::<Value>(&r.text()).expect("JSON")
+    };
+    // The same identity data (keys, handle, endpoint) there as here.
+    let theirs = get(format!("{url}/{did}/data"));
+    let ours = get(format!("{}/{did}/data", srv.base_url()));
+    assert_eq!(theirs, ours, "the upstream holds the node's data for {did}");
+    assert_eq!(theirs["alsoKnownAs"], json!(["at://carol.atcr.test"]));
+    let doc = get(format!("{url}/{did}"));
+    assert_eq!(doc["id"], json!(did));
+    let audit = get(format!("{url}/{did}/log/audit"));
+    let local = get(format!("{}/{did}/log", srv.base_url()));
+    assert_eq!(audit[0]["operation"], local[0]);
+    assert!(srv.log_tail().contains("PLC operation forwarded"));
+
+    // Upstream gone: no account.
+    drop(upstream);
+    let out = srv.cli(&["user", "add", "dave", "--password-stdin"], "dave-pw\n");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("PLC directory {url}")), "{err}");
+    let out = srv.cli(&["user", "list"], "");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("dave"));
+}

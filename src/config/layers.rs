@@ -111,6 +111,7 @@ fn every_key() -> BTreeMap<String, Value> {
     config.tls.key = Some(PathBuf::new());
     config.pds.public_host = Some(String::new());
     config.pds.scheme = Some(String::new());
+    config.pds.plc_upstream = Some(String::new());
     config.accounts.admin_password_file = Some(PathBuf::new());
     flatten(&Table::try_from(&config).expect("the configuration serializes"))
 }

@@ -99,6 +99,10 @@ pub struct PdsConfig {
     pub handle_domain: String,
     /// Largest AT Protocol blob (`com.atproto.repo.uploadBlob`), in bytes. Default 50 MiB.
     pub max_blob_bytes: u64,
+    /// An upstream PLC directory (`https://plc.directory`, or a LAN mirror): every did:plc
+    /// operation of this node's users is sent there too, and account creation or an identity
+    /// update fails when it refuses. Unset: the built-in directory only (air-gapped).
+    pub plc_upstream: Option<String>,
 }
 
 impl Default for PdsConfig {
@@ -109,6 +113,7 @@ impl Default for PdsConfig {
             scheme: None,
             handle_domain: "atcr.test".to_owned(),
             max_blob_bytes: 50 << 20,
+            plc_upstream: None,
         }
     }
 }
@@ -266,6 +271,11 @@ impl Config {
                 "tls.names or tls.ips must name this node".into(),
             ));
         }
+        if let Some(url) = &self.pds.plc_upstream
+            && let Err(e) = crate::http_client::Target::parse(url, false)
+        {
+            return Err(ConfigError::Invalid(format!("pds.plc_upstream: {e}")));
+        }
         if let Some(s) = &self.pds.scheme
             && s != "http"
             && s != "https"
@@ -340,6 +350,7 @@ impl Config {
             scheme,
             handle_domain: self.pds.handle_domain.clone(),
             max_blob_bytes: self.pds.max_blob_bytes,
+            plc_upstream: self.pds.plc_upstream.clone(),
         }
     }
 

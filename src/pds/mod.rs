@@ -33,6 +33,8 @@ pub struct PdsSettings {
     pub handle_domain: String,
     /// Largest `uploadBlob` body.
     pub max_blob_bytes: u64,
+    /// An upstream PLC directory that receives every operation too (`https://plc.directory`).
+    pub plc_upstream: Option<String>,
 }
 
 impl PdsSettings {
@@ -44,6 +46,7 @@ impl PdsSettings {
             scheme: "http".into(),
             handle_domain: "atcr.test".into(),
             max_blob_bytes: 50 << 20,
+            plc_upstream: None,
         }
     }
 }
@@ -60,6 +63,8 @@ pub enum PdsError {
     Store(#[from] StoreError),
     #[error("key storage: {0}")]
     Keys(#[from] std::io::Error),
+    #[error("{0}")]
+    Upstream(String),
 }
 
 /// The PDS role of a node.
@@ -163,6 +168,8 @@ impl Pds {
         )
         .map_err(|e| PdsError::Invalid(e.to_string()))?;
         let cid = plc::op_cid(&op).map_err(|e| PdsError::Invalid(e.to_string()))?;
+        // The upstream directory first: if it refuses, nothing is created here.
+        self.forward_plc(&did, &op).await?;
         self.keys.save_user_key(&did, &key)?;
         let account = Account {
             did: did.clone(),
@@ -189,6 +196,34 @@ impl Pds {
         self.emit_account(&did, true, None).await?;
         tracing::info!(%did, %handle, "account created");
         Ok(account)
+    }
+
+    /// Sends a did:plc operation to the upstream directory, when one is configured.
+    pub async fn forward_plc(&self, did: &Did, op: &serde_json::Value) -> Result<(), PdsError> {
+        let Some(url) = &self.settings.plc_upstream else {
+            return Ok(());
+        };
+        let failed = |why: String| PdsError::Upstream(format!("PLC directory {url}: {why}"));
+        let target =
+            crate::http_client::Target::parse(url, false).map_err(|e| failed(e.to_string()))?;
+        let (status, answer) = crate::http_client::send_json(
+            &target,
+            None,
+            http::Method::POST,
+            &format!("/{did}"),
+            None,
+            op,
+        )
+        .await
+        .map_err(|e| failed(format!("{e:#}")))?;
+        if !(200..300).contains(&status) {
+            let message = answer["message"].as_str().unwrap_or("no message");
+            return Err(failed(format!(
+                "refused the operation ({status}): {message}"
+            )));
+        }
+        tracing::info!(%did, upstream = %url, "PLC operation forwarded");
+        Ok(())
     }
 
     /// Removes a local account (its repository is deactivated, not erased).

@@ -102,6 +102,8 @@ pub struct Server {
     /// The password of `admin`, logged once by the first start.
     password: String,
     log: Arc<Mutex<VecDeque<String>>>,
+    /// Extra environment of the server process (kept for restarts).
+    env: Vec<(String, String)>,
     /// Dropped last: the child must be gone before its data directory is removed.
     data: tempfile::TempDir,
 }
@@ -110,15 +112,27 @@ impl Server {
     /// Starts the binary with a fresh data directory.
     #[must_use]
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts the binary with a fresh data directory and these extra environment variables
+    /// (`ATCR_*` configuration).
+    #[must_use]
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
         let data = temp_dir("atcr-data-");
         let log = Arc::new(Mutex::new(VecDeque::new()));
-        let (child, port) = spawn(data.path(), &log, "127.0.0.1:0");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let (child, port) = spawn(data.path(), &log, "127.0.0.1:0", &env);
         let password = first_start_password(&log);
         let server = Server {
             child: Some(child),
             port,
             password,
             log,
+            env,
             data,
         };
         remember_credentials(&server.host_port(), ADMIN, &server.password);
@@ -184,7 +198,7 @@ impl Server {
     pub fn restart(&mut self) {
         self.kill9();
         self.note("--- test: restarting");
-        let (child, port) = spawn(self.data.path(), &self.log, "127.0.0.1:0");
+        let (child, port) = spawn(self.data.path(), &self.log, "127.0.0.1:0", &self.env);
         self.child = Some(child);
         self.port = port;
         remember_credentials(&self.host_port(), ADMIN, &self.password);
@@ -197,7 +211,7 @@ impl Server {
         self.kill9();
         self.note("--- test: restarting on the same port");
         let listen = format!("127.0.0.1:{}", self.port);
-        let (child, port) = spawn(self.data.path(), &self.log, &listen);
+        let (child, port) = spawn(self.data.path(), &self.log, &listen, &self.env);
         assert_eq!(port, self.port, "the server moved to another port");
         self.child = Some(child);
     }
@@ -277,10 +291,16 @@ fn push_line(log: &Mutex<VecDeque<String>>, line: String) {
 
 /// Spawns `atcr serve` on `data` and waits for its listening line. A thread keeps draining
 /// stderr into `log` for the life of the child, so the pipe never fills.
-fn spawn(data: &Path, log: &Arc<Mutex<VecDeque<String>>>, listen: &str) -> (Child, u16) {
+fn spawn(
+    data: &Path,
+    log: &Arc<Mutex<VecDeque<String>>>,
+    listen: &str,
+    env: &[(String, String)],
+) -> (Child, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_atcr"))
         .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env_remove("ATCR_LISTEN")
         .env_remove("ATCR_DATA_DIR")
         // Built-in defaults, whatever /etc/atcr/atcr.toml says on this machine.

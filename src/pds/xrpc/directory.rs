@@ -116,6 +116,10 @@ async fn submit(pds: &Pds, did: &Did, op: serde_json::Value) -> Answer {
         return Ok(plc_error(StatusCode::BAD_REQUEST, e.0));
     }
     let cid = plc::op_cid(&op).map_err(|e| XrpcError::invalid(e.0))?;
+    // The upstream directory first (when configured): an operation it refuses is not kept.
+    if let Err(e) = pds.forward_plc(did, &op).await {
+        return Ok(plc_error(StatusCode::BAD_GATEWAY, e.to_string()));
+    }
     let entry = PlcEntry {
         did: did.clone(),
         operation: op,

@@ -123,6 +123,7 @@ impl From<PdsError> for XrpcError {
             PdsError::Invalid(m) => XrpcError::invalid(m),
             PdsError::Account(e) => e.into(),
             PdsError::Repo(e) => e.into(),
+            PdsError::Upstream(m) => XrpcError::new(StatusCode::BAD_GATEWAY, "UpstreamFailure", m),
             e => internal(&e),
         }
     }

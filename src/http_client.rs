@@ -1,0 +1,175 @@
+//! A small HTTP/1.1 JSON client over TCP or TLS (rustls, system or given CA certificates): for
+//! `atcr login`, which talks to a node's XRPC API, and for forwarding PLC operations to an
+//! upstream directory.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// How long one exchange (connect, TLS, request, answer) may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// The CA certificates of Debian and its derivatives.
+const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A server: scheme, host and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub https: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Target {
+    /// `https://host[:port]`, `http://host[:port]`, or `host[:port]` (HTTPS unless `insecure`).
+    pub fn parse(s: &str, insecure: bool) -> anyhow::Result<Target> {
+        let (https, rest) = if let Some(r) = s.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = s.strip_prefix("http://") {
+            (false, r)
+        } else {
+            (!insecure, s)
+        };
+        let rest = rest.trim_end_matches('/');
+        let default_port = if https { 443 } else { 80 };
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) if !h.contains(']') || h.ends_with(']') => (
+                h.to_owned(),
+                p.parse().with_context(|| format!("bad port in {s:?}"))?,
+            ),
+            _ => (rest.to_owned(), default_port),
+        };
+        if host.is_empty() || host.contains('/') {
+            bail!("give a host[:port], or a URL without a path: {s:?}");
+        }
+        Ok(Target { https, host, port })
+    }
+
+    /// `host[:port]`, the port left out when it is the scheme's default (how registries are
+    /// named in docker's configuration, and the `Host` header).
+    #[must_use]
+    pub fn authority(&self) -> String {
+        if (self.https && self.port == 443) || (!self.https && self.port == 80) {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A TLS client configuration trusting the CA certificates in `ca_file` (PEM), or the
+/// system's.
+pub fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let path = ca_file.unwrap_or(Path::new(SYSTEM_CAS));
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("cannot read CA certificates from {}", path.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("bad PEM in {}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        bail!("no CA certificate in {}", path.display());
+    }
+    Ok(
+        rustls::ClientConfig::builder_with_provider(crate::server::tls::provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// Sends `body` as JSON with `method` to `path` on `target` (over TLS with `tls` when the
+/// target is HTTPS); returns the status and the answer as JSON (`Null` when it is not JSON).
+pub async fn send_json(
+    target: &Target,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    method: http::Method,
+    path: &str,
+    bearer: Option<&str>,
+    body: &Value,
+) -> anyhow::Result<(u16, Value)> {
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(HOST, target.authority())
+        .header(CONTENT_TYPE, "application/json");
+    if let Some(t) = bearer {
+        req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req.body(Full::new(Bytes::from(body.to_string())))?;
+    let exchange = async {
+        let host = target.host.trim_matches(['[', ']']);
+        let tcp = tokio::net::TcpStream::connect((host, target.port))
+            .await
+            .with_context(|| format!("cannot connect to {}", target.authority()))?;
+        if !target.https {
+            return exchange(tcp, req).await;
+        }
+        let config = match tls {
+            Some(config) => config.clone(),
+            None => Arc::new(tls_config(None)?),
+        };
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())?;
+        let stream = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .with_context(|| format!("TLS with {} failed", target.authority()))?;
+        exchange(stream, req).await
+    };
+    tokio::time::timeout(TIMEOUT, exchange)
+        .await
+        .with_context(|| format!("{} did not answer in time", target.authority()))?
+}
+
+async fn exchange<S>(stream: S, req: http::Request<Full<Bytes>>) -> anyhow::Result<(u16, Value)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let driver = tokio::spawn(conn);
+    let resp = sender.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes();
+    driver.abort();
+    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    Ok((status, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = Target::parse("registry.lan", false).unwrap();
+        assert!(t.https);
+        assert_eq!((t.host.as_str(), t.port), ("registry.lan", 443));
+        assert_eq!(t.authority(), "registry.lan");
+        let t = Target::parse("127.0.0.1:5000", true).unwrap();
+        assert!(!t.https);
+        assert_eq!(t.authority(), "127.0.0.1:5000");
+        let t = Target::parse("http://localhost:8080/", false).unwrap();
+        assert!(!t.https);
+        assert_eq!(t.port, 8080);
+        assert_eq!(
+            Target::parse("https://plc.directory", false).unwrap(),
+            Target {
+                https: true,
+                host: "plc.directory".into(),
+                port: 443
+            }
+        );
+        assert!(Target::parse("a/b", false).is_err());
+        assert!(Target::parse("https://plc.example/sub", false).is_err());
+        assert!(Target::parse("host:x", false).is_err());
+    }
+}
