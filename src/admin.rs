@@ -363,13 +363,12 @@ impl AdminSocket {
             let (hold, index, turn, owner) =
                 (hold.clone(), index.clone(), turn.clone(), self.owner);
             tokio::spawn(async move {
-                let _turn = turn.lock().await;
                 let node = Node {
                     hold: &hold,
                     index: Some(&index),
                     running: true,
                 };
-                if let Err(e) = serve_one(stream, &node, owner).await {
+                if let Err(e) = serve_one(stream, &node, owner, &turn).await {
                     tracing::warn!(error = %format!("{e:#}"), "admin socket");
                 }
             });
@@ -383,7 +382,12 @@ impl Drop for AdminSocket {
     }
 }
 
-async fn serve_one(mut stream: UnixStream, node: &Node<'_>, owner: u32) -> anyhow::Result<()> {
+async fn serve_one(
+    mut stream: UnixStream,
+    node: &Node<'_>,
+    owner: u32,
+    turn: &tokio::sync::Mutex<()>,
+) -> anyhow::Result<()> {
     let peer = stream.peer_cred()?.uid();
     if peer != owner && peer != 0 {
         bail!("refused a connection from uid {peer}");
@@ -400,6 +404,9 @@ async fn serve_one(mut stream: UnixStream, node: &Node<'_>, owner: u32) -> anyho
             Err(e) => Reply::Error(format!("not an administration request: {e}")),
             Ok(op) => {
                 let name = op.name();
+                // A slow client holds up no one while it sends; the operations themselves
+                // run one at a time.
+                let _turn = turn.lock().await;
                 match op.execute(node).await {
                     Ok(text) => {
                         tracing::info!(op = name, uid = peer, "admin socket: done");
