@@ -172,6 +172,60 @@ pub fn check(
     Ok(claims)
 }
 
+/// Session tokens whose signature checked out, by the SHA-256 of type and token: a client
+/// sends the same access token with every request, and its ES256 verification (≈0.45 ms) is
+/// paid once. Only the signature check is remembered: expiry is checked on every use, and
+/// revocation lives in the session table, which callers consult each time.
+#[derive(Default)]
+pub struct VerifiedTokens {
+    map: std::sync::Mutex<std::collections::HashMap<[u8; 32], Claims>>,
+}
+
+/// How many verified tokens are remembered; when full, expired ones go, then all.
+const VERIFIED_CAPACITY: usize = 4096;
+
+impl VerifiedTokens {
+    /// [`check`], remembering tokens that pass.
+    pub fn check(
+        &self,
+        token: &str,
+        key: &PublicKey,
+        typ: &str,
+        node_did: &str,
+        now: u64,
+    ) -> Result<Claims, TokenError> {
+        use sha2::{Digest, Sha256};
+        let id: [u8; 32] = Sha256::new()
+            .chain_update(typ)
+            .chain_update([0])
+            .chain_update(token)
+            .finalize()
+            .into();
+        let lock = || {
+            self.map
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(claims) = lock().get(&id).cloned() {
+            return if claims.exp <= now {
+                Err(TokenError::Expired)
+            } else {
+                Ok(claims)
+            };
+        }
+        let claims = check(token, key, typ, node_did, now)?;
+        let mut map = lock();
+        if map.len() >= VERIFIED_CAPACITY {
+            map.retain(|_, c| c.exp > now);
+            if map.len() >= VERIFIED_CAPACITY {
+                map.clear();
+            }
+        }
+        map.insert(id, claims.clone());
+        Ok(claims)
+    }
+}
+
 /// A service-auth JWT issued by `iss` for `aud`, optionally bound to one method (`lxm`).
 #[must_use]
 pub fn service_token(
@@ -263,6 +317,49 @@ mod tests {
                 1001
             ),
             Err(TokenError::Signature)
+        );
+    }
+
+    #[test]
+    fn verified_tokens_are_remembered_but_still_expire() {
+        let key = Keypair::generate(Algorithm::P256);
+        let other = Keypair::generate(Algorithm::P256);
+        let pair = issue(&key, "did:web:node", "did:plc:abc", false, 1000);
+        let cache = VerifiedTokens::default();
+        let check = |key: &Keypair, typ, now| {
+            cache.check(&pair.access, &key.public_key(), typ, "did:web:node", now)
+        };
+        assert_eq!(check(&key, "at+jwt", 1001).unwrap().sub, "did:plc:abc");
+        // A hit still checks expiry; a token of another type is not taken from the cache.
+        assert_eq!(check(&key, "at+jwt", 1002).unwrap().sub, "did:plc:abc");
+        assert!(matches!(
+            check(&key, "at+jwt", 1000 + ACCESS_SECS),
+            Err(TokenError::Expired)
+        ));
+        assert!(check(&key, "refresh+jwt", 1001).is_err());
+        // What failed is not remembered as good.
+        let forged = VerifiedTokens::default();
+        assert!(
+            forged
+                .check(
+                    &pair.access,
+                    &other.public_key(),
+                    "at+jwt",
+                    "did:web:node",
+                    1001
+                )
+                .is_err()
+        );
+        assert!(
+            forged
+                .check(
+                    &pair.access,
+                    &other.public_key(),
+                    "at+jwt",
+                    "did:web:node",
+                    1001
+                )
+                .is_err()
         );
     }
 

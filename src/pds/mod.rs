@@ -75,6 +75,8 @@ pub struct Pds {
     pub repos: Repos,
     pub accounts: Accounts,
     pub blobs: BlobStore,
+    /// Session tokens already verified (see [`auth::VerifiedTokens`]).
+    pub verified_tokens: auth::VerifiedTokens,
     /// Cancelled when the node stops: firehose subscribers (upgraded connections, which the
     /// server's graceful shutdown does not track) close on it.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -115,6 +117,7 @@ impl Pds {
             repos,
             accounts,
             blobs,
+            verified_tokens: auth::VerifiedTokens::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
         })
     }

@@ -303,21 +303,22 @@ pub(crate) fn authenticate(pds: &Pds, call: &Call) -> Result<Caller, XrpcError> 
 }
 
 pub(crate) fn check_token(pds: &Pds, token: &str, typ: &str) -> Result<auth::Claims, XrpcError> {
-    auth::check(
-        token,
-        &pds.keys.token.public_key(),
-        typ,
-        pds.node_did.as_str(),
-        super::accounts::now_secs(),
-    )
-    .map_err(|e| match e {
-        auth::TokenError::Expired => XrpcError::new(
-            StatusCode::UNAUTHORIZED,
-            "ExpiredToken",
-            "token has expired",
-        ),
-        e => XrpcError::new(StatusCode::UNAUTHORIZED, "InvalidToken", e.to_string()),
-    })
+    pds.verified_tokens
+        .check(
+            token,
+            &pds.keys.token.public_key(),
+            typ,
+            pds.node_did.as_str(),
+            super::accounts::now_secs(),
+        )
+        .map_err(|e| match e {
+            auth::TokenError::Expired => XrpcError::new(
+                StatusCode::UNAUTHORIZED,
+                "ExpiredToken",
+                "token has expired",
+            ),
+            e => XrpcError::new(StatusCode::UNAUTHORIZED, "InvalidToken", e.to_string()),
+        })
 }
 
 fn method_is(call: &Call, method: &Method) -> Result<(), XrpcError> {
