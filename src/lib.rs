@@ -14,4 +14,5 @@ mod macros;
 pub mod oci;
 pub mod pds;
 pub mod server;
+pub mod web;
 pub mod worker;

@@ -75,6 +75,15 @@ pub struct IndexStats {
     pub uploads: u64,
 }
 
+/// See [`Index::contents`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Contents {
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    /// Child manifests (the platforms of an index).
+    pub children: u64,
+}
+
 /// See [`Index::audit`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexAudit {
@@ -324,6 +333,28 @@ impl Index {
             blob_bytes,
             uploads: tx.open_table(UPLOADS)?.len()?,
         })
+    }
+
+    /// What a manifest of `repo` references: the blobs (with their summed size) and the child
+    /// manifests (an index's platforms), for the web pages.
+    pub fn contents(&self, repo: &str, manifest: &Digest) -> Result<Contents, IndexError> {
+        let tx = self.db.begin_read()?;
+        let refs = tx.open_table(REFS)?;
+        let blobs = tx.open_table(BLOBS)?;
+        let mut out = Contents::default();
+        let m = manifest.as_str();
+        for entry in refs.range((repo, m, "")..(repo, m, MAX))? {
+            let (key, _) = entry?;
+            let referenced = key.value().2;
+            match blobs.get(referenced)? {
+                Some(size) => {
+                    out.blobs += 1;
+                    out.blob_bytes += size.value();
+                }
+                None => out.children += 1,
+            }
+        }
+        Ok(out)
     }
 
     /// What `atcr doctor` checks, from one read transaction: tags naming a manifest the index

@@ -338,6 +338,12 @@ async fn dispatch(
         let (label, response) = crate::pds::xrpc::handle(&app.pds, req, &path).await;
         return (label, Ok(response));
     }
+    if crate::web::serves(&path) {
+        return (
+            "web",
+            Ok(crate::web::handle(app, req.method(), &path, req.headers())),
+        );
+    }
     match OciEndpoint::parse(req.method(), &path, req.uri().query()) {
         Ok(Some(endpoint)) => {
             // The challenge's realm is only built for a refusal.

@@ -90,6 +90,15 @@ fn manifests_tags_and_referrers() {
 
     assert_eq!(ix.tag("a/b", "v1").unwrap(), Some(m1.clone()));
     assert_eq!(
+        ix.contents("a/b", &m1).unwrap(),
+        Contents {
+            blobs: 1,
+            blob_bytes: 5,
+            children: 0
+        }
+    );
+    assert_eq!(ix.contents("a/b", &m2).unwrap(), Contents::default());
+    assert_eq!(
         ix.tags("a/b", None, 10).unwrap(),
         (vec!["latest".into(), "v1".into()], false)
     );

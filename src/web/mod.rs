@@ -1,0 +1,311 @@
+//! The web UI: pages rendered on the server (maud) from the registry index, readable with
+//! JavaScript off. This first part serves the home page (repositories, how to log in and push),
+//! repository pages (tags with digest, size, platforms count and push time, and the exact pull
+//! line), the stylesheet and 404 pages. Sign-in, stars, settings, manifest pages and search are
+//! still to come (docs/web.md).
+//!
+//! Pages read the index only. While nobody can sign in here, a repository is shown only when
+//! anonymous pulls are allowed (the hold is public): private repositories never appear to those
+//! who may not pull them.
+
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use maud::{DOCTYPE, Markup, html};
+
+use crate::server::App;
+use crate::server::body::{self, Body};
+
+/// The stylesheet, embedded in the binary.
+const STYLE: &str = include_str!("../../assets/style.css");
+/// How many repositories the home page lists, and tags a repository page shows.
+const PAGE: usize = 100;
+
+/// Whether `path` is one of the UI's (everything a browser may ask that no API serves).
+#[must_use]
+pub fn serves(path: &str) -> bool {
+    path == "/" || path.starts_with("/r/") || path.starts_with("/static/")
+}
+
+/// Answers a GET or HEAD for a UI path.
+pub fn handle(app: &App, method: &Method, path: &str, headers: &HeaderMap) -> Response<Body> {
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Not allowed",
+            &host(app, headers),
+            html! {
+                p { "This page is read with GET." }
+            },
+        );
+        r.headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let host = host(app, headers);
+    let answer = match path {
+        "/static/style.css" => return stylesheet(),
+        "/" => home(app, &host),
+        _ => match path.strip_prefix("/r/") {
+            Some(name) => repository(app, &host, name),
+            None => Ok(None),
+        },
+    };
+    match answer {
+        Ok(Some(r)) => r,
+        Ok(None) => not_found(&host, path),
+        Err(e) => {
+            tracing::error!(error = %e, %path, "page failed");
+            page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                &host,
+                html! {
+                    p { "The page could not be made; the node's log says why." }
+                },
+            )
+        }
+    }
+}
+
+/// The name clients use for this node: the request's `Host`.
+fn host(app: &App, headers: &HeaderMap) -> String {
+    headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map_or_else(|| app.pds.settings.public_host.clone(), str::to_owned)
+}
+
+fn stylesheet() -> Response<Body> {
+    let mut r = Response::new(body::full(STYLE));
+    let h = r.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    r
+}
+
+/// The name users write for an index key (`alice/app`).
+fn display_name(app: &App, key: &str) -> anyhow::Result<String> {
+    app.registry
+        .appview()
+        .display_name(key)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))
+}
+
+/// Whether anonymous visitors may see repositories (the hold allows anonymous pulls).
+fn public(app: &App) -> anyhow::Result<bool> {
+    Ok(app.hold.captain()?.public)
+}
+
+fn home(app: &App, host: &str) -> anyhow::Result<Option<Response<Body>>> {
+    let index = app.registry.appview().index();
+    let mut repos = Vec::new();
+    if public(app)? {
+        let (keys, _) = index.repos(None, PAGE)?;
+        for key in keys {
+            let name = display_name(app, &key)?;
+            let tags = index.tags(&key, None, PAGE)?;
+            repos.push((name, tags.0.len(), tags.1));
+        }
+    }
+    Ok(Some(page(
+        StatusCode::OK,
+        "Repositories",
+        host,
+        html! {
+            h1 { "Repositories" }
+            @if repos.is_empty() {
+                p.muted { "Nothing to show yet: no repository has been pushed, or pulls need a login." }
+            } @else {
+                ul.repos {
+                    @for (name, tags, more) in &repos {
+                        li {
+                            a href={ "/r/" (name) } { (name) }
+                            span.muted { (tags) @if *more { "+" } " tags" }
+                        }
+                    }
+                }
+            }
+            h2 { "Push an image" }
+            p { "Log in with your account (or, better, an app password through the credential helper), then push into your own namespace:" }
+            pre { code { "docker login " (host) "\n" "docker push " (host) "/<your user>/<image>:<tag>" } }
+            p.muted { "podman, buildah and skopeo work the same way." }
+        },
+    )))
+}
+
+fn repository(app: &App, host: &str, name: &str) -> anyhow::Result<Option<Response<Body>>> {
+    let appview = app.registry.appview();
+    let Ok(repo_name) = name.parse::<crate::oci::name::RepoName>() else {
+        return Ok(None);
+    };
+    let Ok(located) = appview.locate(&repo_name) else {
+        return Ok(None);
+    };
+    let index = appview.index();
+    if !public(app)? || !index.repo_exists(&located.key)? {
+        return Ok(None);
+    }
+    let (tags, more) = index.tags(&located.key, None, PAGE)?;
+    let mut rows = Vec::new();
+    for tag in &tags {
+        let Some(digest) = index.tag(&located.key, tag)? else {
+            continue;
+        };
+        let record = index.manifest(&located.key, &digest)?;
+        let contents = index.contents(&located.key, &digest)?;
+        rows.push((tag.clone(), digest, record, contents));
+    }
+    let shown = display_name(app, &located.key)?;
+    let handle = app.pds.handle_of(&located.owner)?;
+    let pull_tag = tags
+        .iter()
+        .find(|t| t.as_str() == "latest")
+        .or(tags.first())
+        .cloned();
+    Ok(Some(page(
+        StatusCode::OK,
+        &shown,
+        host,
+        html! {
+            h1 { (shown) }
+            p.muted {
+                "Owner "
+                @if let Some(handle) = &handle { (handle) " " }
+                code { (located.owner.as_str()) }
+            }
+            @if let Some(tag) = &pull_tag {
+                h2 { "Pull" }
+                pre { code { "docker pull " (host) "/" (shown) ":" (tag) } }
+                p.muted { "or " code { "podman pull " (host) "/" (shown) ":" (tag) } }
+            }
+            h2 { "Tags" }
+            @if rows.is_empty() {
+                p.muted { "No tags: this repository holds untagged manifests only." }
+            } @else {
+                table {
+                    thead { tr {
+                        th { "Tag" } th { "Digest" } th { "Size" }
+                        th.optional { "Kind" } th.optional { "Pushed" }
+                    } }
+                    tbody {
+                        @for (tag, digest, record, contents) in &rows {
+                            tr {
+                                td { (tag) }
+                                td.digest title=(digest.as_str()) { (short(digest.as_str())) }
+                                td { @if contents.children > 0 { "—" } @else { (human(contents.blob_bytes)) } }
+                                td.optional {
+                                    @if contents.children > 0 { (contents.children) " platforms" } @else { "image" }
+                                }
+                                td.optional { @if let Some(r) = record { (date(r.created)) } }
+                            }
+                        }
+                    }
+                }
+                @if more { p.muted { "Only the first " (PAGE) " tags are shown." } }
+            }
+        },
+    )))
+}
+
+fn not_found(host: &str, path: &str) -> Response<Body> {
+    page(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        host,
+        html! {
+            h1 { "Not found" }
+            p { "Nothing here: " code { (path) } }
+            p { a href="/" { "All repositories" } }
+        },
+    )
+}
+
+/// A whole page: the frame around `content`.
+fn page(status: StatusCode, title: &str, host: &str, content: Markup) -> Response<Body> {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · atcr" }
+                link rel="stylesheet" href="/static/style.css";
+            }
+            body {
+                header {
+                    a.brand href="/" { "atcr" }
+                    span.host { (host) }
+                }
+                main { (maud::PreEscaped(content.into_string())) }
+                footer { "A container registry on the AT Protocol." }
+            }
+        }
+    };
+    let mut r = Response::new(body::full(markup.into_string()));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'"),
+    );
+    r
+}
+
+/// `sha256:0123456789ab…` → `sha256:0123456789ab`.
+fn short(digest: &str) -> &str {
+    let end = digest.find(':').map_or(12, |i| i + 13);
+    digest.get(..end).unwrap_or(digest)
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let (mut unit, mut divisor) = (0, 1000u64);
+    while unit < UNITS.len() - 1 && bytes / divisor >= 1000 {
+        divisor *= 1000;
+        unit += 1;
+    }
+    let tenths = u128::from(bytes) * 10 / u128::from(divisor);
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
+}
+
+/// Unix seconds as a UTC date and time.
+fn date(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .map_or_else(String::new, |t| {
+            format!("{} {:02}:{:02} UTC", t.date(), t.hour(), t.minute())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_sizes_and_dates_read_well() {
+        assert_eq!(
+            short("sha256:0123456789abcdef0123456789abcdef"),
+            "sha256:0123456789ab"
+        );
+        assert_eq!(short("odd"), "odd");
+        assert_eq!(human(999), "999 B");
+        assert_eq!(human(1500), "1.5 KB");
+        assert_eq!(human(2_345_678_901), "2.3 GB");
+        assert_eq!(date(0), "1970-01-01 00:00 UTC");
+    }
+}

@@ -1,0 +1,145 @@
+//! The web pages over HTTP from the built binary, after real pushes with skopeo: structure,
+//! escaping, 404s, and that a private hold shows nothing to anonymous visitors.
+
+mod common;
+
+use common::clients::{Clients, curl_anonymous, required};
+use common::{Server, images};
+
+fn get(srv: &Server, path: &str) -> (u16, String, String) {
+    let r = curl_anonymous("GET", &format!("{}{path}", srv.base_url()), &[], None);
+    let kind = r.header("content-type").unwrap_or_default().to_owned();
+    (r.status, kind, r.text())
+}
+
+/// Headless Chromium with a fresh profile: its stdout.
+fn chromium(args: &[&str]) -> String {
+    let profile = common::temp_dir("atcr-chromium-");
+    let out = common::run(
+        std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(args),
+    );
+    assert!(out.status.success(), "chromium {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn pages_show_what_was_pushed_and_nothing_private() {
+    if !required(&["skopeo", "curl", "chromium"]) {
+        return;
+    }
+    let srv = Server::start();
+    let c = Clients::new();
+    let host = srv.host_port();
+    let single = images::single_image(
+        &c.path("single"),
+        "t",
+        &[images::random_layer(images::fresh_seed(), 3000)],
+    );
+    srv.must(&mut c.skopeo_copy(
+        &single.reference(),
+        &format!("docker://{host}/admin/web-app:v1"),
+        &[],
+    ));
+    let multi = images::multi_arch_image(&c.path("multi"), images::fresh_seed());
+    srv.must(&mut c.skopeo_copy(
+        &multi.reference(),
+        &format!("docker://{host}/admin/web-app:latest"),
+        &["--all"],
+    ));
+
+    let (status, kind, home) = get(&srv, "/");
+    assert_eq!((status, kind.as_str()), (200, "text/html; charset=utf-8"));
+    assert!(home.starts_with("<!DOCTYPE html>"), "{home}");
+    assert!(
+        home.contains(r#"<a href="/r/admin/web-app">admin/web-app</a>"#),
+        "{home}"
+    );
+    assert!(home.contains("2 tags"), "{home}");
+    assert!(
+        home.contains(&format!(
+            "docker push {host}/&lt;your user&gt;/&lt;image&gt;:&lt;tag&gt;"
+        )),
+        "{home}"
+    );
+
+    let (status, _, repo) = get(&srv, "/r/admin/web-app");
+    assert_eq!(status, 200, "{repo}");
+    // The pull line names the latest tag; the table has both tags with their digests.
+    assert!(
+        repo.contains(&format!("docker pull {host}/admin/web-app:latest")),
+        "{repo}"
+    );
+    let v1 = &single.manifest.digest;
+    assert!(repo.contains(&format!(r#"title="{v1}""#)), "{repo}");
+    assert!(
+        repo.contains(&format!(r#"title="{}""#, multi.manifest.digest)),
+        "{repo}"
+    );
+    assert!(repo.contains("2 platforms"), "{repo}");
+    assert!(repo.contains("<td>v1</td>"), "{repo}");
+    // The single image's size: its layer and config.
+    let size: u64 = single.layers.iter().map(|l| l.size).sum::<u64>()
+        + single.config.as_ref().map_or(0, |c| c.size);
+    assert!((1000..1_000_000).contains(&size));
+    let shown = format!("<td>{}.{} KB</td>", size / 1000, size % 1000 / 100);
+    assert!(repo.contains(&shown), "{shown} not in {repo}");
+
+    // Headless Chromium renders the page (with the stylesheet, under the page's CSP); its DOM
+    // has the table, and a screenshot is kept in target/test-artifacts/.
+    let url = format!("{}/r/admin/web-app", srv.base_url());
+    let dom = chromium(&["--dump-dom", &url]);
+    assert!(
+        dom.contains("<td>v1</td>") && dom.contains("2 platforms"),
+        "{dom}"
+    );
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("web-repository.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&[
+        &format!("--screenshot={}", shot.display()),
+        "--window-size=1280,800",
+        &url,
+    ]);
+    let png = std::fs::read(&shot).expect("chromium wrote no screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+
+    // The stylesheet, and 404s that escape what they echo.
+    let (status, kind, css) = get(&srv, "/static/style.css");
+    assert_eq!((status, kind.as_str()), (200, "text/css; charset=utf-8"));
+    assert!(css.contains("prefers-color-scheme: dark"));
+    for path in ["/r/admin/nothing", "/r/nobody/web-app", "/static/none.css"] {
+        let (status, kind, _) = get(&srv, path);
+        assert_eq!(
+            (status, kind.as_str()),
+            (404, "text/html; charset=utf-8"),
+            "{path}"
+        );
+    }
+    let (status, _, page) = get(&srv, "/r/%3Cscript%3Ealert(1)%3C/script%3E");
+    assert_eq!(status, 404);
+    assert!(
+        page.contains("/r/&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{page}"
+    );
+    assert!(!page.contains("<script"), "{page}");
+    // The registry API is untouched by the pages.
+    let r = curl_anonymous("GET", &format!("{}/v2/", srv.base_url()), &[], None);
+    assert_eq!(r.status, 401);
+
+    // A private hold: anonymous visitors see no repository at all.
+    let out = srv.cli(&["hold", "set", "--public", "false"], "");
+    assert!(out.status.success(), "{out:?}");
+    let (_, _, home) = get(&srv, "/");
+    assert!(!home.contains("web-app"), "{home}");
+    let (status, _, _) = get(&srv, "/r/admin/web-app");
+    assert_eq!(status, 404);
+}
