@@ -239,6 +239,9 @@ fn managed_ca_serves_https_to_curl_and_skopeo() {
             text.contains(&format!("SHA-256 fingerprint: {fingerprint}")),
             "{text}\nopenssl: {line}"
         );
+        // The web setup page shows the same fingerprint.
+        let (ok, setup) = curl(&["--cacert", ca_str, &format!("{base}/setup")]);
+        assert!(ok && setup.contains(fingerprint), "{setup}");
     }
     let (ok, ca_served) = curl(&["--cacert", ca_str, &format!("{base}/ca.crt")]);
     assert!(ok);

@@ -69,6 +69,10 @@ fn pages_show_what_was_pushed_and_nothing_private() {
         )),
         "{home}"
     );
+    assert!(
+        home.contains(r#"<script src="/static/copy.js" defer></script>"#),
+        "{home}"
+    );
 
     let (status, _, repo) = get(&srv, "/r/admin/web-app");
     assert_eq!(status, 200, "{repo}");
@@ -100,6 +104,11 @@ fn pages_show_what_was_pushed_and_nothing_private() {
         dom.contains("<td>v1</td>") && dom.contains("2 platforms"),
         "{dom}"
     );
+    // The script ran (allowed by the CSP) and put a copy button after the pull line.
+    assert!(
+        dom.contains(r#"<button type="button" class="copy">Copy</button>"#),
+        "{dom}"
+    );
     let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = artifacts.join("web-repository.png");
@@ -112,11 +121,39 @@ fn pages_show_what_was_pushed_and_nothing_private() {
     let png = std::fs::read(&shot).expect("chromium wrote no screenshot");
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
 
+    // The owner's page lists the repository; the setup page says how to log in.
+    let (status, _, user) = get(&srv, "/u/admin");
+    assert_eq!(status, 200, "{user}");
+    assert!(
+        user.contains("admin.atcr.test") && user.contains(r#"<a href="/r/admin/web-app">"#),
+        "{user}"
+    );
+    assert!(repo.contains(r#"<a href="/u/admin">admin</a>"#), "{repo}");
+    let (status, _, setup) = get(&srv, "/setup");
+    assert_eq!(status, 200);
+    assert!(
+        setup.contains(&format!(
+            "atcr login {host} -u &lt;your user&gt; --password-stdin"
+        )),
+        "{setup}"
+    );
+    assert!(setup.contains("plain HTTP"), "no CA here: {setup}");
+    let (status, kind, _) = get(&srv, "/static/copy.js");
+    assert_eq!(
+        (status, kind.as_str()),
+        (200, "text/javascript; charset=utf-8")
+    );
+
     // The stylesheet, and 404s that escape what they echo.
     let (status, kind, css) = get(&srv, "/static/style.css");
     assert_eq!((status, kind.as_str()), (200, "text/css; charset=utf-8"));
     assert!(css.contains("prefers-color-scheme: dark"));
-    for path in ["/r/admin/nothing", "/r/nobody/web-app", "/static/none.css"] {
+    for path in [
+        "/r/admin/nothing",
+        "/r/nobody/web-app",
+        "/static/none.css",
+        "/u/nobody",
+    ] {
         let (status, kind, _) = get(&srv, path);
         assert_eq!(
             (status, kind.as_str()),
@@ -130,7 +167,7 @@ fn pages_show_what_was_pushed_and_nothing_private() {
         page.contains("/r/&lt;script&gt;alert(1)&lt;/script&gt;"),
         "{page}"
     );
-    assert!(!page.contains("<script"), "{page}");
+    assert!(!page.contains("<script>alert"), "{page}");
     // The registry API is untouched by the pages.
     let r = curl_anonymous("GET", &format!("{}/v2/", srv.base_url()), &[], None);
     assert_eq!(r.status, 401);

@@ -33,7 +33,10 @@ pub fn trust_instructions(config: &Config) -> anyhow::Result<()> {
             "This node serves the certificate in {cert}; clients trust it as they trust its issuer."
         ));
     }
-    let ca_text = if let Some(fingerprint) = fingerprint(&ca) {
+    let ca_text = if let Some(fingerprint) = std::fs::read_to_string(&ca)
+        .ok()
+        .and_then(|pem| crate::server::tls::fingerprint(&pem))
+    {
         format!(
             "{} (also served at https://{registry}/ca.crt)\nSHA-256 fingerprint: {fingerprint}",
             ca.display()
@@ -63,20 +66,4 @@ containerd (on each node):
 Check the fingerprint of what you fetched against the one above before trusting it:
   openssl x509 -noout -fingerprint -sha256 -in ca.crt"
     ))
-}
-
-/// The SHA-256 fingerprint of the certificate in a PEM file, as `openssl x509 -fingerprint`
-/// prints it.
-fn fingerprint(pem: &std::path::Path) -> Option<String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    use sha2::{Digest, Sha256};
-    let der = CertificateDer::from_pem_file(pem).ok()?;
-    let hash = Sha256::digest(der.as_ref());
-    Some(
-        hash.iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":"),
-    )
 }

@@ -175,6 +175,22 @@ impl Index {
         Ok((out, false))
     }
 
+    /// The repositories of one owner (index keys `<did>/…`), at most `n`; the flag says whether
+    /// more follow.
+    pub fn repos_of(&self, owner: &str, n: usize) -> Result<(Vec<String>, bool), IndexError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(REPOS)?;
+        let (lo, hi) = (format!("{owner}/"), format!("{owner}/{MAX}"));
+        let mut out = Vec::new();
+        for entry in table.range(lo.as_str()..hi.as_str())? {
+            if out.len() == n {
+                return Ok((out, true));
+            }
+            out.push(entry?.0.value().to_owned());
+        }
+        Ok((out, false))
+    }
+
     /// The size of a blob `repo` may serve.
     pub fn repo_blob(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, IndexError> {
         let tx = self.db.begin_read()?;

@@ -80,6 +80,21 @@ impl std::fmt::Debug for CertStore {
     }
 }
 
+/// The SHA-256 fingerprint of the (first) certificate in `pem`, as `openssl x509 -fingerprint
+/// -sha256` prints it (`AB:CD:…`).
+#[must_use]
+pub fn fingerprint(pem: &str) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
+    let hash = Sha256::digest(der.as_ref());
+    Some(
+        hash.iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
+}
+
 /// The crypto provider atcr uses everywhere (ring: no C toolchain beyond what is there).
 #[must_use]
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {

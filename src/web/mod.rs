@@ -1,7 +1,8 @@
 //! The web UI: pages rendered on the server (maud) from the registry index, readable with
-//! JavaScript off. This first part serves the home page (repositories, how to log in and push),
-//! repository pages (tags with digest, size, platforms count and push time, and the exact pull
-//! line), the stylesheet and 404 pages. Sign-in, stars, settings, manifest pages and search are
+//! JavaScript off (a small script adds copy buttons). Served: the home page (repositories, how to
+//! push), repository pages (tags with digest, size, platforms and push time, the exact pull
+//! line), user pages, the setup page (logging in, the credential helper, trusting the node's
+//! CA), the stylesheet and 404 pages. Sign-in, stars, settings, manifest pages and search are
 //! still to come (docs/web.md).
 //!
 //! Pages read the index only. While nobody can sign in here, a repository is shown only when
@@ -15,15 +16,20 @@ use maud::{DOCTYPE, Markup, html};
 use crate::server::App;
 use crate::server::body::{self, Body};
 
-/// The stylesheet, embedded in the binary.
+/// The stylesheet and the copy-button script, embedded in the binary.
 const STYLE: &str = include_str!("../../assets/style.css");
+const COPY_JS: &str = include_str!("../../assets/copy.js");
 /// How many repositories the home page lists, and tags a repository page shows.
 const PAGE: usize = 100;
 
 /// Whether `path` is one of the UI's (everything a browser may ask that no API serves).
 #[must_use]
 pub fn serves(path: &str) -> bool {
-    path == "/" || path.starts_with("/r/") || path.starts_with("/static/")
+    path == "/"
+        || path == "/setup"
+        || path.starts_with("/r/")
+        || path.starts_with("/u/")
+        || path.starts_with("/static/")
 }
 
 /// Answers a GET or HEAD for a UI path.
@@ -43,12 +49,19 @@ pub fn handle(app: &App, method: &Method, path: &str, headers: &HeaderMap) -> Re
     }
     let host = host(app, headers);
     let answer = match path {
-        "/static/style.css" => return stylesheet(),
+        "/static/style.css" => return asset(STYLE, "text/css; charset=utf-8"),
+        "/static/copy.js" => return asset(COPY_JS, "text/javascript; charset=utf-8"),
         "/" => home(app, &host),
-        _ => match path.strip_prefix("/r/") {
-            Some(name) => repository(app, &host, name),
-            None => Ok(None),
-        },
+        "/setup" => Ok(Some(setup(app, &host))),
+        _ => {
+            if let Some(name) = path.strip_prefix("/r/") {
+                repository(app, &host, name)
+            } else if let Some(name) = path.strip_prefix("/u/") {
+                user(app, &host, name)
+            } else {
+                Ok(None)
+            }
+        }
     };
     match answer {
         Ok(Some(r)) => r,
@@ -75,13 +88,10 @@ fn host(app: &App, headers: &HeaderMap) -> String {
         .map_or_else(|| app.pds.settings.public_host.clone(), str::to_owned)
 }
 
-fn stylesheet() -> Response<Body> {
-    let mut r = Response::new(body::full(STYLE));
+fn asset(text: &'static str, kind: &'static str) -> Response<Body> {
+    let mut r = Response::new(body::full(text));
     let h = r.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(kind));
     h.insert(
         CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=3600"),
@@ -133,8 +143,12 @@ fn home(app: &App, host: &str) -> anyhow::Result<Option<Response<Body>>> {
             }
             h2 { "Push an image" }
             p { "Log in with your account (or, better, an app password through the credential helper), then push into your own namespace:" }
-            pre { code { "docker login " (host) "\n" "docker push " (host) "/<your user>/<image>:<tag>" } }
-            p.muted { "podman, buildah and skopeo work the same way." }
+            (command(&format!("docker login {host}\ndocker push {host}/<your user>/<image>:<tag>")))
+            p.muted {
+                "podman, buildah and skopeo work the same way. "
+                a href="/setup" { "Setting up a client" }
+                " (the credential helper, trusting this node's certificate)."
+            }
         },
     )))
 }
@@ -176,12 +190,13 @@ fn repository(app: &App, host: &str, name: &str) -> anyhow::Result<Option<Respon
             h1 { (shown) }
             p.muted {
                 "Owner "
-                @if let Some(handle) = &handle { (handle) " " }
+                @if let Some((user, _)) = shown.split_once('/') { a href={ "/u/" (user) } { (user) } " " }
+                @if let Some(handle) = &handle { "(" (handle) ") " }
                 code { (located.owner.as_str()) }
             }
             @if let Some(tag) = &pull_tag {
                 h2 { "Pull" }
-                pre { code { "docker pull " (host) "/" (shown) ":" (tag) } }
+                (command(&format!("docker pull {host}/{shown}:{tag}")))
                 p.muted { "or " code { "podman pull " (host) "/" (shown) ":" (tag) } }
             }
             h2 { "Tags" }
@@ -213,6 +228,94 @@ fn repository(app: &App, host: &str, name: &str) -> anyhow::Result<Option<Respon
     )))
 }
 
+/// A command block with a copy button (added by the script when JavaScript runs).
+fn command(text: &str) -> Markup {
+    html! { pre data-copy=(text) { code { (text) } } }
+}
+
+fn user(app: &App, host: &str, name: &str) -> anyhow::Result<Option<Response<Body>>> {
+    let appview = app.registry.appview();
+    let Ok(Some(did)) = appview.owner(name) else {
+        return Ok(None);
+    };
+    let Some(account) = app.pds.accounts.get(&did)? else {
+        return Ok(None);
+    };
+    let mut repos = Vec::new();
+    let mut more = false;
+    if public(app)? {
+        let (keys, rest) = appview.index().repos_of(did.as_str(), PAGE)?;
+        more = rest;
+        for key in keys {
+            repos.push(display_name(app, &key)?);
+        }
+    }
+    Ok(Some(page(
+        StatusCode::OK,
+        &account.name,
+        host,
+        html! {
+            h1 { (account.name) }
+            dl {
+                dt { "Handle" } dd { (account.handle) }
+                dt { "DID" } dd { code { (did.as_str()) } }
+            }
+            h2 { "Repositories" }
+            @if repos.is_empty() {
+                p.muted { "None to show." }
+            } @else {
+                ul.repos {
+                    @for name in &repos { li { a href={ "/r/" (name) } { (name) } } }
+                }
+                @if more { p.muted { "Only the first " (PAGE) " are shown." } }
+            }
+        },
+    )))
+}
+
+fn setup(app: &App, host: &str) -> Response<Body> {
+    let fingerprint = app
+        .ca_pem
+        .as_deref()
+        .and_then(crate::server::tls::fingerprint);
+    page(
+        StatusCode::OK,
+        "Setting up a client",
+        host,
+        html! {
+            h1 { "Setting up a client" }
+            h2 { "Log in" }
+            p { "With your account, or an app password:" }
+            (command(&format!("docker login {host}")))
+            p.muted { "podman login, buildah login and skopeo login take the same arguments." }
+            h2 { "The credential helper" }
+            p {
+                "So that no account password is kept on the client, "
+                code { "atcr login" }
+                " asks for it once, creates an app password, and stores that for "
+                code { "docker-credential-atcr" }
+                " (installed with the atcr package):"
+            }
+            (command(&format!("atcr login {host} -u <your user> --password-stdin")))
+            p { "Then have docker (" code { "~/.docker/config.json" } ") or podman (" code { "auth.json" } ") use it:" }
+            (command(&format!("{{\"credHelpers\": {{\"{host}\": \"atcr\"}}}}")))
+            h2 { "Trusting this node's certificate" }
+            @if let Some(fingerprint) = &fingerprint {
+                p {
+                    "This node signs its HTTPS certificate with its own certificate authority, "
+                    a href="/ca.crt" { "ca.crt" } ". Its SHA-256 fingerprint:"
+                }
+                pre { code { (fingerprint) } }
+                p { "Install it for podman, buildah and skopeo (docker: /etc/docker/certs.d; containerd: /etc/containerd/certs.d):" }
+                (command(&format!("sudo mkdir -p /etc/containers/certs.d/{host}\ncurl -fsSk https://{host}/ca.crt | sudo tee /etc/containers/certs.d/{host}/ca.crt")))
+                p.muted { "Compare the fingerprint of what you fetched (openssl x509 -noout -fingerprint -sha256 -in ca.crt) with the one above first." }
+            } @else {
+                p { "This node does not run its own certificate authority: it is reached over plain HTTP, or with a certificate your clients already trust. Over plain HTTP, clients need it listed as an insecure registry." }
+            }
+        },
+    )
+}
+
 fn not_found(host: &str, path: &str) -> Response<Body> {
     page(
         StatusCode::NOT_FOUND,
@@ -236,11 +339,13 @@ fn page(status: StatusCode, title: &str, host: &str, content: Markup) -> Respons
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · atcr" }
                 link rel="stylesheet" href="/static/style.css";
+                script src="/static/copy.js" defer {}
             }
             body {
                 header {
                     a.brand href="/" { "atcr" }
                     span.host { (host) }
+                    nav { a href="/setup" { "Setup" } }
                 }
                 main { (maud::PreEscaped(content.into_string())) }
                 footer { "A container registry on the AT Protocol." }
@@ -257,7 +362,9 @@ fn page(status: StatusCode, title: &str, host: &str, content: Markup) -> Respons
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(
         http::header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'",
+        ),
     );
     r
 }

@@ -151,6 +151,11 @@ fn tag_deletion_and_prefix_isolation() {
     for repo in ["a", "a/b", "ab"] {
         put(&ix, repo, &m, record(None), Some("t"), &[], None);
     }
+    assert_eq!(
+        ix.repos_of("a", 10).unwrap(),
+        (vec!["a/b".to_owned()], false)
+    );
+    assert_eq!(ix.repos_of("b", 10).unwrap(), (vec![], false));
     assert_eq!(ix.tags("a", None, 10).unwrap().0, vec!["t".to_string()]);
     delete(&ix, tag_addr("a", "t"));
     assert_eq!(ix.tag("a", "t").unwrap(), None);
