@@ -179,4 +179,168 @@ fn pages_show_what_was_pushed_and_nothing_private() {
     assert!(!home.contains("web-app"), "{home}");
     let (status, _, _) = get(&srv, "/r/admin/web-app");
     assert_eq!(status, 404);
+    // Signed in as crew that may pull, it is there again.
+    let form = format!("identifier=admin&password={}", srv.password());
+    let r = post_form(&srv, "/signin", None, &form);
+    let cookie = r
+        .header("set-cookie")
+        .expect("signed in")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = curl_anonymous(
+        "GET",
+        &format!("{}/r/admin/web-app", srv.base_url()),
+        &[("Cookie", &cookie)],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// `name="csrf" value="…"` of a page.
+fn csrf(page: &str) -> String {
+    let start = page.find(r#"name="csrf" value=""#).expect("no csrf field") + 19;
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+fn post_form(
+    srv: &Server,
+    path: &str,
+    cookie: Option<&str>,
+    form: &str,
+) -> common::clients::HttpResponse {
+    let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
+    if let Some(c) = cookie {
+        headers.push(("Cookie", c));
+    }
+    curl_anonymous(
+        "POST",
+        &format!("{}{path}", srv.base_url()),
+        &headers,
+        Some(form.as_bytes()),
+    )
+}
+
+#[test]
+fn sign_in_app_passwords_and_csrf() {
+    if !required(&["skopeo", "curl"]) {
+        return;
+    }
+    let srv = Server::start();
+    let out = srv.cli(&["user", "add", "alice", "--password-stdin"], "alice-pw\n");
+    assert!(out.status.success(), "{out:?}");
+    let host = srv.host_port();
+
+    // Wrong password, and a sign-in posted from another site, are refused.
+    let r = post_form(&srv, "/signin", None, "identifier=alice&password=nope");
+    assert_eq!(r.status, 401);
+    assert!(r.text().contains("Wrong user name or password"));
+    let r = curl_anonymous(
+        "POST",
+        &format!("{}/signin", srv.base_url()),
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", "http://evil.example"),
+        ],
+        Some(b"identifier=alice&password=alice-pw"),
+    );
+    assert_eq!(r.status, 403);
+
+    // Signed in: a session cookie (HttpOnly, SameSite) and a redirect to a local page only.
+    let r = post_form(
+        &srv,
+        "/signin",
+        None,
+        "identifier=alice&password=alice-pw&next=//evil.example/",
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/"));
+    let set = r.header("set-cookie").expect("a session cookie").to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/"),
+        "{set}"
+    );
+    assert!(!set.contains("Secure"), "plain HTTP here: {set}");
+    let cookie = set.split(';').next().unwrap().to_owned();
+
+    let settings = |cookie: Option<&str>| {
+        let mut headers = Vec::new();
+        if let Some(c) = cookie {
+            headers.push(("Cookie", c));
+        }
+        curl_anonymous(
+            "GET",
+            &format!("{}/settings", srv.base_url()),
+            &headers,
+            None,
+        )
+    };
+    let r = settings(None);
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/signin?next=/settings"))
+    );
+    let page = settings(Some(&cookie)).text();
+    assert!(
+        page.contains("Sign out") && page.contains("None yet."),
+        "{page}"
+    );
+    let token = csrf(&page);
+
+    // Forms without the session's token are refused.
+    for form in ["name=laptop", "name=laptop&csrf=0000"] {
+        let r = post_form(&srv, "/settings/app-passwords", Some(&cookie), form);
+        assert_eq!(r.status, 403, "{form}");
+    }
+    assert!(settings(Some(&cookie)).text().contains("None yet."));
+
+    // An app password made on the page logs skopeo in; revoked, it no longer does.
+    let r = post_form(
+        &srv,
+        "/settings/app-passwords",
+        Some(&cookie),
+        &format!("name=laptop&csrf={token}"),
+    );
+    assert_eq!(r.status, 200);
+    let page = r.text();
+    let start = page.find(r#"<pre data-copy=""#).expect("the new password") + 16;
+    let password = page[start..].split('"').next().unwrap().to_owned();
+    assert_eq!(password.len(), 19, "{password}");
+    let c = Clients::new();
+    c.without_login();
+    let login = |pw: &str| {
+        common::run(c.skopeo().args([
+            "login",
+            "--tls-verify=false",
+            "-u",
+            "alice",
+            "-p",
+            pw,
+            &host,
+        ]))
+    };
+    let out = login(&password);
+    assert!(out.status.success(), "{out:?}");
+    let r = post_form(
+        &srv,
+        "/settings/app-passwords/revoke",
+        Some(&cookie),
+        &format!("name=laptop&csrf={token}"),
+    );
+    assert_eq!((r.status, r.header("location")), (303, Some("/settings")));
+    assert!(
+        !login(&password).status.success(),
+        "a revoked app password still logs in"
+    );
+
+    // Signing out clears the cookie and ends the session.
+    let r = post_form(&srv, "/signout", Some(&cookie), &format!("csrf={token}"));
+    assert_eq!(r.status, 303);
+    assert!(
+        r.header("set-cookie")
+            .unwrap_or_default()
+            .contains("Max-Age=0")
+    );
+    assert_eq!(settings(Some(&cookie)).status, 303);
 }

@@ -41,6 +41,10 @@ pub struct Session {
     /// old token still refreshes (to that same session).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotated: Option<Rotation>,
+    /// A session of the web pages (signed in with the account password; its id is the
+    /// cookie's value), not of the XRPC API.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub web: bool,
 }
 
 /// See [`Session::rotated`].

@@ -339,10 +339,7 @@ async fn dispatch(
         return (label, Ok(response));
     }
     if crate::web::serves(&path) {
-        return (
-            "web",
-            Ok(crate::web::handle(app, req.method(), &path, req.headers())),
-        );
+        return ("web", Ok(crate::web::handle(app, req, &path, scheme).await));
     }
     match OciEndpoint::parse(req.method(), &path, req.uri().query()) {
         Ok(Some(endpoint)) => {

@@ -11,6 +11,8 @@
 
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+
+mod session;
 use maud::{DOCTYPE, Markup, html};
 
 use crate::server::App;
@@ -25,56 +27,98 @@ const PAGE: usize = 100;
 /// Whether `path` is one of the UI's (everything a browser may ask that no API serves).
 #[must_use]
 pub fn serves(path: &str) -> bool {
-    path == "/"
-        || path == "/setup"
+    matches!(path, "/" | "/setup" | "/signin" | "/signout" | "/settings")
+        || path.starts_with("/settings/")
         || path.starts_with("/r/")
         || path.starts_with("/u/")
         || path.starts_with("/static/")
 }
 
-/// Answers a GET or HEAD for a UI path.
-pub fn handle(app: &App, method: &Method, path: &str, headers: &HeaderMap) -> Response<Body> {
-    if method != Method::GET && method != Method::HEAD {
+/// Who is looking: a signed-in user (see `session.rs`).
+pub(crate) struct Viewer {
+    pub did: crate::atproto::Did,
+    pub name: String,
+    /// The web session's id (the cookie's value).
+    pub session: String,
+    /// The token every form of this session carries.
+    pub csrf: String,
+}
+
+/// What every page needs: the node, the host name clients use, the viewer, and whether the
+/// request came over HTTPS (cookies are then `Secure`).
+pub(crate) struct Cx<'a> {
+    pub app: &'a App,
+    pub host: String,
+    pub viewer: Option<Viewer>,
+    pub https: bool,
+}
+
+/// Answers a request for a UI path (`serves`); `scheme` is the listener's.
+pub async fn handle(
+    app: &App,
+    req: http::Request<hyper::body::Incoming>,
+    path: &str,
+    scheme: &str,
+) -> Response<Body> {
+    let headers = req.headers();
+    let cx = Cx {
+        app,
+        host: host(app, headers),
+        viewer: session::viewer(app, headers),
+        https: scheme == "https",
+    };
+    if req.method() == Method::POST {
+        return session::post(&cx, req, path).await;
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = page(
             StatusCode::METHOD_NOT_ALLOWED,
             "Not allowed",
-            &host(app, headers),
-            html! {
-                p { "This page is read with GET." }
-            },
+            &cx,
+            html! { p { "This page is read with GET." } },
         );
-        r.headers_mut()
-            .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        r.headers_mut().insert(
+            http::header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, POST"),
+        );
         return r;
     }
-    let host = host(app, headers);
     let answer = match path {
         "/static/style.css" => return asset(STYLE, "text/css; charset=utf-8"),
         "/static/copy.js" => return asset(COPY_JS, "text/javascript; charset=utf-8"),
-        "/" => home(app, &host),
-        "/setup" => Ok(Some(setup(app, &host))),
+        "/" => home(&cx),
+        "/setup" => Ok(Some(setup(&cx))),
+        "/signin" => Ok(Some(session::signin_page(&cx, None))),
+        "/settings" => session::settings(&cx, None),
         _ => {
             if let Some(name) = path.strip_prefix("/r/") {
-                repository(app, &host, name)
+                repository(&cx, name)
             } else if let Some(name) = path.strip_prefix("/u/") {
-                user(app, &host, name)
+                user(&cx, name)
             } else {
                 Ok(None)
             }
         }
     };
+    finish(&cx, path, answer)
+}
+
+/// A handler's answer as a response: a 404 page for `None`, a 500 page for an error.
+pub(crate) fn finish(
+    cx: &Cx<'_>,
+    path: &str,
+    answer: anyhow::Result<Option<Response<Body>>>,
+) -> Response<Body> {
     match answer {
         Ok(Some(r)) => r,
-        Ok(None) => not_found(&host, path),
+        Ok(None) => not_found(cx, path),
         Err(e) => {
-            tracing::error!(error = %e, %path, "page failed");
+            tracing::error!(error = %format!("{e:#}"), %path, "page failed");
             page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",
-                &host,
-                html! {
-                    p { "The page could not be made; the node's log says why." }
-                },
+                cx,
+                html! { p { "The page could not be made; the node's log says why." } },
             )
         }
     }
@@ -107,15 +151,18 @@ fn display_name(app: &App, key: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("{}", e.message))
 }
 
-/// Whether anonymous visitors may see repositories (the hold allows anonymous pulls).
-fn public(app: &App) -> anyhow::Result<bool> {
-    Ok(app.hold.captain()?.public)
+/// Whether the viewer may see the node's repositories: those who may pull from the hold
+/// (anyone when it is public; else signed-in crew with `blob:read`).
+fn visible(cx: &Cx<'_>) -> anyhow::Result<bool> {
+    let who = cx.viewer.as_ref().map(|v| &v.did);
+    Ok(cx.app.hold.allows(who, crate::hold::Permission::BlobRead)?)
 }
 
-fn home(app: &App, host: &str) -> anyhow::Result<Option<Response<Body>>> {
+fn home(cx: &Cx<'_>) -> anyhow::Result<Option<Response<Body>>> {
+    let (app, host) = (cx.app, cx.host.as_str());
     let index = app.registry.appview().index();
     let mut repos = Vec::new();
-    if public(app)? {
+    if visible(cx)? {
         let (keys, _) = index.repos(None, PAGE)?;
         for key in keys {
             let name = display_name(app, &key)?;
@@ -126,7 +173,7 @@ fn home(app: &App, host: &str) -> anyhow::Result<Option<Response<Body>>> {
     Ok(Some(page(
         StatusCode::OK,
         "Repositories",
-        host,
+        cx,
         html! {
             h1 { "Repositories" }
             @if repos.is_empty() {
@@ -153,7 +200,8 @@ fn home(app: &App, host: &str) -> anyhow::Result<Option<Response<Body>>> {
     )))
 }
 
-fn repository(app: &App, host: &str, name: &str) -> anyhow::Result<Option<Response<Body>>> {
+fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>> {
+    let (app, host) = (cx.app, cx.host.as_str());
     let appview = app.registry.appview();
     let Ok(repo_name) = name.parse::<crate::oci::name::RepoName>() else {
         return Ok(None);
@@ -162,7 +210,7 @@ fn repository(app: &App, host: &str, name: &str) -> anyhow::Result<Option<Respon
         return Ok(None);
     };
     let index = appview.index();
-    if !public(app)? || !index.repo_exists(&located.key)? {
+    if !visible(cx)? || !index.repo_exists(&located.key)? {
         return Ok(None);
     }
     let (tags, more) = index.tags(&located.key, None, PAGE)?;
@@ -185,7 +233,7 @@ fn repository(app: &App, host: &str, name: &str) -> anyhow::Result<Option<Respon
     Ok(Some(page(
         StatusCode::OK,
         &shown,
-        host,
+        cx,
         html! {
             h1 { (shown) }
             p.muted {
@@ -233,7 +281,8 @@ fn command(text: &str) -> Markup {
     html! { pre data-copy=(text) { code { (text) } } }
 }
 
-fn user(app: &App, host: &str, name: &str) -> anyhow::Result<Option<Response<Body>>> {
+fn user(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>> {
+    let app = cx.app;
     let appview = app.registry.appview();
     let Ok(Some(did)) = appview.owner(name) else {
         return Ok(None);
@@ -243,7 +292,7 @@ fn user(app: &App, host: &str, name: &str) -> anyhow::Result<Option<Response<Bod
     };
     let mut repos = Vec::new();
     let mut more = false;
-    if public(app)? {
+    if visible(cx)? {
         let (keys, rest) = appview.index().repos_of(did.as_str(), PAGE)?;
         more = rest;
         for key in keys {
@@ -253,7 +302,7 @@ fn user(app: &App, host: &str, name: &str) -> anyhow::Result<Option<Response<Bod
     Ok(Some(page(
         StatusCode::OK,
         &account.name,
-        host,
+        cx,
         html! {
             h1 { (account.name) }
             dl {
@@ -273,7 +322,8 @@ fn user(app: &App, host: &str, name: &str) -> anyhow::Result<Option<Response<Bod
     )))
 }
 
-fn setup(app: &App, host: &str) -> Response<Body> {
+fn setup(cx: &Cx<'_>) -> Response<Body> {
+    let (app, host) = (cx.app, cx.host.as_str());
     let fingerprint = app
         .ca_pem
         .as_deref()
@@ -281,7 +331,7 @@ fn setup(app: &App, host: &str) -> Response<Body> {
     page(
         StatusCode::OK,
         "Setting up a client",
-        host,
+        cx,
         html! {
             h1 { "Setting up a client" }
             h2 { "Log in" }
@@ -316,11 +366,11 @@ fn setup(app: &App, host: &str) -> Response<Body> {
     )
 }
 
-fn not_found(host: &str, path: &str) -> Response<Body> {
+pub(crate) fn not_found(cx: &Cx<'_>, path: &str) -> Response<Body> {
     page(
         StatusCode::NOT_FOUND,
         "Not found",
-        host,
+        cx,
         html! {
             h1 { "Not found" }
             p { "Nothing here: " code { (path) } }
@@ -330,7 +380,13 @@ fn not_found(host: &str, path: &str) -> Response<Body> {
 }
 
 /// A whole page: the frame around `content`.
-fn page(status: StatusCode, title: &str, host: &str, content: Markup) -> Response<Body> {
+pub(crate) fn page(
+    status: StatusCode,
+    title: &str,
+    cx: &Cx<'_>,
+    content: Markup,
+) -> Response<Body> {
+    let host = cx.host.as_str();
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
@@ -345,7 +401,19 @@ fn page(status: StatusCode, title: &str, host: &str, content: Markup) -> Respons
                 header {
                     a.brand href="/" { "atcr" }
                     span.host { (host) }
-                    nav { a href="/setup" { "Setup" } }
+                    nav {
+                        a href="/setup" { "Setup" }
+                        @if let Some(v) = &cx.viewer {
+                            a href={ "/u/" (v.name) } { (v.name) }
+                            a href="/settings" { "Settings" }
+                            form.inline method="post" action="/signout" {
+                                input type="hidden" name="csrf" value=(v.csrf);
+                                button type="submit" { "Sign out" }
+                            }
+                        } @else {
+                            a href="/signin" { "Sign in" }
+                        }
+                    }
                 }
                 main { (maud::PreEscaped(content.into_string())) }
                 footer { "A container registry on the AT Protocol." }

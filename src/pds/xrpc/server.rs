@@ -56,6 +56,7 @@ fn open_session(
             expires: pair.refresh_expires,
             app_password: app,
             rotated: None,
+            web: false,
         },
     )?;
     Ok(pair)
