@@ -2,12 +2,12 @@
 //! JavaScript off (a small script adds copy buttons). Served: the home page (repositories, how to
 //! push), repository pages (tags with digest, size, platforms and push time, the exact pull
 //! line), user pages, the setup page (logging in, the credential helper, trusting the node's
-//! CA), the stylesheet and 404 pages. Sign-in, stars, settings, manifest pages and search are
-//! still to come (docs/web.md).
+//! CA), signing in and the settings page (`session.rs`), the stylesheet and 404 pages. Stars,
+//! manifest pages and search are still to come (docs/web.md).
 //!
-//! Pages read the index only. While nobody can sign in here, a repository is shown only when
-//! anonymous pulls are allowed (the hold is public): private repositories never appear to those
-//! who may not pull them.
+//! Pages read the index only. A repository is shown to those who may pull from the hold (anyone
+//! when it is public, else signed-in crew with `blob:read`): private repositories never appear
+//! to those who may not pull them.
 
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
