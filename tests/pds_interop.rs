@@ -36,8 +36,8 @@ fn node() -> Option<PathBuf> {
     );
 }
 
-/// A running node with the accounts `alice` and `bob`, on a port that stays the same: the
-/// node's `did:web:localhost%3APORT` and the users' DID documents name it.
+/// A running node with the accounts `alice` and `bob` (the node's `did:web:localhost%3APORT` and
+/// the users' DID documents name its port).
 struct Node {
     server: Server,
     users: Vec<Value>,
@@ -45,9 +45,8 @@ struct Node {
 
 impl Node {
     fn start() -> Node {
-        let mut server = Server::start();
-        // `atcr user` opens pds.redb itself: the daemon must be stopped meanwhile.
-        assert!(server.stop(), "atcr serve did not stop cleanly");
+        // The users are added through the running daemon (its admin socket).
+        let server = Server::start();
         let users = ["alice", "bob"]
             .into_iter()
             .map(|name| {
@@ -69,7 +68,6 @@ impl Node {
                 json!({"name": name, "handle": handle, "did": did, "password": password})
             })
             .collect();
-        server.restart_same_port();
         Node { server, users }
     }
 
