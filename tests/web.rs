@@ -281,6 +281,18 @@ fn sign_in_app_passwords_and_csrf() {
         (r.status, r.header("location")),
         (303, Some("/signin?next=/settings"))
     );
+    let form = curl_anonymous(
+        "GET",
+        &format!("{}/signin?next=/settings", srv.base_url()),
+        &[],
+        None,
+    );
+    assert!(
+        form.text()
+            .contains(r#"<input type="hidden" name="next" value="/settings">"#),
+        "{}",
+        form.text()
+    );
     let page = settings(Some(&cookie)).text();
     assert!(
         page.contains("Sign out") && page.contains("None yet."),

@@ -88,7 +88,14 @@ pub async fn handle(
         "/static/copy.js" => return asset(COPY_JS, "text/javascript; charset=utf-8"),
         "/" => home(&cx),
         "/setup" => Ok(Some(setup(&cx))),
-        "/signin" => Ok(Some(session::signin_page(&cx, None))),
+        "/signin" => {
+            let next = req.uri().query().and_then(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "next")
+                    .map(|(_, v)| v.into_owned())
+            });
+            Ok(Some(session::signin_page(&cx, None, next.as_deref())))
+        }
         "/settings" => session::settings(&cx, None),
         _ => {
             if let Some(name) = path.strip_prefix("/r/") {

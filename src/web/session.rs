@@ -194,13 +194,13 @@ async fn signin(
 }
 
 fn signin_failed(cx: &Cx<'_>) -> Response<Body> {
-    let mut r = signin_page(cx, Some("Wrong user name or password."));
+    let mut r = signin_page(cx, Some("Wrong user name or password."), None);
     *r.status_mut() = StatusCode::UNAUTHORIZED;
     r
 }
 
-/// The sign-in form.
-pub(super) fn signin_page(cx: &Cx<'_>, error: Option<&str>) -> Response<Body> {
+/// The sign-in form; `next` is where to go after it (a path on this node).
+pub(super) fn signin_page(cx: &Cx<'_>, error: Option<&str>, next: Option<&str>) -> Response<Body> {
     page(
         StatusCode::OK,
         "Sign in",
@@ -211,6 +211,7 @@ pub(super) fn signin_page(cx: &Cx<'_>, error: Option<&str>) -> Response<Body> {
             form.stacked method="post" action="/signin" {
                 label { "User name or handle" input name="identifier" autocomplete="username" required; }
                 label { "Password" input type="password" name="password" autocomplete="current-password" required; }
+            @if let Some(next) = next { input type="hidden" name="next" value=(next); }
                 button type="submit" { "Sign in" }
             }
             p.muted { "With your account password. App passwords are for docker, podman and the other clients." }
