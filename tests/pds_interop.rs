@@ -266,3 +266,35 @@ fn plc_operations_reach_the_upstream_directory() {
     let out = srv.cli(&["user", "list"], "");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("dave"));
 }
+
+/// The web pages in headless Chromium driven over the DevTools protocol (`browser.mjs`, npm
+/// `puppeteer-core`): sign in, create an app password on the settings page, sign out; then
+/// skopeo logs in with that app password. Screenshots stay in `target/test-artifacts/`.
+#[test]
+fn a_browser_signs_in_and_makes_an_app_password_skopeo_uses() {
+    if node().is_none() || !common::clients::required(&["chromium", "skopeo"]) {
+        return;
+    }
+    let node = Node::start();
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifacts directory");
+    let file = artifacts.join("app-password.txt");
+    let _ = std::fs::remove_file(&file);
+    node.run_with(
+        "browser.mjs",
+        &[("ATCR_ARTIFACTS", artifacts.display().to_string())],
+    );
+    let password = std::fs::read_to_string(&file).expect("the browser test wrote no app password");
+    let c = common::clients::Clients::new();
+    c.without_login();
+    let out = common::run(c.skopeo().args([
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "alice",
+        "-p",
+        password.trim(),
+        &node.server.host_port(),
+    ]));
+    assert!(out.status.success(), "{out:?}");
+}

@@ -1,0 +1,57 @@
+// The web pages in a real browser: Debian's chromium, driven over the DevTools protocol by
+// puppeteer-core. Signs in (through the redirect from /settings), creates an app password on the
+// settings page, checks the copy button the page script adds, and signs out. The app password is
+// written to $ATCR_ARTIFACTS/app-password.txt for the Rust test to log skopeo in with it;
+// screenshots go to the same directory.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import puppeteer from 'puppeteer-core'
+import { baseUrl, alice } from './env.mjs'
+
+const artifacts = process.env.ATCR_ARTIFACTS
+
+test('sign in, create an app password, sign out', async () => {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'atcr-browser-'))
+  const browser = await puppeteer.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', `--user-data-dir=${profile}`],
+  })
+  try {
+    const page = await browser.newPage()
+    await page.setViewport({ width: 1100, height: 800 })
+    // Settings needs a session: the browser lands on the sign-in form, which comes back here.
+    await page.goto(`${baseUrl}/settings`)
+    assert.equal(new URL(page.url()).pathname, '/signin')
+    await page.type('input[name=identifier]', alice.name)
+    await page.type('input[name=password]', alice.password)
+    await Promise.all([page.waitForNavigation(), page.click('form.stacked button[type=submit]')])
+    assert.equal(new URL(page.url()).pathname, '/settings')
+    assert.match(await page.content(), /None yet\./)
+    await page.screenshot({ path: path.join(artifacts, 'browser-settings.png') })
+
+    await page.type('input[name=name]', 'browser')
+    await Promise.all([page.waitForNavigation(), page.click('form.stacked button[type=submit]')])
+    const password = await page.$eval('.notice pre[data-copy]', (el) => el.dataset.copy)
+    assert.match(password, /^[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}$/)
+    // The page script added copy buttons (allowed by the page's CSP).
+    assert.ok((await page.$$('button.copy')).length >= 2)
+    await page.screenshot({ path: path.join(artifacts, 'browser-app-password.png') })
+    fs.writeFileSync(path.join(artifacts, 'app-password.txt'), password)
+
+    // The session cookie is HttpOnly: page scripts cannot read it.
+    assert.equal(await page.evaluate(() => document.cookie), '')
+
+    await Promise.all([page.waitForNavigation(), page.click('header form button[type=submit]')])
+    assert.equal(new URL(page.url()).pathname, '/')
+    assert.ok(await page.$('header a[href="/signin"]'))
+    await page.goto(`${baseUrl}/settings`)
+    assert.equal(new URL(page.url()).pathname, '/signin')
+  } finally {
+    await browser.close()
+    fs.rmSync(profile, { recursive: true, force: true })
+  }
+})
