@@ -267,7 +267,7 @@ fn plc_operations_reach_the_upstream_directory() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains("dave"));
 }
 
-/// The web pages in headless Chromium driven over the DevTools protocol (`browser.mjs`, npm
+/// The web pages in headless Chromium driven over the devtools protocol (`browser.mjs`, npm
 /// `puppeteer-core`): sign in, create an app password on the settings page, sign out; then
 /// skopeo logs in with that app password. Screenshots stay in `target/test-artifacts/`.
 #[test]
