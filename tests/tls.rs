@@ -221,6 +221,19 @@ fn managed_ca_serves_https_to_curl_and_skopeo() {
         ]);
         assert!(ok && out.starts_with("ok"), "by host name {host}: {out}");
     }
+    // doctor: the node's CA is fine; a node without a public name gets a warning, not a failure.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atcr"))
+        .args(["doctor", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("WARN  tls      pds.public_host is unset"),
+        "{text}"
+    );
+    assert!(text.contains("tls/ca.crt valid until"), "{text}");
     // trust-instructions prints the CA's fingerprint as openssl computes it.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_atcr"))
         .args(["tls", "trust-instructions", "--config"])

@@ -359,7 +359,15 @@ fn tls(config: &Config, now: OffsetDateTime) -> Vec<Finding> {
         .public_host
         .as_deref()
         .map(|h| strip_port(h).to_owned());
-    match config.cert_source() {
+    let mut identity = Vec::new();
+    if host.is_none() {
+        identity.push(Finding::warn(
+            "tls",
+            "pds.public_host is unset: the node's identity is did:web:localhost, which only this machine resolves",
+            "set pds.public_host to the name clients use (before users are added: their DID documents name it)",
+        ));
+    }
+    let mut found = match config.cert_source() {
         CertSource::Files { cert, key } => {
             let mut out = certificate(
                 &cert,
@@ -421,7 +429,9 @@ fn tls(config: &Config, now: OffsetDateTime) -> Vec<Finding> {
             }
             out
         }
-    }
+    };
+    found.extend(identity);
+    found
 }
 
 fn strip_port(host: &str) -> &str {

@@ -14,6 +14,8 @@ use crate::server::tls::CertStore;
 use crate::server::{self, App, Listener, ServerLimits};
 use crate::worker::Workers;
 
+/// How often sessions nobody can use any more are removed.
+const SESSION_SWEEP: Duration = Duration::from_hours(1);
 /// How often the managed server certificate is checked for renewal.
 const RENEWAL_CHECK: Duration = Duration::from_hours(6);
 
@@ -172,6 +174,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         },
     );
+    let pds = app.pds.clone();
+    workers.every("session-sweeper", SESSION_SWEEP, move || {
+        let pds = pds.clone();
+        async move {
+            let now = crate::pds::accounts::now_secs();
+            let pruned = tokio::task::spawn_blocking(move || pds.accounts.prune_sessions(now))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            if pruned > 0 {
+                tracing::info!(pruned, "removed expired sessions");
+            }
+            Ok::<(), String>(())
+        }
+    });
     if let Some(store) = certs.clone() {
         workers.every("certificate-renewal", RENEWAL_CHECK, move || {
             let store = store.clone();

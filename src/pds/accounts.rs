@@ -430,6 +430,28 @@ impl Accounts {
     }
 }
 
+impl Accounts {
+    /// Removes sessions nobody can use any more: expired ones, and replaced ones past their
+    /// grace period. Returns how many went.
+    pub fn prune_sessions(&self, now: u64) -> Result<usize, AccountError> {
+        self.store.write_sync(move |tx| {
+            let mut sessions = tx.open_table(SESSIONS)?;
+            let mut dead = Vec::new();
+            for item in sessions.iter()? {
+                let (k, v) = item?;
+                let s: Session = serde_json::from_slice(v.value())?;
+                if s.expires <= now || s.rotated.is_some_and(|r| r.until < now) {
+                    dead.push(k.value().to_owned());
+                }
+            }
+            for k in &dead {
+                sessions.remove(k.as_str())?;
+            }
+            Ok(dead.len())
+        })
+    }
+}
+
 /// Removes `did`'s sessions (only those of app password `app` if given).
 fn remove_sessions(
     tx: &WriteTransaction,
@@ -464,5 +486,41 @@ mod tests {
         assert!(!verify_password("garbage", "hunter2"));
         let p = generate_app_password();
         assert_eq!(p.len(), 19);
+    }
+
+    #[test]
+    fn unusable_sessions_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = Accounts::new(PdsStore::open(&dir.path().join("pds.redb")).unwrap());
+        let did: Did = "did:plc:abc".parse().unwrap();
+        let session = |expires, rotated: Option<u64>| Session {
+            did: did.clone(),
+            expires,
+            app_password: None,
+            rotated: rotated.map(|until| Rotation {
+                next: "next".into(),
+                until,
+            }),
+            web: false,
+        };
+        accounts.put_session("live", &session(2000, None)).unwrap();
+        accounts
+            .put_session("expired", &session(1000, None))
+            .unwrap();
+        accounts
+            .put_session("in-grace", &session(2000, Some(1500)))
+            .unwrap();
+        accounts
+            .put_session("past-grace", &session(2000, Some(1200)))
+            .unwrap();
+        assert_eq!(accounts.prune_sessions(1300).unwrap(), 2);
+        for (id, kept) in [
+            ("live", true),
+            ("expired", false),
+            ("in-grace", true),
+            ("past-grace", false),
+        ] {
+            assert_eq!(accounts.session(id).unwrap().is_some(), kept, "{id}");
+        }
     }
 }
