@@ -64,6 +64,20 @@ impl Target {
     }
 }
 
+/// `host` without its `:port` (`registry.lan:5000` → `registry.lan`, `[::1]:443` → `::1`).
+#[must_use]
+pub fn host_without_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) && !name.contains(':') => {
+            name
+        }
+        _ => host,
+    }
+}
+
 /// A TLS client configuration trusting the CA certificates in `ca_file` (PEM), or the
 /// system's.
 pub fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
@@ -171,5 +185,13 @@ mod tests {
         assert!(Target::parse("a/b", false).is_err());
         assert!(Target::parse("https://plc.example/sub", false).is_err());
         assert!(Target::parse("host:x", false).is_err());
+    }
+
+    #[test]
+    fn hosts_without_ports() {
+        assert_eq!(host_without_port("registry.lan:5000"), "registry.lan");
+        assert_eq!(host_without_port("registry.lan"), "registry.lan");
+        assert_eq!(host_without_port("[::1]:443"), "::1");
+        assert_eq!(host_without_port("::1"), "::1");
     }
 }

@@ -92,8 +92,8 @@ fn pages_show_what_was_pushed_and_nothing_private() {
     // The single image's size: its layer and config.
     let size: u64 = single.layers.iter().map(|l| l.size).sum::<u64>()
         + single.config.as_ref().map_or(0, |c| c.size);
-    assert!((1000..1_000_000).contains(&size));
-    let shown = format!("<td>{}.{} KB</td>", size / 1000, size % 1000 / 100);
+    assert!((1024..1 << 20).contains(&size));
+    let shown = format!("<td>{}.{} KiB</td>", size / 1024, size % 1024 * 10 / 1024);
     assert!(repo.contains(&shown), "{shown} not in {repo}");
 
     // Headless Chromium renders the page (with the stylesheet, under the page's CSP); its DOM

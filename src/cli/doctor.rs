@@ -17,6 +17,7 @@ use crate::admin::Op;
 use crate::blobstore::BlobStore;
 use crate::config::{Backend, Config, Layered};
 use crate::doctor::{Finding, Level};
+use crate::server::ops::human_bytes;
 use crate::server::tls::{CertSource, RENEW_BEFORE};
 
 /// How long a probe of a listening port may take.
@@ -358,7 +359,7 @@ fn tls(config: &Config, now: OffsetDateTime) -> Vec<Finding> {
         .pds
         .public_host
         .as_deref()
-        .map(|h| strip_port(h).to_owned());
+        .map(|h| crate::http_client::host_without_port(h).to_owned());
     let mut identity = Vec::new();
     if host.is_none() {
         identity.push(Finding::warn(
@@ -432,18 +433,6 @@ fn tls(config: &Config, now: OffsetDateTime) -> Vec<Finding> {
     };
     found.extend(identity);
     found
-}
-
-fn strip_port(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) && !name.contains(':') => {
-            name
-        }
-        _ => host,
-    }
 }
 
 /// One PEM certificate file: readable, valid at `now`, not about to expire, naming `host`.
@@ -590,20 +579,6 @@ fn clock(now: OffsetDateTime) -> Vec<Finding> {
     out
 }
 
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let (mut unit, mut divisor) = (0, 1u64);
-    while unit < UNITS.len() - 1 && bytes / divisor >= 1024 {
-        divisor *= 1024;
-        unit += 1;
-    }
-    if unit == 0 {
-        return format!("{bytes} B");
-    }
-    let tenths = u128::from(bytes) * 10 / u128::from(divisor);
-    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
-}
-
 /// Blob storage: writable, with room above the configured floor.
 fn storage(config: &Config) -> Vec<Finding> {
     if config.storage.backend == Backend::Memory {
@@ -642,19 +617,19 @@ fn storage(config: &Config) -> Vec<Finding> {
             "storage",
             format!(
                 "{} free, below storage.min_free_bytes ({}): pushes are refused with 507 and /readyz is red",
-                human(free),
-                human(floor)
+                human_bytes(free),
+                human_bytes(floor)
             ),
             "free space on that filesystem or grow it",
         )),
         Ok(free) if free < floor.saturating_mul(2) => out.push(Finding::warn(
             "storage",
-            format!("{} free, close to storage.min_free_bytes ({})", human(free), human(floor)),
+            format!("{} free, close to storage.min_free_bytes ({})", human_bytes(free), human_bytes(floor)),
             "free space on that filesystem or grow it",
         )),
         Ok(free) => out.push(Finding::ok(
             "storage",
-            format!("{} free (floor {})", human(free), human(floor)),
+            format!("{} free (floor {})", human_bytes(free), human_bytes(floor)),
         )),
         Err(e) => out.push(Finding::warn(
             "storage",
@@ -671,9 +646,6 @@ mod tests {
 
     #[test]
     fn host_names_and_ports() {
-        assert_eq!(strip_port("registry.lan:5000"), "registry.lan");
-        assert_eq!(strip_port("registry.lan"), "registry.lan");
-        assert_eq!(strip_port("[::1]:443"), "::1");
         assert!(name_matches("*.lan", "registry.lan"));
         assert!(name_matches("Registry.LAN", "registry.lan"));
         assert!(!name_matches("*.lan", "a.b.lan"));
@@ -730,12 +702,5 @@ mod tests {
         let found = certificate(&garbage, now, None, "");
         assert_eq!(levels(&found), [Level::Fail]);
         assert!(found[0].message.contains("is not a PEM certificate"));
-    }
-
-    #[test]
-    fn sizes_read_well() {
-        assert_eq!(human(512), "512 B");
-        assert_eq!(human(1536), "1.5 KiB");
-        assert_eq!(human(3 << 30), "3.0 GiB");
     }
 }

@@ -10,7 +10,7 @@ pub fn trust_instructions(config: &Config) -> anyhow::Result<()> {
         .pds
         .public_host
         .as_deref()
-        .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name).to_owned())
+        .map(|h| crate::http_client::host_without_port(h).to_owned())
         .or_else(crate::config::host_name)
         .or_else(|| config.tls.names.first().cloned())
         .or_else(|| config.tls.ips.first().map(ToString::to_string))

@@ -301,10 +301,7 @@ impl Pds {
     /// `alsoKnownAs`, and `/.well-known/atproto-did` on that host answers the node's DID.
     #[must_use]
     pub fn node_handle(&self) -> Option<String> {
-        let host = &self.settings.public_host;
-        let name = host
-            .rsplit_once(':')
-            .map_or(host.as_str(), |(name, _)| name);
+        let name = crate::http_client::host_without_port(&self.settings.public_host);
         name.parse::<crate::atproto::Handle>()
             .ok()
             .map(|_| name.to_ascii_lowercase())

@@ -268,7 +268,7 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
                             tr {
                                 td { (tag) }
                                 td.digest title=(digest.as_str()) { (short(digest.as_str())) }
-                                td { @if contents.children > 0 { "—" } @else { (human(contents.blob_bytes)) } }
+                                td { @if contents.children > 0 { "—" } @else { (crate::server::ops::human_bytes(contents.blob_bytes)) } }
                                 td.optional {
                                     @if contents.children > 0 { (contents.children) " platforms" } @else { "image" }
                                 }
@@ -450,20 +450,6 @@ fn short(digest: &str) -> &str {
     digest.get(..end).unwrap_or(digest)
 }
 
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
-    if bytes < 1000 {
-        return format!("{bytes} B");
-    }
-    let (mut unit, mut divisor) = (0, 1000u64);
-    while unit < UNITS.len() - 1 && bytes / divisor >= 1000 {
-        divisor *= 1000;
-        unit += 1;
-    }
-    let tenths = u128::from(bytes) * 10 / u128::from(divisor);
-    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
-}
-
 /// Unix seconds as a UTC date and time.
 fn date(secs: u64) -> String {
     i64::try_from(secs)
@@ -485,9 +471,9 @@ mod tests {
             "sha256:0123456789ab"
         );
         assert_eq!(short("odd"), "odd");
-        assert_eq!(human(999), "999 B");
-        assert_eq!(human(1500), "1.5 KB");
-        assert_eq!(human(2_345_678_901), "2.3 GB");
+        assert_eq!(crate::server::ops::human_bytes(512), "512 B");
+        assert_eq!(crate::server::ops::human_bytes(1536), "1.5 KiB");
+        assert_eq!(crate::server::ops::human_bytes(3 << 30), "3.0 GiB");
         assert_eq!(date(0), "1970-01-01 00:00 UTC");
     }
 }

@@ -37,7 +37,7 @@ pub(super) fn well_known(pds: &Pds, req: &Request<Incoming>, path: &str) -> Answ
                 .and_then(|h| h.to_str().ok())
                 .or_else(|| req.uri().host())
                 .unwrap_or_default();
-            let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
+            let name = crate::http_client::host_without_port(host);
             match pds.resolve_handle(name)? {
                 Some(d) => {
                     let mut r = Response::new(body::full(d.to_string()));
