@@ -75,7 +75,16 @@ pub struct IndexStats {
     pub uploads: u64,
 }
 
-/// See [`Index::contents`].
+/// One tag as the web pages show it: see [`Index::tag_details`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagDetail {
+    pub tag: String,
+    pub digest: Digest,
+    pub record: Option<ManifestRecord>,
+    pub contents: Contents,
+}
+
+/// What a manifest references: its blobs (and their summed size) and child manifests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Contents {
     pub blobs: u64,
@@ -351,26 +360,48 @@ impl Index {
         })
     }
 
-    /// What a manifest of `repo` references: the blobs (with their summed size) and the child
-    /// manifests (an index's platforms), for the web pages.
-    pub fn contents(&self, repo: &str, manifest: &Digest) -> Result<Contents, IndexError> {
+    /// The first `n` tags of `repo` with what the web pages show of each (its manifest's
+    /// record, and the blobs and child manifests it references), from one read transaction;
+    /// the flag says whether more tags follow.
+    pub fn tag_details(&self, repo: &str, n: usize) -> Result<(Vec<TagDetail>, bool), IndexError> {
         let tx = self.db.begin_read()?;
-        let refs = tx.open_table(REFS)?;
-        let blobs = tx.open_table(BLOBS)?;
-        let mut out = Contents::default();
-        let m = manifest.as_str();
-        for entry in refs.range((repo, m, "")..(repo, m, MAX))? {
-            let (key, _) = entry?;
-            let referenced = key.value().2;
-            match blobs.get(referenced)? {
-                Some(size) => {
-                    out.blobs += 1;
-                    out.blob_bytes += size.value();
-                }
-                None => out.children += 1,
+        let (manifests, refs, blobs) = (
+            tx.open_table(MANIFESTS)?,
+            tx.open_table(REFS)?,
+            tx.open_table(BLOBS)?,
+        );
+        let mut out = Vec::new();
+        for entry in tx.open_table(TAGS)?.range((repo, "")..(repo, MAX))? {
+            if out.len() == n {
+                return Ok((out, true));
             }
+            let (key, digest) = entry?;
+            let Ok(digest) = digest.value().parse::<Digest>() else {
+                continue;
+            };
+            let m = digest.as_str();
+            let record = manifests
+                .get((repo, m))?
+                .map(|raw| serde_json::from_slice(raw.value()))
+                .transpose()?;
+            let mut contents = Contents::default();
+            for r in refs.range((repo, m, "")..(repo, m, MAX))? {
+                match blobs.get(r?.0.value().2)? {
+                    Some(size) => {
+                        contents.blobs += 1;
+                        contents.blob_bytes += size.value();
+                    }
+                    None => contents.children += 1,
+                }
+            }
+            out.push(TagDetail {
+                tag: key.value().1.to_owned(),
+                digest,
+                record,
+                contents,
+            });
         }
-        Ok(out)
+        Ok((out, false))
     }
 
     /// What `atcr doctor` checks, from one read transaction: tags naming a manifest the index

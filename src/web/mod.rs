@@ -220,23 +220,14 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
     if !visible(cx)? || !index.repo_exists(&located.key)? {
         return Ok(None);
     }
-    let (tags, more) = index.tags(&located.key, None, PAGE)?;
-    let mut rows = Vec::new();
-    for tag in &tags {
-        let Some(digest) = index.tag(&located.key, tag)? else {
-            continue;
-        };
-        let record = index.manifest(&located.key, &digest)?;
-        let contents = index.contents(&located.key, &digest)?;
-        rows.push((tag.clone(), digest, record, contents));
-    }
+    let (rows, more) = index.tag_details(&located.key, PAGE)?;
     let shown = display_name(app, &located.key)?;
     let handle = app.pds.handle_of(&located.owner)?;
-    let pull_tag = tags
+    let pull_tag = rows
         .iter()
-        .find(|t| t.as_str() == "latest")
-        .or(tags.first())
-        .cloned();
+        .find(|r| r.tag == "latest")
+        .or(rows.first())
+        .map(|r| r.tag.clone());
     Ok(Some(page(
         StatusCode::OK,
         &shown,
@@ -264,7 +255,7 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
                         th.optional { "Kind" } th.optional { "Pushed" }
                     } }
                     tbody {
-                        @for (tag, digest, record, contents) in &rows {
+                        @for crate::oci::index::TagDetail { tag, digest, record, contents } in &rows {
                             tr {
                                 td { (tag) }
                                 td.digest title=(digest.as_str()) { (short(digest.as_str())) }

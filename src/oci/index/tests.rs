@@ -89,15 +89,23 @@ fn manifests_tags_and_referrers() {
     );
 
     assert_eq!(ix.tag("a/b", "v1").unwrap(), Some(m1.clone()));
+    let (details, more) = ix.tag_details("a/b", 10).unwrap();
+    assert!(!more);
+    let shown: Vec<(&str, &Digest, Contents)> = details
+        .iter()
+        .map(|d| (d.tag.as_str(), &d.digest, d.contents))
+        .collect();
+    let m1_contents = Contents {
+        blobs: 1,
+        blob_bytes: 5,
+        children: 0,
+    };
     assert_eq!(
-        ix.contents("a/b", &m1).unwrap(),
-        Contents {
-            blobs: 1,
-            blob_bytes: 5,
-            children: 0
-        }
+        shown,
+        vec![("latest", &m1, m1_contents), ("v1", &m1, m1_contents)]
     );
-    assert_eq!(ix.contents("a/b", &m2).unwrap(), Contents::default());
+    assert_eq!(details[0].record, Some(record(None)));
+    assert!(ix.tag_details("a/b", 1).unwrap().1);
     assert_eq!(
         ix.tags("a/b", None, 10).unwrap(),
         (vec!["latest".into(), "v1".into()], false)

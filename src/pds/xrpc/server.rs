@@ -114,27 +114,20 @@ pub(super) fn refresh_session(pds: &Pds, call: &Call) -> Answer {
     };
     let now = now_secs();
     let app = session.app_password.is_some();
-    let issue = |id: Option<String>| match id {
-        Some(id) => auth::issue_for(
+    let issue = |id: String| {
+        auth::issue_for(
             &pds.keys.token,
             pds.node_did.as_str(),
             account.did.as_str(),
             app,
             now,
             id,
-        ),
-        None => auth::issue(
-            &pds.keys.token,
-            pds.node_did.as_str(),
-            account.did.as_str(),
-            app,
-            now,
-        ),
+        )
     };
     let rotation = if let Some(rotation) = session.rotated.clone() {
         Rotated::Before(rotation)
     } else {
-        let pair = issue(None);
+        let pair = issue(uuid::Uuid::new_v4().to_string());
         let next = Session {
             expires: pair.refresh_expires,
             rotated: None,
@@ -157,7 +150,7 @@ pub(super) fn refresh_session(pds: &Pds, call: &Call) -> Answer {
             if pds.accounts.session(&rotation.next)?.is_none() {
                 return Err(ended());
             }
-            let pair = issue(Some(rotation.next));
+            let pair = issue(rotation.next);
             ok_json(&session_json(pds, &account, Some(&pair)))
         }
         Rotated::Before(_) => {
