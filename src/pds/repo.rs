@@ -1,10 +1,14 @@
 //! The repository write path: validate, update the MST, sign one commit, and persist blocks,
 //! head, record index and the `#commit` event in one redb transaction.
 //!
-//! Writes to one repository are serialised by a per-DID async mutex; writes to different
-//! repositories run concurrently (redb serialises only the final, short write transaction).
+//! Writes to one repository are built one after another under a per-DID async mutex; writes to
+//! different repositories are built concurrently. Built commits are made durable by the
+//! [`committer`] in groups: a commit is built on the previous one while that one still waits
+//! for its fsync (its head and new blocks are kept in the repository's pending chain), and
+//! every writer is answered only once its commit is durable. If a group fails, the commits
+//! built on it fail too (their expected head never lands) and the chain is cut there.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -18,6 +22,7 @@ use crate::atproto::lexicon::Catalog;
 use crate::atproto::mst::{Mst, RecordOp, proof_blocks};
 use crate::atproto::syntax::TidClock;
 use crate::atproto::{Cid, Datetime, Did, Keypair, Nsid, RecordKey, Tid, UnsignedCommit, Value};
+use committer::Committer;
 
 /// Why a write was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -124,14 +129,48 @@ pub struct CommitInfo {
     pub seq: u64,
 }
 
+/// Commits of one repository that are built and queued but not yet known durable, oldest
+/// first. The next commit builds on the newest of them.
+#[derive(Default)]
+struct Pending {
+    chain: VecDeque<PendingCommit>,
+}
+
+struct PendingCommit {
+    head: RepoHead,
+    /// The blocks the commit adds (MST nodes, records, the commit block).
+    blocks: Arc<HashMap<Cid, Bytes>>,
+}
+
+impl Pending {
+    fn position(&self, commit: &Cid) -> Option<usize> {
+        self.chain.iter().position(|p| &p.head.commit == commit)
+    }
+
+    /// `commit` is durable, and so is everything queued before it.
+    fn landed(&mut self, commit: &Cid) {
+        if let Some(i) = self.position(commit) {
+            self.chain.drain(..=i);
+        }
+    }
+
+    /// `commit` failed: so will everything built on it.
+    fn failed(&mut self, commit: &Cid) {
+        if let Some(i) = self.position(commit) {
+            self.chain.truncate(i);
+        }
+    }
+}
+
 /// The repositories of this PDS.
 pub struct Repos {
     store: PdsStore,
     catalog: Arc<Catalog>,
-    locks: Mutex<HashMap<Did, Arc<tokio::sync::Mutex<()>>>>,
+    locks: Mutex<HashMap<Did, Arc<tokio::sync::Mutex<Pending>>>>,
     keys: RwLock<HashMap<Did, Arc<Keypair>>>,
     clock: TidClock,
     events: broadcast::Sender<(u64, Bytes)>,
+    committer: Committer,
 }
 
 impl Repos {
@@ -140,6 +179,7 @@ impl Repos {
     pub fn new(store: PdsStore, catalog: Arc<Catalog>) -> Repos {
         let (events, _) = broadcast::channel(1024);
         Repos {
+            committer: Committer::start(store.clone(), events.clone()),
             store,
             catalog,
             locks: Mutex::new(HashMap::new()),
@@ -181,7 +221,7 @@ impl Repos {
         self.keys.read().ok().and_then(|k| k.get(did).cloned())
     }
 
-    fn lock_for(&self, did: &Did) -> Arc<tokio::sync::Mutex<()>> {
+    fn lock_for(&self, did: &Did) -> Arc<tokio::sync::Mutex<Pending>> {
         let mut locks = self
             .locks
             .lock()
@@ -208,8 +248,8 @@ impl Repos {
     /// Creates an empty repository for `did`, signed with `key` (which is registered).
     pub async fn create_repo(&self, did: &Did, key: Arc<Keypair>) -> Result<CommitInfo, RepoError> {
         let lock = self.lock_for(did);
-        let _guard = lock.lock().await;
-        if self.store.head(did)?.is_some() {
+        let pending = lock.lock().await;
+        if !pending.chain.is_empty() || self.store.head(did)?.is_some() {
             return Err(RepoError::RepoExists(did.clone()));
         }
         self.register_key(did.clone(), key.clone());
@@ -250,16 +290,23 @@ impl Repos {
             blobs: Vec::new(),
             event: Box::new(move |seq| event.frame(seq)),
         };
-        let store = self.store.clone();
-        let (seq, frame) = tokio::task::spawn_blocking(move || store.commit(batch))
-            .await
-            .map_err(StoreError::from)??;
-        self.publish(seq, frame);
+        let seq = self.durable(self.committer.submit(batch)).await?;
         Ok(CommitInfo {
             cid: commit_cid,
             rev,
             seq,
         })
+    }
+
+    /// Waits for the committer's answer.
+    async fn durable(
+        &self,
+        answer: tokio::sync::oneshot::Receiver<committer::Outcome>,
+    ) -> Result<u64, RepoError> {
+        match answer.await {
+            Ok(outcome) => Ok(outcome?),
+            Err(_) => Err(StoreError::Commit("the commit thread stopped".into()).into()),
+        }
     }
 
     /// Applies `writes` to `did`'s repository as one signed commit. With `swap_commit`, the
@@ -278,11 +325,14 @@ impl Repos {
             prepared.push(self.prepare(did, w, validation)?);
         }
         let lock = self.lock_for(did);
-        let _guard = lock.lock().await;
-        let head = self
-            .store
-            .head(did)?
-            .ok_or_else(|| RepoError::RepoNotFound(did.clone()))?;
+        let mut pending = lock.lock().await;
+        let head = match pending.chain.back() {
+            Some(p) => p.head.clone(),
+            None => self
+                .store
+                .head(did)?
+                .ok_or_else(|| RepoError::RepoNotFound(did.clone()))?,
+        };
         if !head.active {
             return Err(RepoError::InvalidRequest(
                 "repository is deactivated".into(),
@@ -299,13 +349,31 @@ impl Repos {
         let rev = self.next_rev(Some(&head.rev));
         let store = self.store.clone();
         let did2 = did.clone();
-        let (info, results, frame) = tokio::task::spawn_blocking(move || {
-            build_and_commit(&store, &did2, &head, prepared, &key, rev)
+        let layers: Vec<_> = pending.chain.iter().map(|p| p.blocks.clone()).collect();
+        let built = tokio::task::spawn_blocking(move || {
+            build_commit(&store, &layers, &did2, &head, prepared, &key, rev)
         })
         .await
         .map_err(StoreError::from)??;
-        self.publish(info.seq, frame);
-        Ok((info, results))
+        let (info, results) = (built.info, built.results);
+        pending.chain.push_back(PendingCommit {
+            head: built.batch.head.clone(),
+            blocks: Arc::new(built.batch.blocks.iter().cloned().collect()),
+        });
+        let answer = self.committer.submit(built.batch);
+        drop(pending);
+        let outcome = self.durable(answer).await;
+        let mut pending = lock.lock().await;
+        match outcome {
+            Ok(seq) => {
+                pending.landed(&info.cid);
+                Ok((CommitInfo { seq, ..info }, results))
+            }
+            Err(e) => {
+                pending.failed(&info.cid);
+                Err(e)
+            }
+        }
     }
 
     fn prepare(
@@ -468,15 +536,48 @@ impl BlockStore for Overlay<'_> {
     }
 }
 
-fn build_and_commit(
+/// The durable blocks plus those of the pending commits the new one builds on.
+struct Layered<'a> {
+    durable: &'a dyn BlockStore,
+    pending: &'a [Arc<HashMap<Cid, Bytes>>],
+}
+
+impl BlockStore for Layered<'_> {
+    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, BlockStoreError> {
+        match self.pending.iter().rev().find_map(|layer| layer.get(cid)) {
+            Some(b) => Ok(Some(b.clone())),
+            None => self.durable.get(cid),
+        }
+    }
+    fn put(&self, _cid: Cid, _bytes: Bytes) -> Result<(), BlockStoreError> {
+        Err(BlockStoreError("pending blocks are read-only".into()))
+    }
+}
+
+/// A commit built and signed, ready for the committer.
+struct Built {
+    /// The commit (its `seq` is known once durable).
+    info: CommitInfo,
+    results: Vec<WriteResult>,
+    batch: CommitBatch,
+}
+
+/// Builds the commit applying `writes` on top of `head`, whose blocks are durable in `store`
+/// or in the `pending` layers.
+fn build_commit(
     store: &PdsStore,
+    pending: &[Arc<HashMap<Cid, Bytes>>],
     did: &Did,
     head: &RepoHead,
     writes: Vec<Prepared>,
     key: &Keypair,
     rev: Tid,
-) -> Result<(CommitInfo, Vec<WriteResult>, Vec<u8>), RepoError> {
-    let snapshot = store.snapshot()?;
+) -> Result<Built, RepoError> {
+    let durable = store.snapshot()?;
+    let snapshot = Layered {
+        durable: &durable,
+        pending,
+    };
     let mut mst = Mst::load(&snapshot, head.data)?;
     let mut ops = Vec::new();
     let mut results = Vec::new();
@@ -596,7 +697,6 @@ fn build_and_commit(
     let mut blocks: Vec<(Cid, Bytes)> = mst_blocks;
     blocks.extend(record_blocks);
     blocks.push((commit_cid, commit_bytes));
-    drop(snapshot);
     let batch = CommitBatch {
         did: did.clone(),
         expected: Some(head.commit),
@@ -611,17 +711,17 @@ fn build_and_commit(
         blobs: commit_blobs,
         event: Box::new(move |seq| event.frame(seq)),
     };
-    let (seq, frame) = store.commit(batch)?;
-    Ok((
-        CommitInfo {
+    Ok(Built {
+        info: CommitInfo {
             cid: commit_cid,
             rev,
-            seq,
+            seq: 0,
         },
         results,
-        frame,
-    ))
+        batch,
+    })
 }
 
+mod committer;
 #[cfg(test)]
 mod tests;

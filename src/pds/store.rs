@@ -62,6 +62,8 @@ pub enum StoreError {
     Db(#[from] redb::Error),
     #[error("pds record is corrupt: {0}")]
     Corrupt(String),
+    #[error("pds commit failed: {0}")]
+    Commit(String),
     #[error("pds task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -337,71 +339,24 @@ impl PdsStore {
         Ok(out)
     }
 
-    /// Applies one commit: checks the head is still `expected`, stores blocks, head, index
-    /// changes and the event (with the next sequence number). Returns that sequence number and
-    /// the event frame.
+    /// Applies one commit in its own transaction.
     pub fn commit(&self, batch: CommitBatch) -> Result<(u64, Vec<u8>), CommitFailure> {
-        let tx = self.db.begin_write().map_err(StoreError::from)?;
-        let (seq, frame) = {
-            let mut repos = tx.open_table(REPOS).map_err(StoreError::from)?;
-            let current: Option<RepoHead> = repos
-                .get(batch.did.as_str())
-                .map_err(StoreError::from)?
-                .map(|v| serde_json::from_slice(v.value()))
-                .transpose()
-                .map_err(StoreError::from)?;
-            if current.as_ref().map(|h| h.commit) != batch.expected {
-                return Err(CommitFailure::HeadMoved);
-            }
-            let mut blocks = tx.open_table(BLOCKS).map_err(StoreError::from)?;
-            for (cid, bytes) in &batch.blocks {
-                blocks
-                    .insert(cid.to_bytes().as_slice(), bytes.as_ref())
-                    .map_err(StoreError::from)?;
-            }
-            let head = serde_json::to_vec(&batch.head).map_err(StoreError::from)?;
-            repos
-                .insert(batch.did.as_str(), head.as_slice())
-                .map_err(StoreError::from)?;
-            let commit = serde_json::to_vec(&CommitRef {
-                commit: batch.head.commit,
-                blobs: batch.blobs.clone(),
-            })
-            .map_err(StoreError::from)?;
-            tx.open_table(COMMITS)
-                .map_err(StoreError::from)?
-                .insert(
-                    (batch.did.as_str(), batch.head.rev.as_str()),
-                    commit.as_slice(),
-                )
-                .map_err(StoreError::from)?;
-            let mut records = tx.open_table(RECORDS).map_err(StoreError::from)?;
-            for change in &batch.index {
-                match change {
-                    IndexChange::Put {
-                        collection,
-                        rkey,
-                        cid,
-                    } => {
-                        let cid = cid.to_string();
-                        records
-                            .insert(
-                                (batch.did.as_str(), collection.as_str(), rkey.as_str()),
-                                cid.as_str(),
-                            )
-                            .map_err(StoreError::from)?;
-                    }
-                    IndexChange::Delete { collection, rkey } => {
-                        records
-                            .remove((batch.did.as_str(), collection.as_str(), rkey.as_str()))
-                            .map_err(StoreError::from)?;
-                    }
-                }
-            }
-            append_event(&tx, batch.event)?
-        };
-        tx.commit().map_err(StoreError::from)?;
-        Ok((seq, frame))
+        let mut out = self.commit_group(vec![batch])?;
+        out.pop().unwrap_or(Err(CommitFailure::HeadMoved))
+    }
+
+    /// Applies commits in order in one durable transaction (group commit): one fsync for all.
+    /// A commit whose expected head is not the current one (checked after the earlier commits
+    /// of the group) is skipped with [`CommitFailure::HeadMoved`]; the others still apply. An
+    /// error of the database fails the whole group and changes nothing.
+    pub fn commit_group(&self, batches: Vec<CommitBatch>) -> Result<Vec<Committed>, StoreError> {
+        let tx = self.db.begin_write()?;
+        let mut out = Vec::with_capacity(batches.len());
+        for batch in batches {
+            out.push(apply_commit(&tx, batch)?);
+        }
+        tx.commit()?;
+        Ok(out)
     }
 
     /// Appends an event that changes nothing else (`#identity`, `#account`).
@@ -557,6 +512,56 @@ fn append_event(
     let frame = event(seq);
     events.insert(seq, frame.as_slice())?;
     Ok((seq, frame))
+}
+
+/// What one commit of a group came to: its event's sequence number and frame, or why not.
+pub type Committed = Result<(u64, Vec<u8>), CommitFailure>;
+
+/// Writes one commit into `tx`; `Ok(Err(HeadMoved))` when its expected head is not current
+/// (nothing written for it).
+fn apply_commit(tx: &WriteTransaction, batch: CommitBatch) -> Result<Committed, StoreError> {
+    let mut repos = tx.open_table(REPOS)?;
+    let current: Option<RepoHead> = repos
+        .get(batch.did.as_str())?
+        .map(|v| serde_json::from_slice(v.value()))
+        .transpose()?;
+    if current.as_ref().map(|h| h.commit) != batch.expected {
+        return Ok(Err(CommitFailure::HeadMoved));
+    }
+    let mut blocks = tx.open_table(BLOCKS)?;
+    for (cid, bytes) in &batch.blocks {
+        blocks.insert(cid.to_bytes().as_slice(), bytes.as_ref())?;
+    }
+    let head = serde_json::to_vec(&batch.head)?;
+    repos.insert(batch.did.as_str(), head.as_slice())?;
+    let commit = serde_json::to_vec(&CommitRef {
+        commit: batch.head.commit,
+        blobs: batch.blobs.clone(),
+    })?;
+    tx.open_table(COMMITS)?.insert(
+        (batch.did.as_str(), batch.head.rev.as_str()),
+        commit.as_slice(),
+    )?;
+    let mut records = tx.open_table(RECORDS)?;
+    for change in &batch.index {
+        match change {
+            IndexChange::Put {
+                collection,
+                rkey,
+                cid,
+            } => {
+                let cid = cid.to_string();
+                records.insert(
+                    (batch.did.as_str(), collection.as_str(), rkey.as_str()),
+                    cid.as_str(),
+                )?;
+            }
+            IndexChange::Delete { collection, rkey } => {
+                records.remove((batch.did.as_str(), collection.as_str(), rkey.as_str()))?;
+            }
+        }
+    }
+    Ok(Ok(append_event(tx, batch.event)?))
 }
 
 type RecordEntry<'a> = Result<
