@@ -13,6 +13,7 @@ pub mod http_client;
 mod macros;
 pub mod oci;
 pub mod pds;
+pub mod search;
 pub mod server;
 pub mod web;
 pub mod worker;

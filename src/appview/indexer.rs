@@ -11,12 +11,24 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::records::{self, MANIFEST_COLLECTION, TAG_COLLECTION};
+use super::records::{self, MANIFEST_COLLECTION, PAGE_COLLECTION, STAR_COLLECTION, TAG_COLLECTION};
 use super::{AppView, AppViewError};
 use crate::atproto::{BlockStore, Cid, Did, Value};
 use crate::oci::index::{IndexChange, ManifestRecord, RecordAddr, TagTarget};
 use crate::oci::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use crate::oci::name::RepoName;
+use crate::oci::summary::ManifestSummary;
+
+/// The collections the index follows, manifests before the tags that point at them.
+const INDEXED: [&str; 4] = [
+    MANIFEST_COLLECTION,
+    TAG_COLLECTION,
+    STAR_COLLECTION,
+    PAGE_COLLECTION,
+];
+
+/// Largest image config read for the manifest summary (configs are a few KiB).
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
 use crate::pds::events;
 
 /// Events read from the log per batch.
@@ -110,7 +122,7 @@ impl AppView {
                 else {
                     continue;
                 };
-                if collection != MANIFEST_COLLECTION && collection != TAG_COLLECTION {
+                if !INDEXED.contains(&collection) {
                     continue;
                 }
                 let cid = match op.get("cid") {
@@ -149,10 +161,11 @@ impl AppView {
             return Ok(IndexChange::DeleteRecord(op.addr));
         };
         let record = record.to_json();
-        let change = if op.addr.collection == MANIFEST_COLLECTION {
-            self.manifest_change(did, op.addr.clone(), &record).await?
-        } else {
-            tag_change(did, op.addr.clone(), &record)
+        let change = match op.addr.collection.as_str() {
+            MANIFEST_COLLECTION => self.manifest_change(did, op.addr.clone(), &record).await?,
+            TAG_COLLECTION => tag_change(did, op.addr.clone(), &record),
+            STAR_COLLECTION => star_change(op.addr.clone(), &record),
+            _ => page_change(did, op.addr.clone(), &record),
         };
         Ok(change.unwrap_or(IndexChange::DeleteRecord(op.addr)))
     }
@@ -199,6 +212,14 @@ impl AppView {
             .filter(|d| !d.is_non_distributable())
             .map(|d| d.digest.clone())
             .collect();
+        let config = match manifest.config() {
+            Some(c) if c.size <= MAX_CONFIG_BYTES => match self.blobs.stat(&c.digest).await? {
+                Some(n) if n == c.size => Some(self.blobs.read_range(&c.digest, 0..n).await?),
+                _ => None,
+            },
+            _ => None,
+        };
+        let summary = ManifestSummary::of(&manifest, config.as_deref());
         let referrer = manifest
             .subject
             .as_ref()
@@ -212,6 +233,7 @@ impl AppView {
                 artifact_type: manifest.effective_artifact_type().map(str::to_owned),
                 subject: manifest.subject.as_ref().map(|s| s.digest.clone()),
                 created: m.created,
+                summary: Some(Box::new(summary)),
             },
             digest: m.digest,
             references,
@@ -235,7 +257,7 @@ impl AppView {
             after = Some(last.as_str().to_owned());
             for (did, _) in repos {
                 stats.repos += 1;
-                for collection in [MANIFEST_COLLECTION, TAG_COLLECTION] {
+                for collection in INDEXED {
                     let mut cursor: Option<String> = None;
                     loop {
                         let page =
@@ -263,6 +285,9 @@ impl AppView {
                                 }
                                 c @ IndexChange::PutTag { .. } => {
                                     stats.tags += 1;
+                                    changes.push(c);
+                                }
+                                c @ (IndexChange::PutStar { .. } | IndexChange::PutPage { .. }) => {
                                     changes.push(c);
                                 }
                                 IndexChange::DeleteRecord(_) => {}
@@ -299,4 +324,28 @@ fn tag_change(did: &Did, addr: RecordAddr, record: &serde_json::Value) -> Option
         tag: t.tag,
         target,
     })
+}
+
+/// A star record: its subject is the AT-URI of a repository's page record
+/// (`at://<owner>/io.atcr.repo.page/<repository>`).
+fn star_change(addr: RecordAddr, record: &serde_json::Value) -> Option<IndexChange> {
+    let subject = record.get("subject")?.as_str()?;
+    let (owner, rkey) = records::page_uri_parts(subject)?;
+    let repo = repo_key(&owner, &records::page_repository(&rkey))?;
+    Some(IndexChange::PutStar { addr, repo })
+}
+
+/// A repository page record: its README text (`description`).
+fn page_change(did: &Did, addr: RecordAddr, record: &serde_json::Value) -> Option<IndexChange> {
+    let repository = record.get("repository")?.as_str()?;
+    if records::page_rkey(repository) != addr.rkey {
+        return None;
+    }
+    let repo = repo_key(did, repository)?;
+    let text = record
+        .get("description")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    Some(IndexChange::PutPage { addr, repo, text })
 }

@@ -8,7 +8,9 @@ use crate::atproto::{AtUri, Cid, Datetime, Did, RecordKey, Tid};
 use crate::blobstore::{Algorithm, Digest};
 use crate::oci::index::RecordAddr;
 
-pub use crate::oci::index::{MANIFEST_COLLECTION, TAG_COLLECTION};
+pub use crate::oci::index::{
+    MANIFEST_COLLECTION, PAGE_COLLECTION, STAR_COLLECTION, TAG_COLLECTION,
+};
 
 /// The key of the manifest record for `digest` in repository `path`: a TID (the collection
 /// declares `tid` keys) made from a hash of both, so re-pushing rewrites the same record and one
@@ -220,6 +222,38 @@ pub fn read_tag(record: &Json) -> Option<TagRef> {
         manifest,
         digest,
     })
+}
+
+/// The record key of a repository's page record: the repository name, with `:` for the `/`
+/// of a nested name (record keys cannot hold `/`, repository names cannot hold `:`).
+#[must_use]
+pub fn page_rkey(repository: &str) -> String {
+    repository.replace('/', ":")
+}
+
+/// The repository name a page record key stands for (see [`page_rkey`]).
+#[must_use]
+pub fn page_repository(rkey: &str) -> String {
+    rkey.replace(':', "/")
+}
+
+/// The AT-URI of `owner`'s page record for `repository`: what a star record's `subject` names.
+#[must_use]
+pub fn page_uri(owner: &Did, repository: &str) -> String {
+    format!("at://{owner}/{PAGE_COLLECTION}/{}", page_rkey(repository))
+}
+
+/// The owner and record key of a page record's AT-URI.
+#[must_use]
+pub fn page_uri_parts(uri: &str) -> Option<(Did, String)> {
+    let rest = uri.strip_prefix("at://")?;
+    let mut parts = rest.splitn(3, '/');
+    let owner: Did = parts.next()?.parse().ok()?;
+    if parts.next()? != PAGE_COLLECTION {
+        return None;
+    }
+    let rkey = parts.next()?;
+    (!rkey.is_empty() && !rkey.contains('/')).then(|| (owner, rkey.to_owned()))
 }
 
 #[cfg(test)]

@@ -51,6 +51,9 @@ pub struct ManifestRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Digest>,
     pub created: u64,
+    /// What pages and search show of it (absent in indexes made before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Box<crate::oci::summary::ManifestSummary>>,
 }
 
 /// An upload in progress: `parts` parts stored, `size` bytes in all.
@@ -147,6 +150,7 @@ impl Index {
         tx.open_table(UPLOADS)?;
         tx.open_table(derived::RECORDS)?;
         tx.open_table(derived::META)?;
+        social::ensure_tables(&tx)?;
         tx.commit()?;
         Ok(())
     }
@@ -457,9 +461,12 @@ fn ensure_repo(tx: &redb::WriteTransaction, repo: &str, now: u64) -> Result<(), 
 }
 
 mod derived;
+mod social;
 pub use derived::{
-    IndexChange, MANIFEST_COLLECTION, RecordAddr, RecordEntry, TAG_COLLECTION, TagTarget,
+    IndexChange, MANIFEST_COLLECTION, PAGE_COLLECTION, RecordAddr, RecordEntry, STAR_COLLECTION,
+    Social, TAG_COLLECTION, TagTarget,
 };
+pub use social::RepoSummary;
 
 #[cfg(test)]
 mod tests;

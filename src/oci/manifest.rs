@@ -42,6 +42,9 @@ pub struct Descriptor {
     pub size: u64,
     #[serde(default)]
     pub urls: Option<Vec<String>>,
+    /// The platform of an index entry (`os`, `architecture`, `variant`), as pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<serde_json::Value>,
 }
 
 impl Descriptor {
@@ -153,6 +156,18 @@ impl Manifest {
             annotations: raw.annotations,
             config_media_type,
         })
+    }
+
+    /// An image manifest's config descriptor.
+    #[must_use]
+    pub fn config(&self) -> Option<&Descriptor> {
+        self.config_media_type.as_ref().and(self.blobs.first())
+    }
+
+    /// The manifest's annotations.
+    #[must_use]
+    pub fn annotations(&self) -> Option<&std::collections::BTreeMap<String, String>> {
+        self.annotations.as_ref()
     }
 
     /// The type the referrers API reports: `artifactType`, else the config's media type.

@@ -9,6 +9,7 @@ pub mod manifest;
 mod manifests;
 pub mod name;
 pub mod registry;
+pub mod summary;
 mod uploads;
 
 pub use endpoint::OciEndpoint;

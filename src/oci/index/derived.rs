@@ -5,6 +5,7 @@
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use super::social;
 use super::{
     BLOBS, Index, IndexError, MANIFESTS, MAX, ManifestRecord, REFERRERS, REFS, REPO_BLOBS, REPOS,
     TAGS, ensure_repo,
@@ -19,6 +20,8 @@ pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 
 pub const MANIFEST_COLLECTION: &str = "io.atcr.manifest";
 pub const TAG_COLLECTION: &str = "io.atcr.tag";
+pub const STAR_COLLECTION: &str = "io.atcr.sailor.star";
+pub const PAGE_COLLECTION: &str = "io.atcr.repo.page";
 
 /// What one record contributed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +31,18 @@ pub struct RecordEntry {
     pub digest: Option<Digest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub social: Option<Social>,
+}
+
+/// A record that is neither a manifest nor a tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Social {
+    /// A star on the entry's repository.
+    Star,
+    /// The entry's repository page (its README).
+    Page,
 }
 
 /// Where a record lives.
@@ -66,6 +81,17 @@ pub enum IndexChange {
         tag: String,
         target: TagTarget,
     },
+    /// A star record on `repo`.
+    PutStar {
+        addr: RecordAddr,
+        repo: String,
+    },
+    /// `repo`'s page record, with its README text.
+    PutPage {
+        addr: RecordAddr,
+        repo: String,
+        text: String,
+    },
     DeleteRecord(RecordAddr),
 }
 
@@ -100,6 +126,7 @@ impl Index {
         tx.delete_table(REFS)?;
         tx.delete_table(REFERRERS)?;
         tx.delete_table(RECORDS)?;
+        social::delete_tables(&tx)?;
         tx.open_table(META)?.insert("cursor", seq)?;
         tx.open_table(REPOS)?;
         tx.open_table(REPO_BLOBS)?;
@@ -169,6 +196,7 @@ fn apply_one(tx: &WriteTransaction, change: &IndexChange) -> Result<(), IndexErr
                     repo: repo.clone(),
                     digest: Some(digest.clone()),
                     tag: None,
+                    social: None,
                 },
             )
         }
@@ -209,13 +237,37 @@ fn apply_one(tx: &WriteTransaction, change: &IndexChange) -> Result<(), IndexErr
                     repo: repo.clone(),
                     digest: None,
                     tag: Some(tag.clone()),
+                    social: None,
                 },
             )
+        }
+        IndexChange::PutStar { addr, repo } => {
+            if let Some(old) = entry(tx, addr)? {
+                remove_entry(tx, addr, &old)?;
+            }
+            social::put_star(tx, &addr.did, &addr.rkey, repo)?;
+            set_entry(tx, addr, &social_entry(repo, Social::Star))
+        }
+        IndexChange::PutPage { addr, repo, text } => {
+            if let Some(old) = entry(tx, addr)? {
+                remove_entry(tx, addr, &old)?;
+            }
+            social::put_page(tx, repo, text)?;
+            set_entry(tx, addr, &social_entry(repo, Social::Page))
         }
         IndexChange::DeleteRecord(addr) => match entry(tx, addr)? {
             Some(old) => remove_entry(tx, addr, &old),
             None => Ok(()),
         },
+    }
+}
+
+fn social_entry(repo: &str, kind: Social) -> RecordEntry {
+    RecordEntry {
+        repo: repo.to_owned(),
+        digest: None,
+        tag: None,
+        social: Some(kind),
     }
 }
 
@@ -247,6 +299,11 @@ fn remove_entry(
         tx.open_table(TAGS)?
             .remove((e.repo.as_str(), tag.as_str()))?;
     }
+    match e.social {
+        Some(Social::Star) => social::delete_star(tx, &addr.did, &addr.rkey)?,
+        Some(Social::Page) => social::delete_page(tx, &e.repo)?,
+        None => {}
+    }
     Ok(())
 }
 
@@ -260,6 +317,7 @@ fn put_manifest_in(
 ) -> Result<(), IndexError> {
     let d = digest.as_str();
     ensure_repo(tx, repo, record.created)?;
+    social::touch(tx, repo, record.created)?;
     tx.open_table(MANIFESTS)?
         .insert((repo, d), serde_json::to_vec(record)?.as_slice())?;
     let mut refs = tx.open_table(REFS)?;

@@ -12,6 +12,7 @@ fn record(subject: Option<Digest>) -> ManifestRecord {
         artifact_type: None,
         subject,
         created: 1,
+        summary: None,
     }
 }
 

@@ -1,0 +1,228 @@
+//! What the web pages list beyond manifests and tags: stars (`io.atcr.sailor.star` records),
+//! repository pages (`io.atcr.repo.page`: the README), and when each repository was last pushed
+//! to. Counts and orderings are kept as tables so the home page reads a few keys, whatever the
+//! number of repositories.
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+
+use super::{Index, IndexError, MAX};
+
+/// (starrer DID, rkey) → starred repository
+pub(super) const STARS: TableDefinition<(&str, &str), &str> = TableDefinition::new("stars");
+/// (repository, starrer DID) → rkey of the star record counted
+pub(super) const STARRERS: TableDefinition<(&str, &str), &str> = TableDefinition::new("starrers");
+/// repository → number of users who starred it
+pub(super) const STAR_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("star_counts");
+/// (stars, repository): the most starred, read backwards
+pub(super) const POPULAR: TableDefinition<(u64, &str), ()> = TableDefinition::new("popular");
+/// repository → README text of its page record
+pub(super) const PAGES: TableDefinition<&str, &str> = TableDefinition::new("pages");
+/// repository → last push (unix seconds)
+pub(super) const PUSHED: TableDefinition<&str, u64> = TableDefinition::new("pushed");
+/// (last push, repository): the most recent, read backwards
+pub(super) const RECENT: TableDefinition<(u64, &str), ()> = TableDefinition::new("recent");
+
+pub(super) fn ensure_tables(tx: &WriteTransaction) -> Result<(), IndexError> {
+    tx.open_table(STARS)?;
+    tx.open_table(STARRERS)?;
+    tx.open_table(STAR_COUNTS)?;
+    tx.open_table(POPULAR)?;
+    tx.open_table(PAGES)?;
+    tx.open_table(PUSHED)?;
+    tx.open_table(RECENT)?;
+    Ok(())
+}
+
+pub(super) fn delete_tables(tx: &WriteTransaction) -> Result<(), IndexError> {
+    tx.delete_table(STARS)?;
+    tx.delete_table(STARRERS)?;
+    tx.delete_table(STAR_COUNTS)?;
+    tx.delete_table(POPULAR)?;
+    tx.delete_table(PAGES)?;
+    tx.delete_table(PUSHED)?;
+    tx.delete_table(RECENT)?;
+    ensure_tables(tx)
+}
+
+/// Notes a push to `repo` at `secs` (kept only when newer than the last).
+pub(super) fn touch(tx: &WriteTransaction, repo: &str, secs: u64) -> Result<(), IndexError> {
+    let mut pushed = tx.open_table(PUSHED)?;
+    let old = pushed.get(repo)?.map(|v| v.value());
+    if old.is_some_and(|old| old >= secs) {
+        return Ok(());
+    }
+    pushed.insert(repo, secs)?;
+    let mut recent = tx.open_table(RECENT)?;
+    if let Some(old) = old {
+        recent.remove((old, repo))?;
+    }
+    recent.insert((secs, repo), ())?;
+    Ok(())
+}
+
+/// `did`'s star record `rkey` stars `repo`. A user counts once per repository, however many
+/// star records they keep.
+pub(super) fn put_star(
+    tx: &WriteTransaction,
+    did: &str,
+    rkey: &str,
+    repo: &str,
+) -> Result<(), IndexError> {
+    tx.open_table(STARS)?.insert((did, rkey), repo)?;
+    let mut starrers = tx.open_table(STARRERS)?;
+    if starrers.get((repo, did))?.is_some() {
+        return Ok(());
+    }
+    starrers.insert((repo, did), rkey)?;
+    add_stars(tx, repo, 1)
+}
+
+/// Removes `did`'s star record `rkey` (and its count, unless another of their star records
+/// names the same repository).
+pub(super) fn delete_star(tx: &WriteTransaction, did: &str, rkey: &str) -> Result<(), IndexError> {
+    let mut stars = tx.open_table(STARS)?;
+    let Some(repo) = stars.remove((did, rkey))?.map(|v| v.value().to_owned()) else {
+        return Ok(());
+    };
+    let mut starrers = tx.open_table(STARRERS)?;
+    let counted = starrers
+        .get((repo.as_str(), did))?
+        .map(|v| v.value() == rkey);
+    if counted != Some(true) {
+        return Ok(());
+    }
+    let other = stars
+        .range((did, "")..(did, MAX))?
+        .filter_map(Result::ok)
+        .find(|(_, r)| r.value() == repo)
+        .map(|(k, _)| k.value().1.to_owned());
+    if let Some(other) = other {
+        starrers.insert((repo.as_str(), did), other.as_str())?;
+        return Ok(());
+    }
+    starrers.remove((repo.as_str(), did))?;
+    drop((stars, starrers));
+    add_stars(tx, &repo, -1)
+}
+
+fn add_stars(tx: &WriteTransaction, repo: &str, delta: i64) -> Result<(), IndexError> {
+    let mut counts = tx.open_table(STAR_COUNTS)?;
+    let old = counts.get(repo)?.map_or(0, |v| v.value());
+    let new = old.saturating_add_signed(delta);
+    let mut popular = tx.open_table(POPULAR)?;
+    if old > 0 {
+        popular.remove((old, repo))?;
+    }
+    if new > 0 {
+        counts.insert(repo, new)?;
+        popular.insert((new, repo), ())?;
+    } else {
+        counts.remove(repo)?;
+    }
+    Ok(())
+}
+
+pub(super) fn put_page(tx: &WriteTransaction, repo: &str, text: &str) -> Result<(), IndexError> {
+    tx.open_table(PAGES)?.insert(repo, text)?;
+    Ok(())
+}
+
+pub(super) fn delete_page(tx: &WriteTransaction, repo: &str) -> Result<(), IndexError> {
+    tx.open_table(PAGES)?.remove(repo)?;
+    Ok(())
+}
+
+/// A repository as lists show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoSummary {
+    pub key: String,
+    pub stars: u64,
+    /// Last push (unix seconds; 0 when unknown).
+    pub pushed: u64,
+}
+
+impl Index {
+    /// The `n` most recently pushed repositories, newest first.
+    pub fn recent(&self, n: usize) -> Result<Vec<RepoSummary>, IndexError> {
+        let tx = self.db.begin_read()?;
+        let counts = tx.open_table(STAR_COUNTS)?;
+        let mut out = Vec::with_capacity(n);
+        for item in tx.open_table(RECENT)?.iter()?.rev().take(n) {
+            let (k, _) = item?;
+            let (pushed, key) = k.value();
+            let stars = counts.get(key)?.map_or(0, |v| v.value());
+            out.push(RepoSummary {
+                key: key.to_owned(),
+                stars,
+                pushed,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The `n` most starred repositories, most first.
+    pub fn most_starred(&self, n: usize) -> Result<Vec<RepoSummary>, IndexError> {
+        let tx = self.db.begin_read()?;
+        let pushed = tx.open_table(PUSHED)?;
+        let mut out = Vec::with_capacity(n);
+        for item in tx.open_table(POPULAR)?.iter()?.rev().take(n) {
+            let (k, _) = item?;
+            let (stars, key) = k.value();
+            out.push(RepoSummary {
+                key: key.to_owned(),
+                stars,
+                pushed: pushed.get(key)?.map_or(0, |v| v.value()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// A repository's star count, last push and README text.
+    pub fn repo_summary(&self, repo: &str) -> Result<(RepoSummary, Option<String>), IndexError> {
+        let tx = self.db.begin_read()?;
+        let stars = tx
+            .open_table(STAR_COUNTS)?
+            .get(repo)?
+            .map_or(0, |v| v.value());
+        let pushed = tx.open_table(PUSHED)?.get(repo)?.map_or(0, |v| v.value());
+        let page = tx
+            .open_table(PAGES)?
+            .get(repo)?
+            .map(|v| v.value().to_owned());
+        Ok((
+            RepoSummary {
+                key: repo.to_owned(),
+                stars,
+                pushed,
+            },
+            page,
+        ))
+    }
+
+    /// The rkey of `did`'s star on `repo`, if they starred it.
+    pub fn star_of(&self, did: &str, repo: &str) -> Result<Option<String>, IndexError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx
+            .open_table(STARRERS)?
+            .get((repo, did))?
+            .map(|v| v.value().to_owned()))
+    }
+
+    /// The repositories `did` starred (at most `n`), in key order.
+    pub fn starred_by(&self, did: &str, n: usize) -> Result<Vec<String>, IndexError> {
+        let tx = self.db.begin_read()?;
+        let mut out: Vec<String> = Vec::new();
+        for item in tx.open_table(STARS)?.range((did, "")..(did, MAX))? {
+            let (_, repo) = item?;
+            let repo = repo.value();
+            if !out.iter().any(|r| r == repo) {
+                out.push(repo.to_owned());
+            }
+            if out.len() >= n {
+                break;
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
