@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::records::{self, MANIFEST_COLLECTION, PAGE_COLLECTION, STAR_COLLECTION, TAG_COLLECTION};
 use super::{AppView, AppViewError};
 use crate::atproto::{BlockStore, Cid, Did, Value};
-use crate::oci::index::{IndexChange, ManifestRecord, RecordAddr, TagTarget};
+use crate::oci::index::{Index, IndexChange, ManifestRecord, RecordAddr, TagTarget};
 use crate::oci::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use crate::oci::name::RepoName;
 use crate::oci::summary::ManifestSummary;
@@ -79,6 +79,7 @@ impl AppView {
                 .await
                 .map_err(|e| AppViewError::Data(e.to_string()))??;
             if batch.is_empty() {
+                self.index.write(Index::sync).await?;
                 self.indexed.send_if_modified(|s| {
                     let changed = *s != cursor;
                     *s = cursor;
@@ -86,13 +87,15 @@ impl AppView {
                 });
                 return Ok(());
             }
+            // The whole batch in one transaction: one fsync however many events arrived.
+            let mut events = Vec::with_capacity(batch.len());
             for (seq, frame) in batch {
-                let changes = self.changes_of_event(&frame).await?;
-                self.index
-                    .write(move |ix| ix.apply(&changes, Some(seq)))
-                    .await?;
-                self.indexed.send_replace(seq);
+                events.push((seq, self.changes_of_event(&frame).await?));
             }
+            let last = events.last().map_or(cursor, |e| e.0);
+            let touched = self.index.write(move |ix| ix.apply_events(&events)).await?;
+            self.mark_for_search(touched);
+            self.indexed.send_replace(last);
         }
     }
 

@@ -4,6 +4,7 @@
 
 mod indexer;
 pub mod records;
+pub mod search;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,8 @@ use crate::oci::{ErrorCode, OciError};
 use crate::pds::Pds;
 use crate::pds::repo::{RepoError, Validation, WriteOp};
 use crate::pds::store::{BlobMeta, StoreError};
-use records::{MANIFEST_COLLECTION, TAG_COLLECTION};
+use crate::search::Search;
+use records::{MANIFEST_COLLECTION, STAR_COLLECTION, TAG_COLLECTION};
 
 /// How long a push waits for the index to take in its commit before answering 500.
 const INDEX_WAIT: Duration = Duration::from_secs(30);
@@ -70,6 +72,10 @@ pub struct AppView {
     blobs: BlobStore,
     /// The last event sequence number the index has applied.
     indexed: tokio::sync::watch::Sender<u64>,
+    search: Arc<Search>,
+    /// Repositories changed since the search index last took them in (see `search`).
+    search_dirty: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    search_wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for AppView {
@@ -87,14 +93,23 @@ fn name_unknown(name: &str) -> OciError {
 }
 
 impl AppView {
-    pub fn new(pds: Arc<Pds>, index: Index) -> Result<AppView, AppViewError> {
+    pub fn new(pds: Arc<Pds>, index: Index, search: Arc<Search>) -> Result<AppView, AppViewError> {
         let cursor = index.cursor()?;
         Ok(AppView {
             blobs: pds.blobs.clone(),
             pds,
             index,
             indexed: tokio::sync::watch::channel(cursor).0,
+            search,
+            search_dirty: std::sync::Mutex::default(),
+            search_wake: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The search index.
+    #[must_use]
+    pub fn search(&self) -> &Search {
+        &self.search
     }
 
     #[must_use]
@@ -267,6 +282,31 @@ impl AppView {
         }
         self.commit(&loc.owner, writes).await?;
         Ok(true)
+    }
+
+    /// Stars (`on`) or unstars repository `loc` for `user`: writes or deletes an
+    /// `io.atcr.sailor.star` record in the user's repository naming the repository's page
+    /// record, and returns once the index counts it. Starring twice changes nothing.
+    pub async fn set_star(&self, user: &Did, loc: &Located, on: bool) -> Result<(), OciError> {
+        self.catch_up_now().await?;
+        let current = self.index.star_of(user.as_str(), &loc.key)?;
+        let writes = match (on, current) {
+            (true, None) => {
+                let record = json!({
+                    "$type": STAR_COLLECTION,
+                    "subject": records::page_uri(&loc.owner, &loc.path),
+                    "createdAt": Datetime::now().to_string(),
+                });
+                vec![WriteOp::Create {
+                    collection: nsid(STAR_COLLECTION)?,
+                    rkey: None,
+                    value: Value::from_json_object(&record).map_err(internal)?,
+                }]
+            }
+            (false, Some(rkey)) => vec![delete(STAR_COLLECTION, &rkey)?],
+            _ => Vec::new(),
+        };
+        self.commit(user, writes).await
     }
 
     /// Applies `writes` as one commit (if any) and waits until the index has taken it in.

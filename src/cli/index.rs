@@ -34,14 +34,20 @@ pub fn rebuild(config: &Config) -> anyhow::Result<()> {
         )
         .await
         .context("cannot open the PDS")?;
-        let appview = AppView::new(Arc::new(pds), index)?;
+        let search = super::serve::open_search(config)?;
+        let appview = Arc::new(AppView::new(Arc::new(pds), index, search)?);
         let started = std::time::Instant::now();
         let stats = appview.rebuild().await.context("rebuild failed")?;
+        let searchable = appview
+            .rebuild_search()
+            .await
+            .context("search index rebuild failed")?;
         super::print(&format!(
-            "index rebuilt from {} repositories: {} manifests, {} tags ({} ms)",
+            "index rebuilt from {} repositories: {} manifests, {} tags, {} searchable ({} ms)",
             stats.repos,
             stats.manifests,
             stats.tags,
+            searchable,
             started.elapsed().as_millis()
         ))
     })

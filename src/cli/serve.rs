@@ -35,6 +35,14 @@ pub(super) fn open_index(config: &Config) -> anyhow::Result<Index> {
     Index::open(&index_path).with_context(|| format!("cannot open index {}", index_path.display()))
 }
 
+/// The search index in `<data_dir>/search` (derived: made afresh when missing or unreadable).
+pub(super) fn open_search(config: &Config) -> anyhow::Result<Arc<crate::search::Search>> {
+    let dir = config.data_dir.join("search");
+    let (search, _) = crate::search::Search::open(&dir)
+        .with_context(|| format!("cannot open the search index {}", dir.display()))?;
+    Ok(Arc::new(search))
+}
+
 pub(super) fn open_blobs(config: &Config) -> anyhow::Result<BlobStore> {
     Ok(match config.storage.backend {
         Backend::Fs => {
@@ -113,7 +121,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("cannot open the PDS")?;
     pds.shutdown = shutdown.clone();
     tracing::info!(did = %pds.node_did, "pds ready");
-    let mut app = App::assemble(pds, index)
+    let mut app = App::assemble(pds, index, open_search(&config)?)
         .await
         .context("cannot start the registry")?;
     let chosen = match &config.accounts.admin_password_file {
@@ -151,6 +159,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let workers = Workers::new(shutdown.clone());
     workers.spawn("indexer", app.indexer(shutdown.clone()));
+    workers.spawn("search", app.searcher(shutdown.clone()));
     workers.spawn(
         "admin-socket",
         admin.serve(

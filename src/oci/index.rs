@@ -113,7 +113,29 @@ const CACHE_BYTES: usize = 16 << 20;
 #[derive(Clone)]
 pub struct Index {
     db: Arc<Database>,
+    /// When derived changes were last made durable, and whether some are not yet: see
+    /// [`Index::apply_events`].
+    lazy: Arc<std::sync::Mutex<Lazy>>,
 }
+
+/// Derived changes are replayed from the PDS event log after a crash, so most of their
+/// transactions skip the fsync; one in [`DURABLE_EVERY`] (and the one that catches up) syncs.
+struct Lazy {
+    synced: std::time::Instant,
+    pending: bool,
+}
+
+impl Default for Lazy {
+    fn default() -> Self {
+        Lazy {
+            synced: std::time::Instant::now(),
+            pending: false,
+        }
+    }
+}
+
+/// How long derived changes may stay unsynced while events keep coming.
+const DURABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The smallest string greater than every string starting with a key part; `\u{10FFFF}` sorts
 /// after every character a valid name, tag or digest can hold.
@@ -125,7 +147,10 @@ impl Index {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
-        let index = Index { db: Arc::new(db) };
+        let index = Index {
+            db: Arc::new(db),
+            lazy: Arc::default(),
+        };
         index.ensure_tables()?;
         Ok(index)
     }
@@ -133,7 +158,10 @@ impl Index {
     /// An index that lives in memory only (tests).
     pub fn in_memory() -> Result<Index, IndexError> {
         let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
-        let index = Index { db: Arc::new(db) };
+        let index = Index {
+            db: Arc::new(db),
+            lazy: Arc::default(),
+        };
         index.ensure_tables()?;
         Ok(index)
     }

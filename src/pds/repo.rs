@@ -134,7 +134,14 @@ pub struct CommitInfo {
 #[derive(Default)]
 struct Pending {
     chain: VecDeque<PendingCommit>,
+    /// The tree of the newest commit with the nodes earlier writes loaded, so the next write
+    /// does not read and decode them again; dropped after [`MST_CACHE_USES`] commits (which
+    /// bounds the nodes it holds) and when a commit fails.
+    mst: Option<(Mst, u32)>,
 }
+
+/// Commits one cached tree serves before it is read afresh from the store.
+const MST_CACHE_USES: u32 = 256;
 
 struct PendingCommit {
     head: RepoHead,
@@ -158,6 +165,18 @@ impl Pending {
     fn failed(&mut self, commit: &Cid) {
         if let Some(i) = self.position(commit) {
             self.chain.truncate(i);
+        }
+        self.mst = None;
+    }
+
+    /// The cached tree, if it is the one whose root is `data`.
+    fn tree(&mut self, data: Cid) -> Option<Mst> {
+        match self.mst.take() {
+            Some((mst, uses)) if uses < MST_CACHE_USES && mst.root_cid() == data => {
+                self.mst = Some((mst.clone(), uses + 1));
+                Some(mst)
+            }
+            _ => None,
         }
     }
 }
@@ -350,11 +369,14 @@ impl Repos {
         let store = self.store.clone();
         let did2 = did.clone();
         let layers: Vec<_> = pending.chain.iter().map(|p| p.blocks.clone()).collect();
+        let tree = pending.tree(head.data);
         let built = tokio::task::spawn_blocking(move || {
-            build_commit(&store, &layers, &did2, &head, prepared, &key, rev)
+            build_commit(&store, &layers, tree, &did2, &head, prepared, &key, rev)
         })
         .await
         .map_err(StoreError::from)??;
+        let uses = pending.mst.as_ref().map_or(0, |m| m.1);
+        pending.mst = Some((built.mst.clone(), uses));
         let (info, results) = (built.info, built.results);
         pending.chain.push_back(PendingCommit {
             head: built.batch.head.clone(),
@@ -556,6 +578,8 @@ impl BlockStore for Layered<'_> {
 
 /// A commit built and signed, ready for the committer.
 struct Built {
+    /// The new tree (its blocks in `batch`).
+    mst: Mst,
     /// The commit (its `seq` is known once durable).
     info: CommitInfo,
     results: Vec<WriteResult>,
@@ -564,9 +588,11 @@ struct Built {
 
 /// Builds the commit applying `writes` on top of `head`, whose blocks are durable in `store`
 /// or in the `pending` layers.
+#[allow(clippy::too_many_arguments)]
 fn build_commit(
     store: &PdsStore,
     pending: &[Arc<HashMap<Cid, Bytes>>],
+    tree: Option<Mst>,
     did: &Did,
     head: &RepoHead,
     writes: Vec<Prepared>,
@@ -578,7 +604,10 @@ fn build_commit(
         durable: &durable,
         pending,
     };
-    let mut mst = Mst::load(&snapshot, head.data)?;
+    let mut mst = match tree {
+        Some(mst) => mst,
+        None => Mst::load(&snapshot, head.data)?,
+    };
     let mut ops = Vec::new();
     let mut results = Vec::new();
     let mut index = Vec::new();
@@ -659,7 +688,7 @@ fn build_commit(
         }
     }
     let data = mst.root_cid();
-    let mst_blocks = mst.new_blocks();
+    let mst_blocks = mst.take_new_blocks();
     let commit = UnsignedCommit::new(did.clone(), data, rev.clone()).sign(key);
     let (commit_cid, commit_bytes) = (commit.cid(), Bytes::from(commit.to_cbor()));
 
@@ -712,6 +741,7 @@ fn build_commit(
         event: Box::new(move |seq| event.frame(seq)),
     };
     Ok(Built {
+        mst,
         info: CommitInfo {
             cid: commit_cid,
             rev,

@@ -176,7 +176,7 @@ impl Search {
             Ok(Index::open_or_create(directory, schema.clone())?)
         };
         let index = match open() {
-            Ok(index) if payload_version(&index) == Some(VERSION) => {
+            Ok(index) if payload(&index).and_then(|p| p["version"].as_u64()) == Some(VERSION) => {
                 return Search::with(index, fields).map(|s| (s, false));
             }
             Ok(index) if index.searchable_segment_ids()?.is_empty() => index,
@@ -214,8 +214,7 @@ impl Search {
     /// The registry index position this index reflects (`None`: unknown, rebuild it).
     #[must_use]
     pub fn cursor(&self) -> Option<u64> {
-        let metas = self.index.load_metas().ok()?;
-        let payload: serde_json::Value = serde_json::from_str(metas.payload.as_deref()?).ok()?;
+        let payload = payload(&self.index)?;
         (payload["version"].as_u64() == Some(VERSION))
             .then(|| payload["cursor"].as_u64())
             .flatten()
@@ -246,7 +245,7 @@ impl Search {
             .write
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut writer: IndexWriter = self.index.writer_with_num_threads(1, WRITER_BYTES)?;
+        let writer: IndexWriter = self.index.writer_with_num_threads(1, WRITER_BYTES)?;
         if clear {
             writer.delete_all_documents()?;
         }
@@ -257,12 +256,32 @@ impl Search {
         for d in docs {
             writer.add_document(self.document(d))?;
         }
+        self.commit(writer, cursor)
+    }
+
+    fn commit(&self, mut writer: IndexWriter, cursor: u64) -> Result<(), SearchError> {
         let mut commit = writer.prepare_commit()?;
         commit.set_payload(&serde_json::json!({"version": VERSION, "cursor": cursor}).to_string());
         commit.commit()?;
         writer.wait_merging_threads()?;
         self.reader.reload()?;
         Ok(())
+    }
+
+    /// Starts replacing the whole index (a rebuild): documents added to the returned writer
+    /// become visible, and everything else goes, at [`Bulk::finish`].
+    pub fn bulk(&self) -> Result<Bulk<'_>, SearchError> {
+        let serial = self
+            .write
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let writer: IndexWriter = self.index.writer_with_num_threads(1, WRITER_BYTES)?;
+        writer.delete_all_documents()?;
+        Ok(Bulk {
+            search: self,
+            writer,
+            _serial: serial,
+        })
     }
 
     fn document(&self, d: &RepoDoc) -> TantivyDocument {
@@ -459,6 +478,25 @@ impl Search {
     }
 }
 
+/// A rebuild in progress: see [`Search::bulk`].
+pub struct Bulk<'a> {
+    search: &'a Search,
+    writer: IndexWriter,
+    _serial: std::sync::MutexGuard<'a, ()>,
+}
+
+impl Bulk<'_> {
+    pub fn add(&mut self, doc: &RepoDoc) -> Result<(), SearchError> {
+        self.writer.add_document(self.search.document(doc))?;
+        Ok(())
+    }
+
+    /// Commits, recording the registry index position `cursor`.
+    pub fn finish(self, cursor: u64) -> Result<(), SearchError> {
+        self.search.commit(self.writer, cursor)
+    }
+}
+
 /// The ranking boost of a repository with `stars` stars last pushed at `pushed`: up to ≈1.5×
 /// for many stars (logarithmic), up to 1.2× for a push within the last weeks.
 fn boost(stars: u64, pushed: u64, now: u64) -> f32 {
@@ -470,10 +508,10 @@ fn boost(stars: u64, pushed: u64, now: u64) -> f32 {
     (1.0 + stars.min(0.5)) * (1.0 + recent)
 }
 
-fn payload_version(index: &Index) -> Option<u64> {
+/// The JSON the last commit recorded: `{version, cursor}`.
+fn payload(index: &Index) -> Option<serde_json::Value> {
     let metas = index.load_metas().ok()?;
-    let payload: serde_json::Value = serde_json::from_str(metas.payload.as_deref()?).ok()?;
-    payload["version"].as_u64()
+    serde_json::from_str(metas.payload.as_deref()?).ok()
 }
 
 #[cfg(test)]

@@ -61,11 +61,15 @@ impl App {
     /// Puts the roles together over an open PDS and registry index: the hold (its captain
     /// record written on first start), the registry with its index caught up with the PDS
     /// event log, and the token service.
-    pub async fn assemble(pds: Pds, index: Index) -> Result<App, AssembleError> {
+    pub async fn assemble(
+        pds: Pds,
+        index: Index,
+        search: Arc<crate::search::Search>,
+    ) -> Result<App, AssembleError> {
         let pds = Arc::new(pds);
         let hold = Arc::new(Hold::new(pds.clone()));
         hold.ensure_captain().await?;
-        let appview = Arc::new(AppView::new(pds.clone(), index)?);
+        let appview = Arc::new(AppView::new(pds.clone(), index, search)?);
         appview.catch_up().await?;
         let tokens = Tokens::new(
             pds.keys.token.clone(),
@@ -114,6 +118,11 @@ impl App {
     /// it runs until `shutdown`.
     pub fn indexer(&self, shutdown: CancellationToken) -> impl Future<Output = ()> + use<> {
         self.registry.appview().clone().run_indexer(shutdown)
+    }
+
+    /// The background task that keeps the search index current with the registry index.
+    pub fn searcher(&self, shutdown: CancellationToken) -> impl Future<Output = ()> + use<> {
+        self.registry.appview().clone().run_search(shutdown)
     }
 
     /// `/readyz` turns red when the filesystem holding `path` has less than `min_free_bytes`.

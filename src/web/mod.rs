@@ -12,6 +12,7 @@
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
+mod browse;
 mod session;
 use maud::{DOCTYPE, Markup, html};
 
@@ -23,12 +24,16 @@ const STYLE: &str = include_str!("../../assets/style.css");
 const COPY_JS: &str = include_str!("../../assets/copy.js");
 /// How many repositories the home page lists, and tags a repository page shows.
 const PAGE: usize = 100;
+/// How many repositories each list of the home page shows.
+const HOME_LIST: usize = 12;
 
 /// Whether `path` is one of the UI's (everything a browser may ask that no API serves).
 #[must_use]
 pub fn serves(path: &str) -> bool {
-    matches!(path, "/" | "/setup" | "/signin" | "/signout" | "/settings")
-        || path.starts_with("/settings/")
+    matches!(
+        path,
+        "/" | "/search" | "/setup" | "/signin" | "/signout" | "/settings"
+    ) || path.starts_with("/settings/")
         || path.starts_with("/r/")
         || path.starts_with("/u/")
         || path.starts_with("/static/")
@@ -87,6 +92,7 @@ pub async fn handle(
         "/static/style.css" => return asset(STYLE, "text/css; charset=utf-8"),
         "/static/copy.js" => return asset(COPY_JS, "text/javascript; charset=utf-8"),
         "/" => home(&cx),
+        "/search" => browse::search(&cx, req.uri().query()),
         "/setup" => Ok(Some(setup(&cx))),
         "/signin" => {
             let next = req.uri().query().and_then(|q| {
@@ -99,7 +105,10 @@ pub async fn handle(
         "/settings" => session::settings(&cx, None),
         _ => {
             if let Some(name) = path.strip_prefix("/r/") {
-                repository(&cx, name)
+                match name.split_once('@') {
+                    Some((name, digest)) => browse::manifest(&cx, name, digest),
+                    None => repository(&cx, name),
+                }
             } else if let Some(name) = path.strip_prefix("/u/") {
                 user(&cx, name)
             } else {
@@ -168,30 +177,48 @@ fn visible(cx: &Cx<'_>) -> anyhow::Result<bool> {
 fn home(cx: &Cx<'_>) -> anyhow::Result<Option<Response<Body>>> {
     let (app, host) = (cx.app, cx.host.as_str());
     let index = app.registry.appview().index();
-    let mut repos = Vec::new();
+    let (mut recent, mut starred) = (Vec::new(), Vec::new());
     if visible(cx)? {
-        let (keys, _) = index.repos(None, PAGE)?;
-        for key in keys {
-            let name = display_name(app, &key)?;
-            let tags = index.tags(&key, None, PAGE)?;
-            repos.push((name, tags.0.len(), tags.1));
+        for r in index.recent(HOME_LIST)? {
+            recent.push((display_name(app, &r.key)?, r));
+        }
+        for r in index.most_starred(HOME_LIST)? {
+            starred.push((display_name(app, &r.key)?, r));
         }
     }
+    let list = |rows: &[(String, crate::oci::index::RepoSummary)]| {
+        html! {
+            ul.repos {
+                @for (name, r) in rows {
+                    li {
+                        a href={ "/r/" (name) } { (name) }
+                        span.muted {
+                            @if r.stars > 0 { "★ " (r.stars) " · " }
+                            @if r.pushed > 0 { (date(r.pushed)) }
+                        }
+                    }
+                }
+            }
+        }
+    };
     Ok(Some(page(
         StatusCode::OK,
         "Repositories",
         cx,
         html! {
             h1 { "Repositories" }
-            @if repos.is_empty() {
+            (browse::search_box(""))
+            @if recent.is_empty() {
                 p.muted { "Nothing to show yet: no repository has been pushed, or pulls need a login." }
             } @else {
-                ul.repos {
-                    @for (name, tags, more) in &repos {
-                        li {
-                            a href={ "/r/" (name) } { (name) }
-                            span.muted { (tags) @if *more { "+" } " tags" }
-                        }
+                div.columns {
+                    section {
+                        h2 { "Recently pushed" }
+                        (list(&recent))
+                    }
+                    section {
+                        h2 { "Most starred" }
+                        @if starred.is_empty() { p.muted { "No stars yet." } } @else { (list(&starred)) }
                     }
                 }
             }
@@ -222,6 +249,19 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
     }
     let (rows, more) = index.tag_details(&located.key, PAGE)?;
     let shown = display_name(app, &located.key)?;
+    let (summary, readme) = index.repo_summary(&located.key)?;
+    let description = crate::appview::search::describe(&rows, readme.as_deref());
+    let starred = match &cx.viewer {
+        Some(v) => Some(index.star_of(v.did.as_str(), &located.key)?.is_some()),
+        None => None,
+    };
+    let mut signed = std::collections::BTreeMap::new();
+    for r in &rows {
+        if !signed.contains_key(r.digest.as_str()) {
+            let n = index.referrers(&located.key, &r.digest)?.len();
+            signed.insert(r.digest.as_str().to_owned(), n);
+        }
+    }
     let handle = app.pds.handle_of(&located.owner)?;
     let pull_tag = rows
         .iter()
@@ -233,7 +273,11 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
         &shown,
         cx,
         html! {
-            h1 { (shown) }
+            div.title {
+                h1 { (shown) }
+                (star_button(cx, &shown, summary.stars, starred))
+            }
+            @if !description.is_empty() { p.lead { (description) } }
             p.muted {
                 "Owner "
                 @if let Some((user, _)) = shown.split_once('/') { a href={ "/u/" (user) } { (user) } " " }
@@ -258,7 +302,12 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
                         @for crate::oci::index::TagDetail { tag, digest, record, contents } in &rows {
                             tr {
                                 td { (tag) }
-                                td.digest title=(digest.as_str()) { (short(digest.as_str())) }
+                                td.digest title=(digest.as_str()) {
+                                    a href={ "/r/" (shown) "@" (digest.as_str()) } { (short(digest.as_str())) }
+                                    @if let Some(n) = signed.get(digest.as_str()).filter(|n| **n > 0) {
+                                        " " span.badge title="signatures, SBOMs and other referrers" { "+" (n) }
+                                    }
+                                }
                                 td { @if contents.children > 0 { "—" } @else { (crate::server::ops::human_bytes(contents.blob_bytes)) } }
                                 td.optional {
                                     @if contents.children > 0 { (contents.children) " platforms" } @else { "image" }
@@ -270,8 +319,37 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
                 }
                 @if more { p.muted { "Only the first " (PAGE) " tags are shown." } }
             }
+            @if let Some(text) = &readme {
+                h2 { "README" }
+                article.readme { (browse::readme(text)) }
+            }
         },
     )))
+}
+
+/// The star count, with a star/unstar button for a signed-in viewer (`starred` is whether
+/// they starred it; `None` when nobody is signed in).
+fn star_button(cx: &Cx<'_>, shown: &str, stars: u64, starred: Option<bool>) -> Markup {
+    html! {
+        @match (&cx.viewer, starred) {
+            (Some(v), Some(on)) => {
+                form.inline.star method="post" action={ "/r/" (shown) "/star" } {
+                    input type="hidden" name="csrf" value=(v.csrf);
+                    input type="hidden" name="on" value=(if on { "0" } else { "1" });
+                    button type="submit" aria-pressed=(on) {
+                        @if on { "★ Starred" } @else { "☆ Star" }
+                    }
+                    span.count { (stars) }
+                }
+            }
+            _ => {
+                span.star {
+                    a href={ "/signin?next=/r/" (shown) } title="Sign in to star" { "☆" }
+                    " " span.count { (stars) }
+                }
+            }
+        }
+    }
 }
 
 /// A command block with a copy button (added by the script when JavaScript runs).
@@ -289,12 +367,18 @@ fn user(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>> {
         return Ok(None);
     };
     let mut repos = Vec::new();
+    let mut stars = Vec::new();
     let mut more = false;
     if visible(cx)? {
         let (keys, rest) = appview.index().repos_of(did.as_str(), PAGE)?;
         more = rest;
         for key in keys {
             repos.push(display_name(app, &key)?);
+        }
+        for key in appview.index().starred_by(did.as_str(), PAGE)? {
+            if appview.index().repo_exists(&key)? {
+                stars.push(display_name(app, &key)?);
+            }
         }
     }
     Ok(Some(page(
@@ -315,6 +399,14 @@ fn user(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>> {
                     @for name in &repos { li { a href={ "/r/" (name) } { (name) } } }
                 }
                 @if more { p.muted { "Only the first " (PAGE) " are shown." } }
+            }
+            h2 { "Stars" }
+            @if stars.is_empty() {
+                p.muted { "None yet." }
+            } @else {
+                ul.repos {
+                    @for name in &stars { li { a href={ "/r/" (name) } { (name) } } }
+                }
             }
         },
     )))

@@ -142,7 +142,13 @@ pub(super) async fn post(
                 Err(e) => finish(cx, path, Err(e.into())),
             };
         }
-        _ => Ok(None),
+        _ => match path
+            .strip_prefix("/r/")
+            .and_then(|p| p.strip_suffix("/star"))
+        {
+            Some(name) => super::browse::star(cx, viewer, name, field("on") == Some("1")).await,
+            None => Ok(None),
+        },
     };
     finish(cx, path, answer)
 }
@@ -292,7 +298,7 @@ fn clear_cookie(cx: &Cx<'_>) -> String {
     format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}")
 }
 
-fn redirect(to: &str, cookie: Option<&str>) -> Response<Body> {
+pub(super) fn redirect(to: &str, cookie: Option<&str>) -> Response<Body> {
     let mut r = Response::new(body::empty());
     *r.status_mut() = StatusCode::SEE_OTHER;
     if let Ok(v) = HeaderValue::from_str(to) {

@@ -59,7 +59,13 @@ impl TestServer {
         } else {
             pds.create_account(USER, PASSWORD, false).await.unwrap().did
         };
-        let app = App::assemble(pds, index).await.unwrap();
+        let app = App::assemble(
+            pds,
+            index,
+            std::sync::Arc::new(atcr::search::Search::in_memory().unwrap()),
+        )
+        .await
+        .unwrap();
         app.hold
             .add_crew(
                 &user,

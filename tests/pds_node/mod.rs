@@ -44,7 +44,15 @@ impl Node {
             .await
             .unwrap();
         pds.create_account("bob", "bob-pw", false).await.unwrap();
-        let app = Arc::new(App::assemble(pds, index).await.unwrap());
+        let app = Arc::new(
+            App::assemble(
+                pds,
+                index,
+                std::sync::Arc::new(atcr::search::Search::in_memory().unwrap()),
+            )
+            .await
+            .unwrap(),
+        );
         let shutdown = CancellationToken::new();
         tokio::spawn(app.indexer(shutdown.clone()));
         tokio::spawn(server::run(

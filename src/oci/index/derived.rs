@@ -97,15 +97,69 @@ pub enum IndexChange {
 
 impl Index {
     /// Applies the changes of one commit and records `seq` as applied, in one transaction.
-    pub fn apply(&self, changes: &[IndexChange], seq: Option<u64>) -> Result<(), IndexError> {
+    /// Returns the repositories the changes touched.
+    pub fn apply(
+        &self,
+        changes: &[IndexChange],
+        seq: Option<u64>,
+    ) -> Result<Vec<String>, IndexError> {
         let tx = self.db.begin_write()?;
-        for change in changes {
-            apply_one(&tx, change)?;
-        }
+        let mut touched = Vec::new();
+        apply_in(&tx, changes, &mut touched)?;
         if let Some(seq) = seq {
             tx.open_table(META)?.insert("cursor", seq)?;
         }
         tx.commit()?;
+        touched.sort();
+        touched.dedup();
+        Ok(touched)
+    }
+
+    /// Applies the changes of several commits in order, each with its event's sequence
+    /// number, and records the last as applied, in one transaction. That transaction skips
+    /// the fsync unless the last sync is [`super::DURABLE_EVERY`] old: after a crash the
+    /// index is back at a synced cursor and replays the events after it (see [`Index::sync`]).
+    pub fn apply_events(
+        &self,
+        events: &[(u64, Vec<IndexChange>)],
+    ) -> Result<Vec<String>, IndexError> {
+        let mut lazy = self
+            .lazy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tx = self.db.begin_write()?;
+        let durable = lazy.synced.elapsed() >= super::DURABLE_EVERY;
+        if !durable {
+            tx.set_durability(redb::Durability::None)
+                .map_err(|e| IndexError::Db(redb::Error::from(e)))?;
+        }
+        let mut touched = Vec::new();
+        for (_, changes) in events {
+            apply_in(&tx, changes, &mut touched)?;
+        }
+        if let Some((seq, _)) = events.last() {
+            tx.open_table(META)?.insert("cursor", *seq)?;
+        }
+        tx.commit()?;
+        if durable {
+            lazy.synced = std::time::Instant::now();
+        }
+        lazy.pending = !durable;
+        touched.sort();
+        touched.dedup();
+        Ok(touched)
+    }
+
+    /// Makes derived changes applied without an fsync durable (an empty synced transaction).
+    pub fn sync(&self) -> Result<(), IndexError> {
+        let mut lazy = self
+            .lazy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if lazy.pending {
+            self.db.begin_write()?.commit()?;
+            *lazy = super::Lazy::default();
+        }
         Ok(())
     }
 
@@ -163,6 +217,32 @@ impl Index {
 
 fn record_key(addr: &RecordAddr) -> (&str, &str, &str) {
     (&addr.did, &addr.collection, &addr.rkey)
+}
+
+/// Applies `changes`, noting in `touched` every repository they change.
+fn apply_in(
+    tx: &WriteTransaction,
+    changes: &[IndexChange],
+    touched: &mut Vec<String>,
+) -> Result<(), IndexError> {
+    for change in changes {
+        let addr = match change {
+            IndexChange::PutManifest { addr, repo, .. }
+            | IndexChange::PutTag { addr, repo, .. }
+            | IndexChange::PutStar { addr, repo }
+            | IndexChange::PutPage { addr, repo, .. } => {
+                touched.push(repo.clone());
+                addr
+            }
+            IndexChange::DeleteRecord(addr) => addr,
+        };
+        // What the record put in before, wherever that was, changes too.
+        if let Some(old) = entry(tx, addr)? {
+            touched.push(old.repo);
+        }
+        apply_one(tx, change)?;
+    }
+    Ok(())
 }
 
 fn apply_one(tx: &WriteTransaction, change: &IndexChange) -> Result<(), IndexError> {

@@ -553,6 +553,7 @@ async fn commits_build_on_pending_ones_and_land_in_one_group() {
     let first = build_commit(
         &store,
         &[],
+        None,
         &alice,
         &head0,
         put("a"),
@@ -572,6 +573,7 @@ async fn commits_build_on_pending_ones_and_land_in_one_group() {
     let second = build_commit(
         &store,
         std::slice::from_ref(&layer),
+        None,
         &alice,
         &head1,
         put("b"),
@@ -583,6 +585,7 @@ async fn commits_build_on_pending_ones_and_land_in_one_group() {
     let stray = build_commit(
         &store,
         std::slice::from_ref(&layer),
+        None,
         &alice,
         &head1,
         put("c"),

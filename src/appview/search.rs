@@ -1,0 +1,204 @@
+//! Keeps the search index current with the registry index: the indexer marks each repository a
+//! commit touched; a worker turns the marked ones into documents (from the registry index only)
+//! a moment later and commits them. A search index that is missing, of another version, or
+//! behind the registry index at start (a crash between the two) is rebuilt whole.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{AppView, AppViewError};
+use crate::atproto::Did;
+use crate::search::{RepoDoc, SearchError};
+
+/// How long the worker gathers marks before it commits (a push touches a repository a few
+/// times in quick succession).
+const GATHER: Duration = Duration::from_millis(150);
+/// Repositories read per registry-index page during a rebuild.
+const REBUILD_PAGE: usize = 500;
+/// Tags read per repository for its document (their platforms and annotations).
+const DOC_TAGS: usize = 100;
+
+impl From<SearchError> for AppViewError {
+    fn from(e: SearchError) -> Self {
+        AppViewError::Data(e.to_string())
+    }
+}
+
+/// The annotations of a manifest worth finding a repository by.
+const FOUND_BY: [&str; 6] = [
+    "title",
+    "description",
+    "vendor",
+    "licenses",
+    "source",
+    "authors",
+];
+
+/// A one-line description of a repository: its newest tag's `description` annotation (or
+/// `title`), else the first paragraph of its README.
+#[must_use]
+pub fn describe(details: &[crate::oci::index::TagDetail], readme: Option<&str>) -> String {
+    let annotated = details
+        .iter()
+        .filter_map(|d| d.record.as_ref()?.summary.as_ref())
+        .find_map(|s| s.oci("description").or_else(|| s.oci("title")));
+    if let Some(text) = annotated {
+        return text.lines().next().unwrap_or_default().to_owned();
+    }
+    readme
+        .unwrap_or_default()
+        .split("\n\n")
+        .map(|p| p.trim().trim_start_matches('#').trim())
+        .find(|p| !p.is_empty())
+        .map(|p| p.chars().take(280).collect())
+        .unwrap_or_default()
+}
+
+impl AppView {
+    /// Notes that `repos` changed; the search worker re-reads them soon.
+    pub(super) fn mark_for_search(&self, repos: Vec<String>) {
+        if repos.is_empty() {
+            return;
+        }
+        self.search_dirty
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(repos);
+        self.search_wake.notify_one();
+    }
+
+    /// The search document of repository `key`, or `None` when it no longer exists.
+    pub fn search_doc(&self, key: &str) -> Result<Option<RepoDoc>, AppViewError> {
+        let index = &self.index;
+        if !index.repo_exists(key)? {
+            return Ok(None);
+        }
+        let (did, _) = key.split_once('/').unwrap_or((key, ""));
+        let account = did
+            .parse::<Did>()
+            .ok()
+            .and_then(|d| self.pds.accounts.get(&d).ok().flatten());
+        let name = self
+            .display_name(key)
+            .map_err(|e| AppViewError::Data(e.message.clone()))?;
+        let (summary, readme) = index.repo_summary(key)?;
+        let (details, _) = index.tag_details(key, DOC_TAGS)?;
+        let mut annotations = BTreeSet::new();
+        let mut platforms = BTreeSet::new();
+        for s in details
+            .iter()
+            .filter_map(|d| d.record.as_ref()?.summary.as_ref())
+        {
+            platforms.extend(s.platforms.iter().cloned());
+            for short in FOUND_BY {
+                if let Some(v) = s.oci(short) {
+                    annotations.insert(v.to_owned());
+                }
+            }
+        }
+        Ok(Some(RepoDoc {
+            key: key.to_owned(),
+            description: describe(&details, readme.as_deref()),
+            name,
+            owner: account
+                .as_ref()
+                .map_or_else(|| did.to_owned(), |a| a.name.clone()),
+            handle: account.map(|a| a.handle),
+            readme: readme.unwrap_or_default(),
+            annotations: annotations.into_iter().collect(),
+            tags: details.iter().map(|d| d.tag.clone()).collect(),
+            platforms: platforms.into_iter().collect(),
+            stars: summary.stars,
+            pushed: summary.pushed,
+        }))
+    }
+
+    /// Re-reads the marked repositories into the search index.
+    async fn refresh_search(&self) -> Result<(), AppViewError> {
+        let marked: Vec<String> = std::mem::take(
+            &mut *self
+                .search_dirty
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+        .into_iter()
+        .collect();
+        if marked.is_empty() {
+            return Ok(());
+        }
+        let cursor = self.index.cursor()?;
+        let mut docs = Vec::with_capacity(marked.len());
+        let mut removed = Vec::new();
+        for key in marked {
+            match self.search_doc(&key)? {
+                Some(doc) => docs.push(doc),
+                None => removed.push(key),
+            }
+        }
+        let search = self.search.clone();
+        tokio::task::spawn_blocking(move || search.update(&docs, &removed, cursor, false))
+            .await
+            .map_err(|e| AppViewError::Data(e.to_string()))??;
+        Ok(())
+    }
+
+    /// Rebuilds the search index from every repository of the registry index; returns how
+    /// many it holds.
+    pub async fn rebuild_search(self: &Arc<Self>) -> Result<u64, AppViewError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.rebuild_search_now())
+            .await
+            .map_err(|e| AppViewError::Data(e.to_string()))?
+    }
+
+    fn rebuild_search_now(&self) -> Result<u64, AppViewError> {
+        let cursor = self.index.cursor()?;
+        let mut bulk = self.search.bulk()?;
+        let mut n = 0;
+        let mut last: Option<String> = None;
+        loop {
+            let (keys, _) = self.index.repos(last.as_deref(), REBUILD_PAGE)?;
+            let Some(end) = keys.last() else { break };
+            last = Some(end.clone());
+            for key in keys {
+                if let Some(doc) = self.search_doc(&key)? {
+                    bulk.add(&doc)?;
+                    n += 1;
+                }
+            }
+        }
+        bulk.finish(cursor)?;
+        Ok(n)
+    }
+
+    /// Keeps the search index current until `cancel` (see the module documentation).
+    pub async fn run_search(self: Arc<Self>, cancel: CancellationToken) {
+        if self.search.cursor() != self.index.cursor().ok() {
+            let started = std::time::Instant::now();
+            match self.rebuild_search().await {
+                Ok(n) => tracing::info!(
+                    repositories = n,
+                    ms = started.elapsed().as_millis(),
+                    "search index rebuilt"
+                ),
+                Err(e) => tracing::error!(error = %e, "search index rebuild failed"),
+            }
+        }
+        loop {
+            tokio::select! {
+                () = self.search_wake.notified() => {}
+                () = cancel.cancelled() => return,
+            }
+            tokio::time::sleep(GATHER).await;
+            if let Err(e) = self.refresh_search().await {
+                tracing::error!(error = %e, "search index update failed; rebuilding");
+                if let Err(e) = self.rebuild_search().await {
+                    tracing::error!(error = %e, "search index rebuild failed");
+                }
+            }
+        }
+    }
+}
