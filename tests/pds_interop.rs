@@ -268,14 +268,23 @@ fn plc_operations_reach_the_upstream_directory() {
 }
 
 /// The web pages in headless Chromium driven over the devtools protocol (`browser.mjs`, npm
-/// `puppeteer-core`): sign in, create an app password on the settings page, sign out; then
+/// `puppeteer-core`): sign in, search (with a typo) for the image alice pushed, open it, star
+/// it, open its manifest page, create an app password on the settings page, sign out; then
 /// skopeo logs in with that app password. Screenshots stay in `target/test-artifacts/`.
 #[test]
-fn a_browser_signs_in_and_makes_an_app_password_skopeo_uses() {
+fn a_browser_searches_stars_and_makes_an_app_password_skopeo_uses() {
     if node().is_none() || !common::clients::required(&["chromium", "skopeo"]) {
         return;
     }
     let node = Node::start();
+    // Something to search for and star: alice's image.
+    let c = common::clients::Clients::new();
+    c.without_login();
+    node.server.must(&mut c.skopeo_copy(
+        &common::images::busybox_image(&c.path("shop")).reference(),
+        &format!("docker://{}/alice/browser-shop:v1", node.server.host_port()),
+        &["--dest-creds", "alice:alice-interop-pw"],
+    ));
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifacts directory");
     let file = artifacts.join("app-password.txt");
@@ -285,8 +294,6 @@ fn a_browser_signs_in_and_makes_an_app_password_skopeo_uses() {
         &[("ATCR_ARTIFACTS", artifacts.display().to_string())],
     );
     let password = std::fs::read_to_string(&file).expect("the browser test wrote no app password");
-    let c = common::clients::Clients::new();
-    c.without_login();
     let out = common::run(c.skopeo().args([
         "login",
         "--tls-verify=false",

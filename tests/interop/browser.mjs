@@ -1,6 +1,7 @@
 // The web pages in a real browser: Debian's chromium, driven over the DevTools protocol by
-// puppeteer-core. Signs in (through the redirect from /settings), creates an app password on the
-// settings page, checks the copy button the page script adds, and signs out. The app password is
+// puppeteer-core. Signs in (through the redirect from /settings), searches for the repository the
+// Rust test pushed, opens it, stars it, creates an app password on the settings page, checks the
+// copy button the page script adds, and signs out. The app password is
 // written to $ATCR_ARTIFACTS/app-password.txt for the Rust test to log skopeo in with it;
 // screenshots go to the same directory.
 import { test } from 'node:test'
@@ -32,6 +33,28 @@ test('sign in, create an app password, sign out', async () => {
     assert.equal(new URL(page.url()).pathname, '/settings')
     assert.match(await page.content(), /None yet\./)
     await page.screenshot({ path: path.join(artifacts, 'browser-settings.png') })
+
+    // Search from the home page's box, open the result, star it.
+    await page.goto(`${baseUrl}/`)
+    await page.type('form.search input[name=q]', 'browsr shop')
+    await Promise.all([page.waitForNavigation(), page.click('form.search button[type=submit]')])
+    assert.equal(new URL(page.url()).pathname, '/search')
+    const hits = await page.$$eval('ol.results a.name', (as) => as.map((a) => a.textContent))
+    assert.deepEqual(hits, [`${alice.name}/browser-shop`], 'one typo in the name still finds it')
+    await page.screenshot({ path: path.join(artifacts, 'browser-search.png') })
+    await Promise.all([page.waitForNavigation(), page.click('ol.results a.name')])
+    assert.equal(new URL(page.url()).pathname, `/r/${alice.name}/browser-shop`)
+    assert.equal(await page.$eval('form.star .count', (el) => el.textContent), '0')
+    await Promise.all([page.waitForNavigation(), page.click('form.star button[type=submit]')])
+    assert.equal(new URL(page.url()).pathname, `/r/${alice.name}/browser-shop`)
+    assert.match(await page.$eval('form.star button', (el) => el.textContent), /Starred/)
+    assert.equal(await page.$eval('form.star .count', (el) => el.textContent), '1')
+    await page.screenshot({ path: path.join(artifacts, 'browser-starred.png') })
+    // The manifest page, from the tag's digest link.
+    await Promise.all([page.waitForNavigation(), page.click('td.digest a')])
+    assert.match(new URL(page.url()).pathname, /@sha256:[0-9a-f]{64}$/)
+    assert.match(await page.content(), /Blobs/)
+    await page.goto(`${baseUrl}/settings`)
 
     await page.type('input[name=name]', 'browser')
     await Promise.all([page.waitForNavigation(), page.click('form.stacked button[type=submit]')])
