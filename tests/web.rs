@@ -439,7 +439,8 @@ fn manifests_readmes_search_and_stars() {
             "org.opencontainers.image.title": "Shop",
             "org.opencontainers.image.description": "Checkout service for the <b>kiosk</b> fleet",
             "org.opencontainers.image.vendor": "Acme Retail",
-            "org.opencontainers.image.licenses": "MPL-2.0"
+            "org.opencontainers.image.licenses": "MPL-2.0",
+            "org.opencontainers.image.documentation": "https://docs.example/shop"
         }
     });
     let manifest_d = layout.blob(
@@ -544,6 +545,10 @@ fn manifests_readmes_search_and_stars() {
         "{repo}"
     );
     assert!(repo.contains("<strong>storefront</strong>"), "{repo}");
+    assert!(
+        repo.contains(r#"href="https://docs.example/shop""#),
+        "{repo}"
+    );
     assert!(
         repo.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
         "{repo}"

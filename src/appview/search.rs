@@ -174,6 +174,21 @@ impl AppView {
         Ok(n)
     }
 
+    /// At shutdown: takes in what is marked and records where the registry index is, so the
+    /// next start finds the search index current and need not rebuild it.
+    async fn settle_search(&self) -> Result<(), AppViewError> {
+        self.refresh_search().await?;
+        let cursor = self.index.cursor()?;
+        if self.search.cursor() == Some(cursor) {
+            return Ok(());
+        }
+        let search = self.search.clone();
+        tokio::task::spawn_blocking(move || search.update(&[], &[], cursor, false))
+            .await
+            .map_err(|e| AppViewError::Data(e.to_string()))??;
+        Ok(())
+    }
+
     /// Keeps the search index current until `cancel` (see the module documentation).
     pub async fn run_search(self: Arc<Self>, cancel: CancellationToken) {
         if self.search.cursor() != self.index.cursor().ok() {
@@ -190,7 +205,12 @@ impl AppView {
         loop {
             tokio::select! {
                 () = self.search_wake.notified() => {}
-                () = cancel.cancelled() => return,
+                () = cancel.cancelled() => {
+                    if let Err(e) = self.settle_search().await {
+                        tracing::warn!(error = %e, "search index not settled at shutdown; the next start rebuilds it");
+                    }
+                    return;
+                }
             }
             tokio::time::sleep(GATHER).await;
             if let Err(e) = self.refresh_search().await {

@@ -106,9 +106,11 @@ pub struct IndexAudit {
 }
 
 /// redb's page cache for the index. redb's default is 1 GiB per database, which a long-running
-/// node would slowly fill with pages it rarely reads again; the interior pages of a large index
-/// fit in a few MiB.
-const CACHE_BYTES: usize = 16 << 20;
+/// node would slowly fill with pages it rarely reads again. The interior pages of a large index
+/// fit in a few MiB; a page render reads a handful of pages (at 100,000 repositories and
+/// 1,000,000 tags a repository page takes well under a millisecond with this cache), and a
+/// full read (the search index rebuild) would otherwise leave the cache full for good.
+const CACHE_BYTES: usize = 4 << 20;
 
 #[derive(Clone)]
 pub struct Index {

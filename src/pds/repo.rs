@@ -161,11 +161,11 @@ impl Pending {
         }
     }
 
-    /// `commit` failed: so will everything built on it.
-    fn failed(&mut self, commit: &Cid) {
-        if let Some(i) = self.position(commit) {
-            self.chain.truncate(i);
-        }
+    /// A commit failed: so will everything built on it. The chain starts again from the
+    /// store (a commit still in flight that lands meanwhile makes the next write retry-worthy
+    /// `InvalidSwap`, never a lost or forked commit).
+    fn failed(&mut self) {
+        self.chain.clear();
         self.mst = None;
     }
 
@@ -384,17 +384,22 @@ impl Repos {
         });
         let answer = self.committer.submit(built.batch);
         drop(pending);
-        let outcome = self.durable(answer).await;
-        let mut pending = lock.lock().await;
-        match outcome {
-            Ok(seq) => {
-                pending.landed(&info.cid);
-                Ok((CommitInfo { seq, ..info }, results))
+        // The chain is tidied by a task of its own, so a writer that goes away (its client
+        // hung up) cannot leave a commit in it that never landed.
+        let commit = info.cid;
+        let settled = tokio::spawn(async move {
+            let outcome = answer.await;
+            let mut pending = lock.lock().await;
+            match &outcome {
+                Ok(Ok(_)) => pending.landed(&commit),
+                _ => pending.failed(),
             }
-            Err(e) => {
-                pending.failed(&info.cid);
-                Err(e)
-            }
+            outcome
+        });
+        match settled.await {
+            Ok(Ok(Ok(seq))) => Ok((CommitInfo { seq, ..info }, results)),
+            Ok(Ok(Err(e))) => Err(e.into()),
+            _ => Err(StoreError::Commit("the commit thread stopped".into()).into()),
         }
     }
 

@@ -31,6 +31,8 @@ use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Tantivy
 const VERSION: u64 = 1;
 /// The writer's memory budget (tantivy needs ≥ 15 MB per indexing thread).
 const WRITER_BYTES: usize = 24 << 20;
+/// Decompressed document-store blocks kept per segment (tantivy's default is 100).
+const DOC_BLOCKS: usize = 16;
 /// Results per page.
 pub const PAGE_SIZE: usize = 20;
 /// Longest query read (longer input is cut).
@@ -202,6 +204,8 @@ impl Search {
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
+            // A page shows 20 hits: a small decompressed-block cache is plenty.
+            .doc_store_cache_num_blocks(DOC_BLOCKS)
             .try_into()?;
         Ok(Search {
             index,

@@ -278,6 +278,9 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
                 (star_button(cx, &shown, summary.stars, starred))
             }
             @if !description.is_empty() { p.lead { (description) } }
+            @if let Some(url) = documentation(&rows) {
+                p { a href=(url) rel="nofollow noopener" { "Documentation" } }
+            }
             p.muted {
                 "Owner "
                 @if let Some((user, _)) = shown.split_once('/') { a href={ "/u/" (user) } { (user) } " " }
@@ -325,6 +328,15 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
             }
         },
     )))
+}
+
+/// The newest tag's `org.opencontainers.image.documentation` (or `url`) annotation, when it
+/// is an http(s) link.
+fn documentation(rows: &[crate::oci::index::TagDetail]) -> Option<&str> {
+    rows.iter()
+        .filter_map(|r| r.record.as_ref()?.summary.as_ref())
+        .find_map(|s| s.oci("documentation").or_else(|| s.oci("url")))
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
 }
 
 /// The star count, with a star/unstar button for a signed-in viewer (`starred` is whether

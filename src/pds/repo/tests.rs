@@ -618,12 +618,15 @@ async fn commits_build_on_pending_ones_and_land_in_one_group() {
             blocks: Arc::default(),
         });
     }
-    pending.failed(&head1.commit);
+    pending.landed(&head1.commit);
     assert_eq!(
         pending.chain.len(),
         1,
-        "a failure cuts what was built on it"
+        "what landed leaves the chain, with what came before it"
     );
-    pending.landed(&head0.commit);
-    assert!(pending.chain.is_empty());
+    pending.failed();
+    assert!(
+        pending.chain.is_empty(),
+        "a failure starts the chain again from the store"
+    );
 }
