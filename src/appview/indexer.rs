@@ -18,6 +18,7 @@ use crate::oci::index::{Index, IndexChange, ManifestRecord, RecordAddr, TagTarge
 use crate::oci::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use crate::oci::name::RepoName;
 use crate::oci::summary::ManifestSummary;
+use crate::pds::events;
 
 /// The collections the index follows, manifests before the tags that point at them.
 const INDEXED: [&str; 4] = [
@@ -29,7 +30,6 @@ const INDEXED: [&str; 4] = [
 
 /// Largest image config read for the manifest summary (configs are a few KiB).
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
-use crate::pds::events;
 
 /// Events read from the log per batch.
 const BATCH: usize = 256;

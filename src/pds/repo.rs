@@ -6,7 +6,8 @@
 //! [`committer`] in groups: a commit is built on the previous one while that one still waits
 //! for its fsync (its head and new blocks are kept in the repository's pending chain), and
 //! every writer is answered only once its commit is durable. If a group fails, the commits
-//! built on it fail too (their expected head never lands) and the chain is cut there.
+//! built on it fail too (their expected head never lands), and the repository's next write
+//! starts again from the store.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
