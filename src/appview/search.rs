@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{AppView, AppViewError};
 use crate::atproto::Did;
+use crate::oci::summary::ManifestSummary;
 use crate::search::{RepoDoc, SearchError};
 
 /// How long the worker gathers marks before it commits (a push touches a repository a few
@@ -37,13 +38,26 @@ const FOUND_BY: [&str; 6] = [
     "authors",
 ];
 
+/// The manifest summaries of `details`' tags, most recently pushed first.
+#[must_use]
+pub fn newest_first(details: &[crate::oci::index::TagDetail]) -> Vec<&ManifestSummary> {
+    let mut found: Vec<(u64, &ManifestSummary)> = details
+        .iter()
+        .filter_map(|d| {
+            let record = d.record.as_ref()?;
+            Some((record.created, record.summary.as_deref()?))
+        })
+        .collect();
+    found.sort_by_key(|(created, _)| std::cmp::Reverse(*created));
+    found.into_iter().map(|(_, s)| s).collect()
+}
+
 /// A one-line description of a repository: its newest tag's `description` annotation (or
 /// `title`), else the first paragraph of its README.
 #[must_use]
 pub fn describe(details: &[crate::oci::index::TagDetail], readme: Option<&str>) -> String {
-    let annotated = details
-        .iter()
-        .filter_map(|d| d.record.as_ref()?.summary.as_ref())
+    let annotated = newest_first(details)
+        .into_iter()
         .find_map(|s| s.oci("description").or_else(|| s.oci("title")));
     if let Some(text) = annotated {
         return text.lines().next().unwrap_or_default().to_owned();
@@ -88,10 +102,7 @@ impl AppView {
         let (details, _) = index.tag_details(key, DOC_TAGS)?;
         let mut annotations = BTreeSet::new();
         let mut platforms = BTreeSet::new();
-        for s in details
-            .iter()
-            .filter_map(|d| d.record.as_ref()?.summary.as_ref())
-        {
+        for s in newest_first(&details) {
             platforms.extend(s.platforms.iter().cloned());
             for short in FOUND_BY {
                 if let Some(v) = s.oci(short) {

@@ -94,6 +94,8 @@ pub struct Contents {
     pub blob_bytes: u64,
     /// Child manifests (the platforms of an index).
     pub children: u64,
+    /// Manifests that refer to it (`subject`): signatures, SBOMs, attestations.
+    pub referrers: u64,
 }
 
 /// See [`Index::audit`].
@@ -399,10 +401,11 @@ impl Index {
     /// the flag says whether more tags follow.
     pub fn tag_details(&self, repo: &str, n: usize) -> Result<(Vec<TagDetail>, bool), IndexError> {
         let tx = self.db.begin_read()?;
-        let (manifests, refs, blobs) = (
+        let (manifests, refs, blobs, referrers) = (
             tx.open_table(MANIFESTS)?,
             tx.open_table(REFS)?,
             tx.open_table(BLOBS)?,
+            tx.open_table(REFERRERS)?,
         );
         let mut out = Vec::new();
         for entry in tx.open_table(TAGS)?.range((repo, "")..(repo, MAX))? {
@@ -428,6 +431,7 @@ impl Index {
                     None => contents.children += 1,
                 }
             }
+            contents.referrers = referrers.range((repo, m, "")..(repo, m, MAX))?.count() as u64;
             out.push(TagDetail {
                 tag: key.value().1.to_owned(),
                 digest,

@@ -255,13 +255,6 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
         Some(v) => Some(index.star_of(v.did.as_str(), &located.key)?.is_some()),
         None => None,
     };
-    let mut signed = std::collections::BTreeMap::new();
-    for r in &rows {
-        if !signed.contains_key(r.digest.as_str()) {
-            let n = index.referrers(&located.key, &r.digest)?.len();
-            signed.insert(r.digest.as_str().to_owned(), n);
-        }
-    }
     let handle = app.pds.handle_of(&located.owner)?;
     let pull_tag = rows
         .iter()
@@ -307,8 +300,8 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
                                 td { (tag) }
                                 td.digest title=(digest.as_str()) {
                                     a href={ "/r/" (shown) "@" (digest.as_str()) } { (short(digest.as_str())) }
-                                    @if let Some(n) = signed.get(digest.as_str()).filter(|n| **n > 0) {
-                                        " " span.badge title="signatures, SBOMs and other referrers" { "+" (n) }
+                                    @if contents.referrers > 0 {
+                                        " " span.badge title="signatures, SBOMs and other referrers" { "+" (contents.referrers) }
                                     }
                                 }
                                 td { @if contents.children > 0 { "—" } @else { (crate::server::ops::human_bytes(contents.blob_bytes)) } }
@@ -333,8 +326,8 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
 /// The newest tag's `org.opencontainers.image.documentation` (or `url`) annotation, when it
 /// is an http(s) link.
 fn documentation(rows: &[crate::oci::index::TagDetail]) -> Option<&str> {
-    rows.iter()
-        .filter_map(|r| r.record.as_ref()?.summary.as_ref())
+    crate::appview::search::newest_first(rows)
+        .into_iter()
         .find_map(|s| s.oci("documentation").or_else(|| s.oci("url")))
         .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
 }

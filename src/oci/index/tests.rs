@@ -100,6 +100,7 @@ fn manifests_tags_and_referrers() {
         blobs: 1,
         blob_bytes: 5,
         children: 0,
+        referrers: 1,
     };
     assert_eq!(
         shown,
