@@ -2,9 +2,9 @@
 //! event log, accounts, sessions and the PLC operation log.
 //!
 //! A commit's blocks, the new head, the record index changes and its event commit in ONE write
-//! transaction ([`PdsStore::commit`]), so a crash leaves every repository at its last
-//! acknowledged commit. Write transactions sync to disk: async callers run them through
-//! `spawn_blocking` (see `repo.rs`).
+//! transaction ([`PdsStore::commit_group`]), so a crash leaves every repository at its last
+//! acknowledged commit. Write transactions sync to disk: commits go through the committer
+//! thread (`repo/committer.rs`), other writes through `spawn_blocking`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -339,12 +339,6 @@ impl PdsStore {
         Ok(out)
     }
 
-    /// Applies one commit in its own transaction.
-    pub fn commit(&self, batch: CommitBatch) -> Result<(u64, Vec<u8>), CommitFailure> {
-        let mut out = self.commit_group(vec![batch])?;
-        out.pop().unwrap_or(Err(CommitFailure::HeadMoved))
-    }
-
     /// Applies commits in order in one durable transaction (group commit): one fsync for all.
     /// A commit whose expected head is not the current one (checked after the earlier commits
     /// of the group) is skipped with [`CommitFailure::HeadMoved`]; the others still apply. An
@@ -574,10 +568,10 @@ type RecordEntry<'a> = Result<
 
 const MAX: &str = "\u{10FFFF}";
 
-/// Why [`PdsStore::commit`] did not apply a commit.
+/// Why [`PdsStore::commit_group`] did not apply a commit.
 #[derive(Debug, thiserror::Error)]
 pub enum CommitFailure {
-    /// Another commit landed first (cannot happen while writes hold the repo lock).
+    /// The head is not the one the commit was built on: a commit it was built on failed.
     #[error("the repository head moved")]
     HeadMoved,
     #[error(transparent)]
