@@ -7,6 +7,9 @@
 //!
 //! The kill points come from a seeded RNG; the seed is printed, and `ATCR_CRASH_SEED=<seed>`
 //! replays the same schedule (timing on a busy machine still varies).
+//!
+//! The concurrency test: eight writers on two repositories against the binary, every write
+//! acknowledged, then the same checks — and the same again after a clean restart.
 
 mod common;
 
@@ -80,17 +83,17 @@ async fn login(client: &reqwest::Client, base: &str, name: &str) -> String {
     v["accessJwt"].as_str().expect("accessJwt").to_owned()
 }
 
-/// Writes until the server goes away; returns what it acknowledged.
+/// Writes `limit` records, or until the server goes away; returns what it acknowledged.
 async fn writer(
     client: reqwest::Client,
     base: String,
     token: String,
     did: String,
-    round: usize,
-    id: usize,
+    (round, id): (usize, usize),
+    limit: usize,
 ) -> Vec<Acked> {
     let mut acked = Vec::new();
-    for i in 0.. {
+    for i in 0..limit {
         let rkey = format!("r{round}-w{id}-{i}");
         let body = json!({
             "repo": did,
@@ -130,6 +133,64 @@ async fn kill9_during_writes_loses_no_acknowledged_write() {
     let mut rng = StdRng::seed_from_u64(seed);
 
     let mut server = Server::start();
+    let users = add_users(&mut server);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_mins(1))
+        .build()
+        .unwrap();
+    let mut acked: Vec<Acked> = Vec::new();
+    for round in 0..ROUNDS {
+        let base = server.base_url();
+        let mut tasks = Vec::new();
+        for (user, id) in WRITERS {
+            let (name, did) = &users[user];
+            let token = login(&client, &base, name).await;
+            tasks.push(tokio::spawn(writer(
+                client.clone(),
+                base.clone(),
+                token,
+                did.clone(),
+                (round, id),
+                usize::MAX,
+            )));
+        }
+        let delay = rng.gen_range(10..=MAX_KILL_DELAY_MS);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        server.kill9();
+        for task in tasks {
+            acked.extend(task.await.expect("writer task"));
+        }
+        server.restart();
+    }
+    eprintln!("{} writes acknowledged over {ROUNDS} kills", acked.len());
+    assert!(!acked.is_empty(), "no write was acknowledged before a kill");
+
+    let base = server.base_url();
+    let context = format!("seed {seed}\n{}", server.log_tail());
+    check_acked(&client, &base, &acked, &context).await;
+    final_checks(&client, &base, &users, &acked, seed).await;
+}
+
+/// Every acknowledged write is there with its CID (`getRecord`).
+async fn check_acked(client: &reqwest::Client, base: &str, acked: &[Acked], context: &str) {
+    for a in acked {
+        let query = format!(
+            "com.atproto.repo.getRecord?repo={}&collection=com.example.crash&rkey={}",
+            a.did, a.rkey
+        );
+        let (s, v) = call(client, base, &query, None, None).await.unwrap();
+        assert_eq!(
+            (s, v["cid"].as_str()),
+            (200, Some(a.cid.as_str())),
+            "acknowledged write {}/{} lost ({context}): {v}",
+            a.did,
+            a.rkey,
+        );
+    }
+}
+
+/// Adds alice and bob with the CLI while the node is stopped, then starts it again; their DIDs.
+fn add_users(server: &mut Server) -> Vec<(&'static str, String)> {
     assert!(server.stop(), "atcr serve did not stop cleanly");
     let mut users = Vec::new();
     for name in ["alice", "bob"] {
@@ -148,68 +209,24 @@ async fn kill9_during_writes_loses_no_acknowledged_write() {
     }
     server.restart();
 
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_mins(1))
-        .build()
-        .unwrap();
-    let mut acked: Vec<Acked> = Vec::new();
-    for round in 0..ROUNDS {
-        let base = server.base_url();
-        let mut tasks = Vec::new();
-        for (user, id) in WRITERS {
-            let (name, did) = &users[user];
-            let token = login(&client, &base, name).await;
-            tasks.push(tokio::spawn(writer(
-                client.clone(),
-                base.clone(),
-                token,
-                did.clone(),
-                round,
-                id,
-            )));
-        }
-        let delay = rng.gen_range(10..=MAX_KILL_DELAY_MS);
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-        server.kill9();
-        for task in tasks {
-            acked.extend(task.await.expect("writer task"));
-        }
-        server.restart();
-    }
-    eprintln!("{} writes acknowledged over {ROUNDS} kills", acked.len());
-    assert!(!acked.is_empty(), "no write was acknowledged before a kill");
+    users
+}
 
-    let base = server.base_url();
-    for a in &acked {
-        let (s, v) = call(
-            &client,
-            &base,
-            &format!(
-                "com.atproto.repo.getRecord?repo={}&collection=com.example.crash&rkey={}",
-                a.did, a.rkey
-            ),
-            None,
-            None,
-        )
-        .await
-        .unwrap();
-        assert_eq!(
-            (s, v["cid"].as_str()),
-            (200, Some(a.cid.as_str())),
-            "acknowledged write {}/{} lost (seed {seed}): {v}\n{}",
-            a.did,
-            a.rkey,
-            server.log_tail()
-        );
-    }
-
-    // One more write per repository: its commit ends the firehose read below.
+/// One more write per repository, whose commit ends the firehose read; then every repository
+/// downloads and verifies, and the event log is gap-free and chained.
+async fn final_checks(
+    client: &reqwest::Client,
+    base: &str,
+    users: &[(&str, String)],
+    acked: &[Acked],
+    seed: u64,
+) {
     let mut last_rev = HashMap::new();
-    for (name, did) in &users {
-        let token = login(&client, &base, name).await;
+    for (name, did) in users {
+        let token = login(client, base, name).await;
         let (s, v) = call(
-            &client,
-            &base,
+            client,
+            base,
             "com.atproto.repo.createRecord",
             Some(&token),
             Some(json!({"repo": did, "collection": "com.example.crash", "record": {"last": true}})),
@@ -219,11 +236,67 @@ async fn kill9_during_writes_loses_no_acknowledged_write() {
         assert_eq!(s, 200, "{v}");
         last_rev.insert(did.clone(), v["commit"]["rev"].as_str().unwrap().to_owned());
     }
-
-    for (_, did) in &users {
-        verify_download(&client, &base, did, &acked).await;
+    for (_, did) in users {
+        verify_download(client, base, did, acked).await;
     }
-    check_event_log(&base, &last_rev, seed).await;
+    check_event_log(base, &last_rev, seed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_writers_on_two_repositories() {
+    const EACH: usize = 40;
+    let mut server = Server::start();
+    let users = add_users(&mut server);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_mins(1))
+        .build()
+        .unwrap();
+    let base = server.base_url();
+    let mut tasks = Vec::new();
+    for id in 0..8 {
+        let (name, did) = &users[id % 2];
+        let token = login(&client, &base, name).await;
+        tasks.push(tokio::spawn(writer(
+            client.clone(),
+            base.clone(),
+            token,
+            did.clone(),
+            (0, id),
+            EACH,
+        )));
+    }
+    let mut acked = Vec::new();
+    for task in tasks {
+        acked.extend(task.await.expect("writer task"));
+    }
+    assert_eq!(acked.len(), 8 * EACH, "every write is acknowledged");
+    for (_, did) in &users {
+        let mut listed = 0;
+        let mut cursor = String::new();
+        loop {
+            let mut query = format!(
+                "com.atproto.repo.listRecords?repo={did}&collection=com.example.crash&limit=100"
+            );
+            if !cursor.is_empty() {
+                query = format!("{query}&cursor={cursor}");
+            }
+            let (s, v) = call(&client, &base, &query, None, None).await.unwrap();
+            assert_eq!(s, 200, "{v}");
+            listed += v["records"].as_array().unwrap().len();
+            match v["cursor"].as_str() {
+                Some(c) => c.clone_into(&mut cursor),
+                None => break,
+            }
+        }
+        assert_eq!(listed, 4 * EACH, "{did}: every record is listed");
+    }
+    final_checks(&client, &base, &users, &acked, 0).await;
+    // A clean stop and start: the same state, from pds.redb alone.
+    assert!(server.stop(), "atcr serve did not stop cleanly");
+    server.restart();
+    let base = server.base_url();
+    check_acked(&client, &base, &acked, "after a clean restart").await;
+    final_checks(&client, &base, &users, &acked, 0).await;
 }
 
 /// `sync.getRepo` of `did` verified with the `#atproto` key of its DID document from the node's

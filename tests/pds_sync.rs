@@ -312,23 +312,18 @@ async fn identity_resolution_and_plc_directory() {
         &atcr::atproto::Keypair::generate(atcr::atproto::Algorithm::K256),
     )
     .unwrap();
-    let r = node
-        .client
-        .post(format!("{}/{}", node.base, alice.did))
-        .body(forged.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let post = |op: Value| {
+        node.client
+            .post(format!("{}/{}", node.base, alice.did))
+            .body(op.to_string())
+            .send()
+    };
+    assert_eq!(
+        post(forged).await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
     let signed = atcr::pds::plc::sign(update, &node.pds().keys.rotation).unwrap();
-    let r = node
-        .client
-        .post(format!("{}/{}", node.base, alice.did))
-        .body(signed.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(post(signed.clone()).await.unwrap().status(), StatusCode::OK);
     let doc: Value = node
         .client
         .get(format!("{}/{}", node.base, alice.did))
@@ -338,6 +333,29 @@ async fn identity_resolution_and_plc_directory() {
         .json_value()
         .await;
     assert_eq!(doc["alsoKnownAs"][0], "at://alice2.atcr.test");
+    // Followers hear of it: an #identity event, without the handle the document no longer
+    // claims (the node's handle table is not changed by an operation).
+    let store = node.pds().repos.store();
+    let (_, frame) = store
+        .events_after(store.last_seq().unwrap() - 1, 1)
+        .unwrap()
+        .pop()
+        .unwrap();
+    let (header, body) = atcr::pds::events::parse_frame(&frame).unwrap();
+    assert_eq!(
+        header.get("t"),
+        Some(&atcr::atproto::Value::String("#identity".into()))
+    );
+    assert_eq!(
+        body.get("did"),
+        Some(&atcr::atproto::Value::String(alice.did.to_string()))
+    );
+    assert_eq!(body.get("handle"), None);
+    // The same operation again no longer extends the log.
+    assert_eq!(
+        post(signed).await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[tokio::test]

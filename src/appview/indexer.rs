@@ -33,6 +33,8 @@ const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// Events read from the log per batch.
 const BATCH: usize = 256;
+/// How long the event log stays quiet before what the index applied without a sync is synced.
+const SYNC_WHEN_IDLE: Duration = Duration::from_millis(500);
 
 /// What a rebuild found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -62,6 +64,15 @@ impl AppView {
                     () = cancel.cancelled() => return,
                 }
             }
+            // Quiet for a while: make what was applied without a sync durable, then wait.
+            tokio::select! {
+                _ = wake.recv() => continue,
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(SYNC_WHEN_IDLE) => {}
+            }
+            if let Err(e) = self.index.write(Index::sync).await {
+                tracing::warn!(error = %e, "could not sync the registry index");
+            }
             tokio::select! {
                 _ = wake.recv() => {}
                 () = cancel.cancelled() => return,
@@ -69,7 +80,8 @@ impl AppView {
         }
     }
 
-    /// Applies every event after the index's cursor.
+    /// Applies every event after the index's cursor. What it applies may not be synced yet
+    /// (see [`Index::apply_events`]); [`AppView::catch_up_and_sync`] syncs it too.
     pub async fn catch_up(&self) -> Result<(), AppViewError> {
         let store = self.pds.repos.store().clone();
         loop {
@@ -79,7 +91,6 @@ impl AppView {
                 .await
                 .map_err(|e| AppViewError::Data(e.to_string()))??;
             if batch.is_empty() {
-                self.index.write(Index::sync).await?;
                 self.indexed.send_if_modified(|s| {
                     let changed = *s != cursor;
                     *s = cursor;
@@ -97,6 +108,13 @@ impl AppView {
             self.mark_for_search(touched);
             self.indexed.send_replace(last);
         }
+    }
+
+    /// [`AppView::catch_up`], then makes the index durable (at start and after a rebuild).
+    pub async fn catch_up_and_sync(&self) -> Result<(), AppViewError> {
+        self.catch_up().await?;
+        self.index.write(Index::sync).await?;
+        Ok(())
     }
 
     /// The index changes one event frame asks for.
@@ -301,7 +319,7 @@ impl AppView {
                 }
             }
         }
-        self.catch_up().await?;
+        self.catch_up_and_sync().await?;
         Ok(stats)
     }
 }

@@ -123,7 +123,8 @@ pub struct Index {
 }
 
 /// Derived changes are replayed from the PDS event log after a crash, so most of their
-/// transactions skip the fsync; one in [`DURABLE_EVERY`] (and the one that catches up) syncs.
+/// transactions skip the fsync: one in [`DURABLE_EVERY`] syncs, and the indexer syncs once the
+/// log has been quiet for a moment.
 struct Lazy {
     synced: std::time::Instant,
     pending: bool,

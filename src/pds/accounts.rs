@@ -198,6 +198,29 @@ impl Accounts {
         Ok(())
     }
 
+    /// Appends `entry` if its operation extends the DID's log as it is in this transaction;
+    /// `Ok(Err(_))` (nothing written) when another operation got there first.
+    pub fn append_plc_next(
+        tx: &WriteTransaction,
+        entry: &PlcEntry,
+    ) -> Result<Result<(), crate::pds::plc::PlcError>, AccountError> {
+        let last: Option<PlcEntry> = {
+            let ops = tx.open_table(PLC_OPS)?;
+            let d = entry.did.as_str();
+            ops.range((d, 0)..=(d, u64::MAX))?
+                .next_back()
+                .transpose()?
+                .map(|(_, v)| serde_json::from_slice(v.value()))
+                .transpose()?
+        };
+        let last = last.as_ref().map(|e| &e.operation);
+        if let Err(e) = crate::pds::plc::check_next(&entry.did, last, &entry.operation) {
+            return Ok(Err(e));
+        }
+        Self::append_plc(tx, entry)?;
+        Ok(Ok(()))
+    }
+
     /// The PLC log of a DID (empty if the directory does not know it).
     pub fn plc_log(&self, did: &Did) -> Result<Vec<PlcEntry>, AccountError> {
         let tx = self.store.read()?;

@@ -9,6 +9,7 @@ pub mod lexicons;
 pub mod plc;
 pub mod repo;
 pub mod store;
+pub mod wal;
 pub mod xrpc;
 
 use std::path::Path;
@@ -237,7 +238,12 @@ impl Pds {
         Ok(account)
     }
 
-    async fn emit_identity(&self, did: &Did, handle: Option<&str>) -> Result<(), PdsError> {
+    /// Appends and publishes an `#identity` event for `did`.
+    pub(crate) async fn emit_identity(
+        &self,
+        did: &Did,
+        handle: Option<&str>,
+    ) -> Result<(), PdsError> {
         let (store, did2, handle) = (
             self.repos.store().clone(),
             did.clone(),

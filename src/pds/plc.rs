@@ -208,6 +208,17 @@ pub fn document(did: &Did, op: &Json) -> Result<Json, PlcError> {
     }))
 }
 
+/// The handle an operation claims: its first `at://` entry of `alsoKnownAs`.
+#[must_use]
+pub fn handle_of(op: &Json) -> Option<String> {
+    op.get("alsoKnownAs")?
+        .as_array()?
+        .iter()
+        .filter_map(Json::as_str)
+        .find_map(|aka| aka.strip_prefix("at://"))
+        .map(str::to_owned)
+}
+
 /// The `/data` view of an operation.
 #[must_use]
 pub fn data(did: &Did, op: &Json) -> Json {

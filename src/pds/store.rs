@@ -3,21 +3,23 @@
 //!
 //! A commit's blocks, the new head, the record index changes and its event commit in ONE write
 //! transaction ([`PdsStore::commit_group`]), so a crash leaves every repository at its last
-//! acknowledged commit. Write transactions sync to disk: commits go through the committer
-//! thread (`repo/committer.rs`), other writes through `spawn_blocking`.
+//! acknowledged commit. Commits go through the committer thread (`repo/committer.rs`) and are
+//! made durable by `pds.wal` (`wal.rs`) or, now and then, by redb itself; other writes are
+//! ordinary durable transactions, through `spawn_blocking`.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
     WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::atproto::blockstore::{BlockStore, BlockStoreError};
 use crate::atproto::{Cid, Did, Tid};
+use crate::pds::wal::{self, Wal};
 
 /// CID (binary) → block bytes: MST nodes, records and commits of every repository.
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
@@ -45,6 +47,10 @@ pub(crate) const REPO_BLOBS: TableDefinition<(&str, &str), &[u8]> =
 /// (DID, rev) → [`CommitRef`] (JSON): each commit's CID and the blobs its records reference,
 /// for `getRepo` and `listBlobs` with `since`.
 const COMMITS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("commits");
+
+/// name → number: `wal_group`, the last commit group written (see `wal.rs`).
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const WAL_GROUP: &str = "wal_group";
 
 /// A commit of a repository, by revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +145,13 @@ const CACHE_BYTES: usize = 32 << 20;
 #[derive(Clone)]
 pub struct PdsStore {
     db: Arc<Database>,
+    log: Arc<Mutex<Log>>,
+}
+
+/// `pds.wal` and the number of the next commit group.
+struct Log {
+    wal: Wal,
+    next: u64,
 }
 
 impl std::fmt::Debug for PdsStore {
@@ -148,26 +161,56 @@ impl std::fmt::Debug for PdsStore {
 }
 
 impl PdsStore {
-    /// Opens (or creates) `pds.redb` at `path`.
+    /// Opens (or creates) `pds.redb` at `path` and `pds.wal` beside it, replaying the commit
+    /// groups the log holds that redb did not keep.
     pub fn open(path: &Path) -> Result<PdsStore, StoreError> {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
-        let store = PdsStore { db: Arc::new(db) };
-        let tx = store.db.begin_write()?;
-        tx.open_table(BLOCKS)?;
-        tx.open_table(REPOS)?;
-        tx.open_table(RECORDS)?;
-        tx.open_table(EVENTS)?;
+        let wal_path = path.with_extension("wal");
+        let (mut wal, entries) = Wal::open(&wal_path)
+            .map_err(|e| StoreError::Commit(format!("{}: {e}", wal_path.display())))?;
+        let tx = db.begin_write()?;
         tx.open_table(ACCOUNTS)?;
         tx.open_table(HANDLES)?;
         tx.open_table(APP_PASSWORDS)?;
         tx.open_table(SESSIONS)?;
         tx.open_table(PLC_OPS)?;
         tx.open_table(REPO_BLOBS)?;
-        tx.open_table(COMMITS)?;
+        let last = {
+            let mut tables = Tables::open(&tx)?;
+            let kept = tables.meta.get(WAL_GROUP)?.map_or(0, |v| v.value());
+            let mut last = kept;
+            for entry in entries.iter().filter(|e| e.group > kept) {
+                if entry.group != last + 1 {
+                    return Err(StoreError::Corrupt(format!(
+                        "{} continues at commit group {} but {} ends at group {last}: \
+                         the two files are not from the same moment",
+                        wal_path.display(),
+                        entry.group,
+                        path.display()
+                    )));
+                }
+                replay(&mut tables, &entry.payload).ok_or_else(|| {
+                    StoreError::Corrupt(format!("{}: group {}", wal_path.display(), entry.group))
+                })??;
+                last = entry.group;
+            }
+            if last > kept {
+                tables.meta.insert(WAL_GROUP, last)?;
+                tracing::info!(groups = last - kept, "replayed commits from pds.wal");
+            }
+            last
+        };
         tx.commit()?;
-        Ok(store)
+        wal.checkpointed();
+        Ok(PdsStore {
+            db: Arc::new(db),
+            log: Arc::new(Mutex::new(Log {
+                wal,
+                next: last + 1,
+            })),
+        })
     }
 
     /// A read transaction (for the account, session and PLC tables).
@@ -339,18 +382,59 @@ impl PdsStore {
         Ok(out)
     }
 
-    /// Applies commits in order in one durable transaction (group commit): one fsync for all.
-    /// A commit whose expected head is not the current one (checked after the earlier commits
-    /// of the group) is skipped with [`CommitFailure::HeadMoved`]; the others still apply. An
-    /// error of the database fails the whole group and changes nothing.
+    /// Applies commits in order in one transaction (group commit) that one sync makes durable:
+    /// of `pds.wal` usually, of redb now and then (see `wal.rs`). A commit whose expected head
+    /// is not the current one (checked after the earlier commits of the group) is skipped with
+    /// [`CommitFailure::HeadMoved`]; the others still apply. An error fails the whole group and
+    /// changes nothing.
     pub fn commit_group(&self, batches: Vec<CommitBatch>) -> Result<Vec<Committed>, StoreError> {
-        let tx = self.db.begin_write()?;
+        let mut tx = self.db.begin_write()?;
+        let mut log = self
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let group = log.next;
         let mut out = Vec::with_capacity(batches.len());
-        for batch in batches {
-            out.push(apply_commit(&tx, batch)?);
+        let mut redo = wal::Writer::default();
+        {
+            let mut tables = Tables::open(&tx)?;
+            for batch in batches {
+                out.push(apply_commit(&mut tables, batch, &mut redo)?);
+            }
+            tables.meta.insert(WAL_GROUP, group)?;
         }
-        tx.commit()?;
+        let logged = !log.wal.checkpoint_due()
+            && log.wal.append(group, &redo.0).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "pds.wal write failed; commits sync redb from now on");
+                false
+            });
+        if logged {
+            tx.set_durability(Durability::None)
+                .map_err(|e| StoreError::Commit(e.to_string()))?;
+        }
+        if let Err(e) = tx.commit() {
+            if logged {
+                log.wal.retract(group, &redo.0);
+            }
+            return Err(e.into());
+        }
+        log.next += 1;
+        if !logged {
+            log.wal.checkpointed();
+        }
         Ok(out)
+    }
+
+    /// Makes every commit durable in redb and empties `pds.wal` (at a clean stop, so the next
+    /// start has nothing to replay).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let mut log = self
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.db.begin_write()?.commit()?;
+        log.wal.checkpointed();
+        Ok(())
     }
 
     /// Appends an event that changes nothing else (`#identity`, `#account`).
@@ -511,32 +595,75 @@ fn append_event(
 /// What one commit of a group came to: its event's sequence number and frame, or why not.
 pub type Committed = Result<(u64, Vec<u8>), CommitFailure>;
 
-/// Writes one commit into `tx`; `Ok(Err(HeadMoved))` when its expected head is not current
-/// (nothing written for it).
-fn apply_commit(tx: &WriteTransaction, batch: CommitBatch) -> Result<Committed, StoreError> {
-    let mut repos = tx.open_table(REPOS)?;
-    let current: Option<RepoHead> = repos
-        .get(batch.did.as_str())?
+/// The tables a commit writes, open for one group.
+struct Tables<'tx> {
+    blocks: redb::Table<'tx, &'static [u8], &'static [u8]>,
+    repos: redb::Table<'tx, &'static str, &'static [u8]>,
+    commits: redb::Table<'tx, (&'static str, &'static str), &'static [u8]>,
+    records: redb::Table<'tx, (&'static str, &'static str, &'static str), &'static str>,
+    events: redb::Table<'tx, u64, &'static [u8]>,
+    meta: redb::Table<'tx, &'static str, u64>,
+}
+
+impl<'tx> Tables<'tx> {
+    fn open(tx: &'tx WriteTransaction) -> Result<Tables<'tx>, StoreError> {
+        Ok(Tables {
+            blocks: tx.open_table(BLOCKS)?,
+            repos: tx.open_table(REPOS)?,
+            commits: tx.open_table(COMMITS)?,
+            records: tx.open_table(RECORDS)?,
+            events: tx.open_table(EVENTS)?,
+            meta: tx.open_table(META)?,
+        })
+    }
+}
+
+/// The kinds of write a commit makes, as `pds.wal` names them.
+const REDO_BLOCK: u8 = 1;
+const REDO_HEAD: u8 = 2;
+const REDO_COMMIT: u8 = 3;
+const REDO_RECORD_PUT: u8 = 4;
+const REDO_RECORD_DELETE: u8 = 5;
+const REDO_EVENT: u8 = 6;
+
+/// Writes one commit into the group's tables and its writes to `redo`; `Ok(Err(HeadMoved))`
+/// when its expected head is not current (nothing written for it).
+fn apply_commit(
+    t: &mut Tables<'_>,
+    batch: CommitBatch,
+    redo: &mut wal::Writer,
+) -> Result<Committed, StoreError> {
+    let did = batch.did.as_str();
+    let current: Option<RepoHead> = t
+        .repos
+        .get(did)?
         .map(|v| serde_json::from_slice(v.value()))
         .transpose()?;
     if current.as_ref().map(|h| h.commit) != batch.expected {
         return Ok(Err(CommitFailure::HeadMoved));
     }
-    let mut blocks = tx.open_table(BLOCKS)?;
     for (cid, bytes) in &batch.blocks {
-        blocks.insert(cid.to_bytes().as_slice(), bytes.as_ref())?;
+        let cid = cid.to_bytes();
+        t.blocks.insert(cid.as_slice(), bytes.as_ref())?;
+        redo.byte(REDO_BLOCK);
+        redo.bytes(&cid);
+        redo.bytes(bytes);
     }
     let head = serde_json::to_vec(&batch.head)?;
-    repos.insert(batch.did.as_str(), head.as_slice())?;
+    t.repos.insert(did, head.as_slice())?;
+    redo.byte(REDO_HEAD);
+    redo.bytes(did.as_bytes());
+    redo.bytes(&head);
     let commit = serde_json::to_vec(&CommitRef {
         commit: batch.head.commit,
         blobs: batch.blobs.clone(),
     })?;
-    tx.open_table(COMMITS)?.insert(
-        (batch.did.as_str(), batch.head.rev.as_str()),
-        commit.as_slice(),
-    )?;
-    let mut records = tx.open_table(RECORDS)?;
+    let rev = batch.head.rev.as_str();
+    t.commits.insert((did, rev), commit.as_slice())?;
+    redo.byte(REDO_COMMIT);
+    for part in [did.as_bytes(), rev.as_bytes(), &commit] {
+        redo.bytes(part);
+    }
     for change in &batch.index {
         match change {
             IndexChange::Put {
@@ -545,17 +672,54 @@ fn apply_commit(tx: &WriteTransaction, batch: CommitBatch) -> Result<Committed, 
                 cid,
             } => {
                 let cid = cid.to_string();
-                records.insert(
-                    (batch.did.as_str(), collection.as_str(), rkey.as_str()),
-                    cid.as_str(),
-                )?;
+                t.records
+                    .insert((did, collection.as_str(), rkey.as_str()), cid.as_str())?;
+                redo.byte(REDO_RECORD_PUT);
+                for part in [did, collection, rkey, &cid] {
+                    redo.bytes(part.as_bytes());
+                }
             }
             IndexChange::Delete { collection, rkey } => {
-                records.remove((batch.did.as_str(), collection.as_str(), rkey.as_str()))?;
+                t.records
+                    .remove((did, collection.as_str(), rkey.as_str()))?;
+                redo.byte(REDO_RECORD_DELETE);
+                for part in [did, collection, rkey] {
+                    redo.bytes(part.as_bytes());
+                }
             }
         }
     }
-    Ok(Ok(append_event(tx, batch.event)?))
+    let seq = t.events.last()?.map_or(0, |(k, _)| k.value()) + 1;
+    let frame = (batch.event)(seq);
+    t.events.insert(seq, frame.as_slice())?;
+    redo.byte(REDO_EVENT);
+    redo.u64(seq);
+    redo.bytes(&frame);
+    Ok(Ok((seq, frame)))
+}
+
+/// Writes a group's logged writes again (recovery from `pds.wal`); `None` when the payload
+/// does not read as writes.
+fn replay(t: &mut Tables<'_>, payload: &[u8]) -> Option<Result<(), StoreError>> {
+    let mut r = wal::Reader(payload);
+    while !r.is_empty() {
+        let done = match r.byte()? {
+            REDO_BLOCK => t.blocks.insert(r.bytes()?, r.bytes()?).map(drop),
+            REDO_HEAD => t.repos.insert(r.str()?, r.bytes()?).map(drop),
+            REDO_COMMIT => t.commits.insert((r.str()?, r.str()?), r.bytes()?).map(drop),
+            REDO_RECORD_PUT => t
+                .records
+                .insert((r.str()?, r.str()?, r.str()?), r.str()?)
+                .map(drop),
+            REDO_RECORD_DELETE => t.records.remove((r.str()?, r.str()?, r.str()?)).map(drop),
+            REDO_EVENT => t.events.insert(r.u64()?, r.bytes()?).map(drop),
+            _ => return None,
+        };
+        if let Err(e) = done {
+            return Some(Err(e.into()));
+        }
+    }
+    Some(Ok(()))
 }
 
 type RecordEntry<'a> = Result<

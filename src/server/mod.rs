@@ -70,7 +70,7 @@ impl App {
         let hold = Arc::new(Hold::new(pds.clone()));
         hold.ensure_captain().await?;
         let appview = Arc::new(AppView::new(pds.clone(), index, search)?);
-        appview.catch_up().await?;
+        appview.catch_up_and_sync().await?;
         let tokens = Tokens::new(
             pds.keys.token.clone(),
             &pds.node_did,

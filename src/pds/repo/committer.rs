@@ -1,9 +1,10 @@
 //! Group commit: one thread makes queued commits durable together.
 //!
-//! A durable redb transaction costs one fsync (≈1 ms here), far more than building a commit.
-//! Writers queue their commit batches; the committer takes everything queued, writes it in one
-//! transaction, publishes the events in sequence order and only then answers each writer. Under
-//! load, one fsync serves many commits; alone, a writer waits for exactly one, as before.
+//! Making a transaction durable costs a sync (≈0.2 ms for `pds.wal`, 1–3 ms for redb here), far
+//! more than building a commit. Writers queue their commit batches; the committer takes
+//! everything queued, writes it in one transaction made durable by one sync
+//! ([`PdsStore::commit_group`]), publishes the events in sequence order and only then answers
+//! each writer. Under load, one sync serves many commits; alone, a writer waits for one.
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -105,5 +106,9 @@ fn run(store: &PdsStore, events: &broadcast::Sender<(u64, Bytes)>, jobs: &mpsc::
                 }
             }
         }
+    }
+    // Stopping cleanly: leave nothing for the next start to replay.
+    if let Err(e) = store.checkpoint() {
+        tracing::warn!(error = %e, "could not checkpoint pds.wal at stop");
     }
 }

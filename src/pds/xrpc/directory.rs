@@ -109,7 +109,8 @@ pub(super) async fn plc(pds: &Pds, req: Request<Incoming>, path: &str) -> Answer
 
 /// Accepts a signed operation for `did`: a genesis operation for a new DID, or the next
 /// operation of a known one signed by a current rotation key. (No forks: an operation must
-/// extend the last one.)
+/// extend the last one, checked again in the transaction that appends it.) For an account of
+/// this node, an `#identity` event tells followers to resolve the DID again.
 async fn submit(pds: &Pds, did: &Did, op: serde_json::Value) -> Answer {
     let log = pds.accounts.plc_log(did)?;
     if let Err(e) = plc::check_next(did, log.last().map(|e| &e.operation), &op) {
@@ -127,9 +128,20 @@ async fn submit(pds: &Pds, did: &Did, op: serde_json::Value) -> Answer {
         nullified: false,
         created_at: Datetime::now().as_str().to_owned(),
     };
-    pds.repos
+    let claimed = plc::handle_of(&entry.operation);
+    let appended = pds
+        .repos
         .store()
-        .write(move |tx| Accounts::append_plc(tx, &entry))
+        .write(move |tx| Accounts::append_plc_next(tx, &entry))
         .await?;
+    if let Err(e) = appended {
+        return Ok(plc_error(StatusCode::CONFLICT, e.0));
+    }
+    if let Some(account) = pds.accounts.get(did)? {
+        // The node's handle table is not changed by an operation: its handle stays announced
+        // only while the document still claims it.
+        let handle = Some(account.handle.as_str()).filter(|h| claimed.as_deref() == Some(*h));
+        pds.emit_identity(did, handle).await?;
+    }
     Ok(Response::new(body::empty()))
 }
