@@ -47,3 +47,64 @@ fn user_add_list_passwd_remove() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// Runs `atcr <args>` on a pseudo-terminal (util-linux `script`), typing each of `lines` a
+/// moment after the last, as a person at the prompt would; what the terminal showed.
+fn at_terminal(dir: &std::path::Path, args: &str, lines: &[&str]) -> (bool, String) {
+    let atcr = env!("CARGO_BIN_EXE_atcr");
+    let command = format!(
+        "{atcr} {args} --data-dir {} --listen 127.0.0.1:0",
+        dir.display()
+    );
+    let mut typing: Vec<String> = lines
+        .iter()
+        .map(|line| format!("sleep 1; printf '%s\\n' '{line}'"))
+        .collect();
+    // Input stays open until the command has had time to finish.
+    typing.push("sleep 5".into());
+    let typing = typing.join("; ");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("({typing}) | script -qec \"$0\" /dev/null"))
+        .arg(&command)
+        .env("RUST_LOG", "warn")
+        .env_remove("ATCR_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn passwords_asked_at_the_terminal_are_not_shown_and_work() {
+    let mut server = common::Server::start();
+    assert!(server.stop());
+    let dir = server.data_dir().to_owned();
+    // Two different entries: refused, nothing created.
+    let (ok, shown) = at_terminal(&dir, "user add carol", &["first-try", "second-try"]);
+    assert!(!ok && shown.contains("do not match"), "{shown}");
+    let (ok, shown) = at_terminal(&dir, "user add carol", &["carol-tty-pw", "carol-tty-pw"]);
+    assert!(ok, "{shown}");
+    assert!(
+        shown.contains("Password:") && shown.contains("Password (again):"),
+        "{shown}"
+    );
+    assert!(shown.contains("carol.atcr.test\tdid:plc:"), "{shown}");
+    assert!(
+        !shown.contains("carol-tty-pw"),
+        "the password was echoed: {shown}"
+    );
+    server.restart();
+    let session = reqwest::Client::new()
+        .post(format!(
+            "{}/xrpc/com.atproto.server.createSession",
+            server.base_url()
+        ))
+        .json(&serde_json::json!({"identifier": "carol", "password": "carol-tty-pw"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(session.status(), 200, "the typed password signs in");
+}

@@ -52,8 +52,14 @@ struct RecordOp {
 }
 
 impl AppView {
-    /// Follows the PDS event log until `cancel`: applies every new event to the index.
+    /// Follows the PDS event log until `cancel`: applies every new event to the index, and
+    /// syncs it once the log has been quiet for a moment and when stopping.
     pub async fn run_indexer(self: Arc<Self>, cancel: CancellationToken) {
+        self.follow_events(&cancel).await;
+        self.sync_index().await;
+    }
+
+    async fn follow_events(&self, cancel: &CancellationToken) {
         // Subscribed before catching up, so no event published meanwhile goes unnoticed.
         let mut wake = self.pds.repos.subscribe();
         loop {
@@ -70,13 +76,17 @@ impl AppView {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(SYNC_WHEN_IDLE) => {}
             }
-            if let Err(e) = self.index.write(Index::sync).await {
-                tracing::warn!(error = %e, "could not sync the registry index");
-            }
+            self.sync_index().await;
             tokio::select! {
                 _ = wake.recv() => {}
                 () = cancel.cancelled() => return,
             }
+        }
+    }
+
+    async fn sync_index(&self) {
+        if let Err(e) = self.index.write(Index::sync).await {
+            tracing::warn!(error = %e, "could not sync the registry index");
         }
     }
 

@@ -67,23 +67,55 @@ async fn open(config: &Config) -> anyhow::Result<Hold> {
     Ok(hold)
 }
 
-/// Reads a password: one line from stdin with `--password-stdin`.
-pub(super) fn read_password(from_stdin: bool) -> anyhow::Result<String> {
-    if !from_stdin {
-        if std::io::stdin().is_terminal() {
-            bail!(
-                "give the password on stdin with --password-stdin (interactive prompts are not supported yet)"
-            );
+/// How a password is asked for at a terminal.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ask {
+    /// A password being set: asked twice, and the two must match.
+    New,
+    /// An existing password: asked once.
+    Existing,
+}
+
+/// Reads a password: one line from stdin with `--password-stdin`; otherwise, at a terminal,
+/// asked for on it with echo off.
+pub(super) fn read_password(from_stdin: bool, ask: Ask) -> anyhow::Result<String> {
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    } else if std::io::stdin().is_terminal() {
+        let first = prompt("Password: ")?;
+        if ask == Ask::New && !first.is_empty() && prompt("Password (again): ")? != first {
+            bail!("the passwords do not match");
         }
+        first
+    } else {
         bail!("--password-stdin is required to read the password from stdin");
-    }
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    };
     if password.is_empty() {
         bail!("the password is empty");
     }
     Ok(password)
+}
+
+/// Asks for a line on the terminal (stdin) without echoing it.
+fn prompt(question: &str) -> anyhow::Result<String> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    let saved = tcgetattr(&stdin).context("cannot read the terminal's settings")?;
+    let mut quiet = saved.clone();
+    quiet.local_modes -= LocalModes::ECHO;
+    quiet.local_modes |= LocalModes::ECHONL;
+    eprint!("{question}");
+    tcsetattr(&stdin, OptionalActions::Flush, &quiet)
+        .context("cannot turn the terminal's echo off")?;
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    // Echo back on whatever the read did.
+    let restored = tcsetattr(&stdin, OptionalActions::Now, &saved);
+    read?;
+    restored.context("cannot turn the terminal's echo back on")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

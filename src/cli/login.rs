@@ -55,7 +55,7 @@ pub struct LoginArgs<'a> {
 
 pub fn run(args: &LoginArgs<'_>) -> anyhow::Result<()> {
     let target = Target::parse(args.registry, args.insecure)?;
-    let password = super::admin::read_password(args.password_stdin)?;
+    let password = super::admin::read_password(args.password_stdin, super::admin::Ask::Existing)?;
     let tls = if target.https {
         Some(Arc::new(tls_config(args.ca_file)?))
     } else {

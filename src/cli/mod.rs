@@ -60,7 +60,8 @@ enum Command {
         /// Account: short name, handle or DID.
         #[arg(short, long)]
         username: String,
-        /// Read the account password from the first line of stdin.
+        /// Read the account password from the first line of stdin (default: ask for it at the
+        /// terminal).
         #[arg(long)]
         password_stdin: bool,
         /// Plain HTTP (a node on loopback or a trusted LAN without TLS).
@@ -128,7 +129,8 @@ enum UserCommand {
     /// Create an account `<name>.<handle domain>` with a new did:plc; prints handle and DID.
     Add {
         name: String,
-        /// Read the password from the first line of stdin.
+        /// Read the password from the first line of stdin (default: ask for it twice at the
+        /// terminal).
         #[arg(long)]
         password_stdin: bool,
         /// Make the account an administrator.
@@ -148,7 +150,8 @@ enum UserCommand {
     /// Change an account's password; its sessions end.
     Passwd {
         name: String,
-        /// Read the password from the first line of stdin.
+        /// Read the password from the first line of stdin (default: ask for it twice at the
+        /// terminal).
         #[arg(long)]
         password_stdin: bool,
         #[command(flatten)]
@@ -236,7 +239,7 @@ impl UserCommand {
                 config,
             } => (
                 config,
-                admin::read_password(password_stdin).map(|password| Op::UserAdd {
+                admin::read_password(password_stdin, admin::Ask::New).map(|password| Op::UserAdd {
                     name,
                     password,
                     admin,
@@ -250,7 +253,7 @@ impl UserCommand {
                 config,
             } => (
                 config,
-                admin::read_password(password_stdin)
+                admin::read_password(password_stdin, admin::Ask::New)
                     .map(|password| Op::UserPasswd { name, password }),
             ),
         }

@@ -146,7 +146,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             tracing::warn!(
                 user = server::ADMIN,
                 password = %password,
-                "first start: created the administrator account; this password is shown only now (change it with `atcr user passwd admin --password-stdin`)"
+                "first start: created the administrator account; this password is shown only now (change it with `atcr user passwd admin`)"
             );
         }
     }

@@ -128,6 +128,8 @@ pub struct Index {
 struct Lazy {
     synced: std::time::Instant,
     pending: bool,
+    /// The cursor, when events that change nothing here moved it past the stored one.
+    ahead: Option<u64>,
 }
 
 impl Default for Lazy {
@@ -135,6 +137,7 @@ impl Default for Lazy {
         Lazy {
             synced: std::time::Instant::now(),
             pending: false,
+            ahead: None,
         }
     }
 }

@@ -428,11 +428,13 @@ impl PdsStore {
     /// Makes every commit durable in redb and empties `pds.wal` (at a clean stop, so the next
     /// start has nothing to replay).
     pub fn checkpoint(&self) -> Result<(), StoreError> {
+        // Redb's write lock first, then the log's, as in `commit_group`.
+        let tx = self.db.begin_write()?;
         let mut log = self
             .log
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.db.begin_write()?.commit()?;
+        tx.commit()?;
         log.wal.checkpointed();
         Ok(())
     }

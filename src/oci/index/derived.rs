@@ -110,6 +110,9 @@ impl Index {
             tx.open_table(META)?.insert("cursor", seq)?;
         }
         tx.commit()?;
+        if seq.is_some() {
+            self.forget_ahead();
+        }
         touched.sort();
         touched.dedup();
         Ok(touched)
@@ -127,6 +130,14 @@ impl Index {
             .lazy
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some((last, _)) = events.last() else {
+            return Ok(Vec::new());
+        };
+        if events.iter().all(|(_, changes)| changes.is_empty()) {
+            // Nothing to write: only the cursor moves, in memory until the next write or sync.
+            lazy.ahead = Some(*last);
+            return Ok(Vec::new());
+        }
         let mut tx = self.db.begin_write()?;
         let durable = lazy.synced.elapsed() >= super::DURABLE_EVERY;
         if !durable {
@@ -137,14 +148,13 @@ impl Index {
         for (_, changes) in events {
             apply_in(&tx, changes, &mut touched)?;
         }
-        if let Some((seq, _)) = events.last() {
-            tx.open_table(META)?.insert("cursor", *seq)?;
-        }
+        tx.open_table(META)?.insert("cursor", *last)?;
         tx.commit()?;
         if durable {
             lazy.synced = std::time::Instant::now();
         }
         lazy.pending = !durable;
+        lazy.ahead = None;
         touched.sort();
         touched.dedup();
         Ok(touched)
@@ -156,15 +166,35 @@ impl Index {
             .lazy
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if lazy.pending {
-            self.db.begin_write()?.commit()?;
+        if lazy.pending || lazy.ahead.is_some() {
+            let tx = self.db.begin_write()?;
+            if let Some(seq) = lazy.ahead {
+                tx.open_table(META)?.insert("cursor", seq)?;
+            }
+            tx.commit()?;
             *lazy = super::Lazy::default();
         }
         Ok(())
     }
 
+    /// A cursor written to the table supersedes one kept in memory.
+    fn forget_ahead(&self) {
+        self.lazy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .ahead = None;
+    }
+
     /// The last event sequence number applied (0: none).
     pub fn cursor(&self) -> Result<u64, IndexError> {
+        let ahead = self
+            .lazy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .ahead;
+        if let Some(seq) = ahead {
+            return Ok(seq);
+        }
         let tx = self.db.begin_read()?;
         Ok(tx.open_table(META)?.get("cursor")?.map_or(0, |v| v.value()))
     }
@@ -190,6 +220,7 @@ impl Index {
         tx.open_table(REFERRERS)?;
         tx.open_table(RECORDS)?;
         tx.commit()?;
+        self.forget_ahead();
         Ok(())
     }
 

@@ -204,3 +204,29 @@ fn survives_reopen() {
     let ix = Index::open(&path).unwrap();
     assert_eq!(ix.tag("r", "t").unwrap(), Some(m));
 }
+
+#[test]
+fn events_that_change_nothing_move_the_cursor_without_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.redb");
+    {
+        let ix = Index::open(&path).unwrap();
+        ix.apply_events(&[(1, vec![]), (2, vec![])]).unwrap();
+        assert_eq!(ix.cursor().unwrap(), 2);
+    }
+    {
+        // Not synced: the next start reads those events again (they change nothing).
+        let ix = Index::open(&path).unwrap();
+        assert_eq!(ix.cursor().unwrap(), 0);
+        ix.apply_events(&[(1, vec![]), (2, vec![]), (3, vec![])])
+            .unwrap();
+        ix.sync().unwrap();
+    }
+    let ix = Index::open(&path).unwrap();
+    assert_eq!(ix.cursor().unwrap(), 3);
+    // A batch with changes writes the cursor with them; a rebuild's cursor replaces one kept
+    // in memory.
+    ix.apply_events(&[(4, vec![])]).unwrap();
+    ix.clear_derived(2).unwrap();
+    assert_eq!(ix.cursor().unwrap(), 2);
+}
