@@ -108,6 +108,9 @@ impl AppView {
                 });
                 return Ok(());
             }
+            // A short batch was the end of the log when read; what comes later wakes the
+            // indexer again.
+            let caught_up = batch.len() < BATCH;
             // The whole batch in one transaction: one fsync however many events arrived.
             let mut events = Vec::with_capacity(batch.len());
             for (seq, frame) in batch {
@@ -117,6 +120,9 @@ impl AppView {
             let touched = self.index.write(move |ix| ix.apply_events(&events)).await?;
             self.mark_for_search(touched);
             self.indexed.send_replace(last);
+            if caught_up {
+                return Ok(());
+            }
         }
     }
 

@@ -126,6 +126,11 @@ async fn logged_commits_are_replayed_after_a_crash() {
             .apply_writes(did, writes, None, Validation::IfKnown)
             .await
             .unwrap();
+        if i == 11 {
+            // Redb takes everything so far; the log starts again from the top, over entries
+            // that must not be replayed.
+            repos.store().checkpoint().unwrap();
+        }
     }
     let crashed = tempfile::tempdir().unwrap();
     crash_copy(dir.path(), crashed.path());
