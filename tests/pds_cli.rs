@@ -48,33 +48,68 @@ fn user_add_list_passwd_remove() {
     assert_eq!(mode & 0o777, 0o600);
 }
 
-/// Runs `atcr <args>` on a pseudo-terminal (util-linux `script`), typing each of `lines` a
-/// moment after the last, as a person at the prompt would; what the terminal showed.
+/// Runs `atcr <args>` on a pseudo-terminal (util-linux `script`), typing each of `lines` once
+/// its prompt shows, as a person would; whether it succeeded and what the terminal showed.
 fn at_terminal(dir: &std::path::Path, args: &str, lines: &[&str]) -> (bool, String) {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
     let atcr = env!("CARGO_BIN_EXE_atcr");
     let command = format!(
         "{atcr} {args} --data-dir {} --listen 127.0.0.1:0",
         dir.display()
     );
-    let mut typing: Vec<String> = lines
-        .iter()
-        .map(|line| format!("sleep 1; printf '%s\\n' '{line}'"))
-        .collect();
-    // Input stays open until the command has had time to finish.
-    typing.push("sleep 5".into());
-    let typing = typing.join("; ");
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("({typing}) | script -qec \"$0\" /dev/null"))
-        .arg(&command)
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
         .env("RUST_LOG", "warn")
         .env_remove("ATCR_CONFIG")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("util-linux script");
+    let mut keyboard = child.stdin.take().unwrap();
+    let mut screen = child.stdout.take().unwrap();
+    let shown = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let shown = shown.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = screen.read(&mut buf) {
+                shown
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_mins(1);
+    for (i, line) in lines.iter().enumerate() {
+        while shown.lock().unwrap().matches("Password").count() <= i {
+            assert!(
+                Instant::now() < deadline,
+                "no prompt: {}",
+                shown.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        writeln!(keyboard, "{line}").unwrap();
+    }
+    // The keyboard stays connected until the command is done.
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("atcr {args} did not finish: {}", shown.lock().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(keyboard);
+    reader.join().unwrap();
+    let shown = shown.lock().unwrap().clone();
+    (status.success(), shown)
 }
 
 #[tokio::test]

@@ -106,9 +106,10 @@ fn prompt(question: &str) -> anyhow::Result<String> {
     let mut quiet = saved.clone();
     quiet.local_modes -= LocalModes::ECHO;
     quiet.local_modes |= LocalModes::ECHONL;
-    eprint!("{question}");
+    // Echo off before the question: what is typed once it shows is never echoed.
     tcsetattr(&stdin, OptionalActions::Flush, &quiet)
         .context("cannot turn the terminal's echo off")?;
+    eprint!("{question}");
     let mut line = String::new();
     let read = stdin.lock().read_line(&mut line);
     // Echo back on whatever the read did.
