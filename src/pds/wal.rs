@@ -128,8 +128,13 @@ impl Wal {
             return Ok(());
         }
         let target = end.div_ceil(STEP) * STEP;
-        let zeros = vec![0u8; usize::try_from(target - self.len).unwrap_or(0)];
-        self.file.write_all_at(&zeros, self.len)?;
+        let zeros = vec![0u8; STEP as usize];
+        let mut at = self.len;
+        while at < target {
+            let n = (target - at).min(STEP);
+            self.file.write_all_at(&zeros[..n as usize], at)?;
+            at += n;
+        }
         self.file.sync_all()?;
         self.len = target;
         Ok(())
