@@ -132,12 +132,7 @@ async fn kill9_during_writes_loses_no_acknowledged_write() {
     eprintln!("pds crash test seed: {seed} (replay with ATCR_CRASH_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
 
-    let mut server = Server::start();
-    let users = add_users(&mut server);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_mins(1))
-        .build()
-        .unwrap();
+    let (mut server, users, client) = start_with_users();
     let mut acked: Vec<Acked> = Vec::new();
     for round in 0..ROUNDS {
         let base = server.base_url();
@@ -187,6 +182,17 @@ async fn check_acked(client: &reqwest::Client, base: &str, acked: &[Acked], cont
             a.rkey,
         );
     }
+}
+
+/// A node with alice and bob, and an HTTP client for it.
+fn start_with_users() -> (Server, Vec<(&'static str, String)>, reqwest::Client) {
+    let mut server = Server::start();
+    let users = add_users(&mut server);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_mins(1))
+        .build()
+        .unwrap();
+    (server, users, client)
 }
 
 /// Adds alice and bob with the CLI while the node is stopped, then starts it again; their DIDs.
@@ -245,12 +251,7 @@ async fn final_checks(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_writers_on_two_repositories() {
     const EACH: usize = 40;
-    let mut server = Server::start();
-    let users = add_users(&mut server);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_mins(1))
-        .build()
-        .unwrap();
+    let (mut server, users, client) = start_with_users();
     let base = server.base_url();
     let mut tasks = Vec::new();
     for id in 0..8 {

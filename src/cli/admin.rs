@@ -80,9 +80,7 @@ pub(super) enum Ask {
 /// asked for on it with echo off.
 pub(super) fn read_password(from_stdin: bool, ask: Ask) -> anyhow::Result<String> {
     let password = if from_stdin {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        line.trim_end_matches(['\n', '\r']).to_owned()
+        read_line()?
     } else if std::io::stdin().is_terminal() {
         let first = prompt("Password: ")?;
         if ask == Ask::New && !first.is_empty() && prompt("Password (again): ")? != first {
@@ -110,12 +108,18 @@ fn prompt(question: &str) -> anyhow::Result<String> {
     tcsetattr(&stdin, OptionalActions::Flush, &quiet)
         .context("cannot turn the terminal's echo off")?;
     eprint!("{question}");
-    let mut line = String::new();
-    let read = stdin.lock().read_line(&mut line);
+    let line = read_line();
     // Echo back on whatever the read did.
     let restored = tcsetattr(&stdin, OptionalActions::Now, &saved);
-    read?;
+    let line = line?;
     restored.context("cannot turn the terminal's echo back on")?;
+    Ok(line)
+}
+
+/// One line of stdin, without its line ending.
+fn read_line() -> std::io::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
