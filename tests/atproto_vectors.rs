@@ -1,4 +1,4 @@
-//! The upstream atproto interop vectors (`../shared/atproto-interop-tests/`), every file.
+//! The upstream atproto interop vectors (`tests/vectors/atproto-interop-tests/`, carried in the repository), every file.
 //! These tests fail, never skip, when the vectors are missing.
 
 #[path = "atproto_vectors/common.rs"]

@@ -1,23 +1,11 @@
 use std::path::PathBuf;
 
-/// `shared/` next to the repository (as CI and the workspace lay it out), or
-/// `$ATCR_SHARED_DIR`. Panics if neither holds the vectors: a missing vector is a failure.
-pub fn shared_dir() -> PathBuf {
-    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    if beside.join("atproto-interop-tests").is_dir() {
-        return beside;
-    }
-    if let Ok(dir) = std::env::var("ATCR_SHARED_DIR") {
-        let dir = PathBuf::from(dir);
-        if dir.join("atproto-interop-tests").is_dir() {
-            return dir;
-        }
-    }
-    panic!("atproto interop vectors not found beside the repo (../shared) or in $ATCR_SHARED_DIR");
-}
-
+/// The vectors carried in the repository (`tests/vectors/`, provenance in its README): tests read
+/// nothing outside the clone.
 pub fn vectors(rel: &str) -> PathBuf {
-    shared_dir().join("atproto-interop-tests").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors/atproto-interop-tests")
+        .join(rel)
 }
 
 pub fn read(rel: &str) -> String {

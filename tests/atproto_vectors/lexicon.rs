@@ -1,8 +1,10 @@
+use std::path::PathBuf;
+
 use atcr::atproto::Value;
 use atcr::atproto::lexicon::{Catalog, LexiconDoc};
 use atcr::atproto::syntax::{Nsid, RecordKey};
 
-use crate::common::{json, shared_dir};
+use crate::common::json;
 
 fn catalog() -> Catalog {
     let mut c = Catalog::new();
@@ -96,8 +98,8 @@ fn atcr_lexicons_and_generated_records() {
     let mut c = Catalog::new();
     let mut n = 0;
     for dir in [
-        shared_dir().join("lexicons"),
-        shared_dir().join("lexicons/legacy"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lexicons"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lexicons/legacy"),
     ] {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
