@@ -46,7 +46,8 @@ async fn a_tagged_push_is_one_commit_of_manifest_and_tag_records() {
             json!({"annotations": {"org.opencontainers.image.title": "app"}}),
         )
         .await;
-    assert_eq!(last_seq(&s), before + 1, "one commit for the tagged push");
+    // One commit of the user's repository, after one of the node's: the hold's layer records.
+    assert_eq!(last_seq(&s), before + 2, "two commits for the tagged push");
 
     let manifests = records(&s, MANIFEST).await;
     assert_eq!(manifests.len(), 1);
@@ -61,6 +62,19 @@ async fn a_tagged_push_is_one_commit_of_manifest_and_tag_records() {
     assert_eq!(tags.len(), 1);
     assert_eq!(tags[0]["value"]["tag"], "1.0");
     assert_eq!(tags[0]["value"]["manifest"], manifests[0]["uri"]);
+    // The hold vouches, in the node's repository, for each blob the user uploaded for it.
+    let node = s.app.pds.node_did.clone();
+    let store = s.app.pds.repos.store();
+    let layers = store
+        .list_records(&node, "io.atcr.hold.layer", None, 100, false)
+        .unwrap();
+    assert_eq!(layers.len(), 2, "config and layer");
+    for (_, cid) in layers {
+        let bytes = atcr::atproto::BlockStore::get(store, &cid).unwrap().unwrap();
+        let v = atcr::atproto::Value::from_cbor(&bytes).unwrap().to_json();
+        assert_eq!(v["userDid"], s.user.as_str());
+        assert_eq!(v["manifest"], manifests[0]["uri"]);
+    }
 
     // manifestBlob is the exact manifest, served by com.atproto.sync.getBlob.
     let cid = m["manifestBlob"]["ref"]["$link"].as_str().unwrap();
@@ -106,7 +120,8 @@ async fn a_tagged_push_is_one_commit_of_manifest_and_tag_records() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    assert_eq!(last_seq(&s), seq + 1);
+    // The records in one commit; then the hold withdraws its layer records for the manifest.
+    assert_eq!(last_seq(&s), seq + 2);
     assert_eq!(records(&s, MANIFEST).await.len(), 1);
     assert!(records(&s, TAG).await.is_empty());
     let r = s
@@ -345,4 +360,174 @@ async fn the_index_rebuilds_to_the_same_answers() {
     std::fs::remove_file(dir.path().join("index.redb")).unwrap();
     let s = TestServer::start_in(dir).await;
     assert_eq!(answers(&s, &requests).await, before);
+    // The blob links come back from the hold's layer records.
+    assert_eq!(
+        s.req(Method::HEAD, &blob_path)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+}
+
+/// Writes `writes` through `com.atproto.repo.applyWrites` as `did` with session `jwt`.
+async fn apply_writes(s: &TestServer, jwt: &str, did: &str, writes: Value) -> StatusCode {
+    let r = s
+        .anonymous(Method::POST, "/xrpc/com.atproto.repo.applyWrites")
+        .bearer_auth(jwt)
+        .json(&json!({"repo": did, "writes": writes}))
+        .send()
+        .await
+        .unwrap();
+    r.status()
+}
+
+/// What a pull of `path` answers: status and OCI error code.
+async fn pull(s: &TestServer, path: &str) -> (StatusCode, String) {
+    let r = s.req(Method::GET, path).send().await.unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    (
+        status,
+        body["errors"][0]["code"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+/// Every path in `refused` answers 404; `own` answers 200.
+async fn check(s: &TestServer, refused: &[String], own: &str) {
+    for path in refused {
+        assert_eq!(pull(s, path).await.0, StatusCode::NOT_FOUND, "{path}");
+    }
+    assert_eq!(pull(s, own).await.0, StatusCode::OK, "{own}");
+}
+
+/// A manifest record proves only that its author wrote it: records naming another user's
+/// blobs — deleted ones or live ones — serve none of them, before and after a rebuild and a lost
+/// index; deleted blobs stay deleted.
+#[tokio::test]
+async fn forged_manifest_records_expose_no_blobs() {
+    let s = TestServer::start().await;
+    let secret = bytes(41, 3000);
+    let secret_layer = Digest::of(Algorithm::Sha256, &secret);
+    let (secret_digest, _) = s
+        .push_image("t/secret", "1", &[&secret], json!({}))
+        .await;
+    let r = s
+        .req(
+            Method::DELETE,
+            &format!("/v2/t/secret/manifests/{secret_digest}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let secret_path = format!("/v2/t/secret/blobs/{secret_layer}");
+    let r = s.req(Method::DELETE, &secret_path).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(pull(&s, &secret_path).await.0, StatusCode::NOT_FOUND);
+    let node_layers = s
+        .app
+        .pds
+        .repos
+        .store()
+        .list_records(&s.app.pds.node_did, "io.atcr.hold.layer", None, 100, false)
+        .unwrap();
+    assert!(node_layers.is_empty(), "withdrawn: {node_layers:?}");
+    let live = bytes(42, 5000);
+    let live_layer = Digest::of(Algorithm::Sha256, &live);
+    let (live_digest, live_bytes) = s.push_image("t/live", "1", &[&live], json!({})).await;
+
+    // carol, another local user and no crew member, writes records through XRPC.
+    let carol = s
+        .app
+        .pds
+        .create_account("carol", PASSWORD, false)
+        .await
+        .unwrap()
+        .did;
+    let session: Value = s
+        .anonymous(Method::POST, "/xrpc/com.atproto.server.createSession")
+        .json(&json!({"identifier": "carol", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jwt = session["accessJwt"].as_str().unwrap().to_owned();
+    // The live manifest's bytes are public: she uploads them as her own blob.
+    let uploaded: Value = s
+        .anonymous(Method::POST, "/xrpc/com.atproto.repo.uploadBlob")
+        .bearer_auth(&jwt)
+        .header("content-type", OCI_MANIFEST)
+        .body(live_bytes.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let now = "2026-12-05T12:00:00.000Z";
+    let layer = |d: &Digest, size: usize| json!([{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d.as_str(), "size": size}]);
+    let writes = json!([
+        // (a) the deleted manifest's digest, its layer with a wrong size, no manifestBlob
+        {"$type": "com.atproto.repo.applyWrites#create", "collection": MANIFEST, "rkey": "3kaaaaaaaaaa2",
+         "value": {"$type": MANIFEST, "repository": "loot2", "digest": secret_digest.as_str(),
+                   "mediaType": OCI_MANIFEST, "schemaVersion": 2, "layers": layer(&secret_layer, 1), "createdAt": now}},
+        {"$type": "com.atproto.repo.applyWrites#create", "collection": TAG, "rkey": "loot2~1",
+         "value": {"$type": TAG, "repository": "loot2", "tag": "1",
+                   "manifest": format!("at://{carol}/{MANIFEST}/3kaaaaaaaaaa2"), "updatedAt": now}},
+        // (b) a live image's manifest, over bytes she uploaded herself
+        {"$type": "com.atproto.repo.applyWrites#create", "collection": MANIFEST, "rkey": "3kaaaaaaaaaa3",
+         "value": {"$type": MANIFEST, "repository": "loot3", "digest": live_digest.as_str(),
+                   "mediaType": OCI_MANIFEST, "schemaVersion": 2, "layers": layer(&live_layer, live.len()),
+                   "manifestBlob": uploaded["blob"], "createdAt": now}},
+        // and a layer record of her own, vouching for herself
+        {"$type": "com.atproto.repo.applyWrites#create", "collection": "io.atcr.hold.layer", "rkey": "3kaaaaaaaaaa4",
+         "value": {"$type": "io.atcr.hold.layer", "digest": live_layer.as_str(), "size": live.len(),
+                   "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                   "manifest": format!("at://{carol}/{MANIFEST}/3kaaaaaaaaaa3"),
+                   "userDid": carol.as_str(), "createdAt": now}},
+    ]);
+    assert_eq!(
+        apply_writes(&s, &jwt, carol.as_str(), writes).await,
+        StatusCode::OK
+    );
+    // Nor may she write into the node's repository, where the hold's own records live.
+    let node = s.app.pds.node_did.as_str().to_owned();
+    let into_node = json!([{"$type": "com.atproto.repo.applyWrites#create", "collection": "io.atcr.hold.layer",
+        "value": {"$type": "io.atcr.hold.layer", "digest": live_layer.as_str(), "size": live.len(),
+                  "mediaType": "x", "manifest": format!("at://{carol}/{MANIFEST}/3kaaaaaaaaaa3"),
+                  "userDid": carol.as_str(), "createdAt": now}}]);
+    assert_ne!(
+        apply_writes(&s, &jwt, &node, into_node).await,
+        StatusCode::OK
+    );
+
+    let attempts = [
+        format!("/v2/carol/loot2/blobs/{secret_layer}"),
+        format!("/v2/carol/loot2/manifests/{secret_digest}"),
+        "/v2/carol/loot2/manifests/1".to_owned(),
+        format!("/v2/carol/loot3/blobs/{live_layer}"),
+        secret_path.clone(),
+    ];
+    let own = format!("/v2/t/live/blobs/{live_layer}");
+    s.app
+        .registry
+        .appview()
+        .wait_indexed(last_seq(&s))
+        .await
+        .unwrap();
+    check(&s, &attempts, &own).await;
+    assert_eq!(
+        pull(&s, &format!("/v2/carol/loot3/blobs/{live_layer}")).await.1,
+        "BLOB_UNKNOWN"
+    );
+    s.app.registry.appview().rebuild().await.unwrap();
+    check(&s, &attempts, &own).await;
+    let dir = s.stop().await;
+    std::fs::remove_file(dir.path().join("index.redb")).unwrap();
+    let s = TestServer::start_in(dir).await;
+    check(&s, &attempts, &own).await;
 }

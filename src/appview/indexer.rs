@@ -11,17 +11,20 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::layers::{self, LAYER_COLLECTION};
 use super::records::{self, MANIFEST_COLLECTION, PAGE_COLLECTION, STAR_COLLECTION, TAG_COLLECTION};
 use super::{AppView, AppViewError};
 use crate::atproto::{BlockStore, Cid, Did, Value};
-use crate::oci::index::{Index, IndexChange, ManifestRecord, RecordAddr, TagTarget};
+use crate::oci::index::{Index, IndexChange, LayerOf, ManifestRecord, RecordAddr, TagTarget};
 use crate::oci::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use crate::oci::name::RepoName;
 use crate::oci::summary::ManifestSummary;
 use crate::pds::events;
 
-/// The collections the index follows, manifests before the tags that point at them.
-const INDEXED: [&str; 4] = [
+/// The collections the index follows, manifests before the tags that point at them. Layer
+/// records count only in the node's repository.
+const INDEXED: [&str; 5] = [
+    LAYER_COLLECTION,
     MANIFEST_COLLECTION,
     TAG_COLLECTION,
     STAR_COLLECTION,
@@ -199,6 +202,7 @@ impl AppView {
         };
         let record = record.to_json();
         let change = match op.addr.collection.as_str() {
+            LAYER_COLLECTION => self.layer_change(did, op.addr.clone(), &record).await?,
             MANIFEST_COLLECTION => self.manifest_change(did, op.addr.clone(), &record).await?,
             TAG_COLLECTION => tag_change(did, op.addr.clone(), &record),
             STAR_COLLECTION => star_change(op.addr.clone(), &record),
@@ -228,6 +232,18 @@ impl AppView {
             }
         };
         let bytes = self.blobs.read_range(&m.digest, 0..size).await?;
+        // The bytes in storage are not the writer's unless they uploaded them as a blob of their
+        // repository (the push path does; so does `uploadBlob`): a record naming someone else's
+        // manifest serves nothing.
+        if !self
+            .pds
+            .repos
+            .store()
+            .has_blob(did, &Cid::for_raw(&bytes))?
+        {
+            tracing::warn!(%did, digest = %m.digest, "manifest record over bytes its author never uploaded; not indexed");
+            return Ok(None);
+        }
         let Ok(manifest) = Manifest::parse(&bytes, Some(&m.media_type)) else {
             tracing::warn!(%did, digest = %m.digest, "manifest record over an invalid manifest; not indexed");
             return Ok(None);
@@ -279,6 +295,35 @@ impl AppView {
         }))
     }
 
+    /// A hold layer record: only the node's own vouch for anything.
+    async fn layer_change(
+        &self,
+        did: &Did,
+        addr: RecordAddr,
+        record: &serde_json::Value,
+    ) -> Result<Option<IndexChange>, AppViewError> {
+        if *did != self.pds.node_did {
+            return Ok(None);
+        }
+        let Some(l) = layers::read_layer(record) else {
+            return Ok(None);
+        };
+        let stored = match self.index.blob(&l.digest)? {
+            Some(n) => Some(n),
+            None => self.blobs.stat(&l.digest).await?,
+        };
+        Ok(Some(IndexChange::PutLayer {
+            addr,
+            layer: LayerOf {
+                user: l.manifest.did,
+                manifest_rkey: l.manifest.rkey,
+            },
+            digest: l.digest,
+            size: l.size,
+            stored,
+        }))
+    }
+
     /// Recreates the index from the repositories and blob storage: empties what records put
     /// in, applies every manifest and tag record of every repository, then the events that
     /// came after.
@@ -324,7 +369,9 @@ impl AppView {
                                     stats.tags += 1;
                                     changes.push(c);
                                 }
-                                c @ (IndexChange::PutStar { .. } | IndexChange::PutPage { .. }) => {
+                                c @ (IndexChange::PutStar { .. }
+                                | IndexChange::PutPage { .. }
+                                | IndexChange::PutLayer { .. }) => {
                                     changes.push(c);
                                 }
                                 IndexChange::DeleteRecord(_) => {}

@@ -3,6 +3,7 @@
 //! derived from those records through the PDS event log (see `indexer`).
 
 mod indexer;
+pub mod layers;
 pub mod records;
 pub mod search;
 
@@ -177,14 +178,17 @@ impl AppView {
     }
 
     /// Publishes a pushed manifest (already stored in blob storage under `digest`) and its tag
-    /// as records in one commit, and returns once the index serves them. Re-pushing a manifest
-    /// or re-tagging with the same target writes nothing.
+    /// as records in one commit, and returns once the index serves them. `blobs` are the
+    /// manifest's blobs, each checked by the caller to be linked in the repository with its
+    /// size: the hold's layer records for them are committed first (see [`layers`]).
+    /// Re-pushing a manifest or re-tagging with the same target writes nothing.
     pub async fn publish(
         &self,
         loc: &Located,
         digest: &Digest,
         media_type: &str,
         bytes: &Bytes,
+        blobs: &[crate::oci::manifest::Descriptor],
         tag: Option<&Tag>,
     ) -> Result<(), OciError> {
         let store = self.pds.repos.store();
@@ -202,6 +206,7 @@ impl AppView {
             .map_err(internal)?;
         let now = Datetime::now();
         let rkey = records::manifest_rkey(&loc.path, digest);
+        self.record_layers(loc, &rkey, blobs).await?;
         let mut writes = Vec::new();
         if store
             .record_cid(&loc.owner, MANIFEST_COLLECTION, rkey.as_str())
@@ -246,10 +251,14 @@ impl AppView {
         let manifests =
             self.index
                 .records_for(loc.owner.as_str(), MANIFEST_COLLECTION, &loc.key)?;
-        let mut writes: Vec<WriteOp> = manifests
+        let rkeys: Vec<String> = manifests
             .into_iter()
             .filter(|(_, e)| e.digest.as_ref() == Some(digest))
-            .map(|(rkey, _)| delete(MANIFEST_COLLECTION, &rkey))
+            .map(|(rkey, _)| rkey)
+            .collect();
+        let mut writes: Vec<WriteOp> = rkeys
+            .iter()
+            .map(|rkey| delete(MANIFEST_COLLECTION, rkey))
             .collect::<Result<_, _>>()?;
         if writes.is_empty() {
             return Ok(false);
@@ -264,6 +273,9 @@ impl AppView {
             }
         }
         self.commit(&loc.owner, writes).await?;
+        // The blobs stay linked until deleted or collected; the records that would link them to
+        // these manifest records again go.
+        self.withdraw_layers(loc, None, &rkeys).await?;
         Ok(true)
     }
 

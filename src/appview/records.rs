@@ -17,7 +17,12 @@ pub use crate::oci::index::{
 /// digest in two repositories gets two records.
 #[must_use]
 pub fn manifest_rkey(path: &str, digest: &Digest) -> RecordKey {
-    let hash = sha2::Sha256::digest(format!("{path}@{digest}").as_bytes());
+    hashed_tid(&format!("{path}@{digest}"))
+}
+
+/// A TID-shaped record key made from a hash of `s`: the same `s`, the same key.
+pub(super) fn hashed_tid(s: &str) -> RecordKey {
+    let hash = sha2::Sha256::digest(s.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&hash[..8]);
     let v = u64::from_be_bytes(first);
@@ -201,17 +206,7 @@ pub fn read_tag(record: &Json) -> Option<TagRef> {
     let manifest = record
         .get("manifest")
         .and_then(Json::as_str)
-        .and_then(|s| s.parse::<AtUri>().ok())
-        .and_then(|uri| {
-            let crate::atproto::AtIdentifier::Did(did) = uri.authority() else {
-                return None;
-            };
-            Some(RecordAddr {
-                did: did.as_str().to_owned(),
-                collection: uri.collection()?.as_str().to_owned(),
-                rkey: uri.rkey()?.as_str().to_owned(),
-            })
-        });
+        .and_then(record_addr);
     let digest = record
         .get("manifestDigest")
         .and_then(Json::as_str)
@@ -221,6 +216,19 @@ pub fn read_tag(record: &Json) -> Option<TagRef> {
         tag: record.get("tag")?.as_str()?.to_owned(),
         manifest,
         digest,
+    })
+}
+
+/// The record an AT-URI names, if it names one by DID.
+pub(super) fn record_addr(uri: &str) -> Option<RecordAddr> {
+    let uri = uri.parse::<AtUri>().ok()?;
+    let crate::atproto::AtIdentifier::Did(did) = uri.authority() else {
+        return None;
+    };
+    Some(RecordAddr {
+        did: did.as_str().to_owned(),
+        collection: uri.collection()?.as_str().to_owned(),
+        rkey: uri.rkey()?.as_str().to_owned(),
     })
 }
 

@@ -79,6 +79,11 @@ impl Registry {
         name: &Repo,
         digest: &Digest,
     ) -> Result<Response<Body>, OciError> {
+        // The hold's layer records go first: should the unlink fail, a retry finds the link.
+        if self.index.repo_blob(name.key(), digest)?.is_none() {
+            return Err(blob_unknown(digest));
+        }
+        self.appview.forget_blob(&name.loc, digest).await?;
         let (repo, d) = (name.key().to_owned(), digest.clone());
         if !self
             .index

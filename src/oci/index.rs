@@ -14,7 +14,9 @@ use crate::blobstore::{Digest, UploadId};
 
 /// repository → creation time (unix seconds); a repository exists once a manifest was pushed
 const REPOS: TableDefinition<&str, u64> = TableDefinition::new("repos");
-/// (repository, digest) → blob size: blobs a repository may serve
+/// (repository, digest) → blob size: blobs uploaded into (or mounted into) a repository through
+/// the registry, which it may serve. Not derived from records, like upload sessions: a rebuild
+/// keeps them. The other way a repository serves a blob is `derived::VOUCHED`.
 const REPO_BLOBS: TableDefinition<(&str, &str), u64> = TableDefinition::new("repo_blobs");
 /// digest → size: blobs present in storage, whoever uploaded them
 const BLOBS: TableDefinition<&str, u64> = TableDefinition::new("blobs");
@@ -185,6 +187,8 @@ impl Index {
         tx.open_table(REFERRERS)?;
         tx.open_table(UPLOADS)?;
         tx.open_table(derived::RECORDS)?;
+        tx.open_table(derived::LAYERS)?;
+        tx.open_table(derived::VOUCHED)?;
         tx.open_table(derived::META)?;
         social::ensure_tables(&tx)?;
         tx.commit()?;
@@ -240,13 +244,17 @@ impl Index {
         Ok((out, false))
     }
 
-    /// The size of a blob `repo` may serve.
+    /// The size of a blob `repo` may serve: one uploaded or mounted into it, or one a hold
+    /// layer record vouches for in one of its manifests.
     pub fn repo_blob(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, IndexError> {
         let tx = self.db.begin_read()?;
-        Ok(tx
-            .open_table(REPO_BLOBS)?
-            .get((repo, digest.as_str()))?
-            .map(|v| v.value()))
+        if let Some(size) = tx.open_table(REPO_BLOBS)?.get((repo, digest.as_str()))? {
+            return Ok(Some(size.value()));
+        }
+        let d = digest.as_str();
+        let vouched = tx.open_table(derived::VOUCHED)?;
+        let first = vouched.range((repo, d, "", "")..(repo, d, MAX, MAX))?.next();
+        Ok(first.transpose()?.map(|(_, size)| size.value()))
     }
 
     /// The size of a blob in storage, whichever repository it came through.
@@ -258,7 +266,8 @@ impl Index {
             .map(|v| v.value()))
     }
 
-    /// Makes a stored blob servable from `repo`, ending the upload `finished` if given.
+    /// Makes a stored blob servable from `repo`, ending the upload `finished` if given: the
+    /// blob was uploaded into `repo`, or mounted from a repository the caller may read.
     pub fn link_blob(
         &self,
         repo: &str,
@@ -279,7 +288,8 @@ impl Index {
         Ok(())
     }
 
-    /// Removes `repo`'s link to a blob; the bytes stay until garbage collection.
+    /// Removes the upload link of a blob to `repo` (see [`crate::appview::AppView::forget_blob`]
+    /// for the other kind); the bytes stay until garbage collection.
     pub fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, IndexError> {
         let tx = self.db.begin_write()?;
         let removed = tx
@@ -501,8 +511,8 @@ fn ensure_repo(tx: &redb::WriteTransaction, repo: &str, now: u64) -> Result<(), 
 mod derived;
 mod social;
 pub use derived::{
-    IndexChange, MANIFEST_COLLECTION, PAGE_COLLECTION, RecordAddr, RecordEntry, STAR_COLLECTION,
-    Social, TAG_COLLECTION, TagTarget,
+    IndexChange, LAYER_COLLECTION, LayerOf, MANIFEST_COLLECTION, PAGE_COLLECTION, RecordAddr,
+    RecordEntry, STAR_COLLECTION, Social, TAG_COLLECTION, TagTarget,
 };
 pub use social::RepoSummary;
 

@@ -151,8 +151,21 @@ impl Registry {
             Reference::Tag(t) => Some(t),
             Reference::Digest(_) => None,
         };
+        let blobs: Vec<_> = manifest
+            .blobs
+            .iter()
+            .filter(|b| !b.is_non_distributable())
+            .cloned()
+            .collect();
         self.appview
-            .publish(&name.loc, &digest, &manifest.media_type, &bytes, tag)
+            .publish(
+                &name.loc,
+                &digest,
+                &manifest.media_type,
+                &bytes,
+                &blobs,
+                tag,
+            )
             .await?;
         tracing::info!(repo = %name, digest = %digest, reference = %reference, "manifest pushed");
 

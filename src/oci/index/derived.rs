@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::social;
 use super::{
-    BLOBS, Index, IndexError, MANIFESTS, MAX, ManifestRecord, REFERRERS, REFS, REPO_BLOBS, REPOS,
+    BLOBS, Index, IndexError, MANIFESTS, MAX, ManifestRecord, REFERRERS, REFS, REPOS,
     TAGS, ensure_repo,
 };
 use crate::blobstore::Digest;
@@ -15,6 +15,17 @@ use crate::blobstore::Digest;
 /// (did, collection, rkey) → what the record put in the index (JSON [`RecordEntry`])
 pub(super) const RECORDS: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("records");
+/// (user DID, manifest record key, blob digest) → size: what the hold's `io.atcr.hold.layer`
+/// records say — the node vouching that the user uploaded (or mounted) that blob, with that size,
+/// into the repository of that manifest. A manifest record's blobs become servable from its
+/// repository only through these; a record by itself grants nothing.
+pub(super) const LAYERS: TableDefinition<(&str, &str, &str), u64> =
+    TableDefinition::new("hold_layers");
+/// (repository, digest, user DID, manifest record key) → size: a blob a repository may serve
+/// because a manifest record indexed there references it and a layer record vouches for it.
+/// Goes with either record.
+pub(super) const VOUCHED: TableDefinition<(&str, &str, &str, &str), u64> =
+    TableDefinition::new("vouched_blobs");
 /// name → value: `cursor`, the last event sequence number applied
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -22,6 +33,7 @@ pub const MANIFEST_COLLECTION: &str = "io.atcr.manifest";
 pub const TAG_COLLECTION: &str = "io.atcr.tag";
 pub const STAR_COLLECTION: &str = "io.atcr.sailor.star";
 pub const PAGE_COLLECTION: &str = "io.atcr.repo.page";
+pub const LAYER_COLLECTION: &str = "io.atcr.hold.layer";
 
 /// What one record contributed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +45,16 @@ pub struct RecordEntry {
     pub tag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub social: Option<Social>,
+    /// For a hold layer record (`digest` is the layer's): whose upload for which manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<LayerOf>,
+}
+
+/// The manifest record a hold layer record vouches for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerOf {
+    pub user: String,
+    pub manifest_rkey: String,
 }
 
 /// A record that is neither a manifest nor a tag.
@@ -72,8 +94,19 @@ pub enum IndexChange {
         record: ManifestRecord,
         references: Vec<Digest>,
         referrer: Option<serde_json::Value>,
-        /// Blobs the manifest references, with their sizes, to make servable from `repo`.
+        /// Blobs the manifest references, with their stored sizes: each becomes servable from
+        /// `repo` if a hold layer record for this manifest record names it with that size.
         links: Vec<(Digest, u64)>,
+    },
+    /// A hold layer record (only the node's own count): `user` uploaded `digest` of `size`
+    /// bytes for their manifest record `manifest_rkey`.
+    PutLayer {
+        addr: RecordAddr,
+        layer: LayerOf,
+        digest: Digest,
+        size: u64,
+        /// The size of the object in storage, if it is there.
+        stored: Option<u64>,
     },
     PutTag {
         addr: RecordAddr,
@@ -199,12 +232,13 @@ impl Index {
         Ok(tx.open_table(META)?.get("cursor")?.map_or(0, |v| v.value()))
     }
 
-    /// Empties everything derived from records and blob links, keeping upload sessions, and
-    /// sets the cursor to `seq`: the start of a rebuild.
+    /// Empties everything derived from records, keeping upload sessions and the blobs uploaded
+    /// into each repository, and sets the cursor to `seq`: the start of a rebuild.
     pub fn clear_derived(&self, seq: u64) -> Result<(), IndexError> {
         let tx = self.db.begin_write()?;
         tx.delete_table(REPOS)?;
-        tx.delete_table(REPO_BLOBS)?;
+        tx.delete_table(LAYERS)?;
+        tx.delete_table(VOUCHED)?;
         tx.delete_table(MANIFESTS)?;
         tx.delete_table(TAGS)?;
         tx.delete_table(REFS)?;
@@ -213,15 +247,30 @@ impl Index {
         social::delete_tables(&tx)?;
         tx.open_table(META)?.insert("cursor", seq)?;
         tx.open_table(REPOS)?;
-        tx.open_table(REPO_BLOBS)?;
         tx.open_table(MANIFESTS)?;
         tx.open_table(TAGS)?;
         tx.open_table(REFS)?;
         tx.open_table(REFERRERS)?;
         tx.open_table(RECORDS)?;
+        tx.open_table(LAYERS)?;
+        tx.open_table(VOUCHED)?;
         tx.commit()?;
         self.forget_ahead();
         Ok(())
+    }
+
+    /// The blobs hold layer records vouch for in manifest record `rkey` of `user`.
+    pub fn layers_of(&self, user: &str, rkey: &str) -> Result<Vec<Digest>, IndexError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(LAYERS)?;
+        let mut out = Vec::new();
+        for entry in table.range((user, rkey, "")..(user, rkey, MAX))? {
+            let (key, _) = entry?;
+            if let Ok(d) = key.value().2.parse() {
+                out.push(d);
+            }
+        }
+        Ok(out)
     }
 
     /// The records of `did` in `collection` that put something into `repo`, with what they
@@ -265,10 +314,12 @@ fn apply_in(
                 touched.push(repo.clone());
                 addr
             }
-            IndexChange::DeleteRecord(addr) => addr,
+            IndexChange::PutLayer { addr, .. } | IndexChange::DeleteRecord(addr) => addr,
         };
         // What the record put in before, wherever that was, changes too.
-        if let Some(old) = entry(tx, addr)? {
+        if let Some(old) = entry(tx, addr)?
+            && old.layer.is_none()
+        {
             touched.push(old.repo);
         }
         apply_one(tx, change)?;
@@ -289,16 +340,21 @@ fn apply_one(tx: &WriteTransaction, change: &IndexChange) -> Result<(), IndexErr
         } => {
             // A key rewritten with another manifest drops what the old one put in.
             if let Some(old) = entry(tx, addr)?
-                && old.digest.as_ref() != Some(digest)
+                && (old.digest.as_ref() != Some(digest) || old.repo != *repo)
             {
                 remove_entry(tx, addr, &old)?;
             }
             put_manifest_in(tx, repo, digest, record, references, referrer.as_ref())?;
-            let mut blobs = tx.open_table(BLOBS)?;
-            let mut repo_blobs = tx.open_table(REPO_BLOBS)?;
-            for (d, size) in links {
-                blobs.insert(d.as_str(), *size)?;
-                repo_blobs.insert((repo.as_str(), d.as_str()), *size)?;
+            {
+                let layers = tx.open_table(LAYERS)?;
+                for (d, size) in links {
+                    let vouched = layers
+                        .get((addr.did.as_str(), addr.rkey.as_str(), d.as_str()))?
+                        .map(|v| v.value());
+                    if vouched == Some(*size) {
+                        vouch(tx, repo, d, (&addr.did, &addr.rkey), *size)?;
+                    }
+                }
             }
             set_entry(
                 tx,
@@ -308,6 +364,60 @@ fn apply_one(tx: &WriteTransaction, change: &IndexChange) -> Result<(), IndexErr
                     digest: Some(digest.clone()),
                     tag: None,
                     social: None,
+                    layer: None,
+                },
+            )
+        }
+        IndexChange::PutLayer {
+            addr,
+            layer,
+            digest,
+            size,
+            stored,
+        } => {
+            if let Some(old) = entry(tx, addr)? {
+                remove_entry(tx, addr, &old)?;
+            }
+            tx.open_table(LAYERS)?.insert(
+                (
+                    layer.user.as_str(),
+                    layer.manifest_rkey.as_str(),
+                    digest.as_str(),
+                ),
+                *size,
+            )?;
+            // The manifest record may be indexed already (a rebuild meets records in key
+            // order): link the blob now if that manifest references it.
+            let manifest = RecordAddr {
+                did: layer.user.clone(),
+                collection: MANIFEST_COLLECTION.to_owned(),
+                rkey: layer.manifest_rkey.clone(),
+            };
+            if *stored == Some(*size)
+                && let Some(m) = entry(tx, &manifest)?
+                && let Some(md) = &m.digest
+                && tx
+                    .open_table(REFS)?
+                    .get((m.repo.as_str(), md.as_str(), digest.as_str()))?
+                    .is_some()
+            {
+                vouch(
+                    tx,
+                    &m.repo,
+                    digest,
+                    (&layer.user, &layer.manifest_rkey),
+                    *size,
+                )?;
+            }
+            set_entry(
+                tx,
+                addr,
+                &RecordEntry {
+                    repo: String::new(),
+                    digest: Some(digest.clone()),
+                    tag: None,
+                    social: None,
+                    layer: Some(layer.clone()),
                 },
             )
         }
@@ -349,6 +459,7 @@ fn apply_one(tx: &WriteTransaction, change: &IndexChange) -> Result<(), IndexErr
                     digest: None,
                     tag: Some(tag.clone()),
                     social: None,
+                    layer: None,
                 },
             )
         }
@@ -379,7 +490,23 @@ fn social_entry(repo: &str, kind: Social) -> RecordEntry {
         digest: None,
         tag: None,
         social: Some(kind),
+        layer: None,
     }
+}
+
+/// Makes blob `d` of `size` bytes servable from `repo` on the word of the layer record for
+/// `manifest` (user DID, record key).
+fn vouch(
+    tx: &WriteTransaction,
+    repo: &str,
+    d: &Digest,
+    manifest: (&str, &str),
+    size: u64,
+) -> Result<(), IndexError> {
+    tx.open_table(BLOBS)?.insert(d.as_str(), size)?;
+    tx.open_table(VOUCHED)?
+        .insert((repo, d.as_str(), manifest.0, manifest.1), size)?;
+    Ok(())
 }
 
 fn entry(tx: &WriteTransaction, addr: &RecordAddr) -> Result<Option<RecordEntry>, IndexError> {
@@ -403,6 +530,36 @@ fn remove_entry(
     e: &RecordEntry,
 ) -> Result<(), IndexError> {
     tx.open_table(RECORDS)?.remove(record_key(addr))?;
+    if let Some(layer) = &e.layer {
+        if let Some(digest) = &e.digest {
+            let (user, rkey) = (layer.user.as_str(), layer.manifest_rkey.as_str());
+            tx.open_table(LAYERS)?
+                .remove((user, rkey, digest.as_str()))?;
+            let manifest = RecordAddr {
+                did: layer.user.clone(),
+                collection: MANIFEST_COLLECTION.to_owned(),
+                rkey: layer.manifest_rkey.clone(),
+            };
+            if let Some(m) = entry(tx, &manifest)? {
+                tx.open_table(VOUCHED)?
+                    .remove((m.repo.as_str(), digest.as_str(), user, rkey))?;
+            }
+        }
+        return Ok(());
+    }
+    if e.digest.is_some() {
+        // What this record's layer records vouched for in its repository goes with it.
+        let (did, rkey) = (addr.did.as_str(), addr.rkey.as_str());
+        let vouched: Vec<String> = tx
+            .open_table(LAYERS)?
+            .range((did, rkey, "")..(did, rkey, MAX))?
+            .map(|r| r.map(|(k, _)| k.value().2.to_owned()))
+            .collect::<Result<_, _>>()?;
+        let mut table = tx.open_table(VOUCHED)?;
+        for d in &vouched {
+            table.remove((e.repo.as_str(), d.as_str(), did, rkey))?;
+        }
+    }
     if let Some(digest) = &e.digest {
         delete_manifest_in(tx, &e.repo, digest)?;
     }
