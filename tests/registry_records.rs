@@ -70,7 +70,9 @@ async fn a_tagged_push_is_one_commit_of_manifest_and_tag_records() {
         .unwrap();
     assert_eq!(layers.len(), 2, "config and layer");
     for (_, cid) in layers {
-        let bytes = atcr::atproto::BlockStore::get(store, &cid).unwrap().unwrap();
+        let bytes = atcr::atproto::BlockStore::get(store, &cid)
+            .unwrap()
+            .unwrap();
         let v = atcr::atproto::Value::from_cbor(&bytes).unwrap().to_json();
         assert_eq!(v["userDid"], s.user.as_str());
         assert_eq!(v["manifest"], manifests[0]["uri"]);
@@ -410,9 +412,7 @@ async fn forged_manifest_records_expose_no_blobs() {
     let s = TestServer::start().await;
     let secret = bytes(41, 3000);
     let secret_layer = Digest::of(Algorithm::Sha256, &secret);
-    let (secret_digest, _) = s
-        .push_image("t/secret", "1", &[&secret], json!({}))
-        .await;
+    let (secret_digest, _) = s.push_image("t/secret", "1", &[&secret], json!({})).await;
     let r = s
         .req(
             Method::DELETE,
@@ -521,7 +521,9 @@ async fn forged_manifest_records_expose_no_blobs() {
         .unwrap();
     check(&s, &attempts, &own).await;
     assert_eq!(
-        pull(&s, &format!("/v2/carol/loot3/blobs/{live_layer}")).await.1,
+        pull(&s, &format!("/v2/carol/loot3/blobs/{live_layer}"))
+            .await
+            .1,
         "BLOB_UNKNOWN"
     );
     s.app.registry.appview().rebuild().await.unwrap();

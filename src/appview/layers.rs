@@ -184,7 +184,11 @@ mod tests {
     fn layer_records_round_trip_and_name_their_user() {
         let user: Did = "did:plc:abc".parse().unwrap();
         let d: Digest = D.parse().unwrap();
-        let uri = records::at_uri(&user, MANIFEST_COLLECTION, &records::manifest_rkey("app", &d));
+        let uri = records::at_uri(
+            &user,
+            MANIFEST_COLLECTION,
+            &records::manifest_rkey("app", &d),
+        );
         let blob = Descriptor {
             media_type: "application/vnd.oci.image.layer.v1.tar".into(),
             digest: d.clone(),
@@ -197,7 +201,12 @@ mod tests {
         assert_eq!((back.digest, back.size), (d.clone(), 7));
         assert_eq!(back.manifest.did, "did:plc:abc");
         assert_eq!(layer_rkey(&uri, &d), layer_rkey(&uri, &d));
-        assert!(layer_rkey(&uri, &d).as_str().parse::<crate::atproto::Tid>().is_ok());
+        assert!(
+            layer_rkey(&uri, &d)
+                .as_str()
+                .parse::<crate::atproto::Tid>()
+                .is_ok()
+        );
         // A record whose manifest belongs to someone else than its user vouches for nothing.
         let mut other = rec.clone();
         other["userDid"] = json!("did:plc:other");

@@ -253,7 +253,9 @@ impl Index {
         }
         let d = digest.as_str();
         let vouched = tx.open_table(derived::VOUCHED)?;
-        let first = vouched.range((repo, d, "", "")..(repo, d, MAX, MAX))?.next();
+        let first = vouched
+            .range((repo, d, "", "")..(repo, d, MAX, MAX))?
+            .next();
         Ok(first.transpose()?.map(|(_, size)| size.value()))
     }
 

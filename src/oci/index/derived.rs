@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::social;
 use super::{
-    BLOBS, Index, IndexError, MANIFESTS, MAX, ManifestRecord, REFERRERS, REFS, REPOS,
-    TAGS, ensure_repo,
+    BLOBS, Index, IndexError, MANIFESTS, MAX, ManifestRecord, REFERRERS, REFS, REPOS, TAGS,
+    ensure_repo,
 };
 use crate::blobstore::Digest;
 
