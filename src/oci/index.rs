@@ -4,7 +4,7 @@
 //! Methods are synchronous (redb is); write transactions sync to disk, so async callers run them
 //! through [`Index::write`], which moves them off the async workers.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -40,6 +40,21 @@ pub enum IndexError {
 }
 
 crate::macros::redb_errors_into!(IndexError::Db);
+
+impl IndexError {
+    /// Whether the error says the index file is damaged (rather than busy or unreachable).
+    fn is_damage(&self) -> bool {
+        match self {
+            IndexError::Db(redb::Error::Corrupted(_) | redb::Error::UpgradeRequired(_)) => true,
+            IndexError::Db(redb::Error::Io(e)) => matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ),
+            IndexError::Db(redb::Error::TableTypeMismatch { .. }) | IndexError::Corrupt(_) => true,
+            _ => false,
+        }
+    }
+}
 
 /// What the index knows of a stored manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +176,44 @@ impl Index {
         };
         index.ensure_tables()?;
         Ok(index)
+    }
+
+    /// Opens the index at `path` like [`Index::open`]; one that cannot be read (damaged,
+    /// truncated, not a redb file) is moved aside to `<path>.damaged-<unix seconds>` and an empty
+    /// one created in its place, to be rebuilt from the PDS: the index is derived. Upload
+    /// sessions live here and are lost with it (clients start those uploads again). Returns
+    /// where the damaged file went, if it was moved. Errors that say nothing of the file (it is
+    /// in use by another process, permissions) are returned as they are.
+    pub fn open_or_replace(path: &Path) -> Result<(Index, Option<PathBuf>), IndexError> {
+        let err = match Index::open(path) {
+            Ok(index) => return Ok((index, None)),
+            Err(e) => e,
+        };
+        if !err.is_damage() {
+            return Err(err);
+        }
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let aside = (0..)
+            .map(|n| {
+                let mut aside = path.as_os_str().to_owned();
+                aside.push(format!(".damaged-{secs}"));
+                if n > 0 {
+                    aside.push(format!("-{n}"));
+                }
+                PathBuf::from(aside)
+            })
+            .find(|p| !p.exists())
+            .unwrap_or_else(|| path.with_extension("redb.damaged"));
+        std::fs::rename(path, &aside).map_err(|e| IndexError::Db(e.into()))?;
+        tracing::warn!(
+            path = %path.display(),
+            moved_to = %aside.display(),
+            error = %err,
+            "the registry index is damaged: moved aside, rebuilding it from the PDS (upload sessions in progress are lost)"
+        );
+        Ok((Index::open(path)?, Some(aside)))
     }
 
     /// An index that lives in memory only (tests).
