@@ -4,6 +4,7 @@ mod admin;
 mod check_config;
 mod credential;
 mod doctor;
+mod fsck;
 mod index;
 mod login;
 mod serve;
@@ -37,6 +38,15 @@ enum Command {
     /// Check permissions, ports, certificates, the clock, storage and the index, and say what
     /// to fix; exits 1 when a check fails.
     Doctor(ConfigArgs),
+    /// Hash every stored blob and manifest again and list those whose bytes do not match their
+    /// digest; exits 1 when any does. Only reads, so the daemon may run.
+    Fsck {
+        /// Move damaged objects to <blob root>/quarantine/ so they are no longer served.
+        #[arg(long)]
+        quarantine: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// HTTPS certificates.
     #[command(subcommand)]
     Tls(TlsCommand),
@@ -347,6 +357,9 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => args.load().and_then(serve::run),
         Command::CheckConfig(args) => args.layered().and_then(|l| check_config::run(&l)),
         Command::Doctor(args) => args.layered().and_then(|l| doctor::run(&l)),
+        Command::Fsck { quarantine, config } => {
+            config.load().and_then(|c| fsck::run(&c, quarantine))
+        }
         Command::Config(ConfigCommand::Show(args)) => {
             args.layered().and_then(|l| print(&l.render()))
         }
