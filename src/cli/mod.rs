@@ -7,6 +7,7 @@ mod doctor;
 mod fsck;
 mod index;
 mod login;
+mod pds;
 mod serve;
 mod tls;
 
@@ -62,6 +63,9 @@ enum Command {
     /// The registry index.
     #[command(subcommand)]
     Index(IndexCommand),
+    /// The embedded PDS's storage (pds.redb, pds.wal).
+    #[command(subcommand)]
+    Pds(PdsCommand),
     /// Log in to a node: create an app password with the account password (read once) and
     /// keep it for docker-credential-atcr.
     Login {
@@ -174,6 +178,20 @@ enum IndexCommand {
     /// Recreate the registry index from the repositories' records and blob storage (with the
     /// daemon stopped).
     Rebuild(ConfigArgs),
+}
+
+#[derive(Subcommand)]
+enum PdsCommand {
+    /// Start again after pds.wal was lost (deleted, emptied, written over) when pds.redb still
+    /// needed it: keeps what pds.redb holds and gives up the commits only the log had (daemon
+    /// stopped). Does nothing when the two files agree.
+    Recover {
+        /// Required to give up the commits the lost log held.
+        #[arg(long)]
+        accept_loss: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -382,6 +400,10 @@ pub fn main() -> ExitCode {
             insecure,
             ca_file: ca_file.as_deref(),
         }),
+        Command::Pds(PdsCommand::Recover {
+            accept_loss,
+            config,
+        }) => config.load().and_then(|c| pds::recover(&c, accept_loss)),
         Command::Index(IndexCommand::Rebuild(config)) => {
             config.load().and_then(|c| index::rebuild(&c))
         }

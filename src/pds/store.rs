@@ -23,7 +23,7 @@ use crate::pds::wal::Wal;
 
 mod commit;
 
-pub use commit::{CommitBatch, CommitFailure, Committed};
+pub use commit::{CommitBatch, CommitFailure, Committed, Recovery};
 
 /// CID (binary) → block bytes: MST nodes, records and commits of every repository.
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
@@ -52,9 +52,13 @@ pub(crate) const REPO_BLOBS: TableDefinition<(&str, &str), &[u8]> =
 /// for `getRepo` and `listBlobs` with `since`.
 const COMMITS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("commits");
 
-/// name → number: `wal_group`, the last commit group written (see `wal.rs`).
+/// name → number: `wal_group`, the last commit group written; `wal_epoch`, the epoch of the
+/// `pds.wal` that holds the groups redb may not have made durable; `wal_clean`, 1 while no group
+/// rides on the log (see `store/commit.rs`).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const WAL_GROUP: &str = "wal_group";
+const WAL_EPOCH: &str = "wal_epoch";
+const WAL_CLEAN: &str = "wal_clean";
 
 /// A commit of a repository, by revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +78,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("pds commit failed: {0}")]
     Commit(String),
+    /// `pds.wal` is not the log `pds.redb` needs: acknowledged commits may be lost.
+    #[error("{0}")]
+    LogLost(String),
     #[error("pds task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -145,14 +152,22 @@ impl std::fmt::Debug for PdsStore {
 
 impl PdsStore {
     /// Opens (or creates) `pds.redb` at `path` and `pds.wal` beside it, replaying the commit
-    /// groups the log holds that redb did not keep.
+    /// groups the log holds that redb did not keep. A log that is missing, empty or not the one
+    /// redb names while redb says groups may exist only there is refused
+    /// ([`StoreError::LogLost`]).
     pub fn open(path: &Path) -> Result<PdsStore, StoreError> {
+        PdsStore::open_with(path, Recovery::Refuse)
+    }
+
+    /// [`PdsStore::open`], with `Recovery::AcceptLoss` starting without the groups a lost log
+    /// held (`atcr pds recover --accept-loss`).
+    pub fn open_with(path: &Path, recovery: Recovery) -> Result<PdsStore, StoreError> {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
         let wal_path = path.with_extension("wal");
-        let (mut wal, entries) = Wal::open(&wal_path)
-            .map_err(|e| StoreError::Commit(format!("{}: {e}", wal_path.display())))?;
+        let io = |e: std::io::Error| StoreError::Commit(format!("{}: {e}", wal_path.display()));
+        let (mut wal, opened) = Wal::open(&wal_path).map_err(io)?;
         let tx = db.begin_write()?;
         tx.open_table(ACCOUNTS)?;
         tx.open_table(HANDLES)?;
@@ -160,15 +175,14 @@ impl PdsStore {
         tx.open_table(SESSIONS)?;
         tx.open_table(PLC_OPS)?;
         tx.open_table(REPO_BLOBS)?;
-        let last = commit::replay_log(&tx, &entries, path, &wal_path)?;
+        let last = commit::recover(&tx, &opened, recovery, path, &wal_path)?;
         tx.commit()?;
-        wal.checkpointed();
+        // Redb now holds everything (and says so): the log of this run starts afresh.
+        let epoch = commit::new_epoch();
+        wal.reset(epoch).map_err(io)?;
         Ok(PdsStore {
             db: Arc::new(db),
-            log: Arc::new(Mutex::new(commit::Log {
-                wal,
-                next: last + 1,
-            })),
+            log: Arc::new(Mutex::new(commit::Log::new(wal, last + 1, epoch))),
         })
     }
 
