@@ -49,6 +49,7 @@ impl From<AppViewError> for OciError {
         match e {
             AppViewError::Blob(e) => e.into(),
             AppViewError::Index(e) => e.into(),
+            AppViewError::Store(e) | AppViewError::Repo(RepoError::Store(e)) => store_error(&e),
             e => OciError::internal(&e),
         }
     }
@@ -204,7 +205,7 @@ impl AppView {
                 },
             )
             .await
-            .map_err(internal)?;
+            .map_err(|e| store_error(&e))?;
         let now = Datetime::now();
         let rkey = records::manifest_rkey(&loc.path, digest);
         let mut writes = Vec::new();
@@ -376,6 +377,7 @@ impl AppView {
                         OciError::new(ErrorCode::ManifestInvalid, "manifest record is invalid")
                             .with_detail(json!({ "reason": m })),
                     ),
+                    RepoError::Store(e) => CommitError::Oci(store_error(&e)),
                     e => CommitError::Oci(internal(e)),
                 })?;
             info.seq
@@ -455,6 +457,15 @@ fn raced(owner: &Did) -> OciError {
 
 fn internal(e: impl std::fmt::Display) -> OciError {
     OciError::internal(&e)
+}
+
+/// A PDS store error as the registry answers it: 507 when storage failed.
+fn store_error(e: &StoreError) -> OciError {
+    if e.is_storage_failure() {
+        OciError::storage_failed(e)
+    } else {
+        internal(e)
+    }
 }
 
 fn nsid(collection: &str) -> Result<Nsid, OciError> {

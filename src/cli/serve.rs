@@ -163,6 +163,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let workers = Workers::new(shutdown.clone());
     workers.spawn("indexer", app.indexer(shutdown.clone()));
     workers.spawn("search", app.searcher(shutdown.clone()));
+    workers.spawn("storage-recovery", app.storage_recovery(shutdown.clone()));
     workers.spawn(
         "admin-socket",
         admin.serve(

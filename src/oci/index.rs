@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::blobstore::{Digest, UploadId};
@@ -41,7 +41,21 @@ pub enum IndexError {
 
 crate::macros::redb_errors_into!(IndexError::Db);
 
+/// How long a reopen waits for requests still holding the old database.
+const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl IndexError {
+    /// Whether storage failed (full, I/O error, closed for a reopen) rather than the request.
+    #[must_use]
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(
+            self,
+            IndexError::Db(
+                redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
+            )
+        )
+    }
+
     /// Whether the error says the index file is damaged (rather than busy or unreachable).
     fn is_damage(&self) -> bool {
         match self {
@@ -131,7 +145,9 @@ const CACHE_BYTES: usize = 4 << 20;
 
 #[derive(Clone)]
 pub struct Index {
-    db: Arc<Database>,
+    db: Arc<crate::dbslot::DbSlot>,
+    /// The file, for [`Index::reopen`] (`None` in memory).
+    path: Option<Arc<PathBuf>>,
     /// When derived changes were last made durable, and whether some are not yet: see
     /// [`Index::apply_events`].
     lazy: Arc<std::sync::Mutex<Lazy>>,
@@ -171,11 +187,50 @@ impl Index {
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
         let index = Index {
-            db: Arc::new(db),
+            db: Arc::new(crate::dbslot::DbSlot::new(db)),
+            path: Some(Arc::new(path.to_owned())),
             lazy: Arc::default(),
         };
         index.ensure_tables()?;
         Ok(index)
+    }
+
+    /// Whether the index refuses work until it is reopened (an I/O error, such as a full disk).
+    #[must_use]
+    pub fn is_poisoned(&self) -> bool {
+        self.db.is_poisoned()
+    }
+
+    /// Closes the index and opens its file again (after an I/O error). Changes not yet synced
+    /// are gone with the old handle: the cursor goes back to the last synced one, and the
+    /// indexer applies those events again. Nothing to do unless [`Index::is_poisoned`].
+    pub fn reopen(&self) -> Result<(), IndexError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        // A healthy database may have a write transaction running: never reopen under it.
+        if !self.is_poisoned() {
+            return Ok(());
+        }
+        self.db
+            .reopen(REOPEN_WAIT, || {
+                Database::builder()
+                    .set_cache_size(CACHE_BYTES)
+                    .create(path.as_path())
+            })
+            .map_err(|e| match e {
+                crate::dbslot::ReopenError::Busy => {
+                    IndexError::Db(redb::Error::DatabaseAlreadyOpen)
+                }
+                crate::dbslot::ReopenError::Open(e) => e.into(),
+            })?;
+        *self
+            .lazy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Lazy::default();
+        self.ensure_tables()?;
+        tracing::warn!(path = %path.display(), "registry index reopened after a storage error");
+        Ok(())
     }
 
     /// Opens the index at `path` like [`Index::open`]; one that cannot be read (damaged,
@@ -220,7 +275,8 @@ impl Index {
     pub fn in_memory() -> Result<Index, IndexError> {
         let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
         let index = Index {
-            db: Arc::new(db),
+            db: Arc::new(crate::dbslot::DbSlot::new(db)),
+            path: None,
             lazy: Arc::default(),
         };
         index.ensure_tables()?;
