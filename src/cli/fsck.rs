@@ -20,26 +20,28 @@ pub fn run(config: &Config, quarantine: bool) -> anyhow::Result<()> {
     let report = runtime
         .block_on(blobs.fsck(quarantine))
         .with_context(|| format!("cannot read blob storage {}", root.display()))?;
-    let mut out = String::new();
+    let mut lines = Vec::new();
     for bad in &report.bad {
-        out.push_str(&format!(
-            "BAD {} ({} bytes) hashes to {}",
+        let moved = bad
+            .quarantined
+            .as_ref()
+            .map(|to| format!(", moved to {}", root.join(to).display()))
+            .unwrap_or_default();
+        lines.push(format!(
+            "BAD {} ({} bytes) hashes to {}{moved}",
             bad.digest, bad.size, bad.actual
         ));
-        if let Some(to) = &bad.quarantined {
-            out.push_str(&format!(", moved to {}", root.join(to).display()));
-        }
-        out.push('\n');
     }
     for key in &report.foreign {
-        out.push_str(&format!("skipped {key}: not a digest key\n"));
+        lines.push(format!("skipped {key}: not a digest key"));
     }
-    out.push_str(&format!(
+    lines.push(format!(
         "{} objects checked ({}), {} bad",
         report.good + report.bad.len() as u64,
         crate::server::ops::human_bytes(report.bytes),
         report.bad.len()
     ));
+    let out = lines.join("\n");
     super::print(&out)?;
     if report.bad.is_empty() {
         Ok(())

@@ -59,12 +59,16 @@ impl IndexError {
     /// Whether the error says the index file is damaged (rather than busy or unreachable).
     fn is_damage(&self) -> bool {
         match self {
-            IndexError::Db(redb::Error::Corrupted(_) | redb::Error::UpgradeRequired(_)) => true,
+            IndexError::Db(
+                redb::Error::Corrupted(_)
+                | redb::Error::UpgradeRequired(_)
+                | redb::Error::TableTypeMismatch { .. },
+            )
+            | IndexError::Corrupt(_) => true,
             IndexError::Db(redb::Error::Io(e)) => matches!(
                 e.kind(),
                 std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
             ),
-            IndexError::Db(redb::Error::TableTypeMismatch { .. }) | IndexError::Corrupt(_) => true,
             _ => false,
         }
     }
@@ -250,17 +254,18 @@ impl Index {
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let aside = (0..)
-            .map(|n| {
-                let mut aside = path.as_os_str().to_owned();
-                aside.push(format!(".damaged-{secs}"));
-                if n > 0 {
-                    aside.push(format!("-{n}"));
-                }
-                PathBuf::from(aside)
-            })
+        let named = |n: u32| {
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(format!(".damaged-{secs}"));
+            if n > 0 {
+                aside.push(format!("-{n}"));
+            }
+            PathBuf::from(aside)
+        };
+        let aside = (0..1000)
+            .map(named)
             .find(|p| !p.exists())
-            .unwrap_or_else(|| path.with_extension("redb.damaged"));
+            .unwrap_or_else(|| named(1000));
         std::fs::rename(path, &aside).map_err(|e| IndexError::Db(e.into()))?;
         tracing::warn!(
             path = %path.display(),
