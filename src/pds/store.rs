@@ -195,8 +195,9 @@ impl PdsStore {
 
     /// Closes `pds.redb` and opens it again as a start does (replaying `pds.wal`, which holds
     /// every group acknowledged since redb's last durable commit): recovery from an I/O error
-    /// without a restart; nothing to do unless [`PdsStore::is_poisoned`]. Commits wait meanwhile; a failed reopen leaves the store closed
-    /// (every operation fails) until a later call succeeds.
+    /// without a restart; nothing to do unless [`PdsStore::is_poisoned`]. Commits fail with a
+    /// storage error meanwhile; a failed reopen leaves the store closed (every operation fails)
+    /// until a later call succeeds.
     pub fn reopen(&self) -> Result<(), StoreError> {
         // A healthy database may have a write transaction running: never reopen under it.
         if !self.is_poisoned() {
