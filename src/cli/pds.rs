@@ -20,7 +20,14 @@ pub fn recover(config: &Config, accept_loss: bool) -> anyhow::Result<()> {
             anyhow::bail!("{message}; pass --accept-loss to start without those commits")
         }
         Err(StoreError::LogLost(_)) => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot open {} (is `atcr serve` running? stop it first)",
+                    path.display()
+                )
+            });
+        }
     }
     let store = PdsStore::open_with(&path, Recovery::AcceptLoss)
         .with_context(|| format!("cannot open {}", path.display()))?;

@@ -366,7 +366,9 @@ async fn dispatch(
         );
     }
     if crate::pds::xrpc::serves(&path) {
+        // Callers without credentials hear 401 from the handler, not about the disk.
         if *req.method() == Method::POST
+            && req.headers().contains_key(http::header::AUTHORIZATION)
             && let Some(refusal) = storage::refuse_xrpc_write(app, &path)
         {
             return ("xrpc", Ok(refusal.response()));
