@@ -7,6 +7,7 @@ pub mod auth;
 pub mod blobstore;
 pub mod cli;
 pub mod config;
+pub mod dbslot;
 pub mod doctor;
 pub mod hold;
 pub mod http_client;

@@ -1,9 +1,10 @@
 //! `atcr index rebuild` through the binary: after a push with skopeo, the daemon stopped, the
-//! index rebuilt from the records, the registry serves the same tags and manifests.
+//! index rebuilt from the records, the registry serves the same tags and manifests. A damaged
+//! `index.redb` is moved aside, by `serve` and by `index rebuild`, and rebuilt.
 
 mod common;
 
-use common::clients::{Clients, curl, required};
+use common::clients::{Clients, curl, push_with_curl, required};
 use common::{Server, images};
 
 #[test]
@@ -56,4 +57,85 @@ fn index_rebuild_keeps_what_the_registry_serves() {
     );
     srv.restart_same_port();
     assert_eq!(answers(&srv), before);
+}
+
+/// Cuts `index.redb` in half, as a failing disk might leave it.
+fn damage_index(srv: &Server) -> u64 {
+    let path = srv.data_dir().join("index.redb");
+    let len = std::fs::metadata(&path).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(len / 2).unwrap();
+    len / 2
+}
+
+/// The files `index.redb.damaged-*` in the data directory, with their sizes.
+fn damaged(srv: &Server) -> Vec<u64> {
+    std::fs::read_dir(srv.data_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("index.redb.damaged-")
+        })
+        .map(|e| e.metadata().unwrap().len())
+        .collect()
+}
+
+#[test]
+fn a_damaged_index_is_moved_aside_and_rebuilt() {
+    let mut srv = Server::start();
+    let layer = b"a layer that must still pull".repeat(100);
+    let pushed = push_with_curl(&srv.base_url(), "admin/app", "v1", &layer);
+    let pull = |srv: &Server| {
+        let m = curl(
+            "GET",
+            &format!("{}/v2/admin/app/manifests/v1", srv.base_url()),
+            &[("Accept", images::OCI_MANIFEST)],
+            None,
+        );
+        let l = curl(
+            "GET",
+            &format!("{}/v2/admin/app/blobs/{}", srv.base_url(), pushed.layer),
+            &[],
+            None,
+        );
+        (m.status, m.body, l.status, l.body)
+    };
+    assert_eq!(
+        pull(&srv),
+        (200, pushed.manifest_bytes.clone(), 200, layer.clone())
+    );
+
+    // `serve` on a cut index: it starts, says so, and serves what the PDS holds.
+    assert!(srv.stop(), "atcr serve did not stop cleanly");
+    let cut = damage_index(&srv);
+    srv.restart_same_port();
+    assert_eq!(
+        pull(&srv),
+        (200, pushed.manifest_bytes.clone(), 200, layer.clone())
+    );
+    assert_eq!(damaged(&srv), [cut]);
+    let log = srv.log_tail();
+    assert!(
+        log.contains("WARN") && log.contains("index.redb.damaged-"),
+        "{log}"
+    );
+
+    // `atcr index rebuild` on a cut index.
+    assert!(srv.stop(), "atcr serve did not stop cleanly");
+    damage_index(&srv);
+    let out = srv.cli(&["index", "rebuild"], "");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 manifests, 1 tags"),
+        "{out:?}"
+    );
+    assert_eq!(
+        damaged(&srv).len(),
+        2,
+        "the second damaged file is kept too"
+    );
+    srv.restart_same_port();
+    assert_eq!(pull(&srv), (200, pushed.manifest_bytes, 200, layer));
 }

@@ -386,3 +386,111 @@ async fn check_event_log(base: &str, last_rev: &HashMap<String, String>, seed: u
         revs.insert(repo, rev);
     }
 }
+
+/// Runs `atcr serve` on `data` and expects it to refuse to start; returns its stderr.
+fn refused_start(data: &std::path::Path) -> String {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_atcr"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env_remove("ATCR_LISTEN")
+        .env_remove("ATCR_DATA_DIR")
+        .env("ATCR_CONFIG", "/dev/null")
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot start the atcr binary");
+    let deadline = std::time::Instant::now() + Duration::from_mins(1);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("atcr serve started with a lost pds.wal");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "atcr serve exited 0");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `n` createRecord writes by `user` that the server acknowledged.
+async fn acked_writes(
+    client: &reqwest::Client,
+    server: &Server,
+    (name, did): &(&str, String),
+    round: usize,
+    n: usize,
+) -> Vec<Acked> {
+    let base = server.base_url();
+    let token = login(client, &base, name).await;
+    let acked = writer(client.clone(), base, token, did.clone(), (round, 0), n).await;
+    assert_eq!(acked.len(), n, "every write acknowledged");
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_pds_wal_stops_the_start_until_the_loss_is_accepted() {
+    let (mut server, users, client) = start_with_users();
+    let acked = acked_writes(&client, &server, &users[0], 100, 30).await;
+    server.kill9();
+    let wal = server.data_dir().join("pds.wal");
+    let logged = std::fs::read(&wal).unwrap();
+
+    // Deleted, emptied, written over: the start refuses and says what to do.
+    let damages: [(&str, Option<Vec<u8>>); 3] = [
+        ("is missing", None),
+        ("is empty", Some(Vec::new())),
+        ("no valid header", Some(vec![0xa5; logged.len()])),
+    ];
+    for (what, content) in damages {
+        match content {
+            None => std::fs::remove_file(&wal).unwrap(),
+            Some(bytes) => std::fs::write(&wal, bytes).unwrap(),
+        }
+        let stderr = refused_start(server.data_dir());
+        assert!(
+            stderr.contains(what)
+                && stderr.contains("pds.wal")
+                && stderr.contains("pds.redb")
+                && stderr.contains("atcr pds recover --accept-loss"),
+            "{what}: {stderr}"
+        );
+        std::fs::write(&wal, &logged).unwrap();
+    }
+    // With its log back, the node has every acknowledged write.
+    server.restart();
+    let context = server.log_tail();
+    check_acked(&client, &server.base_url(), &acked, &context).await;
+
+    // Lost again after more writes: recovery needs the operator's word, then the node runs.
+    let more = acked_writes(&client, &server, &users[1], 101, 30).await;
+    server.kill9();
+    std::fs::remove_file(&wal).unwrap();
+    let out = server.cli(&["pds", "recover"], "");
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--accept-loss"),
+        "{out:?}"
+    );
+    let out = server.cli(&["pds", "recover", "--accept-loss"], "");
+    assert!(out.status.success(), "{out:?}");
+    let out = server.cli(&["pds", "recover"], "");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("nothing to recover"),
+        "{out:?}"
+    );
+    server.restart();
+    let base = server.base_url();
+    check_acked(&client, &base, &acked, "before the second kill").await;
+    let again = acked_writes(&client, &server, &users[1], 102, 3).await;
+    check_acked(&client, &base, &again, "after recovery").await;
+    drop(more);
+
+    // A clean stop leaves nothing in the log: deleting it then loses nothing.
+    assert!(server.stop(), "atcr serve did not stop cleanly");
+    std::fs::remove_file(&wal).unwrap();
+    server.restart();
+    check_acked(&client, &server.base_url(), &again, "after a clean stop").await;
+}

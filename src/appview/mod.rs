@@ -50,6 +50,7 @@ impl From<AppViewError> for OciError {
         match e {
             AppViewError::Blob(e) => e.into(),
             AppViewError::Index(e) => e.into(),
+            AppViewError::Store(e) | AppViewError::Repo(RepoError::Store(e)) => store_error(&e),
             e => OciError::internal(&e),
         }
     }
@@ -77,6 +78,10 @@ pub struct AppView {
     /// Repositories changed since the search index last took them in (see `search`).
     search_dirty: std::sync::Mutex<std::collections::BTreeSet<String>>,
     search_wake: tokio::sync::Notify,
+    /// One lock per repository owner, held by deletes and stars from reading the index until
+    /// the index has their commit: two of them at once would both read the same record and
+    /// the slower one find it gone.
+    owner_locks: std::sync::Mutex<std::collections::HashMap<Did, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for AppView {
@@ -104,6 +109,7 @@ impl AppView {
             search,
             search_dirty: std::sync::Mutex::default(),
             search_wake: tokio::sync::Notify::new(),
+            owner_locks: std::sync::Mutex::default(),
         })
     }
 
@@ -203,7 +209,7 @@ impl AppView {
                 },
             )
             .await
-            .map_err(internal)?;
+            .map_err(|e| store_error(&e))?;
         let now = Datetime::now();
         let rkey = records::manifest_rkey(&loc.path, digest);
         self.record_layers(loc, &rkey, blobs).await?;
@@ -237,92 +243,138 @@ impl AppView {
                 writes.push(update(TAG_COLLECTION, tag_key, &record)?);
             }
         }
-        self.commit(&loc.owner, writes).await
+        Ok(self.commit(&loc.owner, writes).await?)
     }
 
     /// Deletes the manifest records for `digest` in a repository and the tag records pointing
-    /// at it, in one commit. Returns whether there was any.
+    /// at it, in one commit. Returns whether there was any: of two concurrent deletes, the one
+    /// that finds the records gone answers `false` (the spec's 404), never an error.
     pub async fn unpublish_manifest(
         &self,
         loc: &Located,
         digest: &Digest,
     ) -> Result<bool, OciError> {
-        self.catch_up_now().await?;
-        let manifests =
-            self.index
-                .records_for(loc.owner.as_str(), MANIFEST_COLLECTION, &loc.key)?;
-        let rkeys: Vec<String> = manifests
-            .into_iter()
-            .filter(|(_, e)| e.digest.as_ref() == Some(digest))
-            .map(|(rkey, _)| rkey)
-            .collect();
-        let mut writes: Vec<WriteOp> = rkeys
-            .iter()
-            .map(|rkey| delete(MANIFEST_COLLECTION, rkey))
-            .collect::<Result<_, _>>()?;
-        if writes.is_empty() {
-            return Ok(false);
-        }
-        for (rkey, entry) in self
-            .index
-            .records_for(loc.owner.as_str(), TAG_COLLECTION, &loc.key)?
-        {
-            let Some(tag) = entry.tag else { continue };
-            if self.index.tag(&loc.key, &tag)?.as_ref() == Some(digest) {
-                writes.push(delete(TAG_COLLECTION, &rkey)?);
+        let _serial = self.lock_owner(&loc.owner).await;
+        for _ in 0..DELETE_ATTEMPTS {
+            self.catch_up_now().await?;
+            let manifests =
+                self.index
+                    .records_for(loc.owner.as_str(), MANIFEST_COLLECTION, &loc.key)?;
+            let rkeys: Vec<String> = manifests
+                .into_iter()
+                .filter(|(_, e)| e.digest.as_ref() == Some(digest))
+                .map(|(rkey, _)| rkey)
+                .collect();
+            let mut writes: Vec<WriteOp> = rkeys
+                .iter()
+                .map(|rkey| delete(MANIFEST_COLLECTION, rkey))
+                .collect::<Result<_, _>>()?;
+            if writes.is_empty() {
+                return Ok(false);
+            }
+            for (rkey, entry) in
+                self.index
+                    .records_for(loc.owner.as_str(), TAG_COLLECTION, &loc.key)?
+            {
+                let Some(tag) = entry.tag else { continue };
+                if self.index.tag(&loc.key, &tag)?.as_ref() == Some(digest) {
+                    writes.push(delete(TAG_COLLECTION, &rkey)?);
+                }
+            }
+            if self.commit_deletes(&loc.owner, writes).await? {
+                // The blobs stay linked until deleted or collected; the layer records that would
+                // link them to these manifest records again go.
+                self.withdraw_layers(loc, None, &rkeys).await?;
+                return Ok(true);
             }
         }
-        self.commit(&loc.owner, writes).await?;
-        // The blobs stay linked until deleted or collected; the records that would link them to
-        // these manifest records again go.
-        self.withdraw_layers(loc, None, &rkeys).await?;
-        Ok(true)
+        Err(raced(&loc.owner))
     }
 
-    /// Deletes the tag records for `tag` in a repository. Returns whether there was any.
+    /// Deletes the tag records for `tag` in a repository. Returns whether there was any (a
+    /// concurrent delete that got there first makes it `false`, not an error).
     pub async fn unpublish_tag(&self, loc: &Located, tag: &Tag) -> Result<bool, OciError> {
-        self.catch_up_now().await?;
-        let writes: Vec<WriteOp> = self
-            .index
-            .records_for(loc.owner.as_str(), TAG_COLLECTION, &loc.key)?
-            .into_iter()
-            .filter(|(_, e)| e.tag.as_deref() == Some(tag.as_str()))
-            .map(|(rkey, _)| delete(TAG_COLLECTION, &rkey))
-            .collect::<Result<_, _>>()?;
-        if writes.is_empty() {
-            return Ok(false);
+        let _serial = self.lock_owner(&loc.owner).await;
+        for _ in 0..DELETE_ATTEMPTS {
+            self.catch_up_now().await?;
+            let writes: Vec<WriteOp> = self
+                .index
+                .records_for(loc.owner.as_str(), TAG_COLLECTION, &loc.key)?
+                .into_iter()
+                .filter(|(_, e)| e.tag.as_deref() == Some(tag.as_str()))
+                .map(|(rkey, _)| delete(TAG_COLLECTION, &rkey))
+                .collect::<Result<_, _>>()?;
+            if writes.is_empty() {
+                return Ok(false);
+            }
+            if self.commit_deletes(&loc.owner, writes).await? {
+                return Ok(true);
+            }
         }
-        self.commit(&loc.owner, writes).await?;
-        Ok(true)
+        Err(raced(&loc.owner))
     }
 
     /// Stars (`on`) or unstars repository `loc` for `user`: writes or deletes an
     /// `io.atcr.sailor.star` record in the user's repository naming the repository's page
-    /// record, and returns once the index counts it. Starring twice changes nothing.
+    /// record, and returns once the index counts it. Starring twice changes nothing, and nor
+    /// does unstarring twice, even at the same moment.
     pub async fn set_star(&self, user: &Did, loc: &Located, on: bool) -> Result<(), OciError> {
+        let _serial = self.lock_owner(user).await;
         self.catch_up_now().await?;
         let current = self.index.star_of(user.as_str(), &loc.key)?;
-        let writes = match (on, current) {
+        match (on, current) {
             (true, None) => {
                 let record = json!({
                     "$type": STAR_COLLECTION,
                     "subject": records::page_uri(&loc.owner, &loc.path),
                     "createdAt": Datetime::now().to_string(),
                 });
-                vec![WriteOp::Create {
+                let writes = vec![WriteOp::Create {
                     collection: nsid(STAR_COLLECTION)?,
                     rkey: None,
                     value: Value::from_json_object(&record).map_err(internal)?,
-                }]
+                }];
+                Ok(self.commit(user, writes).await?)
             }
-            (false, Some(rkey)) => vec![delete(STAR_COLLECTION, &rkey)?],
-            _ => Vec::new(),
-        };
-        self.commit(user, writes).await
+            (false, Some(rkey)) => {
+                // Gone already: another unstar got there first, which is what was asked.
+                self.commit_deletes(user, vec![delete(STAR_COLLECTION, &rkey)?])
+                    .await
+                    .map(drop)
+            }
+            _ => Ok(self.commit(user, Vec::new()).await?),
+        }
+    }
+
+    /// Holds `owner`'s lock (see `owner_locks`) until the guard is dropped.
+    async fn lock_owner(&self, owner: &Did) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .owner_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(owner.clone())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
+    /// [`AppView::commit`] of deletes read from the index; `Ok(false)` when one of the records
+    /// was deleted meanwhile (a concurrent request got there first): nothing was written, and
+    /// the index has caught up with that other delete.
+    async fn commit_deletes(&self, owner: &Did, writes: Vec<WriteOp>) -> Result<bool, OciError> {
+        match self.commit(owner, writes).await {
+            Ok(()) => Ok(true),
+            Err(CommitError::RecordGone) => {
+                tracing::debug!(did = %owner, "record deleted concurrently");
+                self.catch_up_now().await?;
+                Ok(false)
+            }
+            Err(CommitError::Oci(e)) => Err(e),
+        }
     }
 
     /// Applies `writes` as one commit (if any) and waits until the index has taken it in.
-    async fn commit(&self, owner: &Did, writes: Vec<WriteOp>) -> Result<(), OciError> {
+    async fn commit(&self, owner: &Did, writes: Vec<WriteOp>) -> Result<(), CommitError> {
         let seq = if writes.is_empty() {
             self.pds.repos.store().last_seq().map_err(internal)?
         } else {
@@ -332,15 +384,17 @@ impl AppView {
                 .apply_writes(owner, writes, None, Validation::Require)
                 .await
                 .map_err(|e| match e {
-                    RepoError::InvalidRequest(m) | RepoError::Data(m) => {
+                    RepoError::RecordNotFound => CommitError::RecordGone,
+                    RepoError::InvalidRequest(m) | RepoError::Data(m) => CommitError::Oci(
                         OciError::new(ErrorCode::ManifestInvalid, "manifest record is invalid")
-                            .with_detail(json!({ "reason": m }))
-                    }
-                    e => internal(e),
+                            .with_detail(json!({ "reason": m })),
+                    ),
+                    RepoError::Store(e) => CommitError::Oci(store_error(&e)),
+                    e => CommitError::Oci(internal(e)),
                 })?;
             info.seq
         };
-        self.wait_indexed(seq).await
+        Ok(self.wait_indexed(seq).await?)
     }
 
     /// Waits until the index has applied every event committed so far: deletes find records
@@ -380,8 +434,50 @@ impl AppView {
     }
 }
 
+/// Why [`AppView::commit`] wrote nothing.
+#[derive(Debug)]
+enum CommitError {
+    /// A record to delete is not there any more.
+    RecordGone,
+    Oci(OciError),
+}
+
+impl From<OciError> for CommitError {
+    fn from(e: OciError) -> Self {
+        CommitError::Oci(e)
+    }
+}
+
+impl From<CommitError> for OciError {
+    fn from(e: CommitError) -> Self {
+        match e {
+            CommitError::RecordGone => internal("a record to delete was not found"),
+            CommitError::Oci(e) => e,
+        }
+    }
+}
+
+/// How often a delete is tried again when records it read from the index vanish before its
+/// commit: deletes through the registry take turns (`owner_locks`), but a record may still be
+/// deleted through XRPC meanwhile.
+const DELETE_ATTEMPTS: usize = 4;
+
+/// A delete that kept losing to concurrent writes.
+fn raced(owner: &Did) -> OciError {
+    internal(format!("deletes in {owner} kept racing with other writes"))
+}
+
 fn internal(e: impl std::fmt::Display) -> OciError {
     OciError::internal(&e)
+}
+
+/// A PDS store error as the registry answers it: 507 when storage failed.
+fn store_error(e: &StoreError) -> OciError {
+    if e.is_storage_failure() {
+        OciError::storage_failed(e)
+    } else {
+        internal(e)
+    }
 }
 
 fn nsid(collection: &str) -> Result<Nsid, OciError> {

@@ -6,6 +6,7 @@
 //! key never holds anything but the bytes that hash to it.
 
 mod digest;
+mod fsck;
 mod range;
 
 use std::io;
@@ -17,6 +18,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use opendal::{Capability, ErrorKind, Operator};
 
 pub use digest::{Algorithm, Digest, DigestError, Digester};
+pub use fsck::{BadObject, FsckReport, QUARANTINE};
 pub use range::{ByteRange, RangeError};
 
 /// Writes to the backend are coalesced to this size: fewer, larger writes cost far less CPU

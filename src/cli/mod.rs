@@ -4,8 +4,10 @@ mod admin;
 mod check_config;
 mod credential;
 mod doctor;
+mod fsck;
 mod index;
 mod login;
+mod pds;
 mod serve;
 mod tls;
 
@@ -37,6 +39,15 @@ enum Command {
     /// Check permissions, ports, certificates, the clock, storage and the index, and say what
     /// to fix; exits 1 when a check fails.
     Doctor(ConfigArgs),
+    /// Hash every stored blob and manifest again and list those whose bytes do not match their
+    /// digest; exits 1 when any does. Only reads, so the daemon may run.
+    Fsck {
+        /// Move damaged objects to <blob root>/quarantine/ so they are no longer served.
+        #[arg(long)]
+        quarantine: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// HTTPS certificates.
     #[command(subcommand)]
     Tls(TlsCommand),
@@ -52,6 +63,9 @@ enum Command {
     /// The registry index.
     #[command(subcommand)]
     Index(IndexCommand),
+    /// The embedded PDS's storage (pds.redb, pds.wal).
+    #[command(subcommand)]
+    Pds(PdsCommand),
     /// Log in to a node: create an app password with the account password (read once) and
     /// keep it for docker-credential-atcr.
     Login {
@@ -164,6 +178,20 @@ enum IndexCommand {
     /// Recreate the registry index from the repositories' records and blob storage (with the
     /// daemon stopped).
     Rebuild(ConfigArgs),
+}
+
+#[derive(Subcommand)]
+enum PdsCommand {
+    /// Start again after pds.wal was lost (deleted, emptied, written over) when pds.redb still
+    /// needed it: keeps what pds.redb holds and gives up the commits only the log had (daemon
+    /// stopped). Does nothing when the two files agree.
+    Recover {
+        /// Required to give up the commits the lost log held.
+        #[arg(long)]
+        accept_loss: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -347,6 +375,9 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => args.load().and_then(serve::run),
         Command::CheckConfig(args) => args.layered().and_then(|l| check_config::run(&l)),
         Command::Doctor(args) => args.layered().and_then(|l| doctor::run(&l)),
+        Command::Fsck { quarantine, config } => {
+            config.load().and_then(|c| fsck::run(&c, quarantine))
+        }
         Command::Config(ConfigCommand::Show(args)) => {
             args.layered().and_then(|l| print(&l.render()))
         }
@@ -369,6 +400,10 @@ pub fn main() -> ExitCode {
             insecure,
             ca_file: ca_file.as_deref(),
         }),
+        Command::Pds(PdsCommand::Recover {
+            accept_loss,
+            config,
+        }) => config.load().and_then(|c| pds::recover(&c, accept_loss)),
         Command::Index(IndexCommand::Rebuild(config)) => {
             config.load().and_then(|c| index::rebuild(&c))
         }

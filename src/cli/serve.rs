@@ -27,12 +27,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// Opens the registry index; its lock keeps a second process off this state, so it is opened
-/// before anything in the state is touched.
+/// before anything in the state is touched. A damaged index is moved aside and started afresh
+/// (see [`Index::open_or_replace`]); the registry rebuilds it from the PDS event log.
 pub(super) fn open_index(config: &Config) -> anyhow::Result<Index> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let index_path = config.data_dir.join("index.redb");
-    Index::open(&index_path).with_context(|| format!("cannot open index {}", index_path.display()))
+    let (index, _) = Index::open_or_replace(&index_path)
+        .with_context(|| format!("cannot open index {}", index_path.display()))?;
+    Ok(index)
 }
 
 /// The search index in `<data_dir>/search` (derived: made afresh when missing or unreadable).
@@ -160,6 +163,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let workers = Workers::new(shutdown.clone());
     workers.spawn("indexer", app.indexer(shutdown.clone()));
     workers.spawn("search", app.searcher(shutdown.clone()));
+    workers.spawn("storage-recovery", app.storage_recovery(shutdown.clone()));
     workers.spawn(
         "admin-socket",
         admin.serve(

@@ -136,8 +136,9 @@ pub struct StorageConfig {
     pub backend: Backend,
     /// Directory of the `fs` backend. Default: `<data_dir>/blobs`.
     pub root: Option<PathBuf>,
-    /// `/readyz` reports not ready when the `fs` backend's filesystem has fewer free bytes than
-    /// this. Default 1 GiB.
+    /// Below this many free bytes on the `fs` backend's filesystem, registry writes (uploads,
+    /// manifest PUTs) and PDS writes (records, blob uploads) are refused with 507, and `/readyz`
+    /// reports not ready. Default 1 GiB.
     pub min_free_bytes: u64,
 }
 

@@ -160,6 +160,22 @@ impl From<BlobError> for OciError {
 
 impl From<crate::oci::index::IndexError> for OciError {
     fn from(e: crate::oci::index::IndexError) -> Self {
+        if e.is_storage_failure() {
+            return OciError::storage_failed(&e);
+        }
         OciError::internal(&e)
+    }
+}
+
+impl OciError {
+    /// 507 for a store that failed (full disk, I/O error, closed while it is reopened): the
+    /// client may retry once space is freed; the detail is logged only.
+    #[must_use]
+    pub fn storage_failed(e: &dyn std::fmt::Display) -> OciError {
+        tracing::error!(error = %e, "storage failed");
+        OciError::new(
+            ErrorCode::InsufficientStorage,
+            "storage is full or failing; try again later",
+        )
     }
 }

@@ -4,10 +4,10 @@
 //! Methods are synchronous (redb is); write transactions sync to disk, so async callers run them
 //! through [`Index::write`], which moves them off the async workers.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::blobstore::{Digest, UploadId};
@@ -42,6 +42,39 @@ pub enum IndexError {
 }
 
 crate::macros::redb_errors_into!(IndexError::Db);
+
+/// How long a reopen waits for requests still holding the old database.
+const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl IndexError {
+    /// Whether storage failed (full, I/O error, closed for a reopen) rather than the request.
+    #[must_use]
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(
+            self,
+            IndexError::Db(
+                redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
+            )
+        )
+    }
+
+    /// Whether the error says the index file is damaged (rather than busy or unreachable).
+    fn is_damage(&self) -> bool {
+        match self {
+            IndexError::Db(
+                redb::Error::Corrupted(_)
+                | redb::Error::UpgradeRequired(_)
+                | redb::Error::TableTypeMismatch { .. },
+            )
+            | IndexError::Corrupt(_) => true,
+            IndexError::Db(redb::Error::Io(e)) => matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        }
+    }
+}
 
 /// What the index knows of a stored manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +151,9 @@ const CACHE_BYTES: usize = 4 << 20;
 
 #[derive(Clone)]
 pub struct Index {
-    db: Arc<Database>,
+    db: Arc<crate::dbslot::DbSlot>,
+    /// The file, for [`Index::reopen`] (`None` in memory).
+    path: Option<Arc<PathBuf>>,
     /// When derived changes were last made durable, and whether some are not yet: see
     /// [`Index::apply_events`].
     lazy: Arc<std::sync::Mutex<Lazy>>,
@@ -158,18 +193,97 @@ impl Index {
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
         let index = Index {
-            db: Arc::new(db),
+            db: Arc::new(crate::dbslot::DbSlot::new(db)),
+            path: Some(Arc::new(path.to_owned())),
             lazy: Arc::default(),
         };
         index.ensure_tables()?;
         Ok(index)
     }
 
+    /// Whether the index refuses work until it is reopened (an I/O error, such as a full disk).
+    #[must_use]
+    pub fn is_poisoned(&self) -> bool {
+        self.db.is_poisoned()
+    }
+
+    /// Closes the index and opens its file again (after an I/O error). Changes not yet synced
+    /// are gone with the old handle: the cursor goes back to the last synced one, and the
+    /// indexer applies those events again. Nothing to do unless [`Index::is_poisoned`].
+    pub fn reopen(&self) -> Result<(), IndexError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        // A healthy database may have a write transaction running: never reopen under it.
+        if !self.is_poisoned() {
+            return Ok(());
+        }
+        self.db
+            .reopen(REOPEN_WAIT, || {
+                Database::builder()
+                    .set_cache_size(CACHE_BYTES)
+                    .create(path.as_path())
+            })
+            .map_err(|e| match e {
+                crate::dbslot::ReopenError::Busy => {
+                    IndexError::Db(redb::Error::DatabaseAlreadyOpen)
+                }
+                crate::dbslot::ReopenError::Open(e) => e.into(),
+            })?;
+        *self
+            .lazy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Lazy::default();
+        self.ensure_tables()?;
+        tracing::warn!(path = %path.display(), "registry index reopened after a storage error");
+        Ok(())
+    }
+
+    /// Opens the index at `path` like [`Index::open`]; one that cannot be read (damaged,
+    /// truncated, not a redb file) is moved aside to `<path>.damaged-<unix seconds>` and an empty
+    /// one created in its place, to be rebuilt from the PDS: the index is derived. Upload
+    /// sessions live here and are lost with it (clients start those uploads again). Returns
+    /// where the damaged file went, if it was moved. Errors that say nothing of the file (it is
+    /// in use by another process, permissions) are returned as they are.
+    pub fn open_or_replace(path: &Path) -> Result<(Index, Option<PathBuf>), IndexError> {
+        let err = match Index::open(path) {
+            Ok(index) => return Ok((index, None)),
+            Err(e) => e,
+        };
+        if !err.is_damage() {
+            return Err(err);
+        }
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let named = |n: u32| {
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(format!(".damaged-{secs}"));
+            if n > 0 {
+                aside.push(format!("-{n}"));
+            }
+            PathBuf::from(aside)
+        };
+        let aside = (0..1000)
+            .map(named)
+            .find(|p| !p.exists())
+            .unwrap_or_else(|| named(1000));
+        std::fs::rename(path, &aside).map_err(|e| IndexError::Db(e.into()))?;
+        tracing::warn!(
+            path = %path.display(),
+            moved_to = %aside.display(),
+            error = %err,
+            "the registry index is damaged: moved aside, rebuilding it from the PDS (upload sessions in progress are lost)"
+        );
+        Ok((Index::open(path)?, Some(aside)))
+    }
+
     /// An index that lives in memory only (tests).
     pub fn in_memory() -> Result<Index, IndexError> {
         let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
         let index = Index {
-            db: Arc::new(db),
+            db: Arc::new(crate::dbslot::DbSlot::new(db)),
+            path: None,
             lazy: Arc::default(),
         };
         index.ensure_tables()?;

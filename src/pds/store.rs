@@ -7,23 +7,21 @@
 //! made durable by `pds.wal` (`wal.rs`) or, now and then, by redb itself; other writes are
 //! ordinary durable transactions, through `spawn_blocking`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    WriteTransaction,
-};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::atproto::blockstore::{BlockStore, BlockStoreError};
 use crate::atproto::{Cid, Did, Tid};
+use crate::dbslot::{DbSlot, ReopenError};
 use crate::pds::wal::Wal;
 
 mod commit;
 
-pub use commit::{CommitBatch, CommitFailure, Committed};
+pub use commit::{CommitBatch, CommitFailure, Committed, Recovery};
 
 /// CID (binary) → block bytes: MST nodes, records and commits of every repository.
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
@@ -52,9 +50,13 @@ pub(crate) const REPO_BLOBS: TableDefinition<(&str, &str), &[u8]> =
 /// for `getRepo` and `listBlobs` with `since`.
 const COMMITS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("commits");
 
-/// name → number: `wal_group`, the last commit group written (see `wal.rs`).
+/// name → number: `wal_group`, the last commit group written; `wal_epoch`, the epoch of the
+/// `pds.wal` that holds the groups redb may not have made durable; `wal_clean`, 1 while no group
+/// rides on the log (see `store/commit.rs`).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const WAL_GROUP: &str = "wal_group";
+const WAL_EPOCH: &str = "wal_epoch";
+const WAL_CLEAN: &str = "wal_clean";
 
 /// A commit of a repository, by revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,11 +76,30 @@ pub enum StoreError {
     Corrupt(String),
     #[error("pds commit failed: {0}")]
     Commit(String),
+    /// `pds.wal` is not the log `pds.redb` needs: acknowledged commits may be lost.
+    #[error("{0}")]
+    LogLost(String),
+    /// Storage failed (full disk, I/O error) and the store is closed until it is reopened.
+    #[error("pds storage unavailable: {0}")]
+    Unavailable(String),
     #[error("pds task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
 
 crate::macros::redb_errors_into!(StoreError::Db);
+
+impl StoreError {
+    /// Whether storage failed (full, I/O error, closed for a reopen) rather than the request.
+    #[must_use]
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Db(
+                redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
+            ) | StoreError::Unavailable(_)
+        )
+    }
+}
 
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
@@ -133,8 +154,10 @@ const CACHE_BYTES: usize = 32 << 20;
 /// The PDS database. Cheap to clone.
 #[derive(Clone)]
 pub struct PdsStore {
-    db: Arc<Database>,
+    db: Arc<DbSlot>,
     log: Arc<Mutex<commit::Log>>,
+    /// `pds.redb`, for [`PdsStore::reopen`].
+    path: Arc<PathBuf>,
 }
 
 impl std::fmt::Debug for PdsStore {
@@ -145,31 +168,61 @@ impl std::fmt::Debug for PdsStore {
 
 impl PdsStore {
     /// Opens (or creates) `pds.redb` at `path` and `pds.wal` beside it, replaying the commit
-    /// groups the log holds that redb did not keep.
+    /// groups the log holds that redb did not keep. A log that is missing, empty or not the one
+    /// redb names while redb says groups may exist only there is refused
+    /// ([`StoreError::LogLost`]).
     pub fn open(path: &Path) -> Result<PdsStore, StoreError> {
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)?;
-        let wal_path = path.with_extension("wal");
-        let (mut wal, entries) = Wal::open(&wal_path)
-            .map_err(|e| StoreError::Commit(format!("{}: {e}", wal_path.display())))?;
-        let tx = db.begin_write()?;
-        tx.open_table(ACCOUNTS)?;
-        tx.open_table(HANDLES)?;
-        tx.open_table(APP_PASSWORDS)?;
-        tx.open_table(SESSIONS)?;
-        tx.open_table(PLC_OPS)?;
-        tx.open_table(REPO_BLOBS)?;
-        let last = commit::replay_log(&tx, &entries, path, &wal_path)?;
-        tx.commit()?;
-        wal.checkpointed();
+        PdsStore::open_with(path, Recovery::Refuse)
+    }
+
+    /// [`PdsStore::open`], with `Recovery::AcceptLoss` starting without the groups a lost log
+    /// held (`atcr pds recover --accept-loss`).
+    pub fn open_with(path: &Path, recovery: Recovery) -> Result<PdsStore, StoreError> {
+        let (db, log) = open_files(path, recovery)?;
         Ok(PdsStore {
-            db: Arc::new(db),
-            log: Arc::new(Mutex::new(commit::Log {
-                wal,
-                next: last + 1,
-            })),
+            db: Arc::new(DbSlot::new(db)),
+            log: Arc::new(Mutex::new(log)),
+            path: Arc::new(path.to_owned()),
         })
+    }
+
+    /// Whether the store refuses work until it is reopened: redb saw an I/O error (a full disk),
+    /// or an earlier reopen failed.
+    #[must_use]
+    pub fn is_poisoned(&self) -> bool {
+        self.db.is_poisoned()
+    }
+
+    /// Closes `pds.redb` and opens it again as a start does (replaying `pds.wal`, which holds
+    /// every group acknowledged since redb's last durable commit): recovery from an I/O error
+    /// without a restart; nothing to do unless [`PdsStore::is_poisoned`]. Commits fail with a
+    /// storage error meanwhile; a failed reopen leaves the store closed (every operation fails)
+    /// until a later call succeeds.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        // A healthy database may have a write transaction running: never reopen under it.
+        if !self.is_poisoned() {
+            return Ok(());
+        }
+        let mut log = self
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut fresh = None;
+        self.db
+            .reopen(REOPEN_WAIT, || {
+                let (db, new_log) = open_files(&self.path, Recovery::Refuse)?;
+                fresh = Some(new_log);
+                Ok::<_, StoreError>(db)
+            })
+            .map_err(|e| match e {
+                ReopenError::Busy => StoreError::Unavailable("pds.redb is still in use".into()),
+                ReopenError::Open(e) => e,
+            })?;
+        if let Some(new_log) = fresh {
+            *log = new_log;
+        }
+        tracing::warn!(path = %self.path.display(), "pds.redb reopened after a storage error");
+        Ok(())
     }
 
     /// A read transaction (for the account, session and PLC tables).
@@ -483,6 +536,32 @@ impl PdsStore {
         let tx = self.db.begin_read()?;
         Ok(tx.open_table(BLOCKS)?.len()?)
     }
+}
+
+/// How long a reopen waits for requests still holding the old database.
+const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens `pds.redb` at `path` and `pds.wal` beside it, replays the log and starts this run's.
+fn open_files(path: &Path, recovery: Recovery) -> Result<(Database, commit::Log), StoreError> {
+    let db = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)?;
+    let wal_path = path.with_extension("wal");
+    let io = |e: std::io::Error| StoreError::Commit(format!("{}: {e}", wal_path.display()));
+    let (mut wal, opened) = Wal::open(&wal_path).map_err(io)?;
+    let tx = db.begin_write()?;
+    tx.open_table(ACCOUNTS)?;
+    tx.open_table(HANDLES)?;
+    tx.open_table(APP_PASSWORDS)?;
+    tx.open_table(SESSIONS)?;
+    tx.open_table(PLC_OPS)?;
+    tx.open_table(REPO_BLOBS)?;
+    let last = commit::recover(&tx, &opened, recovery, path, &wal_path)?;
+    tx.commit()?;
+    // Redb now holds everything (and says so): the log of this run starts afresh.
+    let epoch = commit::new_epoch();
+    wal.reset(epoch).map_err(io)?;
+    Ok((db, commit::Log::new(wal, last + 1, epoch)))
 }
 
 fn append_event(

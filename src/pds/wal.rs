@@ -9,6 +9,12 @@
 //! from the top. Each group transaction also writes its group number to redb, so opening the
 //! store after a crash replays the logged groups after the last one redb kept.
 //!
+//! The file starts with a header, `b"AWH1"`, the log's epoch (u64 LE) and the CRC-32 of those
+//! twelve bytes, written and synced when the store opens; entries follow from [`LOG_START`].
+//! `pds.redb` records (durably, before any group rides on the log) the epoch of the log that
+//! holds its unsynced groups, so a start can tell a missing, emptied or foreign log from the one
+//! it needs (see `store/commit.rs`).
+//!
 //! An entry is `b"AWL1"`, the group number (u64 LE), the payload length (u32 LE), the CRC-32 of
 //! those twelve bytes and the payload (u32 LE), then the payload. New entries are written over
 //! old ones, so the log is read from the top while each entry is whole and numbered one after
@@ -22,6 +28,9 @@ use std::time::{Duration, Instant};
 
 const MAGIC: &[u8; 4] = b"AWL1";
 const HEADER: usize = 20;
+const FILE_MAGIC: &[u8; 4] = b"AWH1";
+/// Where entries begin, after the file header.
+pub const LOG_START: u64 = 64;
 /// The file grows by this much at a time, zero-filled and synced once.
 const STEP: u64 = 1 << 20;
 /// A group that would take the log past this size is made durable in redb instead.
@@ -42,6 +51,39 @@ pub struct Wal {
     broken: bool,
 }
 
+/// What the top of the file said when it was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogHeader {
+    /// There was no file.
+    Missing,
+    /// The file was empty, or its header all zeros.
+    Empty,
+    /// No valid header: written over, damaged, or not a log.
+    Damaged,
+    /// A log from before headers existed (entries from the top).
+    Legacy,
+    /// A log with this epoch.
+    Epoch(u64),
+}
+
+impl std::fmt::Display for LogHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogHeader::Missing => f.write_str("is missing"),
+            LogHeader::Empty => f.write_str("is empty"),
+            LogHeader::Damaged => f.write_str("has no valid header (written over or damaged)"),
+            LogHeader::Legacy => f.write_str("is in the format of an older atcr"),
+            LogHeader::Epoch(e) => write!(f, "is the log of epoch {e:016x}"),
+        }
+    }
+}
+
+/// A log as opened: its header and the entries it holds.
+pub struct Opened {
+    pub header: LogHeader,
+    pub entries: Vec<Entry>,
+}
+
 /// A logged group: its number and payload.
 pub struct Entry {
     pub group: u64,
@@ -49,24 +91,54 @@ pub struct Entry {
 }
 
 impl Wal {
-    /// Opens (or creates) the log at `path` and reads its entries from the top, in order.
-    pub fn open(path: &Path) -> std::io::Result<(Wal, Vec<Entry>)> {
+    /// Opens (or creates) the log at `path` and reads its header and entries, in order. Nothing
+    /// is written: [`Wal::reset`] starts the log of this run.
+    pub fn open(path: &Path) -> std::io::Result<(Wal, Opened)> {
+        let existed = path.exists();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)?;
+        if !existed && let Some(dir) = path.parent() {
+            // The new name is durable before any group relies on the file.
+            File::open(dir)?.sync_all()?;
+        }
         let len = file.metadata()?.len();
-        let entries = read_entries(&file, len)?;
+        let header = if existed {
+            read_header(&file, len)?
+        } else {
+            LogHeader::Missing
+        };
+        let entries = match header {
+            LogHeader::Epoch(_) => read_entries(&file, LOG_START, len)?,
+            LogHeader::Legacy => read_entries(&file, 0, len)?,
+            _ => Vec::new(),
+        };
         let wal = Wal {
             file,
-            pos: 0,
+            pos: LOG_START,
             len,
             checkpointed: Instant::now(),
             broken: false,
         };
-        Ok((wal, entries))
+        Ok((wal, Opened { header, entries }))
+    }
+
+    /// Starts the log again as epoch `epoch`: writes and syncs the header. Entries of the old
+    /// log past it are stale from now on (they do not follow the new ones).
+    pub fn reset(&mut self, epoch: u64) -> std::io::Result<()> {
+        self.grow_to(LOG_START + HEADER as u64)?;
+        let mut header = [0u8; LOG_START as usize];
+        header[..4].copy_from_slice(FILE_MAGIC);
+        header[4..12].copy_from_slice(&epoch.to_le_bytes());
+        let sum = checksum(&header[..12], &[]);
+        header[12..16].copy_from_slice(&sum.to_le_bytes());
+        self.file.write_all_at(&header, 0)?;
+        self.file.sync_data()?;
+        self.checkpointed();
+        Ok(())
     }
 
     /// Whether the next group should be made durable in redb rather than logged.
@@ -118,7 +190,7 @@ impl Wal {
 
     /// Redb has made every logged group durable: start again from the top.
     pub fn checkpointed(&mut self) {
-        self.pos = 0;
+        self.pos = LOG_START;
         self.checkpointed = Instant::now();
     }
 
@@ -148,10 +220,31 @@ fn checksum(header: &[u8], payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-/// The entries from the top of the file while each is whole and numbered one after the last.
-fn read_entries(file: &File, len: u64) -> std::io::Result<Vec<Entry>> {
+/// What the first bytes of a file of `len` bytes say.
+fn read_header(file: &File, len: u64) -> std::io::Result<LogHeader> {
+    if len < 16 {
+        return Ok(if len == 0 {
+            LogHeader::Empty
+        } else {
+            LogHeader::Damaged
+        });
+    }
+    let mut header = [0u8; 16];
+    file.read_exact_at(&mut header, 0)?;
+    let epoch = u64::from_le_bytes(header[4..12].try_into().unwrap_or_default());
+    let sum = u32::from_le_bytes(header[12..16].try_into().unwrap_or_default());
+    Ok(match &header[..4] {
+        m if m == FILE_MAGIC && checksum(&header[..12], &[]) == sum => LogHeader::Epoch(epoch),
+        m if m == MAGIC => LogHeader::Legacy,
+        _ if header.iter().all(|&b| b == 0) => LogHeader::Empty,
+        _ => LogHeader::Damaged,
+    })
+}
+
+/// The entries from `start` while each is whole and numbered one after the last.
+fn read_entries(file: &File, start: u64, len: u64) -> std::io::Result<Vec<Entry>> {
     let mut entries: Vec<Entry> = Vec::new();
-    let mut pos = 0u64;
+    let mut pos = start;
     let mut header = [0u8; HEADER];
     while pos + HEADER as u64 <= len {
         file.read_exact_at(&mut header, pos)?;
@@ -236,8 +329,11 @@ mod tests {
     use super::*;
 
     fn open(path: &Path) -> (Wal, Vec<u64>) {
-        let (wal, entries) = Wal::open(path).unwrap();
-        (wal, entries.iter().map(|e| e.group).collect())
+        let (mut wal, opened) = Wal::open(path).unwrap();
+        if opened.header == LogHeader::Missing {
+            wal.reset(7).unwrap();
+        }
+        (wal, opened.entries.iter().map(|e| e.group).collect())
     }
 
     #[test]
@@ -258,8 +354,10 @@ mod tests {
         assert!(wal.append(6, b"six").unwrap());
         assert!(wal.append(7, b"seven").unwrap());
         drop(wal);
-        let (wal, entries) = Wal::open(&path).unwrap();
-        let got: Vec<_> = entries
+        let (wal, opened) = Wal::open(&path).unwrap();
+        assert_eq!(opened.header, LogHeader::Epoch(7));
+        let got: Vec<_> = opened
+            .entries
             .iter()
             .map(|e| (e.group, e.payload.clone()))
             .collect();
@@ -268,7 +366,7 @@ mod tests {
 
         // A torn payload ends the log at the entry before it.
         let file = OpenOptions::new().write(true).open(&path).unwrap();
-        file.write_all_at(b"X", HEADER as u64 + 3 + HEADER as u64 + 2)
+        file.write_all_at(b"X", LOG_START + HEADER as u64 + 3 + HEADER as u64 + 2)
             .unwrap();
         assert_eq!(open(&path).1, [6]);
     }
@@ -289,6 +387,37 @@ mod tests {
         assert!(wal.append(1, &big).unwrap());
         assert!(!wal.append(2, &big).unwrap(), "past the cap: redb instead");
         assert_eq!(std::fs::metadata(&path).unwrap().len() % STEP, 0);
+    }
+
+    #[test]
+    fn headers_tell_missing_empty_damaged_and_foreign_logs_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pds.wal");
+        let header = |path: &Path| Wal::open(path).unwrap().1.header;
+        assert_eq!(header(&path), LogHeader::Missing);
+        assert_eq!(
+            header(&path),
+            LogHeader::Empty,
+            "created empty by the last open"
+        );
+        let (mut wal, _) = Wal::open(&path).unwrap();
+        wal.reset(0xfeed).unwrap();
+        assert!(wal.append(1, b"one").unwrap());
+        drop(wal);
+        let (_, opened) = Wal::open(&path).unwrap();
+        assert_eq!(opened.header, LogHeader::Epoch(0xfeed));
+        assert_eq!(opened.entries.len(), 1);
+
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&[0xff], 5).unwrap();
+        assert_eq!(header(&path), LogHeader::Damaged);
+        file.write_all_at(&[0; 16], 0).unwrap();
+        assert_eq!(header(&path), LogHeader::Empty);
+        file.set_len(0).unwrap();
+        assert_eq!(header(&path), LogHeader::Empty);
+        file.write_all_at(b"AWL1", 0).unwrap();
+        file.write_all_at(&[0; 16], 4).unwrap();
+        assert_eq!(header(&path), LogHeader::Legacy);
     }
 
     #[test]

@@ -177,16 +177,25 @@ impl Search {
                 MmapDirectory::open(dir).map_err(|e| SearchError::Directory(e.to_string()))?;
             Ok(Index::open_or_create(directory, schema.clone())?)
         };
+        let afresh = || -> Result<Index, SearchError> {
+            std::fs::remove_dir_all(dir).map_err(|e| SearchError::Directory(e.to_string()))?;
+            std::fs::create_dir_all(dir).map_err(|e| SearchError::Directory(e.to_string()))?;
+            open()
+        };
+        // It is derived: another version or an unreadable one is started again.
         let index = match open() {
             Ok(index) if payload(&index).and_then(|p| p["version"].as_u64()) == Some(VERSION) => {
                 return Search::with(index, fields).map(|s| (s, false));
             }
             Ok(index) if index.searchable_segment_ids()?.is_empty() => index,
-            _ => {
-                // Another version or unreadable: it is derived, so start again.
-                std::fs::remove_dir_all(dir).map_err(|e| SearchError::Directory(e.to_string()))?;
-                std::fs::create_dir_all(dir).map_err(|e| SearchError::Directory(e.to_string()))?;
-                open()?
+            Ok(_) => afresh()?,
+            Err(e) => {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    error = %e,
+                    "the search index cannot be opened: removed, rebuilding it from the registry index"
+                );
+                afresh()?
             }
         };
         Search::with(index, fields).map(|s| (s, true))

@@ -2,6 +2,7 @@
 
 pub mod body;
 pub mod ops;
+pub mod storage;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -118,6 +119,27 @@ impl App {
     /// it runs until `shutdown`.
     pub fn indexer(&self, shutdown: CancellationToken) -> impl Future<Output = ()> + use<> {
         self.registry.appview().clone().run_indexer(shutdown)
+    }
+
+    /// The background task that reopens a store after a storage error (a full disk) once it
+    /// can; it runs until `shutdown`.
+    pub fn storage_recovery(
+        self: &Arc<Self>,
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = ()> + use<> {
+        let app = self.clone();
+        async move {
+            let mut ticks = tokio::time::interval(storage::RECOVERY_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    () = shutdown.cancelled() => return,
+                }
+                if let Err(e) = storage::recovery_tick(&app).await {
+                    tracing::error!(error = %e, "storage still failing");
+                }
+            }
+        }
     }
 
     /// The background task that keeps the search index current with the registry index.
@@ -344,6 +366,13 @@ async fn dispatch(
         );
     }
     if crate::pds::xrpc::serves(&path) {
+        // Callers without credentials hear 401 from the handler, not about the disk.
+        if *req.method() == Method::POST
+            && req.headers().contains_key(http::header::AUTHORIZATION)
+            && let Some(refusal) = storage::refuse_xrpc_write(app, &path)
+        {
+            return ("xrpc", Ok(refusal.response()));
+        }
         let (label, response) = crate::pds::xrpc::handle(&app.pds, req, &path).await;
         return (label, Ok(response));
     }
@@ -364,6 +393,9 @@ async fn dispatch(
                 Ok(grant) => grant,
                 Err(e) => return (endpoint.kind(), Err(e)),
             };
+            if let Err(e) = storage::refuse_oci_write(app, req.method()) {
+                return (endpoint.kind(), Err(e));
+            }
             (
                 endpoint.kind(),
                 app.registry.handle(endpoint, req, &grant).await,

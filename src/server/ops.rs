@@ -108,9 +108,15 @@ pub fn healthz() -> Response<Body> {
     text(StatusCode::OK, "ok\n".into())
 }
 
-/// The node can take pushes: index readable, storage writable, disk above its floor.
+/// The node can take pushes: stores working (not failed and awaiting a reopen), index readable,
+/// storage writable, disk above its floor.
 pub async fn readyz(app: &App) -> Response<Body> {
-    let mut failures = Vec::new();
+    // A store that failed (a full disk) is reopened here too, as soon as it can be.
+    let mut failures = if super::storage::poisoned(app).is_empty() {
+        Vec::new()
+    } else {
+        super::storage::recover(app).await
+    };
     if let Err(e) = app.registry.index().stats() {
         failures.push(format!("index: {e}"));
     }

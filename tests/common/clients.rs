@@ -367,3 +367,52 @@ pub fn curl_anonymous(
         body: std::fs::read(&body_file).unwrap_or_default(),
     }
 }
+
+/// What [`push_with_curl`] pushed: digests (`sha256:…`) and the manifest's bytes.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub manifest: String,
+    pub manifest_bytes: Vec<u8>,
+    pub layer: String,
+}
+
+/// Pushes a one-layer image (`layer` as its layer) to `<base>/v2/<repo>` as `tag` with plain
+/// HTTP requests (no client tools needed).
+///
+/// # Panics
+/// If a request is refused.
+#[must_use]
+pub fn push_with_curl(base: &str, repo: &str, tag: &str, layer: &[u8]) -> Pushed {
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let mut digests = Vec::new();
+    for blob in [&config[..], layer] {
+        let digest = super::sha256(blob);
+        let r = curl(
+            "POST",
+            &format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}"),
+            &[("Content-Type", "application/octet-stream")],
+            Some(blob),
+        );
+        assert_eq!(r.status, 201, "blob upload: {}", r.text());
+        digests.push(digest);
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": super::images::OCI_MANIFEST,
+        "config": {"mediaType": super::images::OCI_CONFIG, "digest": digests[0], "size": config.len()},
+        "layers": [{"mediaType": super::images::OCI_LAYER_GZIP, "digest": digests[1], "size": layer.len()}],
+    });
+    let bytes = serde_json::to_vec(&manifest).expect("JSON");
+    let r = curl(
+        "PUT",
+        &format!("{base}/v2/{repo}/manifests/{tag}"),
+        &[("Content-Type", super::images::OCI_MANIFEST)],
+        Some(&bytes),
+    );
+    assert_eq!(r.status, 201, "manifest PUT: {}", r.text());
+    Pushed {
+        manifest: super::sha256(&bytes),
+        manifest_bytes: bytes,
+        layer: digests.swap_remove(1),
+    }
+}

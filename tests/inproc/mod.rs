@@ -77,6 +77,7 @@ impl TestServer {
         let app = Arc::new(app.with_disk_floor(dir.path().to_owned(), min_free_bytes));
         let shutdown = CancellationToken::new();
         let indexer = tokio::spawn(app.indexer(shutdown.clone()));
+        tokio::spawn(app.storage_recovery(shutdown.clone()));
         let task = tokio::spawn({
             let (app, shutdown) = (app.clone(), shutdown.clone());
             async move {

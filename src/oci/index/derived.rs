@@ -2,7 +2,7 @@
 //! where, and the event-log position the index has caught up to. Changes of one commit apply in
 //! one write transaction together with the new position, so a crash replays whole commits.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::social;

@@ -3,7 +3,7 @@
 //! to. Counts and orderings are kept as tables so the home page reads a few keys, whatever the
 //! number of repositories.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{Index, IndexError, MAX};
 

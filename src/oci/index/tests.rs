@@ -230,3 +230,52 @@ fn events_that_change_nothing_move_the_cursor_without_a_write() {
     ix.clear_derived(2).unwrap();
     assert_eq!(ix.cursor().unwrap(), 2);
 }
+
+#[test]
+fn a_damaged_index_is_moved_aside_and_started_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.redb");
+    {
+        let ix = Index::open(&path).unwrap();
+        let digest = d("m");
+        put(
+            &ix,
+            "alice/app",
+            &digest,
+            record(None),
+            Some("v1"),
+            &[],
+            None,
+        );
+    }
+    let len = std::fs::metadata(&path).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(len / 2).unwrap();
+    drop(file);
+    assert!(
+        Index::open(&path).is_err(),
+        "a cut index.redb does not open"
+    );
+
+    let (ix, aside) = Index::open_or_replace(&path).unwrap();
+    let aside = aside.expect("moved aside");
+    assert!(
+        aside
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("index.redb.damaged-"),
+        "{aside:?}"
+    );
+    assert_eq!(std::fs::metadata(&aside).unwrap().len(), len / 2);
+    assert_eq!(ix.stats().unwrap().manifests, 0, "an empty index");
+    drop(ix);
+    let (_, aside) = Index::open_or_replace(&path).unwrap();
+    assert!(aside.is_none(), "a sound index is opened as it is");
+
+    // In use by another holder: an error, nothing moved.
+    let held = Index::open(&path).unwrap();
+    assert!(Index::open_or_replace(&path).is_err());
+    drop(held);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+}

@@ -101,8 +101,14 @@ fn run(store: &PdsStore, events: &broadcast::Sender<(u64, Bytes)>, jobs: &mpsc::
             Err(e) => {
                 tracing::error!(error = %e, commits = replies.len(), "group commit failed");
                 let message = e.to_string();
+                let storage = e.is_storage_failure();
                 for reply in replies {
-                    let _ = reply.send(Err(failed(message.clone())));
+                    let why = if storage {
+                        StoreError::Unavailable(message.clone())
+                    } else {
+                        StoreError::Commit(message.clone())
+                    };
+                    let _ = reply.send(Err(CommitFailure::Store(why)));
                 }
             }
         }

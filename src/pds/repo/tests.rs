@@ -9,6 +9,7 @@ use crate::atproto::car::CarReader;
 use crate::atproto::commit::verify_repo;
 use crate::atproto::mst::invert_ops;
 use crate::pds::events::parse_frame;
+use crate::pds::store::Recovery;
 
 fn did(s: &str) -> Did {
     s.parse().unwrap()
@@ -209,14 +210,87 @@ async fn a_log_from_another_moment_is_refused() {
     crash_copy(old.path(), mixed.path());
     let mut wal = std::fs::read(dir.path().join("pds.wal")).unwrap();
     // Drop the first logged group so the log starts past where redb ends.
-    let first = 20 + u32::from_le_bytes(wal[12..16].try_into().unwrap()) as usize;
-    wal.drain(..first);
+    let start = crate::pds::wal::LOG_START as usize;
+    let first = 20 + u32::from_le_bytes(wal[start + 12..start + 16].try_into().unwrap()) as usize;
+    wal.drain(start..start + first);
     std::fs::write(mixed.path().join("pds.wal"), &wal).unwrap();
     let err = PdsStore::open(&mixed.path().join("pds.redb")).unwrap_err();
     assert!(
         err.to_string().contains("not from the same moment"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_lost_log_is_refused_unless_the_loss_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = did("did:plc:alice0000000000000000000");
+    let key = Arc::new(Keypair::generate(Algorithm::K256));
+    let repos = open(dir.path());
+    repos.create_repo(&alice, key.clone()).await.unwrap();
+    for i in 0..5 {
+        repos
+            .apply_writes(
+                &alice,
+                vec![create("app.test.post", &format!("p{i}"), "text")],
+                None,
+                Validation::IfKnown,
+            )
+            .await
+            .unwrap();
+    }
+    let crashed = tempfile::tempdir().unwrap();
+    crash_copy(dir.path(), crashed.path());
+    let redb = crashed.path().join("pds.redb");
+    let wal = crashed.path().join("pds.wal");
+    let logged = std::fs::read(&wal).unwrap();
+
+    // Deleted, emptied, written over, or another run's log: refused, naming both files.
+    let mut foreign = logged.clone();
+    foreign[4] ^= 0xff;
+    let sum = crc32fast::hash(&foreign[..12]);
+    foreign[12..16].copy_from_slice(&sum.to_le_bytes());
+    let cases: [(&str, Option<Vec<u8>>); 4] = [
+        ("is missing", None),
+        ("is empty", Some(Vec::new())),
+        ("no valid header", Some(vec![0x5a; logged.len()])),
+        ("is the log of epoch", Some(foreign)),
+    ];
+    for (what, content) in cases {
+        match content {
+            None => std::fs::remove_file(&wal).unwrap(),
+            Some(bytes) => std::fs::write(&wal, bytes).unwrap(),
+        }
+        let err = PdsStore::open(&redb).unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, StoreError::LogLost(_)), "{message}");
+        assert!(
+            message.contains(what)
+                && message.contains(&wal.display().to_string())
+                && message.contains(&redb.display().to_string())
+                && message.contains("atcr pds recover --accept-loss"),
+            "{what}: {message}"
+        );
+        // Refusing changed nothing: the right log still recovers everything.
+        std::fs::write(&wal, &logged).unwrap();
+        let store = PdsStore::open(&redb).unwrap();
+        assert_eq!(store.last_seq().unwrap(), 6);
+        drop(store);
+        crash_copy(dir.path(), crashed.path());
+    }
+
+    // Accepting the loss starts with what redb held, and the next start is normal.
+    std::fs::remove_file(&wal).unwrap();
+    let store = PdsStore::open_with(&redb, Recovery::AcceptLoss).unwrap();
+    assert!(store.last_seq().unwrap() < 6, "the logged commits are gone");
+    drop(store);
+    PdsStore::open(&redb).unwrap();
+
+    // After a clean stop redb needs no log.
+    repos.store().checkpoint().unwrap();
+    crash_copy(dir.path(), crashed.path());
+    std::fs::remove_file(&wal).unwrap();
+    assert_eq!(PdsStore::open(&redb).unwrap().last_seq().unwrap(), 6);
 }
 
 #[tokio::test]

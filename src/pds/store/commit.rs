@@ -8,10 +8,10 @@ use redb::{Durability, ReadableTable, WriteTransaction};
 
 use super::{
     BLOCKS, COMMITS, CommitRef, EVENTS, IndexChange, META, PdsStore, RECORDS, REPOS, RepoHead,
-    StoreError, WAL_GROUP,
+    StoreError, WAL_CLEAN, WAL_EPOCH, WAL_GROUP,
 };
 use crate::atproto::{Cid, Did};
-use crate::pds::wal::{self, Wal};
+use crate::pds::wal::{self, LogHeader, Wal};
 
 /// Everything one commit changes, written in one transaction.
 pub struct CommitBatch {
@@ -29,9 +29,47 @@ pub struct CommitBatch {
 }
 
 /// `pds.wal` and the number of the next commit group.
+///
+/// Whether a start may trust what redb holds depends on what is durable in redb: `wal_clean`
+/// (1: no group rides on the log) and `wal_epoch` (the epoch of the log holding the groups that
+/// do). Redb is marked clean when the store opens (after replaying the log) and at a clean stop
+/// ([`PdsStore::checkpoint`]); the first group after either is committed durably, marking redb
+/// not clean with this run's epoch — only then do groups ride on the log. So a redb that is not
+/// clean names the log that may hold acknowledged commits it lacks, and a start without that log
+/// refuses instead of losing them silently.
 pub(super) struct Log {
     pub(super) wal: Wal,
     pub(super) next: u64,
+    /// The epoch of this run's log (its header says it).
+    epoch: u64,
+    /// Whether redb durably names this run's epoch and is marked not clean: groups may be
+    /// logged.
+    armed: bool,
+}
+
+impl Log {
+    pub(super) fn new(wal: Wal, next: u64, epoch: u64) -> Log {
+        Log {
+            wal,
+            next,
+            epoch,
+            armed: false,
+        }
+    }
+}
+
+/// A log epoch: random, so no other log (an older one, another node's) has it.
+pub(super) fn new_epoch() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0 | 1
+}
+
+/// What to do at open when `pds.wal` is not the log `pds.redb` needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Refuse to open ([`StoreError::LogLost`]).
+    Refuse,
+    /// Open with what redb holds, losing the groups only the log had (logged at WARN).
+    AcceptLoss,
 }
 
 impl PdsStore {
@@ -55,8 +93,13 @@ impl PdsStore {
                 out.push(apply_commit(&mut tables, batch, &mut redo)?);
             }
             tables.meta.insert(WAL_GROUP, group)?;
+            if !log.armed {
+                tables.meta.insert(WAL_EPOCH, log.epoch)?;
+                tables.meta.insert(WAL_CLEAN, 0)?;
+            }
         }
-        let logged = !log.wal.checkpoint_due()
+        let logged = log.armed
+            && !log.wal.checkpoint_due()
             && log.wal.append(group, &redo.0).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "pds.wal write failed; commits sync redb from now on");
                 false
@@ -74,6 +117,7 @@ impl PdsStore {
         log.next += 1;
         if !logged {
             log.wal.checkpointed();
+            log.armed = true;
         }
         Ok(out)
     }
@@ -87,8 +131,10 @@ impl PdsStore {
             .log
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tx.open_table(META)?.insert(WAL_CLEAN, 1)?;
         tx.commit()?;
         log.wal.checkpointed();
+        log.armed = false;
         Ok(())
     }
 }
@@ -209,16 +255,48 @@ fn apply_commit(
     Ok(Ok((seq, frame)))
 }
 
-/// Writes the logged groups redb did not keep (those after its `meta.wal_group`) into `tx`, in
-/// order; the number of the last group written. `path`/`wal_path` name the files in errors.
-pub(super) fn replay_log(
+/// At open: checks that the log is the one redb needs, writes the logged groups redb did not
+/// keep into `tx` and marks redb clean (the caller commits `tx` durably). The number of the last
+/// group. `path`/`wal_path` name the files in errors.
+pub(super) fn recover(
     tx: &WriteTransaction,
-    entries: &[wal::Entry],
+    log: &wal::Opened,
+    recovery: Recovery,
     path: &Path,
     wal_path: &Path,
 ) -> Result<u64, StoreError> {
     let mut tables = Tables::open(tx)?;
     let kept = tables.meta.get(WAL_GROUP)?.map_or(0, |v| v.value());
+    let epoch = tables.meta.get(WAL_EPOCH)?.map(|v| v.value());
+    let clean = tables.meta.get(WAL_CLEAN)?.map(|v| v.value()) == Some(1);
+    let entries: &[wal::Entry] = match epoch {
+        // A store from before epochs: its log is trusted as it reads.
+        None => &log.entries,
+        Some(e) if log.header == LogHeader::Epoch(e) => &log.entries,
+        Some(_) if clean => &[],
+        Some(e) => {
+            let message = format!(
+                "{} {}, but {} says the node did not stop cleanly: commits acknowledged after \
+                 its last checkpoint (commit group {kept}) may exist only in the log of epoch \
+                 {e:016x}, so starting would lose them silently. Put back the pds.wal that \
+                 belongs with this pds.redb (from the same backup or snapshot), or start without \
+                 them with `atcr pds recover --accept-loss` (docs/operations.md)",
+                wal_path.display(),
+                log.header,
+                path.display(),
+            );
+            if recovery == Recovery::Refuse {
+                return Err(StoreError::LogLost(message));
+            }
+            tracing::warn!(
+                redb = %path.display(),
+                wal = %wal_path.display(),
+                kept_group = kept,
+                "starting without the commits the lost pds.wal held (--accept-loss): {message}"
+            );
+            &[]
+        }
+    };
     let mut last = kept;
     for entry in entries.iter().filter(|e| e.group > kept) {
         if entry.group != last + 1 {
@@ -239,6 +317,7 @@ pub(super) fn replay_log(
         tables.meta.insert(WAL_GROUP, last)?;
         tracing::info!(groups = last - kept, "replayed commits from pds.wal");
     }
+    tables.meta.insert(WAL_CLEAN, 1)?;
     Ok(last)
 }
 

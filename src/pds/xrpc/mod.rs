@@ -79,8 +79,22 @@ fn internal(e: &dyn std::fmt::Display) -> XrpcError {
 
 impl From<StoreError> for XrpcError {
     fn from(e: StoreError) -> Self {
+        if e.is_storage_failure() {
+            return storage_failed(&e);
+        }
         internal(&e)
     }
+}
+
+/// 507 `StorageFull`: the disk is full (or failing) and the store refuses writes until it
+/// recovers; the detail is logged only.
+pub fn storage_failed(e: &dyn std::fmt::Display) -> XrpcError {
+    tracing::error!(error = %e, "pds storage failed");
+    XrpcError::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        "StorageFull",
+        "the server's storage is full or failing; try again later",
+    )
 }
 
 impl From<AccountError> for XrpcError {
@@ -112,6 +126,7 @@ impl From<RepoError> for XrpcError {
                 "RecordNotFound",
                 "could not locate record",
             ),
+            RepoError::Store(e) => e.into(),
             e => internal(&e),
         }
     }
