@@ -301,8 +301,9 @@ async fn handle(
             .exact()
             .unwrap_or(0);
         app.metrics.record(label, status, sent);
-        if status >= 500 {
-            tracing::error!(%method, path = %uri.path(), %peer, status, micros, "request failed");
+        // 501 is an XRPC method this node does not implement: the client's doing, not a failure.
+        if status >= 500 && status != 501 {
+            tracing::error!(%method, path = ?uri.path(), %peer, status, micros, "request failed");
         } else {
             tracing::debug!(status, micros, "answered");
         }
@@ -405,9 +406,10 @@ fn percent_decode(path: &str) -> Result<String, OciError> {
 
 fn error_response(e: OciError) -> Response<Body> {
     if e.status.is_server_error() {
-        tracing::error!(code = e.code.as_str(), message = %e.message, "request failed");
+        tracing::error!(code = e.code.as_str(), message = ?e.message, "request failed");
     } else {
-        tracing::debug!(code = e.code.as_str(), message = %e.message, "request refused");
+        // Escaped: messages may quote the (decoded) request.
+        tracing::debug!(code = e.code.as_str(), message = ?e.message, "request refused");
     }
     let mut response = Response::new(body::json(&e.body()));
     *response.status_mut() = e.status;

@@ -129,7 +129,7 @@ pub(crate) fn finish(
         Ok(Some(r)) => r,
         Ok(None) => not_found(cx, path),
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), %path, "page failed");
+            tracing::error!(error = %format!("{e:#}"), ?path, "page failed");
             page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",

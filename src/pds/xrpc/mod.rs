@@ -57,13 +57,15 @@ impl XrpcError {
         )
     }
 
-    /// The JSON answer.
+    /// The JSON answer. Messages may quote the client (a method name, a parameter), so they are
+    /// logged escaped (`?`): a `\n` in a request cannot start a forged log line. An unknown
+    /// method (501) is the client's doing and is no error of the node's.
     #[must_use]
     pub fn response(&self) -> Response<Body> {
-        if self.status.is_server_error() {
-            tracing::error!(error = self.error, message = %self.message, "xrpc request failed");
+        if self.status.is_server_error() && self.status != StatusCode::NOT_IMPLEMENTED {
+            tracing::error!(error = self.error, message = ?self.message, "xrpc request failed");
         } else {
-            tracing::debug!(error = self.error, message = %self.message, "xrpc request refused");
+            tracing::debug!(error = self.error, message = ?self.message, "xrpc request refused");
         }
         json_response(
             self.status,
