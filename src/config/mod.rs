@@ -174,15 +174,36 @@ impl Default for UploadsConfig {
 pub struct ServerConfig {
     /// On SIGTERM/SIGINT, open requests may finish for this many seconds. Default 30.
     pub shutdown_drain_secs: u64,
-    /// A client must send its request headers within this many seconds. Default 30.
+    /// A client must send its request headers (and finish a TLS handshake) within this many
+    /// seconds. Default 30.
     pub header_read_timeout_secs: u64,
+    /// A connection with no request in flight for this many seconds is closed: HTTP/1
+    /// keep-alive, HTTP/2, and one that never sent a byte. Default 60.
+    pub idle_timeout_secs: u64,
+    /// A request whose body sends no data for this many seconds fails (a stalled upload).
+    /// Default 60.
+    pub body_read_timeout_secs: u64,
+    /// Client connections open at once; further clients wait in the listen backlog until one
+    /// closes. Lowered at start to fit the open-file limit (`ulimit -n`), which the node then
+    /// never reaches. WebSocket subscribers are limited apart (`pds.firehose_*`). Default 1024.
+    pub max_connections: usize,
 }
+
+/// Default of `server.idle_timeout_secs`.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+/// Default of `server.body_read_timeout_secs`.
+pub const DEFAULT_BODY_READ_TIMEOUT_SECS: u64 = 60;
+/// Default of `server.max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             shutdown_drain_secs: 30,
             header_read_timeout_secs: 30,
+            idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
+            body_read_timeout_secs: DEFAULT_BODY_READ_TIMEOUT_SECS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -242,10 +263,23 @@ impl Config {
                 "uploads.sweep_interval_secs must be greater than 0".into(),
             ));
         }
-        if self.server.header_read_timeout_secs == 0 {
-            return Err(ConfigError::Invalid(
-                "server.header_read_timeout_secs must be greater than 0".into(),
-            ));
+        for (key, value) in [
+            (
+                "server.header_read_timeout_secs",
+                self.server.header_read_timeout_secs,
+            ),
+            ("server.idle_timeout_secs", self.server.idle_timeout_secs),
+            (
+                "server.body_read_timeout_secs",
+                self.server.body_read_timeout_secs,
+            ),
+            ("server.max_connections", self.server.max_connections as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be greater than 0"
+                )));
+            }
         }
         if !self.pds.enabled {
             return Err(ConfigError::Invalid(

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use http::header::{CONTENT_LENGTH, RANGE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use crate::server::body::RequestBody;
 use serde_json::json;
 
 use super::error::{ErrorCode, OciError};
@@ -105,7 +105,7 @@ impl Registry {
         name: &Repo,
         digest: Option<Digest>,
         mount: Option<(Digest, String)>,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<Response<Body>, OciError> {
         if let Some((digest, from)) = mount {
             if let Some(size) = self.index.repo_blob(&from, &digest)? {
@@ -138,7 +138,7 @@ impl Registry {
         &self,
         name: &Repo,
         digest: &Digest,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<Response<Body>, OciError> {
         let id = UploadId::random();
         let state = self.upload_state(id);
@@ -160,7 +160,7 @@ impl Registry {
         parts: u32,
         digest: &Digest,
         mut hasher: Digester,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<(), OciError> {
         let size_before = if parts == 0 {
             0
@@ -245,7 +245,7 @@ impl Registry {
         &self,
         name: &Repo,
         id: UploadId,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<Response<Body>, OciError> {
         self.session(name, id)?;
         let state = self.upload_state(id);
@@ -317,7 +317,7 @@ impl Registry {
         name: &Repo,
         id: UploadId,
         digest: &Digest,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<Response<Body>, OciError> {
         self.session(name, id)?;
         let state = self.upload_state(id);

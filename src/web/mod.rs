@@ -61,7 +61,7 @@ pub(crate) struct Cx<'a> {
 /// Answers a request for a UI path (`serves`); `scheme` is the listener's.
 pub async fn handle(
     app: &App,
-    req: http::Request<hyper::body::Incoming>,
+    req: http::Request<crate::server::body::RequestBody>,
     path: &str,
     scheme: &str,
 ) -> Response<Body> {

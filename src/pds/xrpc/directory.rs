@@ -3,7 +3,7 @@
 
 use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
+use crate::server::body::RequestBody;
 use serde_json::json;
 
 use super::{Call, XrpcError, json_response, ok_json};
@@ -14,7 +14,7 @@ use crate::server::body::{self, Body};
 
 type Answer = Result<Response<Body>, XrpcError>;
 
-pub(super) fn well_known(pds: &Pds, req: &Request<Incoming>, path: &str) -> Answer {
+pub(super) fn well_known(pds: &Pds, req: &Request<RequestBody>, path: &str) -> Answer {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(XrpcError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -64,7 +64,7 @@ fn plc_error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     json_response(status, &json!({"message": message.into()}))
 }
 
-pub(super) async fn plc(pds: &Pds, req: Request<Incoming>, path: &str) -> Answer {
+pub(super) async fn plc(pds: &Pds, req: Request<RequestBody>, path: &str) -> Answer {
     let rest = path.trim_start_matches('/');
     let (did, sub) = rest.split_once('/').map_or((rest, ""), |(d, s)| (d, s));
     let Ok(did) = did.parse::<Did>() else {

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use crate::server::body::RequestBody;
 
 use super::Pds;
 use super::accounts::AccountError;
@@ -153,7 +153,7 @@ pub fn serves(path: &str) -> bool {
 /// Answers a request for a path [`serves`] accepted. Returns the endpoint label for metrics.
 pub async fn handle(
     pds: &Pds,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     path: &str,
 ) -> (&'static str, Response<Body>) {
     let result = if let Some(nsid) = path.strip_prefix("/xrpc/") {
@@ -171,11 +171,11 @@ pub async fn handle(
 pub(crate) struct Call {
     pub method: Method,
     pub params: HashMap<String, Vec<String>>,
-    pub req: Request<Incoming>,
+    pub req: Request<RequestBody>,
 }
 
 impl Call {
-    pub(crate) fn new(req: Request<Incoming>) -> Call {
+    pub(crate) fn new(req: Request<RequestBody>) -> Call {
         let mut params: HashMap<String, Vec<String>> = HashMap::new();
         for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
             params
