@@ -437,3 +437,64 @@ async fn firehose_backfills_and_streams() {
         Some("FutureCursor")
     );
 }
+
+/// Subscribers that stop reading are disconnected once a frame cannot leave within the send
+/// timeout; one address cannot hold more than its share of subscribers.
+#[tokio::test]
+async fn firehose_drops_stuck_readers_and_bounds_subscribers() {
+    use std::time::Duration;
+    let node = Node::start_with(|s| {
+        s.firehose.max_per_address = 2;
+        s.firehose.send_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let session = node.login("alice", "alice-pw").await;
+    let t = session["accessJwt"].as_str().unwrap();
+    let did = session["did"].as_str().unwrap().to_owned();
+    let addr = node.base.trim_start_matches("http://").to_owned();
+    let url = format!("ws://{addr}/xrpc/com.atproto.sync.subscribeRepos");
+    let subscribe = || async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+        tokio_tungstenite::client_async(url.clone(), stream).await
+    };
+    // Two subscribers that never read.
+    let (stuck1, _) = subscribe().await.unwrap();
+    let (stuck2, _) = subscribe().await.unwrap();
+    // The third from the same address is refused.
+    match subscribe().await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        }
+        other => panic!("a third subscriber was not refused: {other:?}"),
+    }
+    assert_eq!(node.pds().subscribers.count(), 2);
+
+    // Big commits fill what the kernel queues for them; then their sends time out.
+    let text = "x".repeat(200_000);
+    for _ in 0..200 {
+        if node.pds().subscribers.count() == 0 {
+            break;
+        }
+        let (s, v) = node
+            .post(
+                "com.atproto.repo.createRecord",
+                Some(t),
+                json!({"repo": did, "collection": "app.test.big", "record": {"text": text}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let dropped = tokio::time::timeout(Duration::from_secs(20), async {
+        while node.pds().subscribers.count() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(dropped.is_ok(), "stuck subscribers were kept");
+    // Their places are free again.
+    let (mut fresh, _) = subscribe().await.unwrap();
+    fresh.close(None).await.unwrap();
+    drop((stuck1, stuck2));
+}

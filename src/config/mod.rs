@@ -103,6 +103,18 @@ pub struct PdsConfig {
     /// operation of this node's users is sent there too, and account creation or an identity
     /// update fails when it refuses. Unset: the built-in directory only (air-gapped).
     pub plc_upstream: Option<String>,
+    /// Let anyone register a new did:plc in the built-in directory (`POST /did:plc:…` with a
+    /// genesis operation), as a public directory does. Default false: only the node creates
+    /// DIDs there (its accounts); updates of existing DIDs need their rotation key either way.
+    pub plc_open_creation: bool,
+    /// Firehose (`subscribeRepos`) subscribers at once, all clients together; more are refused
+    /// with 429. Default 256.
+    pub firehose_max_subscribers: usize,
+    /// Firehose subscribers at once from one client address. Default 8.
+    pub firehose_max_per_address: usize,
+    /// A subscriber that takes longer than this many seconds to accept one frame (it stopped
+    /// reading) is disconnected, freeing what is queued for it. Default 30.
+    pub firehose_send_timeout_secs: u64,
 }
 
 impl Default for PdsConfig {
@@ -114,6 +126,10 @@ impl Default for PdsConfig {
             handle_domain: "atcr.test".to_owned(),
             max_blob_bytes: 50 << 20,
             plc_upstream: None,
+            plc_open_creation: false,
+            firehose_max_subscribers: crate::pds::subscribers::DEFAULT_MAX_SUBSCRIBERS,
+            firehose_max_per_address: crate::pds::subscribers::DEFAULT_MAX_PER_ADDRESS,
+            firehose_send_timeout_secs: crate::pds::subscribers::DEFAULT_SEND_TIMEOUT_SECS,
         }
     }
 }
@@ -274,6 +290,18 @@ impl Config {
                 self.server.body_read_timeout_secs,
             ),
             ("server.max_connections", self.server.max_connections as u64),
+            (
+                "pds.firehose_max_subscribers",
+                self.pds.firehose_max_subscribers as u64,
+            ),
+            (
+                "pds.firehose_max_per_address",
+                self.pds.firehose_max_per_address as u64,
+            ),
+            (
+                "pds.firehose_send_timeout_secs",
+                self.pds.firehose_send_timeout_secs,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!(
@@ -385,6 +413,12 @@ impl Config {
             handle_domain: self.pds.handle_domain.clone(),
             max_blob_bytes: self.pds.max_blob_bytes,
             plc_upstream: self.pds.plc_upstream.clone(),
+            firehose: crate::pds::subscribers::FirehoseLimits {
+                max_subscribers: self.pds.firehose_max_subscribers,
+                max_per_address: self.pds.firehose_max_per_address,
+                send_timeout: std::time::Duration::from_secs(self.pds.firehose_send_timeout_secs),
+            },
+            plc_open_creation: self.pds.plc_open_creation,
         }
     }
 

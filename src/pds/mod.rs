@@ -9,6 +9,7 @@ pub mod lexicons;
 pub mod plc;
 pub mod repo;
 pub mod store;
+pub mod subscribers;
 pub mod wal;
 pub mod xrpc;
 
@@ -36,6 +37,11 @@ pub struct PdsSettings {
     pub max_blob_bytes: u64,
     /// An upstream PLC directory that receives every operation too (`https://plc.directory`).
     pub plc_upstream: Option<String>,
+    /// Bounds on `subscribeRepos` subscribers.
+    pub firehose: subscribers::FirehoseLimits,
+    /// Whether anyone may register a new did:plc in the built-in directory (`POST /did:plc:…`
+    /// with a genesis operation). Off: only the node creates DIDs there.
+    pub plc_open_creation: bool,
 }
 
 impl PdsSettings {
@@ -48,6 +54,8 @@ impl PdsSettings {
             handle_domain: "atcr.test".into(),
             max_blob_bytes: 50 << 20,
             plc_upstream: None,
+            firehose: subscribers::FirehoseLimits::default(),
+            plc_open_creation: false,
         }
     }
 }
@@ -81,6 +89,8 @@ pub struct Pds {
     /// Cancelled when the node stops: firehose subscribers (upgraded connections, which the
     /// server's graceful shutdown does not track) close on it.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The firehose subscribers connected now.
+    pub subscribers: subscribers::Subscribers,
 }
 
 impl std::fmt::Debug for Pds {
@@ -120,6 +130,7 @@ impl Pds {
             blobs,
             verified_tokens: auth::VerifiedTokens::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            subscribers: subscribers::Subscribers::default(),
         })
     }
 

@@ -180,6 +180,10 @@ impl Default for ServerLimits {
     }
 }
 
+/// The client's address, in every request's extensions (for per-client limits).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
 /// A bound socket, served as plain HTTP or, with an acceptor, as HTTPS.
 pub struct Listener {
     pub tcp: TcpListener,
@@ -367,7 +371,8 @@ async fn handle(
     // Kept for the log line of a failure; cheap clones of shared buffers.
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let span = tracing::debug_span!("request", %method, path = %uri.path(), %peer);
-    let req = req.map(|b| RequestBody::new(b, limits.body_read_timeout));
+    let mut req = req.map(|b| RequestBody::new(b, limits.body_read_timeout));
+    req.extensions_mut().insert(PeerAddr(peer));
     async move {
         let (label, result) = dispatch(&app, scheme, req).await;
         let mut response = result.unwrap_or_else(error_response);
