@@ -7,6 +7,7 @@ pub mod events;
 pub mod identity;
 pub mod lexicons;
 pub mod plc;
+pub mod rate;
 pub mod repo;
 pub mod store;
 pub mod subscribers;
@@ -91,7 +92,15 @@ pub struct Pds {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// The firehose subscribers connected now.
     pub subscribers: subscribers::Subscribers,
+    /// New DIDs registered in the built-in directory, per client address
+    /// (with `plc_open_creation`).
+    pub plc_creations: rate::PerAddress,
 }
+
+/// Genesis operations (new DIDs) one client address may submit to the built-in directory per
+/// hour: those within the size limits, signed validly or not (with `pds.plc_open_creation`;
+/// the node's own are not counted).
+pub const PLC_CREATIONS_PER_HOUR: u32 = 10;
 
 impl std::fmt::Debug for Pds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -131,6 +140,10 @@ impl Pds {
             verified_tokens: auth::VerifiedTokens::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
             subscribers: subscribers::Subscribers::default(),
+            plc_creations: rate::PerAddress::new(
+                PLC_CREATIONS_PER_HOUR,
+                std::time::Duration::from_secs(3600),
+            ),
         })
     }
 
