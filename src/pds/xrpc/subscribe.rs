@@ -16,6 +16,8 @@ use futures_util::{SinkExt, StreamExt};
 use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
 use http::{HeaderValue, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, frame::coding::CloseCode};
@@ -67,22 +69,44 @@ pub(super) fn upgrade(pds: &Pds, call: Call) -> Result<Response<Body>, XrpcError
     let live = pds.repos.subscribe();
     let shutdown = pds.shutdown.clone();
     tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let ws =
-                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
-                        .await;
-                let mut sub = Subscriber {
-                    ws,
-                    send_timeout: limits.send_timeout,
-                };
-                if let Err(e) = sub.serve(store, live, cursor, shutdown).await {
-                    tracing::debug!(%address, error = %e, "firehose subscriber ended");
+        let result = match on_upgrade.await {
+            Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
+                // Plain HTTP: the socket itself, with a small send buffer.
+                Ok(parts) => {
+                    let tcp = parts.io.into_inner();
+                    if let Err(e) =
+                        rustix::net::sockopt::set_socket_send_buffer_size(&tcp, SEND_BUFFER)
+                    {
+                        tracing::debug!(error = %e, "could not shrink a subscriber's send buffer");
+                    }
+                    let ws = WebSocketStream::from_partially_read(
+                        tcp,
+                        parts.read_buf.to_vec(),
+                        Role::Server,
+                        None,
+                    )
+                    .await;
+                    let mut sub = Subscriber::new(ws, limits.send_timeout);
+                    sub.serve(store, live, cursor, shutdown).await
                 }
-                drop(slot);
-            }
-            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+                // HTTPS: the TLS stream, behind hyper's upgrade.
+                Err(upgraded) => {
+                    let ws = WebSocketStream::from_raw_socket(
+                        TokioIo::new(upgraded),
+                        Role::Server,
+                        None,
+                    )
+                    .await;
+                    let mut sub = Subscriber::new(ws, limits.send_timeout);
+                    sub.serve(store, live, cursor, shutdown).await
+                }
+            },
+            Err(e) => Err(WsError::Io(std::io::Error::other(e))),
+        };
+        if let Err(e) = result {
+            tracing::debug!(%address, error = %e, "firehose subscriber ended");
         }
+        drop(slot);
     });
     let mut r = Response::new(body::empty());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -95,7 +119,10 @@ pub(super) fn upgrade(pds: &Pds, call: Call) -> Result<Response<Body>, XrpcError
     Ok(r)
 }
 
-type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+/// The kernel's send buffer of a plain-HTTP subscriber: what a subscriber that stops reading
+/// can pin before its sends block and the send timeout drops it (the default grows to 4 MiB).
+const SEND_BUFFER: usize = 128 << 10;
+
 type WsError = tokio_tungstenite::tungstenite::Error;
 
 async fn page(store: &PdsStore, after: u64) -> Result<Vec<(u64, Bytes)>, WsError> {
@@ -107,12 +134,16 @@ async fn page(store: &PdsStore, after: u64) -> Result<Vec<(u64, Bytes)>, WsError
 }
 
 /// One subscriber's socket, and how long a frame may take to leave.
-struct Subscriber {
-    ws: Ws,
+struct Subscriber<S> {
+    ws: WebSocketStream<S>,
     send_timeout: Duration,
 }
 
-impl Subscriber {
+impl<S: AsyncRead + AsyncWrite + Unpin> Subscriber<S> {
+    fn new(ws: WebSocketStream<S>, send_timeout: Duration) -> Self {
+        Subscriber { ws, send_timeout }
+    }
+
     /// Sends `message`; a subscriber that does not take it within the send timeout (it stopped
     /// reading, the socket buffers are full) fails, and dropping it frees them.
     async fn send(&mut self, message: Message) -> Result<(), WsError> {
