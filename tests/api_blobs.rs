@@ -520,5 +520,9 @@ async fn ranges_at_the_u64_limit_are_refused_not_wrapped() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "an unparseable range is ignored");
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "an unparseable range is ignored"
+    );
 }

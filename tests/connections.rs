@@ -62,7 +62,9 @@ async fn a_connection_that_sends_nothing_is_closed() {
 async fn an_h2c_preface_alone_is_closed() {
     let s = TestServer::start_with_limits(limits()).await;
     let mut h2 = connect(&s).await;
-    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
     read_to_close(&mut h2).await;
     // The preface and the client's SETTINGS, then silence: an HTTP/2 connection with no stream.
     let mut h2 = connect(&s).await;
@@ -147,12 +149,19 @@ async fn more_idle_connections_than_allowed_do_not_stop_the_server() {
 #[tokio::test]
 async fn a_refused_large_body_still_gets_its_answer() {
     let s = TestServer::start_with_limits(limits()).await;
-    for path in ["/nothing/here", "/v2/t/r/blobs/uploads/", "/xrpc/no.such.method"] {
+    for path in [
+        "/nothing/here",
+        "/v2/t/r/blobs/uploads/",
+        "/xrpc/no.such.method",
+    ] {
         let mut c = connect(&s).await;
         let body = vec![b'x'; 2 << 20];
         c.write_all(
-            format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len())
-                .as_bytes(),
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
         )
         .await
         .unwrap();

@@ -17,7 +17,7 @@ async fn accept_survives_running_out_of_descriptors() {
     let addr = s.base.trim_start_matches("http://").to_owned();
     let saved = getrlimit(Resource::Nofile);
     let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
-    let mut lowered = saved.clone();
+    let mut lowered = saved;
     lowered.current = Some(open + 16);
     setrlimit(Resource::Nofile, lowered).unwrap();
     let mut fillers = Vec::new();

@@ -53,7 +53,8 @@ const FORGED: &str = "2026-12-05T00:00:00.000000Z  WARN atcr::admin: forged";
 async fn a_method_name_cannot_forge_a_log_line() {
     log();
     let node = Node::start().await;
-    let path = "/xrpc/x%0a2026-12-05T00:00:00.000000Z%20%20WARN%20atcr::admin:%20forged%00%1b[31m%0d";
+    let path =
+        "/xrpc/x%0a2026-12-05T00:00:00.000000Z%20%20WARN%20atcr::admin:%20forged%00%1b[31m%0d";
     let r = node
         .client
         .get(format!("{}{path}", node.base))
@@ -126,7 +127,10 @@ async fn a_client_leaving_get_repo_is_not_an_error() {
     })
     .await;
     let text = self::text();
-    assert!(went_away.is_ok(), "the export never saw the client leave: {text}");
+    assert!(
+        went_away.is_ok(),
+        "the export never saw the client leave: {text}"
+    );
     assert!(
         !text.contains("repository export failed"),
         "a client leaving is logged as an error: {text}"

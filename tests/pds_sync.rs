@@ -499,6 +499,17 @@ async fn firehose_drops_stuck_readers_and_bounds_subscribers() {
     drop((stuck1, stuck2));
 }
 
+/// Posts a PLC operation to the node's built-in directory; returns the status.
+async fn post_op(node: &Node, did: &atcr::atproto::Did, op: &Value) -> StatusCode {
+    node.client
+        .post(format!("{}/{did}", node.base))
+        .body(op.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 /// The built-in directory registers only the node's own DIDs unless creation is opened, holds
 /// every operation to the reference directory's limits, and rate-limits open creation.
 #[tokio::test]
@@ -520,20 +531,11 @@ async fn plc_directory_creation_is_closed_by_default_and_bounded() {
         (plc::did_for_genesis(&op).unwrap(), op)
     };
     let one = || vec!["at://someone.example.com".to_owned()];
-    async fn post(node: &Node, did: &atcr::atproto::Did, op: &Value) -> StatusCode {
-        node.client
-            .post(format!("{}/{did}", node.base))
-            .body(op.to_string())
-            .send()
-            .await
-            .unwrap()
-            .status()
-    }
 
     // Closed (the default): an anonymous genesis for a DID the node did not create is refused.
     let node = Node::start().await;
     let (did, op) = genesis(one());
-    assert_eq!(post(&node, &did, &op).await, StatusCode::FORBIDDEN);
+    assert_eq!(post_op(&node, &did, &op).await, StatusCode::FORBIDDEN);
     let r = node
         .client
         .get(format!("{}/{did}", node.base))
@@ -550,26 +552,29 @@ async fn plc_directory_creation_is_closed_by_default_and_bounded() {
     )
     .unwrap();
     let own_did = plc::did_for_genesis(&own).unwrap();
-    assert_eq!(post(&node, &own_did, &own).await, StatusCode::OK);
+    assert_eq!(post_op(&node, &own_did, &own).await, StatusCode::OK);
     drop(node);
 
     // Open: accepted, within the limits, and at most PLC_CREATIONS_PER_HOUR per address.
     let node = Node::start_with(|s| s.plc_open_creation = true).await;
     let huge = vec![format!("at://{}", "a".repeat(663 << 10))];
     let (did, op) = genesis(huge);
-    assert_eq!(post(&node, &did, &op).await, StatusCode::BAD_REQUEST);
+    assert_eq!(post_op(&node, &did, &op).await, StatusCode::BAD_REQUEST);
     let many: Vec<String> = (0..11).map(|i| format!("at://h{i}.example.com")).collect();
     let (did, op) = genesis(many);
-    assert_eq!(post(&node, &did, &op).await, StatusCode::BAD_REQUEST);
+    assert_eq!(post_op(&node, &did, &op).await, StatusCode::BAD_REQUEST);
     let mut accepted = 0;
     for _ in 0..atcr::pds::PLC_CREATIONS_PER_HOUR {
         let (did, op) = genesis(one());
-        if post(&node, &did, &op).await == StatusCode::OK {
+        if post_op(&node, &did, &op).await == StatusCode::OK {
             accepted += 1;
         }
     }
     // (The oversized operations above were refused before counting.)
     assert_eq!(accepted, atcr::pds::PLC_CREATIONS_PER_HOUR);
     let (did, op) = genesis(one());
-    assert_eq!(post(&node, &did, &op).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        post_op(&node, &did, &op).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }

@@ -1,7 +1,7 @@
 //! The hold's XRPC methods (`/xrpc/io.atcr.hold.*`): so far `io.atcr.hold.requestCrew`.
 
-use http::{Method, Request, Response, StatusCode};
 use crate::server::body::RequestBody;
+use http::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use super::{CREW, Hold, HoldError, Permission};

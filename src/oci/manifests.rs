@@ -1,10 +1,10 @@
 //! Manifest pushes, pulls and deletes.
 
+use crate::server::body::RequestBody;
 use bytes::{Bytes, BytesMut};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use crate::server::body::RequestBody;
 use serde_json::json;
 
 use super::error::{ErrorCode, OciError};

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::server::body::RequestBody;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use http::{HeaderName, Request, Response, StatusCode};
-use crate::server::body::RequestBody;
 
 use super::endpoint::OciEndpoint;
 use super::error::OciError;

@@ -2,10 +2,10 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::server::body::RequestBody;
 use http::header::{CONTENT_LENGTH, RANGE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use crate::server::body::RequestBody;
 use serde_json::json;
 
 use super::error::{ErrorCode, OciError};

@@ -142,7 +142,7 @@ impl Pds {
             subscribers: subscribers::Subscribers::default(),
             plc_creations: rate::PerAddress::new(
                 PLC_CREATIONS_PER_HOUR,
-                std::time::Duration::from_secs(3600),
+                std::time::Duration::from_hours(1),
             ),
         })
     }

@@ -159,7 +159,11 @@ pub mod limits {
 /// Checks an incoming operation against [`limits`] (sizes, counts, duplicates) before anything
 /// else is done with it. Stored logs are not checked again.
 pub fn check_limits(op: &Json) -> Result<(), PlcError> {
-    use limits::*;
+    use limits::{
+        MAX_AKA_ENTRIES, MAX_AKA_LENGTH, MAX_DID_KEY_LENGTH, MAX_ID_LENGTH, MAX_OP_BYTES,
+        MAX_SERVICE_ENDPOINT_LENGTH, MAX_SERVICE_ENTRIES, MAX_SERVICE_TYPE_LENGTH,
+        MAX_VERIFICATION_METHOD_ENTRIES,
+    };
     let size = cbor(op)?.len();
     if size > MAX_OP_BYTES {
         return Err(err(format!(
@@ -171,10 +175,14 @@ pub fn check_limits(op: &Json) -> Result<(), PlcError> {
     }
     let aka = str_list(op, "alsoKnownAs")?;
     if aka.len() > MAX_AKA_ENTRIES {
-        return Err(err(format!("alsoKnownAs holds more than {MAX_AKA_ENTRIES} entries")));
+        return Err(err(format!(
+            "alsoKnownAs holds more than {MAX_AKA_ENTRIES} entries"
+        )));
     }
     if aka.iter().any(|a| a.len() > MAX_AKA_LENGTH) {
-        return Err(err(format!("an alsoKnownAs entry is longer than {MAX_AKA_LENGTH}")));
+        return Err(err(format!(
+            "an alsoKnownAs entry is longer than {MAX_AKA_LENGTH}"
+        )));
     }
     if (1..aka.len()).any(|i| aka[..i].contains(&aka[i])) {
         return Err(err("alsoKnownAs holds duplicates"));
@@ -203,7 +211,9 @@ pub fn check_limits(op: &Json) -> Result<(), PlcError> {
         .and_then(Json::as_object)
         .ok_or_else(|| err("services must be an object"))?;
     if services.len() > MAX_SERVICE_ENTRIES {
-        return Err(err(format!("services holds more than {MAX_SERVICE_ENTRIES} entries")));
+        return Err(err(format!(
+            "services holds more than {MAX_SERVICE_ENTRIES} entries"
+        )));
     }
     for (id, service) in services {
         let field = |name: &str| service.get(name).and_then(Json::as_str);
@@ -348,14 +358,18 @@ mod tests {
     fn operations_are_held_to_the_reference_limits() {
         let rotation = Keypair::generate(Algorithm::K256);
         let signing = Keypair::generate(Algorithm::K256).public_key();
-        let (_, op) = genesis(&rotation, &signing, "alice.atcr.test", "http://localhost:1").unwrap();
+        let (_, op) =
+            genesis(&rotation, &signing, "alice.atcr.test", "http://localhost:1").unwrap();
         check_limits(&op).unwrap();
         let with = |field: &str, value: Json| {
             let mut op = op.clone();
             op[field] = value;
             op
         };
-        let big = with("alsoKnownAs", json!(["at://".to_owned() + &"a".repeat(5000)]));
+        let big = with(
+            "alsoKnownAs",
+            json!(["at://".to_owned() + &"a".repeat(5000)]),
+        );
         assert!(check_limits(&big).unwrap_err().0.contains("too large"));
         let akas: Vec<String> = (0..11).map(|i| format!("at://h{i}.test")).collect();
         assert!(check_limits(&with("alsoKnownAs", json!(akas))).is_err());
@@ -363,7 +377,12 @@ mod tests {
         let long = format!("at://{}", "a".repeat(300));
         assert!(check_limits(&with("alsoKnownAs", json!([long]))).is_err());
         let services: serde_json::Map<String, Json> = (0..11)
-            .map(|i| (format!("s{i}"), json!({"type": "T", "endpoint": "http://x"})))
+            .map(|i| {
+                (
+                    format!("s{i}"),
+                    json!({"type": "T", "endpoint": "http://x"}),
+                )
+            })
             .collect();
         assert!(check_limits(&with("services", Json::Object(services))).is_err());
         let key = signing.to_did_key();

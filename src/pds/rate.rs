@@ -28,7 +28,10 @@ impl PerAddress {
     /// Counts one event from `address` at `now`; false when the address is over its limit
     /// (the event is then not counted).
     pub fn allow(&self, address: IpAddr, now: Instant) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if seen.len() > SWEEP_ABOVE {
             seen.retain(|_, (start, _)| now.duration_since(*start) < self.window);
         }
@@ -50,13 +53,13 @@ mod tests {
 
     #[test]
     fn limits_each_address_per_window() {
-        let rate = PerAddress::new(2, Duration::from_secs(60));
+        let rate = PerAddress::new(2, Duration::from_mins(1));
         let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
         let t = Instant::now();
         assert!(rate.allow(a, t));
         assert!(rate.allow(a, t));
         assert!(!rate.allow(a, t));
         assert!(rate.allow(b, t));
-        assert!(rate.allow(a, t + Duration::from_secs(60)));
+        assert!(rate.allow(a, t + Duration::from_mins(1)));
     }
 }

@@ -63,7 +63,10 @@ pub struct Slot {
 impl Subscribers {
     /// Admits a subscriber from `address` if both bounds allow it.
     pub fn admit(&self, address: IpAddr, limits: &FirehoseLimits) -> Result<Slot, Refused> {
-        let mut map = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .by_address
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.values().sum::<usize>() >= limits.max_subscribers {
             return Err(Refused::Total);
         }
@@ -83,7 +86,7 @@ impl Subscribers {
     pub fn count(&self) -> usize {
         self.by_address
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .values()
             .sum()
     }
@@ -91,7 +94,10 @@ impl Subscribers {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut map = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .by_address
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(count) = map.get_mut(&self.address) {
             *count -= 1;
             if *count == 0 {

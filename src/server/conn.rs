@@ -221,7 +221,11 @@ mod tests {
         assert_eq!(cap_for(1024, Some(1024)), 480);
         assert_eq!(cap_for(1024, Some(150)), 43);
         assert_eq!(cap_for(10, Some(1 << 20)), 10);
-        assert_eq!(cap_for(1024, Some(10)), 1, "never zero: the node must answer");
+        assert_eq!(
+            cap_for(1024, Some(10)),
+            1,
+            "never zero: the node must answer"
+        );
         assert_eq!(cap_for(0, None), 1);
     }
 
@@ -230,7 +234,7 @@ mod tests {
         let (activity, mut rx) = Activity::new();
         let guard = activity.start();
         let timeout = Duration::from_secs(5);
-        let waiting = tokio::time::timeout(Duration::from_secs(60), idle(&mut rx, timeout)).await;
+        let waiting = tokio::time::timeout(Duration::from_mins(1), idle(&mut rx, timeout)).await;
         assert!(waiting.is_err(), "a request in flight is not idle");
         drop(guard);
         let waiting = tokio::time::timeout(Duration::from_secs(6), idle(&mut rx, timeout)).await;

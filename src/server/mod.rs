@@ -345,7 +345,10 @@ async fn accept_loop(listener: Listener, shared: &Arc<Shared>, shutdown: &Cancel
                         |activity| {
                             shared
                                 .builder
-                                .serve_connection_with_upgrades(TokioIo::new(tls), service(activity))
+                                .serve_connection_with_upgrades(
+                                    TokioIo::new(tls),
+                                    service(activity),
+                                )
                                 .into_owned()
                         },
                         limits.idle_timeout,

@@ -44,9 +44,7 @@ impl Node {
         let index = Index::open(&dir.path().join("index.redb")).unwrap();
         let mut settings = PdsSettings::localhost(port);
         adjust(&mut settings);
-        let pds = Pds::open(dir.path(), settings, blobs)
-            .await
-            .unwrap();
+        let pds = Pds::open(dir.path(), settings, blobs).await.unwrap();
         pds.create_account("alice", "alice-pw", false)
             .await
             .unwrap();

@@ -9,11 +9,11 @@ mod sync;
 
 use std::collections::HashMap;
 
+use crate::server::body::RequestBody;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use crate::server::body::RequestBody;
 
 use super::Pds;
 use super::accounts::AccountError;

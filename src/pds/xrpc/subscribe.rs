@@ -60,7 +60,11 @@ pub(super) fn upgrade(pds: &Pds, call: Call) -> Result<Response<Body>, XrpcError
         .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
     let slot = pds.subscribers.admit(address, &limits).map_err(|e| {
         tracing::debug!(%address, reason = %e, "firehose subscriber refused");
-        XrpcError::new(StatusCode::TOO_MANY_REQUESTS, "RateLimitExceeded", e.to_string())
+        XrpcError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RateLimitExceeded",
+            e.to_string(),
+        )
     })?;
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
