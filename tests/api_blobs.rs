@@ -452,3 +452,77 @@ async fn uploads_resume_after_restart_and_expire() {
         0
     );
 }
+
+/// Client-supplied ranges at the edges of u64: no arithmetic wraps.
+#[tokio::test]
+async fn ranges_at_the_u64_limit_are_refused_not_wrapped() {
+    let s = TestServer::start().await;
+    let r = s
+        .req(Method::POST, "/v2/t/edge/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = header(&r, "location");
+    // `end - start + 1` would wrap to 0 and match the empty body.
+    let r = s
+        .req(Method::PATCH, &location)
+        .header("content-range", "0-18446744073709551615")
+        .body(Vec::new())
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID").await;
+    let r = s
+        .req(Method::PATCH, &location)
+        .header("content-range", "0-18446744073709551614")
+        .body(Vec::new())
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID").await;
+    let r = s.req(Method::GET, &location).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&r, "range"), "0-0");
+
+    let data = bytes(9, 100);
+    let digest = s.push_blob("t/edge", &data).await;
+    let path = format!("/v2/t/edge/blobs/{digest}");
+    for (range, expected) in [
+        ("bytes=0-18446744073709551615", &data[..]),
+        ("bytes=99-18446744073709551615", &data[99..]),
+        ("bytes=-18446744073709551615", &data[..]),
+    ] {
+        let r = s
+            .req(Method::GET, &path)
+            .header("range", range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(r.bytes().await.unwrap(), expected, "{range}");
+    }
+    for range in [
+        "bytes=18446744073709551615-",
+        "bytes=18446744073709551615-18446744073709551615",
+    ] {
+        let r = s
+            .req(Method::GET, &path)
+            .header("range", range)
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID").await;
+    }
+    let r = s
+        .req(Method::GET, &path)
+        .header("range", "bytes=0-18446744073709551616")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "an unparseable range is ignored"
+    );
+}

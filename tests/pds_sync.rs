@@ -437,3 +437,144 @@ async fn firehose_backfills_and_streams() {
         Some("FutureCursor")
     );
 }
+
+/// Subscribers that stop reading are disconnected once a frame cannot leave within the send
+/// timeout; one address cannot hold more than its share of subscribers.
+#[tokio::test]
+async fn firehose_drops_stuck_readers_and_bounds_subscribers() {
+    use std::time::Duration;
+    let node = Node::start_with(|s| {
+        s.firehose.max_per_address = 2;
+        s.firehose.send_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let session = node.login("alice", "alice-pw").await;
+    let t = session["accessJwt"].as_str().unwrap();
+    let did = session["did"].as_str().unwrap().to_owned();
+    let addr = node.base.trim_start_matches("http://").to_owned();
+    let url = format!("ws://{addr}/xrpc/com.atproto.sync.subscribeRepos");
+    let subscribe = || async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+        tokio_tungstenite::client_async(url.clone(), stream).await
+    };
+    // Two subscribers that never read.
+    let (stuck1, _) = subscribe().await.unwrap();
+    let (stuck2, _) = subscribe().await.unwrap();
+    // The third from the same address is refused.
+    match subscribe().await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        }
+        other => panic!("a third subscriber was not refused: {other:?}"),
+    }
+    assert_eq!(node.pds().subscribers.count(), 2);
+
+    // Big commits fill what the kernel queues for them; then their sends time out.
+    let text = "x".repeat(200_000);
+    for _ in 0..200 {
+        if node.pds().subscribers.count() == 0 {
+            break;
+        }
+        let (s, v) = node
+            .post(
+                "com.atproto.repo.createRecord",
+                Some(t),
+                json!({"repo": did, "collection": "app.test.big", "record": {"text": text}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let dropped = tokio::time::timeout(Duration::from_secs(20), async {
+        while node.pds().subscribers.count() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(dropped.is_ok(), "stuck subscribers were kept");
+    // Their places are free again.
+    let (mut fresh, _) = subscribe().await.unwrap();
+    fresh.close(None).await.unwrap();
+    drop((stuck1, stuck2));
+}
+
+/// Posts a PLC operation to the node's built-in directory; returns the status.
+async fn post_op(node: &Node, did: &atcr::atproto::Did, op: &Value) -> StatusCode {
+    node.client
+        .post(format!("{}/{did}", node.base))
+        .body(op.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// The built-in directory registers only the node's own DIDs unless creation is opened, holds
+/// every operation to the reference directory's limits, and rate-limits open creation.
+#[tokio::test]
+async fn plc_directory_creation_is_closed_by_default_and_bounded() {
+    use atcr::atproto::{Algorithm, Keypair};
+    use atcr::pds::plc;
+    let genesis = |aka: Vec<String>| {
+        let rotation = Keypair::generate(Algorithm::K256);
+        let (_, op) = plc::genesis(
+            &rotation,
+            &rotation.public_key(),
+            "someone.example.com",
+            "https://pds.example.com",
+        )
+        .unwrap();
+        let mut op = op;
+        op["alsoKnownAs"] = json!(aka);
+        let op = plc::sign(op, &rotation).unwrap();
+        (plc::did_for_genesis(&op).unwrap(), op)
+    };
+    let one = || vec!["at://someone.example.com".to_owned()];
+
+    // Closed (the default): an anonymous genesis for a DID the node did not create is refused.
+    let node = Node::start().await;
+    let (did, op) = genesis(one());
+    assert_eq!(post_op(&node, &did, &op).await, StatusCode::FORBIDDEN);
+    let r = node
+        .client
+        .get(format!("{}/{did}", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // The node's own rotation key still registers.
+    let (_, own) = plc::genesis(
+        &node.pds().keys.rotation,
+        &Keypair::generate(Algorithm::K256).public_key(),
+        "own.atcr.test",
+        &node.base,
+    )
+    .unwrap();
+    let own_did = plc::did_for_genesis(&own).unwrap();
+    assert_eq!(post_op(&node, &own_did, &own).await, StatusCode::OK);
+    drop(node);
+
+    // Open: accepted, within the limits, and at most PLC_CREATIONS_PER_HOUR per address.
+    let node = Node::start_with(|s| s.plc_open_creation = true).await;
+    let huge = vec![format!("at://{}", "a".repeat(663 << 10))];
+    let (did, op) = genesis(huge);
+    assert_eq!(post_op(&node, &did, &op).await, StatusCode::BAD_REQUEST);
+    let many: Vec<String> = (0..11).map(|i| format!("at://h{i}.example.com")).collect();
+    let (did, op) = genesis(many);
+    assert_eq!(post_op(&node, &did, &op).await, StatusCode::BAD_REQUEST);
+    let mut accepted = 0;
+    for _ in 0..atcr::pds::PLC_CREATIONS_PER_HOUR {
+        let (did, op) = genesis(one());
+        if post_op(&node, &did, &op).await == StatusCode::OK {
+            accepted += 1;
+        }
+    }
+    // (The oversized operations above were refused before counting.)
+    assert_eq!(accepted, atcr::pds::PLC_CREATIONS_PER_HOUR);
+    let (did, op) = genesis(one());
+    assert_eq!(
+        post_op(&node, &did, &op).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}

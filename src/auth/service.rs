@@ -10,12 +10,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::server::body::RequestBody;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde_json::json;
 use sha2::Digest as _;
 
@@ -68,7 +68,7 @@ impl TokenService {
     }
 
     /// Answers a request to `/auth/token`.
-    pub async fn handle(&self, req: Request<Incoming>) -> Result<Response<Body>, OciError> {
+    pub async fn handle(&self, req: Request<RequestBody>) -> Result<Response<Body>, OciError> {
         let (params, basic) = match *req.method() {
             Method::GET => {
                 let params = parse_form(req.uri().query().unwrap_or(""));
@@ -267,7 +267,7 @@ fn parse_form(s: &str) -> HashMap<String, Vec<String>> {
     out
 }
 
-async fn read_form(req: Request<Incoming>) -> Result<String, OciError> {
+async fn read_form(req: Request<RequestBody>) -> Result<String, OciError> {
     let bad = |m: &str| {
         OciError::new(ErrorCode::Unsupported, m.to_owned()).with_status(StatusCode::BAD_REQUEST)
     };

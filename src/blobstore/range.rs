@@ -143,6 +143,23 @@ mod tests {
     }
 
     #[test]
+    fn ranges_at_the_u64_limit_do_not_wrap() {
+        const MAX: &str = "18446744073709551615";
+        assert_eq!(ByteRange::parse(&format!("bytes=0-{MAX}"), 100), r(0, 100));
+        assert_eq!(ByteRange::parse(&format!("bytes=-{MAX}"), 100), r(0, 100));
+        assert_eq!(
+            ByteRange::parse(&format!("bytes={MAX}-{MAX}"), 100),
+            Err(RangeError::Unsatisfiable)
+        );
+        assert_eq!(
+            ByteRange::parse(&format!("bytes=0-{MAX}0"), 100),
+            Err(RangeError::Ignored)
+        );
+        let whole = ByteRange::parse(&format!("bytes=0-{MAX}"), u64::MAX).unwrap();
+        assert_eq!(whole.len(), u64::MAX);
+    }
+
+    #[test]
     fn content_range_is_inclusive() {
         assert_eq!(
             ByteRange { start: 0, end: 10 }.content_range(100),

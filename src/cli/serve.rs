@@ -213,6 +213,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let limits = ServerLimits {
         drain: Duration::from_secs(config.server.shutdown_drain_secs),
         header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
+        idle_timeout: Duration::from_secs(config.server.idle_timeout_secs),
+        body_read_timeout: Duration::from_secs(config.server.body_read_timeout_secs),
+        max_connections: config.server.max_connections,
     };
     server::run(listeners, app, shutdown, limits).await;
     workers.stop(Duration::from_secs(10)).await;

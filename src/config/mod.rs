@@ -103,6 +103,18 @@ pub struct PdsConfig {
     /// operation of this node's users is sent there too, and account creation or an identity
     /// update fails when it refuses. Unset: the built-in directory only (air-gapped).
     pub plc_upstream: Option<String>,
+    /// Let anyone register a new did:plc in the built-in directory (`POST /did:plc:…` with a
+    /// genesis operation), as a public directory does. Default false: only the node creates
+    /// DIDs there (its accounts); updates of existing DIDs need their rotation key either way.
+    pub plc_open_creation: bool,
+    /// Firehose (`subscribeRepos`) subscribers at once, all clients together; more are refused
+    /// with 429. Default 256.
+    pub firehose_max_subscribers: usize,
+    /// Firehose subscribers at once from one client address. Default 8.
+    pub firehose_max_per_address: usize,
+    /// A subscriber that takes longer than this many seconds to accept one frame (it stopped
+    /// reading) is disconnected, freeing what is queued for it. Default 30.
+    pub firehose_send_timeout_secs: u64,
 }
 
 impl Default for PdsConfig {
@@ -114,6 +126,10 @@ impl Default for PdsConfig {
             handle_domain: "atcr.test".to_owned(),
             max_blob_bytes: 50 << 20,
             plc_upstream: None,
+            plc_open_creation: false,
+            firehose_max_subscribers: crate::pds::subscribers::DEFAULT_MAX_SUBSCRIBERS,
+            firehose_max_per_address: crate::pds::subscribers::DEFAULT_MAX_PER_ADDRESS,
+            firehose_send_timeout_secs: crate::pds::subscribers::DEFAULT_SEND_TIMEOUT_SECS,
         }
     }
 }
@@ -175,15 +191,36 @@ impl Default for UploadsConfig {
 pub struct ServerConfig {
     /// On SIGTERM/SIGINT, open requests may finish for this many seconds. Default 30.
     pub shutdown_drain_secs: u64,
-    /// A client must send its request headers within this many seconds. Default 30.
+    /// A client must send its request headers (and finish a TLS handshake) within this many
+    /// seconds. Default 30.
     pub header_read_timeout_secs: u64,
+    /// A connection with no request in flight for this many seconds is closed: HTTP/1
+    /// keep-alive, HTTP/2, and one that never sent a byte. Default 60.
+    pub idle_timeout_secs: u64,
+    /// A request whose body sends no data for this many seconds fails (a stalled upload).
+    /// Default 60.
+    pub body_read_timeout_secs: u64,
+    /// Client connections open at once; further clients wait in the listen backlog until one
+    /// closes. Lowered at start to fit the open-file limit (`ulimit -n`), which the node then
+    /// never reaches. WebSocket subscribers are limited apart (`pds.firehose_*`). Default 1024.
+    pub max_connections: usize,
 }
+
+/// Default of `server.idle_timeout_secs`.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+/// Default of `server.body_read_timeout_secs`.
+pub const DEFAULT_BODY_READ_TIMEOUT_SECS: u64 = 60;
+/// Default of `server.max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             shutdown_drain_secs: 30,
             header_read_timeout_secs: 30,
+            idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
+            body_read_timeout_secs: DEFAULT_BODY_READ_TIMEOUT_SECS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -243,10 +280,35 @@ impl Config {
                 "uploads.sweep_interval_secs must be greater than 0".into(),
             ));
         }
-        if self.server.header_read_timeout_secs == 0 {
-            return Err(ConfigError::Invalid(
-                "server.header_read_timeout_secs must be greater than 0".into(),
-            ));
+        for (key, value) in [
+            (
+                "server.header_read_timeout_secs",
+                self.server.header_read_timeout_secs,
+            ),
+            ("server.idle_timeout_secs", self.server.idle_timeout_secs),
+            (
+                "server.body_read_timeout_secs",
+                self.server.body_read_timeout_secs,
+            ),
+            ("server.max_connections", self.server.max_connections as u64),
+            (
+                "pds.firehose_max_subscribers",
+                self.pds.firehose_max_subscribers as u64,
+            ),
+            (
+                "pds.firehose_max_per_address",
+                self.pds.firehose_max_per_address as u64,
+            ),
+            (
+                "pds.firehose_send_timeout_secs",
+                self.pds.firehose_send_timeout_secs,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be greater than 0"
+                )));
+            }
         }
         if !self.pds.enabled {
             return Err(ConfigError::Invalid(
@@ -352,6 +414,12 @@ impl Config {
             handle_domain: self.pds.handle_domain.clone(),
             max_blob_bytes: self.pds.max_blob_bytes,
             plc_upstream: self.pds.plc_upstream.clone(),
+            firehose: crate::pds::subscribers::FirehoseLimits {
+                max_subscribers: self.pds.firehose_max_subscribers,
+                max_per_address: self.pds.firehose_max_per_address,
+                send_timeout: std::time::Duration::from_secs(self.pds.firehose_send_timeout_secs),
+            },
+            plc_open_creation: self.pds.plc_open_creation,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The hold's XRPC methods (`/xrpc/io.atcr.hold.*`): so far `io.atcr.hold.requestCrew`.
 
+use crate::server::body::RequestBody;
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde_json::json;
 
 use super::{CREW, Hold, HoldError, Permission};
@@ -15,7 +15,7 @@ const MAX_BODY: usize = 64 << 10;
 const DEFAULT_PERMISSIONS: [Permission; 2] = [Permission::BlobRead, Permission::BlobWrite];
 
 /// Answers `/xrpc/<nsid>` for an `io.atcr.hold.*` method.
-pub async fn handle(hold: &Hold, req: Request<Incoming>, nsid: &str) -> Response<Body> {
+pub async fn handle(hold: &Hold, req: Request<RequestBody>, nsid: &str) -> Response<Body> {
     let call = Call::new(req);
     let result = match nsid {
         "io.atcr.hold.requestCrew" => request_crew(hold, call).await,

@@ -1,8 +1,8 @@
 //! Blob reads and deletes.
 
+use crate::server::body::RequestBody;
 use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE};
 use http::{HeaderValue, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use super::error::{ErrorCode, OciError};
 use super::registry::{DOCKER_CONTENT_DIGEST, Registry, Repo, finish, response};
@@ -23,7 +23,7 @@ impl Registry {
         name: &Repo,
         digest: &Digest,
         head: bool,
-        req: &Request<Incoming>,
+        req: &Request<RequestBody>,
     ) -> Result<Response<Body>, OciError> {
         let size = self
             .index

@@ -1,10 +1,10 @@
 //! Manifest pushes, pulls and deletes.
 
+use crate::server::body::RequestBody;
 use bytes::{Bytes, BytesMut};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde_json::json;
 
 use super::error::{ErrorCode, OciError};
@@ -30,7 +30,7 @@ fn too_large() -> OciError {
 }
 
 /// Reads a request body of at most `limit` bytes.
-async fn read_limited(req: Request<Incoming>, limit: usize) -> Result<Bytes, OciError> {
+async fn read_limited(req: Request<RequestBody>, limit: usize) -> Result<Bytes, OciError> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -77,7 +77,7 @@ impl Registry {
         name: &Repo,
         reference: &Reference,
         head: bool,
-        req: &Request<Incoming>,
+        req: &Request<RequestBody>,
     ) -> Result<Response<Body>, OciError> {
         let digest = self.resolve(name, reference)?;
         let record = self
@@ -112,7 +112,7 @@ impl Registry {
         &self,
         name: &Repo,
         reference: &Reference,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<Response<Body>, OciError> {
         let content_type = req
             .headers()

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::server::body::RequestBody;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use http::{HeaderName, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use super::endpoint::OciEndpoint;
 use super::error::OciError;
@@ -104,7 +104,7 @@ impl Registry {
     pub async fn handle(
         &self,
         endpoint: OciEndpoint,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         grant: &Grant,
     ) -> Result<Response<Body>, OciError> {
         match endpoint {

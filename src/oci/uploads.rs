@@ -2,10 +2,10 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::server::body::RequestBody;
 use http::header::{CONTENT_LENGTH, RANGE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde_json::json;
 
 use super::error::{ErrorCode, OciError};
@@ -34,7 +34,8 @@ fn range_value(size: u64) -> String {
 }
 
 /// `Content-Range: <start>-<end>` of a chunk (a `bytes ` or `bytes=` prefix is tolerated).
-/// Returns start and inclusive end.
+/// Returns the start and the length the inclusive range declares; a range whose length does
+/// not fit in 64 bits (`0-18446744073709551615`) is refused, never wrapped.
 fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, OciError> {
     let Some(value) = headers.get(http::header::CONTENT_RANGE) else {
         return Ok(None);
@@ -56,7 +57,13 @@ fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, OciError> {
     if end < start {
         return Err(bad());
     }
-    Ok(Some((start, end)))
+    let len = (end - start).checked_add(1).ok_or_else(|| {
+        OciError::new(
+            ErrorCode::RangeInvalid,
+            "Content-Range is longer than any chunk",
+        )
+    })?;
+    Ok(Some((start, len)))
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -98,7 +105,7 @@ impl Registry {
         name: &Repo,
         digest: Option<Digest>,
         mount: Option<(Digest, String)>,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<Response<Body>, OciError> {
         if let Some((digest, from)) = mount {
             if let Some(size) = self.index.repo_blob(&from, &digest)? {
@@ -131,7 +138,7 @@ impl Registry {
         &self,
         name: &Repo,
         digest: &Digest,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<Response<Body>, OciError> {
         let id = UploadId::random();
         let state = self.upload_state(id);
@@ -153,7 +160,7 @@ impl Registry {
         parts: u32,
         digest: &Digest,
         mut hasher: Digester,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<(), OciError> {
         let size_before = if parts == 0 {
             0
@@ -238,7 +245,7 @@ impl Registry {
         &self,
         name: &Repo,
         id: UploadId,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<Response<Body>, OciError> {
         self.session(name, id)?;
         let state = self.upload_state(id);
@@ -267,11 +274,11 @@ impl Registry {
             ))
         };
         let declared = content_range(req.headers())?;
-        if let Some((start, end)) = declared {
+        if let Some((start, len)) = declared {
             if start != session.size {
                 return Err(out_of_order(&session)?);
             }
-            if declared_length(req.headers()).is_some_and(|len| len != end - start + 1) {
+            if declared_length(req.headers()).is_some_and(|declared| declared != len) {
                 return Err(OciError::new(
                     ErrorCode::RangeInvalid,
                     "Content-Range and Content-Length disagree",
@@ -284,14 +291,14 @@ impl Registry {
             .blobs
             .append(id, session.parts, stream, &mut hasher)
             .await?;
-        if let Some((start, end)) = declared
-            && written != end - start + 1
+        if let Some((_, len)) = declared
+            && written != len
         {
             return Err(OciError::new(
                 ErrorCode::BlobUploadInvalid,
                 "chunk length does not match Content-Range",
             )
-            .with_detail(json!({ "declared": end - start + 1, "received": written })));
+            .with_detail(json!({ "declared": len, "received": written })));
         }
         self.bytes_received.fetch_add(written, Ordering::Relaxed);
         if written > 0 {
@@ -310,7 +317,7 @@ impl Registry {
         name: &Repo,
         id: UploadId,
         digest: &Digest,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<Response<Body>, OciError> {
         self.session(name, id)?;
         let state = self.upload_state(id);
@@ -375,5 +382,39 @@ impl Registry {
             }
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(value: &str) -> Result<Option<(u64, u64)>, OciError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_RANGE,
+            HeaderValue::from_str(value).unwrap(),
+        );
+        content_range(&headers)
+    }
+
+    #[test]
+    fn content_range_gives_start_and_length() {
+        assert_eq!(range("0-9").unwrap(), Some((0, 10)));
+        assert_eq!(range("bytes 10-10/*").unwrap(), Some((10, 1)));
+        assert_eq!(content_range(&HeaderMap::new()).unwrap(), None);
+        assert!(range("9-0").is_err());
+    }
+
+    /// `end - start + 1` of the widest range does not fit in 64 bits: refused, not wrapped to 0
+    /// (which matched an empty body).
+    #[test]
+    fn a_range_longer_than_u64_is_refused() {
+        let e = range("0-18446744073709551615").unwrap_err();
+        assert_eq!(e.status, StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(
+            range("1-18446744073709551615").unwrap(),
+            Some((1, u64::MAX))
+        );
     }
 }

@@ -7,8 +7,10 @@ pub mod events;
 pub mod identity;
 pub mod lexicons;
 pub mod plc;
+pub mod rate;
 pub mod repo;
 pub mod store;
+pub mod subscribers;
 pub mod wal;
 pub mod xrpc;
 
@@ -36,6 +38,11 @@ pub struct PdsSettings {
     pub max_blob_bytes: u64,
     /// An upstream PLC directory that receives every operation too (`https://plc.directory`).
     pub plc_upstream: Option<String>,
+    /// Bounds on `subscribeRepos` subscribers.
+    pub firehose: subscribers::FirehoseLimits,
+    /// Whether anyone may register a new did:plc in the built-in directory (`POST /did:plc:…`
+    /// with a genesis operation). Off: only the node creates DIDs there.
+    pub plc_open_creation: bool,
 }
 
 impl PdsSettings {
@@ -48,6 +55,8 @@ impl PdsSettings {
             handle_domain: "atcr.test".into(),
             max_blob_bytes: 50 << 20,
             plc_upstream: None,
+            firehose: subscribers::FirehoseLimits::default(),
+            plc_open_creation: false,
         }
     }
 }
@@ -81,7 +90,17 @@ pub struct Pds {
     /// Cancelled when the node stops: firehose subscribers (upgraded connections, which the
     /// server's graceful shutdown does not track) close on it.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The firehose subscribers connected now.
+    pub subscribers: subscribers::Subscribers,
+    /// New DIDs registered in the built-in directory, per client address
+    /// (with `plc_open_creation`).
+    pub plc_creations: rate::PerAddress,
 }
+
+/// Genesis operations (new DIDs) one client address may submit to the built-in directory per
+/// hour: those within the size limits, signed validly or not (with `pds.plc_open_creation`;
+/// the node's own are not counted).
+pub const PLC_CREATIONS_PER_HOUR: u32 = 10;
 
 impl std::fmt::Debug for Pds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -120,6 +139,11 @@ impl Pds {
             blobs,
             verified_tokens: auth::VerifiedTokens::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            subscribers: subscribers::Subscribers::default(),
+            plc_creations: rate::PerAddress::new(
+                PLC_CREATIONS_PER_HOUR,
+                std::time::Duration::from_hours(1),
+            ),
         })
     }
 

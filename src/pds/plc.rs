@@ -139,9 +139,101 @@ pub fn verify(op: &Json, rotation_keys: &[&str]) -> Result<(), PlcError> {
     }
 }
 
+/// The reference directory's limits on an incoming operation (`@did-plc/server`,
+/// `constraints.ts`): what a directory stores per operation stays small whoever sends it.
+pub mod limits {
+    /// Largest operation, in bytes of its DAG-CBOR encoding.
+    pub const MAX_OP_BYTES: usize = 4000;
+    pub const MAX_AKA_ENTRIES: usize = 10;
+    /// The longest handle (253) plus `at://`.
+    pub const MAX_AKA_LENGTH: usize = 258;
+    pub const MAX_SERVICE_ENTRIES: usize = 10;
+    pub const MAX_SERVICE_TYPE_LENGTH: usize = 256;
+    pub const MAX_SERVICE_ENDPOINT_LENGTH: usize = 512;
+    pub const MAX_VERIFICATION_METHOD_ENTRIES: usize = 10;
+    /// Keys of `services` and `verificationMethods`.
+    pub const MAX_ID_LENGTH: usize = 32;
+    pub const MAX_DID_KEY_LENGTH: usize = 256;
+}
+
+/// Checks an incoming operation against [`limits`] (sizes, counts, duplicates) before anything
+/// else is done with it. Stored logs are not checked again.
+pub fn check_limits(op: &Json) -> Result<(), PlcError> {
+    use limits::{
+        MAX_AKA_ENTRIES, MAX_AKA_LENGTH, MAX_DID_KEY_LENGTH, MAX_ID_LENGTH, MAX_OP_BYTES,
+        MAX_SERVICE_ENDPOINT_LENGTH, MAX_SERVICE_ENTRIES, MAX_SERVICE_TYPE_LENGTH,
+        MAX_VERIFICATION_METHOD_ENTRIES,
+    };
+    let size = cbor(op)?.len();
+    if size > MAX_OP_BYTES {
+        return Err(err(format!(
+            "operation too large ({size} bytes; {MAX_OP_BYTES} maximum in DAG-CBOR)"
+        )));
+    }
+    if op.get("type").and_then(Json::as_str) != Some("plc_operation") {
+        return Ok(());
+    }
+    let aka = str_list(op, "alsoKnownAs")?;
+    if aka.len() > MAX_AKA_ENTRIES {
+        return Err(err(format!(
+            "alsoKnownAs holds more than {MAX_AKA_ENTRIES} entries"
+        )));
+    }
+    if aka.iter().any(|a| a.len() > MAX_AKA_LENGTH) {
+        return Err(err(format!(
+            "an alsoKnownAs entry is longer than {MAX_AKA_LENGTH}"
+        )));
+    }
+    if (1..aka.len()).any(|i| aka[..i].contains(&aka[i])) {
+        return Err(err("alsoKnownAs holds duplicates"));
+    }
+    for key in str_list(op, "rotationKeys")? {
+        if key.len() > MAX_DID_KEY_LENGTH {
+            return Err(err("a rotation key is too long"));
+        }
+    }
+    let methods = op
+        .get("verificationMethods")
+        .and_then(Json::as_object)
+        .ok_or_else(|| err("verificationMethods must be an object"))?;
+    if methods.len() > MAX_VERIFICATION_METHOD_ENTRIES {
+        return Err(err(format!(
+            "verificationMethods holds more than {MAX_VERIFICATION_METHOD_ENTRIES} entries"
+        )));
+    }
+    for (id, key) in methods {
+        if id.len() > MAX_ID_LENGTH || key.as_str().is_some_and(|k| k.len() > MAX_DID_KEY_LENGTH) {
+            return Err(err("a verification method id or key is too long"));
+        }
+    }
+    let services = op
+        .get("services")
+        .and_then(Json::as_object)
+        .ok_or_else(|| err("services must be an object"))?;
+    if services.len() > MAX_SERVICE_ENTRIES {
+        return Err(err(format!(
+            "services holds more than {MAX_SERVICE_ENTRIES} entries"
+        )));
+    }
+    for (id, service) in services {
+        let field = |name: &str| service.get(name).and_then(Json::as_str);
+        let (Some(kind), Some(endpoint)) = (field("type"), field("endpoint")) else {
+            return Err(err("a service needs a type and an endpoint"));
+        };
+        if id.len() > MAX_ID_LENGTH
+            || kind.len() > MAX_SERVICE_TYPE_LENGTH
+            || endpoint.len() > MAX_SERVICE_ENDPOINT_LENGTH
+        {
+            return Err(err("a service id, type or endpoint is too long"));
+        }
+    }
+    Ok(())
+}
+
 /// Checks `op` as the next operation of a log whose last operation is `last` (`None`: a
-/// genesis operation for `did`).
+/// genesis operation for `did`), within [`limits`].
 pub fn check_next(did: &Did, last: Option<&Json>, op: &Json) -> Result<(), PlcError> {
+    check_limits(op)?;
     match last {
         None => {
             if !op.get("prev").is_some_and(Json::is_null) {
@@ -260,5 +352,52 @@ mod tests {
         let doc = document(&did, &update).unwrap();
         assert_eq!(doc["alsoKnownAs"][0], "at://alice2.atcr.test");
         assert_eq!(doc["verificationMethod"][0]["id"], format!("{did}#atproto"));
+    }
+
+    #[test]
+    fn operations_are_held_to_the_reference_limits() {
+        let rotation = Keypair::generate(Algorithm::K256);
+        let signing = Keypair::generate(Algorithm::K256).public_key();
+        let (_, op) =
+            genesis(&rotation, &signing, "alice.atcr.test", "http://localhost:1").unwrap();
+        check_limits(&op).unwrap();
+        let with = |field: &str, value: Json| {
+            let mut op = op.clone();
+            op[field] = value;
+            op
+        };
+        let big = with(
+            "alsoKnownAs",
+            json!(["at://".to_owned() + &"a".repeat(5000)]),
+        );
+        assert!(check_limits(&big).unwrap_err().0.contains("too large"));
+        let akas: Vec<String> = (0..11).map(|i| format!("at://h{i}.test")).collect();
+        assert!(check_limits(&with("alsoKnownAs", json!(akas))).is_err());
+        assert!(check_limits(&with("alsoKnownAs", json!(["at://a.test", "at://a.test"]))).is_err());
+        let long = format!("at://{}", "a".repeat(300));
+        assert!(check_limits(&with("alsoKnownAs", json!([long]))).is_err());
+        let services: serde_json::Map<String, Json> = (0..11)
+            .map(|i| {
+                (
+                    format!("s{i}"),
+                    json!({"type": "T", "endpoint": "http://x"}),
+                )
+            })
+            .collect();
+        assert!(check_limits(&with("services", Json::Object(services))).is_err());
+        let key = signing.to_did_key();
+        let methods: serde_json::Map<String, Json> =
+            (0..11).map(|i| (format!("k{i}"), json!(key))).collect();
+        assert!(check_limits(&with("verificationMethods", Json::Object(methods))).is_err());
+        let id = "x".repeat(33);
+        assert!(check_limits(&with("verificationMethods", json!({ id: key }))).is_err());
+        // check_next applies them too.
+        let did = did_for_genesis(&op).unwrap();
+        let signed = sign(with("alsoKnownAs", json!(akas_of(11))), &rotation).unwrap();
+        assert!(check_next(&did, None, &signed).is_err());
+    }
+
+    fn akas_of(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("at://h{i}.test")).collect()
     }
 }

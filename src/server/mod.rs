@@ -1,6 +1,7 @@
 //! The HTTP server: one accept loop, request dispatch, error answers, graceful shutdown.
 
 pub mod body;
+pub mod conn;
 pub mod ops;
 pub mod storage;
 pub mod tls;
@@ -16,9 +17,10 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::appview::AppView;
@@ -28,7 +30,7 @@ use crate::hold::Hold;
 use crate::oci::index::Index;
 use crate::oci::{ErrorCode, OciEndpoint, OciError, Registry};
 use crate::pds::Pds;
-use body::Body;
+use body::{Body, RequestBody};
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 
@@ -176,8 +178,16 @@ impl App {
 pub struct ServerLimits {
     /// How long in-flight requests may run on after shutdown is asked for.
     pub drain: Duration,
-    /// How long a client may take to send request headers.
+    /// How long a client may take to send request headers (HTTP/1) or finish the TLS handshake.
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (HTTP/1 and HTTP/2, and
+    /// one that never sent a byte).
+    pub idle_timeout: Duration,
+    /// A request whose body sends no data for this long fails.
+    pub body_read_timeout: Duration,
+    /// Connections open at once; `accept` waits while this many are. [`conn::connection_cap`]
+    /// lowers it below the open-file limit.
+    pub max_connections: usize,
 }
 
 impl Default for ServerLimits {
@@ -185,9 +195,16 @@ impl Default for ServerLimits {
         ServerLimits {
             drain: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(crate::config::DEFAULT_IDLE_TIMEOUT_SECS),
+            body_read_timeout: Duration::from_secs(crate::config::DEFAULT_BODY_READ_TIMEOUT_SECS),
+            max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
+
+/// The client's address, in every request's extensions (for per-client limits).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// A bound socket, served as plain HTTP or, with an acceptor, as HTTPS.
 pub struct Listener {
@@ -202,6 +219,16 @@ impl Listener {
     }
 }
 
+/// What every connection of a server shares.
+struct Shared {
+    app: Arc<App>,
+    builder: auto::Builder<TokioExecutor>,
+    limits: ServerLimits,
+    permits: Arc<Semaphore>,
+    stop: conn::Stop,
+    tasks: TaskTracker,
+}
+
 /// Serves `app` on every listener until `shutdown` is cancelled, then lets open requests finish
 /// for at most `limits.drain`.
 pub async fn run(
@@ -214,69 +241,115 @@ pub async fn run(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    let graceful = GracefulShutdown::new();
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.idle_timeout))
+        .keep_alive_timeout(limits.idle_timeout.min(H2_PING_TIMEOUT));
+    let max_connections = conn::connection_cap(limits.max_connections);
+    if max_connections < limits.max_connections {
+        tracing::warn!(
+            configured = limits.max_connections,
+            max_connections,
+            "server.max_connections lowered to fit the open-file limit (ulimit -n)"
+        );
+    }
+    let shared = Arc::new(Shared {
+        app,
+        builder,
+        limits,
+        permits: Arc::new(Semaphore::new(max_connections)),
+        stop: conn::Stop {
+            shutdown: shutdown.clone(),
+            abort: CancellationToken::new(),
+        },
+        tasks: TaskTracker::new(),
+    });
     let loops = listeners
         .into_iter()
-        .map(|l| accept_loop(l, &builder, &graceful, &app, &shutdown, limits));
+        .map(|l| accept_loop(l, &shared, &shutdown));
     futures_util::future::join_all(loops).await;
     tracing::info!(
         drain_secs = limits.drain.as_secs(),
         "shutting down; draining open requests"
     );
+    shared.tasks.close();
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(limits.drain) => tracing::warn!("drain deadline passed; closing remaining connections"),
+        () = shared.tasks.wait() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(limits.drain) => {
+            tracing::warn!("drain deadline passed; closing remaining connections");
+            shared.stop.abort.cancel();
+        }
     }
 }
 
-async fn accept_loop(
-    listener: Listener,
-    builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
-    app: &Arc<App>,
-    shutdown: &CancellationToken,
-    limits: ServerLimits,
-) {
+/// How long an HTTP/2 keep-alive ping may go unanswered before the connection is closed.
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// The pause after a failed `accept` (out of descriptors, mostly) before the next.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+async fn accept_loop(listener: Listener, shared: &Arc<Shared>, shutdown: &CancellationToken) {
+    let mut errors = conn::AcceptErrors::new();
+    let scheme = if listener.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     loop {
+        // A permit per connection: at the limit, accepting waits (the kernel's backlog holds
+        // newcomers) until a connection closes.
+        let permit = tokio::select! {
+            permit = shared.permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = shutdown.cancelled() => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.tcp.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    errors.record(&e);
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let scheme = if listener.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        let service = service_fn(move |req| handle(app.clone(), peer, scheme, req));
-        match &listener.tls {
-            None => {
-                let conn = graceful.watch(
-                    builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned(),
-                );
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            Some(acceptor) => {
-                // The handshake runs in the connection's task so a slow client holds up no one.
-                let (acceptor, builder, watcher) =
-                    (acceptor.clone(), builder.clone(), graceful.watcher());
-                tokio::spawn(async move {
+        let (shared_c, tls) = (shared.clone(), listener.tls.clone());
+        shared.tasks.spawn(async move {
+            let shared = shared_c;
+            let limits = shared.limits;
+            let service = |activity: conn::Activity| {
+                let app = shared.app.clone();
+                service_fn(move |req| {
+                    handle(app.clone(), peer, scheme, limits, activity.start(), req)
+                })
+            };
+            match tls {
+                None => {
+                    conn::serve(
+                        peer,
+                        |activity| {
+                            shared
+                                .builder
+                                .serve_connection_with_upgrades(
+                                    TokioIo::new(stream),
+                                    service(activity),
+                                )
+                                .into_owned()
+                        },
+                        limits.idle_timeout,
+                        shared.stop.clone(),
+                    )
+                    .await;
+                }
+                Some(acceptor) => {
+                    // The handshake runs in the connection's task so a slow client holds up no one.
                     let tls = match tokio::time::timeout(
                         limits.header_read_timeout,
                         acceptor.accept(stream),
@@ -289,15 +362,25 @@ async fn accept_loop(
                         }
                         Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
                     };
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
+                    conn::serve(
+                        peer,
+                        |activity| {
+                            shared
+                                .builder
+                                .serve_connection_with_upgrades(
+                                    TokioIo::new(tls),
+                                    service(activity),
+                                )
+                                .into_owned()
+                        },
+                        limits.idle_timeout,
+                        shared.stop.clone(),
+                    )
+                    .await;
+                }
             }
-        }
+            drop(permit);
+        });
     }
 }
 
@@ -305,12 +388,16 @@ async fn handle(
     app: Arc<App>,
     peer: SocketAddr,
     scheme: &'static str,
+    limits: ServerLimits,
+    in_flight: conn::InFlight,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     // Kept for the log line of a failure; cheap clones of shared buffers.
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let span = tracing::debug_span!("request", %method, path = %uri.path(), %peer);
+    let mut req = req.map(|b| RequestBody::new(b, limits.body_read_timeout));
+    req.extensions_mut().insert(PeerAddr(peer));
     async move {
         let (label, result) = dispatch(&app, scheme, req).await;
         let mut response = result.unwrap_or_else(error_response);
@@ -323,12 +410,14 @@ async fn handle(
             .exact()
             .unwrap_or(0);
         app.metrics.record(label, status, sent);
-        if status >= 500 {
-            tracing::error!(%method, path = %uri.path(), %peer, status, micros, "request failed");
+        // 501 is an XRPC method this node does not implement: the client's doing, not a failure.
+        if status >= 500 && status != 501 {
+            tracing::error!(%method, path = ?uri.path(), %peer, status, micros, "request failed");
         } else {
             tracing::debug!(status, micros, "answered");
         }
-        Ok(response)
+        // The request stays in flight (its connection busy) until its body is sent.
+        Ok(response.map(|body| in_flight.until_sent(body)))
     }
     .instrument(span)
     .await
@@ -338,7 +427,7 @@ async fn handle(
 async fn dispatch(
     app: &App,
     scheme: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> (&'static str, Result<Response<Body>, OciError>) {
     let path = match percent_decode(req.uri().path()) {
         Ok(path) => path,
@@ -437,9 +526,10 @@ fn percent_decode(path: &str) -> Result<String, OciError> {
 
 fn error_response(e: OciError) -> Response<Body> {
     if e.status.is_server_error() {
-        tracing::error!(code = e.code.as_str(), message = %e.message, "request failed");
+        tracing::error!(code = e.code.as_str(), message = ?e.message, "request failed");
     } else {
-        tracing::debug!(code = e.code.as_str(), message = %e.message, "request refused");
+        // Escaped: messages may quote the (decoded) request.
+        tracing::debug!(code = e.code.as_str(), message = ?e.message, "request refused");
     }
     let mut response = Response::new(body::json(&e.body()));
     *response.status_mut() = e.status;

@@ -61,7 +61,7 @@ pub(crate) struct Cx<'a> {
 /// Answers a request for a UI path (`serves`); `scheme` is the listener's.
 pub async fn handle(
     app: &App,
-    req: http::Request<hyper::body::Incoming>,
+    req: http::Request<crate::server::body::RequestBody>,
     path: &str,
     scheme: &str,
 ) -> Response<Body> {
@@ -129,7 +129,7 @@ pub(crate) fn finish(
         Ok(Some(r)) => r,
         Ok(None) => not_found(cx, path),
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), %path, "page failed");
+            tracing::error!(error = %format!("{e:#}"), ?path, "page failed");
             page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",

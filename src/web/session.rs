@@ -58,7 +58,7 @@ fn csrf_for(id: &str) -> String {
 /// A POST to a UI path.
 pub(super) async fn post(
     cx: &Cx<'_>,
-    req: http::Request<hyper::body::Incoming>,
+    req: http::Request<crate::server::body::RequestBody>,
     path: &str,
 ) -> Response<Body> {
     let origin_ok = req

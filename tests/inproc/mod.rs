@@ -46,6 +46,19 @@ impl TestServer {
 
     /// A server whose `/readyz` wants `min_free_bytes` free on the temp dir's filesystem.
     pub async fn start_with_floor(dir: Arc<tempfile::TempDir>, min_free_bytes: u64) -> TestServer {
+        Self::start_full(dir, min_free_bytes, ServerLimits::default()).await
+    }
+
+    /// A server with the given connection limits and timeouts.
+    pub async fn start_with_limits(limits: ServerLimits) -> TestServer {
+        Self::start_full(Arc::new(tempfile::tempdir().unwrap()), 1, limits).await
+    }
+
+    async fn start_full(
+        dir: Arc<tempfile::TempDir>,
+        min_free_bytes: u64,
+        limits: ServerLimits,
+    ) -> TestServer {
         let blobs = BlobStore::filesystem(&dir.path().join("blobs")).unwrap();
         let index = Index::open(&dir.path().join("index.redb")).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -85,7 +98,7 @@ impl TestServer {
                     vec![server::Listener::plain(listener)],
                     app,
                     shutdown,
-                    ServerLimits::default(),
+                    limits,
                 )
                 .await;
                 indexer.await.unwrap();

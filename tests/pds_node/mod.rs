@@ -32,14 +32,19 @@ pub struct Node {
 
 impl Node {
     pub async fn start() -> Node {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A node whose PDS settings `adjust` changes first.
+    pub async fn start_with(adjust: impl FnOnce(&mut PdsSettings)) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let blobs = BlobStore::filesystem(&dir.path().join("blobs")).unwrap();
         let index = Index::open(&dir.path().join("index.redb")).unwrap();
-        let pds = Pds::open(dir.path(), PdsSettings::localhost(port), blobs)
-            .await
-            .unwrap();
+        let mut settings = PdsSettings::localhost(port);
+        adjust(&mut settings);
+        let pds = Pds::open(dir.path(), settings, blobs).await.unwrap();
         pds.create_account("alice", "alice-pw", false)
             .await
             .unwrap();

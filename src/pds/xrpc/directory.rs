@@ -1,20 +1,23 @@
 //! `/.well-known/did.json`, `/.well-known/atproto-did` and the built-in PLC directory
 //! (`GET /did:plc:…`, `/log`, `/log/audit`, `/log/last`, `/data`; `POST /did:plc:…`).
 
+use std::net::IpAddr;
+use std::time::Instant;
+
 use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde_json::json;
 
 use super::{Call, XrpcError, json_response, ok_json};
 use crate::atproto::{Datetime, Did};
 use crate::pds::accounts::{Accounts, PlcEntry};
 use crate::pds::{Pds, plc};
-use crate::server::body::{self, Body};
+use crate::server::PeerAddr;
+use crate::server::body::{self, Body, RequestBody};
 
 type Answer = Result<Response<Body>, XrpcError>;
 
-pub(super) fn well_known(pds: &Pds, req: &Request<Incoming>, path: &str) -> Answer {
+pub(super) fn well_known(pds: &Pds, req: &Request<RequestBody>, path: &str) -> Answer {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(XrpcError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -64,7 +67,7 @@ fn plc_error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     json_response(status, &json!({"message": message.into()}))
 }
 
-pub(super) async fn plc(pds: &Pds, req: Request<Incoming>, path: &str) -> Answer {
+pub(super) async fn plc(pds: &Pds, req: Request<RequestBody>, path: &str) -> Answer {
     let rest = path.trim_start_matches('/');
     let (did, sub) = rest.split_once('/').map_or((rest, ""), |(d, s)| (d, s));
     let Ok(did) = did.parse::<Did>() else {
@@ -74,9 +77,13 @@ pub(super) async fn plc(pds: &Pds, req: Request<Incoming>, path: &str) -> Answer
         ));
     };
     if req.method() == Method::POST && sub.is_empty() {
+        let address = req
+            .extensions()
+            .get::<PeerAddr>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
         let call = Call::new(req);
         let op = call.json().await?;
-        return submit(pds, &did, op).await;
+        return submit(pds, &did, op, address).await;
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Ok(plc_error(
@@ -109,10 +116,35 @@ pub(super) async fn plc(pds: &Pds, req: Request<Incoming>, path: &str) -> Answer
 
 /// Accepts a signed operation for `did`: a genesis operation for a new DID, or the next
 /// operation of a known one signed by a current rotation key. (No forks: an operation must
-/// extend the last one, checked again in the transaction that appends it.) For an account of
-/// this node, an `#identity` event tells followers to resolve the DID again.
-async fn submit(pds: &Pds, did: &Did, op: serde_json::Value) -> Answer {
+/// extend the last one, checked again in the transaction that appends it.) Operations are
+/// held to the reference directory's limits. A new DID is registered only when the node's
+/// rotation key signed it, or with `plc_open_creation` (then at most
+/// [`crate::pds::PLC_CREATIONS_PER_HOUR`] genesis attempts per client address within the
+/// limits, signed validly or not).
+/// For an account of this node,
+/// an `#identity` event tells followers to resolve the DID again.
+async fn submit(pds: &Pds, did: &Did, op: serde_json::Value, address: IpAddr) -> Answer {
+    if let Err(e) = plc::check_limits(&op) {
+        return Ok(plc_error(StatusCode::BAD_REQUEST, e.0));
+    }
     let log = pds.accounts.plc_log(did)?;
+    if log.is_empty() {
+        let node_key = pds.keys.rotation.public_key().to_did_key();
+        let by_node = plc::verify(&op, &[node_key.as_str()]).is_ok();
+        if !by_node && !pds.settings.plc_open_creation {
+            tracing::debug!(%address, "PLC genesis refused: creation is closed");
+            return Ok(plc_error(
+                StatusCode::FORBIDDEN,
+                "this directory registers only DIDs of its own node",
+            ));
+        }
+        if !by_node && !pds.plc_creations.allow(address, Instant::now()) {
+            return Ok(plc_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many new DIDs from this address; try again later",
+            ));
+        }
+    }
     if let Err(e) = plc::check_next(did, log.last().map(|e| &e.operation), &op) {
         return Ok(plc_error(StatusCode::BAD_REQUEST, e.0));
     }

@@ -9,11 +9,11 @@ mod sync;
 
 use std::collections::HashMap;
 
+use crate::server::body::RequestBody;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
 use super::Pds;
 use super::accounts::AccountError;
@@ -57,13 +57,15 @@ impl XrpcError {
         )
     }
 
-    /// The JSON answer.
+    /// The JSON answer. Messages may quote the client (a method name, a parameter), so they are
+    /// logged escaped (`?`): a `\n` in a request cannot start a forged log line. An unknown
+    /// method (501) is the client's doing and is no error of the node's.
     #[must_use]
     pub fn response(&self) -> Response<Body> {
-        if self.status.is_server_error() {
-            tracing::error!(error = self.error, message = %self.message, "xrpc request failed");
+        if self.status.is_server_error() && self.status != StatusCode::NOT_IMPLEMENTED {
+            tracing::error!(error = self.error, message = ?self.message, "xrpc request failed");
         } else {
-            tracing::debug!(error = self.error, message = %self.message, "xrpc request refused");
+            tracing::debug!(error = self.error, message = ?self.message, "xrpc request refused");
         }
         json_response(
             self.status,
@@ -166,7 +168,7 @@ pub fn serves(path: &str) -> bool {
 /// Answers a request for a path [`serves`] accepted. Returns the endpoint label for metrics.
 pub async fn handle(
     pds: &Pds,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     path: &str,
 ) -> (&'static str, Response<Body>) {
     let result = if let Some(nsid) = path.strip_prefix("/xrpc/") {
@@ -184,11 +186,11 @@ pub async fn handle(
 pub(crate) struct Call {
     pub method: Method,
     pub params: HashMap<String, Vec<String>>,
-    pub req: Request<Incoming>,
+    pub req: Request<RequestBody>,
 }
 
 impl Call {
-    pub(crate) fn new(req: Request<Incoming>) -> Call {
+    pub(crate) fn new(req: Request<RequestBody>) -> Call {
         let mut params: HashMap<String, Vec<String>> = HashMap::new();
         for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
             params

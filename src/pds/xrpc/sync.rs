@@ -101,7 +101,11 @@ pub(super) fn get_repo(pds: &Pds, call: &Call) -> Answer {
         .map_err(|e| std::io::Error::other(e.to_string()))
         .and_then(std::io::Write::flush);
         if let Err(e) = result {
-            if e.kind() != std::io::ErrorKind::BrokenPipe {
+            // The export's own error wraps the writer's, so the kind is lost: a closed channel
+            // is what tells a client that hung up (no failure of the node's) from a real one.
+            if tx.is_closed() {
+                tracing::debug!(error = %e, "client went away during a repository export");
+            } else {
                 tracing::error!(error = %e, "repository export failed");
             }
             let _ = tx.blocking_send(Err(e));
