@@ -102,8 +102,13 @@ fn doctor_passes_a_healthy_node_and_names_what_is_broken() {
             "restore the blob storage from a backup",
             &format!("private key {} is readable by other users", key.display()),
             &format!("fix: chmod 600 {}", key.display()),
+            &format!(
+                "FAIL  files    1 state entries are open to other users (group or world permissions): {}",
+                key.display()
+            ),
+            &format!("fix: chmod -R go-rwx {}", data.display()),
             &format!("http {host} is in use by another process"),
-            "3 failures",
+            "4 failures",
         ],
     );
     // Failures come first.

@@ -41,6 +41,7 @@ pub fn run(config: &Config, op: Op) -> anyhow::Result<()> {
 async fn open(config: &Config) -> anyhow::Result<Hold> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    super::serve::make_private(&config.data_dir)?;
     // Blobs are not touched by administration.
     let blobs = BlobStore::memory()?;
     let pds = Pds::open(

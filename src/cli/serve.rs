@@ -31,8 +31,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 pub(super) fn open_index(config: &Config) -> anyhow::Result<Index> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    make_private(&config.data_dir)?;
     let index_path = config.data_dir.join("index.redb");
     Index::open(&index_path).with_context(|| format!("cannot open index {}", index_path.display()))
+}
+
+/// Takes group and other permissions off `dir` and what is in it: state written by an
+/// earlier version, or by a start under a looser umask.
+pub(super) fn make_private(dir: &std::path::Path) -> anyhow::Result<()> {
+    let changed = super::private::tighten(dir)
+        .with_context(|| format!("cannot make {} owner-only", dir.display()))?;
+    if changed > 0 {
+        tracing::info!(dir = %dir.display(), changed, "state made owner-only");
+    }
+    Ok(())
 }
 
 /// The search index in `<data_dir>/search` (derived: made afresh when missing or unreadable).
@@ -49,6 +61,9 @@ pub(super) fn open_blobs(config: &Config) -> anyhow::Result<BlobStore> {
             let root = config.blob_root();
             std::fs::create_dir_all(&root)
                 .with_context(|| format!("cannot create {}", root.display()))?;
+            if !root.starts_with(&config.data_dir) {
+                make_private(&root)?;
+            }
             remove_partial_writes(&root);
             BlobStore::filesystem(&root)?
         }

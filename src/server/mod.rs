@@ -283,9 +283,11 @@ async fn handle(
     app: Arc<App>,
     peer: SocketAddr,
     scheme: &'static str,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
+    req.extensions_mut()
+        .insert(crate::pds::login::ClientAddr(peer.ip()));
     // Kept for the log line of a failure; cheap clones of shared buffers.
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let span = tracing::debug_span!("request", %method, path = %uri.path(), %peer);
