@@ -176,6 +176,10 @@ pub struct ServerConfig {
     pub shutdown_drain_secs: u64,
     /// A client must send its request headers within this many seconds. Default 30.
     pub header_read_timeout_secs: u64,
+    /// A file holding a token (one line; owner-only permissions, or it is refused) that
+    /// `/metrics` then requires as `Authorization: Bearer <token>`. Unset: `/metrics` is open
+    /// to anyone who reaches the listener. Read at start.
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -183,6 +187,7 @@ impl Default for ServerConfig {
         ServerConfig {
             shutdown_drain_secs: 30,
             header_read_timeout_secs: 30,
+            metrics_token_file: None,
         }
     }
 }
@@ -298,6 +303,10 @@ impl Config {
         if let Some(path) = &self.accounts.admin_password_file {
             read_secret(path)
                 .map_err(|e| ConfigError::Invalid(format!("accounts.admin_password_file: {e}")))?;
+        }
+        if let Some(path) = &self.server.metrics_token_file {
+            read_secret(path)
+                .map_err(|e| ConfigError::Invalid(format!("server.metrics_token_file: {e}")))?;
         }
         Ok(())
     }
