@@ -160,7 +160,10 @@ fn state_is_owner_only_whatever_the_umask_and_holds_no_session_id() {
         .and_then(|c| c.split_once('='))
         .map(|(_, v)| v.to_owned())
         .unwrap();
-    let body = format!(r#"{{"identifier":"admin","password":"{}"}}"#, srv.password());
+    let body = format!(
+        r#"{{"identifier":"admin","password":"{}"}}"#,
+        srv.password()
+    );
     let r = curl_anonymous(
         "POST",
         &format!("{}/xrpc/com.atproto.server.createSession", srv.base_url()),

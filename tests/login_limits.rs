@@ -23,7 +23,10 @@ fn retry_after(r: &reqwest::Response) -> u64 {
 
 async fn create_session(node: &Node, who: &str, password: &str) -> reqwest::Response {
     node.client
-        .post(format!("{}/xrpc/com.atproto.server.createSession", node.base))
+        .post(format!(
+            "{}/xrpc/com.atproto.server.createSession",
+            node.base
+        ))
         .header("content-type", "application/json")
         .body(json!({"identifier": who, "password": password}).to_string())
         .send()
@@ -110,10 +113,22 @@ async fn unknown_names_and_busy_clients_are_limited_too() {
     let client_free = usize::try_from(CLIENT_FREE_FAILURES).unwrap();
     let mut statuses = Vec::new();
     for i in 0..=client_free {
-        statuses.push(create_session(&node, &format!("guess{i}"), "wrong").await.status());
+        statuses.push(
+            create_session(&node, &format!("guess{i}"), "wrong")
+                .await
+                .status(),
+        );
     }
-    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
-    assert!(statuses[..client_free - free - 1].iter().all(|s| *s == StatusCode::UNAUTHORIZED));
+    assert_eq!(
+        statuses.last(),
+        Some(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[..client_free - free - 1]
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED)
+    );
 }
 
 #[tokio::test]
@@ -173,8 +188,14 @@ async fn app_password_sessions_cannot_manage_app_passwords() {
     let session = node.login("alice", app["password"].as_str().unwrap()).await;
     let app_access = session["accessJwt"].as_str().unwrap();
     for (nsid, body) in [
-        ("com.atproto.server.revokeAppPassword", Some(json!({"name": "ci"}))),
-        ("com.atproto.server.createAppPassword", Some(json!({"name": "x"}))),
+        (
+            "com.atproto.server.revokeAppPassword",
+            Some(json!({"name": "ci"})),
+        ),
+        (
+            "com.atproto.server.createAppPassword",
+            Some(json!({"name": "x"})),
+        ),
         ("com.atproto.server.listAppPasswords", None),
     ] {
         let got = match body {
@@ -193,9 +214,21 @@ async fn metrics_can_require_a_token() {
     let url = format!("{}/metrics", node.base);
     let r = node.client.get(&url).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = node.client.get(&url).bearer_auth("wrong").send().await.unwrap();
+    let r = node
+        .client
+        .get(&url)
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = node.client.get(&url).bearer_auth("s3cret").send().await.unwrap();
+    let r = node
+        .client
+        .get(&url)
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.text().await.unwrap().contains("atcr_http_requests_total"));
     // Without a token configured, it is open (the default).

@@ -76,7 +76,11 @@ mod tests {
         std::fs::create_dir_all(root.join("search/seg")).unwrap();
         std::fs::write(root.join("pds.redb"), b"x").unwrap();
         std::fs::write(root.join("search/seg/a"), b"x").unwrap();
-        for p in [root.to_owned(), root.join("search"), root.join("search/seg")] {
+        for p in [
+            root.to_owned(),
+            root.join("search"),
+            root.join("search/seg"),
+        ] {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         for p in [root.join("pds.redb"), root.join("search/seg/a")] {

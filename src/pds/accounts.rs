@@ -6,8 +6,8 @@
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-pub use super::passwords::{generate_app_password, hash_password, verify_password};
 use super::passwords::{self, SESSION_KEY_PREFIX, session_key};
+pub use super::passwords::{generate_app_password, hash_password, verify_password};
 use super::store::{ACCOUNTS, APP_PASSWORDS, HANDLES, PLC_OPS, PdsStore, SESSIONS, StoreError};
 use crate::atproto::Did;
 
@@ -404,10 +404,8 @@ impl Accounts {
             privileged: false,
         };
         self.store.write_sync(|tx| {
-            tx.open_table(APP_PASSWORDS)?.insert(
-                (did.as_str(), name),
-                serde_json::to_vec(&app)?.as_slice(),
-            )?;
+            tx.open_table(APP_PASSWORDS)?
+                .insert((did.as_str(), name), serde_json::to_vec(&app)?.as_slice())?;
             Ok(())
         })
     }
@@ -570,10 +568,8 @@ mod tests {
         // A session stored by an earlier version, id in the clear, is re-keyed.
         store
             .write_sync(|tx| {
-                tx.open_table(SESSIONS)?.insert(
-                    "old-cookie",
-                    serde_json::to_vec(&session(&did))?.as_slice(),
-                )?;
+                tx.open_table(SESSIONS)?
+                    .insert("old-cookie", serde_json::to_vec(&session(&did))?.as_slice())?;
                 Ok::<_, AccountError>(())
             })
             .unwrap();
@@ -605,9 +601,19 @@ mod tests {
             Err(AccountError::TooManyAppPasswords)
         ));
         // A name already taken still says so.
-        assert!(accounts.create_app_password(&did, "app0", false).unwrap().is_none());
+        assert!(
+            accounts
+                .create_app_password(&did, "app0", false)
+                .unwrap()
+                .is_none()
+        );
         assert!(accounts.revoke_app_password(&did, "app0").unwrap());
-        assert!(accounts.create_app_password(&did, "one-more", false).unwrap().is_some());
+        assert!(
+            accounts
+                .create_app_password(&did, "one-more", false)
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]

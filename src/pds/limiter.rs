@@ -16,10 +16,10 @@ pub const CLIENT_FREE_FAILURES: u32 = 20;
 /// The first wait; each further failure doubles it.
 const FIRST_WAIT: Duration = Duration::from_secs(30);
 /// The longest wait.
-const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
+const MAX_WAIT: Duration = Duration::from_mins(15);
 /// Failures are forgotten this long after the last one (longer than the longest wait, so
 /// waiting it out does not reset the count).
-const FORGET_AFTER: Duration = Duration::from_secs(60 * 60);
+const FORGET_AFTER: Duration = Duration::from_hours(1);
 /// Entries kept per table; beyond it, forgotten ones go, then the oldest.
 const CAPACITY: usize = 10_000;
 
@@ -231,7 +231,8 @@ mod tests {
         let mut l = Limiter::default();
         let t0 = Instant::now();
         for i in 0..CAPACITY + 50 {
-            l.begin(&[Subject::Account(format!("user{i}"))], t0).unwrap();
+            l.begin(&[Subject::Account(format!("user{i}"))], t0)
+                .unwrap();
         }
         assert!(l.len() <= CAPACITY);
     }

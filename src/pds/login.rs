@@ -126,10 +126,11 @@ impl Logins {
         let identifier = identifier.trim();
         let account = accounts.find(identifier)?;
         let subjects = [
-            Subject::Account(account.as_ref().map_or_else(
-                || identifier.to_ascii_lowercase(),
-                |a| a.did.to_string(),
-            )),
+            Subject::Account(
+                account
+                    .as_ref()
+                    .map_or_else(|| identifier.to_ascii_lowercase(), |a| a.did.to_string()),
+            ),
             Subject::client(client),
         ];
         if let Err(wait) = self.limiter().begin(&subjects, Instant::now()) {
@@ -184,9 +185,10 @@ impl Logins {
             .await
             .map_err(|_| LoginError::RateLimited(BUSY_RETRY))?
             .map_err(|_| LoginError::RateLimited(BUSY_RETRY))?;
-        let hash = account
-            .as_ref()
-            .map_or_else(|| passwords::DUMMY_HASH.clone(), |a| a.password_hash.clone());
+        let hash = account.as_ref().map_or_else(
+            || passwords::DUMMY_HASH.clone(),
+            |a| a.password_hash.clone(),
+        );
         let (password, runs) = (password.to_owned(), self.argon2_runs.clone());
         let matched = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -196,7 +198,8 @@ impl Logins {
             }
             legacy.into_iter().find_map(|app| {
                 runs.fetch_add(1, Ordering::Relaxed);
-                passwords::verify_password(&app.hash, &password).then(|| Some((app, password.clone())))
+                passwords::verify_password(&app.hash, &password)
+                    .then(|| Some((app, password.clone())))
             })
         })
         .await?;
@@ -307,16 +310,27 @@ mod tests {
         // Both kinds reach the wait after the same number of failures.
         for name in ["alice", "mallory"] {
             let mut answers = Vec::new();
-            for _ in 0..super::super::limiter::ACCOUNT_FREE_FAILURES + 1 {
+            for _ in 0..=super::super::limiter::ACCOUNT_FREE_FAILURES {
                 answers.push(
                     logins
                         .check(&accounts, name, "nope", HOME, Accepts::AnyPassword)
                         .await,
                 );
             }
-            assert!(answers[..answers.len() - 1].iter().all(|a| matches!(a, Err(LoginError::Refused))));
+            assert!(
+                answers[..answers.len() - 1]
+                    .iter()
+                    .all(|a| matches!(a, Err(LoginError::Refused)))
+            );
             let limited = answers.last().unwrap();
-            assert!(limited.as_ref().err().and_then(LoginError::retry_after).is_some(), "{name}: {limited:?}");
+            assert!(
+                limited
+                    .as_ref()
+                    .err()
+                    .and_then(LoginError::retry_after)
+                    .is_some(),
+                "{name}: {limited:?}"
+            );
         }
         // The right password does not get past the wait either.
         let right = logins
@@ -330,7 +344,11 @@ mod tests {
         let (_dir, accounts, account) = node();
         let password = passwords::generate_app_password();
         accounts
-            .put_legacy_app_password(&account.did, "old", &passwords::hash_password(&password).unwrap())
+            .put_legacy_app_password(
+                &account.did,
+                "old",
+                &passwords::hash_password(&password).unwrap(),
+            )
             .unwrap();
         let logins = Logins::default();
         let login = logins
@@ -345,6 +363,10 @@ mod tests {
             .check(&accounts, "alice", &password, HOME, Accepts::AnyPassword)
             .await
             .unwrap();
-        assert_eq!(logins.argon2_runs(), runs, "the upgraded hash needs no argon2");
+        assert_eq!(
+            logins.argon2_runs(),
+            runs,
+            "the upgraded hash needs no argon2"
+        );
     }
 }

@@ -179,7 +179,13 @@ async fn signin(cx: &Cx<'_>, form: SigninForm<'_>, client: std::net::IpAddr) -> 
         .app
         .pds
         .logins
-        .check(accounts, identifier, password, client, Accepts::AccountPassword)
+        .check(
+            accounts,
+            identifier,
+            password,
+            client,
+            Accepts::AccountPassword,
+        )
         .await;
     let account = match login {
         Ok(login) => login.account,
@@ -191,9 +197,7 @@ async fn signin(cx: &Cx<'_>, form: SigninForm<'_>, client: std::net::IpAddr) -> 
             let mut r = signin_failed(
                 cx,
                 StatusCode::TOO_MANY_REQUESTS,
-                &format!(
-                    "Too many failed sign-ins. Wait {secs} seconds before trying again."
-                ),
+                &format!("Too many failed sign-ins. Wait {secs} seconds before trying again."),
             );
             r.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
@@ -364,7 +368,13 @@ mod tests {
 
     #[test]
     fn only_local_paths_are_followed_after_signing_in() {
-        for ok in ["/", "/settings", "/r/alice/app?tab=tags", "/u/bob#x", "/a//b"] {
+        for ok in [
+            "/",
+            "/settings",
+            "/r/alice/app?tab=tags",
+            "/u/bob#x",
+            "/a//b",
+        ] {
             assert_eq!(local_path(Some(ok)), ok, "{ok:?}");
         }
         let hostile = [

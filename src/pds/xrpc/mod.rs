@@ -91,7 +91,11 @@ impl From<LoginError> for XrpcError {
             ),
             LoginError::RateLimited(_) => XrpcError {
                 retry_after: e.retry_after(),
-                ..XrpcError::new(StatusCode::TOO_MANY_REQUESTS, "RateLimitExceeded", e.to_string())
+                ..XrpcError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RateLimitExceeded",
+                    e.to_string(),
+                )
             },
             LoginError::Account(e) => e.into(),
             e @ LoginError::Task(_) => internal(&e),

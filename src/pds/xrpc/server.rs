@@ -74,7 +74,13 @@ pub(super) async fn create_session(pds: &Pds, call: Call) -> Answer {
         .ok_or_else(|| XrpcError::invalid("password is required"))?;
     let login = pds
         .logins
-        .check(&pds.accounts, identifier, password, client, Accepts::AnyPassword)
+        .check(
+            &pds.accounts,
+            identifier,
+            password,
+            client,
+            Accepts::AnyPassword,
+        )
         .await?;
     let pair = open_session(pds, &login.account, login.app_password.map(|a| a.name))?;
     ok_json(&session_json(pds, &login.account, Some(&pair)))
