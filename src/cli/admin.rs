@@ -41,7 +41,6 @@ pub fn run(config: &Config, op: Op) -> anyhow::Result<()> {
 async fn open(config: &Config) -> anyhow::Result<Hold> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    super::serve::make_private(&config.data_dir)?;
     // Blobs are not touched by administration.
     let blobs = BlobStore::memory()?;
     let pds = Pds::open(
@@ -61,6 +60,8 @@ async fn open(config: &Config) -> anyhow::Result<Hold> {
             anyhow::Error::from(e).context("cannot open the PDS")
         }
     })?;
+    // The PDS's lock is held: this process alone uses the state.
+    super::serve::make_private(&config.data_dir)?;
     let hold = Hold::new(Arc::new(pds));
     hold.ensure_captain()
         .await

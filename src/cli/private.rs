@@ -19,18 +19,27 @@ pub fn tighten(dir: &Path) -> std::io::Result<usize> {
     let mut changed = 0;
     let mut stack = vec![dir.to_owned()];
     while let Some(path) = stack.pop() {
-        let meta = std::fs::symlink_metadata(&path)?;
+        // Files may come and go under a running daemon (a search index merging segments).
+        let meta = match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            other => other?,
+        };
         if meta.file_type().is_symlink() || meta.uid() != me {
             continue;
         }
         let mode = meta.permissions().mode();
         if mode & 0o077 != 0 {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7700))?;
+            match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7700)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                other => other?,
+            }
             changed += 1;
         }
         if meta.is_dir() {
-            for entry in std::fs::read_dir(&path)? {
-                stack.push(entry?.path());
+            match std::fs::read_dir(&path) {
+                Ok(entries) => stack.extend(entries.filter_map(Result::ok).map(|e| e.path())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
         }
     }

@@ -27,13 +27,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// Opens the registry index; its lock keeps a second process off this state, so it is opened
-/// before anything in the state is touched.
+/// before anything in the state is touched. Then the state is made owner-only.
 pub(super) fn open_index(config: &Config) -> anyhow::Result<Index> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    make_private(&config.data_dir)?;
     let index_path = config.data_dir.join("index.redb");
-    Index::open(&index_path).with_context(|| format!("cannot open index {}", index_path.display()))
+    let index = Index::open(&index_path)
+        .with_context(|| format!("cannot open index {}", index_path.display()))?;
+    make_private(&config.data_dir)?;
+    Ok(index)
 }
 
 /// Takes group and other permissions off `dir` and what is in it: state written by an

@@ -122,6 +122,16 @@ impl Limiter {
         }
     }
 
+    /// The attempt begun for `subjects` was never decided (the node was too busy to check
+    /// it): it is not counted against anyone.
+    pub fn abandoned(&mut self, subjects: &[Subject]) {
+        for s in subjects {
+            if let Some(e) = self.entries.get_mut(s) {
+                e.failures = e.failures.saturating_sub(1);
+            }
+        }
+    }
+
     /// How many subjects are tracked.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -202,6 +212,9 @@ mod tests {
             l.begin(&[alice()], t0).unwrap();
         }
         l.succeeded(&[alice()]);
+        // An attempt that was never decided does not count.
+        l.begin(&[alice()], t0).unwrap();
+        l.abandoned(&[alice()]);
         for _ in 0..ACCOUNT_FREE_FAILURES {
             l.begin(&[alice()], t0).unwrap();
         }

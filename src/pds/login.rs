@@ -137,13 +137,19 @@ impl Logins {
             tracing::info!(%client, wait_secs = wait.as_secs(), "login refused: too many failures");
             return Err(LoginError::RateLimited(wait));
         }
+        let did = account.as_ref().map(|a| a.did.to_string());
         let result = self.verify(accounts, account, password, accepts).await;
         match &result {
             Ok(login) => {
                 self.limiter().succeeded(&subjects);
                 tracing::debug!(did = %login.account.did, app = login.app_password.is_some(), "login");
             }
-            Err(LoginError::Refused) => tracing::info!(%client, "failed login"),
+            Err(LoginError::Refused) => tracing::info!(%client, did = ?did, "failed login"),
+            // No argon2 slot came free: the password was not checked.
+            Err(LoginError::RateLimited(_)) => {
+                self.limiter().abandoned(&subjects);
+                tracing::warn!(%client, "login refused: password checks are all busy");
+            }
             Err(_) => {}
         }
         result
