@@ -65,7 +65,7 @@ impl Finding {
 }
 
 /// `n` items, naming the first few.
-fn examples(items: &[String]) -> String {
+pub(crate) fn examples(items: &[String]) -> String {
     let shown = items
         .iter()
         .take(EXAMPLES)

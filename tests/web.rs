@@ -258,6 +258,22 @@ fn sign_in_app_passwords_and_csrf() {
     );
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), Some("/"));
+    // Browsers drop tabs and newlines from a URL: `/<tab>/evil.example` is `//evil.example`.
+    for next in ["/%09/evil.example", "/%0a/evil.example", "/%5Cevil.example"] {
+        let r = post_form(
+            &srv,
+            "/signin",
+            None,
+            &format!("identifier=alice&password=alice-pw&next={next}"),
+        );
+        assert_eq!((r.status, r.header("location")), (303, Some("/")), "{next}");
+    }
+    let r = post_form(
+        &srv,
+        "/signin",
+        None,
+        "identifier=alice&password=alice-pw&next=//evil.example/",
+    );
     let set = r.header("set-cookie").expect("a session cookie").to_owned();
     assert!(
         set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/"),

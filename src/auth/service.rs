@@ -8,13 +8,14 @@
 //! a short token is refused later, by the request that needs more.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::server::body::RequestBody;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::json;
 use sha2::Digest as _;
@@ -27,6 +28,7 @@ use crate::hold::{Hold, Permission};
 use crate::oci::name::RepoName;
 use crate::oci::{ErrorCode, OciError};
 use crate::pds::accounts::now_secs;
+use crate::pds::login::{Accepts, ClientAddr, LoginError};
 use crate::server::body::{self, Body};
 
 /// Largest form body accepted by the `OAuth2` endpoint.
@@ -43,8 +45,6 @@ pub struct TokenService {
     hold: Arc<Hold>,
     /// sha256(did, password, stored hashes) → expiry of credentials that checked out.
     checked: Mutex<HashMap<[u8; 32], u64>>,
-    /// One argon2 verification at a time: each takes 19 MiB.
-    argon2: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -63,12 +63,12 @@ impl TokenService {
             appview,
             hold,
             checked: Mutex::default(),
-            argon2: tokio::sync::Semaphore::new(1),
         }
     }
 
     /// Answers a request to `/auth/token`.
     pub async fn handle(&self, req: Request<RequestBody>) -> Result<Response<Body>, OciError> {
+        let client = ClientAddr::of(&req);
         let (params, basic) = match *req.method() {
             Method::GET => {
                 let params = parse_form(req.uri().query().unwrap_or(""));
@@ -114,7 +114,7 @@ impl TokenService {
             (_, basic) => basic,
         };
         let caller = match credentials {
-            Some((user, password)) => Some(self.check_credentials(&user, password).await?),
+            Some((user, password)) => Some(self.check_credentials(&user, &password, client).await?),
             None => None,
         };
         let requested = Scope::parse_all(
@@ -148,67 +148,67 @@ impl TokenService {
             .map_err(|e| OciError::internal(&e))
     }
 
-    /// The account behind a user name and password (account or app password).
-    async fn check_credentials(&self, user: &str, password: String) -> Result<Did, OciError> {
-        let refused = || OciError::new(ErrorCode::Unauthorized, "incorrect username or password");
+    /// The account behind a user name and password (account or app password), through the
+    /// node's login gate (`pds::login`).
+    async fn check_credentials(
+        &self,
+        user: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<Did, OciError> {
         let accounts = &self.appview.pds().accounts;
-        let account = accounts
-            .find(user)
-            .map_err(|e| OciError::internal(&e))?
-            .ok_or_else(refused)?;
-        let did = account.did.clone();
-        // Clients send their credentials with every token request. The key covers the stored
-        // hashes, so a password change or a revoked app password takes effect at once.
-        let mut key = sha2::Sha256::new();
-        key.update(account.did.as_str().as_bytes());
-        key.update([0]);
-        key.update(password.as_bytes());
-        key.update([0]);
-        key.update(account.password_hash.as_bytes());
-        for app in accounts
-            .list_app_passwords(&account.did)
-            .map_err(|e| OciError::internal(&e))?
-        {
-            key.update([0]);
-            key.update(app.hash.as_bytes());
-        }
-        let key: [u8; 32] = key.finalize().into();
-        let now = now_secs();
-        if self
-            .checked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            .is_some_and(|expires| *expires > now)
-        {
-            return Ok(did);
-        }
-        // argon2 is deliberately slow and takes 19 MiB per check: one at a time, off the async
-        // workers.
-        let _permit = self
-            .argon2
-            .acquire()
-            .await
-            .map_err(|e| OciError::internal(&e))?;
-        let pds = self.appview.pds().clone();
-        let ok =
-            tokio::task::spawn_blocking(move || pds.accounts.check_password(&account, &password))
-                .await
-                .map_err(|e| OciError::internal(&e))?
-                .map_err(|e| OciError::internal(&e))?;
-        if ok.is_none() {
-            tracing::info!(user, "registry login refused");
-            return Err(refused());
-        }
-        let mut checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
-        if checked.len() >= CHECKED_CACHE {
-            checked.retain(|_, expires| *expires > now);
-            if checked.len() >= CHECKED_CACHE / 2 {
-                checked.clear();
+        // Clients send their credentials with every token request: credentials that checked
+        // out are remembered for a while. The key covers the stored hashes, so a password
+        // change or a revoked app password takes effect at once.
+        let key = match accounts.find(user).map_err(|e| OciError::internal(&e))? {
+            Some(account) => {
+                let mut key = sha2::Sha256::new();
+                key.update(account.did.as_str().as_bytes());
+                key.update([0]);
+                key.update(password.as_bytes());
+                key.update([0]);
+                key.update(account.password_hash.as_bytes());
+                for app in accounts
+                    .list_app_passwords(&account.did)
+                    .map_err(|e| OciError::internal(&e))?
+                {
+                    key.update([0]);
+                    key.update(app.hash.as_bytes());
+                }
+                let key: [u8; 32] = key.finalize().into();
+                Some((key, account.did))
             }
+            None => None,
+        };
+        let now = now_secs();
+        if let Some((key, did)) = &key
+            && self
+                .checked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(key)
+                .is_some_and(|expires| *expires > now)
+        {
+            return Ok(did.clone());
         }
-        checked.insert(key, now + CHECKED_SECS);
-        Ok(did)
+        let login = self
+            .appview
+            .pds()
+            .logins
+            .check(accounts, user, password, client, Accepts::AnyPassword)
+            .await
+            .map_err(login_error)?;
+        if let Some((key, _)) = key {
+            let mut checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
+            if checked.len() >= CHECKED_CACHE {
+                checked.retain(|_, expires| *expires > now);
+                if checked.len() >= CHECKED_CACHE / 2 {
+                    checked.clear();
+                }
+            }
+            checked.insert(key, now + CHECKED_SECS);
+        }
+        Ok(login.account.did)
     }
 
     /// How much of `scope` the caller gets: `None` for nothing.
@@ -256,6 +256,23 @@ impl TokenService {
             resource: scope.resource.clone(),
             actions: granted,
         })))
+    }
+}
+
+/// A failed login as the token service answers it: 401, or 429 with `Retry-After`.
+fn login_error(e: LoginError) -> OciError {
+    match e {
+        LoginError::Refused => {
+            OciError::new(ErrorCode::Unauthorized, "incorrect username or password")
+        }
+        LoginError::RateLimited(_) => {
+            let mut refused = OciError::new(ErrorCode::TooManyRequests, e.to_string());
+            if let Some(secs) = e.retry_after() {
+                refused = refused.with_header(http::header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            refused
+        }
+        e => OciError::internal(&e),
     }
 }
 

@@ -60,6 +60,8 @@ async fn open(config: &Config) -> anyhow::Result<Hold> {
             anyhow::Error::from(e).context("cannot open the PDS")
         }
     })?;
+    // The PDS's lock is held: this process alone uses the state.
+    super::serve::make_private(&config.data_dir)?;
     let hold = Hold::new(Arc::new(pds));
     hold.ensure_captain()
         .await

@@ -162,11 +162,31 @@ fn files(config: &Config) -> Vec<Finding> {
             format!("chmod 600 {}", path.display()),
         ));
     }
+    let mut open = super::private::exposed(dir);
+    let blobs = config.blob_root();
+    if config.storage.backend == Backend::Fs && !blobs.starts_with(dir) {
+        open.extend(super::private::exposed(&blobs));
+    }
+    if !open.is_empty() {
+        let names: Vec<String> = open.iter().map(|p| p.display().to_string()).collect();
+        out.push(Finding::fail(
+            "files",
+            format!(
+                "{} state entries are open to other users (group or world permissions): {}",
+                open.len(),
+                crate::doctor::examples(&names)
+            ),
+            format!(
+                "chmod -R go-rwx {} (`atcr serve` does it at start)",
+                dir.display()
+            ),
+        ));
+    }
     if out.is_empty() {
         out.push(Finding::ok(
             "files",
             format!(
-                "{}: everything owned by {name}, private keys owner-only",
+                "{}: everything owned by {name}, state and private keys owner-only",
                 dir.display()
             ),
         ));

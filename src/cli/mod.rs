@@ -8,6 +8,7 @@ mod fsck;
 mod index;
 mod login;
 mod pds;
+mod private;
 mod serve;
 mod tls;
 
@@ -85,6 +86,22 @@ enum Command {
         #[arg(long)]
         ca_file: Option<PathBuf>,
     },
+}
+
+impl Command {
+    /// Whether the command may create files in the node's state (which must then be
+    /// owner-only: see `private.rs`).
+    fn writes_state(&self) -> bool {
+        matches!(
+            self,
+            Command::Serve(_)
+                | Command::Doctor(_)
+                | Command::User(_)
+                | Command::Hold(_)
+                | Command::Crew(_)
+                | Command::Index(_)
+        )
+    }
 }
 
 #[derive(Subcommand)]
@@ -371,6 +388,9 @@ pub fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     init_logging();
+    if cli.command.writes_state() {
+        private::restrict_umask();
+    }
     let result = match cli.command {
         Command::Serve(args) => args.load().and_then(serve::run),
         Command::CheckConfig(args) => args.layered().and_then(|l| check_config::run(&l)),

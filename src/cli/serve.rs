@@ -28,14 +28,27 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 /// Opens the registry index; its lock keeps a second process off this state, so it is opened
 /// before anything in the state is touched. A damaged index is moved aside and started afresh
-/// (see [`Index::open_or_replace`]); the registry rebuilds it from the PDS event log.
+/// (see [`Index::open_or_replace`]); the registry rebuilds it from the PDS event log. Then the
+/// state is made owner-only.
 pub(super) fn open_index(config: &Config) -> anyhow::Result<Index> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let index_path = config.data_dir.join("index.redb");
     let (index, _) = Index::open_or_replace(&index_path)
         .with_context(|| format!("cannot open index {}", index_path.display()))?;
+    make_private(&config.data_dir)?;
     Ok(index)
+}
+
+/// Takes group and other permissions off `dir` and what is in it: state written by an
+/// earlier version, or by a start under a looser umask.
+pub(super) fn make_private(dir: &std::path::Path) -> anyhow::Result<()> {
+    let changed = super::private::tighten(dir)
+        .with_context(|| format!("cannot make {} owner-only", dir.display()))?;
+    if changed > 0 {
+        tracing::info!(dir = %dir.display(), changed, "state made owner-only");
+    }
+    Ok(())
 }
 
 /// The search index in `<data_dir>/search` (derived: made afresh when missing or unreadable).
@@ -52,6 +65,9 @@ pub(super) fn open_blobs(config: &Config) -> anyhow::Result<BlobStore> {
             let root = config.blob_root();
             std::fs::create_dir_all(&root)
                 .with_context(|| format!("cannot create {}", root.display()))?;
+            if !root.starts_with(&config.data_dir) {
+                make_private(&root)?;
+            }
             remove_partial_writes(&root);
             BlobStore::filesystem(&root)?
         }
@@ -157,6 +173,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         app = app.with_disk_floor(config.blob_root(), config.storage.min_free_bytes);
     }
     app.ca_pem = certs.as_ref().and_then(|c| c.ca_pem().map(str::to_owned));
+    app.metrics_token = match &config.server.metrics_token_file {
+        Some(path) => Some(crate::config::read_secret(path)?),
+        None => None,
+    };
     let app = Arc::new(app);
     tracing::info!(data_dir = %config.data_dir.display(), "serving");
 

@@ -204,6 +204,10 @@ pub struct ServerConfig {
     /// closes. Lowered at start to fit the open-file limit (`ulimit -n`), which the node then
     /// never reaches. WebSocket subscribers are limited apart (`pds.firehose_*`). Default 1024.
     pub max_connections: usize,
+    /// A file holding a token (one line; owner-only permissions, or it is refused) that
+    /// `/metrics` then requires as `Authorization: Bearer <token>`. Unset: `/metrics` is open
+    /// to anyone who reaches the listener. Read at start.
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 /// Default of `server.idle_timeout_secs`.
@@ -221,6 +225,7 @@ impl Default for ServerConfig {
             idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
             body_read_timeout_secs: DEFAULT_BODY_READ_TIMEOUT_SECS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            metrics_token_file: None,
         }
     }
 }
@@ -361,6 +366,10 @@ impl Config {
         if let Some(path) = &self.accounts.admin_password_file {
             read_secret(path)
                 .map_err(|e| ConfigError::Invalid(format!("accounts.admin_password_file: {e}")))?;
+        }
+        if let Some(path) = &self.server.metrics_token_file {
+            read_secret(path)
+                .map_err(|e| ConfigError::Invalid(format!("server.metrics_token_file: {e}")))?;
         }
         Ok(())
     }

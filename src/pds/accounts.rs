@@ -1,12 +1,19 @@
 //! Local accounts, app passwords, sessions and the built-in PLC log, in `pds.redb`.
-//! Passwords (account and app) are stored as argon2id PHC strings only.
+//! No secret is stored in the clear (`passwords.rs`): account passwords as argon2id PHC
+//! strings, app passwords as SHA-256, sessions under the SHA-256 of their id (a web session's
+//! id is its cookie).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use super::passwords::{self, SESSION_KEY_PREFIX, session_key};
+pub use super::passwords::{generate_app_password, hash_password, verify_password};
 use super::store::{ACCOUNTS, APP_PASSWORDS, HANDLES, PLC_OPS, PdsStore, SESSIONS, StoreError};
 use crate::atproto::Did;
+
+/// App passwords an account may have: each is one more thing to revoke when a laptop is lost,
+/// and a bound on what a login attempt may have to look at.
+pub const MAX_APP_PASSWORDS: usize = 50;
 
 /// A local account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,7 +36,8 @@ pub struct AppPassword {
     pub privileged: bool,
 }
 
-/// A login session: the refresh token's id is the key; access tokens name it in `sid`.
+/// A login session, stored under [`session_key`] of its id: the refresh token's `jti` (access
+/// tokens name it in `sid`), or a web session's cookie.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub did: Did,
@@ -38,7 +46,8 @@ pub struct Session {
     /// The app password the session was opened with, if any (revoking it ends the session).
     pub app_password: Option<String>,
     /// Set once the refresh token was used: the session it was replaced by, and until when the
-    /// old token still refreshes (to that same session).
+    /// old token still refreshes (to that same session). `next` is a refresh token's `jti`,
+    /// which opens nothing without a token signed by the node's key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotated: Option<Rotation>,
     /// A session of the web pages (signed in with the account password; its id is the
@@ -85,6 +94,8 @@ pub enum AccountError {
     NotFound(String),
     #[error("password hashing failed")]
     Hash,
+    #[error("an account may have at most {MAX_APP_PASSWORDS} app passwords; revoke one first")]
+    TooManyAppPasswords,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -105,45 +116,10 @@ impl From<serde_json::Error> for AccountError {
     }
 }
 
-/// argon2id with OWASP's first recommended configuration: 46 MiB, one pass, one lane. Its
-/// working memory is above glibc's largest mmap threshold (32 MiB), so it is mapped for each
-/// hash and unmapped after it; the crate default (19 MiB, two passes) would stay in the
-/// allocator's arenas and in the memory of an idle node after the first login. Verification
-/// uses the parameters stored in each hash.
-fn hasher() -> argon2::Argon2<'static> {
-    let params = argon2::Params::new(46 * 1024, 1, 1, None).unwrap_or_default();
-    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
-}
-
-/// An argon2id hash (PHC string) of a password.
-pub fn hash_password(password: &str) -> Result<String, AccountError> {
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    hasher()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|_| AccountError::Hash)
-}
-
-/// Whether `password` matches a stored hash (constant-time in the hash comparison).
-#[must_use]
-pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| hasher().verify_password(password.as_bytes(), &h).is_ok())
-}
-
-/// A fresh app password in the reference PDS's shape (`xxxx-xxxx-xxxx-xxxx`).
-#[must_use]
-pub fn generate_app_password() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let mut rng = rand::rngs::OsRng;
-    let chunks: Vec<String> = (0..4)
-        .map(|_| {
-            (0..4)
-                .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
-                .collect()
-        })
-        .collect();
-    chunks.join("-")
+impl From<passwords::HashError> for AccountError {
+    fn from(_: passwords::HashError) -> Self {
+        AccountError::Hash
+    }
 }
 
 /// Unix seconds now.
@@ -326,7 +302,8 @@ impl Accounts {
         })
     }
 
-    /// Creates an app password; returns the password (shown once).
+    /// Creates an app password; returns the password (shown once), or `None` if the account
+    /// has one of that name.
     pub fn create_app_password(
         &self,
         did: &Did,
@@ -336,7 +313,7 @@ impl Accounts {
         let password = generate_app_password();
         let app = AppPassword {
             name: name.to_owned(),
-            hash: hash_password(&password)?,
+            hash: passwords::hash_app_password(&password),
             created: now_secs(),
             privileged,
         };
@@ -345,6 +322,10 @@ impl Accounts {
             let mut apps = tx.open_table(APP_PASSWORDS)?;
             if apps.get((did.as_str(), stored.name.as_str()))?.is_some() {
                 return Ok::<_, AccountError>(false);
+            }
+            let d = did.as_str();
+            if apps.range((d, "")..=(d, "\u{10FFFF}"))?.count() >= MAX_APP_PASSWORDS {
+                return Err(AccountError::TooManyAppPasswords);
             }
             let json = serde_json::to_vec(&stored)?;
             apps.insert((did.as_str(), stored.name.as_str()), json.as_slice())?;
@@ -378,26 +359,60 @@ impl Accounts {
         })
     }
 
-    /// Which credential `password` is for `account`: `Some(None)` the account password,
-    /// `Some(Some(name))` an app password, `None` neither.
-    pub fn check_password(
+    /// Rewrites an app password stored as argon2 (by an earlier version) as SHA-256, once
+    /// `password` was found to match it.
+    pub fn upgrade_app_password(
         &self,
-        account: &Account,
+        did: &Did,
+        name: &str,
         password: &str,
-    ) -> Result<Option<Option<AppPassword>>, AccountError> {
-        if verify_password(&account.password_hash, password) {
-            return Ok(Some(None));
-        }
-        Ok(self
-            .list_app_passwords(&account.did)?
-            .into_iter()
-            .find(|a| verify_password(&a.hash, password))
-            .map(Some))
+    ) -> Result<(), AccountError> {
+        let (did, name, hash) = (
+            did.clone(),
+            name.to_owned(),
+            passwords::hash_app_password(password),
+        );
+        self.store.write_sync(move |tx| {
+            let mut apps = tx.open_table(APP_PASSWORDS)?;
+            let key = (did.as_str(), name.as_str());
+            let Some(mut app) = apps
+                .get(key)?
+                .map(|v| serde_json::from_slice::<AppPassword>(v.value()))
+                .transpose()?
+            else {
+                return Ok(());
+            };
+            app.hash = hash;
+            apps.insert(key, serde_json::to_vec(&app)?.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Stores an app password with a given hash, as an earlier version did (tests of the
+    /// upgrade path).
+    #[cfg(test)]
+    pub(crate) fn put_legacy_app_password(
+        &self,
+        did: &Did,
+        name: &str,
+        hash: &str,
+    ) -> Result<(), AccountError> {
+        let app = AppPassword {
+            name: name.to_owned(),
+            hash: hash.to_owned(),
+            created: now_secs(),
+            privileged: false,
+        };
+        self.store.write_sync(|tx| {
+            tx.open_table(APP_PASSWORDS)?
+                .insert((did.as_str(), name), serde_json::to_vec(&app)?.as_slice())?;
+            Ok(())
+        })
     }
 
     pub fn put_session(&self, id: &str, session: &Session) -> Result<(), AccountError> {
         let json = serde_json::to_vec(session)?;
-        let id = id.to_owned();
+        let id = session_key(id);
         self.store.write_sync(move |tx| {
             tx.open_table(SESSIONS)?
                 .insert(id.as_str(), json.as_slice())?;
@@ -409,14 +424,14 @@ impl Accounts {
         let tx = self.store.read()?;
         let table = tx.open_table(SESSIONS)?;
         Ok(table
-            .get(id)?
+            .get(session_key(id).as_str())?
             .map(|v| serde_json::from_slice(v.value()))
             .transpose()?)
     }
 
     /// Removes a session; returns whether it existed.
     pub fn delete_session(&self, id: &str) -> Result<bool, AccountError> {
-        let id = id.to_owned();
+        let id = session_key(id);
         self.store
             .write_sync(move |tx| Ok(tx.open_table(SESSIONS)?.remove(id.as_str())?.is_some()))
     }
@@ -432,7 +447,7 @@ impl Accounts {
         grace_until: u64,
     ) -> Result<Rotated, AccountError> {
         let json = serde_json::to_vec(session)?;
-        let (old, new) = (old.to_owned(), new.to_owned());
+        let (old, new_key, new) = (session_key(old), session_key(new), new.to_owned());
         self.store.write_sync(move |tx| {
             let mut t = tx.open_table(SESSIONS)?;
             let Some(raw) = t.get(old.as_str())?.map(|v| v.value().to_vec()) else {
@@ -443,17 +458,37 @@ impl Accounts {
                 return Ok(Rotated::Before(rotation));
             }
             previous.rotated = Some(Rotation {
-                next: new.clone(),
+                next: new,
                 until: grace_until,
             });
             t.insert(old.as_str(), serde_json::to_vec(&previous)?.as_slice())?;
-            t.insert(new.as_str(), json.as_slice())?;
+            t.insert(new_key.as_str(), json.as_slice())?;
             Ok(Rotated::Now)
         })
     }
 }
 
 impl Accounts {
+    /// Re-keys sessions stored by earlier versions under their id in the clear: afterwards
+    /// the table holds only [`session_key`]s. Returns how many were re-keyed.
+    pub fn hash_session_ids(&self) -> Result<usize, AccountError> {
+        self.store.write_sync(|tx| {
+            let mut sessions = tx.open_table(SESSIONS)?;
+            let mut clear = Vec::new();
+            for item in sessions.iter()? {
+                let (k, v) = item?;
+                if !k.value().starts_with(SESSION_KEY_PREFIX) {
+                    clear.push((k.value().to_owned(), v.value().to_vec()));
+                }
+            }
+            for (id, value) in &clear {
+                sessions.remove(id.as_str())?;
+                sessions.insert(session_key(id).as_str(), value.as_slice())?;
+            }
+            Ok(clear.len())
+        })
+    }
+
     /// Removes sessions nobody can use any more: expired ones, and replaced ones past their
     /// grace period. Returns how many went.
     pub fn prune_sessions(&self, now: u64) -> Result<usize, AccountError> {
@@ -500,15 +535,85 @@ fn remove_sessions(
 mod tests {
     use super::*;
 
+    fn session(did: &Did) -> Session {
+        Session {
+            did: did.clone(),
+            expires: u64::MAX,
+            app_password: None,
+            rotated: None,
+            web: true,
+        }
+    }
+
+    /// The keys of the session table as stored.
+    fn stored_keys(store: &PdsStore) -> Vec<String> {
+        let tx = store.read().unwrap();
+        let table = tx.open_table(SESSIONS).unwrap();
+        table
+            .iter()
+            .unwrap()
+            .map(|i| i.unwrap().0.value().to_owned())
+            .collect()
+    }
+
     #[test]
-    fn passwords_hash_and_verify() {
-        let h = hash_password("hunter2").unwrap();
-        assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password(&h, "hunter2"));
-        assert!(!verify_password(&h, "hunter3"));
-        assert!(!verify_password("garbage", "hunter2"));
-        let p = generate_app_password();
-        assert_eq!(p.len(), 19);
+    fn sessions_are_stored_under_a_hash_of_their_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PdsStore::open(&dir.path().join("pds.redb")).unwrap();
+        let accounts = Accounts::new(store.clone());
+        let did: Did = "did:plc:abc".parse().unwrap();
+        accounts.put_session("the-cookie", &session(&did)).unwrap();
+        assert!(accounts.session("the-cookie").unwrap().is_some());
+        assert_eq!(stored_keys(&store), vec![session_key("the-cookie")]);
+        // A session stored by an earlier version, id in the clear, is re-keyed.
+        store
+            .write_sync(|tx| {
+                tx.open_table(SESSIONS)?
+                    .insert("old-cookie", serde_json::to_vec(&session(&did))?.as_slice())?;
+                Ok::<_, AccountError>(())
+            })
+            .unwrap();
+        assert_eq!(accounts.hash_session_ids().unwrap(), 1);
+        assert!(accounts.session("old-cookie").unwrap().is_some());
+        assert!(
+            stored_keys(&store)
+                .iter()
+                .all(|k| k.starts_with(SESSION_KEY_PREFIX) && !k.contains("cookie"))
+        );
+        assert!(accounts.delete_session("old-cookie").unwrap());
+    }
+
+    #[test]
+    fn app_passwords_are_capped_and_not_stored_in_the_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = Accounts::new(PdsStore::open(&dir.path().join("pds.redb")).unwrap());
+        let did: Did = "did:plc:abc".parse().unwrap();
+        for i in 0..MAX_APP_PASSWORDS {
+            let (password, app) = accounts
+                .create_app_password(&did, &format!("app{i}"), false)
+                .unwrap()
+                .unwrap();
+            assert!(!app.hash.contains(&password));
+            assert!(passwords::is_fast_app_hash(&app.hash));
+        }
+        assert!(matches!(
+            accounts.create_app_password(&did, "one-more", false),
+            Err(AccountError::TooManyAppPasswords)
+        ));
+        // A name already taken still says so.
+        assert!(
+            accounts
+                .create_app_password(&did, "app0", false)
+                .unwrap()
+                .is_none()
+        );
+        assert!(accounts.revoke_app_password(&did, "app0").unwrap());
+        assert!(
+            accounts
+                .create_app_password(&did, "one-more", false)
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]

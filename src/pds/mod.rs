@@ -6,6 +6,9 @@ pub mod auth;
 pub mod events;
 pub mod identity;
 pub mod lexicons;
+pub mod limiter;
+pub mod login;
+pub mod passwords;
 pub mod plc;
 pub mod rate;
 pub mod repo;
@@ -87,6 +90,8 @@ pub struct Pds {
     pub blobs: BlobStore,
     /// Session tokens already verified (see [`auth::VerifiedTokens`]).
     pub verified_tokens: auth::VerifiedTokens,
+    /// The gate of every password login (see [`login::Logins`]).
+    pub logins: login::Logins,
     /// Cancelled when the node stops: firehose subscribers (upgraded connections, which the
     /// server's graceful shutdown does not track) close on it.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -122,6 +127,10 @@ impl Pds {
         let store = PdsStore::open(&data_dir.join("pds.redb"))?;
         let repos = Repos::new(store.clone(), Arc::new(lexicons::builtin()));
         let accounts = Accounts::new(store.clone());
+        let rekeyed = accounts.hash_session_ids()?;
+        if rekeyed > 0 {
+            tracing::info!(sessions = rekeyed, "session ids now stored as hashes");
+        }
         repos.register_key(node_did.clone(), keys.repo.clone());
         if store.head(&node_did)?.is_none() {
             repos.create_repo(&node_did, keys.repo.clone()).await?;
@@ -138,6 +147,7 @@ impl Pds {
             accounts,
             blobs,
             verified_tokens: auth::VerifiedTokens::default(),
+            logins: login::Logins::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
             subscribers: subscribers::Subscribers::default(),
             plc_creations: rate::PerAddress::new(
@@ -203,7 +213,7 @@ impl Pds {
             did: did.clone(),
             name: name.to_owned(),
             handle: handle.clone(),
-            password_hash: accounts::hash_password(password)?,
+            password_hash: accounts::hash_password(password).map_err(AccountError::from)?,
             admin,
             created: accounts::now_secs(),
         };

@@ -44,6 +44,8 @@ pub struct App {
     pub disk: ops::DiskFloor,
     /// The node-managed CA certificate (PEM), served at `/ca.crt`.
     pub ca_pem: Option<String>,
+    /// The bearer token `/metrics` requires (`server.metrics_token_file`); `None`: open.
+    pub metrics_token: Option<String>,
 }
 
 /// Why a node could not be assembled.
@@ -87,6 +89,7 @@ impl App {
             metrics: ops::Metrics::default(),
             disk: ops::DiskFloor::default(),
             ca_pem: None,
+            metrics_token: None,
         })
     }
 
@@ -162,15 +165,63 @@ impl App {
     /// Where clients get tokens, as seen by a request to `host` over `scheme` (the listener's:
     /// a client that came over HTTPS is sent to HTTPS, whatever else the node serves).
     fn realm(&self, headers: &http::HeaderMap, scheme: &str) -> Realm {
-        let host = headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or(&self.pds.settings.public_host);
+        let host = request_host(headers).unwrap_or(&self.pds.settings.public_host);
         Realm {
             realm: format!("{scheme}://{host}/auth/token"),
             service: self.auth.tokens.service().to_owned(),
         }
     }
+}
+
+/// The request's `Host`, if it is one: a host name, IPv4 address or bracketed IPv6 address,
+/// with an optional port. Anything else (quotes, commas, spaces…) is not echoed into headers
+/// or pages.
+#[must_use]
+pub fn request_host(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| is_host(h))
+}
+
+/// Whether `s` is `host[:port]` in URL authority syntax (no user info).
+#[must_use]
+pub fn is_host(s: &str) -> bool {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let Some((v6, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if v6.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        match after {
+            "" => return true,
+            p => match p.strip_prefix(':') {
+                Some(port) => ("", port),
+                None => return false,
+            },
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, p),
+            None => (s, ""),
+        }
+    };
+    let port_ok = (port.is_empty() && !s.ends_with(':'))
+        || (port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok());
+    let host_ok = s.starts_with('[')
+        || (!host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            }));
+    port_ok && host_ok
 }
 
 /// Limits and deadlines of the accept loop.
@@ -390,9 +441,11 @@ async fn handle(
     scheme: &'static str,
     limits: ServerLimits,
     in_flight: conn::InFlight,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
+    req.extensions_mut()
+        .insert(crate::pds::login::ClientAddr(peer.ip()));
     // Kept for the log line of a failure; cheap clones of shared buffers.
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let span = tracing::debug_span!("request", %method, path = %uri.path(), %peer);
@@ -436,7 +489,9 @@ async fn dispatch(
     match (req.method(), path.as_str()) {
         (&Method::GET | &Method::HEAD, "/healthz") => return ("healthz", Ok(ops::healthz())),
         (&Method::GET | &Method::HEAD, "/readyz") => return ("readyz", Ok(ops::readyz(app).await)),
-        (&Method::GET, "/metrics") => return ("metrics", Ok(ops::metrics(app))),
+        (&Method::GET, "/metrics") => {
+            return ("metrics", Ok(ops::metrics_if_allowed(app, req.headers())));
+        }
         (&Method::GET | &Method::HEAD, "/ca.crt") => {
             return ("ca_crt", Ok(ops::ca_certificate(app)));
         }
@@ -544,6 +599,40 @@ fn error_response(e: OciError) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_host_syntax_is_taken_from_the_host_header() {
+        for ok in [
+            "registry.lan",
+            "registry.lan:5000",
+            "127.0.0.1:5000",
+            "localhost",
+            "[::1]",
+            "[::1]:5443",
+            "a-b.example.com",
+        ] {
+            assert!(is_host(ok), "{ok:?}");
+        }
+        for bad in [
+            r#"evil",error="x"#,
+            "evil example",
+            "evil,example",
+            "evil:",
+            "evil:99999",
+            "evil:5x",
+            "user@evil",
+            "[::1",
+            "[nope]:1",
+            "[::1]x",
+            "-evil",
+            "evil..example",
+            "",
+            "evil/path",
+            "evil\t",
+        ] {
+            assert!(!is_host(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn decodes_escaped_digests() {

@@ -143,6 +143,32 @@ pub async fn readyz(app: &App) -> Response<Body> {
     }
 }
 
+/// `/metrics`, to a caller with the configured bearer token (anyone when none is set).
+pub fn metrics_if_allowed(app: &App, headers: &http::HeaderMap) -> Response<Body> {
+    if let Some(token) = &app.metrics_token {
+        let presented = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let ok = presented.is_some_and(|p| {
+            crate::pds::passwords::constant_time_eq(p.as_bytes(), token.as_bytes())
+        });
+        if !ok {
+            let mut r = text(
+                StatusCode::UNAUTHORIZED,
+                "/metrics needs the token of server.metrics_token_file\n".into(),
+            );
+            r.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"metrics\""),
+            );
+            return r;
+        }
+    }
+    metrics(app)
+}
+
 /// Prometheus text exposition.
 pub fn metrics(app: &App) -> Response<Body> {
     let mut out = String::new();

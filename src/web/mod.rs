@@ -9,7 +9,7 @@
 //! when it is public, else signed-in crew with `blob:read`): private repositories never appear
 //! to those who may not pull them.
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 mod browse;
@@ -58,8 +58,25 @@ pub(crate) struct Cx<'a> {
     pub https: bool,
 }
 
-/// Answers a request for a UI path (`serves`); `scheme` is the listener's.
+/// Answers a request for a UI path (`serves`); `scheme` is the listener's. No page may be
+/// framed by another site (clickjacking the sign-in or settings forms), and no answer is
+/// sniffed as another type.
 pub async fn handle(
+    app: &App,
+    req: http::Request<crate::server::body::RequestBody>,
+    path: &str,
+    scheme: &str,
+) -> Response<Body> {
+    let mut r = respond(app, req, path, scheme).await;
+    let h = r.headers_mut();
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(http::header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static("frame-ancestors 'none'"));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    r
+}
+
+async fn respond(
     app: &App,
     req: http::Request<crate::server::body::RequestBody>,
     path: &str,
@@ -140,11 +157,10 @@ pub(crate) fn finish(
     }
 }
 
-/// The name clients use for this node: the request's `Host`.
+/// The name clients use for this node: the request's `Host` when it is one, else the
+/// configured public host.
 fn host(app: &App, headers: &HeaderMap) -> String {
-    headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
+    crate::server::request_host(headers)
         .map_or_else(|| app.pds.settings.public_host.clone(), str::to_owned)
 }
 
@@ -526,7 +542,7 @@ pub(crate) fn page(
     h.insert(
         http::header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'",
+            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; frame-ancestors 'none'",
         ),
     );
     r

@@ -14,7 +14,8 @@ use maud::html;
 use sha2::{Digest, Sha256};
 
 use super::{Cx, Viewer, finish, page};
-use crate::pds::accounts::{Session, now_secs, verify_password};
+use crate::pds::accounts::{AccountError, Session, now_secs};
+use crate::pds::login::{Accepts, ClientAddr, LoginError};
 use crate::server::App;
 use crate::server::body::{self, Body};
 
@@ -66,6 +67,7 @@ pub(super) async fn post(
         .get(ORIGIN)
         .and_then(|o| o.to_str().ok())
         .is_none_or(|o| o.split_once("://").is_some_and(|(_, h)| h == cx.host));
+    let client = ClientAddr::of(&req);
     let form_type = req
         .headers()
         .get(CONTENT_TYPE)
@@ -92,7 +94,12 @@ pub(super) async fn post(
                 "Sign in from this node's own page.",
             );
         }
-        return signin(cx, field("identifier"), field("password"), field("next")).await;
+        let form = SigninForm {
+            identifier: field("identifier"),
+            password: field("password"),
+            next: field("next"),
+        };
+        return signin(cx, form, client).await;
     }
     // Everything else acts for a signed-in viewer, with the session's form token.
     let Some(viewer) = &cx.viewer else {
@@ -131,6 +138,9 @@ pub(super) async fn post(
                             "There is already an app password named {name:?}."
                         ))),
                     ),
+                    Err(e @ AccountError::TooManyAppPasswords) => {
+                        settings(cx, Some(&Created::Refused(format!("{e}."))))
+                    }
                     Err(e) => Err(e.into()),
                 }
             }
@@ -153,27 +163,48 @@ pub(super) async fn post(
     finish(cx, path, answer)
 }
 
-async fn signin(
-    cx: &Cx<'_>,
-    identifier: Option<&str>,
-    password: Option<&str>,
-    next: Option<&str>,
-) -> Response<Body> {
-    let (Some(identifier), Some(password)) = (identifier, password) else {
-        return signin_failed(cx);
+/// What the sign-in form sent.
+struct SigninForm<'a> {
+    identifier: Option<&'a str>,
+    password: Option<&'a str>,
+    next: Option<&'a str>,
+}
+
+async fn signin(cx: &Cx<'_>, form: SigninForm<'_>, client: std::net::IpAddr) -> Response<Body> {
+    let (Some(identifier), Some(password)) = (form.identifier, form.password) else {
+        return signin_failed(cx, StatusCode::UNAUTHORIZED, "Wrong user name or password.");
     };
     let accounts = &cx.app.pds.accounts;
-    let Ok(Some(account)) = accounts.find(identifier.trim()) else {
-        return signin_failed(cx);
+    let login = cx
+        .app
+        .pds
+        .logins
+        .check(
+            accounts,
+            identifier,
+            password,
+            client,
+            Accepts::AccountPassword,
+        )
+        .await;
+    let account = match login {
+        Ok(login) => login.account,
+        Err(LoginError::Refused) => {
+            return signin_failed(cx, StatusCode::UNAUTHORIZED, "Wrong user name or password.");
+        }
+        Err(e @ LoginError::RateLimited(_)) => {
+            let secs = e.retry_after().unwrap_or(1);
+            let mut r = signin_failed(
+                cx,
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("Too many failed sign-ins. Wait {secs} seconds before trying again."),
+            );
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+            return r;
+        }
+        Err(e) => return finish(cx, "/signin", Err(e.into())),
     };
-    // argon2 takes tens of milliseconds: off the async workers.
-    let (hash, password) = (account.password_hash.clone(), password.to_owned());
-    let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-        .await
-        .unwrap_or(false);
-    if !ok {
-        return signin_failed(cx);
-    }
     let id = base64::Engine::encode(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
         rand::random::<[u8; 32]>(),
@@ -189,19 +220,28 @@ async fn signin(
         return finish(cx, "/signin", Err(e.into()));
     }
     tracing::info!(did = %account.did, "signed in to the pages");
-    // Only a path on this node: no open redirect.
-    let next = next
-        .filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
-        .unwrap_or("/");
     let secure = if cx.https { "; Secure" } else { "" };
     let cookie =
         format!("{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={LIFETIME}{secure}");
-    redirect(next, Some(&cookie))
+    redirect(local_path(form.next), Some(&cookie))
 }
 
-fn signin_failed(cx: &Cx<'_>) -> Response<Body> {
-    let mut r = signin_page(cx, Some("Wrong user name or password."), None);
-    *r.status_mut() = StatusCode::UNAUTHORIZED;
+/// Where to go after signing in: `next` if it is a path on this node, else `/`. Browsers
+/// drop tabs and newlines from URLs and read a backslash as `/`, so `/<tab>/evil.example` or
+/// `/\evil.example` would leave the node: only printable ASCII without backslashes, starting
+/// with one `/`, is followed.
+fn local_path(next: Option<&str>) -> &str {
+    next.filter(|n| {
+        n.starts_with('/')
+            && !n.starts_with("//")
+            && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+    })
+    .unwrap_or("/")
+}
+
+fn signin_failed(cx: &Cx<'_>, status: StatusCode, why: &str) -> Response<Body> {
+    let mut r = signin_page(cx, Some(why), None);
+    *r.status_mut() = status;
     r
 }
 
@@ -320,4 +360,45 @@ fn refused(cx: &Cx<'_>, status: StatusCode, why: &str) -> Response<Body> {
             p { (why) }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_signing_in() {
+        for ok in [
+            "/",
+            "/settings",
+            "/r/alice/app?tab=tags",
+            "/u/bob#x",
+            "/a//b",
+        ] {
+            assert_eq!(local_path(Some(ok)), ok, "{ok:?}");
+        }
+        let hostile = [
+            "/\t/evil.example",
+            "/\t\t//evil.example",
+            "/\n/evil.example",
+            "/\r\nLocation: http://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "/a\\b",
+            "/ /evil.example",
+            "/\u{a0}/evil.example",
+            "/\u{0}",
+            "/\x7f",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "evil.example",
+            " /settings",
+            "",
+        ];
+        for bad in hostile {
+            assert_eq!(local_path(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(local_path(None), "/");
+    }
 }

@@ -32,11 +32,24 @@ pub struct Node {
 
 impl Node {
     pub async fn start() -> Node {
-        Self::start_with(|_| {}).await
+        Node::start_configured(|_| {}, |_| {}).await
     }
 
     /// A node whose PDS settings `adjust` changes first.
     pub async fn start_with(adjust: impl FnOnce(&mut PdsSettings)) -> Node {
+        Node::start_configured(adjust, |_| {}).await
+    }
+
+    /// A node whose `App` is adjusted by `configure` before it serves.
+    pub async fn start_app(configure: impl FnOnce(&mut App)) -> Node {
+        Node::start_configured(|_| {}, configure).await
+    }
+
+    /// A node with its PDS settings and then its `App` adjusted.
+    pub async fn start_configured(
+        adjust: impl FnOnce(&mut PdsSettings),
+        configure: impl FnOnce(&mut App),
+    ) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -49,15 +62,15 @@ impl Node {
             .await
             .unwrap();
         pds.create_account("bob", "bob-pw", false).await.unwrap();
-        let app = Arc::new(
-            App::assemble(
-                pds,
-                index,
-                std::sync::Arc::new(atcr::search::Search::in_memory().unwrap()),
-            )
-            .await
-            .unwrap(),
-        );
+        let mut app = App::assemble(
+            pds,
+            index,
+            std::sync::Arc::new(atcr::search::Search::in_memory().unwrap()),
+        )
+        .await
+        .unwrap();
+        configure(&mut app);
+        let app = Arc::new(app);
         let shutdown = CancellationToken::new();
         tokio::spawn(app.indexer(shutdown.clone()));
         tokio::spawn(server::run(

@@ -17,6 +17,7 @@ use http_body_util::{BodyExt, Limited};
 
 use super::Pds;
 use super::accounts::AccountError;
+use super::login::LoginError;
 use super::repo::RepoError;
 use super::store::StoreError;
 use super::{PdsError, auth};
@@ -32,6 +33,8 @@ pub struct XrpcError {
     pub status: StatusCode,
     pub error: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (a 429).
+    pub retry_after: Option<u64>,
 }
 
 impl XrpcError {
@@ -40,6 +43,7 @@ impl XrpcError {
             status,
             error,
             message: message.into(),
+            retry_after: None,
         }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -67,10 +71,37 @@ impl XrpcError {
         } else {
             tracing::debug!(error = self.error, message = ?self.message, "xrpc request refused");
         }
-        json_response(
+        let mut r = json_response(
             self.status,
             &serde_json::json!({"error": self.error, "message": self.message}),
-        )
+        );
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        r
+    }
+}
+
+impl From<LoginError> for XrpcError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::Refused => XrpcError::new(
+                StatusCode::UNAUTHORIZED,
+                "AuthenticationRequired",
+                "invalid identifier or password",
+            ),
+            LoginError::RateLimited(_) => XrpcError {
+                retry_after: e.retry_after(),
+                ..XrpcError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RateLimitExceeded",
+                    e.to_string(),
+                )
+            },
+            LoginError::Account(e) => e.into(),
+            e @ LoginError::Task(_) => internal(&e),
+        }
     }
 }
 
@@ -108,6 +139,7 @@ impl From<AccountError> for XrpcError {
             AccountError::NotFound(d) => {
                 XrpcError::new(StatusCode::BAD_REQUEST, "AccountNotFound", d)
             }
+            e @ AccountError::TooManyAppPasswords => XrpcError::invalid(e.to_string()),
             e => internal(&e),
         }
     }
@@ -203,6 +235,11 @@ impl Call {
             params,
             req,
         }
+    }
+
+    /// The caller's address (see [`crate::pds::login::ClientAddr`]).
+    pub fn client(&self) -> std::net::IpAddr {
+        crate::pds::login::ClientAddr::of(&self.req)
     }
 
     /// A single-valued query parameter.

@@ -7,6 +7,7 @@ use super::{Call, XrpcError, authenticate, check_token, ok_json};
 use crate::pds::Pds;
 use crate::pds::accounts::{Account, Rotated, Session, now_secs};
 use crate::pds::auth;
+use crate::pds::login::Accepts;
 use crate::server::body::Body;
 
 type Answer = Result<Response<Body>, XrpcError>;
@@ -63,6 +64,7 @@ fn open_session(
 }
 
 pub(super) async fn create_session(pds: &Pds, call: Call) -> Answer {
+    let client = call.client();
     let body = call.json().await?;
     let identifier = body["identifier"]
         .as_str()
@@ -70,20 +72,18 @@ pub(super) async fn create_session(pds: &Pds, call: Call) -> Answer {
     let password = body["password"]
         .as_str()
         .ok_or_else(|| XrpcError::invalid("password is required"))?;
-    let denied = || {
-        XrpcError::new(
-            StatusCode::UNAUTHORIZED,
-            "AuthenticationRequired",
-            "invalid identifier or password",
+    let login = pds
+        .logins
+        .check(
+            &pds.accounts,
+            identifier,
+            password,
+            client,
+            Accepts::AnyPassword,
         )
-    };
-    let account = pds.accounts.find(identifier)?.ok_or_else(denied)?;
-    let Some(app) = pds.accounts.check_password(&account, password)? else {
-        tracing::info!(did = %account.did, "failed login");
-        return Err(denied());
-    };
-    let pair = open_session(pds, &account, app.map(|a| a.name))?;
-    ok_json(&session_json(pds, &account, Some(&pair)))
+        .await?;
+    let pair = open_session(pds, &login.account, login.app_password.map(|a| a.name))?;
+    ok_json(&session_json(pds, &login.account, Some(&pair)))
 }
 
 pub(super) fn refresh_session(pds: &Pds, call: &Call) -> Answer {
@@ -191,15 +191,22 @@ pub(super) fn delete_session(pds: &Pds, call: &Call) -> Answer {
     Ok(Response::new(crate::server::body::empty()))
 }
 
-pub(super) async fn create_app_password(pds: &Pds, call: Call) -> Answer {
-    let caller = authenticate(pds, &call)?;
+/// The caller of a call that manages credentials: only a session opened with the account
+/// password (as the reference PDS): a leaked app password cannot mint, list or revoke others.
+fn full_session(pds: &Pds, call: &Call) -> Result<super::Caller, XrpcError> {
+    let caller = authenticate(pds, call)?;
     if caller.claims.scope != "com.atproto.access" {
         return Err(XrpcError::new(
-            StatusCode::UNAUTHORIZED,
+            StatusCode::BAD_REQUEST,
             "InvalidToken",
-            "app passwords cannot create app passwords",
+            "Bad token scope: app password sessions cannot manage app passwords",
         ));
     }
+    Ok(caller)
+}
+
+pub(super) async fn create_app_password(pds: &Pds, call: Call) -> Answer {
+    let caller = full_session(pds, &call)?;
     let body = call.json().await?;
     let name = body["name"]
         .as_str()
@@ -225,7 +232,7 @@ pub(super) async fn create_app_password(pds: &Pds, call: Call) -> Answer {
 }
 
 pub(super) fn list_app_passwords(pds: &Pds, call: &Call) -> Answer {
-    let caller = authenticate(pds, call)?;
+    let caller = full_session(pds, call)?;
     let passwords: Vec<_> = pds
         .accounts
         .list_app_passwords(&caller.did)?
@@ -242,7 +249,7 @@ pub(super) fn list_app_passwords(pds: &Pds, call: &Call) -> Answer {
 }
 
 pub(super) async fn revoke_app_password(pds: &Pds, call: Call) -> Answer {
-    let caller = authenticate(pds, &call)?;
+    let caller = full_session(pds, &call)?;
     let body = call.json().await?;
     let name = body["name"]
         .as_str()
