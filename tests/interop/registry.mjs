@@ -110,7 +110,7 @@ test('pushed images are signed, valid io.atcr records in the owner repository', 
   }
 })
 
-test('records written with @atproto/api are pulled like pushes', async () => {
+test('records written with @atproto/api index like pushes, and grant no blob by themselves', async () => {
   const agent = new AtpAgent({ service: baseUrl })
   await agent.login({ identifier: alice.handle, password: alice.password })
   // Reuse the config and layers of a pushed image: they are in the node's blob storage.
@@ -160,10 +160,17 @@ test('records written with @atproto/api are pulled like pushes', async () => {
   assert.equal(served.status, 200)
   assert.equal(served.digest, digest)
   assert.deepEqual(served.bytes, manifestBytes)
+  // A record grants access to no blob: the layers were uploaded into the pushed image's
+  // repository, not into alice/direct, and no hold layer record vouches for them there.
   const layer = image.value.layers[0].digest
   const res = await fetch(`${baseUrl}/v2/alice/direct/blobs/${layer}`, {
     method: 'HEAD',
     headers: { Authorization: `Bearer ${await pullToken('alice/direct')}` },
   })
-  assert.equal(res.status, 200)
+  assert.equal(res.status, 404)
+  const own = await fetch(`${baseUrl}/v2/alice/${image.value.repository}/blobs/${layer}`, {
+    method: 'HEAD',
+    headers: { Authorization: `Bearer ${await pullToken(`alice/${image.value.repository}`)}` },
+  })
+  assert.equal(own.status, 200)
 })
