@@ -533,3 +533,84 @@ async fn forged_manifest_records_expose_no_blobs() {
     let s = TestServer::start_in(dir).await;
     check(&s, &attempts, &own).await;
 }
+
+/// A session token for a local account.
+async fn session(s: &TestServer, name: &str) -> String {
+    let v: Value = s
+        .anonymous(Method::POST, "/xrpc/com.atproto.server.createSession")
+        .json(&json!({"identifier": name, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["accessJwt"].as_str().unwrap().to_owned()
+}
+
+/// On a private hold the PDS's read and sync methods serve the crew (and each account its own
+/// repository) only: anonymous callers get 401, others 403.
+#[tokio::test]
+async fn a_private_hold_keeps_repositories_to_its_crew() {
+    let s = TestServer::start().await;
+    s.push_image("t/app", "1", &[&bytes(5, 100)], json!({}))
+        .await;
+    s.app
+        .pds
+        .create_account("carol", PASSWORD, false)
+        .await
+        .unwrap();
+    let user = s.user.as_str().to_owned();
+    let reads = [
+        format!("/xrpc/com.atproto.repo.listRecords?repo={user}&collection={MANIFEST}"),
+        format!("/xrpc/com.atproto.sync.getRepo?did={user}"),
+        format!("/xrpc/com.atproto.sync.listBlobs?did={user}"),
+        "/xrpc/com.atproto.sync.listRepos".to_owned(),
+        "/xrpc/com.atproto.sync.subscribeRepos".to_owned(),
+    ];
+    let status = |path: String, token: Option<String>| {
+        let mut r = s.anonymous(Method::GET, &path);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move { r.send().await.unwrap().status() }
+    };
+    // Public: anyone reads (ATProto repositories are public by design).
+    assert_eq!(status(reads[0].clone(), None).await, StatusCode::OK);
+    s.app
+        .hold
+        .set_captain(None, Some(false), None)
+        .await
+        .unwrap();
+    let carol = session(&s, "carol").await;
+    let crew = session(&s, "t").await;
+    for path in &reads {
+        assert_eq!(
+            status(path.clone(), None).await,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+        assert_eq!(
+            status(path.clone(), Some(carol.clone())).await,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    for path in &reads[..4] {
+        assert_eq!(
+            status(path.clone(), Some(crew.clone())).await,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    // Each account reads its own repository.
+    let carol_did = s.app.pds.accounts.find("carol").unwrap().unwrap().did;
+    assert_eq!(
+        status(
+            format!("/xrpc/com.atproto.repo.listRecords?repo={carol_did}&collection={MANIFEST}"),
+            Some(carol)
+        )
+        .await,
+        StatusCode::OK
+    );
+}

@@ -100,7 +100,13 @@ pub struct Pds {
     /// New DIDs registered in the built-in directory, per client address
     /// (with `plc_open_creation`).
     pub plc_creations: rate::PerAddress,
+    /// Who may read the repositories (records, CAR exports, blobs, the firehose): set by the
+    /// role that owns the policy (the hold: anyone when public, else crew). Unset: anyone.
+    pub read_policy: std::sync::OnceLock<ReadPolicy>,
 }
+
+/// Whether a caller (`None`: anonymous) may read the node's repositories.
+pub type ReadPolicy = Box<dyn Fn(Option<&Did>) -> bool + Send + Sync>;
 
 /// Genesis operations (new DIDs) one client address may submit to the built-in directory per
 /// hour: those within the size limits, signed validly or not (with `pds.plc_open_creation`;
@@ -154,7 +160,14 @@ impl Pds {
                 PLC_CREATIONS_PER_HOUR,
                 std::time::Duration::from_hours(1),
             ),
+            read_policy: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Whether `caller` may read the repositories (see [`Pds::read_policy`]).
+    #[must_use]
+    pub fn may_read(&self, caller: Option<&Did>) -> bool {
+        self.read_policy.get().is_none_or(|allows| allows(caller))
     }
 
     /// `scheme://host`: the PDS endpoint in DID documents.

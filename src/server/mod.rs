@@ -74,6 +74,15 @@ impl App {
         let pds = Arc::new(pds);
         let hold = Arc::new(Hold::new(pds.clone()));
         hold.ensure_captain().await?;
+        // A private hold keeps the repositories' contents to its crew (weak: the hold owns
+        // the PDS, not the other way round).
+        let rules = Arc::downgrade(&hold);
+        let _ = pds.read_policy.set(Box::new(move |caller| {
+            rules.upgrade().is_some_and(|h| {
+                h.allows(caller, crate::hold::Permission::BlobRead)
+                    .unwrap_or(false)
+            })
+        }));
         let appview = Arc::new(AppView::new(pds.clone(), index, search)?);
         appview.catch_up_and_sync().await?;
         let tokens = Tokens::new(

@@ -205,13 +205,60 @@ pub async fn handle(
 ) -> (&'static str, Response<Body>) {
     let result = if let Some(nsid) = path.strip_prefix("/xrpc/") {
         let nsid = nsid.to_owned();
-        route(pds, &nsid, Call::new(req)).await
+        let call = Call::new(req);
+        match read_gate(pds, &nsid, &call) {
+            Ok(()) => route(pds, &nsid, call).await,
+            Err(e) => Err(e),
+        }
     } else if path.starts_with("/.well-known/") {
         directory::well_known(pds, &req, path)
     } else {
         directory::plc(pds, req, path).await
     };
     ("xrpc", result.unwrap_or_else(|e| e.response()))
+}
+
+/// The methods that read repository contents: on a node whose read policy is closed (a private
+/// hold) they need a session of someone the policy admits, or of the repository's own account.
+const READS: [&str; 12] = [
+    "com.atproto.repo.getRecord",
+    "com.atproto.repo.listRecords",
+    "com.atproto.repo.describeRepo",
+    "com.atproto.sync.getRepo",
+    "com.atproto.sync.getLatestCommit",
+    "com.atproto.sync.getRecord",
+    "com.atproto.sync.getBlob",
+    "com.atproto.sync.getBlocks",
+    "com.atproto.sync.listBlobs",
+    "com.atproto.sync.listRepos",
+    "com.atproto.sync.getRepoStatus",
+    "com.atproto.sync.subscribeRepos",
+];
+
+/// Refuses a read method to a caller the read policy does not admit: 401 without a session,
+/// 403 with one (unless the call names the caller's own repository).
+fn read_gate(pds: &Pds, nsid: &str, call: &Call) -> Result<(), XrpcError> {
+    if !READS.contains(&nsid) || pds.may_read(None) {
+        return Ok(());
+    }
+    if call.bearer().is_none() {
+        return Err(XrpcError::auth_required(
+            "this node's repositories are readable by its crew only",
+        ));
+    }
+    let caller = authenticate(pds, call)?;
+    let own = [call.param("repo"), call.param("did")]
+        .into_iter()
+        .flatten()
+        .any(|r| r == caller.did.as_str());
+    if own || pds.may_read(Some(&caller.did)) {
+        return Ok(());
+    }
+    Err(XrpcError::new(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        "this node's repositories are readable by its crew only",
+    ))
 }
 
 /// One XRPC call: method, query parameters, headers and (unread) body.
