@@ -151,16 +151,7 @@ async fn records_written_through_xrpc_serve_like_pushes() {
     .unwrap();
     let digest = Digest::of(Algorithm::Sha256, &manifest);
 
-    let session: Value = s
-        .anonymous(Method::POST, "/xrpc/com.atproto.server.createSession")
-        .json(&json!({"identifier": "t", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let jwt = session["accessJwt"].as_str().unwrap().to_owned();
+    let jwt = session(&s, "t").await;
     let uploaded: Value = s
         .anonymous(Method::POST, "/xrpc/com.atproto.repo.uploadBlob")
         .bearer_auth(&jwt)
@@ -446,16 +437,7 @@ async fn forged_manifest_records_expose_no_blobs() {
         .await
         .unwrap()
         .did;
-    let session: Value = s
-        .anonymous(Method::POST, "/xrpc/com.atproto.server.createSession")
-        .json(&json!({"identifier": "carol", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let jwt = session["accessJwt"].as_str().unwrap().to_owned();
+    let jwt = session(&s, "carol").await;
     // The live manifest's bytes are public: she uploads them as her own blob.
     let uploaded: Value = s
         .anonymous(Method::POST, "/xrpc/com.atproto.repo.uploadBlob")

@@ -6,26 +6,18 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::social;
+pub use vouched::LayerOf;
+pub(in crate::oci::index) use vouched::{LAYERS, VOUCHED};
+
+mod vouched;
 use super::{
-    BLOBS, Index, IndexError, MANIFESTS, MAX, ManifestRecord, REFERRERS, REFS, REPOS, TAGS,
-    ensure_repo,
+    Index, IndexError, MANIFESTS, MAX, ManifestRecord, REFERRERS, REFS, REPOS, TAGS, ensure_repo,
 };
 use crate::blobstore::Digest;
 
 /// (did, collection, rkey) → what the record put in the index (JSON [`RecordEntry`])
 pub(super) const RECORDS: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("records");
-/// (user DID, manifest record key, blob digest) → size: what the hold's `io.atcr.hold.layer`
-/// records say — the node vouching that the user uploaded (or mounted) that blob, with that size,
-/// into the repository of that manifest. A manifest record's blobs become servable from its
-/// repository only through these; a record by itself grants nothing.
-pub(super) const LAYERS: TableDefinition<(&str, &str, &str), u64> =
-    TableDefinition::new("hold_layers");
-/// (repository, digest, user DID, manifest record key) → size: a blob a repository may serve
-/// because a manifest record indexed there references it and a layer record vouches for it.
-/// Goes with either record.
-pub(super) const VOUCHED: TableDefinition<(&str, &str, &str, &str), u64> =
-    TableDefinition::new("vouched_blobs");
 /// name → value: `cursor`, the last event sequence number applied
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -48,13 +40,6 @@ pub struct RecordEntry {
     /// For a hold layer record (`digest` is the layer's): whose upload for which manifest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<LayerOf>,
-}
-
-/// The manifest record a hold layer record vouches for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LayerOf {
-    pub user: String,
-    pub manifest_rkey: String,
 }
 
 /// A record that is neither a manifest nor a tag.
@@ -259,20 +244,6 @@ impl Index {
         Ok(())
     }
 
-    /// The blobs hold layer records vouch for in manifest record `rkey` of `user`.
-    pub fn layers_of(&self, user: &str, rkey: &str) -> Result<Vec<Digest>, IndexError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(LAYERS)?;
-        let mut out = Vec::new();
-        for entry in table.range((user, rkey, "")..(user, rkey, MAX))? {
-            let (key, _) = entry?;
-            if let Ok(d) = key.value().2.parse() {
-                out.push(d);
-            }
-        }
-        Ok(out)
-    }
-
     /// The records of `did` in `collection` that put something into `repo`, with what they
     /// put there.
     pub fn records_for(
@@ -345,17 +316,7 @@ fn apply_one(tx: &WriteTransaction, change: &IndexChange) -> Result<(), IndexErr
                 remove_entry(tx, addr, &old)?;
             }
             put_manifest_in(tx, repo, digest, record, references, referrer.as_ref())?;
-            {
-                let layers = tx.open_table(LAYERS)?;
-                for (d, size) in links {
-                    let vouched = layers
-                        .get((addr.did.as_str(), addr.rkey.as_str(), d.as_str()))?
-                        .map(|v| v.value());
-                    if vouched == Some(*size) {
-                        vouch(tx, repo, d, (&addr.did, &addr.rkey), *size)?;
-                    }
-                }
-            }
+            vouched::vouch_links(tx, addr, repo, links)?;
             set_entry(
                 tx,
                 addr,
@@ -378,37 +339,7 @@ fn apply_one(tx: &WriteTransaction, change: &IndexChange) -> Result<(), IndexErr
             if let Some(old) = entry(tx, addr)? {
                 remove_entry(tx, addr, &old)?;
             }
-            tx.open_table(LAYERS)?.insert(
-                (
-                    layer.user.as_str(),
-                    layer.manifest_rkey.as_str(),
-                    digest.as_str(),
-                ),
-                *size,
-            )?;
-            // The manifest record may be indexed already (a rebuild meets records in key
-            // order): link the blob now if that manifest references it.
-            let manifest = RecordAddr {
-                did: layer.user.clone(),
-                collection: MANIFEST_COLLECTION.to_owned(),
-                rkey: layer.manifest_rkey.clone(),
-            };
-            if *stored == Some(*size)
-                && let Some(m) = entry(tx, &manifest)?
-                && let Some(md) = &m.digest
-                && tx
-                    .open_table(REFS)?
-                    .get((m.repo.as_str(), md.as_str(), digest.as_str()))?
-                    .is_some()
-            {
-                vouch(
-                    tx,
-                    &m.repo,
-                    digest,
-                    (&layer.user, &layer.manifest_rkey),
-                    *size,
-                )?;
-            }
+            vouched::put_layer(tx, layer, digest, *size, *stored)?;
             set_entry(
                 tx,
                 addr,
@@ -494,21 +425,6 @@ fn social_entry(repo: &str, kind: Social) -> RecordEntry {
     }
 }
 
-/// Makes blob `d` of `size` bytes servable from `repo` on the word of the layer record for
-/// `manifest` (user DID, record key).
-fn vouch(
-    tx: &WriteTransaction,
-    repo: &str,
-    d: &Digest,
-    manifest: (&str, &str),
-    size: u64,
-) -> Result<(), IndexError> {
-    tx.open_table(BLOBS)?.insert(d.as_str(), size)?;
-    tx.open_table(VOUCHED)?
-        .insert((repo, d.as_str(), manifest.0, manifest.1), size)?;
-    Ok(())
-}
-
 fn entry(tx: &WriteTransaction, addr: &RecordAddr) -> Result<Option<RecordEntry>, IndexError> {
     let table = tx.open_table(RECORDS)?;
     let Some(raw) = table.get(record_key(addr))? else {
@@ -532,33 +448,13 @@ fn remove_entry(
     tx.open_table(RECORDS)?.remove(record_key(addr))?;
     if let Some(layer) = &e.layer {
         if let Some(digest) = &e.digest {
-            let (user, rkey) = (layer.user.as_str(), layer.manifest_rkey.as_str());
-            tx.open_table(LAYERS)?
-                .remove((user, rkey, digest.as_str()))?;
-            let manifest = RecordAddr {
-                did: layer.user.clone(),
-                collection: MANIFEST_COLLECTION.to_owned(),
-                rkey: layer.manifest_rkey.clone(),
-            };
-            if let Some(m) = entry(tx, &manifest)? {
-                tx.open_table(VOUCHED)?
-                    .remove((m.repo.as_str(), digest.as_str(), user, rkey))?;
-            }
+            vouched::remove_layer(tx, layer, digest)?;
         }
         return Ok(());
     }
     if e.digest.is_some() {
         // What this record's layer records vouched for in its repository goes with it.
-        let (did, rkey) = (addr.did.as_str(), addr.rkey.as_str());
-        let vouched: Vec<String> = tx
-            .open_table(LAYERS)?
-            .range((did, rkey, "")..(did, rkey, MAX))?
-            .map(|r| r.map(|(k, _)| k.value().2.to_owned()))
-            .collect::<Result<_, _>>()?;
-        let mut table = tx.open_table(VOUCHED)?;
-        for d in &vouched {
-            table.remove((e.repo.as_str(), d.as_str(), did, rkey))?;
-        }
+        vouched::unvouch_manifest(tx, addr, &e.repo)?;
     }
     if let Some(digest) = &e.digest {
         delete_manifest_in(tx, &e.repo, digest)?;
