@@ -14,11 +14,7 @@ fn index_rebuild_keeps_what_the_registry_serves() {
     }
     let mut srv = Server::start();
     let c = Clients::new();
-    let local = images::single_image(
-        &c.path("src"),
-        "t",
-        &[images::random_layer(images::fresh_seed(), 2048)],
-    );
+    let local = images::fresh_image(&c.path("src"), 2048);
     for tag in ["1", "2"] {
         srv.must(&mut c.skopeo_copy(
             &local.reference(),

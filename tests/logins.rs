@@ -59,11 +59,7 @@ fn skopeo_and_podman_log_in_with_account_and_app_passwords() {
     let c = Clients::new();
     c.without_login();
     let host = srv.host_port();
-    let local = images::single_image(
-        &c.path("src"),
-        "t",
-        &[images::random_layer(images::fresh_seed(), 2048)],
-    );
+    let local = images::fresh_image(&c.path("src"), 2048);
 
     // Not logged in: the push is refused, the pull of a public image is not.
     let err = srv.must_fail(&mut c.skopeo_copy(
@@ -153,11 +149,7 @@ fn users_push_only_into_their_own_namespace() {
     let c = Clients::new();
     c.without_login();
     let host = srv.host_port();
-    let local = images::single_image(
-        &c.path("src"),
-        "t",
-        &[images::random_layer(images::fresh_seed(), 1024)],
-    );
+    let local = images::fresh_image(&c.path("src"), 1024);
     let bob = ["--dest-creds", "bob:bob-password"];
     srv.must(&mut c.skopeo_copy(
         &local.reference(),
@@ -202,13 +194,6 @@ fn atcr_login_feeds_the_credential_helper() {
     let c = Clients::new();
     c.without_login();
     let host = srv.host_port();
-    let bin = c.path("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(
-        env!("CARGO_BIN_EXE_atcr"),
-        bin.join("docker-credential-atcr"),
-    )
-    .unwrap();
     let creds = c.path("credentials.json");
     let (ok, out) = with_stdin(
         Command::new(env!("CARGO_BIN_EXE_atcr"))
@@ -239,16 +224,8 @@ fn atcr_login_feeds_the_credential_helper() {
         json!({"auths": {}, "credHelpers": {host.clone(): "atcr"}}).to_string(),
     )
     .unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let local = images::single_image(
-        &c.path("src"),
-        "t",
-        &[images::random_layer(images::fresh_seed(), 1024)],
-    );
+    let path = c.credential_helper_path();
+    let local = images::fresh_image(&c.path("src"), 1024);
     srv.must(
         c.skopeo_copy(
             &local.reference(),
@@ -260,7 +237,7 @@ fn atcr_login_feeds_the_credential_helper() {
     );
     // The helper speaks the protocol to anyone asking.
     let (ok, listed) = with_stdin(
-        Command::new(bin.join("docker-credential-atcr"))
+        Command::new(c.path("bin").join("docker-credential-atcr"))
             .arg("list")
             .env("ATCR_CREDENTIALS_FILE", &creds),
         "",

@@ -172,11 +172,7 @@ fn registry_records() {
     let host = srv.host_port();
     let creds = format!("alice:{}", node.users[0]["password"].as_str().unwrap());
     let flags = ["--dest-creds", creds.as_str()];
-    let single = images::single_image(
-        &c.path("single"),
-        "t",
-        &[images::random_layer(images::fresh_seed(), 4096)],
-    );
+    let single = images::fresh_image(&c.path("single"), 4096);
     for tag in ["1.0", "latest"] {
         srv.must(&mut c.skopeo_copy(
             &single.reference(),

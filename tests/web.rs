@@ -39,11 +39,7 @@ fn pages_show_what_was_pushed_and_nothing_private() {
     let srv = Server::start();
     let c = Clients::new();
     let host = srv.host_port();
-    let single = images::single_image(
-        &c.path("single"),
-        "t",
-        &[images::random_layer(images::fresh_seed(), 3000)],
-    );
+    let single = images::fresh_image(&c.path("single"), 3000);
     srv.must(&mut c.skopeo_copy(
         &single.reference(),
         &format!("docker://{host}/admin/web-app:v1"),
@@ -135,7 +131,7 @@ fn pages_show_what_was_pushed_and_nothing_private() {
     assert_eq!(status, 200);
     assert!(
         setup.contains(&format!(
-            "atcr login {host} -u &lt;your user&gt; --password-stdin"
+            "atcr login --insecure {host} -u &lt;your user&gt; --password-stdin"
         )),
         "{setup}"
     );
@@ -540,6 +536,15 @@ fn manifests_readmes_search_and_stars() {
         found.contains("Checkout service for the &lt;b&gt;kiosk&lt;/b&gt; fleet"),
         "the description, escaped: {found}"
     );
+    assert!(
+        found.contains("1 repository<"),
+        "one, not \"1 repositories\": {found}"
+    );
+    assert_eq!(
+        found.matches("Checkout service for the").count(),
+        1,
+        "the description is shown once: {found}"
+    );
     search_until(&srv, "acme", "admin/shop");
     search_until(&srv, "shpo", "admin/shop");
     search_until(&srv, "platform:arm64", "admin/shop");
@@ -596,9 +601,17 @@ fn manifests_readmes_search_and_stars() {
     ] {
         assert!(m.contains(want), "{want} not in {m}");
     }
+    assert!(
+        !m.contains("Artifact type"),
+        "a plain image is not an artifact: {m}"
+    );
     let (status, sig) = get_as(&srv, &format!("/r/admin/shop@{sig_digest}"), None);
     assert_eq!(status, 200);
     assert!(sig.contains("Refers to"), "{sig}");
+    assert!(
+        sig.contains("<dt>Artifact type</dt><dd>application/vnd.example.signature</dd>"),
+        "{sig}"
+    );
     for bad in [
         "/r/admin/shop@sha256:nothex",
         "/r/admin/shop@sha256:0000000000000000000000000000000000000000000000000000000000000000",

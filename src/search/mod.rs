@@ -474,11 +474,20 @@ impl Search {
                 .to_owned()
         };
         let number = |field: Field| doc.get_first(field).and_then(|v| v.as_u64()).unwrap_or(0);
-        let snippet = snippets.snippet_from_doc(&doc);
+        // The description is shown on its own: the snippet comes from the rest of the text
+        // (annotations, the README), which may repeat it.
+        let description = text(f.description);
+        let rest = text(f.text);
+        let rest = if description.is_empty() {
+            rest
+        } else {
+            rest.replace(&description, " ")
+        };
+        let snippet = snippets.snippet(&rest);
         Ok(Hit {
             key: text(f.key),
             name: text(f.name),
-            description: text(f.description),
+            description,
             snippet_html: if snippet.highlighted().is_empty() {
                 String::new()
             } else {

@@ -185,6 +185,32 @@ fn snippets_highlight_and_escape() {
 }
 
 #[test]
+fn a_snippet_never_repeats_the_description() {
+    let s = index(&[
+        repo("carol/postgres", "PostgreSQL database server"),
+        RepoDoc {
+            readme: "PostgreSQL database server\n\nWith nightly backups of the database.".into(),
+            ..repo("dave/pg", "PostgreSQL database server")
+        },
+    ]);
+    let r = s.search("database", 0, NOW).unwrap();
+    assert_eq!(r.hits.len(), 2);
+    for hit in &r.hits {
+        assert_eq!(hit.description, "PostgreSQL database server");
+        assert!(
+            !hit.snippet_html.contains("PostgreSQL"),
+            "the description is shown once, not again in the snippet: {hit:?}"
+        );
+    }
+    let dave = r.hits.iter().find(|h| h.name == "dave/pg").unwrap();
+    assert!(
+        dave.snippet_html
+            .contains("nightly backups of the <b>database</b>"),
+        "the rest of the README still gives a snippet: {dave:?}"
+    );
+}
+
+#[test]
 fn stars_and_recency_break_ties() {
     let twins = |a: RepoDoc, b: RepoDoc| names(&index(&[a, b]), "widget");
     let w = |name: &str| repo(name, "A widget");

@@ -52,7 +52,7 @@ pub(super) fn search(cx: &Cx<'_>, query: Option<&str>) -> anyhow::Result<Option<
             } @else if results.hits.is_empty() {
                 p.muted { "Nothing found for " strong { (q) } "." }
             } @else {
-                p.muted { (results.total) " repositories" @if last_page > 1 { " · page " (page_no) " of " (last_page) } }
+                p.muted { (count(results.total, "repository", "repositories")) @if last_page > 1 { " · page " (page_no) " of " (last_page) } }
                 ol.results {
                     @for hit in &results.hits {
                         li {
@@ -164,11 +164,13 @@ pub(super) fn manifest(
         cx,
         html! {
             h1 { a href={ "/r/" (shown) } { (shown) } "@" span.digest { (short(digest.as_str())) } }
-            (super::command(&format!("docker pull {host}/{shown}@{digest}")))
+            (super::pull_commands(cx, &format!("{host}/{shown}@{digest}")))
             dl {
                 dt { "Digest" } dd { code { (digest.as_str()) } }
                 dt { "Media type" } dd { (record.media_type) }
-                @if let Some(t) = &record.artifact_type { dt { "Artifact type" } dd { (t) } }
+                @if let Some(t) = record.artifact_type.as_deref().filter(|t| !is_image_config(t)) {
+                    dt { "Artifact type" } dd { (t) }
+                }
                 dt { "Manifest size" } dd { (human_bytes(record.size)) }
                 @if !tags.is_empty() { dt { "Tags" } dd { (tags.join(", ")) } }
                 @if !summary.platforms.is_empty() { dt { "Platforms" } dd { (summary.platforms.join(", ")) } }
@@ -294,4 +296,19 @@ pub(super) async fn star(
         &format!("/r/{}", display_name(cx.app, &located.key)?),
         None,
     )))
+}
+
+/// Whether `media_type` is an image's config: a manifest whose artifact type is only that is
+/// a plain image, not an artifact.
+fn is_image_config(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        "application/vnd.oci.image.config.v1+json"
+            | "application/vnd.docker.container.image.v1+json"
+    )
+}
+
+/// "1 repository", "2 repositories".
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }

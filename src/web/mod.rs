@@ -2,8 +2,8 @@
 //! JavaScript off (a small script adds copy buttons). Served: the home page (repositories, how to
 //! push), repository pages (tags with digest, size, platforms and push time, the exact pull
 //! line), user pages, the setup page (logging in, the credential helper, trusting the node's
-//! CA), signing in and the settings page (`session.rs`), the stylesheet and 404 pages. Stars,
-//! manifest pages and search are still to come (docs/web.md).
+//! CA; `setup.rs`), signing in and the settings page (`session.rs`), stars, manifest pages and
+//! search (`browse.rs`), the stylesheet and 404 pages (docs/web.md).
 //!
 //! Pages read the index only. A repository is shown to those who may pull from the hold (anyone
 //! when it is public, else signed-in crew with `blob:read`): private repositories never appear
@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 mod browse;
 mod session;
+mod setup;
 use maud::{DOCTYPE, Markup, html};
 
 use crate::server::App;
@@ -110,7 +111,7 @@ async fn respond(
         "/static/copy.js" => return asset(COPY_JS, "text/javascript; charset=utf-8"),
         "/" => home(&cx),
         "/search" => browse::search(&cx, req.uri().query()),
-        "/setup" => Ok(Some(setup(&cx))),
+        "/setup" => Ok(Some(setup::page(&cx))),
         "/signin" => {
             let next = req.uri().query().and_then(|q| {
                 form_urlencoded::parse(q.as_bytes())
@@ -241,10 +242,19 @@ fn home(cx: &Cx<'_>) -> anyhow::Result<Option<Response<Body>>> {
             h2 { "Push an image" }
             p { "Log in with your account (or, better, an app password through the credential helper), then push into your own namespace:" }
             (command(&format!("docker login {host}\ndocker push {host}/<your user>/<image>:<tag>")))
-            p.muted {
-                "podman, buildah and skopeo work the same way. "
-                a href="/setup" { "Setting up a client" }
-                " (the credential helper, trusting this node's certificate)."
+            @if cx.https {
+                p.muted {
+                    "podman, buildah and skopeo work the same way. "
+                    a href="/setup" { "Setting up a client" }
+                    " (the credential helper, trusting this node's certificate)."
+                }
+            } @else {
+                (setup::plain_http_note())
+                (command(&format!("podman login --tls-verify=false {host}\npodman push --tls-verify=false <image> {host}/<your user>/<image>:<tag>")))
+                p.muted {
+                    a href="/setup" { "Setting up a client" }
+                    " says how to list this node as an insecure registry instead, and how to use the credential helper."
+                }
             }
         },
     )))
@@ -298,8 +308,7 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
             }
             @if let Some(tag) = &pull_tag {
                 h2 { "Pull" }
-                (command(&format!("docker pull {host}/{shown}:{tag}")))
-                p.muted { "or " code { "podman pull " (host) "/" (shown) ":" (tag) } }
+                (pull_commands(cx, &format!("{host}/{shown}:{tag}")))
             }
             h2 { "Tags" }
             @if rows.is_empty() {
@@ -378,6 +387,20 @@ fn command(text: &str) -> Markup {
     html! { pre data-copy=(text) { code { (text) } } }
 }
 
+/// How to pull `reference` (`host/name:tag` or `host/name@digest`): docker's command, and
+/// podman's, which over plain HTTP needs `--tls-verify=false`.
+fn pull_commands(cx: &Cx<'_>, reference: &str) -> Markup {
+    html! {
+        (command(&format!("docker pull {reference}")))
+        @if cx.https {
+            p.muted { "or " code { "podman pull " (reference) } }
+        } @else {
+            (setup::plain_http_note())
+            (command(&format!("podman pull --tls-verify=false {reference}")))
+        }
+    }
+}
+
 fn user(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>> {
     let app = cx.app;
     let appview = app.registry.appview();
@@ -431,50 +454,6 @@ fn user(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>> {
             }
         },
     )))
-}
-
-fn setup(cx: &Cx<'_>) -> Response<Body> {
-    let (app, host) = (cx.app, cx.host.as_str());
-    let fingerprint = app
-        .ca_pem
-        .as_deref()
-        .and_then(crate::server::tls::fingerprint);
-    page(
-        StatusCode::OK,
-        "Setting up a client",
-        cx,
-        html! {
-            h1 { "Setting up a client" }
-            h2 { "Log in" }
-            p { "With your account, or an app password:" }
-            (command(&format!("docker login {host}")))
-            p.muted { "podman login, buildah login and skopeo login take the same arguments." }
-            h2 { "The credential helper" }
-            p {
-                "So that no account password is kept on the client, "
-                code { "atcr login" }
-                " asks for it once, creates an app password, and stores that for "
-                code { "docker-credential-atcr" }
-                " (installed with the atcr package):"
-            }
-            (command(&format!("atcr login {host} -u <your user> --password-stdin")))
-            p { "Then have docker (" code { "~/.docker/config.json" } ") or podman (" code { "auth.json" } ") use it:" }
-            (command(&format!("{{\"credHelpers\": {{\"{host}\": \"atcr\"}}}}")))
-            h2 { "Trusting this node's certificate" }
-            @if let Some(fingerprint) = &fingerprint {
-                p {
-                    "This node signs its HTTPS certificate with its own certificate authority, "
-                    a href="/ca.crt" { "ca.crt" } ". Its SHA-256 fingerprint:"
-                }
-                pre { code { (fingerprint) } }
-                p { "Install it for podman, buildah and skopeo (docker: /etc/docker/certs.d; containerd: /etc/containerd/certs.d):" }
-                (command(&format!("sudo mkdir -p /etc/containers/certs.d/{host}\ncurl -fsSk https://{host}/ca.crt | sudo tee /etc/containers/certs.d/{host}/ca.crt")))
-                p.muted { "Compare the fingerprint of what you fetched (openssl x509 -noout -fingerprint -sha256 -in ca.crt) with the one above first." }
-            } @else {
-                p { "This node does not run its own certificate authority: it is reached over plain HTTP, or with a certificate your clients already trust. Over plain HTTP, clients need it listed as an insecure registry." }
-            }
-        },
-    )
 }
 
 pub(crate) fn not_found(cx: &Cx<'_>, path: &str) -> Response<Body> {

@@ -167,6 +167,24 @@ impl Clients {
         self.command("buildah")
     }
 
+    /// A `PATH` whose first directory holds `docker-credential-atcr`, a link to the built
+    /// binary (as the packages install it), for clients that use the credential helper.
+    #[must_use]
+    pub fn credential_helper_path(&self) -> String {
+        let bin = self.path("bin");
+        std::fs::create_dir_all(&bin).expect("cannot create a bin dir");
+        let helper = bin.join("docker-credential-atcr");
+        if !helper.exists() {
+            std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_atcr"), &helper)
+                .expect("cannot link the credential helper");
+        }
+        format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
     /// `skopeo copy` between two references over plain HTTP, with extra flags.
     #[must_use]
     pub fn skopeo_copy(&self, from: &str, to: &str, flags: &[&str]) -> Command {

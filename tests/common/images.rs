@@ -337,6 +337,13 @@ pub fn single_image(dir: &Path, tag: &str, layers: &[Layer]) -> LocalImage {
     }
 }
 
+/// A single-platform image in an OCI layout at `dir` (tag `t`) with one layer of `size` random
+/// bytes no registry has seen: pushing it really uploads.
+#[must_use]
+pub fn fresh_image(dir: &Path, size: usize) -> LocalImage {
+    single_image(dir, "t", &[random_layer(fresh_seed(), size)])
+}
+
 /// The runnable busybox image, tagged `latest` in a new layout at `dir`.
 #[must_use]
 pub fn busybox_image(dir: &Path) -> LocalImage {
