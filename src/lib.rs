@@ -10,6 +10,7 @@ pub mod config;
 pub mod dbslot;
 pub mod doctor;
 pub mod hold;
+pub mod http;
 pub mod http_client;
 mod macros;
 pub mod oci;

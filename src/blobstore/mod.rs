@@ -5,7 +5,6 @@
 //! stream, and moved to their final key only after the caller has checked the digest, so a digest
 //! key never holds anything but the bytes that hash to it.
 
-mod digest;
 mod fsck;
 mod range;
 
@@ -17,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use opendal::{Capability, ErrorKind, Operator};
 
-pub use digest::{Algorithm, Digest, DigestError, Digester};
+pub use crate::oci::digest::{Algorithm, Digest, DigestError, Digester};
 pub use fsck::{BadObject, FsckReport, QUARANTINE};
 pub use range::{ByteRange, RangeError};
 

@@ -17,7 +17,7 @@ use crate::admin::Op;
 use crate::blobstore::BlobStore;
 use crate::config::{Backend, Config, Layered};
 use crate::doctor::{Finding, Level};
-use crate::server::ops::human_bytes;
+use crate::http::human_bytes;
 use crate::server::tls::{CertSource, RENEW_BEFORE};
 
 /// How long a probe of a listening port may take.

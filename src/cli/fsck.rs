@@ -38,7 +38,7 @@ pub fn run(config: &Config, quarantine: bool) -> anyhow::Result<()> {
     lines.push(format!(
         "{} objects checked ({}), {} bad",
         report.good + report.bad.len() as u64,
-        crate::server::ops::human_bytes(report.bytes),
+        crate::http::human_bytes(report.bytes),
         report.bad.len()
     ));
     let out = lines.join("\n");

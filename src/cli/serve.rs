@@ -173,6 +173,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         app = app.with_disk_floor(config.blob_root(), config.storage.min_free_bytes);
     }
     app.ca_pem = certs.as_ref().and_then(|c| c.ca_pem().map(str::to_owned));
+    app.ca_fingerprint = app.ca_pem.as_deref().and_then(server::tls::fingerprint);
     app.metrics_token = match &config.server.metrics_token_file {
         Some(path) => Some(crate::config::read_secret(path)?),
         None => None,

@@ -1,6 +1,7 @@
 //! The OCI distribution API (spec v1.1).
 
 mod blobs;
+pub mod digest;
 pub mod endpoint;
 pub mod error;
 pub mod index;

@@ -1,6 +1,7 @@
 //! The HTTP server: one accept loop, request dispatch, error answers, graceful shutdown.
 
-pub mod body;
+// Until every handler names `crate::http::body` itself.
+pub use crate::http::body;
 pub mod conn;
 pub mod ops;
 pub mod storage;
@@ -44,6 +45,8 @@ pub struct App {
     pub disk: ops::DiskFloor,
     /// The node-managed CA certificate (PEM), served at `/ca.crt`.
     pub ca_pem: Option<String>,
+    /// Its SHA-256 fingerprint, as `openssl x509 -fingerprint -sha256` prints it.
+    pub ca_fingerprint: Option<String>,
     /// The bearer token `/metrics` requires (`server.metrics_token_file`); `None`: open.
     pub metrics_token: Option<String>,
 }
@@ -98,6 +101,7 @@ impl App {
             metrics: ops::Metrics::default(),
             disk: ops::DiskFloor::default(),
             ca_pem: None,
+            ca_fingerprint: None,
             metrics_token: None,
         })
     }
@@ -530,7 +534,16 @@ async fn dispatch(
         return (label, Ok(response));
     }
     if crate::web::serves(&path) {
-        return ("web", Ok(crate::web::handle(app, req, &path, scheme).await));
+        let site = crate::web::Site {
+            appview: app.registry.appview(),
+            pds: &app.pds,
+            hold: &app.hold,
+            ca_fingerprint: app.ca_fingerprint.as_deref(),
+        };
+        return (
+            "web",
+            Ok(crate::web::handle(site, req, &path, scheme).await),
+        );
     }
     match OciEndpoint::parse(req.method(), &path, req.uri().query()) {
         Ok(Some(endpoint)) => {

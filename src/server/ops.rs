@@ -43,22 +43,6 @@ impl Metrics {
     }
 }
 
-/// A byte count for people: `512 B`, `1.5 KiB`, `3.0 GiB`.
-#[must_use]
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let (mut unit, mut divisor) = (0, 1u64);
-    while unit < UNITS.len() - 1 && bytes / divisor >= 1024 {
-        divisor *= 1024;
-        unit += 1;
-    }
-    if unit == 0 {
-        return format!("{bytes} B");
-    }
-    let tenths = u128::from(bytes) * 10 / u128::from(divisor);
-    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
-}
-
 /// What `/readyz` checks beyond storage and index.
 #[derive(Debug, Clone, Default)]
 pub struct DiskFloor {

@@ -9,7 +9,8 @@ use std::time::Duration;
 use http::StatusCode;
 
 use super::App;
-use super::ops::{free_bytes, human_bytes};
+use super::ops::free_bytes;
+use crate::http::human_bytes;
 use crate::oci::{ErrorCode, OciError};
 use crate::pds::xrpc::XrpcError;
 

@@ -4,10 +4,10 @@ use http::{Response, StatusCode};
 use maud::{Markup, PreEscaped, html};
 
 use super::{Cx, PAGE, date, display_name, page, short, visible};
+use crate::http::body::Body;
+use crate::http::human_bytes;
 use crate::oci::summary::ManifestSummary;
 use crate::search::PAGE_SIZE;
-use crate::server::body::Body;
-use crate::server::ops::human_bytes;
 
 /// The search page: `/search?q=…&page=N`.
 pub(super) fn search(cx: &Cx<'_>, query: Option<&str>) -> anyhow::Result<Option<Response<Body>>> {
@@ -28,7 +28,7 @@ pub(super) fn search(cx: &Cx<'_>, query: Option<&str>) -> anyhow::Result<Option<
     let results = if q.is_empty() || !visible(cx)? {
         crate::search::Results::default()
     } else {
-        cx.app.registry.appview().search().search(
+        cx.site.appview.search().search(
             &q,
             (page_no - 1) * PAGE_SIZE,
             crate::pds::accounts::now_secs(),
@@ -130,11 +130,11 @@ pub(super) fn manifest(
     name: &str,
     digest: &str,
 ) -> anyhow::Result<Option<Response<Body>>> {
-    let appview = cx.app.registry.appview();
+    let appview = cx.site.appview;
     let Ok(repo_name) = name.parse::<crate::oci::name::RepoName>() else {
         return Ok(None);
     };
-    let Ok(digest) = digest.parse::<crate::blobstore::Digest>() else {
+    let Ok(digest) = digest.parse::<crate::oci::digest::Digest>() else {
         return Ok(None);
     };
     let Ok(located) = appview.locate(&repo_name) else {
@@ -147,7 +147,7 @@ pub(super) fn manifest(
     let Some(record) = index.manifest(&located.key, &digest)? else {
         return Ok(None);
     };
-    let shown = display_name(cx.app, &located.key)?;
+    let shown = display_name(cx.site, &located.key)?;
     let referrers = index.referrers(&located.key, &digest)?;
     let (tags, _) = index.tag_details(&located.key, PAGE)?;
     let tags: Vec<&str> = tags
@@ -278,7 +278,7 @@ pub(super) async fn star(
     name: &str,
     on: bool,
 ) -> anyhow::Result<Option<Response<Body>>> {
-    let appview = cx.app.registry.appview();
+    let appview = cx.site.appview;
     let Ok(repo_name) = name.parse::<crate::oci::name::RepoName>() else {
         return Ok(None);
     };
@@ -293,7 +293,7 @@ pub(super) async fn star(
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     Ok(Some(super::session::redirect(
-        &format!("/r/{}", display_name(cx.app, &located.key)?),
+        &format!("/r/{}", display_name(cx.site, &located.key)?),
         None,
     )))
 }

@@ -17,8 +17,10 @@ mod session;
 mod setup;
 use maud::{DOCTYPE, Markup, html};
 
-use crate::server::App;
-use crate::server::body::{self, Body};
+use crate::appview::AppView;
+use crate::hold::Hold;
+use crate::http::body::{self, Body};
+use crate::pds::Pds;
 
 /// The stylesheet and the copy-button script, embedded in the binary.
 const STYLE: &str = include_str!("../../assets/style.css");
@@ -40,6 +42,18 @@ pub fn serves(path: &str) -> bool {
         || path.starts_with("/static/")
 }
 
+/// What the pages read, and all they may: the registry's derived index and search (through
+/// `AppView`), accounts, sessions and app passwords (the PDS's account API), the hold's rules,
+/// and the node's CA. A borrowed view of the node, made per request.
+#[derive(Clone, Copy)]
+pub struct Site<'a> {
+    pub appview: &'a AppView,
+    pub pds: &'a Pds,
+    pub hold: &'a Hold,
+    /// The SHA-256 fingerprint of the node-managed CA, when the node runs one.
+    pub ca_fingerprint: Option<&'a str>,
+}
+
 /// Who is looking: a signed-in user (see `session.rs`).
 pub(crate) struct Viewer {
     pub did: crate::atproto::Did,
@@ -50,10 +64,10 @@ pub(crate) struct Viewer {
     pub csrf: String,
 }
 
-/// What every page needs: the node, the host name clients use, the viewer, and whether the
+/// What every page needs: the site, the host name clients use, the viewer, and whether the
 /// request came over HTTPS (cookies are then `Secure`).
 pub(crate) struct Cx<'a> {
-    pub app: &'a App,
+    pub site: Site<'a>,
     pub host: String,
     pub viewer: Option<Viewer>,
     pub https: bool,
@@ -63,12 +77,12 @@ pub(crate) struct Cx<'a> {
 /// framed by another site (clickjacking the sign-in or settings forms), and no answer is
 /// sniffed as another type.
 pub async fn handle(
-    app: &App,
-    req: http::Request<crate::server::body::RequestBody>,
+    site: Site<'_>,
+    req: http::Request<crate::http::body::RequestBody>,
     path: &str,
     scheme: &str,
 ) -> Response<Body> {
-    let mut r = respond(app, req, path, scheme).await;
+    let mut r = respond(site, req, path, scheme).await;
     let h = r.headers_mut();
     h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.entry(http::header::CONTENT_SECURITY_POLICY)
@@ -78,16 +92,16 @@ pub async fn handle(
 }
 
 async fn respond(
-    app: &App,
-    req: http::Request<crate::server::body::RequestBody>,
+    site: Site<'_>,
+    req: http::Request<crate::http::body::RequestBody>,
     path: &str,
     scheme: &str,
 ) -> Response<Body> {
     let headers = req.headers();
     let cx = Cx {
-        app,
-        host: host(app, headers),
-        viewer: session::viewer(app, headers),
+        site,
+        host: host(site, headers),
+        viewer: session::viewer(site, headers),
         https: scheme == "https",
     };
     if req.method() == Method::POST {
@@ -160,9 +174,9 @@ pub(crate) fn finish(
 
 /// The name clients use for this node: the request's `Host` when it is one, else the
 /// configured public host.
-fn host(app: &App, headers: &HeaderMap) -> String {
+fn host(site: Site<'_>, headers: &HeaderMap) -> String {
     crate::server::request_host(headers)
-        .map_or_else(|| app.pds.settings.public_host.clone(), str::to_owned)
+        .map_or_else(|| site.pds.settings.public_host.clone(), str::to_owned)
 }
 
 fn asset(text: &'static str, kind: &'static str) -> Response<Body> {
@@ -177,9 +191,8 @@ fn asset(text: &'static str, kind: &'static str) -> Response<Body> {
 }
 
 /// The name users write for an index key (`alice/app`).
-fn display_name(app: &App, key: &str) -> anyhow::Result<String> {
-    app.registry
-        .appview()
+fn display_name(site: Site<'_>, key: &str) -> anyhow::Result<String> {
+    site.appview
         .display_name(key)
         .map_err(|e| anyhow::anyhow!("{}", e.message))
 }
@@ -188,19 +201,22 @@ fn display_name(app: &App, key: &str) -> anyhow::Result<String> {
 /// (anyone when it is public; else signed-in crew with `blob:read`).
 fn visible(cx: &Cx<'_>) -> anyhow::Result<bool> {
     let who = cx.viewer.as_ref().map(|v| &v.did);
-    Ok(cx.app.hold.allows(who, crate::hold::Permission::BlobRead)?)
+    Ok(cx
+        .site
+        .hold
+        .allows(who, crate::hold::Permission::BlobRead)?)
 }
 
 fn home(cx: &Cx<'_>) -> anyhow::Result<Option<Response<Body>>> {
-    let (app, host) = (cx.app, cx.host.as_str());
-    let index = app.registry.appview().index();
+    let (site, host) = (cx.site, cx.host.as_str());
+    let index = site.appview.index();
     let (mut recent, mut starred) = (Vec::new(), Vec::new());
     if visible(cx)? {
         for r in index.recent(HOME_LIST)? {
-            recent.push((display_name(app, &r.key)?, r));
+            recent.push((display_name(site, &r.key)?, r));
         }
         for r in index.most_starred(HOME_LIST)? {
-            starred.push((display_name(app, &r.key)?, r));
+            starred.push((display_name(site, &r.key)?, r));
         }
     }
     let list = |rows: &[(String, crate::oci::index::RepoSummary)]| {
@@ -261,8 +277,8 @@ fn home(cx: &Cx<'_>) -> anyhow::Result<Option<Response<Body>>> {
 }
 
 fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>> {
-    let (app, host) = (cx.app, cx.host.as_str());
-    let appview = app.registry.appview();
+    let (site, host) = (cx.site, cx.host.as_str());
+    let appview = site.appview;
     let Ok(repo_name) = name.parse::<crate::oci::name::RepoName>() else {
         return Ok(None);
     };
@@ -274,14 +290,14 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
         return Ok(None);
     }
     let (rows, more) = index.tag_details(&located.key, PAGE)?;
-    let shown = display_name(app, &located.key)?;
+    let shown = display_name(site, &located.key)?;
     let (summary, readme) = index.repo_summary(&located.key)?;
     let description = crate::appview::search::describe(&rows, readme.as_deref());
     let starred = match &cx.viewer {
         Some(v) => Some(index.star_of(v.did.as_str(), &located.key)?.is_some()),
         None => None,
     };
-    let handle = app.pds.handle_of(&located.owner)?;
+    let handle = site.pds.handle_of(&located.owner)?;
     let pull_tag = rows
         .iter()
         .find(|r| r.tag == "latest")
@@ -329,7 +345,7 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
                                         " " span.badge title="signatures, SBOMs and other referrers" { "+" (contents.referrers) }
                                     }
                                 }
-                                td { @if contents.children > 0 { "—" } @else { (crate::server::ops::human_bytes(contents.blob_bytes)) } }
+                                td { @if contents.children > 0 { "—" } @else { (crate::http::human_bytes(contents.blob_bytes)) } }
                                 td.optional {
                                     @if contents.children > 0 { (contents.children) " platforms" } @else { "image" }
                                 }
@@ -402,12 +418,12 @@ fn pull_commands(cx: &Cx<'_>, reference: &str) -> Markup {
 }
 
 fn user(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>> {
-    let app = cx.app;
-    let appview = app.registry.appview();
+    let site = cx.site;
+    let appview = site.appview;
     let Ok(Some(did)) = appview.owner(name) else {
         return Ok(None);
     };
-    let Some(account) = app.pds.accounts.get(&did)? else {
+    let Some(account) = site.pds.accounts.get(&did)? else {
         return Ok(None);
     };
     let mut repos = Vec::new();
@@ -417,11 +433,11 @@ fn user(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>> {
         let (keys, rest) = appview.index().repos_of(did.as_str(), PAGE)?;
         more = rest;
         for key in keys {
-            repos.push(display_name(app, &key)?);
+            repos.push(display_name(site, &key)?);
         }
         for key in appview.index().starred_by(did.as_str(), PAGE)? {
             if appview.index().repo_exists(&key)? {
-                stars.push(display_name(app, &key)?);
+                stars.push(display_name(site, &key)?);
             }
         }
     }
@@ -548,15 +564,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn digests_sizes_and_dates_read_well() {
+    fn digests_and_dates_read_well() {
         assert_eq!(
             short("sha256:0123456789abcdef0123456789abcdef"),
             "sha256:0123456789ab"
         );
         assert_eq!(short("odd"), "odd");
-        assert_eq!(crate::server::ops::human_bytes(512), "512 B");
-        assert_eq!(crate::server::ops::human_bytes(1536), "1.5 KiB");
-        assert_eq!(crate::server::ops::human_bytes(3 << 30), "3.0 GiB");
         assert_eq!(date(0), "1970-01-01 00:00 UTC");
     }
 }

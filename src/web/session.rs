@@ -13,11 +13,10 @@ use http_body_util::BodyExt;
 use maud::html;
 use sha2::{Digest, Sha256};
 
-use super::{Cx, Viewer, finish, page};
+use super::{Cx, Site, Viewer, finish, page};
+use crate::http::body::{self, Body};
 use crate::pds::accounts::{AccountError, Session, now_secs};
 use crate::pds::login::{Accepts, ClientAddr, LoginError};
-use crate::server::App;
-use crate::server::body::{self, Body};
 
 const COOKIE_NAME: &str = "atcr_session";
 /// How long a web session lasts, in seconds.
@@ -26,7 +25,7 @@ const LIFETIME: u64 = 30 * 86_400;
 const MAX_FORM: usize = 16 * 1024;
 
 /// The signed-in viewer of a request, from its session cookie.
-pub(super) fn viewer(app: &App, headers: &HeaderMap) -> Option<Viewer> {
+pub(super) fn viewer(site: Site<'_>, headers: &HeaderMap) -> Option<Viewer> {
     let id = headers
         .get_all(COOKIE)
         .iter()
@@ -34,11 +33,11 @@ pub(super) fn viewer(app: &App, headers: &HeaderMap) -> Option<Viewer> {
         .flat_map(|v| v.split(';'))
         .find_map(|pair| pair.trim().strip_prefix(COOKIE_NAME)?.strip_prefix('='))?
         .to_owned();
-    let session = app.pds.accounts.session(&id).ok()??;
+    let session = site.pds.accounts.session(&id).ok()??;
     if !session.web || session.expires <= now_secs() {
         return None;
     }
-    let account = app.pds.accounts.get(&session.did).ok()??;
+    let account = site.pds.accounts.get(&session.did).ok()??;
     Some(Viewer {
         did: account.did,
         name: account.name,
@@ -59,7 +58,7 @@ fn csrf_for(id: &str) -> String {
 /// A POST to a UI path.
 pub(super) async fn post(
     cx: &Cx<'_>,
-    req: http::Request<crate::server::body::RequestBody>,
+    req: http::Request<crate::http::body::RequestBody>,
     path: &str,
 ) -> Response<Body> {
     let origin_ok = req
@@ -112,7 +111,7 @@ pub(super) async fn post(
             "This form has expired or was not sent from this node's pages; reload the page and try again.",
         );
     }
-    let accounts = &cx.app.pds.accounts;
+    let accounts = &cx.site.pds.accounts;
     let answer = match path {
         "/signout" => {
             return match accounts.delete_session(&viewer.session) {
@@ -174,9 +173,9 @@ async fn signin(cx: &Cx<'_>, form: SigninForm<'_>, client: std::net::IpAddr) -> 
     let (Some(identifier), Some(password)) = (form.identifier, form.password) else {
         return signin_failed(cx, StatusCode::UNAUTHORIZED, "Wrong user name or password.");
     };
-    let accounts = &cx.app.pds.accounts;
+    let accounts = &cx.site.pds.accounts;
     let login = cx
-        .app
+        .site
         .pds
         .logins
         .check(
@@ -279,7 +278,7 @@ pub(super) fn settings(
     let Some(viewer) = &cx.viewer else {
         return Ok(Some(redirect("/signin?next=/settings", None)));
     };
-    let mut apps = cx.app.pds.accounts.list_app_passwords(&viewer.did)?;
+    let mut apps = cx.site.pds.accounts.list_app_passwords(&viewer.did)?;
     apps.sort_by(|a, b| a.name.cmp(&b.name));
     let host = &cx.host;
     Ok(Some(page(

@@ -5,14 +5,11 @@ use http::{Response, StatusCode};
 use maud::{Markup, html};
 
 use super::{Cx, command};
-use crate::server::body::Body;
+use crate::http::body::Body;
 
 pub(super) fn page(cx: &Cx<'_>) -> Response<Body> {
-    let (app, host) = (cx.app, cx.host.as_str());
-    let fingerprint = app
-        .ca_pem
-        .as_deref()
-        .and_then(crate::server::tls::fingerprint);
+    let host = cx.host.as_str();
+    let fingerprint = cx.site.ca_fingerprint;
     super::page(
         StatusCode::OK,
         "Setting up a client",
@@ -52,7 +49,8 @@ pub(super) fn page(cx: &Cx<'_>) -> Response<Body> {
                 pre { code { (fingerprint) } }
                 p { "Install it for podman, buildah and skopeo (docker: /etc/docker/certs.d; containerd: /etc/containerd/certs.d):" }
                 (command(&format!("sudo mkdir -p /etc/containers/certs.d/{host}\ncurl -fsSk https://{host}/ca.crt | sudo tee /etc/containers/certs.d/{host}/ca.crt")))
-                p.muted { "Compare the fingerprint of what you fetched (openssl x509 -noout -fingerprint -sha256 -in ca.crt) with the one above first." }
+                p.muted { "Compare the fingerprint of what you fetched with the one above before trusting it:" }
+                (command(&format!("openssl x509 -noout -fingerprint -sha256 -in /etc/containers/certs.d/{host}/ca.crt")))
             } @else {
                 p { "This node does not run its own certificate authority: it is reached over plain HTTP, or with a certificate your clients already trust." }
             }
