@@ -2,10 +2,12 @@
 //! `io.atcr.manifest`/`io.atcr.tag` records in the owner's repository, and the registry index
 //! derived from those records through the PDS event log (see `indexer`).
 
+pub mod index;
 mod indexer;
 pub mod layers;
 pub mod records;
 pub mod search;
+pub mod summary;
 
 use std::sync::Arc;
 use std::time::Duration;

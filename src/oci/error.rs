@@ -158,15 +158,6 @@ impl From<BlobError> for OciError {
     }
 }
 
-impl From<crate::oci::index::IndexError> for OciError {
-    fn from(e: crate::oci::index::IndexError) -> Self {
-        if e.is_storage_failure() {
-            return OciError::storage_failed(&e);
-        }
-        OciError::internal(&e)
-    }
-}
-
 impl OciError {
     /// 507 for a store that failed (full disk, I/O error, closed while it is reopened): the
     /// client may retry once space is freed; the detail is logged only.

@@ -5,19 +5,19 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{MANIFEST_COLLECTION, RecordAddr, entry};
+use crate::appview::index::{BLOBS, Index, IndexError, MAX, REFS};
 use crate::blobstore::Digest;
-use crate::oci::index::{BLOBS, Index, IndexError, MAX, REFS};
 
 /// (user DID, manifest record key, blob digest) → size: what the hold's `io.atcr.hold.layer`
 /// records say — the node vouching that the user uploaded (or mounted) that blob, with that size,
 /// into the repository of that manifest. A manifest record's blobs become servable from its
 /// repository only through these; a record by itself grants nothing.
-pub(in crate::oci::index) const LAYERS: TableDefinition<(&str, &str, &str), u64> =
+pub(in crate::appview::index) const LAYERS: TableDefinition<(&str, &str, &str), u64> =
     TableDefinition::new("hold_layers");
 /// (repository, digest, user DID, manifest record key) → size: a blob a repository may serve
 /// because a manifest record indexed there references it and a layer record vouches for it.
 /// Goes with either record.
-pub(in crate::oci::index) const VOUCHED: TableDefinition<(&str, &str, &str, &str), u64> =
+pub(in crate::appview::index) const VOUCHED: TableDefinition<(&str, &str, &str, &str), u64> =
     TableDefinition::new("vouched_blobs");
 /// The manifest record a hold layer record vouches for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::social;
 pub use vouched::LayerOf;
-pub(in crate::oci::index) use vouched::{LAYERS, VOUCHED};
+pub(in crate::appview::index) use vouched::{LAYERS, VOUCHED};
 
 mod vouched;
 use super::{

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use super::manifest::{Descriptor, Manifest};
+use crate::oci::manifest::{Descriptor, Manifest};
 
 /// Longest annotation or label value kept (longer ones are cut at a character boundary).
 const MAX_VALUE: usize = 4096;
