@@ -85,7 +85,7 @@ async fn respond(
     let headers = req.headers();
     let cx = Cx {
         app,
-        host: host(app, headers),
+        host: host(app, req.uri(), headers),
         viewer: session::viewer(app, headers),
         https: scheme == "https",
     };
@@ -157,10 +157,10 @@ pub(crate) fn finish(
     }
 }
 
-/// The name clients use for this node: the request's `Host` when it is one, else the
-/// configured public host.
-fn host(app: &App, headers: &HeaderMap) -> String {
-    crate::server::request_host(headers)
+/// The name clients use for this node: the host the request addressed when it is one (see
+/// [`crate::server::request_host`]), else the configured public host.
+fn host(app: &App, uri: &http::Uri, headers: &HeaderMap) -> String {
+    crate::server::request_host(uri, headers)
         .map_or_else(|| app.pds.settings.public_host.clone(), str::to_owned)
 }
 
