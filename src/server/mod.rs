@@ -542,9 +542,10 @@ async fn dispatch(
             // The challenge's realm is only built for a refusal.
             let realm = || app.realm(req.uri(), req.headers(), scheme);
             let grant = match auth::authorize(
-                &app.auth.tokens,
+                &app.auth,
                 &realm,
                 &endpoint,
+                (req.method(), req.uri()),
                 req.headers(),
                 crate::pds::accounts::now_secs(),
             ) {
