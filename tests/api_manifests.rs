@@ -547,3 +547,58 @@ async fn concurrent_deletes_answer_one_202_and_404s() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn sha512_manifests_are_refused_before_anything_is_stored() {
+    let s = TestServer::start().await;
+    // Blobs by sha512 are fine on their own.
+    let blob = |data: &'static [u8]| {
+        let digest = Digest::of(Algorithm::Sha512, data);
+        let path = format!("/v2/t/five12/blobs/uploads/?digest={digest}");
+        let req = s.req(Method::POST, &path).body(data);
+        async move {
+            assert_eq!(req.send().await.unwrap().status(), StatusCode::CREATED);
+            digest
+        }
+    };
+    let config = blob(b"{}").await;
+    let layer = blob(b"layer bytes").await;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.as_str(), "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.as_str(), "size": 11}],
+    }))
+    .unwrap();
+    let sha256 = Digest::of(Algorithm::Sha256, &manifest);
+    let r = s
+        .req(Method::PUT, "/v2/t/five12/manifests/v1")
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    // UNSUPPORTED, naming the digest and why: not MANIFEST_INVALID from the record's schema.
+    let body: Value = r.json().await.unwrap();
+    let error = &body["errors"][0];
+    assert_eq!(error["code"], "UNSUPPORTED", "{body}");
+    assert_eq!(error["detail"]["digest"], config.as_str());
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("{config} is a sha512 digest: "))
+            && message.contains("128 characters"),
+        "{message}"
+    );
+    // Nothing was stored: no repository, no manifest, no manifest bytes.
+    for (reference, code) in [
+        ("v1", "NAME_UNKNOWN"),
+        (sha256.as_str(), "MANIFEST_UNKNOWN"),
+    ] {
+        let r = s
+            .req(Method::GET, &format!("/v2/t/five12/manifests/{reference}"))
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, StatusCode::NOT_FOUND, code).await;
+    }
+    assert_eq!(s.app.registry.blobs().stat(&sha256).await.unwrap(), None);
+}
