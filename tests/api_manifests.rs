@@ -1,4 +1,4 @@
-//! Manifests, tags, referrers and the catalog over real HTTP.
+//! Manifests, tags and referrers over real HTTP (lists: `api_lists.rs`).
 
 mod inproc;
 
@@ -67,6 +67,15 @@ async fn push_pull_byte_identical_with_negotiation() {
         .await
         .unwrap();
     expect_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
+    // A reference that cannot be written names no manifest: a miss, as conformance expects.
+    for reference in [".INVALID_MANIFEST_NAME", "sha256:abc"] {
+        let path = format!("/v2/t/lib/app/manifests/{reference}");
+        let r = s.req(Method::GET, &path).send().await.unwrap();
+        let detail = expect_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
+        assert_eq!(detail["reference"], reference);
+        let r = s.req(Method::HEAD, &path).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
     let r = s
         .req(Method::GET, "/v2/t/no/such/manifests/v1")
         .send()
@@ -427,83 +436,6 @@ async fn referrers_with_subject_and_filters() {
 }
 
 #[tokio::test]
-async fn tag_list_and_catalog_pagination() {
-    let s = TestServer::start().await;
-    let (_, body) = s.push_image("t/p/q", "a", &[], json!({})).await;
-    for tag in ["d", "b", "c", "e"] {
-        s.put_manifest("t/p/q", tag, OCI_MANIFEST, &body).await;
-    }
-    let r = s
-        .req(Method::GET, "/v2/t/p/q/tags/list")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(header(&r, "link"), "");
-    let list: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-    assert_eq!(
-        list,
-        json!({"name": "t/p/q", "tags": ["a", "b", "c", "d", "e"]})
-    );
-
-    let r = s
-        .req(Method::GET, "/v2/t/p/q/tags/list?n=2")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        header(&r, "link"),
-        "</v2/t/p/q/tags/list?n=2&last=b>; rel=\"next\""
-    );
-    let list: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-    assert_eq!(list["tags"], json!(["a", "b"]));
-    let r = s
-        .req(Method::GET, "/v2/t/p/q/tags/list?n=2&last=d")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(header(&r, "link"), "");
-    let list: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-    assert_eq!(list["tags"], json!(["e"]));
-    let r = s
-        .req(Method::GET, "/v2/t/p/q/tags/list?n=0")
-        .send()
-        .await
-        .unwrap();
-    let list: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-    assert_eq!(list["tags"], json!([]));
-    let r = s
-        .req(Method::GET, "/v2/t/p/q/tags/list?n=x")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = s
-        .req(Method::GET, "/v2/t/p/nothing/tags/list")
-        .send()
-        .await
-        .unwrap();
-    expect_error(r, StatusCode::NOT_FOUND, "NAME_UNKNOWN").await;
-
-    for repo in ["t/z", "t/m", "t/a/b"] {
-        s.push_image(repo, "t", &[], json!({})).await;
-    }
-    let r = s.req(Method::GET, "/v2/_catalog?n=2").send().await.unwrap();
-    assert_eq!(
-        header(&r, "link"),
-        "</v2/_catalog?n=2&last=t%2Fm>; rel=\"next\""
-    );
-    let list: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-    assert_eq!(list["repositories"], json!(["t/a/b", "t/m"]));
-    let r = s
-        .req(Method::GET, "/v2/_catalog?n=2&last=t/m")
-        .send()
-        .await
-        .unwrap();
-    let list: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-    assert_eq!(list["repositories"], json!(["t/p/q", "t/z"]));
-}
-
-#[tokio::test]
 async fn pushes_survive_restart() {
     let s = TestServer::start().await;
     let layer = bytes(9, 10_000);
@@ -614,4 +546,59 @@ async fn concurrent_deletes_answer_one_202_and_404s() {
             .unwrap()
             .is_none()
     );
+}
+
+#[tokio::test]
+async fn sha512_manifests_are_refused_before_anything_is_stored() {
+    let s = TestServer::start().await;
+    // Blobs by sha512 are fine on their own.
+    let blob = |data: &'static [u8]| {
+        let digest = Digest::of(Algorithm::Sha512, data);
+        let path = format!("/v2/t/five12/blobs/uploads/?digest={digest}");
+        let req = s.req(Method::POST, &path).body(data);
+        async move {
+            assert_eq!(req.send().await.unwrap().status(), StatusCode::CREATED);
+            digest
+        }
+    };
+    let config = blob(b"{}").await;
+    let layer = blob(b"layer bytes").await;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.as_str(), "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.as_str(), "size": 11}],
+    }))
+    .unwrap();
+    let sha256 = Digest::of(Algorithm::Sha256, &manifest);
+    let r = s
+        .req(Method::PUT, "/v2/t/five12/manifests/v1")
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    // UNSUPPORTED, naming the digest and why: not MANIFEST_INVALID from the record's schema.
+    let body: Value = r.json().await.unwrap();
+    let error = &body["errors"][0];
+    assert_eq!(error["code"], "UNSUPPORTED", "{body}");
+    assert_eq!(error["detail"]["digest"], config.as_str());
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("{config} is a sha512 digest: "))
+            && message.contains("128 characters"),
+        "{message}"
+    );
+    // Nothing was stored: no repository, no manifest, no manifest bytes.
+    for (reference, code) in [
+        ("v1", "NAME_UNKNOWN"),
+        (sha256.as_str(), "MANIFEST_UNKNOWN"),
+    ] {
+        let r = s
+            .req(Method::GET, &format!("/v2/t/five12/manifests/{reference}"))
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, StatusCode::NOT_FOUND, code).await;
+    }
+    assert_eq!(s.app.registry.blobs().stat(&sha256).await.unwrap(), None);
 }

@@ -141,11 +141,7 @@ fn users_push_only_into_their_own_namespace() {
     }
     let srv = Server::start();
     // Added while the daemon runs: through its admin socket, usable at once.
-    let out = srv.cli(
-        &["user", "add", "bob", "--password-stdin"],
-        "bob-password\n",
-    );
-    assert!(out.status.success(), "{out:?}");
+    srv.add_user("bob", "bob-password");
     let c = Clients::new();
     c.without_login();
     let host = srv.host_port();
@@ -161,7 +157,11 @@ fn users_push_only_into_their_own_namespace() {
         &format!("docker://{host}/admin/bobs-app:1"),
         &bob,
     ));
-    assert!(err.contains("denied"), "{err}");
+    // Refused at once, with the reason.
+    assert!(
+        err.contains("bob may not push to admin/bobs-app: only the owner pushes into a namespace"),
+        "{err}"
+    );
     let admin = format!("admin:{}", srv.password());
     let err = srv.must_fail(&mut c.skopeo_copy(
         &local.reference(),

@@ -181,9 +181,35 @@ async fn app_passwords_log_in_and_owners_push_only_into_their_namespace() {
         Some(&[Permission::BlobRead, Permission::BlobWrite]),
     )
     .await;
-    let bob = token(&s, Some(("bob", "bob-pw")), &["repository:t/app:pull,push"]).await;
-    let r = try_push_blob(&s, "t/app", &bob).await;
-    expect_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    // Into another's namespace: the token service grants what it may (pull) and says why not
+    // the rest; the registry refuses with the same reason, in the body and the challenge
+    // (which Docker shows, and stops at), and a new token would not help.
+    let why = "bob may not push to t/app: only the owner pushes into a namespace";
+    let r = token_response(&s, Some(("bob", "bob-pw")), &["repository:t/app:pull,push"]).await;
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["denied"], json!([why]), "{answer}");
+    let bob = answer["token"].as_str().unwrap();
+    let r = try_push_blob(&s, "t/app", bob).await;
+    let challenge = header(&r, "www-authenticate");
+    assert!(
+        challenge.ends_with(&format!(
+            ",scope=\"repository:t/app:pull,push\",error=\"insufficient_scope\",error_description=\"{why}\""
+        )),
+        "{challenge}"
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"errors": [{"code": "DENIED", "message": why, "detail": {"scope": "repository:t/app:pull,push"}}]})
+    );
+    let r = s
+        .anonymous(Method::DELETE, "/v2/t/app/manifests/v1")
+        .bearer_auth(token(&s, Some(("bob", "bob-pw")), &["repository:t/app:*"]).await)
+        .send()
+        .await
+        .unwrap();
+    let body = expect_error(r, StatusCode::UNAUTHORIZED, "DENIED").await;
+    assert_eq!(body["scope"], "repository:t/app:delete");
     let bob = token(
         &s,
         Some(("bob", "bob-pw")),
@@ -262,21 +288,33 @@ async fn refused_tokens() {
         "UNAUTHORIZED",
     )
     .await;
-    // Scope escalation: a pull token does not push, nor reach another repository.
+    // Scope escalation: a pull token does not push, nor reach another repository. The caller
+    // may have those scopes, so the answer is a challenge for them (as Distribution's), and a
+    // client that reuses tokens across scopes gets one and retries.
     let t = tokens.issue(Some(&s.user), pull("repository:t/app:pull"), now);
-    expect_error(
-        try_push_blob(&s, "t/app", &t).await,
-        StatusCode::FORBIDDEN,
-        "DENIED",
-    )
-    .await;
+    let r = try_push_blob(&s, "t/app", &t).await;
+    let challenge = header(&r, "www-authenticate");
+    assert!(
+        challenge.contains(",scope=\"repository:t/app:pull,push\",error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    expect_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    let upgraded = token(&s, Some(("t", PASSWORD)), &["repository:t/app:pull,push"]).await;
+    assert_eq!(
+        try_push_blob(&s, "t/app", &upgraded).await.status(),
+        StatusCode::CREATED
+    );
     let r = s
         .anonymous(Method::GET, "/v2/t/other/tags/list")
         .bearer_auth(&t)
         .send()
         .await
         .unwrap();
-    expect_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    assert!(
+        header(&r, "www-authenticate")
+            .contains(",scope=\"repository:t/other:pull\",error=\"insufficient_scope\""),
+    );
+    expect_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
     // Asking for more than the rules allow grants only what they allow.
     let t = token(
         &s,
@@ -417,9 +455,46 @@ async fn private_repositories_do_not_reveal_themselves() {
             .await
             .unwrap();
         let status = r.status();
-        let body = r.text().await.unwrap();
+        // The answer repeats the name asked for, and nothing of what is behind it.
+        let body = r.text().await.unwrap().replace(repo, "<repo>");
         answers.push((status, body));
     }
     assert_eq!(answers[0].0, StatusCode::UNAUTHORIZED);
     assert_eq!(answers[0], answers[1]);
+}
+
+#[tokio::test]
+async fn a_token_reused_across_scopes_is_challenged_then_upgraded() {
+    let s = TestServer::start().await;
+    let r = s
+        .req(Method::POST, "/v2/t/app/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let session = header(&r, "location");
+    // A token from an earlier pull, reused for the upload session (which needs push).
+    let pull = token(&s, Some(("t", PASSWORD)), &["repository:t/app:pull"]).await;
+    let status = || s.anonymous(Method::GET, &session).bearer_auth(&pull).send();
+    let r = status().await.unwrap();
+    let challenge = header(&r, "www-authenticate");
+    assert!(
+        challenge.contains(",scope=\"repository:t/app:pull,push\",error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    expect_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    // The same request with the same token again: the client ignored the challenge, and hears
+    // it once more as a 403 (RFC 6750), which the oras Python SDK acts on.
+    let r = status().await.unwrap();
+    assert_eq!(header(&r, "www-authenticate"), challenge);
+    expect_error(r, StatusCode::FORBIDDEN, "UNAUTHORIZED").await;
+    // A token for the challenge's scope gets the session's status.
+    let push = token(&s, Some(("t", PASSWORD)), &["repository:t/app:pull,push"]).await;
+    let r = s
+        .anonymous(Method::GET, &session)
+        .bearer_auth(&push)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }

@@ -173,25 +173,30 @@ fn skopeo(args: &[&str]) -> (bool, String) {
     )
 }
 
+/// A node under `dir` with the managed CA: its server, config file and CA certificate. Plain
+/// HTTP on loopback next to HTTPS, as the packages configure it: clients that come over HTTPS
+/// must be sent to HTTPS for their tokens.
+fn managed_https_node(dir: &Path) -> (Server, PathBuf, PathBuf) {
+    let data = dir.join("data");
+    let config = dir.join("atcr.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[tls]\nenabled = true\nlisten = \"127.0.0.1:0\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    (Server::start(&config), config, data.join("tls/ca.crt"))
+}
+
 #[test]
 fn managed_ca_serves_https_to_curl_and_skopeo() {
     if !client_tests_enabled() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = dir.path().join("atcr.toml");
-    std::fs::write(
-        &config,
-        format!(
-            // Plain HTTP on loopback next to HTTPS, as the packages configure it: clients that
-            // come over HTTPS must be sent to HTTPS for their tokens.
-            "listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\n[tls]\nenabled = true\nlisten = \"127.0.0.1:0\"\n"
-        ),
-    )
-    .unwrap();
-    let server = Server::start(&config);
-    let ca = data.join("tls/ca.crt");
+    let (server, config, ca) = managed_https_node(dir.path());
     let ca_str = ca.to_str().unwrap();
     let base = format!("https://{}", server.addr);
 
@@ -349,4 +354,70 @@ fn operator_certificate_is_reloaded_on_sighup() {
         !dir.path().join("data/tls/ca.key").exists(),
         "no managed CA with operator certificates"
     );
+}
+
+#[test]
+fn http2_clients_are_sent_to_the_authority_they_used() {
+    if !client_tests_enabled() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _, ca) = managed_https_node(dir.path());
+    let ca = ca.to_str().unwrap();
+    let port = server.addr.rsplit(':').next().unwrap();
+    // HTTP/2 carries no Host header: the realm must come from `:authority`.
+    let base = format!("https://localhost:{port}");
+    let (ok, out) = curl(&[
+        "--http2",
+        "--cacert",
+        ca,
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        &format!("{base}/v2/admin/app/tags/list"),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.starts_with("HTTP/2 401"), "{out}");
+    let challenge = out
+        .lines()
+        .find_map(|l| l.strip_prefix("www-authenticate: "))
+        .unwrap_or_else(|| panic!("no challenge: {out}"));
+    assert!(
+        challenge.starts_with(&format!("Bearer realm=\"{base}/auth/token\",")),
+        "{challenge}"
+    );
+    // The realm works over HTTP/2 too: a login there gets a token that opens the repository.
+    let service = challenge
+        .split("service=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap();
+    let creds = format!("admin:{}", server.password);
+    let (ok, out) = curl(&[
+        "--http2",
+        "--cacert",
+        ca,
+        "-u",
+        &creds,
+        &format!("{base}/auth/token?service={service}&scope=repository:admin/app:pull"),
+    ]);
+    assert!(ok, "{out}");
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let token = answer["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"));
+    let (ok, out) = curl(&[
+        "--http2",
+        "--cacert",
+        ca,
+        "-w",
+        "%{http_code}",
+        "-o",
+        "/dev/null",
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        &format!("{base}/v2/"),
+    ]);
+    assert!(ok && out == "200", "{out}");
 }

@@ -352,6 +352,15 @@ impl Index {
         Ok((out, false))
     }
 
+    /// Calls `f` with every repository's index key, in key (owner DID) order.
+    pub fn each_repo(&self, mut f: impl FnMut(&str)) -> Result<(), IndexError> {
+        let tx = self.db.begin_read()?;
+        for entry in tx.open_table(REPOS)?.iter()? {
+            f(entry?.0.value());
+        }
+        Ok(())
+    }
+
     /// The repositories of one owner (index keys `<did>/…`), at most `n`; the flag says whether
     /// more follow.
     pub fn repos_of(&self, owner: &str, n: usize) -> Result<(Vec<String>, bool), IndexError> {

@@ -171,18 +171,19 @@ impl AppView {
 
     /// The name users write for an index key: the owner's short name, else the key itself.
     pub fn display_name(&self, key: &str) -> Result<String, OciError> {
-        let Some((did, path)) = key.split_once('/') else {
-            return Ok(key.to_owned());
-        };
-        let name = did
-            .parse::<Did>()
-            .ok()
-            .and_then(|d| self.pds.accounts.get(&d).ok().flatten())
-            .map(|a| a.name);
-        Ok(match name {
-            Some(n) => format!("{n}/{path}"),
+        Ok(match key.split_once('/') {
+            Some((did, path)) => format!("{}/{path}", self.display_owner(did)),
             None => key.to_owned(),
         })
+    }
+
+    /// How names show an owner DID: the local account's short name, else the DID itself.
+    #[must_use]
+    pub fn display_owner(&self, did: &str) -> String {
+        did.parse::<Did>()
+            .ok()
+            .and_then(|d| self.pds.accounts.get(&d).ok().flatten())
+            .map_or_else(|| did.to_owned(), |a| a.name)
     }
 
     /// Publishes a pushed manifest (already stored in blob storage under `digest`) and its tag

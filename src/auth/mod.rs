@@ -1,6 +1,7 @@
 //! Docker token auth: the scopes each registry request needs, the bearer tokens that grant
 //! them, and the `/auth/token` service that issues tokens by the hold's rules.
 
+mod rules;
 pub mod scope;
 pub mod service;
 pub mod token;
@@ -56,9 +57,9 @@ pub struct Realm {
 }
 
 impl Realm {
-    /// `Bearer realm="…",service="…"[,scope="…"][,error="…"]`.
+    /// `Bearer realm="…",service="…"[,scope="…"][,error="…"[,error_description="…"]]`.
     #[must_use]
-    pub fn challenge(&self, scope: Option<&Scope>, error: Option<&str>) -> HeaderValue {
+    pub fn challenge(&self, scope: Option<&Scope>, error: Option<(&str, &str)>) -> HeaderValue {
         let mut v = format!(
             "Bearer realm=\"{}\",service=\"{}\"",
             self.realm, self.service
@@ -66,8 +67,16 @@ impl Realm {
         if let Some(s) = scope {
             let _ = write!(v, ",scope=\"{}\"", s.to_challenge());
         }
-        if let Some(e) = error {
-            let _ = write!(v, ",error=\"{e}\"");
+        if let Some((error, description)) = error {
+            let _ = write!(v, ",error=\"{error}\"");
+            // A quoted-string of visible ASCII (RFC 6750 §3): Docker shows it as the reason.
+            let description: String = description
+                .chars()
+                .filter(|c| (c.is_ascii_graphic() || *c == ' ') && !matches!(c, '"' | '\\'))
+                .collect();
+            if !description.is_empty() {
+                let _ = write!(v, ",error_description=\"{description}\"");
+            }
         }
         HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
     }
@@ -76,7 +85,7 @@ impl Realm {
 fn unauthorized(
     realm: &dyn Fn() -> Realm,
     scope: Option<&Scope>,
-    error: Option<&str>,
+    error: Option<(&str, &str)>,
     message: &str,
 ) -> OciError {
     OciError::new(ErrorCode::Unauthorized, message)
@@ -84,13 +93,19 @@ fn unauthorized(
 }
 
 /// Checks a registry request's bearer token against what `endpoint` needs. No token, or a bad
-/// one: 401 with a challenge. A token short of the scope: 401 if anonymous (so the client
-/// retries with credentials, and learns nothing of whether the repository exists), 403
-/// `DENIED` if it names a caller.
+/// one: 401 with a challenge. A token short of the scope: 401 with `error="insufficient_scope"`
+/// and the scope, as Distribution answers, so that a client reusing a token across scopes
+/// gets one for this scope and retries; the same request with the same token again within a
+/// minute: 403 with the same challenge (RFC 6750's status for `insufficient_scope`), which
+/// clients that ignored the 401 act on. When the rules (`service`'s) refuse the scope, a new
+/// token would not help: the answer then says why, in the challenge's `error_description` and
+/// in the body (`DENIED` for a named caller), so that clients stop at once and show it.
+/// `request` (method and URI) names the request for that bookkeeping.
 pub fn authorize(
-    tokens: &Tokens,
+    service: &service::TokenService,
     realm: &dyn Fn() -> Realm,
     endpoint: &OciEndpoint,
+    request: (&http::Method, &http::Uri),
     headers: &http::HeaderMap,
     now: u64,
 ) -> Result<Grant, OciError> {
@@ -110,38 +125,55 @@ pub fn authorize(
             "authentication required",
         ));
     };
-    let grant = tokens.verify(token.trim(), now).map_err(|e| {
+    let grant = service.tokens.verify(token.trim(), now).map_err(|e| {
         tracing::debug!(error = %e, "registry token refused");
+        let message = e.to_string();
         unauthorized(
             realm,
             needed.as_ref(),
-            Some("invalid_token"),
-            &e.to_string(),
+            Some(("invalid_token", &message)),
+            &message,
         )
     })?;
-    if let Some(scope) = &needed {
-        let missing = scope
-            .actions
-            .iter()
-            .filter(|a| {
-                // Pushing clients ask for pull too, but a push only needs push.
-                **a != Action::Pull || !scope.actions.contains(&Action::Push)
-            })
-            .any(|a| !grant.allows(&scope.resource, *a));
-        if missing {
-            if grant.subject.is_none() {
-                return Err(unauthorized(
-                    realm,
-                    Some(scope),
-                    Some("insufficient_scope"),
-                    "authentication required",
-                ));
-            }
-            return Err(OciError::new(
-                ErrorCode::Denied,
-                "requested access to the resource is denied",
-            ));
+    let Some(scope) = &needed else {
+        return Ok(grant);
+    };
+    // Pushing clients ask for pull too, but a push only needs push.
+    let missing: Vec<Action> = scope
+        .actions
+        .iter()
+        .copied()
+        .filter(|a| *a != Action::Pull || !scope.actions.contains(&Action::Push))
+        .filter(|a| !grant.allows(&scope.resource, *a))
+        .collect();
+    if missing.is_empty() {
+        return Ok(grant);
+    }
+    let caller = grant.subject.as_ref();
+    let mut reason = None;
+    for action in missing {
+        reason = service.refusal(caller, &scope.resource, action)?;
+        if reason.is_some() {
+            break;
         }
     }
-    Ok(grant)
+    let refused = match (reason, caller) {
+        (None, _) => OciError::new(
+            ErrorCode::Unauthorized,
+            "the token does not grant this scope: get a token for it",
+        ),
+        (Some(reason), None) => OciError::new(ErrorCode::Unauthorized, reason),
+        (Some(reason), Some(_)) => OciError::new(ErrorCode::Denied, reason),
+    };
+    let challenge = realm().challenge(Some(scope), Some(("insufficient_scope", &refused.message)));
+    let status =
+        if service.refused_again(token.trim(), &format!("{} {}", request.0, request.1), now) {
+            http::StatusCode::FORBIDDEN
+        } else {
+            http::StatusCode::UNAUTHORIZED
+        };
+    Err(refused
+        .with_status(status)
+        .with_detail(serde_json::json!({ "scope": scope.to_challenge() }))
+        .with_header(WWW_AUTHENTICATE, challenge))
 }

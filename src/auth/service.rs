@@ -4,8 +4,9 @@
 //! name, handle or DID, and the account password or an app password), or the `OAuth2` form
 //! `POST /auth/token` (`grant_type=password`). Each requested scope is granted as far as the
 //! rules allow — pull: whoever may read the hold; push and delete: the namespace owner, if they
-//! may write to the hold — and the answer is a token with what was granted (possibly nothing):
-//! a short token is refused later, by the request that needs more.
+//! may write to the hold (`rules.rs`) — and the answer is a token with what was granted
+//! (possibly nothing), with the reasons for the rest under `denied`: a short token is refused
+//! later, by the request that needs more.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -20,12 +21,11 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use sha2::Digest as _;
 
-use super::scope::{Access, Action, Resource, Scope};
+use super::scope::{Access, Scope};
 use super::token::{TOKEN_SECS, Tokens};
 use crate::appview::AppView;
 use crate::atproto::{Datetime, Did};
-use crate::hold::{Hold, Permission};
-use crate::oci::name::RepoName;
+use crate::hold::Hold;
 use crate::oci::{ErrorCode, OciError};
 use crate::pds::accounts::now_secs;
 use crate::pds::login::{Accepts, ClientAddr, LoginError};
@@ -41,10 +41,13 @@ const CHECKED_SECS: u64 = 300;
 /// The token service of a node.
 pub struct TokenService {
     pub tokens: Tokens,
-    appview: Arc<AppView>,
-    hold: Arc<Hold>,
+    pub(super) appview: Arc<AppView>,
+    pub(super) hold: Arc<Hold>,
     /// sha256(did, password, stored hashes) → expiry of credentials that checked out.
     checked: Mutex<HashMap<[u8; 32], u64>>,
+    /// sha256(token, request) → expiry of registry requests refused for a scope their token
+    /// lacked (see `rules.rs`).
+    pub(super) refused: Mutex<HashMap<[u8; 32], u64>>,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -63,6 +66,7 @@ impl TokenService {
             appview,
             hold,
             checked: Mutex::default(),
+            refused: Mutex::default(),
         }
     }
 
@@ -125,21 +129,28 @@ impl TokenService {
                 .map(String::as_str),
         );
         let mut access = Vec::new();
+        let mut denied = Vec::new();
         for scope in &requested {
-            if let Some(a) = self.grant(caller.as_ref(), scope)? {
-                access.push(a);
-            }
+            let (granted, refused) = self.grant(caller.as_ref(), scope)?;
+            access.extend(granted);
+            denied.extend(refused);
         }
         let now = now_secs();
         let token = self.tokens.issue(caller.as_ref(), access, now);
         tracing::debug!(caller = ?caller.as_ref().map(Did::as_str), scopes = requested.len(), "registry token issued");
         let issued_at = Datetime::from_unix_micros(i64::try_from(now).unwrap_or(0) * 1_000_000);
-        let answer = json!({
+        let mut answer = json!({
             "token": token,
             "access_token": token,
             "expires_in": TOKEN_SECS,
             "issued_at": issued_at.as_str(),
         });
+        // As the token spec wants, a refused scope is no error here (the token just lacks it,
+        // and the registry refuses the request). Clients ignore this field; people reading
+        // the answer learn why.
+        if !denied.is_empty() {
+            answer["denied"] = json!(denied);
+        }
         Response::builder()
             .status(StatusCode::OK)
             .header(CONTENT_TYPE, "application/json")
@@ -211,51 +222,29 @@ impl TokenService {
         Ok(login.account.did)
     }
 
-    /// How much of `scope` the caller gets: `None` for nothing.
-    fn grant(&self, caller: Option<&Did>, scope: &Scope) -> Result<Option<Access>, OciError> {
-        let hold = |p: Permission| {
-            self.hold
-                .allows(caller, p)
-                .map_err(|e| OciError::internal(&e))
-        };
-        let granted: BTreeSet<Action> = match &scope.resource {
-            Resource::Catalog => {
-                if hold(Permission::BlobRead)? {
-                    BTreeSet::from([Action::Pull])
-                } else {
-                    BTreeSet::new()
+    /// How much of `scope` the caller gets (`None` for nothing), and why the rest is refused.
+    fn grant(
+        &self,
+        caller: Option<&Did>,
+        scope: &Scope,
+    ) -> Result<(Option<Access>, Vec<String>), OciError> {
+        let mut granted = BTreeSet::new();
+        let mut refused = Vec::new();
+        for action in &scope.actions {
+            match self.refusal(caller, &scope.resource, *action)? {
+                None => {
+                    granted.insert(*action);
                 }
+                Some(reason) => refused.push(reason),
             }
-            Resource::Repository(name) => {
-                let owner = name
-                    .parse::<RepoName>()
-                    .ok()
-                    .and_then(|n| self.appview.locate(&n).ok())
-                    .map(|loc| loc.owner);
-                let mut out = BTreeSet::new();
-                for action in &scope.actions {
-                    let ok = match action {
-                        Action::Pull => hold(Permission::BlobRead)?,
-                        Action::Push | Action::Delete => {
-                            caller.is_some()
-                                && owner.as_ref() == caller
-                                && hold(Permission::BlobWrite)?
-                        }
-                    };
-                    if ok {
-                        out.insert(*action);
-                    }
-                }
-                out
-            }
-        };
-        if granted.is_empty() {
-            return Ok(None);
         }
-        Ok(Some(Access::from_scope(&Scope {
-            resource: scope.resource.clone(),
-            actions: granted,
-        })))
+        let access = (!granted.is_empty()).then(|| {
+            Access::from_scope(&Scope {
+                resource: scope.resource.clone(),
+                actions: granted,
+            })
+        });
+        Ok((access, refused))
     }
 }
 

@@ -215,7 +215,16 @@ impl OciEndpoint {
             }
             (_, Some("manifests"), Some(reference)) => {
                 let name = name_of(n - 2)?;
-                let reference = parse_reference(reference)?;
+                let reference = parse_reference(reference).map_err(|e| {
+                    // No manifest is stored under a reference that cannot be written, so a
+                    // read of one is a miss (as conformance expects); a write is a bad request.
+                    if matches!(*method, Method::GET | Method::HEAD) {
+                        OciError::new(ErrorCode::ManifestUnknown, "manifest unknown to registry")
+                            .with_detail(serde_json::json!({ "reference": reference }))
+                    } else {
+                        e
+                    }
+                })?;
                 match *method {
                     Method::GET => OciEndpoint::GetManifest {
                         name,

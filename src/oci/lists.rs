@@ -1,5 +1,7 @@
 //! Paginated lists: tags, the catalog, and referrers.
 
+use std::collections::BTreeSet;
+
 use http::header::{CONTENT_TYPE, LINK};
 use http::{Response, StatusCode};
 use serde_json::json;
@@ -7,13 +9,19 @@ use serde_json::json;
 use super::endpoint::Page;
 use super::error::{ErrorCode, OciError};
 use super::manifest::OCI_INDEX;
-use super::name::RepoName;
 use super::registry::{OCI_FILTERS_APPLIED, Registry, Repo, finish, response};
 use crate::blobstore::Digest;
 use crate::server::body::{self, Body};
 
-/// Without `n`, lists are returned whole, up to this many entries (then a `Link` follows).
-const DEFAULT_PAGE: usize = 10_000;
+/// The most entries one page of tags or of the catalog holds, as Distribution's default
+/// `maxentries`. A larger `n` (or none) is served this many, with a `Link` to the rest: the spec
+/// says a response SHOULD be limited to `n`, and lets a registry return fewer.
+pub const MAX_PAGE: usize = 1000;
+
+/// How many entries a page holds.
+fn page_size(page: &Page) -> usize {
+    page.n.map_or(MAX_PAGE, |n| n.min(MAX_PAGE))
+}
 
 fn link(path: &str, n: usize, last: &str) -> String {
     let last: String = form_urlencoded::byte_serialize(last.as_bytes()).collect();
@@ -27,7 +35,7 @@ fn paged(
     key: &str,
     extra: serde_json::Value,
 ) -> Result<Response<Body>, OciError> {
-    let n = page.n.unwrap_or(DEFAULT_PAGE);
+    let n = page_size(page);
     let (items, more) = items;
     let mut builder = response(StatusCode::OK).header(CONTENT_TYPE, "application/json");
     if let Some(last) = items.last().filter(|_| more && n > 0) {
@@ -36,6 +44,40 @@ fn paged(
     let mut value = extra;
     value[key] = json!(items);
     finish(builder, body::json(&value))
+}
+
+/// The first `n` names after `last`, in lexical order, from names that come in any order;
+/// the flag says whether more follow. Holds at most `n + 1` names at a time.
+#[derive(Debug)]
+struct FirstAfter<'a> {
+    last: Option<&'a str>,
+    n: usize,
+    kept: BTreeSet<String>,
+}
+
+impl<'a> FirstAfter<'a> {
+    fn new(last: Option<&'a str>, n: usize) -> FirstAfter<'a> {
+        FirstAfter {
+            last,
+            n,
+            kept: BTreeSet::new(),
+        }
+    }
+
+    fn offer(&mut self, name: String) {
+        if self.last.is_some_and(|last| name.as_str() <= last) {
+            return;
+        }
+        self.kept.insert(name);
+        if self.kept.len() > self.n + 1 {
+            self.kept.pop_last();
+        }
+    }
+
+    fn finish(self) -> (Vec<String>, bool) {
+        let more = self.kept.len() > self.n;
+        (self.kept.into_iter().take(self.n).collect(), more)
+    }
 }
 
 impl Registry {
@@ -47,11 +89,9 @@ impl Registry {
             )
             .with_detail(json!({ "name": name.to_string() })));
         }
-        let items = self.index.tags(
-            name.key(),
-            page.last.as_deref(),
-            page.n.unwrap_or(DEFAULT_PAGE),
-        )?;
+        let items = self
+            .index
+            .tags(name.key(), page.last.as_deref(), page_size(page))?;
         paged(
             &format!("/v2/{name}/tags/list"),
             page,
@@ -61,25 +101,30 @@ impl Registry {
         )
     }
 
+    /// Repository names as users write them (`<owner>/<path>`, the owner by short name when
+    /// local), in lexical order of those names, whoever owns them.
     pub(super) fn catalog(&self, page: &Page) -> Result<Response<Body>, OciError> {
-        // The index orders repositories by owner DID; `last` is a name as users write it.
-        let last = page.last.as_deref().map(|last| {
-            last.parse::<RepoName>()
-                .ok()
-                .and_then(|n| self.appview.locate(&n).ok())
-                .map_or_else(|| last.to_owned(), |loc| loc.key)
-        });
-        let (keys, more) = self
-            .index
-            .repos(last.as_deref(), page.n.unwrap_or(DEFAULT_PAGE))?;
-        let names = keys
-            .iter()
-            .map(|k| self.appview.display_name(k))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut first = FirstAfter::new(page.last.as_deref(), page_size(page));
+        // The index orders keys by owner DID: an owner's repositories come together.
+        let mut owner: Option<(String, String)> = None;
+        self.index.each_repo(|key| {
+            let Some((did, path)) = key.split_once('/') else {
+                return first.offer(key.to_owned());
+            };
+            let shown = match &owner {
+                Some((d, shown)) if d == did => shown,
+                _ => {
+                    &owner
+                        .insert((did.to_owned(), self.appview.display_owner(did)))
+                        .1
+                }
+            };
+            first.offer(format!("{shown}/{path}"));
+        })?;
         paged(
             "/v2/_catalog",
             page,
-            (names, more),
+            first.finish(),
             "repositories",
             json!({}),
         )
@@ -99,5 +144,42 @@ impl Registry {
         }
         let index = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
         finish(builder, body::json(&index))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FirstAfter;
+
+    fn first(names: &[&str], last: Option<&str>, n: usize) -> (Vec<String>, bool) {
+        let mut first = FirstAfter::new(last, n);
+        for name in names {
+            first.offer((*name).to_owned());
+        }
+        first.finish()
+    }
+
+    #[test]
+    fn first_after_sorts_and_pages() {
+        let names = ["zed/a", "bob/b", "alice/z", "bob/a", "did:plc:x/y"];
+        let all = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            first(&names, None, 10),
+            (
+                all(&["alice/z", "bob/a", "bob/b", "did:plc:x/y", "zed/a"]),
+                false
+            )
+        );
+        assert_eq!(first(&names, None, 2), (all(&["alice/z", "bob/a"]), true));
+        assert_eq!(
+            first(&names, Some("bob/a"), 2),
+            (all(&["bob/b", "did:plc:x/y"]), true)
+        );
+        assert_eq!(
+            first(&names, Some("did:plc:x/y"), 2),
+            (all(&["zed/a"]), false)
+        );
+        assert_eq!(first(&names, Some("zzz"), 2), (vec![], false));
+        assert_eq!(first(&names, None, 0), (vec![], true));
     }
 }

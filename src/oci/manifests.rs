@@ -29,6 +29,35 @@ fn too_large() -> OciError {
     .with_status(StatusCode::PAYLOAD_TOO_LARGE)
 }
 
+/// Refuses, before anything is stored, a manifest its `io.atcr.manifest` record could not hold:
+/// the lexicon caps digests at 128 characters, so only sha256 digests (71) fit, for the
+/// manifest itself (pushed by digest) and for every descriptor in it; a sha512 digest is 135.
+fn recordable(reference: &Reference, manifest: &Manifest) -> Result<(), OciError> {
+    let mut digests: Vec<&Digest> = manifest
+        .blobs
+        .iter()
+        .chain(&manifest.manifests)
+        .chain(&manifest.subject)
+        .map(|d| &d.digest)
+        .collect();
+    if let Reference::Digest(d) = reference {
+        digests.insert(0, d);
+    }
+    match digests.into_iter().find(|d| d.algorithm() != Algorithm::Sha256) {
+        None => Ok(()),
+        Some(d) => Err(OciError::new(
+            ErrorCode::Unsupported,
+            format!(
+                "{} is a {} digest: manifests, and the blobs and manifests they reference, must be sha256 here, because the io.atcr.manifest record holds digests of at most 128 characters",
+                d.as_str(),
+                d.algorithm().name()
+            ),
+        )
+        .with_status(StatusCode::BAD_REQUEST)
+        .with_detail(json!({ "digest": d.as_str() }))),
+    }
+}
+
 /// Reads a request body of at most `limit` bytes.
 async fn read_limited(req: Request<RequestBody>, limit: usize) -> Result<Bytes, OciError> {
     let declared = req
@@ -121,15 +150,8 @@ impl Registry {
             .map(str::to_owned);
         let bytes = read_limited(req, MAX_MANIFEST_BYTES).await?;
         let manifest = Manifest::parse(&bytes, content_type.as_deref())?;
+        recordable(reference, &manifest)?;
         let digest = match reference {
-            Reference::Digest(expected) if expected.algorithm() != Algorithm::Sha256 => {
-                return Err(OciError::new(
-                    ErrorCode::Unsupported,
-                    "manifests are stored by sha256 digest: the io.atcr.manifest record holds digests of at most 128 characters",
-                )
-                .with_status(StatusCode::BAD_REQUEST)
-                .with_detail(json!({ "digest": expected.as_str() })));
-            }
             Reference::Digest(expected) => {
                 let actual = Digest::of(expected.algorithm(), &bytes);
                 if &actual != expected {

@@ -177,8 +177,8 @@ impl App {
 
     /// Where clients get tokens, as seen by a request to `host` over `scheme` (the listener's:
     /// a client that came over HTTPS is sent to HTTPS, whatever else the node serves).
-    fn realm(&self, headers: &http::HeaderMap, scheme: &str) -> Realm {
-        let host = request_host(headers).unwrap_or(&self.pds.settings.public_host);
+    fn realm(&self, uri: &http::Uri, headers: &http::HeaderMap, scheme: &str) -> Realm {
+        let host = request_host(uri, headers).unwrap_or(&self.pds.settings.public_host);
         Realm {
             realm: format!("{scheme}://{host}/auth/token"),
             service: self.auth.tokens.service().to_owned(),
@@ -186,15 +186,20 @@ impl App {
     }
 }
 
-/// The request's `Host`, if it is one: a host name, IPv4 address or bracketed IPv6 address,
-/// with an optional port. Anything else (quotes, commas, spaces…) is not echoed into headers
+/// The host the client addressed, if it is one: the URI's authority (HTTP/2's `:authority`,
+/// or an HTTP/1.1 absolute-form target, which RFC 9112 says wins over `Host`), else the `Host`
+/// header. Either must be a host name, IPv4 address or bracketed IPv6 address, with an
+/// optional port; anything else (user info, quotes, commas, spaces…) is not echoed into headers
 /// or pages.
 #[must_use]
-pub fn request_host(headers: &http::HeaderMap) -> Option<&str> {
-    headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| is_host(h))
+pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
+    match uri.authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok()),
+    }
+    .filter(|h| is_host(h))
 }
 
 /// Whether `s` is `host[:port]` in URL authority syntax (no user info).
@@ -548,11 +553,12 @@ async fn dispatch(
     match OciEndpoint::parse(req.method(), &path, req.uri().query()) {
         Ok(Some(endpoint)) => {
             // The challenge's realm is only built for a refusal.
-            let realm = || app.realm(req.headers(), scheme);
+            let realm = || app.realm(req.uri(), req.headers(), scheme);
             let grant = match auth::authorize(
-                &app.auth.tokens,
+                &app.auth,
                 &realm,
                 &endpoint,
+                (req.method(), req.uri()),
                 req.headers(),
                 crate::pds::accounts::now_secs(),
             ) {
@@ -654,6 +660,23 @@ mod tests {
         ] {
             assert!(!is_host(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_uri_authority_wins_over_the_host_header() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::HOST, "by-header:5000".parse().unwrap());
+        let origin_form: http::Uri = "/v2/".parse().unwrap();
+        let h2: http::Uri = "https://by-authority:5443/v2/".parse().unwrap();
+        let with_user: http::Uri = "https://user@evil/v2/".parse().unwrap();
+        assert_eq!(request_host(&origin_form, &headers), Some("by-header:5000"));
+        assert_eq!(request_host(&h2, &headers), Some("by-authority:5443"));
+        assert_eq!(request_host(&with_user, &headers), None);
+        assert_eq!(
+            request_host(&h2, &http::HeaderMap::new()),
+            Some("by-authority:5443")
+        );
+        assert_eq!(request_host(&origin_form, &http::HeaderMap::new()), None);
     }
 
     #[test]

@@ -100,7 +100,7 @@ async fn respond(
     let headers = req.headers();
     let cx = Cx {
         site,
-        host: host(site, headers),
+        host: host(site, req.uri(), headers),
         viewer: session::viewer(site, headers),
         https: scheme == "https",
     };
@@ -172,10 +172,10 @@ pub(crate) fn finish(
     }
 }
 
-/// The name clients use for this node: the request's `Host` when it is one, else the
-/// configured public host.
-fn host(site: Site<'_>, headers: &HeaderMap) -> String {
-    crate::server::request_host(headers)
+/// The name clients use for this node: the host the request addressed when it is one (see
+/// [`crate::server::request_host`]), else the configured public host.
+fn host(site: Site<'_>, uri: &http::Uri, headers: &HeaderMap) -> String {
+    crate::server::request_host(uri, headers)
         .map_or_else(|| site.pds.settings.public_host.clone(), str::to_owned)
 }
 

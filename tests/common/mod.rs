@@ -236,6 +236,18 @@ impl Server {
         )
     }
 
+    /// Adds a local account while the daemon runs (through its admin socket: usable at once).
+    ///
+    /// # Panics
+    /// If `atcr user add` fails.
+    pub fn add_user(&self, name: &str, password: &str) {
+        let out = self.cli(
+            &["user", "add", name, "--password-stdin"],
+            &format!("{password}\n"),
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+
     /// The last lines the server wrote to stderr.
     #[must_use]
     pub fn log_tail(&self) -> String {

@@ -87,12 +87,25 @@ fn manifests_by_digest_and_tag() {
         ok(Method::DELETE, "/v2/r/manifests/v1", None),
         OciEndpoint::DeleteManifest { .. }
     ));
+    // Reads of a reference that cannot exist are misses; writes of one are bad requests.
+    for method in [Method::GET, Method::HEAD] {
+        for reference in ["sha256:abc", "-bad", ".INVALID_MANIFEST_NAME"] {
+            assert_eq!(
+                code(
+                    method.clone(),
+                    &format!("/v2/r/manifests/{reference}"),
+                    None
+                ),
+                ErrorCode::ManifestUnknown
+            );
+        }
+    }
     assert_eq!(
-        code(Method::GET, "/v2/r/manifests/sha256:abc", None),
+        code(Method::PUT, "/v2/r/manifests/sha256:abc", None),
         ErrorCode::DigestInvalid
     );
     assert_eq!(
-        code(Method::GET, "/v2/r/manifests/-bad", None),
+        code(Method::PUT, "/v2/r/manifests/-bad", None),
         ErrorCode::TagInvalid
     );
     assert_eq!(
