@@ -272,6 +272,52 @@ async fn repo_writes_reads_and_conflicts() {
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+    // Who writes is checked before whether the repository exists: 403 (signed in) or 401
+    // (not) for a repository that is not there either; a malformed name is 400.
+    for (token, repo, status) in [
+        (Some(bt), "did:plc:nobody", StatusCode::FORBIDDEN),
+        (Some(bt), "nobody.example.com", StatusCode::FORBIDDEN),
+        (None, "did:plc:nobody", StatusCode::UNAUTHORIZED),
+        (Some(bt), "not a handle", StatusCode::BAD_REQUEST),
+    ] {
+        for nsid in [
+            "com.atproto.repo.createRecord",
+            "com.atproto.repo.applyWrites",
+        ] {
+            let (s, _) = node
+                .post(nsid, token, json!({"repo": repo, "collection": "app.test.post", "record": {}, "writes": []}))
+                .await;
+            assert_eq!(s, status, "{nsid} {repo}");
+        }
+    }
+
+    // Any valid record key, whatever key type the lexicon declares (as the reference PDS):
+    // ATCR keys manifest records by digest although `io.atcr.manifest` says `tid`.
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let manifest = json!({"repository": "app", "digest": digest, "mediaType": "application/vnd.oci.image.manifest.v1+json", "schemaVersion": 2, "createdAt": "2025-01-01T00:00:00Z"});
+    let (s, keyed) = node
+        .post("com.atproto.repo.createRecord", Some(t), json!({"repo": did, "collection": "io.atcr.manifest", "rkey": digest, "record": manifest}))
+        .await;
+    assert_eq!(
+        (s, &keyed["validationStatus"]),
+        (StatusCode::OK, &json!("valid")),
+        "{keyed}"
+    );
+    for rkey in ["sha256 ab", "..", "a/b"] {
+        assert_error(
+            &node.post("com.atproto.repo.createRecord", Some(t), json!({"repo": did, "collection": "io.atcr.manifest", "rkey": rkey, "record": manifest})).await,
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+        );
+    }
+    let (s, _) = node
+        .post(
+            "com.atproto.repo.deleteRecord",
+            Some(t),
+            json!({"repo": did, "collection": "io.atcr.manifest", "rkey": digest}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
 
     // getRecord, and its errors.
     let (s, got) = node
@@ -342,8 +388,19 @@ async fn repo_writes_reads_and_conflicts() {
     };
     assert_error(
         &node.post("com.atproto.repo.applyWrites", Some(t), json!({"repo": did, "writes": writes(json!({"$type": "com.atproto.repo.applyWrites#delete", "collection": "app.test.post", "rkey": "missing"}))})).await,
-        StatusCode::NOT_FOUND,
-        "RecordNotFound",
+        StatusCode::BAD_REQUEST,
+        "InvalidRequest",
+    );
+    // An #update of a missing record is no upsert: the batch fails the same way.
+    let (s, e) = node.post("com.atproto.repo.applyWrites", Some(t), json!({"repo": did, "writes": writes(json!({"$type": "com.atproto.repo.applyWrites#update", "collection": "app.test.post", "rkey": "missing", "value": {"text": "x"}}))})).await;
+    assert_eq!(
+        (s, &e["error"]),
+        (StatusCode::BAD_REQUEST, &json!("InvalidRequest")),
+        "{e}"
+    );
+    assert_eq!(
+        e["message"],
+        "Could not find a record with key: app.test.post/missing"
     );
     assert_error(
         &node

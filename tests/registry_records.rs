@@ -543,10 +543,20 @@ async fn a_private_hold_keeps_repositories_to_its_crew() {
         .await
         .unwrap();
     let user = s.user.as_str().to_owned();
+    let commit = s
+        .app
+        .pds
+        .repos
+        .store()
+        .head(&s.user)
+        .unwrap()
+        .unwrap()
+        .commit;
     let reads = [
         format!("/xrpc/com.atproto.repo.listRecords?repo={user}&collection={MANIFEST}"),
         format!("/xrpc/com.atproto.sync.getRepo?did={user}"),
         format!("/xrpc/com.atproto.sync.listBlobs?did={user}"),
+        format!("/xrpc/com.atproto.sync.getBlocks?did={user}&cids={commit}"),
         "/xrpc/com.atproto.sync.listRepos".to_owned(),
         "/xrpc/com.atproto.sync.subscribeRepos".to_owned(),
     ];
@@ -578,7 +588,7 @@ async fn a_private_hold_keeps_repositories_to_its_crew() {
             "{path}"
         );
     }
-    for path in &reads[..4] {
+    for path in &reads[..5] {
         assert_eq!(
             status(path.clone(), Some(crew.clone())).await,
             StatusCode::OK,
@@ -590,9 +600,19 @@ async fn a_private_hold_keeps_repositories_to_its_crew() {
     assert_eq!(
         status(
             format!("/xrpc/com.atproto.repo.listRecords?repo={carol_did}&collection={MANIFEST}"),
-            Some(carol)
+            Some(carol.clone())
         )
         .await,
         StatusCode::OK
+    );
+    // Her own repository admits her to getBlocks, but only for its own blocks: the store is
+    // shared, and the user's commit is not one of them.
+    assert_eq!(
+        status(
+            format!("/xrpc/com.atproto.sync.getBlocks?did={carol_did}&cids={commit}"),
+            Some(carol)
+        )
+        .await,
+        StatusCode::BAD_REQUEST
     );
 }

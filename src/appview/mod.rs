@@ -387,7 +387,7 @@ impl AppView {
                 .apply_writes(owner, writes, None, Validation::Require)
                 .await
                 .map_err(|e| match e {
-                    RepoError::RecordNotFound => CommitError::RecordGone,
+                    RepoError::RecordNotFound(_) => CommitError::RecordGone,
                     RepoError::InvalidRequest(m) | RepoError::Data(m) => CommitError::Oci(
                         OciError::new(ErrorCode::ManifestInvalid, "manifest record is invalid")
                             .with_detail(json!({ "reason": m })),

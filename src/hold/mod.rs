@@ -387,7 +387,9 @@ impl Hold {
                             WriteResult::Create { uri, cid, .. }
                             | WriteResult::Update { uri, cid, .. },
                         ) => (uri.clone(), *cid),
-                        _ => return Err(HoldError::Repo(RepoError::RecordNotFound)),
+                        _ => {
+                            return Err(HoldError::Repo(RepoError::Data("no write result".into())));
+                        }
                     };
                     tracing::info!(member = %member, role, "crew member added");
                     return Ok(CrewMember {

@@ -36,8 +36,9 @@ pub enum RepoError {
     InvalidSwap(String),
     #[error("{0}")]
     InvalidRequest(String),
-    #[error("record not found")]
-    RecordNotFound,
+    /// An update or delete of a record that does not exist (`collection/rkey`).
+    #[error("Could not find a record with key: {0}")]
+    RecordNotFound(String),
     #[error("no signing key for {0}")]
     NoKey(Did),
     #[error("repository data: {0}")]
@@ -79,12 +80,18 @@ pub enum WriteOp {
         rkey: Option<RecordKey>,
         value: Value,
     },
-    /// Creates or replaces a record.
+    /// Creates or replaces a record (`putRecord`).
     Update {
         collection: Nsid,
         rkey: RecordKey,
         value: Value,
         swap_record: Option<SwapRecord>,
+    },
+    /// Replaces a record; fails if it does not exist (`applyWrites`' `#update`).
+    Replace {
+        collection: Nsid,
+        rkey: RecordKey,
+        value: Value,
     },
     /// Removes a record; fails if it does not exist.
     Delete {
@@ -416,7 +423,7 @@ impl Repos {
         w: WriteOp,
         validation: Validation,
     ) -> Result<Prepared, RepoError> {
-        match w {
+        let (collection, rkey, value, existing, swap) = match w {
             WriteOp::Create {
                 collection,
                 rkey,
@@ -431,53 +438,51 @@ impl Repos {
                         .parse()
                         .map_err(|_| RepoError::Data("TID is not a record key".into()))?,
                 };
-                let (value, validated) =
-                    self.check_record(did, &collection, &rkey, value, validation)?;
-                Ok(Prepared::Put {
-                    collection,
-                    rkey,
-                    value,
-                    validated,
-                    create: true,
-                    swap: None,
-                })
+                (collection, rkey, value, Existing::Forbidden, None)
             }
             WriteOp::Update {
                 collection,
                 rkey,
                 value,
                 swap_record,
-            } => {
-                let (value, validated) =
-                    self.check_record(did, &collection, &rkey, value, validation)?;
-                Ok(Prepared::Put {
-                    collection,
-                    rkey,
-                    value,
-                    validated,
-                    create: false,
-                    swap: swap_record,
-                })
-            }
+            } => (collection, rkey, value, Existing::Either, swap_record),
+            WriteOp::Replace {
+                collection,
+                rkey,
+                value,
+            } => (collection, rkey, value, Existing::Required, None),
             WriteOp::Delete {
                 collection,
                 rkey,
                 swap_record,
-            } => Ok(Prepared::Delete {
-                collection,
-                rkey,
-                swap: swap_record,
-            }),
-        }
+            } => {
+                return Ok(Prepared::Delete {
+                    collection,
+                    rkey,
+                    swap: swap_record,
+                });
+            }
+        };
+        let (value, validated) = self.check_record(did, &collection, value, validation)?;
+        Ok(Prepared::Put {
+            collection,
+            rkey,
+            value,
+            validated,
+            existing,
+            swap,
+        })
     }
 
-    /// Checks a record: `$type` (set to the collection if absent), the lexicon if known, the
-    /// record key type, and that its blobs were uploaded to this repository.
+    /// Checks a record: `$type` (set to the collection if absent), the lexicon if known, and
+    /// that its blobs were uploaded to this repository. The key is any valid record key
+    /// (checked when parsed), whatever type the lexicon declares: the reference PDS checks
+    /// only the syntax too, and ATCR writers key `io.atcr.manifest` records by digest
+    /// (`sha256:<hex>`) although the lexicon says `tid`.
     fn check_record(
         &self,
         did: &Did,
         collection: &Nsid,
-        rkey: &RecordKey,
         value: Value,
         validation: Validation,
     ) -> Result<(Value, bool), RepoError> {
@@ -508,9 +513,6 @@ impl Repos {
                 self.catalog
                     .validate_record(collection, &value)
                     .map_err(|e| RepoError::InvalidRequest(format!("invalid record: {e}")))?;
-                self.catalog
-                    .validate_record_key(collection, rkey)
-                    .map_err(|e| RepoError::InvalidRequest(format!("invalid record key: {e}")))?;
                 true
             }
         };
@@ -532,7 +534,7 @@ enum Prepared {
         rkey: RecordKey,
         value: Value,
         validated: bool,
-        create: bool,
+        existing: Existing,
         swap: Option<SwapRecord>,
     },
     Delete {
@@ -540,6 +542,14 @@ enum Prepared {
         rkey: RecordKey,
         swap: Option<SwapRecord>,
     },
+}
+
+/// Whether a put may, must or must not find a record at its key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Existing {
+    Forbidden,
+    Required,
+    Either,
 }
 
 fn check_swap(swap: Option<SwapRecord>, current: Option<Cid>, key: &str) -> Result<(), RepoError> {
@@ -632,15 +642,19 @@ fn build_commit(
                 rkey,
                 value,
                 validated,
-                create,
+                existing,
                 swap,
             } => {
                 let path = format!("{collection}/{rkey}");
                 let current = mst.get(&snapshot, &path)?;
-                if create && current.is_some() {
-                    return Err(RepoError::InvalidRequest(format!(
-                        "record {path} already exists"
-                    )));
+                match (existing, current) {
+                    (Existing::Forbidden, Some(_)) => {
+                        return Err(RepoError::InvalidRequest(format!(
+                            "record {path} already exists"
+                        )));
+                    }
+                    (Existing::Required, None) => return Err(RepoError::RecordNotFound(path)),
+                    _ => {}
                 }
                 check_swap(swap, current, &path)?;
                 let bytes = value.to_cbor();
@@ -688,7 +702,7 @@ fn build_commit(
                 let current = mst.get(&snapshot, &path)?;
                 check_swap(swap, current, &path)?;
                 let Some(prev) = mst.delete(&snapshot, &path)? else {
-                    return Err(RepoError::RecordNotFound);
+                    return Err(RepoError::RecordNotFound(path));
                 };
                 ops.push(RecordOp::Delete { key: path, prev });
                 results.push(WriteResult::Delete);

@@ -179,6 +179,80 @@ test('applyWrites, with a swapCommit conflict', async () => {
   assert.equal(c.error, 'RecordNotFound')
   const a = await agent.com.atproto.repo.getRecord({ repo, collection, rkey: 'a' })
   assert.equal(a.data.value.n, 10)
+
+  // An #update or #delete of a record that does not exist fails the whole batch (as the
+  // reference PDS does): the #create before it is not applied either.
+  for (const missing of [
+    { $type: 'com.atproto.repo.applyWrites#update', collection, rkey: 'nothing', value: { n: 0 } },
+    { $type: 'com.atproto.repo.applyWrites#delete', collection, rkey: 'nothing' },
+  ]) {
+    const before = (await agent.com.atproto.sync.getLatestCommit({ did: repo })).data.cid
+    const failed = await xrpcError(
+      agent.com.atproto.repo.applyWrites({
+        repo,
+        writes: [{ $type: 'com.atproto.repo.applyWrites#create', collection, rkey: 'd', value: { n: 4 } }, missing],
+      }),
+    )
+    assert.equal(failed.status, 400, missing.$type)
+    assert.equal(failed.error, 'InvalidRequest')
+    assert.match(failed.message, new RegExp(`Could not find a record with key: ${collection}/nothing`))
+    const d = await xrpcError(agent.com.atproto.repo.getRecord({ repo, collection, rkey: 'd' }))
+    assert.equal(d.error, 'RecordNotFound')
+    assert.equal((await agent.com.atproto.sync.getLatestCommit({ did: repo })).data.cid, before)
+  }
+})
+
+test('io.atcr.manifest records keyed by digest, as ATCR writes them', async () => {
+  const agent = await login(alice)
+  const repo = alice.did
+  const collection = 'io.atcr.manifest'
+  const digest = `sha256:${'ab'.repeat(32)}`
+  const record = {
+    $type: collection,
+    repository: 'keys',
+    digest,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    schemaVersion: 2,
+    createdAt: new Date(0).toISOString(),
+  }
+  // The lexicon says `key: tid`; like the reference PDS, any valid record key is taken.
+  const created = await agent.com.atproto.repo.createRecord({ repo, collection, rkey: digest, record })
+  assert.equal(created.data.uri, `at://${repo}/${collection}/${digest}`)
+  assert.equal(created.data.validationStatus, 'valid')
+  const put = await agent.com.atproto.repo.putRecord({ repo, collection, rkey: digest, record: { ...record, repository: 'keys2' } })
+  assert.equal(put.data.validationStatus, 'valid')
+  // The data is still validated, whatever the key.
+  const invalid = await xrpcError(
+    agent.com.atproto.repo.createRecord({ repo, collection, rkey: `sha256:${'cd'.repeat(32)}`, record: { ...record, digest: 7 } }),
+  )
+  assert.equal(invalid.status, 400)
+  assert.equal(invalid.error, 'InvalidRequest')
+  // A key that is not a record key is refused by the node (sent raw: a client might refuse
+  // it before sending).
+  for (const rkey of ['sha256 ab', '..', 'a/b']) {
+    const res = await fetch(`${baseUrl}/xrpc/com.atproto.repo.createRecord`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${agent.session.accessJwt}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ repo, collection, rkey, record }),
+    })
+    assert.equal(res.status, 400, rkey)
+    assert.equal((await res.json()).error, 'InvalidRequest')
+  }
+  await agent.com.atproto.repo.deleteRecord({ repo, collection, rkey: digest })
+})
+
+test('writes check who is writing before whether the repository exists', async () => {
+  const agent = await login(alice)
+  const record = { text: 'x' }
+  for (const repo of [bob.did, 'did:plc:nobodyhere0000000000000', 'nobody.example.com']) {
+    const foreign = await xrpcError(agent.com.atproto.repo.createRecord({ repo, collection: 'com.example.note', record }))
+    assert.equal(foreign.status, 403, repo)
+  }
+  const anonymous = new AtpAgent({ service: baseUrl })
+  const noAuth = await xrpcError(
+    anonymous.com.atproto.repo.createRecord({ repo: 'did:plc:nobodyhere0000000000000', collection: 'com.example.note', record }),
+  )
+  assert.equal(noAuth.status, 401)
 })
 
 test('uploadBlob and a record that references it', async () => {

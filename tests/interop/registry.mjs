@@ -131,32 +131,34 @@ test('records written with @atproto/api index like pushes, and grant no blob by 
   const digest = sha256(manifestBytes)
   const blob = (await agent.uploadBlob(manifestBytes, { encoding: 'application/vnd.oci.image.manifest.v1+json' })).data.blob
   const now = new Date().toISOString()
-  const manifest = await agent.com.atproto.repo.createRecord({
-    repo: alice.did,
-    collection: 'io.atcr.manifest',
-    record: {
-      $type: 'io.atcr.manifest',
-      repository: 'direct',
-      digest,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      schemaVersion: 2,
-      manifestBlob: blob,
-      createdAt: now,
-    },
-  })
-  await agent.com.atproto.repo.putRecord({
-    repo: alice.did,
-    collection: 'io.atcr.tag',
-    rkey: 'direct~v9',
-    record: { $type: 'io.atcr.tag', repository: 'direct', tag: 'v9', manifest: manifest.data.uri, updatedAt: now },
-  })
-  // The registry indexes the event in the background: give it a moment.
-  let served
-  for (let i = 0; i < 50; i++) {
-    served = await getManifest('alice/direct', 'v9')
-    if (served.status === 200) break
-    await new Promise((resolve) => setTimeout(resolve, 100))
+  const record = {
+    $type: 'io.atcr.manifest',
+    repository: 'direct',
+    digest,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    schemaVersion: 2,
+    manifestBlob: blob,
+    createdAt: now,
   }
+  const manifest = await agent.com.atproto.repo.createRecord({ repo: alice.did, collection: 'io.atcr.manifest', record })
+  /** Tags manifest record `uri` as `alice/direct:<tag>`; returns what the registry serves. */
+  const tagged = async (tag, uri) => {
+    await agent.com.atproto.repo.putRecord({
+      repo: alice.did,
+      collection: 'io.atcr.tag',
+      rkey: `direct~${tag}`,
+      record: { $type: 'io.atcr.tag', repository: 'direct', tag, manifest: uri, updatedAt: now },
+    })
+    // The registry indexes the event in the background: give it a moment.
+    let served
+    for (let i = 0; i < 50; i++) {
+      served = await getManifest('alice/direct', tag)
+      if (served.status === 200) break
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    return served
+  }
+  const served = await tagged('v9', manifest.data.uri)
   assert.equal(served.status, 200)
   assert.equal(served.digest, digest)
   assert.deepEqual(served.bytes, manifestBytes)
@@ -173,4 +175,31 @@ test('records written with @atproto/api index like pushes, and grant no blob by 
     headers: { Authorization: `Bearer ${await pullToken(`alice/${image.value.repository}`)}` },
   })
   assert.equal(own.status, 200)
+
+  // The same manifest under a digest key (`sha256:<hex>`, as ATCR writes it) next to the
+  // first record: the manifest is served while either record stands.
+  const byDigest = await agent.com.atproto.repo.createRecord({
+    repo: alice.did,
+    collection: 'io.atcr.manifest',
+    rkey: digest,
+    record,
+  })
+  assert.equal(byDigest.data.uri, `at://${alice.did}/io.atcr.manifest/${digest}`)
+  const firstKey = manifest.data.uri.split('/').pop()
+  await agent.com.atproto.repo.deleteRecord({ repo: alice.did, collection: 'io.atcr.manifest', rkey: firstKey })
+  // Indexing is in the background, in commit order: once a tag written after the delete
+  // (naming the digest-keyed record) is served, the delete has been indexed too.
+  const v10 = await tagged('v10', byDigest.data.uri)
+  assert.equal(v10.status, 200, 'served while the digest-keyed record stands')
+  assert.equal(v10.digest, digest)
+  const byDigestUrl = async () => (await getManifest('alice/direct', digest)).status
+  assert.equal(await byDigestUrl(), 200)
+  await agent.com.atproto.repo.deleteRecord({ repo: alice.did, collection: 'io.atcr.manifest', rkey: digest })
+  let status
+  for (let i = 0; i < 50; i++) {
+    status = await byDigestUrl()
+    if (status === 404) break
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  assert.equal(status, 404, 'gone with the last record')
 })

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { AtpAgent } from '@atproto/api'
+import { verifyCidForBytes } from '@atproto/common'
 import { DidResolver } from '@atproto/identity'
 import { MST, MemoryBlockstore, cborToLex, cborToLexRecord, cidForRecord, readCar, verifyRecords, verifyRepoCar } from '@atproto/repo'
 import { alice, baseUrl, bob, nodeDid } from './env.mjs'
@@ -132,4 +133,56 @@ test("the node's own did:web: DID document at /.well-known/did.json, repo verifi
   assert.equal(repo.data.handle, 'handle.invalid')
   assert.equal(repo.data.handleIsCorrect, false)
   await verifyRepository(agent, nodeDid, null)
+})
+
+test('sync.getBlocks: blocks of one repository, each hashing to its CID', async () => {
+  /** Signs in `who` and writes one post; returns the agent and the post's CID. */
+  const post = async (who, text) => {
+    const agent = new AtpAgent({ service: baseUrl })
+    await agent.login({ identifier: who.handle, password: who.password })
+    const res = await agent.com.atproto.repo.createRecord({ repo: who.did, collection: 'com.example.post', record: { text } })
+    return { agent, cid: res.data.cid }
+  }
+  const { agent, cid: created } = await post(alice, 'fetched by getBlocks')
+  const { cid: bobs } = await post(bob, "bob's own")
+
+  const car = await getBytes(`/xrpc/com.atproto.sync.getRepo?did=${encodeURIComponent(alice.did)}`)
+  const repo = await readCar(car)
+  const commitCid = repo.roots[0]
+  const commit = cborToLex(repo.blocks.get(commitCid))
+  const cids = [commitCid.toString(), commit.data.toString(), created]
+
+  // Anonymous, as a relay asks (the hold is public).
+  const res = await new AtpAgent({ service: baseUrl }).com.atproto.sync.getBlocks({ did: alice.did, cids })
+  assert.equal(res.headers['content-type'], 'application/vnd.ipld.car')
+  // readCar checks each block against its CID; verifyCidForBytes says so once more.
+  const got = await readCar(res.data)
+  assert.deepEqual(got.roots, [])
+  assert.deepEqual(
+    [...got.blocks.keys()].map((c) => c.toString()).sort(),
+    [...cids].sort(),
+  )
+  for (const [cid, bytes] of got.blocks) {
+    await verifyCidForBytes(cid, bytes)
+    assert.deepEqual(bytes, repo.blocks.get(cid), `${cid} as getRepo has it`)
+  }
+  const [, record] = [...got.blocks].find(([cid]) => cid.toString() === created)
+  assert.equal(cborToLexRecord(record).text, 'fetched by getBlocks')
+
+  // A block of another repository is not served through this one, nor one that exists nowhere.
+  for (const missing of [bobs, (await cidForRecord({ text: 'never written' })).toString()]) {
+    await assert.rejects(agent.com.atproto.sync.getBlocks({ did: alice.did, cids: [cids[0], missing] }), (e) => {
+      assert.equal(e.status, 400)
+      assert.equal(e.error, 'BlockNotFound')
+      assert.match(e.message, new RegExp(missing))
+      return true
+    })
+  }
+  // A malformed DID is the caller's error; a well-formed unknown one is not found.
+  const bad = await fetch(`${baseUrl}/xrpc/com.atproto.sync.getBlocks?did=alice&cids=${cids[0]}`)
+  assert.equal(bad.status, 400)
+  assert.equal((await bad.json()).error, 'InvalidRequest')
+  const unknown = await fetch(`${baseUrl}/xrpc/com.atproto.sync.getBlocks?did=did:plc:nobodyhere0000000000000&cids=${cids[0]}`)
+  assert.equal(unknown.status, 404)
+  assert.equal((await unknown.json()).error, 'RepoNotFound')
 })

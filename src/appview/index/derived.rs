@@ -456,7 +456,11 @@ fn remove_entry(
         // What this record's layer records vouched for in its repository goes with it.
         vouched::unvouch_manifest(tx, addr, &e.repo)?;
     }
-    if let Some(digest) = &e.digest {
+    // Two records may index one manifest (a push's and another writer's, keyed by digest):
+    // it stays while either does.
+    if let Some(digest) = &e.digest
+        && !indexed_by_another(tx, &addr.did, &e.repo, digest)?
+    {
         delete_manifest_in(tx, &e.repo, digest)?;
     }
     if let Some(tag) = &e.tag {
@@ -469,6 +473,25 @@ fn remove_entry(
         None => {}
     }
     Ok(())
+}
+
+/// Whether a manifest record of `did` (other than one just removed) indexes `digest` in
+/// `repo`. Only `did` writes into its own repositories, so its records are all there are.
+fn indexed_by_another(
+    tx: &WriteTransaction,
+    did: &str,
+    repo: &str,
+    digest: &Digest,
+) -> Result<bool, IndexError> {
+    let table = tx.open_table(RECORDS)?;
+    for row in table.range((did, MANIFEST_COLLECTION, "")..(did, MANIFEST_COLLECTION, MAX))? {
+        let (_, value) = row?;
+        let e: RecordEntry = serde_json::from_slice(value.value())?;
+        if e.repo == repo && e.digest.as_ref() == Some(digest) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn put_manifest_in(

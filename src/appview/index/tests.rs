@@ -174,6 +174,49 @@ fn tag_deletion_and_prefix_isolation() {
     assert_eq!(ix.repos(Some("a"), 1).unwrap(), (vec!["a/b".into()], true));
 }
 
+/// Records another writer keyed by digest (`sha256:<hex>`, as ATCR does) next to a push's: the
+/// key is a name, the record's `digest` what it indexes, and a manifest stays while any record
+/// indexes it.
+#[test]
+fn records_keyed_by_digest() {
+    let ix = Index::in_memory().unwrap();
+    let (x, y) = (d("x"), d("y"));
+    let by_digest = |digest: &Digest| addr(MANIFEST_COLLECTION, digest.to_string());
+    let manifest = |at: RecordAddr, digest: &Digest| IndexChange::PutManifest {
+        addr: at,
+        repo: "a/b".into(),
+        digest: digest.clone(),
+        record: record(None),
+        references: Vec::new(),
+        referrer: None,
+        links: Vec::new(),
+    };
+    // A push's record and a tag on it, then another record of the same digest.
+    put(&ix, "a/b", &x, record(None), Some("v1"), &[], None);
+    ix.apply(&[manifest(by_digest(&x), &x)], None).unwrap();
+    // Either record going leaves the manifest (and its tag) while the other stays.
+    delete(&ix, by_digest(&x));
+    assert!(ix.manifest("a/b", &x).unwrap().is_some());
+    assert_eq!(ix.tag("a/b", "v1").unwrap(), Some(x.clone()));
+    ix.apply(&[manifest(by_digest(&x), &x)], None).unwrap();
+    delete(&ix, manifest_addr("a/b", &x));
+    assert!(ix.manifest("a/b", &x).unwrap().is_some());
+    delete(&ix, by_digest(&x));
+    assert!(ix.manifest("a/b", &x).unwrap().is_none());
+    assert_eq!(ix.tag("a/b", "v1").unwrap(), None);
+    // A key naming one digest over a record of another indexes the record's digest only; when
+    // it is rewritten to yet another, the first goes unless another record holds it.
+    ix.apply(&[manifest(by_digest(&x), &y)], None).unwrap();
+    assert!(ix.manifest("a/b", &y).unwrap().is_some());
+    assert!(ix.manifest("a/b", &x).unwrap().is_none());
+    put(&ix, "a/b", &y, record(None), None, &[], None);
+    ix.apply(&[manifest(by_digest(&x), &x)], None).unwrap();
+    assert!(ix.manifest("a/b", &y).unwrap().is_some());
+    assert!(ix.manifest("a/b", &x).unwrap().is_some());
+    delete(&ix, manifest_addr("a/b", &y));
+    assert!(ix.manifest("a/b", &y).unwrap().is_none());
+}
+
 #[test]
 fn upload_sessions() {
     let ix = Index::in_memory().unwrap();

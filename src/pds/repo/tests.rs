@@ -323,7 +323,7 @@ async fn conflicts_and_missing_records() {
         )
         .await;
     assert!(matches!(stale, Err(RepoError::InvalidSwap(_))), "{stale:?}");
-    // Creating an existing key, deleting a missing one.
+    // Creating an existing key.
     let dup = repos
         .apply_writes(
             &alice,
@@ -333,19 +333,27 @@ async fn conflicts_and_missing_records() {
         )
         .await;
     assert!(matches!(dup, Err(RepoError::InvalidRequest(_))));
-    let missing = repos
-        .apply_writes(
-            &alice,
-            vec![WriteOp::Delete {
-                collection: nsid("app.test.post"),
-                rkey: rkey("zzz"),
-                swap_record: None,
-            }],
-            None,
-            Validation::IfKnown,
-        )
-        .await;
-    assert!(matches!(missing, Err(RepoError::RecordNotFound)));
+    // Deleting or replacing (applyWrites' #update) needs the record; putRecord's update
+    // creates it.
+    let delete = WriteOp::Delete {
+        collection: nsid("app.test.post"),
+        rkey: rkey("zzz"),
+        swap_record: None,
+    };
+    let replace = |key: &str| WriteOp::Replace {
+        collection: nsid("app.test.post"),
+        rkey: rkey(key),
+        value: record(json!({"text": "replaced"})),
+    };
+    for writes in [vec![delete], vec![replace("a"), replace("zzz")]] {
+        let missing = repos
+            .apply_writes(&alice, writes, None, Validation::IfKnown)
+            .await;
+        assert!(
+            matches!(&missing, Err(RepoError::RecordNotFound(p)) if p == "app.test.post/zzz"),
+            "{missing:?}"
+        );
+    }
     // swapRecord: must match the current CID; `null` means "must not exist".
     let wrong = repos
         .apply_writes(

@@ -2,6 +2,7 @@
 //! (`/did:plc:…`). Errors are XRPC-shaped: `{"error": "<Name>", "message": "…"}`.
 
 mod directory;
+mod lookup;
 mod repo;
 mod server;
 pub mod subscribe;
@@ -23,6 +24,7 @@ use super::store::StoreError;
 use super::{PdsError, auth};
 use crate::atproto::Did;
 use crate::server::body::{self, Body};
+pub(crate) use lookup::resolve_repo;
 
 /// Largest JSON request body.
 const MAX_JSON_BODY: usize = 1 << 20;
@@ -155,11 +157,8 @@ impl From<RepoError> for XrpcError {
             ),
             RepoError::InvalidSwap(m) => XrpcError::new(StatusCode::CONFLICT, "InvalidSwap", m),
             RepoError::InvalidRequest(m) => XrpcError::invalid(m),
-            RepoError::RecordNotFound => XrpcError::new(
-                StatusCode::NOT_FOUND,
-                "RecordNotFound",
-                "could not locate record",
-            ),
+            // As the reference PDS words it; the whole batch fails.
+            e @ RepoError::RecordNotFound(_) => XrpcError::invalid(e.to_string()),
             RepoError::Store(e) => e.into(),
             e => internal(&e),
         }
@@ -522,6 +521,10 @@ async fn route(pds: &Pds, nsid: &str, call: Call) -> Result<Response<Body>, Xrpc
             method_is(&call, query)?;
             sync::get_record(pds, &call)
         }
+        "com.atproto.sync.getBlocks" => {
+            method_is(&call, query)?;
+            sync::get_blocks(pds, &call).await
+        }
         "com.atproto.sync.getBlob" => {
             method_is(&call, query)?;
             sync::get_blob(pds, &call).await
@@ -548,29 +551,4 @@ async fn route(pds: &Pds, nsid: &str, call: Call) -> Result<Response<Body>, Xrpc
             format!("method not implemented: {nsid}"),
         )),
     }
-}
-
-/// Resolves a `repo`/`did` parameter (DID or handle) to a repository hosted here.
-pub(crate) fn resolve_repo(pds: &Pds, ident: &str) -> Result<Did, XrpcError> {
-    let did = if ident.starts_with("did:") {
-        ident
-            .parse::<Did>()
-            .map_err(|e| XrpcError::invalid(format!("invalid DID: {e}")))?
-    } else {
-        pds.resolve_handle(ident)?.ok_or_else(|| {
-            XrpcError::new(
-                StatusCode::NOT_FOUND,
-                "RepoNotFound",
-                format!("could not find repo: {ident}"),
-            )
-        })?
-    };
-    if pds.repos.store().head(&did)?.is_none() {
-        return Err(XrpcError::new(
-            StatusCode::NOT_FOUND,
-            "RepoNotFound",
-            format!("could not find repo: {did}"),
-        ));
-    }
-    Ok(did)
 }

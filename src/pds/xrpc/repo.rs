@@ -3,12 +3,12 @@
 use http::{Response, StatusCode};
 use serde_json::{Value as Json, json};
 
-use super::{Call, Caller, XrpcError, authenticate, ok_json, resolve_repo};
+use super::{Call, Caller, XrpcError, authenticate, lookup, ok_json, resolve_repo};
 use crate::atproto::{Cid, Did, Nsid, RecordKey, Value};
 use crate::blobstore::{Algorithm as DigestAlg, Digest};
 use crate::pds::Pds;
 use crate::pds::accounts::now_secs;
-use crate::pds::repo::{CommitInfo, SwapRecord, Validation, WriteOp, WriteResult};
+use crate::pds::repo::{CommitInfo, RepoError, SwapRecord, Validation, WriteOp, WriteResult};
 use crate::pds::store::BlobMeta;
 use crate::server::body::Body;
 
@@ -66,17 +66,9 @@ fn validation(body: &Json) -> Result<Validation, XrpcError> {
     }
 }
 
-/// The caller may only write its own repository.
+/// The caller may only write its own repository (see [`lookup::own_repo`]).
 fn own_repo(pds: &Pds, caller: &Caller, body: &Json) -> Result<Did, XrpcError> {
-    let did = resolve_repo(pds, str_field(body, "repo")?)?;
-    if did != caller.did {
-        return Err(XrpcError::new(
-            StatusCode::FORBIDDEN,
-            "InvalidToken",
-            "cannot write to another account's repository",
-        ));
-    }
-    Ok(did)
+    lookup::own_repo(pds, caller, str_field(body, "repo")?)
 }
 
 fn commit_json(info: &CommitInfo) -> Json {
@@ -173,11 +165,16 @@ pub(super) async fn delete_record(pds: &Pds, call: Call) -> Answer {
         rkey: key,
         swap_record: swap,
     };
-    let (info, _) = pds
+    match pds
         .repos
         .apply_writes(&did, vec![write], swap_commit(&body)?, Validation::IfKnown)
-        .await?;
-    ok_json(&json!({ "commit": commit_json(&info) }))
+        .await
+    {
+        Ok((info, _)) => ok_json(&json!({ "commit": commit_json(&info) })),
+        // Deleted by a concurrent write since the check above: gone, as asked.
+        Err(RepoError::RecordNotFound(_)) => ok_json(&json!({})),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub(super) async fn apply_writes(pds: &Pds, call: Call) -> Answer {
@@ -199,11 +196,10 @@ pub(super) async fn apply_writes(pds: &Pds, call: Call) -> Answer {
                 rkey: w["rkey"].as_str().map(rkey).transpose()?,
                 value: record_value(&w["value"])?,
             },
-            Some("com.atproto.repo.applyWrites#update") => WriteOp::Update {
+            Some("com.atproto.repo.applyWrites#update") => WriteOp::Replace {
                 collection,
                 rkey: rkey(str_field(w, "rkey")?)?,
                 value: record_value(&w["value"])?,
-                swap_record: None,
             },
             Some("com.atproto.repo.applyWrites#delete") => WriteOp::Delete {
                 collection,

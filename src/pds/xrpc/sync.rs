@@ -1,5 +1,6 @@
 //! `com.atproto.sync.*` (except `subscribeRepos`, see `subscribe.rs`).
 
+use std::collections::HashSet;
 use std::io::Write;
 
 use bytes::Bytes;
@@ -7,12 +8,15 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::json;
 
-use super::{Call, XrpcError, ok_json, resolve_repo};
+use super::lookup::{is_active, sync_did, sync_repo};
+use super::{Call, XrpcError, ok_json};
 use crate::atproto::blockstore::{BlockStore, RecordingStore};
 use crate::atproto::car::{CarWriter, export_repo, export_repo_since};
+use crate::atproto::mst::{MstError, WalkItem};
 use crate::atproto::{Cid, Mst};
 use crate::blobstore::Digest;
 use crate::pds::Pds;
+use crate::pds::store::RepoHead;
 use crate::server::body::{self, Body};
 
 type Answer = Result<Response<Body>, XrpcError>;
@@ -61,17 +65,8 @@ impl Write for ChannelWriter {
     }
 }
 
-/// The head of a repository `resolve_repo` found (a resolved repository always has one).
-fn repo_head(
-    pds: &Pds,
-    did: &crate::atproto::Did,
-) -> Result<crate::pds::store::RepoHead, XrpcError> {
-    pds.repos.store().head(did)?.ok_or_else(XrpcError::internal)
-}
-
 pub(super) fn get_repo(pds: &Pds, call: &Call) -> Answer {
-    let did = resolve_repo(pds, call.required("did")?)?;
-    let head = repo_head(pds, &did)?;
+    let (did, head) = sync_repo(pds, call)?;
     // `since`: only what changed after that revision. A revision this node has no commit for
     // (made before it kept the table, or unknown) gets the whole repository, a superset.
     let since = match call.param("since") {
@@ -132,18 +127,16 @@ fn commit_data(pds: &Pds, commit: Cid) -> Result<Cid, XrpcError> {
 }
 
 pub(super) fn get_latest_commit(pds: &Pds, call: &Call) -> Answer {
-    let did = resolve_repo(pds, call.required("did")?)?;
-    let head = repo_head(pds, &did)?;
+    let (_, head) = sync_repo(pds, call)?;
     ok_json(&json!({"cid": head.commit.to_string(), "rev": head.rev.as_str()}))
 }
 
 /// A CAR proving one record (or its absence): the commit, the MST path to the key, and the
 /// record block.
 pub(super) fn get_record(pds: &Pds, call: &Call) -> Answer {
-    let did = resolve_repo(pds, call.required("did")?)?;
+    let (_, head) = sync_repo(pds, call)?;
     let collection = call.required("collection")?;
     let rkey = call.required("rkey")?;
-    let head = repo_head(pds, &did)?;
     let snapshot = pds.repos.store().snapshot()?;
     let recording = RecordingStore::new(&snapshot);
     let mst = Mst::load(&recording, head.data).map_err(|e| super::internal(&e))?;
@@ -179,8 +172,80 @@ pub(super) fn get_record(pds: &Pds, call: &Call) -> Answer {
     Ok(car_response(body::full(bytes)))
 }
 
+/// A CAR (no roots) of the requested blocks of one repository: its head commit, the nodes of
+/// its current tree and its current records. The block store is shared by every repository
+/// here, so a block is served only if it is one of these: another repository's blocks are not
+/// fetched through this one (the read gate admits a caller to their own repository). Any
+/// block not found fails the call (400 `BlockNotFound`), as the reference PDS does.
+pub(super) async fn get_blocks(pds: &Pds, call: &Call) -> Answer {
+    let (_, head) = sync_repo(pds, call)?;
+    let mut wanted: Vec<Cid> = Vec::new();
+    for c in call.params.get("cids").map_or(&[][..], Vec::as_slice) {
+        let cid = c
+            .parse()
+            .map_err(|_| XrpcError::invalid(format!("cids: {c:?} is not a CID")))?;
+        if !wanted.contains(&cid) {
+            wanted.push(cid);
+        }
+    }
+    if wanted.is_empty() {
+        return Err(XrpcError::invalid("parameter cids is required"));
+    }
+    let snapshot = pds.repos.store().snapshot()?;
+    let found = tokio::task::spawn_blocking(move || repo_blocks(&snapshot, &head, wanted))
+        .await
+        .map_err(|e| super::internal(&e))?;
+    let (blocks, missing) = found.map_err(|e| super::internal(&e))?;
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(Cid::to_string).collect();
+        return Err(XrpcError::new(
+            StatusCode::BAD_REQUEST,
+            "BlockNotFound",
+            format!("Could not find cids: {}", list.join(",")),
+        ));
+    }
+    let mut car = CarWriter::new(Vec::new(), &[]).map_err(|e| super::internal(&e))?;
+    for (cid, bytes) in &blocks {
+        car.write_block(cid, bytes)
+            .map_err(|e| super::internal(&e))?;
+    }
+    let bytes = car.finish().map_err(|e| super::internal(&e))?;
+    Ok(car_response(body::full(bytes)))
+}
+
+/// Blocks found (CID and bytes), and the CIDs not found.
+type FoundBlocks = (Vec<(Cid, Bytes)>, Vec<Cid>);
+
+/// The blocks of `wanted` that belong to the repository at `head` (commit, tree nodes,
+/// records), in the order asked, and the CIDs that do not.
+fn repo_blocks(
+    store: &dyn BlockStore,
+    head: &RepoHead,
+    wanted: Vec<Cid>,
+) -> Result<FoundBlocks, MstError> {
+    let mut pending: HashSet<Cid> = wanted.iter().copied().collect();
+    pending.remove(&head.commit);
+    if !pending.is_empty() {
+        Mst::load(store, head.data)?.walk(store, &mut |item| {
+            pending.remove(&match item {
+                WalkItem::Node { cid, .. } => cid,
+                WalkItem::Leaf { value, .. } => value,
+            });
+            Ok(())
+        })?;
+    }
+    let (mut blocks, mut missing) = (Vec::new(), Vec::new());
+    for cid in wanted {
+        match store.get(&cid)? {
+            Some(bytes) if !pending.contains(&cid) => blocks.push((cid, bytes)),
+            _ => missing.push(cid),
+        }
+    }
+    Ok((blocks, missing))
+}
+
 pub(super) async fn get_blob(pds: &Pds, call: &Call) -> Answer {
-    let did = resolve_repo(pds, call.required("did")?)?;
+    let (did, _) = sync_repo(pds, call)?;
     let cid: Cid = call
         .required("cid")?
         .parse()
@@ -214,7 +279,7 @@ pub(super) async fn get_blob(pds: &Pds, call: &Call) -> Answer {
 }
 
 pub(super) fn list_blobs(pds: &Pds, call: &Call) -> Answer {
-    let did = resolve_repo(pds, call.required("did")?)?;
+    let (did, _) = sync_repo(pds, call)?;
     let limit = call.limit(500, 1000)?;
     let store = pds.repos.store();
     let cids = match call.param("since") {
@@ -255,9 +320,8 @@ pub(super) fn list_repos(pds: &Pds, call: &Call) -> Answer {
 }
 
 pub(super) fn get_repo_status(pds: &Pds, call: &Call) -> Answer {
-    let did = resolve_repo(pds, call.required("did")?)?;
-    let head = repo_head(pds, &did)?;
-    let active = head.active && (did == pds.node_did || pds.accounts.get(&did)?.is_some());
+    let (did, head) = sync_did(pds, call)?;
+    let active = is_active(pds, &did, &head)?;
     let mut out = json!({"did": did.as_str(), "active": active, "rev": head.rev.as_str()});
     if !active {
         out["status"] = json!("deactivated");
