@@ -58,7 +58,7 @@ async fn account(s: &TestServer, name: &str, role: Option<&[Permission]>) -> Did
     let did = s
         .app
         .pds
-        .create_account(name, &format!("{name}-pw"), false)
+        .create_account(name, &format!("{name}-password"), false)
         .await
         .unwrap()
         .did;
@@ -181,12 +181,17 @@ async fn app_passwords_log_in_and_owners_push_only_into_their_namespace() {
         Some(&[Permission::BlobRead, Permission::BlobWrite]),
     )
     .await;
-    let bob = token(&s, Some(("bob", "bob-pw")), &["repository:t/app:pull,push"]).await;
+    let bob = token(
+        &s,
+        Some(("bob", "bob-password")),
+        &["repository:t/app:pull,push"],
+    )
+    .await;
     let r = try_push_blob(&s, "t/app", &bob).await;
     expect_error(r, StatusCode::FORBIDDEN, "DENIED").await;
     let bob = token(
         &s,
-        Some(("bob", "bob-pw")),
+        Some(("bob", "bob-password")),
         &["repository:bob/app:pull,push"],
     )
     .await;
@@ -367,7 +372,7 @@ async fn permission_matrix() {
             .set_captain(None, Some(public), None)
             .await
             .unwrap();
-        let creds = name(who).map(|n| (n, format!("{n}-pw")));
+        let creds = name(who).map(|n| (n, format!("{n}-password")));
         let creds = creds.as_ref().map(|(n, p)| (*n, p.as_str()));
         let ns = name(who).unwrap_or("t");
         let pull_scope = "repository:t/app:pull".to_owned();
