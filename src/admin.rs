@@ -281,15 +281,23 @@ pub fn call(data_dir: &Path, op: &Op) -> Option<anyhow::Result<String>> {
             ))));
         }
     };
-    Some(exchange(&mut stream, op).with_context(|| {
-        format!(
-            "no answer from the daemon's admin socket {}",
-            path.display()
-        )
-    }))
+    // The daemon's own refusal (a name taken, no such user) is the command's error as it is;
+    // only a failed exchange is about the socket.
+    Some(
+        match exchange(&mut stream, op).with_context(|| {
+            format!(
+                "no answer from the daemon's admin socket {}",
+                path.display()
+            )
+        }) {
+            Ok(Reply::Ok(text)) => Ok(text),
+            Ok(Reply::Error(message)) => Err(anyhow::Error::msg(message)),
+            Err(e) => Err(e),
+        },
+    )
 }
 
-fn exchange(stream: &mut std::os::unix::net::UnixStream, op: &Op) -> anyhow::Result<String> {
+fn exchange(stream: &mut std::os::unix::net::UnixStream, op: &Op) -> anyhow::Result<Reply> {
     stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
     stream.write_all(&serde_json::to_vec(op)?)?;
     stream.shutdown(std::net::Shutdown::Write)?;
@@ -298,10 +306,7 @@ fn exchange(stream: &mut std::os::unix::net::UnixStream, op: &Op) -> anyhow::Res
     if reply.is_empty() {
         bail!("the daemon closed the connection (see its log)");
     }
-    match serde_json::from_slice(&reply).context("unreadable reply")? {
-        Reply::Ok(text) => Ok(text),
-        Reply::Error(message) => Err(anyhow::Error::msg(message)),
-    }
+    serde_json::from_slice(&reply).context("unreadable reply")
 }
 
 /// The daemon's side: a listening admin socket.

@@ -65,11 +65,17 @@ fn administration_acts_through_the_running_daemon() {
             .contains(&format!("{did}\tcarol.atcr.test\tread\tblob:read\n"))
     );
 
-    // Errors come back as the command's own.
-    let out = srv.cli(&["user", "add", "carol", "--password-stdin"], "x\n");
+    // Errors come back as the command's own: the daemon answered, so nothing is said about
+    // the socket.
+    let out = srv.cli(
+        &["user", "add", "carol", "--password-stdin"],
+        "other-password\n",
+    );
     assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("taken"),
+        err.starts_with("error: handle already taken: carol.atcr.test")
+            && !err.contains("no answer"),
         "{out:?}"
     );
     let out = srv.cli(&["crew", "remove", "nobody"], "");
@@ -85,6 +91,23 @@ fn administration_acts_through_the_running_daemon() {
     let mut reply = String::new();
     raw.read_to_string(&mut reply).unwrap();
     assert!(reply.contains("not an administration request"), "{reply}");
+    // A password too short for the command line is refused by the daemon too.
+    for op in [
+        r#"{"op":"user_add","name":"erin","password":"7-chars","admin":false}"#,
+        r#"{"op":"user_passwd","name":"carol","password":"7-chars"}"#,
+    ] {
+        let mut raw = UnixStream::connect(&socket).unwrap();
+        raw.write_all(op.as_bytes()).unwrap();
+        raw.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut reply = String::new();
+        raw.read_to_string(&mut reply).unwrap();
+        assert!(
+            reply.contains("error") && reply.contains("at least 8 characters"),
+            "{op}: {reply}"
+        );
+    }
+    assert!(!ok(&srv, &["user", "list"], "").contains("erin"));
+    assert!(token(&host, "carol", "carol-new", &[]).is_some());
     assert!(
         srv.log_tail().contains("op=\"user add\""),
         "{}",

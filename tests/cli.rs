@@ -131,6 +131,15 @@ fn the_admin_password_file_must_be_owner_only() {
     );
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     stdout(&check());
+    // A password shorter than any account's may be is refused before the first start.
+    std::fs::write(&secret, "7-chars\n").unwrap();
+    let out = check();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("at least 8 characters"),
+        "{err}"
+    );
+    std::fs::write(&secret, "correct horse\n").unwrap();
 
     // The first start creates admin with that password and logs no password.
     let data = tempfile::tempdir().unwrap();
@@ -245,5 +254,98 @@ fn refuses_a_busy_port_with_a_clear_error() {
         String::from_utf8_lossy(&out.stderr).contains("cannot listen"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn errors_are_one_plain_line_each_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("atcr.toml");
+    std::fs::write(&config, "bogus = 1\n").unwrap();
+    let out = atcr()
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(
+        !err.contains("ERROR") && !err.contains("atcr::cli"),
+        "{err}"
+    );
+    assert_eq!(err.matches("unknown field `bogus`").count(), 1, "{err}");
+}
+
+/// `atcr <args> --help`.
+fn help(args: &[&str]) -> String {
+    stdout(&atcr().args(args).arg("--help").output().unwrap())
+}
+
+#[test]
+fn help_describes_every_argument_for_its_command() {
+    // `--listen` is the address `serve` listens on; elsewhere it names the daemon's.
+    assert!(help(&["serve"]).contains("Address to listen on"));
+    for args in [
+        &["user", "add"][..],
+        &["user", "list"],
+        &["hold", "set"],
+        &["crew", "add"],
+        &["index", "rebuild"],
+    ] {
+        let text = help(args);
+        assert!(
+            !text.contains("Address to listen on") && text.contains("The daemon's listen address"),
+            "{args:?}: {text}"
+        );
+    }
+    // Positional arguments say what they take.
+    assert!(help(&["user", "add"]).contains("<NAME>  The account's short name"));
+    assert!(help(&["user", "add"]).contains("at least 8 characters"));
+    assert!(help(&["user", "passwd"]).contains("<NAME>  The account: name, handle or DID"));
+    assert!(help(&["user", "remove"]).contains("<NAME>  The account: name, handle or DID"));
+    assert!(help(&["crew", "add"]).contains("<WHO>  The user: a local user's name"));
+    assert!(help(&["crew", "remove"]).contains("<WHO>  The user: a local user's name"));
+    assert!(help(&["login"]).contains("Loopback (127.0.0.0/8, ::1, localhost)"));
+}
+
+#[test]
+fn completions_and_the_manual_page_are_the_packaged_ones() {
+    let packaged = |path: &str| {
+        std::fs::read_to_string(format!("{}/packaging/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    for (shell, path, marker) in [
+        ("bash", "completions/atcr.bash", "complete -F _atcr"),
+        ("zsh", "completions/_atcr", "#compdef atcr"),
+        ("fish", "completions/atcr.fish", "complete -c atcr"),
+    ] {
+        let script = stdout(&atcr().args(["completions", shell]).output().unwrap());
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("trust-instructions"), "{shell}");
+        assert!(
+            script == packaged(path),
+            "packaging/{path} is out of date: atcr completions {shell} > packaging/{path}"
+        );
+    }
+    let page = stdout(&atcr().arg("man").output().unwrap());
+    assert!(
+        page.starts_with(".ie") && page.contains(".TH atcr 1"),
+        "{page}"
+    );
+    // Every command is in the one page, with its options.
+    for command in [
+        "atcr user add",
+        "atcr crew remove",
+        "atcr tls trust\\-instructions",
+    ] {
+        assert!(
+            page.contains(&format!(".SS \"{command}\"")),
+            "{command}: {page}"
+        );
+    }
+    assert!(page.contains("\\fB\\-\\-password\\-stdin\\fR"), "{page}");
+    assert!(
+        page == packaged("atcr.1"),
+        "packaging/atcr.1 is out of date: atcr man > packaging/atcr.1"
     );
 }

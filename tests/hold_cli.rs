@@ -31,14 +31,14 @@ fn hold_and_crew_commands() {
     let (ok, out, err) = atcr(
         d,
         &["user", "add", "alice", "--password-stdin"],
-        Some("pw\n"),
+        Some("a-password\n"),
     );
     assert!(ok, "{err}");
     let alice = out.trim().split('\t').nth(1).unwrap().to_owned();
     let (ok, out, err) = atcr(
         d,
         &["user", "add", "root", "--password-stdin", "--admin"],
-        Some("pw\n"),
+        Some("a-password\n"),
     );
     assert!(ok, "{err}");
     let root = out.trim().split('\t').nth(1).unwrap().to_owned();

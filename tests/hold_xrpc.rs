@@ -15,7 +15,7 @@ async fn request_crew() {
     let alice = node.login("alice", "alice-pw").await;
     let alice_did: atcr::atproto::Did = alice["did"].as_str().unwrap().parse().unwrap();
     let alice_token = alice["accessJwt"].as_str().unwrap();
-    let bob = node.login("bob", "bob-pw").await;
+    let bob = node.login("bob", "bob-password").await;
     let bob_token = bob["accessJwt"].as_str().unwrap();
 
     assert_error(

@@ -48,7 +48,8 @@ fn index_rebuild_keeps_what_the_registry_serves() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(
-        stdout.contains("1 manifests, 2 tags"),
+        stdout.contains("account repositor")
+            && stdout.contains(": 1 image repository, 1 manifest, 2 tags,"),
         "atcr index rebuild printed {stdout:?}"
     );
     srv.restart_same_port();
@@ -124,7 +125,7 @@ fn a_damaged_index_is_moved_aside_and_rebuilt() {
     let out = srv.cli(&["index", "rebuild"], "");
     assert!(out.status.success(), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("1 manifests, 1 tags"),
+        String::from_utf8_lossy(&out.stdout).contains("1 image repository, 1 manifest, 1 tag,"),
         "{out:?}"
     );
     assert_eq!(

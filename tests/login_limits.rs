@@ -80,7 +80,7 @@ async fn failed_logins_are_limited_on_every_path() {
         let r = token(&node, "bob", "wrong").await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
-    let r = token(&node, "bob", "bob-pw").await;
+    let r = token(&node, "bob", "bob-password").await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(retry_after(&r) >= 1);
     let body: serde_json::Value = r.json().await.unwrap();

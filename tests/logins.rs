@@ -246,3 +246,34 @@ fn atcr_login_feeds_the_credential_helper() {
     let listed: Value = serde_json::from_str(listed.trim()).unwrap();
     assert_eq!(listed[&host], "admin.atcr.test");
 }
+
+#[test]
+fn atcr_login_speaks_plain_http_to_loopback_only() {
+    let srv = Server::start();
+    let dir = common::temp_dir("atcr-login-");
+    let login = |registry: &str| {
+        with_stdin(
+            Command::new(env!("CARGO_BIN_EXE_atcr"))
+                .args(["login", registry, "-u", "admin", "--password-stdin"])
+                .env("ATCR_CREDENTIALS_FILE", dir.path().join("credentials.json")),
+            &format!("{}\n", srv.password()),
+        )
+    };
+    // A loopback node without TLS, named without a scheme: plain HTTP, as docker does, said
+    // on stderr.
+    let (ok, out) = login(&srv.host_port());
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("speaks plain HTTP: using it, as docker does for loopback addresses"),
+        "{out}"
+    );
+    assert!(out.contains("Login Succeeded"), "{out}");
+    // Asked for HTTPS explicitly: refused, with the flag that helps (not --ca-file).
+    let (ok, out) = login(&format!("https://{}", srv.host_port()));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("speaks plain HTTP, not HTTPS: for a node without TLS pass --insecure")
+            && !out.contains("--ca-file"),
+        "{out}"
+    );
+}

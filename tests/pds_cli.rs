@@ -13,18 +13,35 @@ fn user_add_list_passwd_remove() {
     let (ok, out, err) = atcr(
         d,
         &["user", "add", "alice", "--password-stdin", "--admin"],
-        Some("s3cret\n"),
+        Some("s3cret-password\n"),
     );
     assert!(ok, "{err}");
     assert!(out.starts_with("alice.atcr.test\tdid:plc:"), "{out}");
     let (ok, _, err) = atcr(
         d,
         &["user", "add", "alice", "--password-stdin"],
-        Some("x\n"),
+        Some("other-password\n"),
     );
     assert!(!ok && err.contains("taken"), "{err}");
+    // The command's error is a plain line, not a log line.
+    assert!(
+        err.starts_with("error: ") && !err.contains("ERROR"),
+        "{err}"
+    );
     let (ok, _, err) = atcr(d, &["user", "add", "bob"], None);
     assert!(!ok && err.contains("--password-stdin"), "{err}");
+    // Passwords have at least 8 characters, for new accounts and changed passwords alike.
+    for args in [["user", "add", "bob"], ["user", "passwd", "alice"]] {
+        let (ok, _, err) = atcr(
+            d,
+            &[&args[..], &["--password-stdin"]].concat(),
+            Some("7-chars\n"),
+        );
+        assert!(
+            !ok && err == "error: a password must have at least 8 characters\n",
+            "{args:?}: {err}"
+        );
+    }
     let (ok, out, _) = atcr(d, &["user", "list"], None);
     assert!(
         ok && out.contains("alice\talice.atcr.test\tdid:plc:") && out.contains("admin"),
@@ -33,7 +50,7 @@ fn user_add_list_passwd_remove() {
     let (ok, _, err) = atcr(
         d,
         &["user", "passwd", "alice", "--password-stdin"],
-        Some("n3w\n"),
+        Some("n3w-password\n"),
     );
     assert!(ok, "{err}");
     let (ok, _, err) = atcr(d, &["user", "remove", "alice.atcr.test"], None);

@@ -255,7 +255,10 @@ fn plc_operations_reach_the_upstream_directory() {
 
     // Upstream gone: no account.
     drop(upstream);
-    let out = srv.cli(&["user", "add", "dave", "--password-stdin"], "dave-pw\n");
+    let out = srv.cli(
+        &["user", "add", "dave", "--password-stdin"],
+        "dave-password\n",
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("PLC directory {url}")), "{err}");

@@ -262,7 +262,7 @@ async fn repo_writes_reads_and_conflicts() {
     );
 
     // Another user cannot write alice's repo.
-    let bob = node.login("bob", "bob-pw").await;
+    let bob = node.login("bob", "bob-password").await;
     let bt = bob["accessJwt"].as_str().unwrap();
     let (s, _) = node
         .post(

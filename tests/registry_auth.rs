@@ -58,7 +58,7 @@ async fn account(s: &TestServer, name: &str, role: Option<&[Permission]>) -> Did
     let did = s
         .app
         .pds
-        .create_account(name, &format!("{name}-pw"), false)
+        .create_account(name, &format!("{name}-password"), false)
         .await
         .unwrap()
         .did;
@@ -185,7 +185,12 @@ async fn app_passwords_log_in_and_owners_push_only_into_their_namespace() {
     // the rest; the registry refuses with the same reason, in the body and the challenge
     // (which Docker shows, and stops at), and a new token would not help.
     let why = "bob may not push to t/app: only the owner pushes into a namespace";
-    let r = token_response(&s, Some(("bob", "bob-pw")), &["repository:t/app:pull,push"]).await;
+    let r = token_response(
+        &s,
+        Some(("bob", "bob-password")),
+        &["repository:t/app:pull,push"],
+    )
+    .await;
     let answer: Value = r.json().await.unwrap();
     assert_eq!(answer["denied"], json!([why]), "{answer}");
     let bob = answer["token"].as_str().unwrap();
@@ -204,7 +209,7 @@ async fn app_passwords_log_in_and_owners_push_only_into_their_namespace() {
     );
     let r = s
         .anonymous(Method::DELETE, "/v2/t/app/manifests/v1")
-        .bearer_auth(token(&s, Some(("bob", "bob-pw")), &["repository:t/app:*"]).await)
+        .bearer_auth(token(&s, Some(("bob", "bob-password")), &["repository:t/app:*"]).await)
         .send()
         .await
         .unwrap();
@@ -212,7 +217,7 @@ async fn app_passwords_log_in_and_owners_push_only_into_their_namespace() {
     assert_eq!(body["scope"], "repository:t/app:delete");
     let bob = token(
         &s,
-        Some(("bob", "bob-pw")),
+        Some(("bob", "bob-password")),
         &["repository:bob/app:pull,push"],
     )
     .await;
@@ -405,7 +410,7 @@ async fn permission_matrix() {
             .set_captain(None, Some(public), None)
             .await
             .unwrap();
-        let creds = name(who).map(|n| (n, format!("{n}-pw")));
+        let creds = name(who).map(|n| (n, format!("{n}-password")));
         let creds = creds.as_ref().map(|(n, p)| (*n, p.as_str()));
         let ns = name(who).unwrap_or("t");
         let pull_scope = "repository:t/app:pull".to_owned();

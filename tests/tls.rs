@@ -421,3 +421,67 @@ fn http2_clients_are_sent_to_the_authority_they_used() {
     ]);
     assert!(ok && out == "200", "{out}");
 }
+
+/// `atcr tls trust-instructions --config <config>`: whether it succeeded, stdout, stderr.
+fn trust_instructions(config: &Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_atcr"))
+        .args(["tls", "trust-instructions", "--config"])
+        .arg(config)
+        .env_remove("ATCR_TLS_ENABLED")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn trust_instructions_before_https_and_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("atcr.toml");
+
+    // TLS off: nothing to trust, and how to turn it on.
+    std::fs::write(&config, format!("data_dir = {data:?}\n")).unwrap();
+    let (ok, out, err) = trust_instructions(&config);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(
+        err.starts_with("error: TLS is off") && err.contains("enabled = true"),
+        "{err}"
+    );
+
+    // TLS on, before the first start has made the CA: no fingerprint yet, and when there is one.
+    std::fs::write(
+        &config,
+        format!("data_dir = {data:?}\n[tls]\nenabled = true\nlisten = \"127.0.0.1:5443\"\n"),
+    )
+    .unwrap();
+    let (ok, out, err) = trust_instructions(&config);
+    assert!(ok, "{err}");
+    assert!(!out.contains("SHA-256 fingerprint:"), "{out}");
+    assert!(out.contains("printed here after that start"), "{out}");
+    // The check reads the file where the steps saved it; curl fails on an error page rather
+    // than saving it as the certificate.
+    let registry = out
+        .split("/etc/docker/certs.d/")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap();
+    assert!(
+        out.contains(&format!("-o /etc/docker/certs.d/{registry}/ca.crt\n"))
+            && out.contains(&format!(
+                "openssl x509 -noout -fingerprint -sha256 -in /etc/docker/certs.d/{registry}/ca.crt"
+            )),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("curl -fsSk ").count(),
+        out.matches("curl ").count(),
+        "{out}"
+    );
+    // What a test on the node itself proves, and what ctr needs for hosts.toml.
+    assert!(out.contains("127.0.0.0/8"), "{out}");
+    assert!(out.contains("--hosts-dir /etc/containerd/certs.d"), "{out}");
+}

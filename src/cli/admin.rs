@@ -95,6 +95,9 @@ pub(super) fn read_password(from_stdin: bool, ask: Ask) -> anyhow::Result<String
     if password.is_empty() {
         bail!("the password is empty");
     }
+    if ask == Ask::New {
+        crate::pds::accounts::check_new_password(&password)?;
+    }
     Ok(password)
 }
 

@@ -42,13 +42,26 @@ pub fn rebuild(config: &Config) -> anyhow::Result<()> {
             .rebuild_search()
             .await
             .context("search index rebuild failed")?;
+        let images = appview
+            .index()
+            .stats()
+            .context("cannot count the rebuilt index")?
+            .repositories;
+        // An account repository is an ATProto repository (one per user and the node's own);
+        // the images live in them.
         super::print(&format!(
-            "index rebuilt from {} repositories: {} manifests, {} tags, {} searchable ({} ms)",
-            stats.repos,
-            stats.manifests,
-            stats.tags,
+            "index rebuilt from {}: {}, {}, {}, {} searchable ({} ms)",
+            count(stats.repos, "account repository", "account repositories"),
+            count(images, "image repository", "image repositories"),
+            count(stats.manifests, "manifest", "manifests"),
+            count(stats.tags, "tag", "tags"),
             searchable,
             started.elapsed().as_millis()
         ))
     })
+}
+
+/// `n` and the noun for it: `1 tag`, `2 tags`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }

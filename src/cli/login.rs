@@ -28,12 +28,62 @@ async fn post(
     )
     .await
     .map_err(|e| {
-        if target.https && format!("{e:#}").contains("TLS") {
-            e.context("a node with its own CA: pass --ca-file with its /ca.crt")
+        if target.https && format!("{e:#}").contains("invalid peer certificate") {
+            e.context(
+                "a node with its own CA: pass --ca-file with its /ca.crt \
+                 (`atcr tls trust-instructions` on the node says how to fetch it)",
+            )
         } else {
             e
         }
     })
+}
+
+/// Whether `host` is a loopback address or `localhost`: docker speaks plain HTTP to those
+/// without being told (they are insecure registries by default), and so does `atcr login`.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `createSession` over HTTPS; when the node turns out to speak plain HTTP, over HTTP if it is
+/// on loopback and no scheme was given (said on stderr), else an error saying to pass
+/// `--insecure` (a TLS failure suggesting `--ca-file` would mislead).
+async fn create_session(
+    target: &mut Target,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    scheme_given: bool,
+    body: &Value,
+) -> anyhow::Result<(u16, Value)> {
+    const NSID: &str = "com.atproto.server.createSession";
+    let err = match post(target, tls, NSID, None, body).await {
+        Err(e) if target.https && format!("{e:#}").contains("TLS with") => e,
+        answer => return answer,
+    };
+    let mut plain = target.clone();
+    plain.https = false;
+    if send_json(&plain, None, http::Method::GET, "/", None, &Value::Null)
+        .await
+        .is_err()
+    {
+        return Err(err);
+    }
+    if scheme_given || !is_loopback(&target.host) {
+        return Err(err.context(format!(
+            "{} speaks plain HTTP, not HTTPS: for a node without TLS pass --insecure",
+            target.authority()
+        )));
+    }
+    eprintln!(
+        "{} speaks plain HTTP: using it, as docker does for loopback addresses \
+         (127.0.0.0/8, ::1, localhost)",
+        target.authority()
+    );
+    *target = plain;
+    post(target, None, NSID, None, body).await
 }
 
 fn xrpc_error(what: &str, status: u16, body: &Value) -> anyhow::Error {
@@ -54,7 +104,8 @@ pub struct LoginArgs<'a> {
 }
 
 pub fn run(args: &LoginArgs<'_>) -> anyhow::Result<()> {
-    let target = Target::parse(args.registry, args.insecure)?;
+    let mut target = Target::parse(args.registry, args.insecure)?;
+    let scheme_given = args.registry.contains("://");
     let password = super::admin::read_password(args.password_stdin, super::admin::Ask::Existing)?;
     let tls = if target.https {
         Some(Arc::new(tls_config(args.ca_file)?))
@@ -65,11 +116,10 @@ pub fn run(args: &LoginArgs<'_>) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let (handle, app_password, name) = runtime.block_on(async {
-        let (status, session) = post(
-            &target,
+        let (status, session) = create_session(
+            &mut target,
             tls.as_ref(),
-            "com.atproto.server.createSession",
-            None,
+            scheme_given,
             &json!({"identifier": args.username, "password": password}),
         )
         .await?;
@@ -132,4 +182,32 @@ pub fn run(args: &LoginArgs<'_>) -> anyhow::Result<()> {
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map_or_else(|_| "this machine".into(), |s| s.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn loopback_is_what_docker_treats_as_insecure() {
+        for host in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LocalHost",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "10.0.0.1",
+            "registry.lan",
+            "localhost.example",
+            "[::2]",
+            "128.0.0.1",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
 }

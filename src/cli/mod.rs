@@ -5,6 +5,7 @@ mod check_config;
 mod credential;
 mod doctor;
 mod fsck;
+mod generate;
 mod index;
 mod login;
 mod pds;
@@ -15,13 +16,14 @@ mod tls;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "atcr",
     version,
-    about = "A container registry appliance on the AT Protocol"
+    about = "A container registry appliance on the AT Protocol",
+    after_long_help = "Each command's own options: atcr help <command>, or atcr <command> --help."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -79,13 +81,24 @@ enum Command {
         /// terminal).
         #[arg(long)]
         password_stdin: bool,
-        /// Plain HTTP (a node on loopback or a trusted LAN without TLS).
-        #[arg(long)]
+        #[arg(
+            long,
+            help = "Plain HTTP (a node on a trusted LAN without TLS). Loopback (127.0.0.0/8, ::1, \
+                    localhost) speaks plain HTTP without it, as docker does"
+        )]
         insecure: bool,
         /// Trust this CA (PEM), e.g. the node's own from /ca.crt; default: the system's.
         #[arg(long)]
         ca_file: Option<PathBuf>,
     },
+    /// Print a shell completion script (the packages install them), e.g.
+    /// `atcr completions bash > /etc/bash_completion.d/atcr`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff; the packages install it): `atcr man | man -l -`.
+    Man,
 }
 
 impl Command {
@@ -134,6 +147,7 @@ enum HoldCommand {
 enum CrewCommand {
     /// Make a user (name, handle or DID) a crew member, replacing any membership it has.
     Add {
+        /// The user: a local user's name, handle or DID, or any DID (users of other PDSes).
         who: String,
         /// read: blob:read; write: blob:read, blob:write; admin: those and crew:admin.
         #[arg(long, default_value = "write", value_parser = ["read", "write", "admin"])]
@@ -147,6 +161,7 @@ enum CrewCommand {
     },
     /// Remove a user's crew membership (every crew record naming it).
     Remove {
+        /// The user: a local user's name, handle or DID, or any DID.
         who: String,
         #[command(flatten)]
         config: ConfigArgs,
@@ -158,10 +173,12 @@ enum CrewCommand {
 #[derive(Subcommand)]
 enum UserCommand {
     /// Create an account `<name>.<handle domain>` with a new did:plc; prints handle and DID.
+    /// The password must have at least 8 characters.
     Add {
+        /// The account's short name: 1-63 lowercase letters, digits and inner hyphens.
         name: String,
-        /// Read the password from the first line of stdin (default: ask for it twice at the
-        /// terminal).
+        /// Read the password (at least 8 characters) from the first line of stdin (default: ask
+        /// for it twice at the terminal).
         #[arg(long)]
         password_stdin: bool,
         /// Make the account an administrator.
@@ -174,15 +191,17 @@ enum UserCommand {
     List(ConfigArgs),
     /// Remove an account (by name, handle or DID); its repository is kept, inactive.
     Remove {
+        /// The account: name, handle or DID.
         name: String,
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Change an account's password; its sessions end.
+    /// Change an account's password (at least 8 characters); its sessions end.
     Passwd {
+        /// The account: name, handle or DID.
         name: String,
-        /// Read the password from the first line of stdin (default: ask for it twice at the
-        /// terminal).
+        /// Read the password (at least 8 characters) from the first line of stdin (default: ask
+        /// for it twice at the terminal).
         #[arg(long)]
         password_stdin: bool,
         #[command(flatten)]
@@ -350,15 +369,17 @@ impl CrewCommand {
     }
 }
 
-/// Writes command output to stdout; a closed pipe (`atcr … | head`) is not an error.
+/// Writes command output and a line end to stdout; a closed pipe (`atcr … | head`) is not an
+/// error.
 fn print(text: &str) -> anyhow::Result<()> {
+    write_out(&[text.as_bytes(), b"\n"].concat())
+}
+
+/// Writes `bytes` to stdout as they are; a closed pipe is not an error.
+fn write_out(bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    match out
-        .write_all(text.as_bytes())
-        .and_then(|()| out.write_all(b"\n"))
-        .and_then(|()| out.flush())
-    {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
@@ -386,7 +407,7 @@ pub fn main() -> ExitCode {
     if invoked_as == Some(credential::HELPER_NAME) {
         return credential::helper_main(&args);
     }
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     init_logging();
     if cli.command.writes_state() {
         private::restrict_umask();
@@ -427,12 +448,47 @@ pub fn main() -> ExitCode {
         Command::Index(IndexCommand::Rebuild(config)) => {
             config.load().and_then(|c| index::rebuild(&c))
         }
+        Command::Completions { shell } => generate::completions(shell),
+        Command::Man => generate::man(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // A message for a person, not a log line.
+            eprintln!("error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, `outer: inner: …`, each said once: many errors
+/// already include their source's text in their own (`{path}: {source}`).
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// What `--listen` means to the commands other than `serve`.
+const LISTEN_ELSEWHERE: &str = "The daemon's listen address, as `listen` in the configuration; \
+    this command listens on nothing. With pds.public_host unset, its port is part of the node's \
+    identity (localhost:PORT): give the daemon's";
+
+/// The command line's definition: the derived one, with `--listen` described for what it
+/// means to each command. Completions and the manual page come from it too.
+fn command() -> clap::Command {
+    fn describe_listen(cmd: clap::Command) -> clap::Command {
+        let cmd = cmd.mut_subcommands(describe_listen);
+        if cmd.get_name() == "serve" || !cmd.get_arguments().any(|a| a.get_id() == "listen") {
+            return cmd;
+        }
+        cmd.mut_arg("listen", |a| a.help(LISTEN_ELSEWHERE))
+    }
+    describe_listen(Cli::command())
 }

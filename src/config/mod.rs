@@ -364,7 +364,9 @@ impl Config {
             return Err(ConfigError::Invalid("data_dir must not be empty".into()));
         }
         if let Some(path) = &self.accounts.admin_password_file {
-            read_secret(path)
+            let password = read_secret(path)
+                .map_err(|e| ConfigError::Invalid(format!("accounts.admin_password_file: {e}")))?;
+            crate::pds::accounts::check_new_password(&password)
                 .map_err(|e| ConfigError::Invalid(format!("accounts.admin_password_file: {e}")))?;
         }
         if let Some(path) = &self.server.metrics_token_file {

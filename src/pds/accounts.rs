@@ -7,7 +7,9 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::passwords::{self, SESSION_KEY_PREFIX, session_key};
-pub use super::passwords::{generate_app_password, hash_password, verify_password};
+pub use super::passwords::{
+    MIN_PASSWORD_CHARS, check_new_password, generate_app_password, hash_password, verify_password,
+};
 use super::store::{ACCOUNTS, APP_PASSWORDS, HANDLES, PLC_OPS, PdsStore, SESSIONS, StoreError};
 use crate::atproto::Did;
 
@@ -94,6 +96,8 @@ pub enum AccountError {
     NotFound(String),
     #[error("password hashing failed")]
     Hash,
+    #[error(transparent)]
+    PasswordTooShort(#[from] passwords::TooShort),
     #[error("an account may have at most {MAX_APP_PASSWORDS} app passwords; revoke one first")]
     TooManyAppPasswords,
     #[error(transparent)]
@@ -261,6 +265,7 @@ impl Accounts {
 
     /// Changes an account's password and ends all its sessions.
     pub fn set_password(&self, did: &Did, password: &str) -> Result<(), AccountError> {
+        passwords::check_new_password(password)?;
         let hash = hash_password(password)?;
         let did = did.clone();
         self.store.write_sync(move |tx| {

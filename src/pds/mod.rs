@@ -206,6 +206,7 @@ impl Pds {
         password: &str,
         admin: bool,
     ) -> Result<Account, PdsError> {
+        accounts::check_new_password(password).map_err(AccountError::from)?;
         let handle = self.handle_for(name)?;
         if self.accounts.resolve_handle(&handle)?.is_some() {
             return Err(AccountError::HandleTaken(handle).into());
@@ -387,10 +388,26 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(pds.node_did.as_str(), "did:web:localhost%3A4000");
-        let alice = pds.create_account("alice", "pw", false).await.unwrap();
+        let short = pds.create_account("alice", "7-chars", false).await;
+        assert!(
+            short.is_err_and(|e| e.to_string().contains("at least 8 characters")),
+            "a short password was accepted"
+        );
+        let alice = pds
+            .create_account("alice", "8-chars!", false)
+            .await
+            .unwrap();
         assert_eq!(alice.handle, "alice.atcr.test");
-        assert!(pds.create_account("alice", "pw", false).await.is_err());
-        assert!(pds.create_account("Bad_Name", "pw", false).await.is_err());
+        assert!(
+            pds.create_account("alice", "alice-pw", false)
+                .await
+                .is_err()
+        );
+        assert!(
+            pds.create_account("Bad_Name", "alice-pw", false)
+                .await
+                .is_err()
+        );
         let doc = pds.did_document(&alice.did).unwrap().unwrap();
         assert_eq!(doc["alsoKnownAs"][0], "at://alice.atcr.test");
         assert_eq!(

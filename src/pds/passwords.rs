@@ -30,6 +30,23 @@ fn hasher() -> argon2::Argon2<'static> {
     argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
 }
 
+/// The fewest characters an account password may have. Every way of setting one checks it
+/// ([`check_new_password`]): `atcr user add`/`passwd` (directly or through the admin socket)
+/// and the first start's `accounts.admin_password_file`.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+#[error("a password must have at least {MIN_PASSWORD_CHARS} characters")]
+pub struct TooShort;
+
+/// Refuses a new account password shorter than [`MIN_PASSWORD_CHARS`].
+pub fn check_new_password(password: &str) -> Result<(), TooShort> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(TooShort);
+    }
+    Ok(())
+}
+
 /// An argon2id hash (PHC string) of a password.
 pub fn hash_password(password: &str) -> Result<String, HashError> {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);

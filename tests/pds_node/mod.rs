@@ -61,7 +61,9 @@ impl Node {
         pds.create_account("alice", "alice-pw", false)
             .await
             .unwrap();
-        pds.create_account("bob", "bob-pw", false).await.unwrap();
+        pds.create_account("bob", "bob-password", false)
+            .await
+            .unwrap();
         let mut app = App::assemble(
             pds,
             index,

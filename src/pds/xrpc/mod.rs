@@ -141,7 +141,9 @@ impl From<AccountError> for XrpcError {
             AccountError::NotFound(d) => {
                 XrpcError::new(StatusCode::BAD_REQUEST, "AccountNotFound", d)
             }
-            e @ AccountError::TooManyAppPasswords => XrpcError::invalid(e.to_string()),
+            e @ (AccountError::TooManyAppPasswords | AccountError::PasswordTooShort(_)) => {
+                XrpcError::invalid(e.to_string())
+            }
             e => internal(&e),
         }
     }
