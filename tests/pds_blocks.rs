@@ -41,7 +41,7 @@ async fn get_blocks_serves_blocks_of_the_named_repository_only() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{created}");
-    let bob = node.login("bob", "bob-pw").await;
+    let bob = node.login("bob", "bob-password").await;
     let (_, bobs) = node
         .post(
             "com.atproto.repo.createRecord",
