@@ -22,9 +22,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use atcr::appview::index::{Index, IndexChange, ManifestRecord, RecordAddr, TagTarget};
+use atcr::appview::summary::{ManifestSummary, Part};
 use atcr::blobstore::Digest;
-use atcr::oci::index::{Index, IndexChange, ManifestRecord, RecordAddr, TagTarget};
-use atcr::oci::summary::{ManifestSummary, Part};
 use sha2::Digest as _;
 
 const WORDS: &[&str] = &[

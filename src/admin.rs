@@ -19,9 +19,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::appview::index::Index;
 use crate::atproto::Did;
 use crate::hold::{Hold, Permission, role_permissions};
-use crate::oci::index::Index;
 
 /// The socket's file name in the data directory.
 pub const SOCKET: &str = "admin.sock";

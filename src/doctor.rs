@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::appview::index::Index;
 use crate::blobstore::Digest;
-use crate::oci::index::Index;
 use crate::pds::Pds;
 
 /// How many examples a finding about many items names.

@@ -94,7 +94,7 @@ pub fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig
         bail!("no CA certificate in {}", path.display());
     }
     Ok(
-        rustls::ClientConfig::builder_with_provider(crate::server::tls::provider())
+        rustls::ClientConfig::builder_with_provider(crate::tls::provider())
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth(),

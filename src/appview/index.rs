@@ -44,15 +44,6 @@ pub enum IndexError {
 crate::macros::redb_errors_into!(IndexError::Db);
 
 /// The registry's answer to a failed index: 507 when storage failed, else 500.
-impl From<IndexError> for crate::oci::OciError {
-    fn from(e: IndexError) -> Self {
-        if e.is_storage_failure() {
-            return crate::oci::OciError::storage_failed(&e);
-        }
-        crate::oci::OciError::internal(&e)
-    }
-}
-
 /// How long a reopen waits for requests still holding the old database.
 const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 

@@ -14,11 +14,11 @@ use tokio_util::sync::CancellationToken;
 use super::layers::{self, LAYER_COLLECTION};
 use super::records::{self, MANIFEST_COLLECTION, PAGE_COLLECTION, STAR_COLLECTION, TAG_COLLECTION};
 use super::{AppView, AppViewError};
+use crate::appview::index::{Index, IndexChange, LayerOf, ManifestRecord, RecordAddr, TagTarget};
+use crate::appview::summary::ManifestSummary;
 use crate::atproto::{BlockStore, Cid, Did, Value};
-use crate::oci::index::{Index, IndexChange, LayerOf, ManifestRecord, RecordAddr, TagTarget};
 use crate::oci::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use crate::oci::name::RepoName;
-use crate::oci::summary::ManifestSummary;
 use crate::pds::events;
 
 /// The collections the index follows, manifests before the tags that point at them. Layer

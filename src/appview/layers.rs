@@ -12,14 +12,14 @@ use serde_json::{Value as Json, json};
 
 use super::records::{self, MANIFEST_COLLECTION};
 use super::{AppView, Located, delete, internal, update};
+use crate::appview::index::RecordAddr;
 use crate::atproto::{Datetime, Did, RecordKey};
 use crate::blobstore::Digest;
 use crate::oci::OciError;
-use crate::oci::index::RecordAddr;
 use crate::oci::manifest::Descriptor;
 use crate::pds::repo::{Validation, WriteOp};
 
-pub use crate::oci::index::LAYER_COLLECTION;
+pub use crate::appview::index::LAYER_COLLECTION;
 
 /// The key of the layer record vouching for `digest` in manifest record `manifest_uri`: a
 /// TID-shaped hash of both (the collection declares `tid` keys), so a re-push writes nothing.

@@ -17,9 +17,9 @@ use serde_json::json;
 
 pub use indexer::RebuildStats;
 
+use crate::appview::index::{Index, IndexError};
 use crate::atproto::{BlockStore, Datetime, Did, Nsid, Value};
 use crate::blobstore::{BlobError, BlobStore, Digest};
-use crate::oci::index::{Index, IndexError};
 use crate::oci::name::{RepoName, Tag};
 use crate::oci::{ErrorCode, OciError};
 use crate::pds::Pds;

@@ -4,11 +4,11 @@
 use serde_json::{Map, Value as Json, json};
 use sha2::Digest as _;
 
+use crate::appview::index::RecordAddr;
 use crate::atproto::{AtUri, Cid, Datetime, Did, RecordKey, Tid};
 use crate::blobstore::{Algorithm, Digest};
-use crate::oci::index::RecordAddr;
 
-pub use crate::oci::index::{
+pub use crate::appview::index::{
     MANIFEST_COLLECTION, PAGE_COLLECTION, STAR_COLLECTION, TAG_COLLECTION,
 };
 

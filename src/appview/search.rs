@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{AppView, AppViewError};
+use crate::appview::summary::ManifestSummary;
 use crate::atproto::Did;
-use crate::oci::summary::ManifestSummary;
 use crate::search::{RepoDoc, SearchError};
 
 /// How long the worker gathers marks before it commits (a push touches a repository a few
@@ -40,7 +40,7 @@ const FOUND_BY: [&str; 6] = [
 
 /// The manifest summaries of `details`' tags, most recently pushed first.
 #[must_use]
-pub fn newest_first(details: &[crate::oci::index::TagDetail]) -> Vec<&ManifestSummary> {
+pub fn newest_first(details: &[crate::appview::index::TagDetail]) -> Vec<&ManifestSummary> {
     let mut found: Vec<(u64, &ManifestSummary)> = details
         .iter()
         .filter_map(|d| {
@@ -55,7 +55,7 @@ pub fn newest_first(details: &[crate::oci::index::TagDetail]) -> Vec<&ManifestSu
 /// A one-line description of a repository: its newest tag's `description` annotation (or
 /// `title`), else the first paragraph of its README.
 #[must_use]
-pub fn describe(details: &[crate::oci::index::TagDetail], readme: Option<&str>) -> String {
+pub fn describe(details: &[crate::appview::index::TagDetail], readme: Option<&str>) -> String {
     let annotated = newest_first(details)
         .into_iter()
         .find_map(|s| s.oci("description").or_else(|| s.oci("title")));

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::server::body::RequestBody;
+use crate::http::body::RequestBody;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -26,10 +26,10 @@ use super::token::{TOKEN_SECS, Tokens};
 use crate::appview::AppView;
 use crate::atproto::{Datetime, Did};
 use crate::hold::Hold;
+use crate::http::body::{self, Body};
 use crate::oci::{ErrorCode, OciError};
 use crate::pds::accounts::now_secs;
 use crate::pds::login::{Accepts, ClientAddr, LoginError};
-use crate::server::body::{self, Body};
 
 /// Largest form body accepted by the `OAuth2` endpoint.
 const MAX_FORM: usize = 16 * 1024;

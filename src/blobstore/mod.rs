@@ -19,36 +19,14 @@ use opendal::{Capability, ErrorKind, Operator};
 pub use crate::oci::digest::{Algorithm, Digest, DigestError, Digester};
 pub use fsck::{BadObject, FsckReport, QUARANTINE};
 pub use range::{ByteRange, RangeError};
+// The OCI model owns these identifiers; the store names its objects by them.
+pub use crate::oci::name::UploadId;
 
 /// Writes to the backend are coalesced to this size: fewer, larger writes cost far less CPU
 /// than one write per network frame, and memory stays bounded by it per upload.
 const WRITE_CHUNK: usize = 1 << 20;
 /// Reads are fetched from the backend in pieces of this size.
 const READ_CHUNK: usize = 1 << 20;
-
-/// The identifier of an upload session (a UUID, as clients see it in `Docker-Upload-UUID`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UploadId(uuid::Uuid);
-
-impl UploadId {
-    #[must_use]
-    pub fn random() -> UploadId {
-        UploadId(uuid::Uuid::new_v4())
-    }
-}
-
-impl std::str::FromStr for UploadId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        uuid::Uuid::parse_str(s).map(UploadId)
-    }
-}
-
-impl std::fmt::Display for UploadId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
 
 /// What can go wrong in the blob store.
 #[derive(Debug, thiserror::Error)]

@@ -237,7 +237,7 @@ fn offline_state(config: &Config) -> Vec<Finding> {
     }
     let checked = super::admin::runtime().and_then(|rt| {
         rt.block_on(async {
-            let index = crate::oci::index::Index::open(&dir.join("index.redb"))?;
+            let index = crate::appview::index::Index::open(&dir.join("index.redb"))?;
             let blobs = match config.storage.backend {
                 Backend::Fs => BlobStore::filesystem(&config.blob_root())?,
                 Backend::Memory => BlobStore::memory()?,

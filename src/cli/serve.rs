@@ -7,11 +7,11 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::appview::index::Index;
 use crate::blobstore::BlobStore;
 use crate::config::{Backend, Config};
-use crate::oci::index::Index;
-use crate::server::tls::CertStore;
 use crate::server::{self, App, Listener, ServerLimits};
+use crate::tls::CertStore;
 use crate::worker::Workers;
 
 /// How often sessions nobody can use any more are removed.
@@ -173,7 +173,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         app = app.with_disk_floor(config.blob_root(), config.storage.min_free_bytes);
     }
     app.ca_pem = certs.as_ref().and_then(|c| c.ca_pem().map(str::to_owned));
-    app.ca_fingerprint = app.ca_pem.as_deref().and_then(server::tls::fingerprint);
+    app.ca_fingerprint = app.ca_pem.as_deref().and_then(crate::tls::fingerprint);
     app.metrics_token = match &config.server.metrics_token_file {
         Some(path) => Some(crate::config::read_secret(path)?),
         None => None,

@@ -40,7 +40,7 @@ pub fn trust_instructions(config: &Config) -> anyhow::Result<()> {
     let ca = config.data_dir.join("tls").join("ca.crt");
     let fingerprint = std::fs::read_to_string(&ca)
         .ok()
-        .and_then(|pem| crate::server::tls::fingerprint(&pem));
+        .and_then(|pem| crate::tls::fingerprint(&pem));
     let (ca_text, check) = if let Some(fingerprint) = fingerprint {
         (
             format!(

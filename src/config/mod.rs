@@ -378,13 +378,13 @@ impl Config {
 
     /// Where the HTTPS certificate comes from.
     #[must_use]
-    pub fn cert_source(&self) -> crate::server::tls::CertSource {
+    pub fn cert_source(&self) -> crate::tls::CertSource {
         match (&self.tls.cert, &self.tls.key) {
-            (Some(cert), Some(key)) => crate::server::tls::CertSource::Files {
+            (Some(cert), Some(key)) => crate::tls::CertSource::Files {
                 cert: cert.clone(),
                 key: key.clone(),
             },
-            _ => crate::server::tls::CertSource::Managed {
+            _ => crate::tls::CertSource::Managed {
                 dir: self.data_dir.join("tls"),
                 names: self.certificate_names(host_name()),
                 ips: self.tls.ips.clone(),

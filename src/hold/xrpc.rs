@@ -1,12 +1,12 @@
 //! The hold's XRPC methods (`/xrpc/io.atcr.hold.*`): so far `io.atcr.hold.requestCrew`.
 
-use crate::server::body::RequestBody;
+use crate::http::body::RequestBody;
 use http::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use super::{CREW, Hold, HoldError, Permission};
+use crate::http::body::Body;
 use crate::pds::xrpc::{Call, XrpcError, authenticate, ok_json};
-use crate::server::body::Body;
 
 /// Largest request body: the input is a role and a few permissions.
 const MAX_BODY: usize = 64 << 10;

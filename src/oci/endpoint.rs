@@ -5,9 +5,10 @@
 
 use http::Method;
 
+use super::digest::Digest;
 use super::error::{ErrorCode, OciError};
+use super::name::UploadId;
 use super::name::{NameError, Reference, RepoName, Tag};
-use crate::blobstore::{Digest, UploadId};
 
 /// `n` and `last` of a paginated list.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

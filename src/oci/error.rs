@@ -3,8 +3,6 @@
 use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::json;
 
-use crate::blobstore::BlobError;
-
 /// The error codes of the OCI distribution spec (and `RANGE_INVALID`, which Distribution and
 /// clients use for 416 answers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,26 +133,6 @@ impl OciError {
             "message": self.message,
             "detail": self.detail.clone().unwrap_or(serde_json::Value::Null),
         }]})
-    }
-}
-
-impl From<BlobError> for OciError {
-    fn from(e: BlobError) -> Self {
-        match e {
-            BlobError::NotFound => {
-                OciError::new(ErrorCode::BlobUnknown, "blob unknown to registry")
-            }
-            BlobError::StorageFull => {
-                tracing::error!("blob storage is full");
-                OciError::new(ErrorCode::InsufficientStorage, "storage is full")
-            }
-            BlobError::Body(cause) => OciError::new(
-                ErrorCode::BlobUploadInvalid,
-                "request body could not be read",
-            )
-            .with_detail(json!({ "cause": cause })),
-            BlobError::Backend(e) => OciError::internal(&e),
-        }
     }
 }
 

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::blobstore::Digest;
+use super::digest::Digest;
 
 /// Longest repository name accepted (the limit Distribution and most clients apply).
 pub const MAX_NAME_LEN: usize = 255;
@@ -135,6 +135,30 @@ impl fmt::Display for Reference {
             Reference::Tag(t) => t.fmt(f),
             Reference::Digest(d) => d.fmt(f),
         }
+    }
+}
+
+/// The identifier of an upload session (a UUID, as clients see it in `Docker-Upload-UUID`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UploadId(uuid::Uuid);
+
+impl UploadId {
+    #[must_use]
+    pub fn random() -> UploadId {
+        UploadId(uuid::Uuid::new_v4())
+    }
+}
+
+impl std::str::FromStr for UploadId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s).map(UploadId)
+    }
+}
+
+impl std::fmt::Display for UploadId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.hyphenated().fmt(f)
     }
 }
 

@@ -1,11 +1,11 @@
 //! The HTTP server: one accept loop, request dispatch, error answers, graceful shutdown.
 
 // Until every handler names `crate::http::body` itself.
-pub use crate::http::body;
+use crate::http::body;
+use crate::http::{PeerAddr, request_host};
 pub mod conn;
 pub mod ops;
 pub mod storage;
-pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,12 +25,13 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::appview::AppView;
+use crate::appview::index::Index;
 use crate::auth::service::TokenService;
 use crate::auth::{self, Realm, Tokens};
 use crate::hold::Hold;
-use crate::oci::index::Index;
-use crate::oci::{ErrorCode, OciEndpoint, OciError, Registry};
+use crate::oci::{ErrorCode, OciEndpoint, OciError};
 use crate::pds::Pds;
+use crate::registry::Registry;
 use body::{Body, RequestBody};
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
@@ -186,62 +187,6 @@ impl App {
     }
 }
 
-/// The host the client addressed, if it is one: the URI's authority (HTTP/2's `:authority`,
-/// or an HTTP/1.1 absolute-form target, which RFC 9112 says wins over `Host`), else the `Host`
-/// header. Either must be a host name, IPv4 address or bracketed IPv6 address, with an
-/// optional port; anything else (user info, quotes, commas, spaces…) is not echoed into headers
-/// or pages.
-#[must_use]
-pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
-    match uri.authority() {
-        Some(authority) => Some(authority.as_str()),
-        None => headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok()),
-    }
-    .filter(|h| is_host(h))
-}
-
-/// Whether `s` is `host[:port]` in URL authority syntax (no user info).
-#[must_use]
-pub fn is_host(s: &str) -> bool {
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let Some((v6, after)) = rest.split_once(']') else {
-            return false;
-        };
-        if v6.parse::<std::net::Ipv6Addr>().is_err() {
-            return false;
-        }
-        match after {
-            "" => return true,
-            p => match p.strip_prefix(':') {
-                Some(port) => ("", port),
-                None => return false,
-            },
-        }
-    } else {
-        match s.rsplit_once(':') {
-            Some((h, p)) => (h, p),
-            None => (s, ""),
-        }
-    };
-    let port_ok = (port.is_empty() && !s.ends_with(':'))
-        || (port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok());
-    let host_ok = s.starts_with('[')
-        || (!host.is_empty()
-            && host.len() <= 253
-            && host.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-            }));
-    port_ok && host_ok
-}
-
 /// Limits and deadlines of the accept loop.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
@@ -270,10 +215,6 @@ impl Default for ServerLimits {
         }
     }
 }
-
-/// The client's address, in every request's extensions (for per-client limits).
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
 
 /// A bound socket, served as plain HTTP or, with an acceptor, as HTTPS.
 pub struct Listener {
@@ -627,57 +568,6 @@ fn error_response(e: OciError) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_host_syntax_is_taken_from_the_host_header() {
-        for ok in [
-            "registry.lan",
-            "registry.lan:5000",
-            "127.0.0.1:5000",
-            "localhost",
-            "[::1]",
-            "[::1]:5443",
-            "a-b.example.com",
-        ] {
-            assert!(is_host(ok), "{ok:?}");
-        }
-        for bad in [
-            r#"evil",error="x"#,
-            "evil example",
-            "evil,example",
-            "evil:",
-            "evil:99999",
-            "evil:5x",
-            "user@evil",
-            "[::1",
-            "[nope]:1",
-            "[::1]x",
-            "-evil",
-            "evil..example",
-            "",
-            "evil/path",
-            "evil\t",
-        ] {
-            assert!(!is_host(bad), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn the_uri_authority_wins_over_the_host_header() {
-        let mut headers = http::HeaderMap::new();
-        headers.insert(http::header::HOST, "by-header:5000".parse().unwrap());
-        let origin_form: http::Uri = "/v2/".parse().unwrap();
-        let h2: http::Uri = "https://by-authority:5443/v2/".parse().unwrap();
-        let with_user: http::Uri = "https://user@evil/v2/".parse().unwrap();
-        assert_eq!(request_host(&origin_form, &headers), Some("by-header:5000"));
-        assert_eq!(request_host(&h2, &headers), Some("by-authority:5443"));
-        assert_eq!(request_host(&with_user, &headers), None);
-        assert_eq!(
-            request_host(&h2, &http::HeaderMap::new()),
-            Some("by-authority:5443")
-        );
-        assert_eq!(request_host(&origin_form, &http::HeaderMap::new()), None);
-    }
 
     #[test]
     fn decodes_escaped_digests() {

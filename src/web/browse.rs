@@ -4,9 +4,9 @@ use http::{Response, StatusCode};
 use maud::{Markup, PreEscaped, html};
 
 use super::{Cx, PAGE, date, display_name, page, short, visible};
+use crate::appview::summary::ManifestSummary;
 use crate::http::body::Body;
 use crate::http::human_bytes;
-use crate::oci::summary::ManifestSummary;
 use crate::search::PAGE_SIZE;
 
 /// The search page: `/search?q=…&page=N`.

@@ -173,9 +173,9 @@ pub(crate) fn finish(
 }
 
 /// The name clients use for this node: the host the request addressed when it is one (see
-/// [`crate::server::request_host`]), else the configured public host.
+/// [`crate::http::request_host`]), else the configured public host.
 fn host(site: Site<'_>, uri: &http::Uri, headers: &HeaderMap) -> String {
-    crate::server::request_host(uri, headers)
+    crate::http::request_host(uri, headers)
         .map_or_else(|| site.pds.settings.public_host.clone(), str::to_owned)
 }
 
@@ -219,7 +219,7 @@ fn home(cx: &Cx<'_>) -> anyhow::Result<Option<Response<Body>>> {
             starred.push((display_name(site, &r.key)?, r));
         }
     }
-    let list = |rows: &[(String, crate::oci::index::RepoSummary)]| {
+    let list = |rows: &[(String, crate::appview::index::RepoSummary)]| {
         html! {
             ul.repos {
                 @for (name, r) in rows {
@@ -336,7 +336,7 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
                         th.optional { "Kind" } th.optional { "Pushed" }
                     } }
                     tbody {
-                        @for crate::oci::index::TagDetail { tag, digest, record, contents } in &rows {
+                        @for crate::appview::index::TagDetail { tag, digest, record, contents } in &rows {
                             tr {
                                 td { (tag) }
                                 td.digest title=(digest.as_str()) {
@@ -366,7 +366,7 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
 
 /// The newest tag's `org.opencontainers.image.documentation` (or `url`) annotation, when it
 /// is an http(s) link.
-fn documentation(rows: &[crate::oci::index::TagDetail]) -> Option<&str> {
+fn documentation(rows: &[crate::appview::index::TagDetail]) -> Option<&str> {
     crate::appview::search::newest_first(rows)
         .into_iter()
         .find_map(|s| s.oci("documentation").or_else(|| s.oci("url")))

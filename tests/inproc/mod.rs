@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
+use atcr::appview::index::Index;
 use atcr::atproto::Did;
 use atcr::auth::{Access, Scope};
 use atcr::blobstore::{Algorithm, BlobStore, Digest};
 use atcr::hold::Permission;
 use atcr::oci::OciEndpoint;
-use atcr::oci::index::Index;
 use atcr::pds::{Pds, PdsSettings};
 use atcr::server::{self, App, ServerLimits};
 use reqwest::{Method, StatusCode};

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use atcr::appview::index::Index;
 use atcr::blobstore::BlobStore;
-use atcr::oci::index::Index;
 use atcr::pds::{Pds, PdsSettings};
 use atcr::server::{self, App, ServerLimits};
 use reqwest::{Method, StatusCode};

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::doctor::Finding;
-use crate::server::tls::{CertSource, RENEW_BEFORE};
+use crate::tls::{CertSource, RENEW_BEFORE};
 
 /// Certificates: valid now, far from expiry, naming the host clients use.
 pub(super) fn tls(config: &Config, now: OffsetDateTime) -> Vec<Finding> {

@@ -10,10 +10,10 @@ use serde_json::json;
 
 use super::{Call, XrpcError, json_response, ok_json};
 use crate::atproto::{Datetime, Did};
+use crate::http::PeerAddr;
+use crate::http::body::{self, Body, RequestBody};
 use crate::pds::accounts::{Accounts, PlcEntry};
 use crate::pds::{Pds, plc};
-use crate::server::PeerAddr;
-use crate::server::body::{self, Body, RequestBody};
 
 type Answer = Result<Response<Body>, XrpcError>;
 

@@ -10,7 +10,7 @@ mod sync;
 
 use std::collections::HashMap;
 
-use crate::server::body::RequestBody;
+use crate::http::body::RequestBody;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -23,7 +23,7 @@ use super::repo::RepoError;
 use super::store::StoreError;
 use super::{PdsError, auth};
 use crate::atproto::Did;
-use crate::server::body::{self, Body};
+use crate::http::body::{self, Body};
 pub(crate) use lookup::resolve_repo;
 
 /// Largest JSON request body.

@@ -6,11 +6,11 @@ use serde_json::{Value as Json, json};
 use super::{Call, Caller, XrpcError, authenticate, lookup, ok_json, resolve_repo};
 use crate::atproto::{Cid, Did, Nsid, RecordKey, Value};
 use crate::blobstore::{Algorithm as DigestAlg, Digest};
+use crate::http::body::Body;
 use crate::pds::Pds;
 use crate::pds::accounts::now_secs;
 use crate::pds::repo::{CommitInfo, RepoError, SwapRecord, Validation, WriteOp, WriteResult};
 use crate::pds::store::BlobMeta;
-use crate::server::body::Body;
 
 type Answer = Result<Response<Body>, XrpcError>;
 

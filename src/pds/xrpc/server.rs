@@ -4,11 +4,11 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 use super::{Call, XrpcError, authenticate, check_token, ok_json};
+use crate::http::body::Body;
 use crate::pds::Pds;
 use crate::pds::accounts::{Account, Rotated, Session, now_secs};
 use crate::pds::auth;
 use crate::pds::login::Accepts;
-use crate::server::body::Body;
 
 type Answer = Result<Response<Body>, XrpcError>;
 
@@ -188,7 +188,7 @@ pub(super) fn delete_session(pds: &Pds, call: &Call) -> Answer {
             .map(|r| r.next);
         pds.accounts.delete_session(&current)?;
     }
-    Ok(Response::new(crate::server::body::empty()))
+    Ok(Response::new(crate::http::body::empty()))
 }
 
 /// The caller of a call that manages credentials: only a session opened with the account
@@ -255,7 +255,7 @@ pub(super) async fn revoke_app_password(pds: &Pds, call: Call) -> Answer {
         .as_str()
         .ok_or_else(|| XrpcError::invalid("name is required"))?;
     pds.accounts.revoke_app_password(&caller.did, name)?;
-    Ok(Response::new(crate::server::body::empty()))
+    Ok(Response::new(crate::http::body::empty()))
 }
 
 pub(super) fn get_service_auth(pds: &Pds, call: &Call) -> Answer {

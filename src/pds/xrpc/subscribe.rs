@@ -25,11 +25,11 @@ use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key};
 use tokio_util::sync::CancellationToken;
 
 use super::{Call, XrpcError};
+use crate::http::PeerAddr;
+use crate::http::body::{self, Body};
 use crate::pds::Pds;
 use crate::pds::events::error_frame;
 use crate::pds::store::PdsStore;
-use crate::server::PeerAddr;
-use crate::server::body::{self, Body};
 
 const BACKFILL_PAGE: usize = 500;
 

@@ -15,9 +15,9 @@ use crate::atproto::car::{CarWriter, export_repo, export_repo_since};
 use crate::atproto::mst::{MstError, WalkItem};
 use crate::atproto::{Cid, Mst};
 use crate::blobstore::Digest;
+use crate::http::body::{self, Body};
 use crate::pds::Pds;
 use crate::pds::store::RepoHead;
-use crate::server::body::{self, Body};
 
 type Answer = Result<Response<Body>, XrpcError>;
 

@@ -2,20 +2,20 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::server::body::RequestBody;
+use crate::http::body::RequestBody;
 use http::header::{CONTENT_LENGTH, RANGE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::json;
 
-use super::error::{ErrorCode, OciError};
-use super::index::UploadSession;
-use super::registry::Repo;
-use super::registry::{
+use super::Repo;
+use super::{
     DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, Registry, UploadState, finish, located, now,
 };
+use crate::appview::index::UploadSession;
 use crate::blobstore::{Algorithm, BlobError, Digest, Digester, UploadId};
-use crate::server::body::{self, Body};
+use crate::http::body::{self, Body};
+use crate::oci::error::{ErrorCode, OciError};
 
 fn upload_unknown() -> OciError {
     OciError::new(

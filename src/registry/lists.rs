@@ -6,12 +6,12 @@ use http::header::{CONTENT_TYPE, LINK};
 use http::{Response, StatusCode};
 use serde_json::json;
 
-use super::endpoint::Page;
-use super::error::{ErrorCode, OciError};
-use super::manifest::OCI_INDEX;
-use super::registry::{OCI_FILTERS_APPLIED, Registry, Repo, finish, response};
+use super::{OCI_FILTERS_APPLIED, Registry, Repo, finish, response};
 use crate::blobstore::Digest;
-use crate::server::body::{self, Body};
+use crate::http::body::{self, Body};
+use crate::oci::endpoint::Page;
+use crate::oci::error::{ErrorCode, OciError};
+use crate::oci::manifest::OCI_INDEX;
 
 /// The most entries one page of tags or of the catalog holds, as Distribution's default
 /// `maxentries`. A larger `n` (or none) is served this many, with a `Link` to the rest: the spec

@@ -1,21 +1,30 @@
-//! The registry: shared state and the one `match` from endpoint to handler.
+//! The distribution service: the registry's shared state, the one `match` from a parsed OCI
+//! endpoint to its handler, and the blob, upload, manifest and list handlers. It speaks OCI at its
+//! edge: domain errors (storage, index, AppView) become [`OciError`]s here, never below.
+//! Imports the OCI model, AppView, auth and the blob store; nothing imports it but `server`.
+
+mod blobs;
+mod errors;
+mod lists;
+mod manifests;
+mod uploads;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::server::body::RequestBody;
+use crate::http::body::RequestBody;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use http::{HeaderName, Request, Response, StatusCode};
 
-use super::endpoint::OciEndpoint;
-use super::error::OciError;
-use super::index::Index;
-use super::name::RepoName;
+use crate::appview::index::Index;
 use crate::appview::{AppView, Located};
 use crate::auth::{Action, Grant, Resource};
 use crate::blobstore::{BlobStore, Digester, UploadId};
-use crate::server::body::{self, Body};
+use crate::http::body::{self, Body};
+use crate::oci::endpoint::OciEndpoint;
+use crate::oci::error::OciError;
+use crate::oci::name::RepoName;
 
 pub const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 pub const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
@@ -25,20 +34,20 @@ pub const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters
 /// In-memory state of an upload: the running SHA-256 of its parts. `None` after a restart,
 /// until the parts are hashed again.
 #[derive(Default)]
-pub(super) struct UploadState {
-    pub(super) hasher: Option<Digester>,
+struct UploadState {
+    hasher: Option<Digester>,
 }
 
 /// A repository as a request names it, resolved to its owner.
-pub(super) struct Repo {
+struct Repo {
     /// The name as the client wrote it: what `Location` headers and answers repeat.
-    pub(super) name: RepoName,
-    pub(super) loc: Located,
+    name: RepoName,
+    loc: Located,
 }
 
 impl Repo {
     /// The index key (`<owner did>/<path>`).
-    pub(super) fn key(&self) -> &str {
+    fn key(&self) -> &str {
         &self.loc.key
     }
 }
@@ -51,14 +60,14 @@ impl std::fmt::Display for Repo {
 
 /// The distribution API over one blob store and the index derived from the owners' records.
 pub struct Registry {
-    pub(super) appview: Arc<AppView>,
-    pub(super) blobs: BlobStore,
-    pub(super) index: Index,
+    appview: Arc<AppView>,
+    blobs: BlobStore,
+    index: Index,
     /// Uploads being written to by a request right now, each behind its own lock so that
     /// concurrent requests to one upload are applied one at a time.
     uploads: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<UploadState>>>>,
     /// Blob bytes received and stored, since start.
-    pub(super) bytes_received: AtomicU64,
+    bytes_received: AtomicU64,
 }
 
 impl Registry {
@@ -173,12 +182,12 @@ impl Registry {
     }
 
     /// The lock for an upload's in-memory state, created on first use.
-    pub(super) fn upload_state(&self, id: UploadId) -> Arc<tokio::sync::Mutex<UploadState>> {
+    fn upload_state(&self, id: UploadId) -> Arc<tokio::sync::Mutex<UploadState>> {
         let mut map = self.uploads.lock().unwrap_or_else(PoisonError::into_inner);
         map.entry(id).or_default().clone()
     }
 
-    pub(super) fn forget_upload(&self, id: UploadId) {
+    fn forget_upload(&self, id: UploadId) {
         self.uploads
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -186,34 +195,31 @@ impl Registry {
     }
 
     /// Whether a request is writing to this upload right now (the sweeper leaves those alone).
-    pub(super) fn upload_is_active(&self, id: UploadId) -> bool {
+    fn upload_is_active(&self, id: UploadId) -> bool {
         let map = self.uploads.lock().unwrap_or_else(PoisonError::into_inner);
         map.get(&id).is_some_and(|state| state.try_lock().is_err())
     }
 }
 
 /// A response builder with the headers every answer carries.
-pub(super) fn response(status: StatusCode) -> http::response::Builder {
+fn response(status: StatusCode) -> http::response::Builder {
     Response::builder().status(status)
 }
 
 /// An empty answer with a `Location`.
-pub(super) fn located(status: StatusCode, location: &str) -> http::response::Builder {
+fn located(status: StatusCode, location: &str) -> http::response::Builder {
     response(status)
         .header(LOCATION, location)
         .header(CONTENT_LENGTH, "0")
 }
 
 /// Turns a builder error (only possible with a malformed header value we built) into a 500.
-pub(super) fn finish(
-    builder: http::response::Builder,
-    body: Body,
-) -> Result<Response<Body>, OciError> {
+fn finish(builder: http::response::Builder, body: Body) -> Result<Response<Body>, OciError> {
     builder.body(body).map_err(|e| OciError::internal(&e))
 }
 
 /// Seconds since the Unix epoch.
-pub(super) fn now() -> u64 {
+fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

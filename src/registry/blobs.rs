@@ -1,13 +1,13 @@
 //! Blob reads and deletes.
 
-use crate::server::body::RequestBody;
+use crate::http::body::RequestBody;
 use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE};
 use http::{HeaderValue, Request, Response, StatusCode};
 
-use super::error::{ErrorCode, OciError};
-use super::registry::{DOCKER_CONTENT_DIGEST, Registry, Repo, finish, response};
+use super::{DOCKER_CONTENT_DIGEST, Registry, Repo, finish, response};
 use crate::blobstore::{ByteRange, Digest, RangeError};
-use crate::server::body::{self, Body};
+use crate::http::body::{self, Body};
+use crate::oci::error::{ErrorCode, OciError};
 
 /// Ranges up to this size are read in one call and sent whole; larger ones are streamed.
 const SMALL_READ: u64 = 256 * 1024;

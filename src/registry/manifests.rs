@@ -1,20 +1,18 @@
 //! Manifest pushes, pulls and deletes.
 
-use crate::server::body::RequestBody;
+use crate::http::body::RequestBody;
 use bytes::{Bytes, BytesMut};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::json;
 
-use super::error::{ErrorCode, OciError};
-use super::manifest::{MAX_MANIFEST_BYTES, Manifest, accepts};
-use super::name::Reference;
-use super::registry::{
-    DOCKER_CONTENT_DIGEST, OCI_SUBJECT, Registry, Repo, finish, located, response,
-};
+use super::{DOCKER_CONTENT_DIGEST, OCI_SUBJECT, Registry, Repo, finish, located, response};
 use crate::blobstore::{Algorithm, Digest};
-use crate::server::body::{self, Body};
+use crate::http::body::{self, Body};
+use crate::oci::error::{ErrorCode, OciError};
+use crate::oci::manifest::{MAX_MANIFEST_BYTES, Manifest, accepts};
+use crate::oci::name::Reference;
 
 fn manifest_unknown(reference: &Reference) -> OciError {
     OciError::new(ErrorCode::ManifestUnknown, "manifest unknown to registry")
