@@ -104,7 +104,7 @@ pub async fn check_state(pds: &Pds, index: &Index, running: bool) -> Vec<Finding
 async fn check_index(pds: &Pds, index: &Index, running: bool) -> anyhow::Result<Vec<Finding>> {
     let mut out = Vec::new();
     let cursor = index.cursor()?;
-    let head = pds.repos.store().last_seq()?;
+    let head = pds.store().last_seq()?;
     let rebuild = "stop the service and run `atcr index rebuild` (it re-derives the index from the repositories)";
     out.push(if cursor > head {
         Finding::fail(
@@ -191,7 +191,7 @@ async fn check_index(pds: &Pds, index: &Index, running: bool) -> anyhow::Result<
 
 /// The time of the newest commit revision of any repository on this node.
 fn newest_revision(pds: &Pds) -> anyhow::Result<Option<OffsetDateTime>> {
-    let store = pds.repos.store();
+    let store = pds.store();
     let mut newest = 0u64;
     let mut cursor: Option<String> = None;
     loop {

@@ -96,7 +96,7 @@ impl AppView {
     /// Applies every event after the index's cursor. What it applies may not be synced yet
     /// (see [`Index::apply_events`]); [`AppView::catch_up_and_sync`] syncs it too.
     pub async fn catch_up(&self) -> Result<(), AppViewError> {
-        let store = self.pds.repos.store().clone();
+        let store = self.pds.store().clone();
         loop {
             let cursor = self.index.cursor()?;
             let s = store.clone();
@@ -194,7 +194,7 @@ impl AppView {
         let Some(cid) = op.cid else {
             return Ok(IndexChange::DeleteRecord(op.addr));
         };
-        let Some(bytes) = self.pds.repos.store().get(&cid)? else {
+        let Some(bytes) = self.pds.store().get(&cid)? else {
             return Ok(IndexChange::DeleteRecord(op.addr));
         };
         let Ok(record) = Value::from_cbor(&bytes) else {
@@ -328,7 +328,7 @@ impl AppView {
     /// in, applies every manifest and tag record of every repository, then the events that
     /// came after.
     pub async fn rebuild(&self) -> Result<RebuildStats, AppViewError> {
-        let store = self.pds.repos.store().clone();
+        let store = self.pds.store().clone();
         let seq = store.last_seq()?;
         self.index.clear_derived(seq)?;
         let mut stats = RebuildStats::default();

@@ -11,11 +11,10 @@
 use serde_json::{Value as Json, json};
 
 use super::records::{self, MANIFEST_COLLECTION};
-use super::{AppView, Located, delete, internal, update};
+use super::{AppView, AppViewError, Located, delete, update};
 use crate::appview::index::RecordAddr;
 use crate::atproto::{Datetime, Did, RecordKey};
 use crate::blobstore::Digest;
-use crate::oci::OciError;
 use crate::oci::manifest::Descriptor;
 use crate::pds::repo::{Validation, WriteOp};
 
@@ -77,17 +76,16 @@ impl AppView {
         loc: &Located,
         manifest_rkey: &RecordKey,
         blobs: &[Descriptor],
-    ) -> Result<(), OciError> {
+    ) -> Result<(), AppViewError> {
         let node = &self.pds.node_did;
-        let store = self.pds.repos.store();
+        let store = self.pds.store();
         let uri = records::at_uri(&loc.owner, MANIFEST_COLLECTION, manifest_rkey);
         let now = Datetime::now();
         let mut writes = Vec::new();
         for blob in blobs {
             let rkey = layer_rkey(&uri, &blob.digest);
             if store
-                .record_cid(node, LAYER_COLLECTION, rkey.as_str())
-                .map_err(internal)?
+                .record_cid(node, LAYER_COLLECTION, rkey.as_str())?
                 .is_none()
             {
                 let record = layer_record(&loc.owner, &uri, blob, &now);
@@ -105,9 +103,9 @@ impl AppView {
         loc: &Located,
         digest: Option<&Digest>,
         manifest_rkeys: &[String],
-    ) -> Result<(), OciError> {
+    ) -> Result<(), AppViewError> {
         let node = &self.pds.node_did;
-        let store = self.pds.repos.store();
+        let store = self.pds.store();
         let mut writes = Vec::new();
         for rkey in manifest_rkeys {
             let Ok(rkey) = rkey.parse::<RecordKey>() else {
@@ -120,8 +118,7 @@ impl AppView {
             };
             for key in keys {
                 if store
-                    .record_cid(node, LAYER_COLLECTION, key.as_str())
-                    .map_err(internal)?
+                    .record_cid(node, LAYER_COLLECTION, key.as_str())?
                     .is_some()
                 {
                     writes.push(delete(LAYER_COLLECTION, key.as_str())?);
@@ -133,7 +130,7 @@ impl AppView {
 
     /// Withdraws the layer records of blob `digest` in every manifest record of `loc`'s
     /// repository: the blob was deleted from it.
-    pub async fn forget_blob(&self, loc: &Located, digest: &Digest) -> Result<(), OciError> {
+    pub async fn forget_blob(&self, loc: &Located, digest: &Digest) -> Result<(), AppViewError> {
         self.catch_up_now().await?;
         let rkeys: Vec<String> = self
             .index
@@ -146,7 +143,7 @@ impl AppView {
 
     /// The keys of the layer records a manifest record's blobs have, from the manifest bytes'
     /// references in the index.
-    fn layer_keys_of(&self, manifest_uri: &str) -> Result<Vec<RecordKey>, OciError> {
+    fn layer_keys_of(&self, manifest_uri: &str) -> Result<Vec<RecordKey>, AppViewError> {
         let Some(addr) = records::record_addr(manifest_uri) else {
             return Ok(Vec::new());
         };
@@ -160,7 +157,7 @@ impl AppView {
 
     /// Applies `writes` to the node's repository as one commit, if there are any, and waits
     /// until the index has taken it in.
-    async fn write_node(&self, writes: Vec<WriteOp>) -> Result<(), OciError> {
+    async fn write_node(&self, writes: Vec<WriteOp>) -> Result<(), AppViewError> {
         if writes.is_empty() {
             return Ok(());
         }
@@ -168,8 +165,7 @@ impl AppView {
             .pds
             .repos
             .apply_writes(&self.pds.node_did, writes, None, Validation::Require)
-            .await
-            .map_err(internal)?;
+            .await?;
         self.wait_indexed(info.seq).await
     }
 }

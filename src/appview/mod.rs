@@ -2,6 +2,7 @@
 //! `io.atcr.manifest`/`io.atcr.tag` records in the owner's repository, and the registry index
 //! derived from those records through the PDS event log (see `indexer`).
 
+mod error;
 pub mod index;
 mod indexer;
 pub mod layers;
@@ -15,48 +16,21 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::json;
 
+pub use error::AppViewError;
 pub use indexer::RebuildStats;
 
-use crate::appview::index::{Index, IndexError};
+use crate::appview::index::Index;
 use crate::atproto::{BlockStore, Datetime, Did, Nsid, Value};
-use crate::blobstore::{BlobError, BlobStore, Digest};
+use crate::blobstore::{BlobStore, Digest};
 use crate::oci::name::{RepoName, Tag};
-use crate::oci::{ErrorCode, OciError};
 use crate::pds::Pds;
 use crate::pds::repo::{RepoError, Validation, WriteOp};
-use crate::pds::store::{BlobMeta, StoreError};
+use crate::pds::store::BlobMeta;
 use crate::search::Search;
 use records::{MANIFEST_COLLECTION, STAR_COLLECTION, TAG_COLLECTION};
 
 /// How long a push waits for the index to take in its commit before answering 500.
 const INDEX_WAIT: Duration = Duration::from_secs(30);
-
-#[derive(Debug, thiserror::Error)]
-pub enum AppViewError {
-    #[error(transparent)]
-    Index(#[from] IndexError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Blob(#[from] BlobError),
-    #[error(transparent)]
-    Repo(#[from] RepoError),
-    #[error(transparent)]
-    Blocks(#[from] crate::atproto::BlockStoreError),
-    #[error("{0}")]
-    Data(String),
-}
-
-impl From<AppViewError> for OciError {
-    fn from(e: AppViewError) -> OciError {
-        match e {
-            AppViewError::Blob(e) => e.into(),
-            AppViewError::Index(e) => e.into(),
-            AppViewError::Store(e) | AppViewError::Repo(RepoError::Store(e)) => store_error(&e),
-            e => OciError::internal(&e),
-        }
-    }
-}
 
 /// A repository name resolved to its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,14 +66,6 @@ impl std::fmt::Debug for AppView {
     }
 }
 
-fn name_unknown(name: &str) -> OciError {
-    OciError::new(
-        ErrorCode::NameUnknown,
-        "repository name not known to registry",
-    )
-    .with_detail(json!({ "name": name }))
-}
-
 impl AppView {
     pub fn new(pds: Arc<Pds>, index: Index, search: Arc<Search>) -> Result<AppView, AppViewError> {
         let cursor = index.cursor()?;
@@ -132,36 +98,32 @@ impl AppView {
     }
 
     /// The DID of a local account named by DID, handle or short name.
-    pub fn owner(&self, owner: &str) -> Result<Option<Did>, OciError> {
+    pub fn owner(&self, owner: &str) -> Result<Option<Did>, AppViewError> {
         let accounts = &self.pds.accounts;
         let did = if owner.starts_with("did:") {
             owner.parse::<Did>().ok()
         } else if owner.contains('.') {
-            accounts.resolve_handle(owner).map_err(internal)?
+            accounts.resolve_handle(owner)?
         } else {
             match self.pds.handle_for(owner) {
-                Ok(handle) => accounts.resolve_handle(&handle).map_err(internal)?,
+                Ok(handle) => accounts.resolve_handle(&handle)?,
                 Err(_) => None,
             }
         };
         match did {
-            Some(did) if accounts.get(&did).map_err(internal)?.is_some() => Ok(Some(did)),
+            Some(did) if accounts.get(&did)?.is_some() => Ok(Some(did)),
             _ => Ok(None),
         }
     }
 
     /// Resolves `<owner>/<repository…>`; an unknown owner is `NAME_UNKNOWN`.
-    pub fn locate(&self, name: &RepoName) -> Result<Located, OciError> {
+    pub fn locate(&self, name: &RepoName) -> Result<Located, AppViewError> {
         let Some((owner, path)) = name.as_str().split_once('/') else {
-            return Err(OciError::new(
-                ErrorCode::NameInvalid,
-                "repository names are <owner>/<repository>, the owner a user name, handle or DID",
-            )
-            .with_detail(json!({ "name": name.as_str() })));
+            return Err(AppViewError::NameInvalid(name.clone()));
         };
         let owner = self
             .owner(owner)?
-            .ok_or_else(|| name_unknown(name.as_str()))?;
+            .ok_or_else(|| AppViewError::NameUnknown(name.clone()))?;
         Ok(Located {
             key: format!("{owner}/{path}"),
             owner,
@@ -170,11 +132,12 @@ impl AppView {
     }
 
     /// The name users write for an index key: the owner's short name, else the key itself.
-    pub fn display_name(&self, key: &str) -> Result<String, OciError> {
-        Ok(match key.split_once('/') {
+    #[must_use]
+    pub fn display_name(&self, key: &str) -> String {
+        match key.split_once('/') {
             Some((did, path)) => format!("{}/{path}", self.display_owner(did)),
             None => key.to_owned(),
-        })
+        }
     }
 
     /// How names show an owner DID: the local account's short name, else the DID itself.
@@ -199,8 +162,8 @@ impl AppView {
         bytes: &Bytes,
         blobs: &[crate::oci::manifest::Descriptor],
         tag: Option<&Tag>,
-    ) -> Result<(), OciError> {
-        let store = self.pds.repos.store();
+    ) -> Result<(), AppViewError> {
+        let store = self.pds.store();
         store
             .put_blob_meta(
                 &loc.owner,
@@ -211,15 +174,13 @@ impl AppView {
                     created: crate::pds::accounts::now_secs(),
                 },
             )
-            .await
-            .map_err(|e| store_error(&e))?;
+            .await?;
         let now = Datetime::now();
         let rkey = records::manifest_rkey(&loc.path, digest);
         self.record_layers(loc, &rkey, blobs).await?;
         let mut writes = Vec::new();
         if store
-            .record_cid(&loc.owner, MANIFEST_COLLECTION, rkey.as_str())
-            .map_err(internal)?
+            .record_cid(&loc.owner, MANIFEST_COLLECTION, rkey.as_str())?
             .is_none()
         {
             let record = records::manifest_record(&records::ManifestRecordInput {
@@ -256,7 +217,7 @@ impl AppView {
         &self,
         loc: &Located,
         digest: &Digest,
-    ) -> Result<bool, OciError> {
+    ) -> Result<bool, AppViewError> {
         let _serial = self.lock_owner(&loc.owner).await;
         for _ in 0..DELETE_ATTEMPTS {
             self.catch_up_now().await?;
@@ -291,12 +252,12 @@ impl AppView {
                 return Ok(true);
             }
         }
-        Err(raced(&loc.owner))
+        Err(AppViewError::Raced(loc.owner.clone()))
     }
 
     /// Deletes the tag records for `tag` in a repository. Returns whether there was any (a
     /// concurrent delete that got there first makes it `false`, not an error).
-    pub async fn unpublish_tag(&self, loc: &Located, tag: &Tag) -> Result<bool, OciError> {
+    pub async fn unpublish_tag(&self, loc: &Located, tag: &Tag) -> Result<bool, AppViewError> {
         let _serial = self.lock_owner(&loc.owner).await;
         for _ in 0..DELETE_ATTEMPTS {
             self.catch_up_now().await?;
@@ -314,14 +275,14 @@ impl AppView {
                 return Ok(true);
             }
         }
-        Err(raced(&loc.owner))
+        Err(AppViewError::Raced(loc.owner.clone()))
     }
 
     /// Stars (`on`) or unstars repository `loc` for `user`: writes or deletes an
     /// `io.atcr.sailor.star` record in the user's repository naming the repository's page
     /// record, and returns once the index counts it. Starring twice changes nothing, and nor
     /// does unstarring twice, even at the same moment.
-    pub async fn set_star(&self, user: &Did, loc: &Located, on: bool) -> Result<(), OciError> {
+    pub async fn set_star(&self, user: &Did, loc: &Located, on: bool) -> Result<(), AppViewError> {
         let _serial = self.lock_owner(user).await;
         self.catch_up_now().await?;
         let current = self.index.star_of(user.as_str(), &loc.key)?;
@@ -335,7 +296,8 @@ impl AppView {
                 let writes = vec![WriteOp::Create {
                     collection: nsid(STAR_COLLECTION)?,
                     rkey: None,
-                    value: Value::from_json_object(&record).map_err(internal)?,
+                    value: Value::from_json_object(&record)
+                        .map_err(|e| AppViewError::Data(e.to_string()))?,
                 }];
                 Ok(self.commit(user, writes).await?)
             }
@@ -364,7 +326,11 @@ impl AppView {
     /// [`AppView::commit`] of deletes read from the index; `Ok(false)` when one of the records
     /// was deleted meanwhile (a concurrent request got there first): nothing was written, and
     /// the index has caught up with that other delete.
-    async fn commit_deletes(&self, owner: &Did, writes: Vec<WriteOp>) -> Result<bool, OciError> {
+    async fn commit_deletes(
+        &self,
+        owner: &Did,
+        writes: Vec<WriteOp>,
+    ) -> Result<bool, AppViewError> {
         match self.commit(owner, writes).await {
             Ok(()) => Ok(true),
             Err(CommitError::RecordGone) => {
@@ -372,14 +338,14 @@ impl AppView {
                 self.catch_up_now().await?;
                 Ok(false)
             }
-            Err(CommitError::Oci(e)) => Err(e),
+            Err(CommitError::Failed(e)) => Err(e),
         }
     }
 
     /// Applies `writes` as one commit (if any) and waits until the index has taken it in.
     async fn commit(&self, owner: &Did, writes: Vec<WriteOp>) -> Result<(), CommitError> {
         let seq = if writes.is_empty() {
-            self.pds.repos.store().last_seq().map_err(internal)?
+            self.pds.store().last_seq().map_err(AppViewError::from)?
         } else {
             let (info, _) = self
                 .pds
@@ -388,12 +354,13 @@ impl AppView {
                 .await
                 .map_err(|e| match e {
                     RepoError::RecordNotFound(_) => CommitError::RecordGone,
-                    RepoError::InvalidRequest(m) | RepoError::Data(m) => CommitError::Oci(
-                        OciError::new(ErrorCode::ManifestInvalid, "manifest record is invalid")
-                            .with_detail(json!({ "reason": m })),
-                    ),
-                    RepoError::Store(e) => CommitError::Oci(store_error(&e)),
-                    e => CommitError::Oci(internal(e)),
+                    RepoError::InvalidRequest(reason) | RepoError::Data(reason) => {
+                        CommitError::Failed(AppViewError::RecordInvalid {
+                            message: "manifest record is invalid",
+                            reason,
+                        })
+                    }
+                    e => CommitError::Failed(e.into()),
                 })?;
             info.seq
         };
@@ -402,20 +369,20 @@ impl AppView {
 
     /// Waits until the index has applied every event committed so far: deletes find records
     /// through the index, including ones written through XRPC a moment ago.
-    async fn catch_up_now(&self) -> Result<(), OciError> {
-        let last = self.pds.repos.store().last_seq().map_err(internal)?;
+    async fn catch_up_now(&self) -> Result<(), AppViewError> {
+        let last = self.pds.store().last_seq()?;
         self.wait_indexed(last).await
     }
 
     /// Waits until the index has applied event `seq`.
-    pub async fn wait_indexed(&self, seq: u64) -> Result<(), OciError> {
+    pub async fn wait_indexed(&self, seq: u64) -> Result<(), AppViewError> {
         let mut rx = self.indexed.subscribe();
         match tokio::time::timeout(INDEX_WAIT, rx.wait_for(|s| *s >= seq)).await {
             Ok(Ok(_)) => Ok(()),
-            _ => Err(OciError::internal(&format!(
-                "the index did not take in commit {seq} within {}s",
-                INDEX_WAIT.as_secs()
-            ))),
+            _ => Err(AppViewError::IndexBehind {
+                seq,
+                secs: INDEX_WAIT.as_secs(),
+            }),
         }
     }
 
@@ -425,12 +392,12 @@ impl AppView {
         did: &Did,
         collection: &str,
         rkey: &str,
-    ) -> Result<Option<serde_json::Value>, OciError> {
-        let store = self.pds.repos.store();
-        let Some(cid) = store.record_cid(did, collection, rkey).map_err(internal)? else {
+    ) -> Result<Option<serde_json::Value>, AppViewError> {
+        let store = self.pds.store();
+        let Some(cid) = store.record_cid(did, collection, rkey)? else {
             return Ok(None);
         };
-        let Some(bytes) = store.get(&cid).map_err(internal)? else {
+        let Some(bytes) = store.get(&cid)? else {
             return Ok(None);
         };
         Ok(Value::from_cbor(&bytes).ok().map(|v| v.to_json()))
@@ -442,20 +409,22 @@ impl AppView {
 enum CommitError {
     /// A record to delete is not there any more.
     RecordGone,
-    Oci(OciError),
+    Failed(AppViewError),
 }
 
-impl From<OciError> for CommitError {
-    fn from(e: OciError) -> Self {
-        CommitError::Oci(e)
+impl From<AppViewError> for CommitError {
+    fn from(e: AppViewError) -> Self {
+        CommitError::Failed(e)
     }
 }
 
-impl From<CommitError> for OciError {
+impl From<CommitError> for AppViewError {
     fn from(e: CommitError) -> Self {
         match e {
-            CommitError::RecordGone => internal("a record to delete was not found"),
-            CommitError::Oci(e) => e,
+            CommitError::RecordGone => {
+                AppViewError::Data("a record to delete was not found".into())
+            }
+            CommitError::Failed(e) => e,
         }
     }
 }
@@ -465,36 +434,18 @@ impl From<CommitError> for OciError {
 /// deleted through XRPC meanwhile.
 const DELETE_ATTEMPTS: usize = 4;
 
-/// A delete that kept losing to concurrent writes.
-fn raced(owner: &Did) -> OciError {
-    internal(format!("deletes in {owner} kept racing with other writes"))
-}
-
-fn internal(e: impl std::fmt::Display) -> OciError {
-    OciError::internal(&e)
-}
-
-/// A PDS store error as the registry answers it: 507 when storage failed.
-fn store_error(e: &StoreError) -> OciError {
-    if e.is_storage_failure() {
-        OciError::storage_failed(e)
-    } else {
-        internal(e)
-    }
-}
-
-fn nsid(collection: &str) -> Result<Nsid, OciError> {
-    collection.parse().map_err(internal)
+fn nsid(collection: &str) -> Result<Nsid, AppViewError> {
+    Ok(collection.parse()?)
 }
 
 fn update(
     collection: &str,
     rkey: crate::atproto::RecordKey,
     record: &serde_json::Value,
-) -> Result<WriteOp, OciError> {
-    let value = Value::from_json_object(record).map_err(|e| {
-        OciError::new(ErrorCode::ManifestInvalid, "manifest cannot be recorded")
-            .with_detail(json!({ "reason": e.to_string() }))
+) -> Result<WriteOp, AppViewError> {
+    let value = Value::from_json_object(record).map_err(|e| AppViewError::RecordInvalid {
+        message: "manifest cannot be recorded",
+        reason: e.to_string(),
     })?;
     Ok(WriteOp::Update {
         collection: nsid(collection)?,
@@ -504,10 +455,10 @@ fn update(
     })
 }
 
-fn delete(collection: &str, rkey: &str) -> Result<WriteOp, OciError> {
+fn delete(collection: &str, rkey: &str) -> Result<WriteOp, AppViewError> {
     Ok(WriteOp::Delete {
         collection: nsid(collection)?,
-        rkey: rkey.parse().map_err(internal)?,
+        rkey: rkey.parse()?,
         swap_record: None,
     })
 }

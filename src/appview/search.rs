@@ -95,9 +95,7 @@ impl AppView {
             .parse::<Did>()
             .ok()
             .and_then(|d| self.pds.accounts.get(&d).ok().flatten());
-        let name = self
-            .display_name(key)
-            .map_err(|e| AppViewError::Data(e.message.clone()))?;
+        let name = self.display_name(key);
         let (summary, readme) = index.repo_summary(key)?;
         let (details, _) = index.tag_details(key, DOC_TAGS)?;
         let mut annotations = BTreeSet::new();

@@ -459,7 +459,7 @@ impl Hold {
     /// The records as of the repository's current revision: the cached snapshot, or a fresh
     /// one when the revision moved.
     fn snapshot(&self) -> Result<Arc<Snapshot>, HoldError> {
-        let store = self.pds.repos.store();
+        let store = self.pds.store();
         let head = store
             .head(&self.pds.node_did)?
             .ok_or(HoldError::NoRepository)?;
@@ -483,7 +483,7 @@ impl Hold {
 
     fn load(&self, head: RepoHead) -> Result<Snapshot, HoldError> {
         let did = &self.pds.node_did;
-        let store = self.pds.repos.store();
+        let store = self.pds.store();
         let (captain_json, captain) = match store.record_cid(did, CAPTAIN, CAPTAIN_KEY)? {
             None => (None, None),
             Some(cid) => {

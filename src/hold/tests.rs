@@ -199,14 +199,14 @@ async fn crew_is_matched_on_the_member_field() {
         .await
         .unwrap();
     assert_eq!(hold.crew().unwrap().len(), 3);
-    let seq = hold.pds.repos.store().last_seq().unwrap();
+    let seq = hold.pds.store().last_seq().unwrap();
     assert!(hold.remove_crew(&alice).await.unwrap());
-    assert_eq!(hold.pds.repos.store().last_seq().unwrap(), seq + 1);
+    assert_eq!(hold.pds.store().last_seq().unwrap(), seq + 1);
     let crew = hold.crew().unwrap();
     assert_eq!(crew.len(), 1);
     assert_eq!(crew[0].member, bob);
     assert!(!hold.remove_crew(&alice).await.unwrap());
-    assert_eq!(hold.pds.repos.store().last_seq().unwrap(), seq + 1);
+    assert_eq!(hold.pds.store().last_seq().unwrap(), seq + 1);
 }
 
 #[tokio::test]

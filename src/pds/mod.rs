@@ -120,6 +120,12 @@ impl std::fmt::Debug for Pds {
 }
 
 impl Pds {
+    /// The repository store: records, blocks, blob metadata and the event log.
+    #[must_use]
+    pub fn store(&self) -> &PdsStore {
+        self.repos.store()
+    }
+
     /// Opens `<data_dir>/pds.redb` and `<data_dir>/keys/`, creating the node's repository on
     /// first start.
     pub async fn open(

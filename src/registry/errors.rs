@@ -1,8 +1,9 @@
-//! Where the registry's domain errors become OCI error bodies: the storage, index and AppView
+//! Where the registry's domain errors become OCI error bodies: the storage, index and `AppView`
 //! layers answer in their own errors, and only this edge knows the OCI codes they map to.
 
 use serde_json::json;
 
+use crate::appview::AppViewError;
 use crate::appview::index::IndexError;
 use crate::blobstore::BlobError;
 use crate::oci::{ErrorCode, OciError};
@@ -33,5 +34,31 @@ impl From<IndexError> for OciError {
             return OciError::storage_failed(&e);
         }
         OciError::internal(&e)
+    }
+}
+
+impl From<AppViewError> for OciError {
+    fn from(e: AppViewError) -> OciError {
+        if let Some(store) = e.store_error() {
+            return if store.is_storage_failure() {
+                OciError::storage_failed(store)
+            } else {
+                OciError::internal(store)
+            };
+        }
+        let message = e.to_string();
+        match e {
+            AppViewError::NameInvalid(name) => OciError::new(ErrorCode::NameInvalid, message)
+                .with_detail(json!({ "name": name.as_str() })),
+            AppViewError::NameUnknown(name) => OciError::new(ErrorCode::NameUnknown, message)
+                .with_detail(json!({ "name": name.as_str() })),
+            AppViewError::RecordInvalid { message, reason } => {
+                OciError::new(ErrorCode::ManifestInvalid, message)
+                    .with_detail(json!({ "reason": reason }))
+            }
+            AppViewError::Blob(e) => e.into(),
+            AppViewError::Index(e) => e.into(),
+            e => OciError::internal(&e),
+        }
     }
 }

@@ -85,7 +85,7 @@ pub fn refuse_xrpc_write(app: &App, path: &str) -> Option<XrpcError> {
 #[must_use]
 pub fn poisoned(app: &App) -> Vec<&'static str> {
     let mut out = Vec::new();
-    if app.pds.repos.store().is_poisoned() {
+    if app.pds.store().is_poisoned() {
         out.push("pds.redb");
     }
     if app.registry.index().is_poisoned() {
@@ -96,7 +96,7 @@ pub fn poisoned(app: &App) -> Vec<&'static str> {
 
 /// Reopens every poisoned store; what is still failing, as `/readyz` lines.
 pub async fn recover(app: &App) -> Vec<String> {
-    let pds = app.pds.repos.store().clone();
+    let pds = app.pds.store().clone();
     let index = app.registry.index().clone();
     let attempt = tokio::task::spawn_blocking(move || {
         let mut failures = Vec::new();

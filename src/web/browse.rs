@@ -147,7 +147,7 @@ pub(super) fn manifest(
     let Some(record) = index.manifest(&located.key, &digest)? else {
         return Ok(None);
     };
-    let shown = display_name(cx.site, &located.key)?;
+    let shown = display_name(cx.site, &located.key);
     let referrers = index.referrers(&located.key, &digest)?;
     let (tags, _) = index.tag_details(&located.key, PAGE)?;
     let tags: Vec<&str> = tags
@@ -288,12 +288,9 @@ pub(super) async fn star(
     if !visible(cx)? || !appview.index().repo_exists(&located.key)? {
         return Ok(None);
     }
-    appview
-        .set_star(&viewer.did, &located, on)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    appview.set_star(&viewer.did, &located, on).await?;
     Ok(Some(super::session::redirect(
-        &format!("/r/{}", display_name(cx.site, &located.key)?),
+        &format!("/r/{}", display_name(cx.site, &located.key)),
         None,
     )))
 }

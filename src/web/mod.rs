@@ -191,10 +191,8 @@ fn asset(text: &'static str, kind: &'static str) -> Response<Body> {
 }
 
 /// The name users write for an index key (`alice/app`).
-fn display_name(site: Site<'_>, key: &str) -> anyhow::Result<String> {
-    site.appview
-        .display_name(key)
-        .map_err(|e| anyhow::anyhow!("{}", e.message))
+fn display_name(site: Site<'_>, key: &str) -> String {
+    site.appview.display_name(key)
 }
 
 /// Whether the viewer may see the node's repositories: those who may pull from the hold
@@ -213,10 +211,10 @@ fn home(cx: &Cx<'_>) -> anyhow::Result<Option<Response<Body>>> {
     let (mut recent, mut starred) = (Vec::new(), Vec::new());
     if visible(cx)? {
         for r in index.recent(HOME_LIST)? {
-            recent.push((display_name(site, &r.key)?, r));
+            recent.push((display_name(site, &r.key), r));
         }
         for r in index.most_starred(HOME_LIST)? {
-            starred.push((display_name(site, &r.key)?, r));
+            starred.push((display_name(site, &r.key), r));
         }
     }
     let list = |rows: &[(String, crate::appview::index::RepoSummary)]| {
@@ -290,7 +288,7 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
         return Ok(None);
     }
     let (rows, more) = index.tag_details(&located.key, PAGE)?;
-    let shown = display_name(site, &located.key)?;
+    let shown = display_name(site, &located.key);
     let (summary, readme) = index.repo_summary(&located.key)?;
     let description = crate::appview::search::describe(&rows, readme.as_deref());
     let starred = match &cx.viewer {
@@ -433,11 +431,11 @@ fn user(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>> {
         let (keys, rest) = appview.index().repos_of(did.as_str(), PAGE)?;
         more = rest;
         for key in keys {
-            repos.push(display_name(site, &key)?);
+            repos.push(display_name(site, &key));
         }
         for key in appview.index().starred_by(did.as_str(), PAGE)? {
             if appview.index().repo_exists(&key)? {
-                stars.push(display_name(site, &key)?);
+                stars.push(display_name(site, &key));
             }
         }
     }
