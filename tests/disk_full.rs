@@ -151,7 +151,7 @@ async fn full_disk_answers_507_and_recovers() {
 
     // Fill the disk from outside: readiness turns red.
     let filler = fs.path().join("filler");
-    let free = atcr::server::ops::free_bytes(fs.path()).unwrap();
+    let free = atcr::server::storage::free_bytes(fs.path()).unwrap();
     std::fs::write(&filler, vec![0u8; free.saturating_sub(512 * 1024) as usize]).unwrap();
     let r = s.req(Method::GET, "/readyz").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -182,7 +182,7 @@ fn fill(dir: &Path, leave: u64) -> std::path::PathBuf {
     let mut file = std::fs::File::create(&path).unwrap();
     let chunk = vec![0u8; 64 * 1024];
     loop {
-        let free = atcr::server::ops::free_bytes(dir).unwrap();
+        let free = atcr::server::storage::free_bytes(dir).unwrap();
         if free <= leave {
             break;
         }

@@ -424,7 +424,7 @@ fn storage(config: &Config) -> Vec<Finding> {
         )),
     }
     let floor = config.storage.min_free_bytes;
-    match crate::server::ops::free_bytes(&root) {
+    match crate::server::storage::free_bytes(&root) {
         Ok(free) if free < floor => out.push(Finding::fail(
             "storage",
             format!(

@@ -12,6 +12,7 @@ use http::{Response, StatusCode};
 
 use super::App;
 use super::body::{self, Body};
+use super::storage::free_bytes;
 
 /// Request counters, by endpoint label and status.
 pub struct Metrics {
@@ -49,12 +50,6 @@ pub struct DiskFloor {
     /// The directory whose filesystem must keep `min_free_bytes` free (the fs backend's root).
     pub path: Option<PathBuf>,
     pub min_free_bytes: u64,
-}
-
-/// Free bytes for unprivileged users on the filesystem holding `path`.
-pub fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
-    let stat = rustix::fs::statvfs(path)?;
-    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 fn text(status: StatusCode, content: String) -> Response<Body> {

@@ -9,7 +9,6 @@ use std::time::Duration;
 use http::StatusCode;
 
 use super::App;
-use super::ops::free_bytes;
 use crate::http::human_bytes;
 use crate::oci::{ErrorCode, OciError};
 use crate::pds::xrpc::XrpcError;
@@ -129,4 +128,10 @@ pub async fn recovery_tick(app: &App) -> Result<(), String> {
     } else {
         Err(failures.join("; "))
     }
+}
+
+/// Free bytes for unprivileged users on the filesystem holding `path`.
+pub fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
+    let stat = rustix::fs::statvfs(path)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }

@@ -289,7 +289,7 @@ pub(super) async fn star(
         return Ok(None);
     }
     appview.set_star(&viewer.did, &located, on).await?;
-    Ok(Some(super::session::redirect(
+    Ok(Some(super::redirect(
         &format!("/r/{}", display_name(cx.site, &located.key)),
         None,
     )))

@@ -9,7 +9,9 @@
 //! when it is public, else signed-in crew with `blob:read`): private repositories never appear
 //! to those who may not pull them.
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
+use http::header::{
+    CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 mod browse;
@@ -555,6 +557,19 @@ fn date(secs: u64) -> String {
         .map_or_else(String::new, |t| {
             format!("{} {:02}:{:02} UTC", t.date(), t.hour(), t.minute())
         })
+}
+
+/// A `303 See Other` to `to`, setting `cookie` if given.
+fn redirect(to: &str, cookie: Option<&str>) -> Response<Body> {
+    let mut r = Response::new(body::empty());
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    if let Some(v) = cookie.and_then(|c| HeaderValue::from_str(c).ok()) {
+        r.headers_mut().insert(SET_COOKIE, v);
+    }
+    r
 }
 
 #[cfg(test)]

@@ -7,14 +7,14 @@
 //! from its id (SHA-256), which only that session's pages know; a POST without the right one is
 //! refused with 403. Sign-in itself refuses a cross-site `Origin`.
 
-use http::header::{CONTENT_TYPE, COOKIE, LOCATION, ORIGIN, SET_COOKIE};
+use http::header::{CONTENT_TYPE, COOKIE, ORIGIN};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
 use maud::html;
 use sha2::{Digest, Sha256};
 
-use super::{Cx, Site, Viewer, finish, page};
-use crate::http::body::{self, Body};
+use super::{Cx, Site, Viewer, finish, page, redirect};
+use crate::http::body::Body;
 use crate::pds::accounts::{AccountError, Session, now_secs};
 use crate::pds::login::{Accepts, ClientAddr, LoginError};
 
@@ -335,18 +335,6 @@ pub(super) fn settings(
 fn clear_cookie(cx: &Cx<'_>) -> String {
     let secure = if cx.https { "; Secure" } else { "" };
     format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}")
-}
-
-pub(super) fn redirect(to: &str, cookie: Option<&str>) -> Response<Body> {
-    let mut r = Response::new(body::empty());
-    *r.status_mut() = StatusCode::SEE_OTHER;
-    if let Ok(v) = HeaderValue::from_str(to) {
-        r.headers_mut().insert(LOCATION, v);
-    }
-    if let Some(v) = cookie.and_then(|c| HeaderValue::from_str(c).ok()) {
-        r.headers_mut().insert(SET_COOKIE, v);
-    }
-    r
 }
 
 fn refused(cx: &Cx<'_>, status: StatusCode, why: &str) -> Response<Body> {
