@@ -531,7 +531,7 @@ async fn concurrent_deletes_answer_one_202_and_404s() {
     assert!(
         appview
             .index()
-            .star_of(s.user.as_str(), &loc.key)
+            .star_of(&s.user, &loc.key)
             .unwrap()
             .is_some()
     );
@@ -542,7 +542,7 @@ async fn concurrent_deletes_answer_one_202_and_404s() {
     assert!(
         appview
             .index()
-            .star_of(s.user.as_str(), &loc.key)
+            .star_of(&s.user, &loc.key)
             .unwrap()
             .is_none()
     );

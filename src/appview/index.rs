@@ -10,6 +10,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use crate::atproto::Did;
 use crate::blobstore::{Digest, UploadId};
 
 /// repository → creation time (unix seconds); a repository exists once a manifest was pushed
@@ -95,7 +96,7 @@ pub struct ManifestRecord {
 /// An upload in progress: `parts` parts stored, `size` bytes in all.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadSession {
-    pub repo: String,
+    pub repo: RepoKey,
     pub parts: u32,
     pub size: u64,
     pub started: u64,
@@ -320,13 +321,18 @@ impl Index {
         tokio::task::spawn_blocking(move || f(&index)).await?
     }
 
-    pub fn repo_exists(&self, repo: &str) -> Result<bool, IndexError> {
+    pub fn repo_exists(&self, repo: &RepoKey) -> Result<bool, IndexError> {
         let tx = self.db.begin_read()?;
-        Ok(tx.open_table(REPOS)?.get(repo)?.is_some())
+        Ok(tx.open_table(REPOS)?.get(repo.as_str())?.is_some())
     }
 
     /// Repository names after `last`, at most `n`; the flag says whether more follow.
-    pub fn repos(&self, last: Option<&str>, n: usize) -> Result<(Vec<String>, bool), IndexError> {
+    pub fn repos(
+        &self,
+        last: Option<&RepoKey>,
+        n: usize,
+    ) -> Result<(Vec<RepoKey>, bool), IndexError> {
+        let last = last.map(RepoKey::as_str);
         let tx = self.db.begin_read()?;
         let table = tx.open_table(REPOS)?;
         let mut out = Vec::new();
@@ -338,23 +344,23 @@ impl Index {
             if out.len() == n {
                 return Ok((out, true));
             }
-            out.push(name.value().to_owned());
+            out.push(RepoKey::from_stored(name.value()));
         }
         Ok((out, false))
     }
 
     /// Calls `f` with every repository's index key, in key (owner DID) order.
-    pub fn each_repo(&self, mut f: impl FnMut(&str)) -> Result<(), IndexError> {
+    pub fn each_repo(&self, mut f: impl FnMut(RepoKey)) -> Result<(), IndexError> {
         let tx = self.db.begin_read()?;
         for entry in tx.open_table(REPOS)?.iter()? {
-            f(entry?.0.value());
+            f(RepoKey::from_stored(entry?.0.value()));
         }
         Ok(())
     }
 
     /// The repositories of one owner (index keys `<did>/…`), at most `n`; the flag says whether
     /// more follow.
-    pub fn repos_of(&self, owner: &str, n: usize) -> Result<(Vec<String>, bool), IndexError> {
+    pub fn repos_of(&self, owner: &Did, n: usize) -> Result<(Vec<RepoKey>, bool), IndexError> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(REPOS)?;
         let (lo, hi) = (format!("{owner}/"), format!("{owner}/{MAX}"));
@@ -363,14 +369,15 @@ impl Index {
             if out.len() == n {
                 return Ok((out, true));
             }
-            out.push(entry?.0.value().to_owned());
+            out.push(RepoKey::from_stored(entry?.0.value()));
         }
         Ok((out, false))
     }
 
     /// The size of a blob `repo` may serve: one uploaded or mounted into it, or one a hold
     /// layer record vouches for in one of its manifests.
-    pub fn repo_blob(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, IndexError> {
+    pub fn repo_blob(&self, repo: &RepoKey, digest: &Digest) -> Result<Option<u64>, IndexError> {
+        let repo = repo.as_str();
         let tx = self.db.begin_read()?;
         if let Some(size) = tx.open_table(REPO_BLOBS)?.get((repo, digest.as_str()))? {
             return Ok(Some(size.value()));
@@ -396,11 +403,12 @@ impl Index {
     /// blob was uploaded into `repo`, or mounted from a repository the caller may read.
     pub fn link_blob(
         &self,
-        repo: &str,
+        repo: &RepoKey,
         digest: &Digest,
         size: u64,
         finished: Option<UploadId>,
     ) -> Result<(), IndexError> {
+        let repo = repo.as_str();
         let tx = self.db.begin_write()?;
         {
             tx.open_table(BLOBS)?.insert(digest.as_str(), size)?;
@@ -416,7 +424,8 @@ impl Index {
 
     /// Removes the upload link of a blob to `repo` (see [`crate::appview::AppView::forget_blob`]
     /// for the other kind); the bytes stay until garbage collection.
-    pub fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, IndexError> {
+    pub fn unlink_blob(&self, repo: &RepoKey, digest: &Digest) -> Result<bool, IndexError> {
+        let repo = repo.as_str();
         let tx = self.db.begin_write()?;
         let removed = tx
             .open_table(REPO_BLOBS)?
@@ -428,9 +437,10 @@ impl Index {
 
     pub fn manifest(
         &self,
-        repo: &str,
+        repo: &RepoKey,
         digest: &Digest,
     ) -> Result<Option<ManifestRecord>, IndexError> {
+        let repo = repo.as_str();
         let tx = self.db.begin_read()?;
         let table = tx.open_table(MANIFESTS)?;
         let Some(raw) = table.get((repo, digest.as_str()))? else {
@@ -439,7 +449,10 @@ impl Index {
         Ok(Some(serde_json::from_slice(raw.value())?))
     }
 
-    pub fn tag(&self, repo: &str, tag: &str) -> Result<Option<Digest>, IndexError> {
+    /// What `tag` points at in `repo`. Tags are the strings tag records carry (any the lexicon
+    /// allows); the registry looks up only valid OCI tags.
+    pub fn tag(&self, repo: &RepoKey, tag: &str) -> Result<Option<Digest>, IndexError> {
+        let repo = repo.as_str();
         let tx = self.db.begin_read()?;
         let table = tx.open_table(TAGS)?;
         let Some(raw) = table.get((repo, tag))? else {
@@ -451,10 +464,11 @@ impl Index {
     /// Tags of `repo` after `last`, at most `n`, in lexical order; the flag says whether more follow.
     pub fn tags(
         &self,
-        repo: &str,
+        repo: &RepoKey,
         last: Option<&str>,
         n: usize,
     ) -> Result<(Vec<String>, bool), IndexError> {
+        let repo = repo.as_str();
         let tx = self.db.begin_read()?;
         let table = tx.open_table(TAGS)?;
         let mut out = Vec::new();
@@ -475,9 +489,10 @@ impl Index {
     /// The referrer descriptors recorded for `subject` in `repo`.
     pub fn referrers(
         &self,
-        repo: &str,
+        repo: &RepoKey,
         subject: &Digest,
     ) -> Result<Vec<serde_json::Value>, IndexError> {
+        let repo = repo.as_str();
         let s = subject.as_str();
         let tx = self.db.begin_read()?;
         let table = tx.open_table(REFERRERS)?;
@@ -539,7 +554,12 @@ impl Index {
     /// The first `n` tags of `repo` with what the web pages show of each (its manifest's
     /// record, and the blobs and child manifests it references), from one read transaction;
     /// the flag says whether more tags follow.
-    pub fn tag_details(&self, repo: &str, n: usize) -> Result<(Vec<TagDetail>, bool), IndexError> {
+    pub fn tag_details(
+        &self,
+        repo: &RepoKey,
+        n: usize,
+    ) -> Result<(Vec<TagDetail>, bool), IndexError> {
+        let repo = repo.as_str();
         let tx = self.db.begin_read()?;
         let (manifests, refs, blobs, referrers) = (
             tx.open_table(MANIFESTS)?,
@@ -635,11 +655,13 @@ fn ensure_repo(tx: &redb::WriteTransaction, repo: &str, now: u64) -> Result<(), 
 }
 
 mod derived;
+mod key;
 mod social;
 pub use derived::{
     IndexChange, LAYER_COLLECTION, LayerOf, MANIFEST_COLLECTION, PAGE_COLLECTION, RecordAddr,
     RecordEntry, STAR_COLLECTION, Social, TAG_COLLECTION, TagTarget,
 };
+pub use key::RepoKey;
 pub use social::RepoSummary;
 
 #[cfg(test)]

@@ -134,7 +134,7 @@ impl AppView {
         self.catch_up_now().await?;
         let rkeys: Vec<String> = self
             .index
-            .records_for(loc.owner.as_str(), MANIFEST_COLLECTION, &loc.key)?
+            .records_for(&loc.owner, MANIFEST_COLLECTION, &loc.key)?
             .into_iter()
             .map(|(rkey, _)| rkey)
             .collect();

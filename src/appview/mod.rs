@@ -19,7 +19,7 @@ use serde_json::json;
 pub use error::AppViewError;
 pub use indexer::RebuildStats;
 
-use crate::appview::index::Index;
+use crate::appview::index::{Index, RepoKey};
 use crate::atproto::{BlockStore, Datetime, Did, Nsid, Value};
 use crate::blobstore::{BlobStore, Digest};
 use crate::oci::name::{RepoName, Tag};
@@ -40,7 +40,7 @@ pub struct Located {
     /// The repository below the owner (`app`, `tools/cli`): the records' `repository`.
     pub path: String,
     /// The index key: `<owner did>/<path>`, stable across handle changes.
-    pub key: String,
+    pub key: RepoKey,
 }
 
 /// Names, records and the derived index over one PDS.
@@ -52,7 +52,7 @@ pub struct AppView {
     indexed: tokio::sync::watch::Sender<u64>,
     search: Arc<Search>,
     /// Repositories changed since the search index last took them in (see `search`).
-    search_dirty: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    search_dirty: std::sync::Mutex<std::collections::BTreeSet<RepoKey>>,
     search_wake: tokio::sync::Notify,
     /// One lock per repository owner, held by deletes and stars from reading the index until
     /// the index has their commit: two of them at once would both read the same record and
@@ -125,7 +125,7 @@ impl AppView {
             .owner(owner)?
             .ok_or_else(|| AppViewError::NameUnknown(name.clone()))?;
         Ok(Located {
-            key: format!("{owner}/{path}"),
+            key: RepoKey::new(&owner, path),
             owner,
             path: path.to_owned(),
         })
@@ -133,11 +133,8 @@ impl AppView {
 
     /// The name users write for an index key: the owner's short name, else the key itself.
     #[must_use]
-    pub fn display_name(&self, key: &str) -> String {
-        match key.split_once('/') {
-            Some((did, path)) => format!("{}/{path}", self.display_owner(did)),
-            None => key.to_owned(),
-        }
+    pub fn display_name(&self, key: &RepoKey) -> String {
+        format!("{}/{}", self.display_owner(key.owner()), key.path())
     }
 
     /// How names show an owner DID: the local account's short name, else the DID itself.
@@ -221,9 +218,9 @@ impl AppView {
         let _serial = self.lock_owner(&loc.owner).await;
         for _ in 0..DELETE_ATTEMPTS {
             self.catch_up_now().await?;
-            let manifests =
-                self.index
-                    .records_for(loc.owner.as_str(), MANIFEST_COLLECTION, &loc.key)?;
+            let manifests = self
+                .index
+                .records_for(&loc.owner, MANIFEST_COLLECTION, &loc.key)?;
             let rkeys: Vec<String> = manifests
                 .into_iter()
                 .filter(|(_, e)| e.digest.as_ref() == Some(digest))
@@ -236,9 +233,9 @@ impl AppView {
             if writes.is_empty() {
                 return Ok(false);
             }
-            for (rkey, entry) in
-                self.index
-                    .records_for(loc.owner.as_str(), TAG_COLLECTION, &loc.key)?
+            for (rkey, entry) in self
+                .index
+                .records_for(&loc.owner, TAG_COLLECTION, &loc.key)?
             {
                 let Some(tag) = entry.tag else { continue };
                 if self.index.tag(&loc.key, &tag)?.as_ref() == Some(digest) {
@@ -263,7 +260,7 @@ impl AppView {
             self.catch_up_now().await?;
             let writes: Vec<WriteOp> = self
                 .index
-                .records_for(loc.owner.as_str(), TAG_COLLECTION, &loc.key)?
+                .records_for(&loc.owner, TAG_COLLECTION, &loc.key)?
                 .into_iter()
                 .filter(|(_, e)| e.tag.as_deref() == Some(tag.as_str()))
                 .map(|(rkey, _)| delete(TAG_COLLECTION, &rkey))
@@ -285,7 +282,7 @@ impl AppView {
     pub async fn set_star(&self, user: &Did, loc: &Located, on: bool) -> Result<(), AppViewError> {
         let _serial = self.lock_owner(user).await;
         self.catch_up_now().await?;
-        let current = self.index.star_of(user.as_str(), &loc.key)?;
+        let current = self.index.star_of(user, &loc.key)?;
         match (on, current) {
             (true, None) => {
                 let record = json!({

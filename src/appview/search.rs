@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{AppView, AppViewError};
+use crate::appview::index::RepoKey;
 use crate::appview::summary::ManifestSummary;
 use crate::atproto::Did;
 use crate::search::{RepoDoc, SearchError};
@@ -80,18 +81,18 @@ impl AppView {
         self.search_dirty
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend(repos);
+            .extend(repos.into_iter().map(RepoKey::from_stored));
         self.search_wake.notify_one();
     }
 
     /// The search document of repository `key`, or `None` when it no longer exists.
-    pub fn search_doc(&self, key: &str) -> Result<Option<RepoDoc>, AppViewError> {
+    pub fn search_doc(&self, key: &RepoKey) -> Result<Option<RepoDoc>, AppViewError> {
         let index = &self.index;
         if !index.repo_exists(key)? {
             return Ok(None);
         }
-        let (did, _) = key.split_once('/').unwrap_or((key, ""));
-        let account = did
+        let account = key
+            .owner()
             .parse::<Did>()
             .ok()
             .and_then(|d| self.pds.accounts.get(&d).ok().flatten());
@@ -109,12 +110,12 @@ impl AppView {
             }
         }
         Ok(Some(RepoDoc {
-            key: key.to_owned(),
+            key: key.to_string(),
             description: describe(&details, readme.as_deref()),
             name,
             owner: account
                 .as_ref()
-                .map_or_else(|| did.to_owned(), |a| a.name.clone()),
+                .map_or_else(|| key.owner().to_owned(), |a| a.name.clone()),
             handle: account.map(|a| a.handle),
             readme: readme.unwrap_or_default(),
             annotations: annotations.into_iter().collect(),
@@ -127,7 +128,7 @@ impl AppView {
 
     /// Re-reads the marked repositories into the search index.
     async fn refresh_search(&self) -> Result<(), AppViewError> {
-        let marked: Vec<String> = std::mem::take(
+        let marked: Vec<RepoKey> = std::mem::take(
             &mut *self
                 .search_dirty
                 .lock()
@@ -144,7 +145,7 @@ impl AppView {
         for key in marked {
             match self.search_doc(&key)? {
                 Some(doc) => docs.push(doc),
-                None => removed.push(key),
+                None => removed.push(key.to_string()),
             }
         }
         let search = self.search.clone();
@@ -167,9 +168,9 @@ impl AppView {
         let cursor = self.index.cursor()?;
         let mut bulk = self.search.bulk()?;
         let mut n = 0;
-        let mut last: Option<String> = None;
+        let mut last: Option<RepoKey> = None;
         loop {
-            let (keys, _) = self.index.repos(last.as_deref(), REBUILD_PAGE)?;
+            let (keys, _) = self.index.repos(last.as_ref(), REBUILD_PAGE)?;
             let Some(end) = keys.last() else { break };
             last = Some(end.clone());
             for key in keys {

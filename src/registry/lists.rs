@@ -108,9 +108,7 @@ impl Registry {
         // The index orders keys by owner DID: an owner's repositories come together.
         let mut owner: Option<(String, String)> = None;
         self.index.each_repo(|key| {
-            let Some((did, path)) = key.split_once('/') else {
-                return first.offer(key.to_owned());
-            };
+            let (did, path) = (key.owner(), key.path());
             let shown = match &owner {
                 Some((d, shown)) if d == did => shown,
                 _ => {

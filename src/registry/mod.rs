@@ -17,7 +17,7 @@ use crate::http::body::RequestBody;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use http::{HeaderName, Request, Response, StatusCode};
 
-use crate::appview::index::Index;
+use crate::appview::index::{Index, RepoKey};
 use crate::appview::{AppView, Located};
 use crate::auth::{Action, Grant, Resource};
 use crate::blobstore::{BlobStore, Digester, UploadId};
@@ -47,7 +47,7 @@ struct Repo {
 
 impl Repo {
     /// The index key (`<owner did>/<path>`).
-    fn key(&self) -> &str {
+    fn key(&self) -> &RepoKey {
         &self.loc.key
     }
 }

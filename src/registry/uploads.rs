@@ -12,7 +12,7 @@ use super::Repo;
 use super::{
     DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, Registry, UploadState, finish, located, now,
 };
-use crate::appview::index::UploadSession;
+use crate::appview::index::{RepoKey, UploadSession};
 use crate::blobstore::{Algorithm, BlobError, Digest, Digester, UploadId};
 use crate::http::body::{self, Body};
 use crate::oci::error::{ErrorCode, OciError};
@@ -73,7 +73,7 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 impl Registry {
     fn session(&self, name: &Repo, id: UploadId) -> Result<UploadSession, OciError> {
         match self.index.upload(id)? {
-            Some(s) if s.repo == name.key() => Ok(s),
+            Some(s) if &s.repo == name.key() => Ok(s),
             _ => Err(upload_unknown()),
         }
     }
@@ -104,12 +104,12 @@ impl Registry {
         &self,
         name: &Repo,
         digest: Option<Digest>,
-        mount: Option<(Digest, String)>,
+        mount: Option<(Digest, RepoKey)>,
         req: Request<RequestBody>,
     ) -> Result<Response<Body>, OciError> {
         if let Some((digest, from)) = mount {
             if let Some(size) = self.index.repo_blob(&from, &digest)? {
-                let (repo, d) = (name.key().to_owned(), digest.clone());
+                let (repo, d) = (name.key().clone(), digest.clone());
                 self.index
                     .write(move |ix| ix.link_blob(&repo, &d, size, None))
                     .await?;
@@ -121,7 +121,7 @@ impl Registry {
         let id = UploadId::random();
         let t = now();
         let session = UploadSession {
-            repo: name.key().to_owned(),
+            repo: name.key().clone(),
             parts: 0,
             size: 0,
             started: t,

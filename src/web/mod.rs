@@ -20,6 +20,7 @@ mod setup;
 use maud::{DOCTYPE, Markup, html};
 
 use crate::appview::AppView;
+use crate::appview::index::RepoKey;
 use crate::hold::Hold;
 use crate::http::body::{self, Body};
 use crate::pds::Pds;
@@ -193,7 +194,7 @@ fn asset(text: &'static str, kind: &'static str) -> Response<Body> {
 }
 
 /// The name users write for an index key (`alice/app`).
-fn display_name(site: Site<'_>, key: &str) -> String {
+fn display_name(site: Site<'_>, key: &RepoKey) -> String {
     site.appview.display_name(key)
 }
 
@@ -294,7 +295,7 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
     let (summary, readme) = index.repo_summary(&located.key)?;
     let description = crate::appview::search::describe(&rows, readme.as_deref());
     let starred = match &cx.viewer {
-        Some(v) => Some(index.star_of(v.did.as_str(), &located.key)?.is_some()),
+        Some(v) => Some(index.star_of(&v.did, &located.key)?.is_some()),
         None => None,
     };
     let handle = site.pds.handle_of(&located.owner)?;
@@ -430,12 +431,12 @@ fn user(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>> {
     let mut stars = Vec::new();
     let mut more = false;
     if visible(cx)? {
-        let (keys, rest) = appview.index().repos_of(did.as_str(), PAGE)?;
+        let (keys, rest) = appview.index().repos_of(&did, PAGE)?;
         more = rest;
         for key in keys {
             repos.push(display_name(site, &key));
         }
-        for key in appview.index().starred_by(did.as_str(), PAGE)? {
+        for key in appview.index().starred_by(&did, PAGE)? {
             if appview.index().repo_exists(&key)? {
                 stars.push(display_name(site, &key));
             }

@@ -11,8 +11,10 @@ pub(in crate::appview::index) use vouched::{LAYERS, VOUCHED};
 
 mod vouched;
 use super::{
-    Index, IndexError, MANIFESTS, MAX, ManifestRecord, REFERRERS, REFS, REPOS, TAGS, ensure_repo,
+    Index, IndexError, MANIFESTS, MAX, ManifestRecord, REFERRERS, REFS, REPOS, RepoKey, TAGS,
+    ensure_repo,
 };
+use crate::atproto::Did;
 use crate::blobstore::Digest;
 
 /// (did, collection, rkey) → what the record put in the index (JSON [`RecordEntry`])
@@ -248,10 +250,11 @@ impl Index {
     /// put there.
     pub fn records_for(
         &self,
-        did: &str,
+        did: &Did,
         collection: &str,
-        repo: &str,
+        repo: &RepoKey,
     ) -> Result<Vec<(String, RecordEntry)>, IndexError> {
+        let (did, repo) = (did.as_str(), repo.as_str());
         let tx = self.db.begin_read()?;
         let table = tx.open_table(RECORDS)?;
         let mut out = Vec::new();

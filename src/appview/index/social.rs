@@ -5,7 +5,8 @@
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
-use super::{Index, IndexError, MAX};
+use super::{Index, IndexError, MAX, RepoKey};
+use crate::atproto::Did;
 
 /// (starrer DID, rkey) → starred repository
 pub(super) const STARS: TableDefinition<(&str, &str), &str> = TableDefinition::new("stars");
@@ -135,7 +136,7 @@ pub(super) fn delete_page(tx: &WriteTransaction, repo: &str) -> Result<(), Index
 /// A repository as lists show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoSummary {
-    pub key: String,
+    pub key: RepoKey,
     pub stars: u64,
     /// Last push (unix seconds; 0 when unknown).
     pub pushed: u64,
@@ -152,7 +153,7 @@ impl Index {
             let (pushed, key) = k.value();
             let stars = counts.get(key)?.map_or(0, |v| v.value());
             out.push(RepoSummary {
-                key: key.to_owned(),
+                key: RepoKey::from_stored(key),
                 stars,
                 pushed,
             });
@@ -169,7 +170,7 @@ impl Index {
             let (k, _) = item?;
             let (stars, key) = k.value();
             out.push(RepoSummary {
-                key: key.to_owned(),
+                key: RepoKey::from_stored(key),
                 stars,
                 pushed: pushed.get(key)?.map_or(0, |v| v.value()),
             });
@@ -178,7 +179,12 @@ impl Index {
     }
 
     /// A repository's star count, last push and README text.
-    pub fn repo_summary(&self, repo: &str) -> Result<(RepoSummary, Option<String>), IndexError> {
+    pub fn repo_summary(
+        &self,
+        repo: &RepoKey,
+    ) -> Result<(RepoSummary, Option<String>), IndexError> {
+        let key = repo.clone();
+        let repo = repo.as_str();
         let tx = self.db.begin_read()?;
         let stars = tx
             .open_table(STAR_COUNTS)?
@@ -189,34 +195,28 @@ impl Index {
             .open_table(PAGES)?
             .get(repo)?
             .map(|v| v.value().to_owned());
-        Ok((
-            RepoSummary {
-                key: repo.to_owned(),
-                stars,
-                pushed,
-            },
-            page,
-        ))
+        Ok((RepoSummary { key, stars, pushed }, page))
     }
 
     /// The rkey of `did`'s star on `repo`, if they starred it.
-    pub fn star_of(&self, did: &str, repo: &str) -> Result<Option<String>, IndexError> {
+    pub fn star_of(&self, did: &Did, repo: &RepoKey) -> Result<Option<String>, IndexError> {
         let tx = self.db.begin_read()?;
         Ok(tx
             .open_table(STARRERS)?
-            .get((repo, did))?
+            .get((repo.as_str(), did.as_str()))?
             .map(|v| v.value().to_owned()))
     }
 
     /// The repositories `did` starred (at most `n`), in key order.
-    pub fn starred_by(&self, did: &str, n: usize) -> Result<Vec<String>, IndexError> {
+    pub fn starred_by(&self, did: &Did, n: usize) -> Result<Vec<RepoKey>, IndexError> {
+        let did = did.as_str();
         let tx = self.db.begin_read()?;
-        let mut out: Vec<String> = Vec::new();
+        let mut out: Vec<RepoKey> = Vec::new();
         for item in tx.open_table(STARS)?.range((did, "")..(did, MAX))? {
             let (_, repo) = item?;
             let repo = repo.value();
-            if !out.iter().any(|r| r == repo) {
-                out.push(repo.to_owned());
+            if !out.iter().any(|r| r.as_str() == repo) {
+                out.push(RepoKey::from_stored(repo));
             }
             if out.len() >= n {
                 break;

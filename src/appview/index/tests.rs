@@ -1,6 +1,11 @@
 use super::*;
 use crate::blobstore::Algorithm;
 
+/// A repository key as the index stores it (tests use short ones).
+fn k(key: &str) -> RepoKey {
+    RepoKey::from_stored(key)
+}
+
 fn d(s: &str) -> Digest {
     Digest::of(Algorithm::Sha256, s.as_bytes())
 }
@@ -70,9 +75,9 @@ fn delete(ix: &Index, addr: RecordAddr) {
 fn manifests_tags_and_referrers() {
     let ix = Index::in_memory().unwrap();
     let (m1, m2, layer) = (d("m1"), d("m2"), d("layer"));
-    ix.link_blob("a/b", &layer, 5, None).unwrap();
-    assert_eq!(ix.repo_blob("a/b", &layer).unwrap(), Some(5));
-    assert_eq!(ix.repo_blob("other", &layer).unwrap(), None);
+    ix.link_blob(&k("a/b"), &layer, 5, None).unwrap();
+    assert_eq!(ix.repo_blob(&k("a/b"), &layer).unwrap(), Some(5));
+    assert_eq!(ix.repo_blob(&k("other"), &layer).unwrap(), None);
     assert_eq!(ix.blob(&layer).unwrap(), Some(5));
 
     let refs = std::slice::from_ref(&layer);
@@ -89,8 +94,8 @@ fn manifests_tags_and_referrers() {
         Some(desc.clone()),
     );
 
-    assert_eq!(ix.tag("a/b", "v1").unwrap(), Some(m1.clone()));
-    let (details, more) = ix.tag_details("a/b", 10).unwrap();
+    assert_eq!(ix.tag(&k("a/b"), "v1").unwrap(), Some(m1.clone()));
+    let (details, more) = ix.tag_details(&k("a/b"), 10).unwrap();
     assert!(!more);
     let shown: Vec<(&str, &Digest, Contents)> = details
         .iter()
@@ -107,31 +112,31 @@ fn manifests_tags_and_referrers() {
         vec![("latest", &m1, m1_contents), ("v1", &m1, m1_contents)]
     );
     assert_eq!(details[0].record, Some(record(None)));
-    assert!(ix.tag_details("a/b", 1).unwrap().1);
+    assert!(ix.tag_details(&k("a/b"), 1).unwrap().1);
     assert_eq!(
-        ix.tags("a/b", None, 10).unwrap(),
+        ix.tags(&k("a/b"), None, 10).unwrap(),
         (vec!["latest".into(), "v1".into()], false)
     );
     assert_eq!(
-        ix.tags("a/b", None, 1).unwrap(),
+        ix.tags(&k("a/b"), None, 1).unwrap(),
         (vec!["latest".into()], true)
     );
     assert_eq!(
-        ix.tags("a/b", Some("latest"), 1).unwrap(),
+        ix.tags(&k("a/b"), Some("latest"), 1).unwrap(),
         (vec!["v1".into()], false)
     );
-    assert_eq!(ix.referrers("a/b", &m1).unwrap(), vec![desc]);
-    assert_eq!(ix.repos(None, 10).unwrap(), (vec!["a/b".into()], false));
+    assert_eq!(ix.referrers(&k("a/b"), &m1).unwrap(), vec![desc]);
+    assert_eq!(ix.repos(None, 10).unwrap(), (vec![k("a/b")], false));
 
     // Deleting the referrer removes it from its subject's list.
     delete(&ix, manifest_addr("a/b", &m2));
-    assert!(ix.manifest("a/b", &m2).unwrap().is_none());
-    assert!(ix.referrers("a/b", &m1).unwrap().is_empty());
+    assert!(ix.manifest(&k("a/b"), &m2).unwrap().is_none());
+    assert!(ix.referrers(&k("a/b"), &m1).unwrap().is_empty());
     // Deleting by digest removes every tag pointing at it; a second delete changes nothing.
     delete(&ix, manifest_addr("a/b", &m1));
     delete(&ix, manifest_addr("a/b", &m1));
-    assert!(ix.manifest("a/b", &m1).unwrap().is_none());
-    assert_eq!(ix.tags("a/b", None, 10).unwrap(), (vec![], false));
+    assert!(ix.manifest(&k("a/b"), &m1).unwrap().is_none());
+    assert_eq!(ix.tags(&k("a/b"), None, 10).unwrap(), (vec![], false));
     // A tag whose manifest record is gone points nowhere and is left out.
     put(&ix, "a/b", &m2, record(None), None, &[], None);
     ix.apply(
@@ -144,7 +149,7 @@ fn manifests_tags_and_referrers() {
         Some(7),
     )
     .unwrap();
-    assert_eq!(ix.tag("a/b", "dangling").unwrap(), None);
+    assert_eq!(ix.tag(&k("a/b"), "dangling").unwrap(), None);
     assert_eq!(ix.cursor().unwrap(), 7);
     // The audit lists what storage must hold: the uploaded blob and the remaining manifest.
     let audit = ix.audit().unwrap();
@@ -158,20 +163,32 @@ fn manifests_tags_and_referrers() {
 fn tag_deletion_and_prefix_isolation() {
     let ix = Index::in_memory().unwrap();
     let m = d("m");
-    for repo in ["a", "a/b", "ab"] {
+    for repo in ["did:web:a", "did:web:a/b", "did:web:ab"] {
         put(&ix, repo, &m, record(None), Some("t"), &[], None);
     }
     assert_eq!(
-        ix.repos_of("a", 10).unwrap(),
-        (vec!["a/b".to_owned()], false)
+        ix.repos_of(&"did:web:a".parse().unwrap(), 10).unwrap(),
+        (vec![k("did:web:a/b")], false)
     );
-    assert_eq!(ix.repos_of("b", 10).unwrap(), (vec![], false));
-    assert_eq!(ix.tags("a", None, 10).unwrap().0, vec!["t".to_string()]);
-    delete(&ix, tag_addr("a", "t"));
-    assert_eq!(ix.tag("a", "t").unwrap(), None);
-    assert_eq!(ix.tags("a/b", None, 10).unwrap().0, vec!["t".to_string()]);
-    assert!(ix.manifest("a", &m).unwrap().is_some());
-    assert_eq!(ix.repos(Some("a"), 1).unwrap(), (vec!["a/b".into()], true));
+    assert_eq!(
+        ix.repos_of(&"did:web:b".parse().unwrap(), 10).unwrap(),
+        (vec![], false)
+    );
+    assert_eq!(
+        ix.tags(&k("did:web:a"), None, 10).unwrap().0,
+        vec!["t".to_string()]
+    );
+    delete(&ix, tag_addr("did:web:a", "t"));
+    assert_eq!(ix.tag(&k("did:web:a"), "t").unwrap(), None);
+    assert_eq!(
+        ix.tags(&k("did:web:a/b"), None, 10).unwrap().0,
+        vec!["t".to_string()]
+    );
+    assert!(ix.manifest(&k("did:web:a"), &m).unwrap().is_some());
+    assert_eq!(
+        ix.repos(Some(&k("did:web:a")), 1).unwrap(),
+        (vec![k("did:web:a/b")], true)
+    );
 }
 
 /// Records another writer keyed by digest (`sha256:<hex>`, as ATCR does) next to a push's: the
@@ -196,25 +213,25 @@ fn records_keyed_by_digest() {
     ix.apply(&[manifest(by_digest(&x), &x)], None).unwrap();
     // Either record going leaves the manifest (and its tag) while the other stays.
     delete(&ix, by_digest(&x));
-    assert!(ix.manifest("a/b", &x).unwrap().is_some());
-    assert_eq!(ix.tag("a/b", "v1").unwrap(), Some(x.clone()));
+    assert!(ix.manifest(&k("a/b"), &x).unwrap().is_some());
+    assert_eq!(ix.tag(&k("a/b"), "v1").unwrap(), Some(x.clone()));
     ix.apply(&[manifest(by_digest(&x), &x)], None).unwrap();
     delete(&ix, manifest_addr("a/b", &x));
-    assert!(ix.manifest("a/b", &x).unwrap().is_some());
+    assert!(ix.manifest(&k("a/b"), &x).unwrap().is_some());
     delete(&ix, by_digest(&x));
-    assert!(ix.manifest("a/b", &x).unwrap().is_none());
-    assert_eq!(ix.tag("a/b", "v1").unwrap(), None);
+    assert!(ix.manifest(&k("a/b"), &x).unwrap().is_none());
+    assert_eq!(ix.tag(&k("a/b"), "v1").unwrap(), None);
     // A key naming one digest over a record of another indexes the record's digest only; when
     // it is rewritten to yet another, the first goes unless another record holds it.
     ix.apply(&[manifest(by_digest(&x), &y)], None).unwrap();
-    assert!(ix.manifest("a/b", &y).unwrap().is_some());
-    assert!(ix.manifest("a/b", &x).unwrap().is_none());
+    assert!(ix.manifest(&k("a/b"), &y).unwrap().is_some());
+    assert!(ix.manifest(&k("a/b"), &x).unwrap().is_none());
     put(&ix, "a/b", &y, record(None), None, &[], None);
     ix.apply(&[manifest(by_digest(&x), &x)], None).unwrap();
-    assert!(ix.manifest("a/b", &y).unwrap().is_some());
-    assert!(ix.manifest("a/b", &x).unwrap().is_some());
+    assert!(ix.manifest(&k("a/b"), &y).unwrap().is_some());
+    assert!(ix.manifest(&k("a/b"), &x).unwrap().is_some());
     delete(&ix, manifest_addr("a/b", &y));
-    assert!(ix.manifest("a/b", &y).unwrap().is_none());
+    assert!(ix.manifest(&k("a/b"), &y).unwrap().is_none());
 }
 
 #[test]
@@ -222,7 +239,7 @@ fn upload_sessions() {
     let ix = Index::in_memory().unwrap();
     let id = UploadId::random();
     let s = UploadSession {
-        repo: "r".into(),
+        repo: k("r"),
         parts: 1,
         size: 3,
         started: 1,
@@ -231,7 +248,7 @@ fn upload_sessions() {
     ix.put_upload(id, &s).unwrap();
     assert_eq!(ix.upload(id).unwrap(), Some(s.clone()));
     assert_eq!(ix.uploads().unwrap(), vec![(id, s)]);
-    ix.link_blob("r", &d("x"), 3, Some(id)).unwrap();
+    ix.link_blob(&k("r"), &d("x"), 3, Some(id)).unwrap();
     assert_eq!(ix.upload(id).unwrap(), None);
 }
 
@@ -245,7 +262,7 @@ fn survives_reopen() {
         put(&ix, "r", &m, record(None), Some("t"), &[], None);
     }
     let ix = Index::open(&path).unwrap();
-    assert_eq!(ix.tag("r", "t").unwrap(), Some(m));
+    assert_eq!(ix.tag(&k("r"), "t").unwrap(), Some(m));
 }
 
 #[test]
