@@ -1,4 +1,4 @@
-//! Where the registry's domain errors become OCI error bodies: the storage, index and AppView
+//! Where the registry's domain errors become OCI error bodies: the storage, index and `AppView`
 //! layers answer in their own errors, and only this edge knows the OCI codes they map to.
 
 use serde_json::json;

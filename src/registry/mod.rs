@@ -1,7 +1,7 @@
 //! The distribution service: the registry's shared state, the one `match` from a parsed OCI
 //! endpoint to its handler, and the blob, upload, manifest and list handlers. It speaks OCI at its
-//! edge: domain errors (storage, index, AppView) become [`OciError`]s here, never below.
-//! Imports the OCI model, AppView, auth and the blob store; nothing imports it but `server`.
+//! edge: domain errors (storage, index, `AppView`) become [`OciError`]s here, never below.
+//! Imports the OCI model, `AppView`, auth and the blob store; nothing imports it but `server`.
 
 mod blobs;
 mod errors;
