@@ -1,12 +1,12 @@
 //! The hold's XRPC methods (`/xrpc/io.atcr.hold.*`): so far `io.atcr.hold.requestCrew`.
 
 use crate::http::body::RequestBody;
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use serde_json::json;
 
 use super::{CREW, Hold, HoldError, Permission};
 use crate::http::body::Body;
-use crate::pds::xrpc::{Call, XrpcError, authenticate, ok_json};
+use crate::pds::xrpc::{Call, UNKNOWN_LABEL, XrpcError, XrpcKind, authenticate, ok_json};
 
 /// Largest request body: the input is a role and a few permissions.
 const MAX_BODY: usize = 64 << 10;
@@ -14,18 +14,59 @@ const MAX_BODY: usize = 64 << 10;
 /// Permissions a `requestCrew` without any asks for.
 const DEFAULT_PERMISSIONS: [Permission; 2] = [Permission::BlobRead, Permission::BlobWrite];
 
-/// Answers `/xrpc/<nsid>` for an `io.atcr.hold.*` method.
-pub async fn handle(hold: &Hold, req: Request<RequestBody>, nsid: &str) -> Response<Body> {
-    let call = Call::new(req);
-    let result = match nsid {
-        "io.atcr.hold.requestCrew" => request_crew(hold, call).await,
-        _ => Err(XrpcError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "MethodNotImplemented",
-            format!("method not implemented: {nsid}"),
-        )),
+/// Every `io.atcr.hold.*` method the hold serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldMethod {
+    RequestCrew,
+}
+
+impl HoldMethod {
+    /// All methods, in the order of the enum.
+    pub const ALL: [HoldMethod; 1] = [HoldMethod::RequestCrew];
+
+    /// The method an NSID names; `None` for one the hold does not serve.
+    #[must_use]
+    pub fn parse(nsid: &str) -> Option<HoldMethod> {
+        Self::ALL.into_iter().find(|m| m.nsid() == nsid)
+    }
+
+    /// The method's NSID, which is also its metrics label.
+    #[must_use]
+    pub fn nsid(self) -> &'static str {
+        match self {
+            HoldMethod::RequestCrew => "io.atcr.hold.requestCrew",
+        }
+    }
+
+    /// Query or procedure, as the method's lexicon defines it.
+    #[must_use]
+    pub fn kind(self) -> XrpcKind {
+        match self {
+            HoldMethod::RequestCrew => XrpcKind::Procedure,
+        }
+    }
+}
+
+/// Answers `/xrpc/<nsid>` for an `io.atcr.hold.*` method. Returns the endpoint label for
+/// metrics: the NSID of a method the hold serves, [`UNKNOWN_LABEL`] for any other.
+pub async fn handle(
+    hold: &Hold,
+    req: Request<RequestBody>,
+    nsid: &str,
+) -> (&'static str, Response<Body>) {
+    let Some(method) = HoldMethod::parse(nsid) else {
+        return (UNKNOWN_LABEL, XrpcError::not_implemented(nsid).response());
     };
-    result.unwrap_or_else(|e| e.response())
+    let result = answer(hold, method, Call::new(req)).await;
+    (method.nsid(), result.unwrap_or_else(|e| e.response()))
+}
+
+/// Refuses a call with the wrong HTTP method, then hands it to the method's handler.
+async fn answer(hold: &Hold, method: HoldMethod, call: Call) -> Result<Response<Body>, XrpcError> {
+    call.check_kind(method.kind())?;
+    match method {
+        HoldMethod::RequestCrew => request_crew(hold, call).await,
+    }
 }
 
 impl From<HoldError> for XrpcError {
@@ -46,13 +87,6 @@ impl From<HoldError> for XrpcError {
 /// join (`allowAllCrew`) or the caller is the owner. Only the owner may ask for `crew:admin`.
 /// A caller who is already a member gets his record back, unchanged.
 async fn request_crew(hold: &Hold, call: Call) -> Result<Response<Body>, XrpcError> {
-    if call.method != Method::POST {
-        return Err(XrpcError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "InvalidRequest",
-            "this method takes POST",
-        ));
-    }
     let caller = authenticate(hold.pds(), &call)?;
     let body = call.body(MAX_BODY).await?;
     let input: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
@@ -129,6 +163,23 @@ fn parse_input(input: &serde_json::Value) -> Result<(String, Vec<Permission>), X
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn methods_parse_and_match_their_lexicons() {
+        let lexicons = [include_str!("../../lexicons/io.atcr.hold.requestCrew.json")];
+        for (m, doc) in HoldMethod::ALL.into_iter().zip(lexicons) {
+            assert_eq!(HoldMethod::parse(m.nsid()), Some(m));
+            let doc: serde_json::Value = serde_json::from_str(doc).unwrap();
+            assert_eq!(doc["id"], m.nsid());
+            let kind = match doc["defs"]["main"]["type"].as_str() {
+                Some("query") => XrpcKind::Query,
+                Some("procedure") => XrpcKind::Procedure,
+                t => panic!("{t:?}"),
+            };
+            assert_eq!(m.kind(), kind, "{m:?}");
+        }
+        assert_eq!(HoldMethod::parse("io.atcr.hold.nope"), None);
+    }
 
     #[test]
     fn input_defaults_and_checks() {

@@ -9,133 +9,28 @@
 //! built on it fail too (their expected head never lands), and the repository's next write
 //! starts again from the store.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+mod build;
+mod committer;
+#[cfg(test)]
+mod tests;
+mod writes;
+
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
 
 use super::events::CommitEvent;
-use super::store::{CommitBatch, CommitFailure, IndexChange, PdsStore, RepoHead, StoreError};
-use crate::atproto::blockstore::{BlockStore, BlockStoreError};
+use super::store::{CommitBatch, PdsStore, RepoHead, StoreError};
 use crate::atproto::car::CarWriter;
 use crate::atproto::lexicon::Catalog;
-use crate::atproto::mst::{Mst, RecordOp, proof_blocks};
+use crate::atproto::mst::Mst;
 use crate::atproto::syntax::TidClock;
-use crate::atproto::{Cid, Datetime, Did, Keypair, Nsid, RecordKey, Tid, UnsignedCommit, Value};
+use crate::atproto::{Cid, Datetime, Did, Keypair, Nsid, Tid, UnsignedCommit, Value};
+use build::{CommitInput, Existing, Prepared, Put, build_commit};
 use committer::Committer;
-
-/// Why a write was refused or failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RepoError {
-    #[error("repository not found: {0}")]
-    RepoNotFound(Did),
-    #[error("repository already exists: {0}")]
-    RepoExists(Did),
-    #[error("{0}")]
-    InvalidSwap(String),
-    #[error("{0}")]
-    InvalidRequest(String),
-    /// An update or delete of a record that does not exist (`collection/rkey`).
-    #[error("Could not find a record with key: {0}")]
-    RecordNotFound(String),
-    #[error("no signing key for {0}")]
-    NoKey(Did),
-    #[error("repository data: {0}")]
-    Data(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<CommitFailure> for RepoError {
-    fn from(e: CommitFailure) -> Self {
-        match e {
-            CommitFailure::HeadMoved => RepoError::InvalidSwap("the repository changed".into()),
-            CommitFailure::Store(e) => RepoError::Store(e),
-        }
-    }
-}
-
-impl From<crate::atproto::mst::MstError> for RepoError {
-    fn from(e: crate::atproto::mst::MstError) -> Self {
-        RepoError::Data(e.to_string())
-    }
-}
-
-impl From<crate::atproto::car::CarError> for RepoError {
-    fn from(e: crate::atproto::car::CarError) -> Self {
-        RepoError::Data(e.to_string())
-    }
-}
-
-/// An expectation on a record's current CID: `None` means "must not exist".
-pub type SwapRecord = Option<Cid>;
-
-/// One write of `applyWrites` (or the single write of `createRecord`/`putRecord`/`deleteRecord`).
-#[derive(Debug, Clone)]
-pub enum WriteOp {
-    /// A new record; fails if the key exists. A missing rkey gets a fresh TID.
-    Create {
-        collection: Nsid,
-        rkey: Option<RecordKey>,
-        value: Value,
-    },
-    /// Creates or replaces a record (`putRecord`).
-    Update {
-        collection: Nsid,
-        rkey: RecordKey,
-        value: Value,
-        swap_record: Option<SwapRecord>,
-    },
-    /// Replaces a record; fails if it does not exist (`applyWrites`' `#update`).
-    Replace {
-        collection: Nsid,
-        rkey: RecordKey,
-        value: Value,
-    },
-    /// Removes a record; fails if it does not exist.
-    Delete {
-        collection: Nsid,
-        rkey: RecordKey,
-        swap_record: Option<SwapRecord>,
-    },
-}
-
-/// Whether records are checked against their lexicon.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Validation {
-    /// Validate records of known lexicons; accept others as plain data.
-    #[default]
-    IfKnown,
-    /// The lexicon must be known and the record valid.
-    Require,
-    /// Only the data model is checked.
-    Skip,
-}
-
-/// What one write did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteResult {
-    Create {
-        uri: String,
-        cid: Cid,
-        validated: bool,
-    },
-    Update {
-        uri: String,
-        cid: Cid,
-        validated: bool,
-    },
-    Delete,
-}
-
-/// A commit that was applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommitInfo {
-    pub cid: Cid,
-    pub rev: Tid,
-    pub seq: u64,
-}
+pub use writes::{CommitInfo, RepoError, SwapRecord, Validation, WriteOp, WriteResult};
 
 /// Commits of one repository that are built and queued but not yet known durable, oldest
 /// first. The next commit builds on the newest of them.
@@ -374,12 +269,19 @@ impl Repos {
             )));
         }
         let rev = self.next_rev(Some(&head.rev));
-        let store = self.store.clone();
-        let did2 = did.clone();
-        let layers: Vec<_> = pending.chain.iter().map(|p| p.blocks.clone()).collect();
         let tree = pending.tree(head.data);
         let cached = tree.is_some();
-        let make = move || build_commit(&store, &layers, tree, &did2, &head, prepared, &key, rev);
+        let input = CommitInput {
+            store: self.store.clone(),
+            pending: pending.chain.iter().map(|p| p.blocks.clone()).collect(),
+            tree,
+            did: did.clone(),
+            head,
+            writes: prepared,
+            key,
+            rev,
+        };
+        let make = move || build_commit(input);
         let built = if cached {
             // On the cached tree a commit is a fraction of a millisecond of CPU: cheaper here
             // than handed to a blocking thread and back. Reading the tree afresh is not.
@@ -464,14 +366,14 @@ impl Repos {
             }
         };
         let (value, validated) = self.check_record(did, &collection, value, validation)?;
-        Ok(Prepared::Put {
+        Ok(Prepared::Put(Put {
             collection,
             rkey,
             value,
             validated,
             existing,
             swap,
-        })
+        }))
     }
 
     /// Checks a record: `$type` (set to the collection if absent), the lexicon if known, and
@@ -527,257 +429,3 @@ impl Repos {
         Ok((value, validated))
     }
 }
-
-enum Prepared {
-    Put {
-        collection: Nsid,
-        rkey: RecordKey,
-        value: Value,
-        validated: bool,
-        existing: Existing,
-        swap: Option<SwapRecord>,
-    },
-    Delete {
-        collection: Nsid,
-        rkey: RecordKey,
-        swap: Option<SwapRecord>,
-    },
-}
-
-/// Whether a put may, must or must not find a record at its key.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Existing {
-    Forbidden,
-    Required,
-    Either,
-}
-
-fn check_swap(swap: Option<SwapRecord>, current: Option<Cid>, key: &str) -> Result<(), RepoError> {
-    match swap {
-        Some(expected) if expected != current => Err(RepoError::InvalidSwap(format!(
-            "record {key} is at {}",
-            current.map_or_else(|| "nothing".to_owned(), |c| c.to_string())
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// Blocks of the repository plus the ones this commit created.
-struct Overlay<'a> {
-    base: &'a dyn BlockStore,
-    fresh: HashMap<Cid, Bytes>,
-}
-
-impl BlockStore for Overlay<'_> {
-    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, BlockStoreError> {
-        match self.fresh.get(cid) {
-            Some(b) => Ok(Some(b.clone())),
-            None => self.base.get(cid),
-        }
-    }
-    fn put(&self, _cid: Cid, _bytes: Bytes) -> Result<(), BlockStoreError> {
-        Err(BlockStoreError("overlay is read-only".into()))
-    }
-}
-
-/// The durable blocks plus those of the pending commits the new one builds on.
-struct Layered<'a> {
-    durable: &'a dyn BlockStore,
-    pending: &'a [Arc<HashMap<Cid, Bytes>>],
-}
-
-impl BlockStore for Layered<'_> {
-    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, BlockStoreError> {
-        match self.pending.iter().rev().find_map(|layer| layer.get(cid)) {
-            Some(b) => Ok(Some(b.clone())),
-            None => self.durable.get(cid),
-        }
-    }
-    fn put(&self, _cid: Cid, _bytes: Bytes) -> Result<(), BlockStoreError> {
-        Err(BlockStoreError("pending blocks are read-only".into()))
-    }
-}
-
-/// A commit built and signed, ready for the committer.
-struct Built {
-    /// The new tree (its blocks in `batch`).
-    mst: Mst,
-    /// The commit (its `seq` is known once durable).
-    info: CommitInfo,
-    results: Vec<WriteResult>,
-    batch: CommitBatch,
-}
-
-/// Builds the commit applying `writes` on top of `head`, whose blocks are durable in `store`
-/// or in the `pending` layers.
-#[allow(clippy::too_many_arguments)]
-fn build_commit(
-    store: &PdsStore,
-    pending: &[Arc<HashMap<Cid, Bytes>>],
-    tree: Option<Mst>,
-    did: &Did,
-    head: &RepoHead,
-    writes: Vec<Prepared>,
-    key: &Keypair,
-    rev: Tid,
-) -> Result<Built, RepoError> {
-    let durable = store.snapshot()?;
-    let snapshot = Layered {
-        durable: &durable,
-        pending,
-    };
-    let mut mst = match tree {
-        Some(mst) => mst,
-        None => Mst::load(&snapshot, head.data)?,
-    };
-    let mut ops = Vec::new();
-    let mut results = Vec::new();
-    let mut index = Vec::new();
-    let mut record_blocks: BTreeMap<Cid, Bytes> = BTreeMap::new();
-    let mut blobs = Vec::new();
-    for w in writes {
-        match w {
-            Prepared::Put {
-                collection,
-                rkey,
-                value,
-                validated,
-                existing,
-                swap,
-            } => {
-                let path = format!("{collection}/{rkey}");
-                let current = mst.get(&snapshot, &path)?;
-                match (existing, current) {
-                    (Existing::Forbidden, Some(_)) => {
-                        return Err(RepoError::InvalidRequest(format!(
-                            "record {path} already exists"
-                        )));
-                    }
-                    (Existing::Required, None) => return Err(RepoError::RecordNotFound(path)),
-                    _ => {}
-                }
-                check_swap(swap, current, &path)?;
-                let bytes = value.to_cbor();
-                let cid = Cid::for_cbor(&bytes);
-                blobs.extend(value.blobs().into_iter().map(|b| b.cid));
-                record_blocks.insert(cid, Bytes::from(bytes));
-                mst.insert(&snapshot, &path, cid)?;
-                let uri = format!("at://{did}/{path}");
-                match current {
-                    None => {
-                        ops.push(RecordOp::Create { key: path, cid });
-                        results.push(WriteResult::Create {
-                            uri,
-                            cid,
-                            validated,
-                        });
-                    }
-                    Some(prev) => {
-                        if prev != cid {
-                            ops.push(RecordOp::Update {
-                                key: path,
-                                cid,
-                                prev,
-                            });
-                        }
-                        results.push(WriteResult::Update {
-                            uri,
-                            cid,
-                            validated,
-                        });
-                    }
-                }
-                index.push(IndexChange::Put {
-                    collection: collection.to_string(),
-                    rkey: rkey.to_string(),
-                    cid,
-                });
-            }
-            Prepared::Delete {
-                collection,
-                rkey,
-                swap,
-            } => {
-                let path = format!("{collection}/{rkey}");
-                let current = mst.get(&snapshot, &path)?;
-                check_swap(swap, current, &path)?;
-                let Some(prev) = mst.delete(&snapshot, &path)? else {
-                    return Err(RepoError::RecordNotFound(path));
-                };
-                ops.push(RecordOp::Delete { key: path, prev });
-                results.push(WriteResult::Delete);
-                index.push(IndexChange::Delete {
-                    collection: collection.to_string(),
-                    rkey: rkey.to_string(),
-                });
-            }
-        }
-    }
-    let data = mst.root_cid();
-    let mst_blocks = mst.take_new_blocks();
-    let commit = UnsignedCommit::new(did.clone(), data, rev.clone()).sign(key);
-    let (commit_cid, commit_bytes) = (commit.cid(), Bytes::from(commit.to_cbor()));
-
-    let overlay = Overlay {
-        base: &snapshot,
-        fresh: mst_blocks.iter().cloned().collect(),
-    };
-    let proof = proof_blocks(&overlay, data, &ops)?;
-    let mut car = CarWriter::new(Vec::new(), &[commit_cid])?;
-    car.write_block(&commit_cid, &commit_bytes)?;
-    for op in &ops {
-        if let RecordOp::Create { cid, .. } | RecordOp::Update { cid, .. } = op
-            && let Some(bytes) = record_blocks.get(cid)
-        {
-            car.write_block(cid, bytes)?;
-        }
-    }
-    for (cid, bytes) in &proof {
-        car.write_block(cid, bytes)?;
-    }
-    blobs.sort();
-    blobs.dedup();
-    let commit_blobs = blobs.clone();
-    let event = CommitEvent {
-        repo: did.clone(),
-        commit: commit_cid,
-        rev: rev.clone(),
-        since: Some(head.rev.clone()),
-        blocks: car.finish()?,
-        ops,
-        blobs,
-        prev_data: Some(head.data),
-        time: Datetime::now(),
-    };
-    let mut blocks: Vec<(Cid, Bytes)> = mst_blocks;
-    blocks.extend(record_blocks);
-    blocks.push((commit_cid, commit_bytes));
-    let batch = CommitBatch {
-        did: did.clone(),
-        expected: Some(head.commit),
-        head: RepoHead {
-            commit: commit_cid,
-            rev: rev.clone(),
-            data,
-            active: head.active,
-        },
-        blocks,
-        index,
-        blobs: commit_blobs,
-        event: Box::new(move |seq| event.frame(seq)),
-    };
-    Ok(Built {
-        mst,
-        info: CommitInfo {
-            cid: commit_cid,
-            rev,
-            seq: 0,
-        },
-        results,
-        batch,
-    })
-}
-
-mod committer;
-#[cfg(test)]
-mod tests;

@@ -10,17 +10,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{Database, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use crate::atproto::blockstore::{BlockStore, BlockStoreError};
 use crate::atproto::{Cid, Did, Tid};
 use crate::dbslot::{DbSlot, ReopenError};
 use crate::pds::wal::Wal;
 
+mod blobs;
+mod blocks;
 mod commit;
+mod events;
 
+pub use blocks::Snapshot;
 pub use commit::{CommitBatch, CommitFailure, Committed, Recovery};
 
 /// CID (binary) → block bytes: MST nodes, records and commits of every repository.
@@ -394,106 +396,6 @@ impl PdsStore {
         Ok(out)
     }
 
-    /// Appends an event that changes nothing else (`#identity`, `#account`).
-    pub fn append_event(
-        &self,
-        event: Box<dyn FnOnce(u64) -> Vec<u8> + Send>,
-    ) -> Result<(u64, Vec<u8>), StoreError> {
-        let tx = self.db.begin_write()?;
-        let out = append_event(&tx, event)?;
-        tx.commit()?;
-        Ok(out)
-    }
-
-    /// The newest sequence number (0 when the log is empty).
-    pub fn last_seq(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(EVENTS)?;
-        Ok(table.last()?.map_or(0, |(k, _)| k.value()))
-    }
-
-    /// Up to `limit` events with a sequence number greater than `after`.
-    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Bytes)>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(EVENTS)?;
-        let mut out = Vec::new();
-        for item in table.range(after.saturating_add(1)..)? {
-            let (k, v) = item?;
-            out.push((k.value(), Bytes::copy_from_slice(v.value())));
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    /// The oldest sequence number still in the log.
-    pub fn first_seq(&self) -> Result<Option<u64>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(EVENTS)?;
-        Ok(table.first()?.map(|(k, _)| k.value()))
-    }
-
-    /// Whether `cid` was uploaded as a blob of `did`'s repository.
-    pub fn has_blob(&self, did: &Did, cid: &Cid) -> Result<bool, StoreError> {
-        Ok(self.blob_meta(did, cid)?.is_some())
-    }
-
-    /// The metadata of a blob uploaded to `did`'s repository.
-    pub fn blob_meta(&self, did: &Did, cid: &Cid) -> Result<Option<BlobMeta>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(REPO_BLOBS)?;
-        let cid = cid.to_string();
-        table
-            .get((did.as_str(), cid.as_str()))?
-            .map(|v| serde_json::from_slice(v.value()).map_err(StoreError::from))
-            .transpose()
-    }
-
-    /// Records a blob as uploaded to `did`'s repository.
-    pub async fn put_blob_meta(
-        &self,
-        did: &Did,
-        cid: Cid,
-        meta: BlobMeta,
-    ) -> Result<(), StoreError> {
-        let did = did.clone();
-        self.write(move |tx| {
-            let mut t = tx.open_table(REPO_BLOBS)?;
-            let json = serde_json::to_vec(&meta)?;
-            let cid = cid.to_string();
-            t.insert((did.as_str(), cid.as_str()), json.as_slice())?;
-            Ok::<_, StoreError>(())
-        })
-        .await
-    }
-
-    /// Blob CIDs of `did`'s repository in CID order, after `cursor`.
-    pub fn list_blobs(
-        &self,
-        did: &Did,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        use std::ops::Bound::{Excluded, Included};
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(REPO_BLOBS)?;
-        let d = did.as_str();
-        let lo = match cursor {
-            Some(c) => Excluded((d, c)),
-            None => Included((d, "")),
-        };
-        let mut out = Vec::new();
-        for item in table.range::<(&str, &str)>((lo, Included((d, MAX))))? {
-            let (k, _) = item?;
-            out.push(k.value().1.to_owned());
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
     /// The commit of `did` at revision `rev`, if it was made here (commits from before this
     /// table existed are not known).
     pub fn commit_at(&self, did: &Did, rev: &str) -> Result<Option<CommitRef>, StoreError> {
@@ -503,38 +405,6 @@ impl PdsStore {
             .get((did.as_str(), rev))?
             .map(|v| serde_json::from_slice(v.value()))
             .transpose()?)
-    }
-
-    /// Blobs referenced by records `did` wrote in commits after revision `since`, in CID order,
-    /// after `cursor`, at most `limit`.
-    pub fn blobs_since(
-        &self,
-        did: &Did,
-        since: &str,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        use std::ops::Bound::{Excluded, Included};
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(COMMITS)?;
-        let d = did.as_str();
-        let mut all = std::collections::BTreeSet::new();
-        for item in table.range::<(&str, &str)>((Excluded((d, since)), Included((d, MAX))))? {
-            let (_, v) = item?;
-            let commit: CommitRef = serde_json::from_slice(v.value())?;
-            all.extend(commit.blobs.iter().map(ToString::to_string));
-        }
-        Ok(all
-            .into_iter()
-            .filter(|c| cursor.is_none_or(|cur| c.as_str() > cur))
-            .take(limit)
-            .collect())
-    }
-
-    /// Number of blocks stored (for metrics and tests).
-    pub fn block_count(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read()?;
-        Ok(tx.open_table(BLOCKS)?.len()?)
     }
 }
 
@@ -564,17 +434,6 @@ fn open_files(path: &Path, recovery: Recovery) -> Result<(Database, commit::Log)
     Ok((db, commit::Log::new(wal, last + 1, epoch)))
 }
 
-fn append_event(
-    tx: &WriteTransaction,
-    event: Box<dyn FnOnce(u64) -> Vec<u8> + Send>,
-) -> Result<(u64, Vec<u8>), StoreError> {
-    let mut events = tx.open_table(EVENTS)?;
-    let seq = events.last()?.map_or(0, |(k, _)| k.value()) + 1;
-    let frame = event(seq);
-    events.insert(seq, frame.as_slice())?;
-    Ok((seq, frame))
-}
-
 type RecordEntry<'a> = Result<
     (
         redb::AccessGuard<'a, (&'static str, &'static str, &'static str)>,
@@ -584,64 +443,3 @@ type RecordEntry<'a> = Result<
 >;
 
 const MAX: &str = "\u{10FFFF}";
-
-impl BlockStore for PdsStore {
-    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, BlockStoreError> {
-        let tx = self.db.begin_read().map_err(block_err)?;
-        let table = tx.open_table(BLOCKS).map_err(block_err)?;
-        Ok(table
-            .get(cid.to_bytes().as_slice())
-            .map_err(block_err)?
-            .map(|v| Bytes::copy_from_slice(v.value())))
-    }
-
-    fn put(&self, cid: Cid, bytes: Bytes) -> Result<(), BlockStoreError> {
-        self.put_many(vec![(cid, bytes)])
-    }
-
-    fn put_many(&self, blocks: Vec<(Cid, Bytes)>) -> Result<(), BlockStoreError> {
-        let tx = self.db.begin_write().map_err(block_err)?;
-        {
-            let mut table = tx.open_table(BLOCKS).map_err(block_err)?;
-            for (cid, bytes) in blocks {
-                table
-                    .insert(cid.to_bytes().as_slice(), bytes.as_ref())
-                    .map_err(block_err)?;
-            }
-        }
-        tx.commit().map_err(block_err)
-    }
-}
-
-fn block_err(e: impl Into<redb::Error>) -> BlockStoreError {
-    BlockStoreError(Box::new(e.into()))
-}
-
-/// A snapshot reader: one read transaction for many block reads (exports, proofs, walks).
-pub struct Snapshot {
-    table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
-}
-
-impl PdsStore {
-    /// A consistent view of the blocks as of now.
-    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let tx = self.db.begin_read()?;
-        Ok(Snapshot {
-            table: tx.open_table(BLOCKS)?,
-        })
-    }
-}
-
-impl BlockStore for Snapshot {
-    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, BlockStoreError> {
-        Ok(self
-            .table
-            .get(cid.to_bytes().as_slice())
-            .map_err(block_err)?
-            .map(|v| Bytes::copy_from_slice(v.value())))
-    }
-
-    fn put(&self, _cid: Cid, _bytes: Bytes) -> Result<(), BlockStoreError> {
-        Err(BlockStoreError("snapshot is read-only".into()))
-    }
-}

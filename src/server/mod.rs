@@ -463,18 +463,16 @@ async fn dispatch(
         && nsid.starts_with("io.atcr.hold.")
     {
         let nsid = nsid.to_owned();
-        return (
-            "xrpc",
-            Ok(crate::hold::xrpc::handle(&app.hold, req, &nsid).await),
-        );
+        let (label, response) = crate::hold::xrpc::handle(&app.hold, req, &nsid).await;
+        return (label, Ok(response));
     }
     if crate::pds::xrpc::serves(&path) {
         // Callers without credentials hear 401 from the handler, not about the disk.
         if *req.method() == Method::POST
             && req.headers().contains_key(http::header::AUTHORIZATION)
-            && let Some(refusal) = storage::refuse_xrpc_write(app, &path)
+            && let Some((label, refusal)) = storage::refuse_xrpc_write(app, &path)
         {
-            return ("xrpc", Ok(refusal.response()));
+            return (label, Ok(refusal.response()));
         }
         let (label, response) = crate::pds::xrpc::handle(&app.pds, req, &path).await;
         return (label, Ok(response));

@@ -11,19 +11,22 @@ use http::StatusCode;
 use super::App;
 use crate::http::human_bytes;
 use crate::oci::{ErrorCode, OciError};
-use crate::pds::xrpc::XrpcError;
+use crate::pds::xrpc::{XrpcError, XrpcMethod};
 
 /// How often the recovery task looks at the stores.
 pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(2);
 
-/// XRPC procedures that store something and are refused below the floor. Deletes, sign-in and
-/// session upkeep stay allowed: they are small, and an operator must be able to sign in.
-const XRPC_WRITES: &[&str] = &[
-    "com.atproto.repo.createRecord",
-    "com.atproto.repo.putRecord",
-    "com.atproto.repo.applyWrites",
-    "com.atproto.repo.uploadBlob",
-];
+/// Whether an XRPC procedure stores something, and is refused below the floor. Deletes, sign-in
+/// and session upkeep stay allowed: they are small, and an operator must be able to sign in.
+fn stores(method: XrpcMethod) -> bool {
+    matches!(
+        method,
+        XrpcMethod::CreateRecord
+            | XrpcMethod::PutRecord
+            | XrpcMethod::ApplyWrites
+            | XrpcMethod::UploadBlob
+    )
+}
 
 /// `(free, floor)` when the filesystem of the blob store has less than the floor free.
 fn below_floor(app: &App) -> Option<(u64, u64)> {
@@ -65,18 +68,23 @@ pub fn refuse_oci_write(app: &App, method: &http::Method) -> Result<(), OciError
     }
 }
 
-/// An XRPC procedure that stores something, below the floor: 507 `StorageFull`.
-pub fn refuse_xrpc_write(app: &App, path: &str) -> Option<XrpcError> {
-    let nsid = path.strip_prefix("/xrpc/")?;
-    if !XRPC_WRITES.contains(&nsid) {
+/// An XRPC procedure that stores something, below the floor: 507 `StorageFull`, with the
+/// method's metrics label.
+pub fn refuse_xrpc_write(app: &App, path: &str) -> Option<(&'static str, XrpcError)> {
+    let method = XrpcMethod::parse(path.strip_prefix("/xrpc/")?)?;
+    if !stores(method) {
         return None;
     }
     let low = below_floor(app)?;
+    let nsid = method.nsid();
     tracing::warn!(free = low.0, floor = low.1, %nsid, "write refused below the free-space floor");
-    Some(XrpcError::new(
-        StatusCode::INSUFFICIENT_STORAGE,
-        "StorageFull",
-        floor_message(low),
+    Some((
+        nsid,
+        XrpcError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "StorageFull",
+            floor_message(low),
+        ),
     ))
 }
 

@@ -3,6 +3,7 @@
 
 mod directory;
 mod lookup;
+mod method;
 mod repo;
 mod server;
 pub mod subscribe;
@@ -25,6 +26,7 @@ use super::{PdsError, auth};
 use crate::atproto::Did;
 use crate::http::body::{self, Body};
 pub(crate) use lookup::resolve_repo;
+pub use method::{UNKNOWN_LABEL, XrpcKind, XrpcMethod};
 
 /// Largest JSON request body.
 const MAX_JSON_BODY: usize = 1 << 20;
@@ -53,6 +55,15 @@ impl XrpcError {
     }
     pub fn auth_required(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "AuthRequired", message)
+    }
+    /// 501 `MethodNotImplemented`: the node serves no method of that NSID.
+    #[must_use]
+    pub fn not_implemented(nsid: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "MethodNotImplemented",
+            format!("method not implemented: {nsid}"),
+        )
     }
     #[must_use]
     pub fn internal() -> Self {
@@ -198,48 +209,41 @@ pub fn serves(path: &str) -> bool {
     path.starts_with("/xrpc/") || path.starts_with("/.well-known/") || path.starts_with("/did:plc:")
 }
 
-/// Answers a request for a path [`serves`] accepted. Returns the endpoint label for metrics.
+/// Answers a request for a path [`serves`] accepted. Returns the endpoint label for metrics:
+/// the NSID of a method the node serves, [`UNKNOWN_LABEL`] for any other, `well_known` and
+/// `plc_directory` for the rest.
 pub async fn handle(
     pds: &Pds,
     req: Request<RequestBody>,
     path: &str,
 ) -> (&'static str, Response<Body>) {
-    let result = if let Some(nsid) = path.strip_prefix("/xrpc/") {
-        let nsid = nsid.to_owned();
-        let call = Call::new(req);
-        match read_gate(pds, &nsid, &call) {
-            Ok(()) => route(pds, &nsid, call).await,
-            Err(e) => Err(e),
+    let (label, result) = if let Some(nsid) = path.strip_prefix("/xrpc/") {
+        match XrpcMethod::parse(nsid) {
+            Some(method) => (method.nsid(), answer(pds, method, Call::new(req)).await),
+            None => (UNKNOWN_LABEL, Err(XrpcError::not_implemented(nsid))),
         }
     } else if path.starts_with("/.well-known/") {
-        directory::well_known(pds, &req, path)
+        ("well_known", directory::well_known(pds, &req, path))
     } else {
-        directory::plc(pds, req, path).await
+        ("plc_directory", directory::plc(pds, req, path).await)
     };
-    ("xrpc", result.unwrap_or_else(|e| e.response()))
+    (label, result.unwrap_or_else(|e| e.response()))
 }
 
-/// The methods that read repository contents: on a node whose read policy is closed (a private
-/// hold) they need a session of someone the policy admits, or of the repository's own account.
-const READS: [&str; 12] = [
-    "com.atproto.repo.getRecord",
-    "com.atproto.repo.listRecords",
-    "com.atproto.repo.describeRepo",
-    "com.atproto.sync.getRepo",
-    "com.atproto.sync.getLatestCommit",
-    "com.atproto.sync.getRecord",
-    "com.atproto.sync.getBlob",
-    "com.atproto.sync.getBlocks",
-    "com.atproto.sync.listBlobs",
-    "com.atproto.sync.listRepos",
-    "com.atproto.sync.getRepoStatus",
-    "com.atproto.sync.subscribeRepos",
-];
+/// Refuses a read the read policy does not admit, then a call with the wrong HTTP method, then
+/// hands the call to the method's handler.
+async fn answer(pds: &Pds, method: XrpcMethod, call: Call) -> Result<Response<Body>, XrpcError> {
+    if method.reads_repository() {
+        read_gate(pds, &call)?;
+    }
+    call.check_kind(method.kind())?;
+    route(pds, method, call).await
+}
 
 /// Refuses a read method to a caller the read policy does not admit: 401 without a session,
 /// 403 with one (unless the call names the caller's own repository).
-fn read_gate(pds: &Pds, nsid: &str, call: &Call) -> Result<(), XrpcError> {
-    if !READS.contains(&nsid) || pds.may_read(None) {
+fn read_gate(pds: &Pds, call: &Call) -> Result<(), XrpcError> {
+    if pds.may_read(None) {
         return Ok(());
     }
     if call.bearer().is_none() {
@@ -283,6 +287,18 @@ impl Call {
             params,
             req,
         }
+    }
+
+    /// Refuses a call made with an HTTP method the XRPC method does not take: 405.
+    pub fn check_kind(&self, kind: XrpcKind) -> Result<(), XrpcError> {
+        if kind.admits(&self.method) {
+            return Ok(());
+        }
+        Err(XrpcError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "InvalidRequest",
+            format!("this method takes {}", kind.http_method()),
+        ))
     }
 
     /// The caller's address (see [`crate::pds::login::ClientAddr`]).
@@ -423,134 +439,35 @@ pub(crate) fn check_token(pds: &Pds, token: &str, typ: &str) -> Result<auth::Cla
         })
 }
 
-fn method_is(call: &Call, method: &Method) -> Result<(), XrpcError> {
-    if call.method == method || (method == Method::GET && call.method == Method::HEAD) {
-        Ok(())
-    } else {
-        Err(XrpcError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "InvalidRequest",
-            format!("this method takes {method}"),
-        ))
-    }
-}
-
-async fn route(pds: &Pds, nsid: &str, call: Call) -> Result<Response<Body>, XrpcError> {
-    use Method as M;
-    let (query, procedure) = (&M::GET, &M::POST);
-    match nsid {
-        "com.atproto.server.describeServer" => {
-            method_is(&call, query)?;
-            server::describe(pds)
-        }
-        "com.atproto.server.createSession" => {
-            method_is(&call, procedure)?;
-            server::create_session(pds, call).await
-        }
-        "com.atproto.server.refreshSession" => {
-            method_is(&call, procedure)?;
-            server::refresh_session(pds, &call)
-        }
-        "com.atproto.server.getSession" => {
-            method_is(&call, query)?;
-            server::get_session(pds, &call)
-        }
-        "com.atproto.server.deleteSession" => {
-            method_is(&call, procedure)?;
-            server::delete_session(pds, &call)
-        }
-        "com.atproto.server.createAppPassword" => {
-            method_is(&call, procedure)?;
-            server::create_app_password(pds, call).await
-        }
-        "com.atproto.server.listAppPasswords" => {
-            method_is(&call, query)?;
-            server::list_app_passwords(pds, &call)
-        }
-        "com.atproto.server.revokeAppPassword" => {
-            method_is(&call, procedure)?;
-            server::revoke_app_password(pds, call).await
-        }
-        "com.atproto.server.getServiceAuth" => {
-            method_is(&call, query)?;
-            server::get_service_auth(pds, &call)
-        }
-        "com.atproto.identity.resolveHandle" => {
-            method_is(&call, query)?;
-            server::resolve_handle(pds, &call)
-        }
-        "com.atproto.repo.createRecord" => {
-            method_is(&call, procedure)?;
-            repo::create_record(pds, call).await
-        }
-        "com.atproto.repo.putRecord" => {
-            method_is(&call, procedure)?;
-            repo::put_record(pds, call).await
-        }
-        "com.atproto.repo.deleteRecord" => {
-            method_is(&call, procedure)?;
-            repo::delete_record(pds, call).await
-        }
-        "com.atproto.repo.applyWrites" => {
-            method_is(&call, procedure)?;
-            repo::apply_writes(pds, call).await
-        }
-        "com.atproto.repo.uploadBlob" => {
-            method_is(&call, procedure)?;
-            repo::upload_blob(pds, call).await
-        }
-        "com.atproto.repo.getRecord" => {
-            method_is(&call, query)?;
-            repo::get_record(pds, &call)
-        }
-        "com.atproto.repo.listRecords" => {
-            method_is(&call, query)?;
-            repo::list_records(pds, &call)
-        }
-        "com.atproto.repo.describeRepo" => {
-            method_is(&call, query)?;
-            repo::describe_repo(pds, &call)
-        }
-        "com.atproto.sync.getRepo" => {
-            method_is(&call, query)?;
-            sync::get_repo(pds, &call)
-        }
-        "com.atproto.sync.getLatestCommit" => {
-            method_is(&call, query)?;
-            sync::get_latest_commit(pds, &call)
-        }
-        "com.atproto.sync.getRecord" => {
-            method_is(&call, query)?;
-            sync::get_record(pds, &call)
-        }
-        "com.atproto.sync.getBlocks" => {
-            method_is(&call, query)?;
-            sync::get_blocks(pds, &call).await
-        }
-        "com.atproto.sync.getBlob" => {
-            method_is(&call, query)?;
-            sync::get_blob(pds, &call).await
-        }
-        "com.atproto.sync.listBlobs" => {
-            method_is(&call, query)?;
-            sync::list_blobs(pds, &call)
-        }
-        "com.atproto.sync.listRepos" => {
-            method_is(&call, query)?;
-            sync::list_repos(pds, &call)
-        }
-        "com.atproto.sync.getRepoStatus" => {
-            method_is(&call, query)?;
-            sync::get_repo_status(pds, &call)
-        }
-        "com.atproto.sync.subscribeRepos" => {
-            method_is(&call, query)?;
-            subscribe::upgrade(pds, call)
-        }
-        _ => Err(XrpcError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "MethodNotImplemented",
-            format!("method not implemented: {nsid}"),
-        )),
+async fn route(pds: &Pds, method: XrpcMethod, call: Call) -> Result<Response<Body>, XrpcError> {
+    use XrpcMethod as M;
+    match method {
+        M::DescribeServer => server::describe(pds),
+        M::CreateSession => server::create_session(pds, call).await,
+        M::RefreshSession => server::refresh_session(pds, &call),
+        M::GetSession => server::get_session(pds, &call),
+        M::DeleteSession => server::delete_session(pds, &call),
+        M::CreateAppPassword => server::create_app_password(pds, call).await,
+        M::ListAppPasswords => server::list_app_passwords(pds, &call),
+        M::RevokeAppPassword => server::revoke_app_password(pds, call).await,
+        M::GetServiceAuth => server::get_service_auth(pds, &call),
+        M::ResolveHandle => server::resolve_handle(pds, &call),
+        M::CreateRecord => repo::create_record(pds, call).await,
+        M::PutRecord => repo::put_record(pds, call).await,
+        M::DeleteRecord => repo::delete_record(pds, call).await,
+        M::ApplyWrites => repo::apply_writes(pds, call).await,
+        M::UploadBlob => repo::upload_blob(pds, call).await,
+        M::GetRecord => repo::get_record(pds, &call),
+        M::ListRecords => repo::list_records(pds, &call),
+        M::DescribeRepo => repo::describe_repo(pds, &call),
+        M::SyncGetRepo => sync::get_repo(pds, &call),
+        M::SyncGetLatestCommit => sync::get_latest_commit(pds, &call),
+        M::SyncGetRecord => sync::get_record(pds, &call),
+        M::SyncGetBlocks => sync::get_blocks(pds, &call).await,
+        M::SyncGetBlob => sync::get_blob(pds, &call).await,
+        M::SyncListBlobs => sync::list_blobs(pds, &call),
+        M::SyncListRepos => sync::list_repos(pds, &call),
+        M::SyncGetRepoStatus => sync::get_repo_status(pds, &call),
+        M::SyncSubscribeRepos => subscribe::upgrade(pds, call),
     }
 }

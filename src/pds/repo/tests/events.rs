@@ -1,0 +1,113 @@
+//! `#commit` events carry the proofs sync 1.1 asks for.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::atproto::Algorithm;
+use crate::atproto::blockstore::BlockStore;
+use crate::atproto::blockstore::MemoryBlockStore;
+use crate::atproto::car::CarReader;
+use crate::atproto::mst::{RecordOp, invert_ops};
+use crate::pds::events::parse_frame;
+
+/// Every `#commit` event carries the commit, its new records and enough MST blocks for a
+/// consumer to undo its ops and reach `prevData` (sync 1.1).
+#[tokio::test]
+async fn commit_events_carry_proofs() {
+    let dir = tempfile::tempdir().unwrap();
+    let repos = open(dir.path());
+    let alice = did("did:plc:alice0000000000000000000");
+    let key = Arc::new(Keypair::generate(Algorithm::K256));
+    repos.create_repo(&alice, key.clone()).await.unwrap();
+    let writes: Vec<WriteOp> = (0..50)
+        .map(|i| create("app.test.post", &format!("k{i:03}"), "x"))
+        .collect();
+    repos
+        .apply_writes(&alice, writes, None, Validation::IfKnown)
+        .await
+        .unwrap();
+    repos
+        .apply_writes(
+            &alice,
+            vec![
+                create("app.test.post", "k100", "new"),
+                WriteOp::Update {
+                    collection: nsid("app.test.post"),
+                    rkey: rkey("k010"),
+                    value: record(json!({"text": "changed"})),
+                    swap_record: None,
+                },
+                WriteOp::Delete {
+                    collection: nsid("app.test.post"),
+                    rkey: rkey("k020"),
+                    swap_record: None,
+                },
+            ],
+            None,
+            Validation::IfKnown,
+        )
+        .await
+        .unwrap();
+    let events = repos.store().events_after(0, 100).unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.0).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "gap-free sequence"
+    );
+    for (seq, frame) in &events[1..] {
+        let (header, body) = parse_frame(frame).unwrap();
+        assert_eq!(header.get("t").and_then(Value::as_str), Some("#commit"));
+        assert_eq!(
+            body.get("seq"),
+            Some(&Value::Integer(i64::try_from(*seq).unwrap()))
+        );
+        let Some(Value::Bytes(car)) = body.get("blocks") else {
+            panic!("no blocks")
+        };
+        let store = MemoryBlockStore::new();
+        let reader = CarReader::new(car.as_slice()).unwrap();
+        let root = reader.roots()[0];
+        reader.load_into(&store).unwrap();
+        let commit =
+            crate::atproto::Commit::from_cbor(&store.get(&root).unwrap().unwrap()).unwrap();
+        commit.verify(&key.public_key()).unwrap();
+        let ops: Vec<RecordOp> = body
+            .get("ops")
+            .and_then(|o| match o {
+                Value::Array(a) => Some(a.clone()),
+                _ => None,
+            })
+            .unwrap()
+            .iter()
+            .map(|op| {
+                let key = op.get("path").and_then(Value::as_str).unwrap().to_owned();
+                let link = |f: &str| match op.get(f) {
+                    Some(Value::Link(c)) => Some(*c),
+                    _ => None,
+                };
+                match op.get("action").and_then(Value::as_str).unwrap() {
+                    "create" => RecordOp::Create {
+                        key,
+                        cid: link("cid").unwrap(),
+                    },
+                    "update" => RecordOp::Update {
+                        key,
+                        cid: link("cid").unwrap(),
+                        prev: link("prev").unwrap(),
+                    },
+                    _ => RecordOp::Delete {
+                        key,
+                        prev: link("prev").unwrap(),
+                    },
+                }
+            })
+            .collect();
+        let Some(Value::Link(prev_data)) = body.get("prevData") else {
+            panic!("no prevData")
+        };
+        assert_eq!(
+            invert_ops(&store, commit.unsigned.data, &ops).unwrap(),
+            *prev_data
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! The blobs of each repository: their metadata, and which commits referenced which.
+
+use super::{BlobMeta, COMMITS, CommitRef, MAX, PdsStore, REPO_BLOBS, StoreError};
+use crate::atproto::{Cid, Did};
+
+impl PdsStore {
+    /// Whether `cid` was uploaded as a blob of `did`'s repository.
+    pub fn has_blob(&self, did: &Did, cid: &Cid) -> Result<bool, StoreError> {
+        Ok(self.blob_meta(did, cid)?.is_some())
+    }
+
+    /// The metadata of a blob uploaded to `did`'s repository.
+    pub fn blob_meta(&self, did: &Did, cid: &Cid) -> Result<Option<BlobMeta>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(REPO_BLOBS)?;
+        let cid = cid.to_string();
+        table
+            .get((did.as_str(), cid.as_str()))?
+            .map(|v| serde_json::from_slice(v.value()).map_err(StoreError::from))
+            .transpose()
+    }
+
+    /// Records a blob as uploaded to `did`'s repository.
+    pub async fn put_blob_meta(
+        &self,
+        did: &Did,
+        cid: Cid,
+        meta: BlobMeta,
+    ) -> Result<(), StoreError> {
+        let did = did.clone();
+        self.write(move |tx| {
+            let mut t = tx.open_table(REPO_BLOBS)?;
+            let json = serde_json::to_vec(&meta)?;
+            let cid = cid.to_string();
+            t.insert((did.as_str(), cid.as_str()), json.as_slice())?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+    }
+
+    /// Blob CIDs of `did`'s repository in CID order, after `cursor`.
+    pub fn list_blobs(
+        &self,
+        did: &Did,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        use std::ops::Bound::{Excluded, Included};
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(REPO_BLOBS)?;
+        let d = did.as_str();
+        let lo = match cursor {
+            Some(c) => Excluded((d, c)),
+            None => Included((d, "")),
+        };
+        let mut out = Vec::new();
+        for item in table.range::<(&str, &str)>((lo, Included((d, MAX))))? {
+            let (k, _) = item?;
+            out.push(k.value().1.to_owned());
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Blobs referenced by records `did` wrote in commits after revision `since`, in CID order,
+    /// after `cursor`, at most `limit`.
+    pub fn blobs_since(
+        &self,
+        did: &Did,
+        since: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        use std::ops::Bound::{Excluded, Included};
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(COMMITS)?;
+        let d = did.as_str();
+        let mut all = std::collections::BTreeSet::new();
+        for item in table.range::<(&str, &str)>((Excluded((d, since)), Included((d, MAX))))? {
+            let (_, v) = item?;
+            let commit: CommitRef = serde_json::from_slice(v.value())?;
+            all.extend(commit.blobs.iter().map(ToString::to_string));
+        }
+        Ok(all
+            .into_iter()
+            .filter(|c| cursor.is_none_or(|cur| c.as_str() > cur))
+            .take(limit)
+            .collect())
+    }
+}
