@@ -11,7 +11,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::atproto::Did;
-use crate::blobstore::{Digest, UploadId};
+use crate::blobstore::Digest;
 
 /// repository → creation time (unix seconds); a repository exists once a manifest was pushed
 const REPOS: TableDefinition<&str, u64> = TableDefinition::new("repos");
@@ -91,16 +91,6 @@ pub struct ManifestRecord {
     /// What pages and search show of it (absent in indexes made before it existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<Box<crate::appview::summary::ManifestSummary>>,
-}
-
-/// An upload in progress: `parts` parts stored, `size` bytes in all.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UploadSession {
-    pub repo: RepoKey,
-    pub parts: u32,
-    pub size: u64,
-    pub started: u64,
-    pub updated: u64,
 }
 
 /// Sizes of the index, for metrics.
@@ -374,67 +364,6 @@ impl Index {
         Ok((out, false))
     }
 
-    /// The size of a blob `repo` may serve: one uploaded or mounted into it, or one a hold
-    /// layer record vouches for in one of its manifests.
-    pub fn repo_blob(&self, repo: &RepoKey, digest: &Digest) -> Result<Option<u64>, IndexError> {
-        let repo = repo.as_str();
-        let tx = self.db.begin_read()?;
-        if let Some(size) = tx.open_table(REPO_BLOBS)?.get((repo, digest.as_str()))? {
-            return Ok(Some(size.value()));
-        }
-        let d = digest.as_str();
-        let vouched = tx.open_table(derived::VOUCHED)?;
-        let first = vouched
-            .range((repo, d, "", "")..(repo, d, MAX, MAX))?
-            .next();
-        Ok(first.transpose()?.map(|(_, size)| size.value()))
-    }
-
-    /// The size of a blob in storage, whichever repository it came through.
-    pub fn blob(&self, digest: &Digest) -> Result<Option<u64>, IndexError> {
-        let tx = self.db.begin_read()?;
-        Ok(tx
-            .open_table(BLOBS)?
-            .get(digest.as_str())?
-            .map(|v| v.value()))
-    }
-
-    /// Makes a stored blob servable from `repo`, ending the upload `finished` if given: the
-    /// blob was uploaded into `repo`, or mounted from a repository the caller may read.
-    pub fn link_blob(
-        &self,
-        repo: &RepoKey,
-        digest: &Digest,
-        size: u64,
-        finished: Option<UploadId>,
-    ) -> Result<(), IndexError> {
-        let repo = repo.as_str();
-        let tx = self.db.begin_write()?;
-        {
-            tx.open_table(BLOBS)?.insert(digest.as_str(), size)?;
-            tx.open_table(REPO_BLOBS)?
-                .insert((repo, digest.as_str()), size)?;
-            if let Some(id) = finished {
-                tx.open_table(UPLOADS)?.remove(id.to_string().as_str())?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Removes the upload link of a blob to `repo` (see [`crate::appview::AppView::forget_blob`]
-    /// for the other kind); the bytes stay until garbage collection.
-    pub fn unlink_blob(&self, repo: &RepoKey, digest: &Digest) -> Result<bool, IndexError> {
-        let repo = repo.as_str();
-        let tx = self.db.begin_write()?;
-        let removed = tx
-            .open_table(REPO_BLOBS)?
-            .remove((repo, digest.as_str()))?
-            .is_some();
-        tx.commit()?;
-        Ok(removed)
-    }
-
     pub fn manifest(
         &self,
         repo: &RepoKey,
@@ -502,35 +431,6 @@ impl Index {
             out.push(serde_json::from_slice(value.value())?);
         }
         Ok(out)
-    }
-
-    pub fn upload(&self, id: UploadId) -> Result<Option<UploadSession>, IndexError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(UPLOADS)?;
-        let Some(raw) = table.get(id.to_string().as_str())? else {
-            return Ok(None);
-        };
-        Ok(Some(serde_json::from_slice(raw.value())?))
-    }
-
-    pub fn put_upload(&self, id: UploadId, session: &UploadSession) -> Result<(), IndexError> {
-        let tx = self.db.begin_write()?;
-        tx.open_table(UPLOADS)?.insert(
-            id.to_string().as_str(),
-            serde_json::to_vec(session)?.as_slice(),
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    pub fn delete_upload(&self, id: UploadId) -> Result<bool, IndexError> {
-        let tx = self.db.begin_write()?;
-        let removed = tx
-            .open_table(UPLOADS)?
-            .remove(id.to_string().as_str())?
-            .is_some();
-        tx.commit()?;
-        Ok(removed)
     }
 
     /// Counts for metrics: a consistent snapshot of one read transaction.
@@ -630,20 +530,6 @@ impl Index {
             stored: stored.into_iter().collect(),
         })
     }
-
-    /// Every upload session with the time it was last written to.
-    pub fn uploads(&self) -> Result<Vec<(UploadId, UploadSession)>, IndexError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(UPLOADS)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (key, value) = entry?;
-            if let Ok(id) = key.value().parse() {
-                out.push((id, serde_json::from_slice(value.value())?));
-            }
-        }
-        Ok(out)
-    }
 }
 
 fn ensure_repo(tx: &redb::WriteTransaction, repo: &str, now: u64) -> Result<(), IndexError> {
@@ -654,9 +540,11 @@ fn ensure_repo(tx: &redb::WriteTransaction, repo: &str, now: u64) -> Result<(), 
     Ok(())
 }
 
+mod blobs;
 mod derived;
 mod key;
 mod social;
+pub use blobs::UploadSession;
 pub use derived::{
     IndexChange, LAYER_COLLECTION, LayerOf, MANIFEST_COLLECTION, PAGE_COLLECTION, RecordAddr,
     RecordEntry, STAR_COLLECTION, Social, TAG_COLLECTION, TagTarget,

@@ -1,5 +1,5 @@
 use super::*;
-use crate::blobstore::Algorithm;
+use crate::blobstore::{Algorithm, UploadId};
 
 /// A repository key as the index stores it (tests use short ones).
 fn k(key: &str) -> RepoKey {
