@@ -7,6 +7,9 @@
 //! client then shuts its writing side) and gets one JSON [`Reply`]. The command-line tools send
 //! their operation there when the socket answers, and open the state themselves when nothing
 //! listens (daemon stopped; a socket file a crash left behind refuses connections).
+//!
+//! Sits under `cli` (it runs the operator's commands): imports `appview`, `hold`, `pds` and
+//! `doctor`; never `server`, `registry` or `web`.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

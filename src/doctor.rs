@@ -3,6 +3,8 @@
 //! daemon runs these through its admin socket; with the daemon stopped the command opens the
 //! state and runs them itself. The checks of files, ports and certificates are in
 //! `cli/doctor.rs`.
+//!
+//! Imports `appview`, `blobstore` and `pds`; never `server`.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;

@@ -1,6 +1,8 @@
 //! A small HTTP/1.1 JSON client over TCP or TLS (rustls, system or given CA certificates): for
 //! `atcr login`, which talks to a node's XRPC API, and for forwarding PLC operations to an
 //! upstream directory.
+//!
+//! Imports only `tls` (the crypto provider).
 
 use std::path::Path;
 use std::sync::Arc;

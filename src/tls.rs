@@ -5,6 +5,8 @@
 //! name is derived from its key, so the CA can sign again after a restart without parsing its own
 //! certificate. The server certificate is issued at every start and again when it nears expiry;
 //! it is never written to disk.
+//!
+//! Imports only `oci` (digests for fingerprints); `server` terminates TLS with what it builds.
 
 use std::io;
 use std::net::IpAddr;
@@ -203,8 +205,10 @@ fn load_pem(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
 
 impl ManagedCa {
     fn params(key: &KeyPair, now: OffsetDateTime) -> CertificateParams {
-        let fingerprint =
-            crate::blobstore::Digest::of(crate::blobstore::Algorithm::Sha256, key.public_key_raw());
+        let fingerprint = crate::oci::digest::Digest::of(
+            crate::oci::digest::Algorithm::Sha256,
+            key.public_key_raw(),
+        );
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "atcr");

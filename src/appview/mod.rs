@@ -1,6 +1,10 @@
 //! The registry on the AT Protocol: image names resolved to owners, pushes written as signed
 //! `io.atcr.manifest`/`io.atcr.tag` records in the owner's repository, and the registry index
 //! derived from those records through the PDS event log (see `indexer`).
+//!
+//! Owns what is derived from records (`index/`: tables, stars, READMEs, summaries) and answers in
+//! [`AppViewError`]. Imports `pds`, `blobstore`, `search`, `oci` and `atproto`; never
+//! `registry`, `auth`, `web` or `server`.
 
 mod error;
 pub mod index;

@@ -3,6 +3,8 @@
 //! validation. No I/O beyond `std::io` readers and writers, no HTTP.
 //!
 //! Everything here is checked against the upstream interop vectors (see `docs/atproto.md`).
+//!
+//! A leaf: imports nothing of the rest of the crate.
 
 pub mod blockstore;
 pub mod car;

@@ -1,5 +1,7 @@
 //! Docker token auth: the scopes each registry request needs, the bearer tokens that grant
 //! them, and the `/auth/token` service that issues tokens by the hold's rules.
+//!
+//! Imports `appview`, `hold`, `pds`, `oci` and `http`; never `registry`, `web` or `server`.
 
 mod rules;
 pub mod scope;

@@ -4,6 +4,8 @@
 //! repository. Uploads are written as numbered parts under `uploads/<id>/`, hashed while they
 //! stream, and moved to their final key only after the caller has checked the digest, so a digest
 //! key never holds anything but the bytes that hash to it.
+//!
+//! Imports only `oci` (digests, upload ids): never the index, `appview`, `pds` or anything HTTP.
 
 mod fsck;
 mod range;

@@ -1,4 +1,6 @@
 //! The command line: one file per subcommand.
+//!
+//! The top of the map: the only module that imports `server`.
 
 mod admin;
 mod check_config;

@@ -2,6 +2,8 @@
 //!
 //! Precedence: built-in defaults < the configuration file < `ATCR_*` environment variables <
 //! command-line flags (`layers`).
+//!
+//! Imports the settings types of `pds` and `tls`; never `server`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -8,6 +8,9 @@
 //! [`Hold::allows`] runs on every registry token request: it answers from an in-memory snapshot
 //! of the records, tagged with the node repository's revision and reloaded only when that
 //! revision moved.
+//!
+//! Imports `pds` (and what lies below it) and `http`; never `appview`, `registry`, `web` or
+//! `server`.
 
 pub mod xrpc;
 

@@ -1,5 +1,9 @@
 //! The embedded Personal Data Server: repositories in redb, the write path, identities, accounts
 //! and sessions, XRPC and the firehose. See `docs/pds.md`.
+//!
+//! Imports `atproto`, `blobstore`, `http`, `http_client` and `dbslot`; never `oci`, `registry`,
+//! `appview`, `auth`, `hold`, `web` or `server`. Other rooms use accounts and sign-in through the
+//! re-exports below.
 
 pub mod accounts;
 pub mod auth;
@@ -17,10 +21,14 @@ pub mod subscribers;
 pub mod wal;
 pub mod xrpc;
 
+// Accounts and sign-in as the pages use them: the PDS's public surface for sessions.
+pub use accounts::{AccountError, Session, now_secs};
+pub use login::{Accepts, ClientAddr, LoginError};
+
 use std::path::Path;
 use std::sync::Arc;
 
-use accounts::{Account, AccountError, Accounts, PlcEntry};
+use accounts::{Account, Accounts, PlcEntry};
 use identity::NodeKeys;
 use repo::{RepoError, Repos};
 use store::{PdsStore, StoreError};

@@ -1,6 +1,7 @@
-//! Full-text search over repositories (tantivy). One document per repository: its name and
-//! path components, owner name and handle, README and description, annotation values, tags and
-//! platforms, with its star count and last push as fast fields for ranking.
+//! Full-text search over repositories (tantivy); a leaf that imports nothing of the app.
+//! One document per repository: its name and path components, owner name and handle, README and
+//! description, annotation values, tags and platforms, with its star count and last push as fast
+//! fields for ranking.
 //!
 //! Queries: free words must all match somewhere (a word matches a name component exactly, as a
 //! prefix, or within one typo for words of four letters or more; the owner; a tag or platform;

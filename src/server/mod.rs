@@ -1,4 +1,6 @@
-//! The HTTP server: one accept loop, request dispatch, error answers, graceful shutdown.
+//! The HTTP server, the roof of the map: listeners and TLS termination, one accept loop, top-level
+//! routing to the registry, XRPC, token service and pages, operator endpoints (`ops`, `storage`)
+//! and graceful shutdown. Imported by `cli` alone.
 
 // Until every handler names `crate::http::body` itself.
 use crate::http::body;

@@ -28,11 +28,10 @@ pub(super) fn search(cx: &Cx<'_>, query: Option<&str>) -> anyhow::Result<Option<
     let results = if q.is_empty() || !visible(cx)? {
         crate::search::Results::default()
     } else {
-        cx.site.appview.search().search(
-            &q,
-            (page_no - 1) * PAGE_SIZE,
-            crate::pds::accounts::now_secs(),
-        )?
+        cx.site
+            .appview
+            .search()
+            .search(&q, (page_no - 1) * PAGE_SIZE, crate::pds::now_secs())?
     };
     let link = |n: usize| {
         let mut s = form_urlencoded::Serializer::new(String::from("/search?"));

@@ -5,6 +5,10 @@
 //! CA; `setup.rs`), signing in and the settings page (`session.rs`), stars, manifest pages and
 //! search (`browse.rs`), the stylesheet and 404 pages (docs/web.md).
 //!
+//! Pages read a narrow `Site`: `AppView` (index and search), the PDS's accounts and sessions
+//! through its public surface, and the hold's rules. Never `blobstore`, `registry`, `server` or
+//! a PDS submodule.
+//!
 //! Pages read the index only. A repository is shown to those who may pull from the hold (anyone
 //! when it is public, else signed-in crew with `blob:read`): private repositories never appear
 //! to those who may not pull them.

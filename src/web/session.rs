@@ -15,8 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Cx, Site, Viewer, finish, page, redirect};
 use crate::http::body::Body;
-use crate::pds::accounts::{AccountError, Session, now_secs};
-use crate::pds::login::{Accepts, ClientAddr, LoginError};
+use crate::pds::{Accepts, AccountError, ClientAddr, LoginError, Session, now_secs};
 
 const COOKIE_NAME: &str = "atcr_session";
 /// How long a web session lasts, in seconds.
