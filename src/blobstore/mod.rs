@@ -6,6 +6,7 @@
 //! key never holds anything but the bytes that hash to it.
 
 mod fsck;
+mod migrate;
 mod range;
 mod s3;
 
@@ -19,6 +20,7 @@ use opendal::{Capability, ErrorKind, Operator};
 
 pub use crate::oci::digest::{Algorithm, Digest, DigestError, Digester};
 pub use fsck::{BadObject, FsckReport, QUARANTINE};
+pub use migrate::{MigrateReport, Step};
 pub use range::{ByteRange, RangeError};
 pub use s3::{MULTIPART_CHUNK, S3Settings};
 // The OCI model owns these identifiers; the store names its objects by them.
