@@ -170,6 +170,7 @@ fn http_client(
             format!("S3 HTTP client: {e}"),
         ))
     };
+    crate::tls::install_crypto_provider();
     let tls = if https {
         crate::http_client::tls_config(ca_file).map_err(|e| setup(format!("{e:#}")))?
     } else {

@@ -429,6 +429,7 @@ pub fn main() -> ExitCode {
     }
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     init_logging();
+    crate::tls::install_crypto_provider();
     if cli.command.writes_state() {
         private::restrict_umask();
     }
