@@ -272,6 +272,7 @@ fn measure(base: &str, names_file: &str) {
         .enable_all()
         .build()
         .unwrap();
+    atcr::tls::install_crypto_provider();
     runtime.block_on(async {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1)

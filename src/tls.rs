@@ -103,6 +103,17 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Makes ring the process's default rustls provider, once (later calls do nothing). The S3
+/// backend's HTTP client (reqwest built without a provider of its own, so that aws-lc is not)
+/// needs a default, as does every reqwest client in the same process.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Fails only when a provider is installed already, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 impl CertStore {
     /// Loads PEM files, or opens (creating on first use) the managed CA and issues a server
     /// certificate valid from `now`.

@@ -147,6 +147,7 @@ fn the_admin_password_file_must_be_owner_only() {
     cmd.env("ATCR_ACCOUNTS_ADMIN_PASSWORD_FILE", &secret);
     let (mut child, lines, addr) = serve(cmd, data.path(), "127.0.0.1:0");
     let rt = tokio::runtime::Runtime::new().unwrap();
+    atcr::tls::install_crypto_provider();
     let token = |password: &'static str| {
         let url = format!("http://{addr}/auth/token");
         rt.block_on(async move {
@@ -220,6 +221,7 @@ fn serves_on_a_free_port_and_stops_on_sigterm() {
     );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
+    atcr::tls::install_crypto_provider();
     let status = rt.block_on(async {
         reqwest::get(format!("http://{addr}/v2/"))
             .await

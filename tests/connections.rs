@@ -133,6 +133,7 @@ async fn more_idle_connections_than_allowed_do_not_stop_the_server() {
     }
     // Fresh connections each time: a pooled one may be the server's to close as idle just as
     // the client reuses it (a race every keep-alive client handles by retrying).
+    atcr::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(BOUND)
         .pool_max_idle_per_host(0)

@@ -45,6 +45,7 @@ async fn accept_survives_running_out_of_descriptors() {
         String::from_utf8_lossy(&got)
     );
     // And the server goes on accepting.
+    atcr::tls::install_crypto_provider();
     let r = reqwest::get(s.url("/healthz")).await.unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::OK);
 }

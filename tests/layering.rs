@@ -43,7 +43,9 @@ fn forbidden(module: &str) -> BTreeSet<&'static str> {
         // Leaves: the data model, the spec model, HTTP plumbing, search.
         "atproto" | "http" | "search" | "dbslot" | "macros" | "worker" => only(&[]),
         "oci" => only(&["atproto"]),
-        "blobstore" | "tls" => only(&["oci"]),
+        "tls" => only(&["oci"]),
+        // The S3 client builds its TLS configuration with the node's own helpers.
+        "blobstore" => only(&["oci", "tls", "http_client"]),
         "http_client" => only(&["tls"]),
         "pds" => only(&[
             "atproto",

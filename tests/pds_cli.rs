@@ -149,6 +149,7 @@ async fn passwords_asked_at_the_terminal_are_not_shown_and_work() {
         "the password was echoed: {shown}"
     );
     server.restart();
+    atcr::tls::install_crypto_provider();
     let session = reqwest::Client::new()
         .post(format!(
             "{}/xrpc/com.atproto.server.createSession",

@@ -188,6 +188,7 @@ async fn check_acked(client: &reqwest::Client, base: &str, acked: &[Acked], cont
 fn start_with_users() -> (Server, Vec<(&'static str, String)>, reqwest::Client) {
     let mut server = Server::start();
     let users = add_users(&mut server);
+    atcr::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_mins(1))
         .build()

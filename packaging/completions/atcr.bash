@@ -55,6 +55,9 @@ _atcr() {
             atcr,serve)
                 cmd="atcr__subcmd__serve"
                 ;;
+            atcr,storage)
+                cmd="atcr__subcmd__storage"
+                ;;
             atcr,tls)
                 cmd="atcr__subcmd__tls"
                 ;;
@@ -136,6 +139,9 @@ _atcr() {
             atcr__subcmd__help,serve)
                 cmd="atcr__subcmd__help__subcmd__serve"
                 ;;
+            atcr__subcmd__help,storage)
+                cmd="atcr__subcmd__help__subcmd__storage"
+                ;;
             atcr__subcmd__help,tls)
                 cmd="atcr__subcmd__help__subcmd__tls"
                 ;;
@@ -165,6 +171,9 @@ _atcr() {
                 ;;
             atcr__subcmd__help__subcmd__pds,recover)
                 cmd="atcr__subcmd__help__subcmd__pds__subcmd__recover"
+                ;;
+            atcr__subcmd__help__subcmd__storage,migrate)
+                cmd="atcr__subcmd__help__subcmd__storage__subcmd__migrate"
                 ;;
             atcr__subcmd__help__subcmd__tls,trust-instructions)
                 cmd="atcr__subcmd__help__subcmd__tls__subcmd__trust__subcmd__instructions"
@@ -223,6 +232,18 @@ _atcr() {
             atcr__subcmd__pds__subcmd__help,recover)
                 cmd="atcr__subcmd__pds__subcmd__help__subcmd__recover"
                 ;;
+            atcr__subcmd__storage,help)
+                cmd="atcr__subcmd__storage__subcmd__help"
+                ;;
+            atcr__subcmd__storage,migrate)
+                cmd="atcr__subcmd__storage__subcmd__migrate"
+                ;;
+            atcr__subcmd__storage__subcmd__help,help)
+                cmd="atcr__subcmd__storage__subcmd__help__subcmd__help"
+                ;;
+            atcr__subcmd__storage__subcmd__help,migrate)
+                cmd="atcr__subcmd__storage__subcmd__help__subcmd__migrate"
+                ;;
             atcr__subcmd__tls,help)
                 cmd="atcr__subcmd__tls__subcmd__help"
                 ;;
@@ -272,7 +293,7 @@ _atcr() {
 
     case "${cmd}" in
         atcr)
-            opts="-h -V --help --version serve check-config config doctor fsck tls user hold crew index pds login completions man help"
+            opts="-h -V --help --version serve check-config config doctor fsck tls user hold crew index storage pds login completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -630,7 +651,7 @@ _atcr() {
             return 0
             ;;
         atcr__subcmd__help)
-            opts="serve check-config config doctor fsck tls user hold crew index pds login completions man help"
+            opts="serve check-config config doctor fsck tls user hold crew index storage pds login completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -926,6 +947,34 @@ _atcr() {
         atcr__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        atcr__subcmd__help__subcmd__storage)
+            opts="migrate"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        atcr__subcmd__help__subcmd__storage__subcmd__migrate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1389,6 +1438,92 @@ _atcr() {
                     return 0
                     ;;
                 --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        atcr__subcmd__storage)
+            opts="-h --help migrate help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        atcr__subcmd__storage__subcmd__help)
+            opts="migrate help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        atcr__subcmd__storage__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        atcr__subcmd__storage__subcmd__help__subcmd__migrate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        atcr__subcmd__storage__subcmd__migrate)
+            opts="-h --to-config --config --data-dir --listen --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to-config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

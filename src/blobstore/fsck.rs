@@ -99,7 +99,7 @@ impl BlobStore {
 }
 
 /// The digest `blobs/<algorithm>/<2 hex>/<hex>` names, if the key is one.
-fn digest_of_key(key: &str) -> Option<Digest> {
+pub(super) fn digest_of_key(key: &str) -> Option<Digest> {
     let mut parts = key.strip_prefix("blobs/")?.split('/');
     let (algorithm, prefix, hex) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() || !hex.starts_with(prefix) {

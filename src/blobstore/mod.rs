@@ -5,10 +5,13 @@
 //! stream, and moved to their final key only after the caller has checked the digest, so a digest
 //! key never holds anything but the bytes that hash to it.
 //!
-//! Imports only `oci` (digests, upload ids): never the index, `appview`, `pds` or anything HTTP.
+//! Imports `oci` (digests, upload ids), and `tls`/`http_client` for the S3 client's TLS; never
+//! the index, `appview`, `pds`, `config` or anything that serves HTTP.
 
 mod fsck;
+mod migrate;
 mod range;
+mod s3;
 
 use std::io;
 use std::ops::Range;
@@ -20,7 +23,9 @@ use opendal::{Capability, ErrorKind, Operator};
 
 pub use crate::oci::digest::{Algorithm, Digest, DigestError, Digester};
 pub use fsck::{BadObject, FsckReport, QUARANTINE};
+pub use migrate::{MigrateReport, Step};
 pub use range::{ByteRange, RangeError};
+pub use s3::{MULTIPART_CHUNK, S3Settings};
 // The OCI model owns these identifiers; the store names its objects by them.
 pub use crate::oci::name::UploadId;
 
@@ -66,6 +71,11 @@ impl From<opendal::Error> for BlobError {
 pub struct BlobStore {
     op: Operator,
     capability: Capability,
+    /// Writes go to the backend in pieces of this size (S3 multipart parts); `None`: as they
+    /// come.
+    multipart_chunk: Option<usize>,
+    /// Blob reads answer with presigned URLs valid this long (`storage.redirect`).
+    redirect_ttl: Option<std::time::Duration>,
 }
 
 impl BlobStore {
@@ -73,7 +83,12 @@ impl BlobStore {
     #[must_use]
     pub fn new(op: Operator) -> BlobStore {
         let capability = op.info().capability();
-        BlobStore { op, capability }
+        BlobStore {
+            op,
+            capability,
+            multipart_chunk: None,
+            redirect_ttl: None,
+        }
     }
 
     /// A store in a local directory. Every object is written to a temporary file, synced and
@@ -121,7 +136,7 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
-        let mut writer = self.op.writer(&Self::part_key(id, part)).await?;
+        let mut writer = self.writer(&Self::part_key(id, part)).await?;
         match copy_hashing(body, &mut writer, hasher).await {
             Ok(n) => {
                 writer.close().await?;
@@ -167,11 +182,12 @@ impl BlobStore {
                 self.op.write(&key, Bytes::new()).await?;
             }
             1 if self.capability.rename => self.op.rename(&Self::part_key(id, 0), &key).await?,
-            1 if self.capability.copy => {
+            // A server-side copy (S3 `CopyObject`): no byte passes through the node.
+            1 if self.capability.copy && self.copyable(&Self::part_key(id, 0)).await? => {
                 self.op.copy(&Self::part_key(id, 0), &key).await?;
             }
             _ => {
-                let mut writer = self.op.writer(&key).await?;
+                let mut writer = self.writer(&key).await?;
                 for part in 0..parts {
                     let stream = self.read_object(&Self::part_key(id, part), ..).await?;
                     let mut discard = Digester::new(Algorithm::Sha256);
@@ -184,6 +200,22 @@ impl BlobStore {
             }
         }
         self.cancel(id).await
+    }
+
+    /// A writer that sends `multipart_chunk` pieces where the backend wants them.
+    async fn writer(&self, key: &str) -> Result<opendal::Writer, BlobError> {
+        Ok(match self.multipart_chunk {
+            Some(chunk) => self.op.writer_with(key).chunk(chunk).await?,
+            None => self.op.writer(key).await?,
+        })
+    }
+
+    /// Whether the backend copies `key` in one call (S3 copies at most 5 GiB so).
+    async fn copyable(&self, key: &str) -> Result<bool, BlobError> {
+        if self.multipart_chunk.is_none() {
+            return Ok(true);
+        }
+        Ok(self.op.stat(key).await?.content_length() <= s3::MAX_COPY_BYTES)
     }
 
     /// Removes everything an upload stored.

@@ -14,7 +14,6 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::admin::Op;
-use crate::blobstore::BlobStore;
 use crate::config::{Backend, Config, Layered};
 use crate::doctor::{Finding, Level};
 use crate::http::human_bytes;
@@ -22,6 +21,7 @@ use crate::http::human_bytes;
 /// How long a probe of a listening port may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
+mod s3;
 mod tls;
 
 pub fn run(layered: &Layered) -> anyhow::Result<()> {
@@ -238,10 +238,7 @@ fn offline_state(config: &Config) -> Vec<Finding> {
     let checked = super::admin::runtime().and_then(|rt| {
         rt.block_on(async {
             let index = crate::appview::index::Index::open(&dir.join("index.redb"))?;
-            let blobs = match config.storage.backend {
-                Backend::Fs => BlobStore::filesystem(&config.blob_root())?,
-                Backend::Memory => BlobStore::memory()?,
-            };
+            let blobs = super::serve::blob_store(config)?;
             let pds = crate::pds::Pds::open(dir, config.pds_settings(config.listen.port()), blobs)
                 .await?;
             anyhow::Ok(crate::doctor::check_state(&pds, &index, false).await)
@@ -393,6 +390,9 @@ fn clock(now: OffsetDateTime) -> Vec<Finding> {
 
 /// Blob storage: writable, with room above the configured floor.
 fn storage(config: &Config) -> Vec<Finding> {
+    if config.storage.backend == Backend::S3 {
+        return s3::storage(config);
+    }
     if config.storage.backend == Backend::Memory {
         return vec![Finding::warn(
             "storage",

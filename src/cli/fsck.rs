@@ -15,17 +15,25 @@ pub fn run(config: &Config, quarantine: bool) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let root = config.blob_root();
-    let blobs = crate::blobstore::BlobStore::filesystem(&root)
-        .with_context(|| format!("cannot open blob storage {}", root.display()))?;
+    let place = match config.storage.s3_settings()? {
+        Some(s3) => s3.describe(),
+        None => root.display().to_string(),
+    };
+    let blobs = runtime
+        .block_on(async { super::serve::blob_store(config) })
+        .with_context(|| format!("cannot open blob storage {place}"))?;
     let report = runtime
         .block_on(blobs.fsck(quarantine))
-        .with_context(|| format!("cannot read blob storage {}", root.display()))?;
+        .with_context(|| format!("cannot read blob storage {place}"))?;
     let mut lines = Vec::new();
     for bad in &report.bad {
         let moved = bad
             .quarantined
             .as_ref()
-            .map(|to| format!(", moved to {}", root.join(to).display()))
+            .map(|to| match config.storage.backend {
+                crate::config::Backend::S3 => format!(", moved to {to} in {place}"),
+                _ => format!(", moved to {}", root.join(to).display()),
+            })
             .unwrap_or_default();
         lines.push(format!(
             "BAD {} ({} bytes) hashes to {}{moved}",

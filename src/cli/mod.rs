@@ -13,6 +13,7 @@ mod login;
 mod pds;
 mod private;
 mod serve;
+mod storage;
 mod tls;
 
 use std::path::PathBuf;
@@ -68,6 +69,9 @@ enum Command {
     /// The registry index.
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Blob storage.
+    #[command(subcommand)]
+    Storage(StorageCommand),
     /// The embedded PDS's storage (pds.redb, pds.wal).
     #[command(subcommand)]
     Pds(PdsCommand),
@@ -115,6 +119,7 @@ impl Command {
                 | Command::Hold(_)
                 | Command::Crew(_)
                 | Command::Index(_)
+                | Command::Storage(_)
         )
     }
 }
@@ -216,6 +221,21 @@ enum IndexCommand {
     /// Recreate the registry index from the repositories' records and blob storage (with the
     /// daemon stopped).
     Rebuild(ConfigArgs),
+}
+
+#[derive(Subcommand)]
+enum StorageCommand {
+    /// Copy every blob from the configured backend to the one the `[storage]` section of
+    /// another file describes (e.g. from disk to S3), with the daemon stopped. Each blob is
+    /// verified against its digest while it streams; blobs already there with the right size
+    /// are skipped, so an interrupted run resumes. Nothing is deleted from the source.
+    Migrate {
+        /// A configuration file whose `[storage]` section is the target (the rest is ignored).
+        #[arg(long, value_name = "FILE")]
+        to_config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -411,6 +431,7 @@ pub fn main() -> ExitCode {
     }
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     init_logging();
+    crate::tls::install_crypto_provider();
     if cli.command.writes_state() {
         private::restrict_umask();
     }
@@ -449,6 +470,9 @@ pub fn main() -> ExitCode {
         }) => config.load().and_then(|c| pds::recover(&c, accept_loss)),
         Command::Index(IndexCommand::Rebuild(config)) => {
             config.load().and_then(|c| index::rebuild(&c))
+        }
+        Command::Storage(StorageCommand::Migrate { to_config, config }) => {
+            config.load().and_then(|c| storage::migrate(&c, &to_config))
         }
         Command::Completions { shell } => generate::completions(shell),
         Command::Man => generate::man(),

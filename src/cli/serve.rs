@@ -59,6 +59,24 @@ pub(super) fn open_search(config: &Config) -> anyhow::Result<Arc<crate::search::
     Ok(Arc::new(search))
 }
 
+/// The configured blob store, as it is: nothing is created or cleaned (`doctor`, `fsck`,
+/// `storage migrate`). [`open_blobs`] is the daemon's.
+pub(super) fn blob_store(config: &Config) -> anyhow::Result<BlobStore> {
+    Ok(match config.storage.backend {
+        Backend::Fs => BlobStore::filesystem(&config.blob_root())?,
+        Backend::Memory => BlobStore::memory()?,
+        Backend::S3 => s3_store(config)?,
+    })
+}
+
+fn s3_store(config: &Config) -> anyhow::Result<BlobStore> {
+    let settings = config
+        .storage
+        .s3_settings()?
+        .context("storage.backend is not s3")?;
+    BlobStore::s3(&settings).with_context(|| format!("cannot open {}", settings.describe()))
+}
+
 pub(super) fn open_blobs(config: &Config) -> anyhow::Result<BlobStore> {
     Ok(match config.storage.backend {
         Backend::Fs => {
@@ -72,6 +90,7 @@ pub(super) fn open_blobs(config: &Config) -> anyhow::Result<BlobStore> {
             BlobStore::filesystem(&root)?
         }
         Backend::Memory => BlobStore::memory()?,
+        Backend::S3 => s3_store(config)?,
     })
 }
 

@@ -107,6 +107,12 @@ pub fn env_name(key: &str) -> String {
 fn every_key() -> BTreeMap<String, Value> {
     let mut config = Config::default();
     config.storage.root = Some(PathBuf::new());
+    config.storage.bucket = Some(String::new());
+    config.storage.endpoint = Some(String::new());
+    config.storage.region = Some(String::new());
+    config.storage.access_key_id_file = Some(PathBuf::new());
+    config.storage.secret_access_key_file = Some(PathBuf::new());
+    config.storage.ca_file = Some(PathBuf::new());
     config.tls.cert = Some(PathBuf::new());
     config.tls.key = Some(PathBuf::new());
     config.pds.public_host = Some(String::new());

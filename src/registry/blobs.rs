@@ -4,7 +4,7 @@ use crate::http::body::RequestBody;
 use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE};
 use http::{HeaderValue, Request, Response, StatusCode};
 
-use super::{DOCKER_CONTENT_DIGEST, Registry, Repo, finish, response};
+use super::{DOCKER_CONTENT_DIGEST, Registry, Repo, finish, located, response};
 use crate::blobstore::{ByteRange, Digest, RangeError};
 use crate::http::body::{self, Body};
 use crate::oci::error::{ErrorCode, OciError};
@@ -29,6 +29,16 @@ impl Registry {
             .index
             .repo_blob(name.key(), digest)?
             .ok_or_else(|| blob_unknown(digest))?;
+        // With `storage.redirect` the object store sends the bytes (and answers ranges itself):
+        // only after the token and the repository's link to the blob were checked above.
+        if !head && let Some(url) = self.blobs.redirect_url(digest).await? {
+            tracing::debug!(digest = %digest, "blob read redirected to the object store");
+            return finish(
+                located(StatusCode::TEMPORARY_REDIRECT, &url)
+                    .header(DOCKER_CONTENT_DIGEST, digest.as_str()),
+                body::empty(),
+            );
+        }
         let requested = match req.headers().get(RANGE).and_then(|v| v.to_str().ok()) {
             Some(h) if !head => ByteRange::parse(h, size),
             _ => Err(RangeError::Ignored),

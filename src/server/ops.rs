@@ -44,6 +44,9 @@ impl Metrics {
     }
 }
 
+/// How long `/readyz` waits for the blob store to take and remove a probe object.
+const STORAGE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What `/readyz` checks beyond storage and index.
 #[derive(Debug, Clone, Default)]
 pub struct DiskFloor {
@@ -99,8 +102,14 @@ pub async fn readyz(app: &App) -> Response<Body> {
     if let Err(e) = app.registry.index().stats() {
         failures.push(format!("index: {e}"));
     }
-    if let Err(e) = app.registry.blobs().probe().await {
-        failures.push(format!("storage: {e}"));
+    // An object store that stopped answering must not hold `/readyz` through its retries.
+    match tokio::time::timeout(STORAGE_PROBE_TIMEOUT, app.registry.blobs().probe()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => failures.push(format!("storage: {e}")),
+        Err(_) => failures.push(format!(
+            "storage: no answer within {} s",
+            STORAGE_PROBE_TIMEOUT.as_secs()
+        )),
     }
     if let Some(path) = &app.disk.path {
         match free_bytes(path) {

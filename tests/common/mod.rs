@@ -204,6 +204,14 @@ impl Server {
         remember_credentials(&self.host_port(), ADMIN, &self.password);
     }
 
+    /// Changes the extra environment for the next restart (e.g. another storage backend).
+    pub fn set_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env
+            .iter()
+            .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+    }
+
     /// Starts the server again on the same data directory and the same port (killing it first
     /// if it still runs): for state that names the port, such as the PDS's
     /// `did:web:localhost%3APORT` and the endpoints in its users' DID documents.

@@ -54,12 +54,26 @@ impl TestServer {
         Self::start_full(Arc::new(tempfile::tempdir().unwrap()), 1, limits).await
     }
 
+    /// A server whose blobs live in `blobs` (an S3 bucket, say) and the rest in `dir`.
+    pub async fn start_with_blobs(dir: Arc<tempfile::TempDir>, blobs: BlobStore) -> TestServer {
+        Self::start_on(dir, blobs, 1, ServerLimits::default()).await
+    }
+
     async fn start_full(
         dir: Arc<tempfile::TempDir>,
         min_free_bytes: u64,
         limits: ServerLimits,
     ) -> TestServer {
         let blobs = BlobStore::filesystem(&dir.path().join("blobs")).unwrap();
+        Self::start_on(dir, blobs, min_free_bytes, limits).await
+    }
+
+    async fn start_on(
+        dir: Arc<tempfile::TempDir>,
+        blobs: BlobStore,
+        min_free_bytes: u64,
+        limits: ServerLimits,
+    ) -> TestServer {
         let index = Index::open(&dir.path().join("index.redb")).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -106,7 +120,10 @@ impl TestServer {
         });
         TestServer {
             base,
-            client: reqwest::Client::new(),
+            client: {
+                atcr::tls::install_crypto_provider();
+                reqwest::Client::new()
+            },
             app,
             user,
             shutdown,

@@ -83,7 +83,10 @@ impl Node {
         ));
         Node {
             base: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::new(),
+            client: {
+                atcr::tls::install_crypto_provider();
+                reqwest::Client::new()
+            },
             app,
             shutdown,
             _dir: dir,
