@@ -136,3 +136,75 @@ fn a_damaged_index_is_moved_aside_and_rebuilt() {
     srv.restart_same_port();
     assert_eq!(pull(&srv), (200, pushed.manifest_bytes, 200, layer));
 }
+
+/// The first frame a firehose subscriber from `cursor` gets: its `t` and body.
+fn first_firehose_frame(srv: &Server, cursor: u64) -> (String, atcr::atproto::Value) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let addr = srv.host_port();
+        let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(
+            format!("ws://{addr}/xrpc/com.atproto.sync.subscribeRepos?cursor={cursor}"),
+            stream,
+        )
+        .await
+        .unwrap();
+        let Some(Ok(Message::Binary(frame))) = ws.next().await else {
+            panic!("no firehose frame")
+        };
+        let (header, body) = atcr::pds::events::parse_frame(&frame).unwrap();
+        let t = header
+            .get("t")
+            .and_then(atcr::atproto::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        (t, body)
+    })
+}
+
+/// With the event log pruned to its window, an old cursor is told so (`#info OutdatedCursor`),
+/// and a lost `index.redb` is rebuilt from the repositories, not from what is left of the log.
+#[test]
+fn a_lost_index_is_rebuilt_from_the_repositories_once_the_log_was_pruned() {
+    let mut srv = Server::start_with(&[("ATCR_PDS_EVENTS_KEEP_SECS", "1")]);
+    let layer = b"pushed before the log was pruned".repeat(50);
+    let pushed = push_with_curl(&srv.base_url(), "admin/app", "v1", &layer);
+    let pull = |srv: &Server| {
+        let m = curl(
+            "GET",
+            &format!("{}/v2/admin/app/manifests/v1", srv.base_url()),
+            &[("Accept", images::OCI_MANIFEST)],
+            None,
+        );
+        (m.status, m.body)
+    };
+    assert_eq!(pull(&srv), (200, pushed.manifest_bytes.clone()));
+
+    // The pruner runs every second with a one-second window: soon the first event is gone.
+    let mut outdated = None;
+    for _ in 0..120 {
+        let (t, body) = first_firehose_frame(&srv, 0);
+        if t == "#info" {
+            outdated = Some(body);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let info = outdated.expect("the event log was never pruned");
+    assert_eq!(
+        info.get("name").and_then(atcr::atproto::Value::as_str),
+        Some("OutdatedCursor")
+    );
+
+    assert!(srv.stop(), "atcr serve did not stop cleanly");
+    std::fs::remove_file(srv.data_dir().join("index.redb")).unwrap();
+    srv.restart_same_port();
+    assert_eq!(pull(&srv), (200, pushed.manifest_bytes));
+    let log = srv.log_tail();
+    assert!(log.contains("rebuilding it from the repositories"), "{log}");
+}

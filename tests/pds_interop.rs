@@ -45,8 +45,13 @@ struct Node {
 
 impl Node {
     fn start() -> Node {
+        Node::start_with(&[])
+    }
+
+    /// `start` with `ATCR_*` settings for the server.
+    fn start_with(env: &[(&str, &str)]) -> Node {
         // The users are added through the running daemon (its admin socket).
-        let server = Server::start();
+        let server = Server::start_with(env);
         let users = ["alice", "bob"]
             .into_iter()
             .map(|name| {
@@ -146,6 +151,14 @@ fn repo_verification() {
 #[test]
 fn firehose() {
     Node::start().run("firehose.mjs");
+}
+
+/// The firehose's window through the reference client: with `pds.events_keep_secs = 1`, a
+/// cursor older than the oldest kept event gets `#info OutdatedCursor`, then the oldest kept
+/// events (`@atproto/xrpc-server`'s `Subscription`, commits checked by `@atproto/sync`).
+#[test]
+fn firehose_window() {
+    Node::start_with(&[("ATCR_PDS_EVENTS_KEEP_SECS", "1")]).run("firehose-window.mjs");
 }
 
 /// `@atproto/lexicon`: stored `io.atcr.*` records are valid; invalid ones are refused.

@@ -100,6 +100,22 @@ impl AppView {
         loop {
             let cursor = self.index.cursor()?;
             let s = store.clone();
+            let oldest = tokio::task::spawn_blocking(move || s.first_seq())
+                .await
+                .map_err(|e| AppViewError::Data(e.to_string()))??;
+            if let Some(oldest) = oldest.filter(|o| *o > cursor.saturating_add(1)) {
+                // The log was pruned past this index (a lost or restored index.redb): what it
+                // missed is only in the repositories now.
+                tracing::warn!(
+                    cursor,
+                    oldest,
+                    "the event log no longer holds what the index needs; rebuilding it from \
+                     the repositories"
+                );
+                self.rebuild_records().await?;
+                continue;
+            }
+            let s = store.clone();
             let batch = tokio::task::spawn_blocking(move || s.events_after(cursor, BATCH))
                 .await
                 .map_err(|e| AppViewError::Data(e.to_string()))??;
@@ -328,6 +344,14 @@ impl AppView {
     /// in, applies every manifest and tag record of every repository, then the events that
     /// came after.
     pub async fn rebuild(&self) -> Result<RebuildStats, AppViewError> {
+        let stats = self.rebuild_records().await?;
+        self.catch_up_and_sync().await?;
+        Ok(stats)
+    }
+
+    /// The part of [`AppView::rebuild`] that reads the repositories: the index is then at the
+    /// event the log had when it started, and catching up applies what came after.
+    async fn rebuild_records(&self) -> Result<RebuildStats, AppViewError> {
         let store = self.pds.store().clone();
         let seq = store.last_seq()?;
         self.index.clear_derived(seq)?;
@@ -382,8 +406,22 @@ impl AppView {
                 }
             }
         }
-        self.catch_up_and_sync().await?;
         Ok(stats)
+    }
+
+    /// Prunes the event log to the `keep_secs` before `now` (unix seconds), never past an
+    /// event the index has not applied; returns how many events went.
+    pub async fn prune_event_log(&self, keep_secs: u64, now: u64) -> Result<u64, AppViewError> {
+        let store = self.pds.store().clone();
+        let applied = self.index.cursor()?;
+        let cutoff = now.saturating_sub(keep_secs);
+        let pruned = tokio::task::spawn_blocking(move || store.prune_events(cutoff, applied))
+            .await
+            .map_err(|e| AppViewError::Data(e.to_string()))??;
+        if pruned > 0 {
+            tracing::info!(pruned, keep_secs, "pruned the firehose event log");
+        }
+        Ok(pruned)
     }
 }
 

@@ -227,6 +227,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         },
     );
+    let keep = config.pds.events_keep_secs;
+    if keep > 0 {
+        let appview = app.registry.appview().clone();
+        workers.every("event-log-pruner", prune_interval(keep), move || {
+            let appview = appview.clone();
+            async move {
+                appview
+                    .prune_event_log(keep, crate::pds::accounts::now_secs())
+                    .await
+            }
+        });
+    }
     let pds = app.pds.clone();
     workers.every("session-sweeper", SESSION_SWEEP, move || {
         let pds = pds.clone();
@@ -302,4 +314,9 @@ impl Signals {
         }
         shutdown.cancel();
     }
+}
+
+/// How often the event log is pruned: a quarter of the window, between a second and an hour.
+fn prune_interval(keep_secs: u64) -> Duration {
+    Duration::from_secs((keep_secs / 4).clamp(1, 3600))
 }

@@ -84,6 +84,9 @@ pub struct AccountsConfig {
     pub admin_password_file: Option<PathBuf>,
 }
 
+/// `pds.events_keep_secs` by default: three days, as relays expect to catch up within.
+pub const DEFAULT_EVENTS_KEEP_SECS: u64 = 72 * 3600;
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PdsConfig {
@@ -117,6 +120,11 @@ pub struct PdsConfig {
     /// A subscriber that takes longer than this many seconds to accept one frame (it stopped
     /// reading) is disconnected, freeing what is queued for it. Default 30.
     pub firehose_send_timeout_secs: u64,
+    /// How long the firehose event log keeps an event, in seconds. Older events are pruned
+    /// (never one the registry index has not applied); a subscriber asking from before the
+    /// oldest kept event gets `#info OutdatedCursor`, then the oldest kept events. Default 72 h;
+    /// 0 keeps every event forever.
+    pub events_keep_secs: u64,
 }
 
 impl Default for PdsConfig {
@@ -132,6 +140,7 @@ impl Default for PdsConfig {
             firehose_max_subscribers: crate::pds::subscribers::DEFAULT_MAX_SUBSCRIBERS,
             firehose_max_per_address: crate::pds::subscribers::DEFAULT_MAX_PER_ADDRESS,
             firehose_send_timeout_secs: crate::pds::subscribers::DEFAULT_SEND_TIMEOUT_SECS,
+            events_keep_secs: DEFAULT_EVENTS_KEEP_SECS,
         }
     }
 }

@@ -27,6 +27,16 @@ pub fn frame(kind: &str, body: BTreeMap<String, Value>) -> Vec<u8> {
     out
 }
 
+/// An `#info` frame (`{name, message}`), such as `OutdatedCursor` for a cursor older than the
+/// oldest event the log keeps.
+#[must_use]
+pub fn info_frame(name: &str, message: &str) -> Vec<u8> {
+    let mut body = BTreeMap::new();
+    body.insert("name".to_owned(), text(name));
+    body.insert("message".to_owned(), text(message));
+    frame("#info", body)
+}
+
 /// An error frame (`op: -1`), sent before closing a subscription.
 #[must_use]
 pub fn error_frame(error: &str, message: &str) -> Vec<u8> {

@@ -31,8 +31,12 @@ const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
 const REPOS: TableDefinition<&str, &[u8]> = TableDefinition::new("repos");
 /// (DID, collection, rkey) → record CID (string): what `listRecords` pages through.
 const RECORDS: TableDefinition<(&str, &str, &str), &str> = TableDefinition::new("records");
-/// seq → one firehose frame (DAG-CBOR header + body), gap-free from 1.
+/// seq → one firehose frame (DAG-CBOR header + body), gap-free from the oldest kept event
+/// (the log keeps `pds.events_keep_secs`; see `store/events.rs`).
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// seq → when the event was appended (unix seconds), for pruning the log by age. Events
+/// replayed from `pds.wal`, or written before this table existed, have none.
+const EVENT_TIMES: TableDefinition<u64, u64> = TableDefinition::new("event_times");
 /// DID → account (JSON, see `accounts.rs`).
 pub(crate) const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
 /// normalized handle → DID.

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use redb::{Durability, ReadableTable, WriteTransaction};
 
 use super::{
-    BLOCKS, COMMITS, CommitRef, EVENTS, IndexChange, META, PdsStore, RECORDS, REPOS, RepoHead,
-    StoreError, WAL_CLEAN, WAL_EPOCH, WAL_GROUP,
+    BLOCKS, COMMITS, CommitRef, EVENT_TIMES, EVENTS, IndexChange, META, PdsStore, RECORDS, REPOS,
+    RepoHead, StoreError, WAL_CLEAN, WAL_EPOCH, WAL_GROUP,
 };
 use crate::atproto::{Cid, Did};
 use crate::pds::wal::{self, LogHeader, Wal};
@@ -159,6 +159,7 @@ struct Tables<'tx> {
     commits: redb::Table<'tx, (&'static str, &'static str), &'static [u8]>,
     records: redb::Table<'tx, (&'static str, &'static str, &'static str), &'static str>,
     events: redb::Table<'tx, u64, &'static [u8]>,
+    event_times: redb::Table<'tx, u64, u64>,
     meta: redb::Table<'tx, &'static str, u64>,
 }
 
@@ -170,6 +171,7 @@ impl<'tx> Tables<'tx> {
             commits: tx.open_table(COMMITS)?,
             records: tx.open_table(RECORDS)?,
             events: tx.open_table(EVENTS)?,
+            event_times: tx.open_table(EVENT_TIMES)?,
             meta: tx.open_table(META)?,
         })
     }
@@ -249,6 +251,8 @@ fn apply_commit(
     let seq = t.events.last()?.map_or(0, |(k, _)| k.value()) + 1;
     let frame = (batch.event)(seq);
     t.events.insert(seq, frame.as_slice())?;
+    t.event_times
+        .insert(seq, crate::pds::accounts::now_secs())?;
     redo.byte(REDO_EVENT);
     redo.u64(seq);
     redo.bytes(&frame);

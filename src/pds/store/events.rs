@@ -1,9 +1,16 @@
-//! The event log of `pds.redb`: appending an event and reading it back by sequence number.
+//! The event log of `pds.redb`: appending an event, reading it back by sequence number, and
+//! pruning it to a time window.
+//!
+//! Each event's append time is kept beside it (`event_times`). Pruning removes every event up
+//! to the newest one appended before the cutoff, never past a bound the caller gives (the
+//! registry index's cursor: nothing it has not applied goes), and never the newest event, whose
+//! number the next one continues from. Events without a time (replayed from `pds.wal`, or from
+//! before times were kept) are older than the timed event after them, so they go with it.
 
 use bytes::Bytes;
 use redb::{ReadableTable, WriteTransaction};
 
-use super::{EVENTS, PdsStore, StoreError};
+use super::{EVENT_TIMES, EVENTS, PdsStore, StoreError};
 
 impl PdsStore {
     /// Appends an event that changes nothing else (`#identity`, `#account`).
@@ -45,6 +52,61 @@ impl PdsStore {
         let table = tx.open_table(EVENTS)?;
         Ok(table.first()?.map(|(k, _)| k.value()))
     }
+
+    /// Removes the events appended before `cutoff` (unix seconds) whose number is at most
+    /// `max_seq`, keeping the newest event whatever its age; returns how many went. Works in
+    /// bounded transactions, so a long-neglected log is pruned without one huge write.
+    pub fn prune_events(&self, cutoff: u64, max_seq: u64) -> Result<u64, StoreError> {
+        const STEP: usize = 10_000;
+        let mut removed = 0;
+        loop {
+            let tx = self.db.begin_write()?;
+            let gone = {
+                let mut events = tx.open_table(EVENTS)?;
+                let mut times = tx.open_table(EVENT_TIMES)?;
+                let newest = events.last()?.map_or(0, |(k, _)| k.value());
+                let bound = max_seq.min(newest.saturating_sub(1));
+                // The newest timed event before the cutoff within the bound, looking at most
+                // STEP events ahead: everything up to it goes in this round.
+                let mut upto = None;
+                for item in times.range(..=bound)?.take(STEP) {
+                    let (seq, at) = item?;
+                    if at.value() >= cutoff {
+                        break;
+                    }
+                    upto = Some(seq.value());
+                }
+                let Some(upto) = upto else {
+                    drop((events, times));
+                    tx.abort()?;
+                    return Ok(removed);
+                };
+                let mut gone = 0;
+                loop {
+                    let Some(seq) = events.first()?.map(|(k, _)| k.value()) else {
+                        break;
+                    };
+                    if seq > upto {
+                        break;
+                    }
+                    events.remove(seq)?;
+                    gone += 1;
+                }
+                loop {
+                    let Some(seq) = times.first()?.map(|(k, _)| k.value()) else {
+                        break;
+                    };
+                    if seq > upto {
+                        break;
+                    }
+                    times.remove(seq)?;
+                }
+                gone
+            };
+            tx.commit()?;
+            removed += gone;
+        }
+    }
 }
 
 fn append_event(
@@ -55,5 +117,7 @@ fn append_event(
     let seq = events.last()?.map_or(0, |(k, _)| k.value()) + 1;
     let frame = event(seq);
     events.insert(seq, frame.as_slice())?;
+    tx.open_table(EVENT_TIMES)?
+        .insert(seq, crate::pds::accounts::now_secs())?;
     Ok((seq, frame))
 }

@@ -1,7 +1,8 @@
 //! `com.atproto.sync.subscribeRepos`: the firehose over WebSocket.
 //!
 //! A subscriber with `cursor` first gets every stored event after it (from the persisted log,
-//! in pages), then live events. Live events reach each subscriber through a bounded broadcast
+//! in pages), then live events. A cursor older than the oldest event the log keeps
+//! (`pds.events_keep_secs`) gets an `#info` `OutdatedCursor` frame, then the oldest kept events. Live events reach each subscriber through a bounded broadcast
 //! buffer: a consumer that falls more than its capacity behind gets a `ConsumerTooSlow` error
 //! frame and is disconnected, so memory stays bounded whatever the consumer does. A consumer
 //! that stops reading altogether is disconnected when a frame cannot be written within the send
@@ -28,7 +29,7 @@ use super::{Call, XrpcError};
 use crate::http::PeerAddr;
 use crate::http::body::{self, Body};
 use crate::pds::Pds;
-use crate::pds::events::error_frame;
+use crate::pds::events::{error_frame, info_frame};
 use crate::pds::store::PdsStore;
 
 const BACKFILL_PAGE: usize = 500;
@@ -204,7 +205,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Subscriber<S> {
                     .close_with("FutureCursor", "cursor is ahead of the stream")
                     .await;
             }
-            Some(c) => self.backfill(&store, c).await?,
+            Some(c) => {
+                let oldest = {
+                    let s = store.clone();
+                    tokio::task::spawn_blocking(move || s.first_seq())
+                        .await
+                        .map_err(|e| WsError::Io(std::io::Error::other(e)))?
+                        .map_err(|e| WsError::Io(std::io::Error::other(e)))?
+                };
+                match oldest {
+                    // Events after the cursor were pruned: say so, then go on from the oldest
+                    // kept one, as the reference PDS does.
+                    Some(oldest) if oldest > c.saturating_add(1) => {
+                        let info = info_frame(
+                            "OutdatedCursor",
+                            "the cursor is older than the oldest event kept; continuing from it",
+                        );
+                        self.send(Message::Binary(info.into())).await?;
+                        self.backfill(&store, oldest - 1).await?
+                    }
+                    _ => self.backfill(&store, c).await?,
+                }
+            }
             None => head,
         };
         loop {

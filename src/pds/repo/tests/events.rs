@@ -111,3 +111,56 @@ async fn commit_events_carry_proofs() {
         );
     }
 }
+
+/// Pruning takes events appended before the cutoff, never past the caller's bound and never the
+/// newest one, and the numbering goes on where it was.
+#[tokio::test]
+async fn the_event_log_is_pruned_to_its_window_and_numbering_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let repos = open(dir.path());
+    let alice = did("did:plc:alice0000000000000000000");
+    let key = Arc::new(Keypair::generate(Algorithm::K256));
+    repos.create_repo(&alice, key).await.unwrap();
+    for i in 0..5 {
+        repos
+            .apply_writes(
+                &alice,
+                vec![create("app.test.post", &format!("p{i}"), "x")],
+                None,
+                Validation::IfKnown,
+            )
+            .await
+            .unwrap();
+    }
+    let store = repos.store();
+    let last = store.last_seq().unwrap();
+    assert!(last >= 6, "{last}");
+    let later = crate::pds::accounts::now_secs() + 10;
+
+    // Nothing is older than a cutoff in the past.
+    assert_eq!(store.prune_events(0, u64::MAX).unwrap(), 0);
+    assert_eq!(store.first_seq().unwrap(), Some(1));
+    // The bound holds: events the caller has not applied stay, whatever their age.
+    assert_eq!(store.prune_events(later, last - 2).unwrap(), last - 2);
+    assert_eq!(store.first_seq().unwrap(), Some(last - 1));
+    // The newest event stays even when everything is old.
+    assert_eq!(store.prune_events(later, u64::MAX).unwrap(), 1);
+    assert_eq!(store.first_seq().unwrap(), Some(last));
+    assert_eq!(store.events_after(0, 100).unwrap().len(), 1);
+
+    // The next commit continues the numbering, and survives a reopen.
+    repos
+        .apply_writes(
+            &alice,
+            vec![create("app.test.post", "after", "x")],
+            None,
+            Validation::IfKnown,
+        )
+        .await
+        .unwrap();
+    assert_eq!(repos.store().last_seq().unwrap(), last + 1);
+    drop(repos);
+    let repos = open(dir.path());
+    assert_eq!(repos.store().first_seq().unwrap(), Some(last));
+    assert_eq!(repos.store().last_seq().unwrap(), last + 1);
+}
