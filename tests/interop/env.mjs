@@ -16,3 +16,15 @@ export const nodeDid = need('ATCR_NODE_DID')
 export const users = JSON.parse(need('ATCR_USERS'))
 
 export const [alice, bob] = users
+
+/** A `subscribeRepos` subscription from `cursor` through the reference client, ended by `signal`. */
+export async function firehose(cursor, signal) {
+  const { Subscription } = await import('@atproto/xrpc-server')
+  return new Subscription({
+    service: baseUrl.replace(/^http/, 'ws'),
+    method: 'com.atproto.sync.subscribeRepos',
+    signal,
+    getParams: () => ({ cursor }),
+    validate: (v) => v,
+  })
+}

@@ -6,24 +6,16 @@ import { test } from 'node:test'
 import { AtpAgent } from '@atproto/api'
 import { IdResolver } from '@atproto/identity'
 import { parseCommitAuthenticated } from '@atproto/sync'
-import { Subscription } from '@atproto/xrpc-server'
-import { alice, baseUrl } from './env.mjs'
+import { alice, baseUrl, firehose } from './env.mjs'
 
 const METHOD = 'com.atproto.sync.subscribeRepos'
-const wsUrl = baseUrl.replace(/^http/, 'ws')
 const idResolver = new IdResolver({ plcUrl: baseUrl, fetch: globalThis.fetch, timeout: 10_000 })
 
 /** The first `n` messages a subscriber from `cursor` gets. */
 async function first(cursor, n) {
   const abort = new AbortController()
   const timer = setTimeout(() => abort.abort(new Error('timed out waiting for firehose events')), 30_000)
-  const sub = new Subscription({
-    service: wsUrl,
-    method: METHOD,
-    signal: abort.signal,
-    getParams: () => ({ cursor }),
-    validate: (v) => v,
-  })
+  const sub = await firehose(cursor, abort.signal)
   const events = []
   try {
     for await (const evt of sub) {
@@ -61,13 +53,7 @@ test('an outdated cursor is told so, then gets the oldest kept events', async ()
   const timer = setTimeout(() => abort.abort(new Error('timed out reading to the last write')), 30_000)
   const rest = []
   try {
-    const sub = new Subscription({
-      service: wsUrl,
-      method: METHOD,
-      signal: abort.signal,
-      getParams: () => ({ cursor: start - 1 }),
-      validate: (v) => v,
-    })
+    const sub = await firehose(start - 1, abort.signal)
     for await (const evt of sub) {
       rest.push(evt)
       if (evt.rev === head.rev) break

@@ -8,8 +8,7 @@ import { AtpAgent } from '@atproto/api'
 import { IdResolver } from '@atproto/identity'
 import { MST, MemoryBlockstore, cborToLex, readCar, verifyCommitSig } from '@atproto/repo'
 import { Firehose, parseCommitAuthenticated } from '@atproto/sync'
-import { Subscription } from '@atproto/xrpc-server'
-import { alice, baseUrl, bob } from './env.mjs'
+import { alice, baseUrl, bob, firehose } from './env.mjs'
 
 const wsUrl = baseUrl.replace(/^http/, 'ws')
 const idResolver = new IdResolver({ plcUrl: baseUrl, fetch: globalThis.fetch, timeout: 10_000 })
@@ -20,13 +19,7 @@ async function collect(cursor, done) {
   const abort = new AbortController()
   const timer = setTimeout(() => abort.abort(new Error('timed out waiting for firehose events')), 60_000)
   const events = []
-  const sub = new Subscription({
-    service: wsUrl,
-    method: METHOD,
-    signal: abort.signal,
-    getParams: () => ({ cursor }),
-    validate: (v) => v,
-  })
+  const sub = await firehose(cursor, abort.signal)
   try {
     for await (const evt of sub) {
       events.push(evt)

@@ -81,26 +81,8 @@ impl PdsStore {
                     tx.abort()?;
                     return Ok(removed);
                 };
-                let mut gone = 0;
-                loop {
-                    let Some(seq) = events.first()?.map(|(k, _)| k.value()) else {
-                        break;
-                    };
-                    if seq > upto {
-                        break;
-                    }
-                    events.remove(seq)?;
-                    gone += 1;
-                }
-                loop {
-                    let Some(seq) = times.first()?.map(|(k, _)| k.value()) else {
-                        break;
-                    };
-                    if seq > upto {
-                        break;
-                    }
-                    times.remove(seq)?;
-                }
+                let gone = remove_through(&mut events, upto)?;
+                remove_through(&mut times, upto)?;
                 gone
             };
             tx.commit()?;
@@ -120,4 +102,22 @@ fn append_event(
     tx.open_table(EVENT_TIMES)?
         .insert(seq, crate::pds::accounts::now_secs())?;
     Ok((seq, frame))
+}
+
+/// Removes the entries of `table` numbered at most `upto`; returns how many went.
+fn remove_through<V: redb::Value + 'static>(
+    table: &mut redb::Table<'_, u64, V>,
+    upto: u64,
+) -> Result<u64, StoreError> {
+    let mut gone = 0;
+    loop {
+        let Some(seq) = table.first()?.map(|(k, _)| k.value()) else {
+            return Ok(gone);
+        };
+        if seq > upto {
+            return Ok(gone);
+        }
+        table.remove(seq)?;
+        gone += 1;
+    }
 }
