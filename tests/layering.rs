@@ -1,7 +1,7 @@
 //! The module map as a test: which top-level modules each module of `src/` may name. A `use`
 //! (or path, or doc link) that points up the map fails here, so the layering in `README.md`
-//! ("Layout") cannot erode one import at a time. File-level import circles are checked by
-//! `scripts/module-graph --cycles`, which `scripts/test` runs.
+//! ("Layout") cannot erode one import at a time, nor a file grow past 600 lines. File-level
+//! import circles are checked by `scripts/module-graph --cycles`, which `scripts/test` runs.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -182,4 +182,20 @@ fn the_scanner_sees_grouped_and_plain_paths() {
         named.into_iter().collect::<Vec<_>>(),
         ["oci", "pds", "server"]
     );
+}
+
+#[test]
+fn no_source_file_is_over_600_lines() {
+    // Past that, a file holds more than one idea: split it along a seam.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let lines = std::fs::read_to_string(f).unwrap().lines().count();
+            (lines > 600).then(|| format!("{}: {lines} lines", f.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "{}", long.join("\n"));
 }
