@@ -543,6 +543,7 @@ fn ensure_repo(tx: &redb::WriteTransaction, repo: &str, now: u64) -> Result<(), 
 mod blobs;
 mod derived;
 mod key;
+mod retention;
 mod social;
 pub use blobs::UploadSession;
 pub use derived::{
@@ -550,6 +551,7 @@ pub use derived::{
     RecordEntry, STAR_COLLECTION, Social, TAG_COLLECTION, TagTarget,
 };
 pub use key::RepoKey;
+pub use retention::RepoContents;
 pub use social::RepoSummary;
 
 #[cfg(test)]

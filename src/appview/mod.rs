@@ -11,6 +11,7 @@ pub mod index;
 mod indexer;
 pub mod layers;
 pub mod records;
+pub mod retention;
 pub mod search;
 pub mod summary;
 

@@ -227,6 +227,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         },
     );
+    let rules = config.retention.rules()?;
+    if !rules.is_empty() {
+        let appview = app.registry.appview().clone();
+        let dry_run = config.retention.dry_run;
+        let interval = Duration::from_secs(config.retention.interval_secs);
+        workers.every("retention", interval, move || {
+            let (appview, rules) = (appview.clone(), rules.clone());
+            async move { apply_retention(&appview, &rules, dry_run).await }
+        });
+    }
     let keep = config.pds.events_keep_secs;
     if keep > 0 {
         let appview = app.registry.appview().clone();
@@ -319,4 +329,28 @@ impl Signals {
 /// How often the event log is pruned: a quarter of the window, between a second and an hour.
 fn prune_interval(keep_secs: u64) -> Duration {
     Duration::from_secs((keep_secs / 4).clamp(1, 3600))
+}
+
+/// One run of the retention rules; with `dry_run`, only logs what they would remove.
+async fn apply_retention(
+    appview: &crate::appview::AppView,
+    rules: &[crate::appview::retention::Rule],
+    dry_run: bool,
+) -> Result<usize, crate::appview::AppViewError> {
+    let now = crate::pds::now_secs();
+    let removals = if dry_run {
+        let plan = appview.retention_plan(rules, now)?;
+        for r in &plan {
+            tracing::info!(
+                repository = %r.name,
+                tags = ?r.tags,
+                manifests = r.manifests.len(),
+                "retention (dry run) would remove"
+            );
+        }
+        plan
+    } else {
+        appview.apply_retention(rules, now).await?
+    };
+    Ok(removals.len())
 }

@@ -11,10 +11,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod layers;
+mod retention;
 mod secret;
 mod storage;
 
 pub use layers::{Flag, Layered, Origin};
+pub use retention::{RetentionConfig, RetentionRule};
 pub use secret::{SecretError, check_owner_only, read_secret};
 pub use storage::{Backend, DEFAULT_REDIRECT_TTL_SECS, StorageConfig};
 
@@ -59,6 +61,8 @@ pub struct Config {
     pub pds: PdsConfig,
     /// Accounts created by the node itself.
     pub accounts: AccountsConfig,
+    /// Rules that remove old tags and untagged manifests.
+    pub retention: RetentionConfig,
 }
 
 impl Default for Config {
@@ -73,6 +77,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             pds: PdsConfig::default(),
             accounts: AccountsConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -255,6 +260,7 @@ impl Config {
     /// Checks what the types cannot. Used by `serve` and `check-config` alike.
     pub fn check(&self) -> Result<(), ConfigError> {
         self.storage.check()?;
+        self.retention.check()?;
         if self.uploads.expire_after_secs == 0 {
             return Err(ConfigError::Invalid(
                 "uploads.expire_after_secs must be greater than 0".into(),
