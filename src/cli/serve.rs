@@ -202,7 +202,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let app = sweeper.clone();
             async move {
                 app.registry
-                    .expire_uploads(max_idle)
+                    .expire_uploads(max_idle, false)
                     .await
                     .map_err(|e| e.message)
             }
