@@ -7,6 +7,7 @@ mod check_config;
 mod credential;
 mod doctor;
 mod fsck;
+mod gc;
 mod generate;
 mod index;
 mod login;
@@ -50,6 +51,16 @@ enum Command {
         /// Move damaged objects to <blob root>/quarantine/ so they are no longer served.
         #[arg(long)]
         quarantine: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Delete blobs no manifest uses (written or linked longer ago than `gc.grace_secs`) and
+    /// stale uploads, and print what was freed. Through the running daemon (which keeps
+    /// serving), or on the state itself when the daemon is stopped.
+    Gc {
+        /// Print what would be freed; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -115,6 +126,7 @@ impl Command {
                 | Command::Hold(_)
                 | Command::Crew(_)
                 | Command::Index(_)
+                | Command::Gc { .. }
         )
     }
 }
@@ -421,6 +433,7 @@ pub fn main() -> ExitCode {
         Command::Fsck { quarantine, config } => {
             config.load().and_then(|c| fsck::run(&c, quarantine))
         }
+        Command::Gc { dry_run, config } => config.load().and_then(|c| gc::run(&c, dry_run)),
         Command::Config(ConfigCommand::Show(args)) => {
             args.layered().and_then(|l| print(&l.render()))
         }

@@ -49,6 +49,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Upload sessions.
     pub uploads: UploadsConfig,
+    /// Garbage collection of blobs no manifest uses.
+    pub gc: GcConfig,
     /// Connection handling.
     pub server: ServerConfig,
     /// HTTPS.
@@ -67,6 +69,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./atcr-data"),
             storage: StorageConfig::default(),
             uploads: UploadsConfig::default(),
+            gc: GcConfig::default(),
             server: ServerConfig::default(),
             tls: TlsConfig::default(),
             pds: PdsConfig::default(),
@@ -184,6 +187,32 @@ impl Default for UploadsConfig {
         UploadsConfig {
             expire_after_secs: 86_400,
             sweep_interval_secs: 600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcConfig {
+    /// How often, in seconds, the node collects blobs no manifest uses (and stale uploads, as
+    /// `uploads.expire_after_secs` says); 0 turns scheduled collection off (`atcr gc` still
+    /// works). Default 21600 (6 h).
+    pub interval_secs: u64,
+    /// A blob written or linked into a repository this many seconds ago or less is kept, used
+    /// or not: clients upload layers before the manifest that uses them. Default 3600.
+    pub grace_secs: u64,
+}
+
+/// Default of `gc.interval_secs`.
+pub const DEFAULT_GC_INTERVAL_SECS: u64 = 6 * 3600;
+/// Default of `gc.grace_secs`.
+pub const DEFAULT_GC_GRACE_SECS: u64 = 3600;
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            interval_secs: DEFAULT_GC_INTERVAL_SECS,
+            grace_secs: DEFAULT_GC_GRACE_SECS,
         }
     }
 }
