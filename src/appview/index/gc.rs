@@ -70,17 +70,14 @@ pub(super) fn remove_user(
     Ok(())
 }
 
-/// Sets a blob's last-linked time to now, or one past the stored time if that is not earlier:
-/// every link changes it, which is what the sweep checks.
+/// Sets a blob's last-linked time to now (never back). Links by requests are also pinned, and
+/// links by indexing come with a manifest that uses the blob, so the sweep's check that the time
+/// is unchanged is a second line, not the one safety rests on.
 pub(super) fn touch(tx: &WriteTransaction, digest: &str) -> Result<(), IndexError> {
     let mut table = tx.open_table(TOUCHED)?;
     let before = table.get(digest)?.map(|v| v.value());
     let now = super::now_secs();
-    let t = match before {
-        Some(b) if b >= now => b + 1,
-        _ => now,
-    };
-    table.insert(digest, t)?;
+    table.insert(digest, before.map_or(now, |b| b.max(now)))?;
     Ok(())
 }
 
