@@ -298,6 +298,7 @@ impl Index {
         tx.open_table(UPLOADS)?;
         tx.open_table(gc::USERS)?;
         tx.open_table(gc::TOUCHED)?;
+        tx.open_table(gc::GC_META)?;
         gc::ensure_users(&tx)?;
         tx.open_table(derived::RECORDS)?;
         tx.open_table(derived::LAYERS)?;

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
-use super::derived::META;
 use super::{BLOBS, Index, IndexError, MANIFESTS, MAX, REFS, REPO_BLOBS, RepoKey};
 use crate::blobstore::Digest;
 
@@ -18,8 +17,9 @@ pub(super) const USERS: TableDefinition<(&str, &str, &str), ()> =
 /// digest → unix seconds: when a blob was last written or linked into a repository. Not derived
 /// (like `BLOBS`). A blob without a time counts as linked when the collector first sees it.
 pub(super) const TOUCHED: TableDefinition<&str, u64> = TableDefinition::new("blob_touched");
-/// The `META` key of the last finished collection (unix seconds).
-const LAST_RUN: &str = "gc_last_run";
+/// name → value: `last_run`, when the last collection finished (unix seconds). Not derived.
+pub(super) const GC_META: TableDefinition<&str, u64> = TableDefinition::new("gc_meta");
+const LAST_RUN: &str = "last_run";
 
 /// A blob the mark phase found collectable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,12 +220,12 @@ impl Index {
     /// When the last collection finished (unix seconds), if one ever did.
     pub fn gc_last_run(&self) -> Result<Option<u64>, IndexError> {
         let tx = self.db.begin_read()?;
-        Ok(tx.open_table(META)?.get(LAST_RUN)?.map(|v| v.value()))
+        Ok(tx.open_table(GC_META)?.get(LAST_RUN)?.map(|v| v.value()))
     }
 
     pub fn set_gc_last_run(&self, at: u64) -> Result<(), IndexError> {
         let tx = self.db.begin_write()?;
-        tx.open_table(META)?.insert(LAST_RUN, at)?;
+        tx.open_table(GC_META)?.insert(LAST_RUN, at)?;
         tx.commit()?;
         Ok(())
     }
