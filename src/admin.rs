@@ -22,6 +22,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
+use std::future::Future;
+
+use crate::appview::gc::GcReport;
 use crate::appview::index::Index;
 use crate::atproto::Did;
 use crate::hold::{Hold, Permission, role_permissions};
@@ -72,6 +75,25 @@ pub enum Op {
     /// `atcr doctor`'s state checks ([`crate::doctor::check_state`]); the reply is the
     /// findings as JSON.
     Doctor,
+    /// `atcr gc [--dry-run]`: one garbage collection by the daemon; the reply is its
+    /// [`GcReport`] as JSON.
+    Gc {
+        dry_run: bool,
+    },
+}
+
+/// The daemon's collector as the admin socket reaches it: the registry's collection (which
+/// knows the uploads requests are writing to) and its schedule.
+pub struct GcHook {
+    /// Runs one collection (`true`: dry).
+    #[allow(clippy::type_complexity)]
+    pub run: Box<
+        dyn Fn(bool) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<GcReport>> + Send>>
+            + Send
+            + Sync,
+    >,
+    /// `gc.interval_secs` (0: not scheduled).
+    pub interval_secs: u64,
 }
 
 /// What operations act on: the hold (and its PDS), and the registry index when it is open
@@ -81,6 +103,8 @@ pub struct Node<'a> {
     pub index: Option<&'a Index>,
     /// Whether this is the running daemon.
     pub running: bool,
+    /// The daemon's collector (`None` in the command-line tools).
+    pub gc: Option<&'a GcHook>,
 }
 
 /// The daemon's answer: the command's output, or why it failed.
@@ -106,6 +130,7 @@ impl Op {
             Op::CrewRemove { .. } => "crew remove",
             Op::CrewList => "crew list",
             Op::Doctor => "doctor",
+            Op::Gc { .. } => "gc",
         }
     }
 
@@ -218,8 +243,21 @@ impl Op {
                 let index = node
                     .index
                     .context("the state checks need the registry index open")?;
-                let findings = crate::doctor::check_state(pds, index, node.running).await;
+                let mut findings = crate::doctor::check_state(pds, index, node.running).await;
+                if let Some(gc) = node.gc {
+                    findings.push(crate::doctor::check_gc(
+                        index.gc_last_run()?,
+                        gc.interval_secs,
+                        crate::pds::accounts::now_secs(),
+                    ));
+                }
                 Ok(serde_json::to_string(&findings)?)
+            }
+            Op::Gc { dry_run } => {
+                let gc = node
+                    .gc
+                    .context("garbage collection runs in the daemon or offline by `atcr gc`")?;
+                Ok(serde_json::to_string(&(gc.run)(dry_run).await?)?)
             }
         }
     }
@@ -353,7 +391,13 @@ impl AdminSocket {
     }
 
     /// Serves connections until `shutdown`; the socket file goes when `self` is dropped.
-    pub async fn serve(self, hold: Arc<Hold>, index: Index, shutdown: CancellationToken) {
+    pub async fn serve(
+        self,
+        hold: Arc<Hold>,
+        index: Index,
+        gc: Arc<GcHook>,
+        shutdown: CancellationToken,
+    ) {
         // One operation at a time: they are rare, and this keeps their effects in order.
         let turn = Arc::new(tokio::sync::Mutex::new(()));
         loop {
@@ -368,13 +412,19 @@ impl AdminSocket {
                 },
                 () = shutdown.cancelled() => break,
             };
-            let (hold, index, turn, owner) =
-                (hold.clone(), index.clone(), turn.clone(), self.owner);
+            let (hold, index, gc, turn, owner) = (
+                hold.clone(),
+                index.clone(),
+                gc.clone(),
+                turn.clone(),
+                self.owner,
+            );
             tokio::spawn(async move {
                 let node = Node {
                     hold: &hold,
                     index: Some(&index),
                     running: true,
+                    gc: Some(&gc),
                 };
                 if let Err(e) = serve_one(stream, &node, owner, &turn).await {
                     tracing::warn!(error = %format!("{e:#}"), "admin socket");

@@ -82,6 +82,40 @@ pub(crate) fn examples(items: &[String]) -> String {
 }
 
 /// The state checks. `running`: the daemon is serving (its indexer may be a moment behind).
+/// Whether scheduled garbage collection keeps up: a warning when the last run finished more than
+/// twice `interval_secs` before `now`. None finished yet is no warning: the daemon runs one at
+/// start, and may be in it. Only meaningful while the daemon runs.
+#[must_use]
+pub fn check_gc(last_run: Option<u64>, interval_secs: u64, now: u64) -> Finding {
+    if interval_secs == 0 {
+        return Finding::ok(
+            "gc",
+            "scheduled garbage collection is off (gc.interval_secs = 0); `atcr gc` runs it",
+        );
+    }
+    match last_run {
+        Some(t) if now.saturating_sub(t) <= 2 * interval_secs => Finding::ok(
+            "gc",
+            format!(
+                "garbage collection last finished {} s ago (every {interval_secs} s)",
+                now.saturating_sub(t)
+            ),
+        ),
+        Some(t) => Finding::warn(
+            "gc",
+            format!(
+                "garbage collection last finished {} s ago, more than twice gc.interval_secs ({interval_secs} s)",
+                now.saturating_sub(t)
+            ),
+            "look for \"worker run failed\" with worker=gc in the log; `atcr gc` runs one now",
+        ),
+        None => Finding::ok(
+            "gc",
+            "no garbage collection has finished yet (the daemon runs one at start)",
+        ),
+    }
+}
+
 pub async fn check_state(pds: &Pds, index: &Index, running: bool) -> Vec<Finding> {
     let mut out = Vec::new();
     match check_index(pds, index, running).await {

@@ -129,3 +129,21 @@ fn administration_acts_through_the_running_daemon() {
     assert!(srv.stop(), "atcr serve did not stop cleanly");
     assert!(!socket.exists(), "the socket outlived the daemon");
 }
+
+/// `atcr gc` goes through the running daemon (which keeps serving), and opens the state itself
+/// once the daemon is stopped.
+#[test]
+fn gc_runs_through_the_daemon_and_offline() {
+    let mut srv = Server::start_with(&[("ATCR_GC_GRACE_SECS", "0")]);
+    let dry = ok(&srv, &["gc", "--dry-run"], "");
+    assert!(dry.starts_with("would delete 0 of "), "{dry}");
+    let done = ok(&srv, &["gc"], "");
+    assert!(done.starts_with("deleted 0 of "), "{done}");
+    assert!(
+        srv.log_tail().contains("garbage collection finished"),
+        "the daemon ran it"
+    );
+    assert!(srv.stop());
+    let offline = ok(&srv, &["gc", "--dry-run"], "");
+    assert!(offline.starts_with("would delete 0 of "), "{offline}");
+}

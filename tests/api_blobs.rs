@@ -441,7 +441,7 @@ async fn uploads_resume_after_restart_and_expire() {
         .join("blobs/uploads/7c1e0f52-9d0a-4c57-8c0b-36a52b3b2d11");
     std::fs::create_dir_all(&orphan).unwrap();
     std::fs::write(orphan.join("00000000"), b"left by a crash").unwrap();
-    assert_eq!(s.app.registry.expire_uploads(0).await.unwrap(), 2);
+    assert_eq!(s.app.registry.expire_uploads(0, false).await.unwrap(), 2);
     let r = s.req(Method::GET, &abandoned).send().await.unwrap();
     expect_error(r, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
     assert!(!orphan.exists());

@@ -34,6 +34,9 @@ _atcr() {
             atcr,fsck)
                 cmd="atcr__subcmd__fsck"
                 ;;
+            atcr,gc)
+                cmd="atcr__subcmd__gc"
+                ;;
             atcr,help)
                 cmd="atcr__subcmd__help"
                 ;;
@@ -117,6 +120,9 @@ _atcr() {
                 ;;
             atcr__subcmd__help,fsck)
                 cmd="atcr__subcmd__help__subcmd__fsck"
+                ;;
+            atcr__subcmd__help,gc)
+                cmd="atcr__subcmd__help__subcmd__gc"
                 ;;
             atcr__subcmd__help,help)
                 cmd="atcr__subcmd__help__subcmd__help"
@@ -293,7 +299,7 @@ _atcr() {
 
     case "${cmd}" in
         atcr)
-            opts="-h -V --help --version serve check-config config doctor fsck tls user hold crew index storage pds login completions man help"
+            opts="-h -V --help --version serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -650,8 +656,34 @@ _atcr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        atcr__subcmd__gc)
+            opts="-h --dry-run --config --data-dir --listen --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         atcr__subcmd__help)
-            opts="serve check-config config doctor fsck tls user hold crew index storage pds login completions man help"
+            opts="serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -791,6 +823,20 @@ _atcr() {
             return 0
             ;;
         atcr__subcmd__help__subcmd__fsck)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        atcr__subcmd__help__subcmd__gc)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

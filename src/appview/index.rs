@@ -149,6 +149,8 @@ pub struct Index {
     /// When derived changes were last made durable, and whether some are not yet: see
     /// [`Index::apply_events`].
     lazy: Arc<std::sync::Mutex<Lazy>>,
+    /// Requests' pins and the collector's claims on blob digests (see [`pins`]).
+    pins: Arc<Pins>,
 }
 
 /// Derived changes are replayed from the PDS event log after a crash, so most of their
@@ -188,6 +190,7 @@ impl Index {
             db: Arc::new(crate::dbslot::DbSlot::new(db)),
             path: Some(Arc::new(path.to_owned())),
             lazy: Arc::default(),
+            pins: Arc::default(),
         };
         index.ensure_tables()?;
         Ok(index)
@@ -277,6 +280,7 @@ impl Index {
             db: Arc::new(crate::dbslot::DbSlot::new(db)),
             path: None,
             lazy: Arc::default(),
+            pins: Arc::default(),
         };
         index.ensure_tables()?;
         Ok(index)
@@ -292,6 +296,10 @@ impl Index {
         tx.open_table(REFS)?;
         tx.open_table(REFERRERS)?;
         tx.open_table(UPLOADS)?;
+        tx.open_table(gc::USERS)?;
+        tx.open_table(gc::TOUCHED)?;
+        tx.open_table(gc::GC_META)?;
+        gc::ensure_users(&tx)?;
         tx.open_table(derived::RECORDS)?;
         tx.open_table(derived::LAYERS)?;
         tx.open_table(derived::VOUCHED)?;
@@ -299,6 +307,12 @@ impl Index {
         social::ensure_tables(&tx)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// The pins that keep blobs a request relies on from the collector (see [`pins`]).
+    #[must_use]
+    pub fn pins(&self) -> &Arc<Pins> {
+        &self.pins
     }
 
     /// Runs a write (which syncs to disk) on the blocking pool.
@@ -540,9 +554,18 @@ fn ensure_repo(tx: &redb::WriteTransaction, repo: &str, now: u64) -> Result<(), 
     Ok(())
 }
 
+/// Seconds since the Unix epoch.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 mod blobs;
 mod derived;
+mod gc;
 mod key;
+pub mod pins;
 mod retention;
 mod social;
 pub use blobs::UploadSession;
@@ -550,7 +573,9 @@ pub use derived::{
     IndexChange, LAYER_COLLECTION, LayerOf, MANIFEST_COLLECTION, PAGE_COLLECTION, RecordAddr,
     RecordEntry, STAR_COLLECTION, Social, TAG_COLLECTION, TagTarget,
 };
+pub use gc::{Candidate, Marked, past_grace};
 pub use key::RepoKey;
+pub use pins::{PinGuard, Pins};
 pub use retention::RepoContents;
 pub use social::RepoSummary;
 

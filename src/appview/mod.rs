@@ -7,6 +7,7 @@
 //! `registry`, `auth`, `web` or `server`.
 
 mod error;
+pub mod gc;
 pub mod index;
 mod indexer;
 pub mod layers;
@@ -63,6 +64,8 @@ pub struct AppView {
     /// the index has their commit: two of them at once would both read the same record and
     /// the slower one find it gone.
     owner_locks: std::sync::Mutex<std::collections::HashMap<Did, Arc<tokio::sync::Mutex<()>>>>,
+    /// The blob collector.
+    gc: gc::Gc,
 }
 
 impl std::fmt::Debug for AppView {
@@ -75,6 +78,7 @@ impl AppView {
     pub fn new(pds: Arc<Pds>, index: Index, search: Arc<Search>) -> Result<AppView, AppViewError> {
         let cursor = index.cursor()?;
         Ok(AppView {
+            gc: gc::Gc::new(index.clone(), pds.blobs.clone()),
             blobs: pds.blobs.clone(),
             pds,
             index,
@@ -84,6 +88,12 @@ impl AppView {
             search_wake: tokio::sync::Notify::new(),
             owner_locks: std::sync::Mutex::default(),
         })
+    }
+
+    /// The blob collector.
+    #[must_use]
+    pub fn gc(&self) -> &gc::Gc {
+        &self.gc
     }
 
     /// The search index.

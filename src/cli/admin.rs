@@ -27,6 +27,7 @@ pub fn run(config: &Config, op: Op) -> anyhow::Result<()> {
                 hold: &hold,
                 index: None,
                 running: false,
+                gc: None,
             };
             op.execute(&node).await
         })?,

@@ -7,6 +7,7 @@ mod check_config;
 mod credential;
 mod doctor;
 mod fsck;
+mod gc;
 mod generate;
 mod index;
 mod login;
@@ -51,6 +52,16 @@ enum Command {
         /// Move damaged objects to <blob root>/quarantine/ so they are no longer served.
         #[arg(long)]
         quarantine: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Delete blobs no manifest uses (written or linked longer ago than `gc.grace_secs`) and
+    /// stale uploads, and print what was freed. Through the running daemon (which keeps
+    /// serving), or on the state itself when the daemon is stopped.
+    Gc {
+        /// Print what would be freed; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -120,6 +131,7 @@ impl Command {
                 | Command::Crew(_)
                 | Command::Index(_)
                 | Command::Storage(_)
+                | Command::Gc { .. }
         )
     }
 }
@@ -442,6 +454,7 @@ pub fn main() -> ExitCode {
         Command::Fsck { quarantine, config } => {
             config.load().and_then(|c| fsck::run(&c, quarantine))
         }
+        Command::Gc { dry_run, config } => config.load().and_then(|c| gc::run(&c, dry_run)),
         Command::Config(ConfigCommand::Show(args)) => {
             args.layered().and_then(|l| print(&l.render()))
         }

@@ -204,14 +204,45 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     workers.spawn("indexer", app.indexer(shutdown.clone()));
     workers.spawn("search", app.searcher(shutdown.clone()));
     workers.spawn("storage-recovery", app.storage_recovery(shutdown.clone()));
+    let gc_opts = crate::appview::gc::GcOptions {
+        dry_run: false,
+        grace_secs: config.gc.grace_secs,
+        upload_expiry_secs: config.uploads.expire_after_secs,
+    };
+    let gc_app = app.clone();
+    let gc_hook = Arc::new(crate::admin::GcHook {
+        run: Box::new(move |dry_run| {
+            let app = gc_app.clone();
+            Box::pin(async move {
+                let opts = crate::appview::gc::GcOptions { dry_run, ..gc_opts };
+                app.registry
+                    .collect_garbage(opts)
+                    .await
+                    .map_err(anyhow::Error::from)
+            })
+        }),
+        interval_secs: config.gc.interval_secs,
+    });
     workers.spawn(
         "admin-socket",
         admin.serve(
             app.hold.clone(),
             app.registry.appview().index().clone(),
+            gc_hook,
             shutdown.clone(),
         ),
     );
+    if config.gc.interval_secs > 0 {
+        let gc_app = app.clone();
+        workers.every(
+            "gc",
+            Duration::from_secs(config.gc.interval_secs),
+            move || {
+                let app = gc_app.clone();
+                async move { app.registry.collect_garbage(gc_opts).await }
+            },
+        );
+    }
     let sweeper = app.clone();
     let max_idle = config.uploads.expire_after_secs;
     workers.every(
@@ -221,7 +252,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let app = sweeper.clone();
             async move {
                 app.registry
-                    .expire_uploads(max_idle)
+                    .expire_uploads(max_idle, false)
                     .await
                     .map_err(|e| e.message)
             }

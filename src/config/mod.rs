@@ -11,12 +11,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod layers;
-mod retention;
+mod lifecycle;
 mod secret;
 mod storage;
 
 pub use layers::{Flag, Layered, Origin};
-pub use retention::{RetentionConfig, RetentionRule};
+pub use lifecycle::{
+    DEFAULT_GC_GRACE_SECS, DEFAULT_GC_INTERVAL_SECS, GcConfig, RetentionConfig, RetentionRule,
+};
 pub use secret::{SecretError, check_owner_only, read_secret};
 pub use storage::{Backend, DEFAULT_REDIRECT_TTL_SECS, StorageConfig};
 
@@ -53,6 +55,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Upload sessions.
     pub uploads: UploadsConfig,
+    /// Garbage collection of blobs no manifest uses.
+    pub gc: GcConfig,
     /// Connection handling.
     pub server: ServerConfig,
     /// HTTPS.
@@ -73,6 +77,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./atcr-data"),
             storage: StorageConfig::default(),
             uploads: UploadsConfig::default(),
+            gc: GcConfig::default(),
             server: ServerConfig::default(),
             tls: TlsConfig::default(),
             pds: PdsConfig::default(),

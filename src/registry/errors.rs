@@ -62,3 +62,12 @@ impl From<AppViewError> for OciError {
         }
     }
 }
+
+impl From<crate::appview::gc::GcError> for OciError {
+    fn from(e: crate::appview::gc::GcError) -> OciError {
+        match e {
+            crate::appview::gc::GcError::Index(e) => e.into(),
+            crate::appview::gc::GcError::Blobs(e) => e.into(),
+        }
+    }
+}

@@ -165,6 +165,21 @@ impl Registry {
             }
             Reference::Tag(_) => Digest::of(Algorithm::Sha256, &bytes),
         };
+        // Pinned from the reference check until the index holds the manifest (which then keeps
+        // them): the collector cannot delete a blob between the check and the 201.
+        let _pin = self
+            .index
+            .pins()
+            .pin(
+                manifest
+                    .blobs
+                    .iter()
+                    .chain(&manifest.manifests)
+                    .chain(&manifest.subject)
+                    .map(|d| d.digest.clone())
+                    .chain([digest.clone()]),
+            )
+            .await;
         self.check_references(name, &manifest)?;
         self.blobs.put(&digest, bytes.clone()).await?;
         let tag = match reference {

@@ -108,6 +108,8 @@ impl Registry {
         req: Request<RequestBody>,
     ) -> Result<Response<Body>, OciError> {
         if let Some((digest, from)) = mount {
+            // Pinned from the check to the link: the collector cannot take the blob between.
+            let _pin = self.index.pins().pin([digest.clone()]).await;
             if let Some(size) = self.index.repo_blob(&from, &digest)? {
                 let (repo, d) = (name.key().clone(), digest.clone());
                 self.index
@@ -195,6 +197,9 @@ impl Registry {
             )
             .with_detail(json!({ "expected": digest.as_str(), "actual": actual.as_str() })));
         }
+        // Pinned from the existence check in `commit` to the link: the collector cannot delete
+        // an object this upload then links without bytes of its own.
+        let _pin = self.index.pins().pin([digest.clone()]).await;
         self.blobs.commit(id, parts, digest).await?;
         let (repo, d, size) = (name.key().to_owned(), digest.clone(), size_before + written);
         self.index
@@ -361,27 +366,33 @@ impl Registry {
     }
 
     /// Removes upload sessions idle for `max_idle` seconds or more, and stored parts that no
-    /// session owns. Returns how many uploads were removed.
-    pub async fn expire_uploads(&self, max_idle: u64) -> Result<usize, OciError> {
-        let now = now();
-        let sessions = self.index.uploads()?;
-        let mut removed = 0;
-        for (id, session) in &sessions {
-            if now.saturating_sub(session.updated) >= max_idle && !self.upload_is_active(*id) {
-                let id = *id;
-                self.blobs.cancel(id).await?;
-                self.index.write(move |ix| ix.delete_upload(id)).await?;
-                self.forget_upload(id);
-                removed += 1;
+    /// session owns, leaving alone uploads a request is writing to. Returns how many went (dry:
+    /// would go).
+    pub async fn expire_uploads(&self, max_idle: u64, dry_run: bool) -> Result<usize, OciError> {
+        let active = |id| self.upload_is_active(id);
+        let removed = crate::appview::gc::expire_uploads(
+            &self.index,
+            &self.blobs,
+            max_idle,
+            dry_run,
+            &active,
+        )
+        .await?;
+        if !dry_run {
+            for id in &removed {
+                self.forget_upload(*id);
             }
         }
-        for id in self.blobs.stored_uploads().await? {
-            if !sessions.iter().any(|(s, _)| *s == id) && !self.upload_is_active(id) {
-                self.blobs.cancel(id).await?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
+        Ok(removed.len())
+    }
+
+    /// One garbage collection (see [`crate::appview::gc`]), stale uploads included.
+    pub async fn collect_garbage(
+        &self,
+        opts: crate::appview::gc::GcOptions,
+    ) -> Result<crate::appview::gc::GcReport, crate::appview::gc::GcError> {
+        let active = |id| self.upload_is_active(id);
+        self.appview.gc().run(opts, &active).await
     }
 }
 

@@ -207,6 +207,31 @@ pub fn metrics(app: &App) -> Response<Body> {
         "Seconds since the process started.",
         app.metrics.started.elapsed().as_secs(),
     );
+    let gc = app.registry.appview().gc().stats();
+    gauge(
+        "atcr_gc_runs_total",
+        "counter",
+        "Garbage collections finished (scheduled and `atcr gc`, dry runs not counted).",
+        gc.runs.load(Ordering::Relaxed),
+    );
+    gauge(
+        "atcr_gc_blobs_deleted_total",
+        "counter",
+        "Blobs deleted by garbage collection.",
+        gc.blobs_deleted.load(Ordering::Relaxed),
+    );
+    gauge(
+        "atcr_gc_bytes_freed_total",
+        "counter",
+        "Bytes of blobs deleted by garbage collection.",
+        gc.bytes_freed.load(Ordering::Relaxed),
+    );
+    gauge(
+        "atcr_gc_last_run_timestamp_seconds",
+        "gauge",
+        "When the last garbage collection finished (Unix seconds; 0: none since start).",
+        gc.last_run.load(Ordering::Relaxed),
+    );
     match app.registry.index().stats() {
         Ok(s) => {
             gauge(

@@ -44,7 +44,8 @@ impl Index {
     }
 
     /// Makes a stored blob servable from `repo`, ending the upload `finished` if given: the
-    /// blob was uploaded into `repo`, or mounted from a repository the caller may read.
+    /// blob was uploaded into `repo`, or mounted from a repository the caller may read. Its
+    /// last-linked time moves on (the collector's grace starts again).
     pub fn link_blob(
         &self,
         repo: &RepoKey,
@@ -56,6 +57,7 @@ impl Index {
         let tx = self.db.begin_write()?;
         {
             tx.open_table(BLOBS)?.insert(digest.as_str(), size)?;
+            super::gc::touch(&tx, digest.as_str())?;
             tx.open_table(REPO_BLOBS)?
                 .insert((repo, digest.as_str()), size)?;
             if let Some(id) = finished {

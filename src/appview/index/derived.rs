@@ -5,7 +5,7 @@
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::social;
+use super::{gc, social};
 pub use vouched::LayerOf;
 pub(in crate::appview::index) use vouched::{LAYERS, VOUCHED};
 
@@ -229,6 +229,7 @@ impl Index {
         tx.delete_table(MANIFESTS)?;
         tx.delete_table(TAGS)?;
         tx.delete_table(REFS)?;
+        tx.delete_table(gc::USERS)?;
         tx.delete_table(REFERRERS)?;
         tx.delete_table(RECORDS)?;
         social::delete_tables(&tx)?;
@@ -237,6 +238,7 @@ impl Index {
         tx.open_table(MANIFESTS)?;
         tx.open_table(TAGS)?;
         tx.open_table(REFS)?;
+        tx.open_table(gc::USERS)?;
         tx.open_table(REFERRERS)?;
         tx.open_table(RECORDS)?;
         tx.open_table(LAYERS)?;
@@ -513,6 +515,11 @@ fn put_manifest_in(
     let mut refs = tx.open_table(REFS)?;
     for r in references {
         refs.insert((repo, d, r.as_str()), ())?;
+        gc::add_user(tx, r.as_str(), repo, d)?;
+    }
+    gc::add_user(tx, d, repo, d)?;
+    if let Some(subject) = &record.subject {
+        gc::add_user(tx, subject.as_str(), repo, d)?;
     }
     if let (Some(subject), Some(referrer)) = (&record.subject, referrer) {
         tx.open_table(REFERRERS)?.insert(
@@ -539,9 +546,17 @@ fn delete_manifest_in(
     drop(raw);
     tx.open_table(TAGS)?
         .retain_in((repo, "")..(repo, MAX), |_, target| target != d)?;
-    tx.open_table(REFS)?
-        .retain_in((repo, d, "")..(repo, d, MAX), |_, ()| false)?;
+    let used: Vec<String> = tx
+        .open_table(REFS)?
+        .extract_from_if((repo, d, "")..(repo, d, MAX), |_, ()| true)?
+        .map(|r| r.map(|(k, _)| k.value().2.to_owned()))
+        .collect::<Result<_, _>>()?;
+    for u in &used {
+        gc::remove_user(tx, u, repo, d)?;
+    }
+    gc::remove_user(tx, d, repo, d)?;
     if let Some(subject) = record.subject {
+        gc::remove_user(tx, subject.as_str(), repo, d)?;
         tx.open_table(REFERRERS)?
             .remove((repo, subject.as_str(), d))?;
     }

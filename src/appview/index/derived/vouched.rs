@@ -144,6 +144,7 @@ fn vouch(
     size: u64,
 ) -> Result<(), IndexError> {
     tx.open_table(BLOBS)?.insert(d.as_str(), size)?;
+    crate::appview::index::gc::touch(tx, d.as_str())?;
     tx.open_table(VOUCHED)?
         .insert((repo, d.as_str(), manifest.0, manifest.1), size)?;
     Ok(())

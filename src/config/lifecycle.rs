@@ -1,10 +1,37 @@
-//! `[retention]`: rules that delete old tags and untagged manifests on a schedule (see
-//! `appview::retention` for what a rule keeps).
+//! Storage lifecycle: `[gc]`, when unused blobs are collected, and `[retention]`, rules that
+//! delete old tags and untagged manifests on a schedule (see `appview::retention` for what a
+//! rule keeps).
 
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
 use crate::appview::retention::Rule;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcConfig {
+    /// How often, in seconds, the node collects blobs no manifest uses (and stale uploads, as
+    /// `uploads.expire_after_secs` says); 0 turns scheduled collection off (`atcr gc` still
+    /// works). Default 21600 (6 h).
+    pub interval_secs: u64,
+    /// A blob written or linked into a repository this many seconds ago or less is kept, used
+    /// or not: clients upload layers before the manifest that uses them. Default 3600.
+    pub grace_secs: u64,
+}
+
+/// Default of `gc.interval_secs`.
+pub const DEFAULT_GC_INTERVAL_SECS: u64 = 6 * 3600;
+/// Default of `gc.grace_secs`.
+pub const DEFAULT_GC_GRACE_SECS: u64 = 3600;
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            interval_secs: DEFAULT_GC_INTERVAL_SECS,
+            grace_secs: DEFAULT_GC_GRACE_SECS,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

@@ -1,0 +1,282 @@
+//! Online garbage collection of blobs and stale uploads, while the node serves.
+//!
+//! Two phases (see `docs/registry.md`, "Garbage collection"):
+//! 1. **Mark** ([`Index::gc_mark`], one read transaction): every stored blob that no manifest in
+//!    the index uses (as config, layer, child manifest or subject, or by being the manifest) and
+//!    that was last written or linked at least the grace before now becomes a candidate, with
+//!    that time and the repositories it is linked into.
+//! 2. **Sweep**, in batches: the candidates nobody pins are claimed ([`Pins::claim`]); one
+//!    write transaction ([`Index::gc_sweep`]) checks each again — still unused, time unchanged,
+//!    still past the grace — and removes its index entries; then the objects go from storage;
+//!    then the claims are released.
+//!
+//! Blob storage is reached only through [`BlobStore`], so every backend collects alike.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::index::{Candidate, Index, IndexError, Pins};
+use crate::blobstore::{BlobError, BlobStore, UploadId};
+
+/// Candidates claimed and swept per index write transaction: small enough that pushes waiting
+/// for the index lock wait little, large enough that a sweep of many blobs syncs rarely.
+const SWEEP_BATCH: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("blob storage: {0}")]
+    Blobs(#[from] BlobError),
+}
+
+/// How one collection runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcOptions {
+    /// Report what would go; change nothing.
+    pub dry_run: bool,
+    /// Blobs written or linked this recently stay (`gc.grace_secs`).
+    pub grace_secs: u64,
+    /// Upload sessions idle this long go, with their parts (`uploads.expire_after_secs`).
+    pub upload_expiry_secs: u64,
+}
+
+/// What a collection freed (or, dry, would free).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcReport {
+    pub dry_run: bool,
+    /// Stored blobs looked at.
+    pub blobs_seen: u64,
+    pub blobs_deleted: u64,
+    pub bytes_freed: u64,
+    /// Upload sessions (and stored parts no session owned) removed.
+    pub uploads_removed: u64,
+    /// Blob objects whose index entries went but whose deletion from storage failed (they
+    /// are no longer reachable; `atcr fsck` lists storage).
+    pub delete_failures: u64,
+    pub millis: u64,
+}
+
+impl std::fmt::Display for GcReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = if self.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        write!(
+            f,
+            "{verb} {} of {} blobs ({} bytes) and {} stale uploads in {} ms",
+            self.blobs_deleted,
+            self.blobs_seen,
+            self.bytes_freed,
+            self.uploads_removed,
+            self.millis
+        )?;
+        if self.delete_failures > 0 {
+            write!(
+                f,
+                "; {} objects could not be deleted from storage",
+                self.delete_failures
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Totals since the process started, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct GcStats {
+    pub runs: AtomicU64,
+    pub blobs_deleted: AtomicU64,
+    pub bytes_freed: AtomicU64,
+    /// Unix seconds of the last finished run (0: none yet).
+    pub last_run: AtomicU64,
+}
+
+/// The node's collector.
+pub struct Gc {
+    index: Index,
+    blobs: BlobStore,
+    stats: GcStats,
+    /// One collection at a time (the scheduled one and `atcr gc` may meet).
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl Gc {
+    #[must_use]
+    pub fn new(index: Index, blobs: BlobStore) -> Gc {
+        Gc {
+            index,
+            blobs,
+            stats: GcStats::default(),
+            turn: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    #[must_use]
+    pub fn stats(&self) -> &GcStats {
+        &self.stats
+    }
+
+    /// Runs one collection. `active` says whether a request is writing to an upload right
+    /// now: those uploads are never removed, however old their session.
+    pub async fn run(
+        &self,
+        opts: GcOptions,
+        active: &(dyn Fn(UploadId) -> bool + Sync),
+    ) -> Result<GcReport, GcError> {
+        let _turn = self.turn.lock().await;
+        let started = std::time::Instant::now();
+        let mut report = GcReport {
+            dry_run: opts.dry_run,
+            ..GcReport::default()
+        };
+        report.uploads_removed = self.expire_uploads(&opts, active).await?.len() as u64;
+        let now = now_secs();
+        let grace = opts.grace_secs;
+        let marked = {
+            let index = self.index.clone();
+            tokio::task::spawn_blocking(move || index.gc_mark(now, grace))
+                .await
+                .map_err(IndexError::from)??
+        };
+        report.blobs_seen = marked.blobs;
+        if opts.dry_run {
+            report.blobs_deleted = marked.candidates.len() as u64;
+            report.bytes_freed = marked.candidates.iter().map(|c| c.size).sum();
+        } else {
+            if !marked.untimed.is_empty() {
+                let untimed = marked.untimed;
+                self.index
+                    .write(move |ix| ix.gc_set_untimed(&untimed, now))
+                    .await?;
+            }
+            for batch in marked.candidates.chunks(SWEEP_BATCH) {
+                self.sweep(batch, grace, &mut report).await?;
+            }
+            self.stats.runs.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .blobs_deleted
+                .fetch_add(report.blobs_deleted, Ordering::Relaxed);
+            self.stats
+                .bytes_freed
+                .fetch_add(report.bytes_freed, Ordering::Relaxed);
+            let finished = now_secs();
+            self.stats.last_run.store(finished, Ordering::Relaxed);
+            self.index
+                .write(move |ix| ix.set_gc_last_run(finished))
+                .await?;
+        }
+        report.millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(
+            dry_run = report.dry_run,
+            blobs_seen = report.blobs_seen,
+            blobs_deleted = report.blobs_deleted,
+            bytes_freed = report.bytes_freed,
+            uploads_removed = report.uploads_removed,
+            millis = report.millis,
+            "garbage collection finished"
+        );
+        Ok(report)
+    }
+
+    /// Claims, re-checks and removes one batch of candidates.
+    async fn sweep(
+        &self,
+        batch: &[Candidate],
+        grace: u64,
+        report: &mut GcReport,
+    ) -> Result<(), GcError> {
+        let pins: &Arc<Pins> = self.index.pins();
+        let claimed = pins.claim(batch.iter().map(|c| c.digest.clone()));
+        let claimed_set: std::collections::HashSet<_> = claimed.iter().collect();
+        let take: Vec<Candidate> = batch
+            .iter()
+            .filter(|c| claimed_set.contains(&c.digest))
+            .cloned()
+            .collect();
+        // The claims end whatever happens below: a failed sweep leaves blobs, never pins waiting.
+        let result = async {
+            let now = now_secs();
+            let removed = self
+                .index
+                .write(move |ix| ix.gc_sweep(&take, now, grace))
+                .await?;
+            for c in removed {
+                match self.blobs.delete(&c.digest).await {
+                    Ok(()) | Err(BlobError::NotFound) => {}
+                    Err(e) => {
+                        tracing::warn!(digest = %c.digest, error = %e, "garbage collection: object not deleted");
+                        report.delete_failures += 1;
+                    }
+                }
+                tracing::debug!(digest = %c.digest, bytes = c.size, "blob collected");
+                report.blobs_deleted += 1;
+                report.bytes_freed += c.size;
+            }
+            Ok::<(), GcError>(())
+        }
+        .await;
+        pins.release(&claimed);
+        result
+    }
+
+    /// Removes upload sessions idle for `upload_expiry_secs` or more, and stored parts no session
+    /// owns, except those `active` names. Returns how many went (dry: would go).
+    async fn expire_uploads(
+        &self,
+        opts: &GcOptions,
+        active: &(dyn Fn(UploadId) -> bool + Sync),
+    ) -> Result<Vec<UploadId>, GcError> {
+        expire_uploads(
+            &self.index,
+            &self.blobs,
+            opts.upload_expiry_secs,
+            opts.dry_run,
+            active,
+        )
+        .await
+    }
+}
+
+/// See [`Gc::run`]: the upload half, also run on its own by the registry's upload sweeper.
+/// Returns the uploads removed (dry: that would be).
+pub async fn expire_uploads(
+    index: &Index,
+    blobs: &BlobStore,
+    max_idle: u64,
+    dry_run: bool,
+    active: &(dyn Fn(UploadId) -> bool + Sync),
+) -> Result<Vec<UploadId>, GcError> {
+    let now = now_secs();
+    let sessions = index.uploads()?;
+    let mut removed = Vec::new();
+    for (id, session) in &sessions {
+        if now.saturating_sub(session.updated) >= max_idle && !active(*id) {
+            if !dry_run {
+                let id = *id;
+                blobs.cancel(id).await?;
+                index.write(move |ix| ix.delete_upload(id)).await?;
+            }
+            removed.push(*id);
+        }
+    }
+    for id in blobs.stored_uploads().await? {
+        if !sessions.iter().any(|(s, _)| *s == id) && !active(id) {
+            if !dry_run {
+                blobs.cancel(id).await?;
+            }
+            removed.push(id);
+        }
+    }
+    Ok(removed)
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,238 @@
+//! What garbage collection needs from the index: who uses each blob, when each was last linked,
+//! and the two phases (mark in a read transaction, sweep in write transactions that check
+//! again). The orchestration, pins and object deletion are in `crate::appview::gc`.
+
+use std::collections::HashMap;
+
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+
+use super::{BLOBS, Index, IndexError, MANIFESTS, MAX, REFS, REPO_BLOBS, RepoKey};
+use crate::blobstore::Digest;
+
+/// (used digest, repository, manifest digest): every digest a manifest in the index makes
+/// reachable — its blobs and child manifests (the rows of `REFS`, turned around), its subject,
+/// and the manifest itself. Derived: emptied and refilled with the manifests by a rebuild.
+pub(super) const USERS: TableDefinition<(&str, &str, &str), ()> =
+    TableDefinition::new("blob_users");
+/// digest → unix seconds: when a blob was last written or linked into a repository. Not derived
+/// (like `BLOBS`). A blob without a time counts as linked when the collector first sees it.
+pub(super) const TOUCHED: TableDefinition<&str, u64> = TableDefinition::new("blob_touched");
+/// name → value: `last_run`, when the last collection finished (unix seconds). Not derived.
+pub(super) const GC_META: TableDefinition<&str, u64> = TableDefinition::new("gc_meta");
+const LAST_RUN: &str = "last_run";
+
+/// A blob the mark phase found collectable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub digest: Digest,
+    pub size: u64,
+    /// Its last-linked time when marked: the sweep takes it only if that has not changed.
+    pub touched: u64,
+    /// The repositories it was linked into when marked.
+    pub repos: Vec<RepoKey>,
+}
+
+/// What the mark phase found.
+#[derive(Debug, Default)]
+pub struct Marked {
+    pub candidates: Vec<Candidate>,
+    /// Blobs without a last-linked time (from before times were kept): they get `now`.
+    pub untimed: Vec<Digest>,
+    /// Blobs looked at.
+    pub blobs: u64,
+}
+
+/// Whether a blob last linked at `touched` is past the grace at `now`.
+#[must_use]
+pub fn past_grace(touched: u64, now: u64, grace_secs: u64) -> bool {
+    now.saturating_sub(touched) >= grace_secs && touched <= now
+}
+
+/// Notes `digest`'s use by manifest `manifest` of `repo` (called with the manifest's own
+/// `REFS` rows, its subject and itself).
+pub(super) fn add_user(
+    tx: &WriteTransaction,
+    used: &str,
+    repo: &str,
+    manifest: &str,
+) -> Result<(), IndexError> {
+    tx.open_table(USERS)?.insert((used, repo, manifest), ())?;
+    Ok(())
+}
+
+pub(super) fn remove_user(
+    tx: &WriteTransaction,
+    used: &str,
+    repo: &str,
+    manifest: &str,
+) -> Result<(), IndexError> {
+    tx.open_table(USERS)?.remove((used, repo, manifest))?;
+    Ok(())
+}
+
+/// Sets a blob's last-linked time to now (never back). Links by requests are also pinned, and
+/// links by indexing come with a manifest that uses the blob, so the sweep's check that the time
+/// is unchanged is a second line, not the one safety rests on.
+pub(super) fn touch(tx: &WriteTransaction, digest: &str) -> Result<(), IndexError> {
+    let mut table = tx.open_table(TOUCHED)?;
+    let before = table.get(digest)?.map(|v| v.value());
+    let now = super::now_secs();
+    table.insert(digest, before.map_or(now, |b| b.max(now)))?;
+    Ok(())
+}
+
+/// Fills `USERS` from `MANIFESTS` and `REFS` when it is empty and they are not (an index made
+/// before it existed).
+pub(super) fn ensure_users(tx: &WriteTransaction) -> Result<(), IndexError> {
+    if !tx.open_table(USERS)?.is_empty()? || tx.open_table(MANIFESTS)?.is_empty()? {
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for entry in tx.open_table(REFS)?.iter()? {
+        let (key, _) = entry?;
+        let (repo, m, used) = key.value();
+        rows.push((used.to_owned(), repo.to_owned(), m.to_owned()));
+    }
+    for entry in tx.open_table(MANIFESTS)?.iter()? {
+        let (key, raw) = entry?;
+        let (repo, m) = key.value();
+        rows.push((m.to_owned(), repo.to_owned(), m.to_owned()));
+        let record: super::ManifestRecord = serde_json::from_slice(raw.value())?;
+        if let Some(subject) = record.subject {
+            rows.push((subject.as_str().to_owned(), repo.to_owned(), m.to_owned()));
+        }
+    }
+    let mut users = tx.open_table(USERS)?;
+    for (used, repo, m) in &rows {
+        users.insert((used.as_str(), repo.as_str(), m.as_str()), ())?;
+    }
+    Ok(())
+}
+
+fn is_used(
+    users: &impl ReadableTable<(&'static str, &'static str, &'static str), ()>,
+    digest: &str,
+) -> Result<bool, IndexError> {
+    Ok(users
+        .range((digest, "", "")..(digest, MAX, MAX))?
+        .next()
+        .is_some())
+}
+
+impl Index {
+    /// The mark phase, in one read transaction: every stored blob no manifest uses and last
+    /// linked at least `grace_secs` before `now`, with where it is linked.
+    pub fn gc_mark(&self, now: u64, grace_secs: u64) -> Result<Marked, IndexError> {
+        let tx = self.db.begin_read()?;
+        let users = tx.open_table(USERS)?;
+        let touched = tx.open_table(TOUCHED)?;
+        let mut marked = Marked::default();
+        let mut at: HashMap<String, usize> = HashMap::new();
+        for entry in tx.open_table(BLOBS)?.iter()? {
+            let (key, size) = entry?;
+            marked.blobs += 1;
+            let d = key.value();
+            let Ok(digest) = d.parse::<Digest>() else {
+                continue;
+            };
+            let Some(t) = touched.get(d)?.map(|v| v.value()) else {
+                marked.untimed.push(digest);
+                continue;
+            };
+            if !past_grace(t, now, grace_secs) || is_used(&users, d)? {
+                continue;
+            }
+            at.insert(d.to_owned(), marked.candidates.len());
+            marked.candidates.push(Candidate {
+                digest,
+                size: size.value(),
+                touched: t,
+                repos: Vec::new(),
+            });
+        }
+        if !at.is_empty() {
+            for entry in tx.open_table(REPO_BLOBS)?.iter()? {
+                let (key, _) = entry?;
+                let (repo, d) = key.value();
+                if let Some(&i) = at.get(d) {
+                    marked.candidates[i].repos.push(RepoKey::from_stored(repo));
+                }
+            }
+        }
+        Ok(marked)
+    }
+
+    /// Gives blobs without a last-linked time the time `now` (the collector's first sight).
+    pub fn gc_set_untimed(&self, digests: &[Digest], now: u64) -> Result<(), IndexError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut touched = tx.open_table(TOUCHED)?;
+            for d in digests {
+                if touched.get(d.as_str())?.is_none() {
+                    touched.insert(d.as_str(), now)?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The sweep's index half, in one write transaction: of `candidates` (claimed by the
+    /// caller), removes the index entries of each blob still unused by any manifest, still
+    /// stored, and not linked since it was marked (its time unchanged and past the grace at
+    /// `now`). Returns the removed ones: from the commit on, no request finds them, and their
+    /// objects may go.
+    pub fn gc_sweep(
+        &self,
+        candidates: &[Candidate],
+        now: u64,
+        grace_secs: u64,
+    ) -> Result<Vec<Candidate>, IndexError> {
+        let tx = self.db.begin_write()?;
+        let mut removed = Vec::new();
+        {
+            let users = tx.open_table(USERS)?;
+            let mut touched = tx.open_table(TOUCHED)?;
+            let mut blobs = tx.open_table(BLOBS)?;
+            let mut repo_blobs = tx.open_table(REPO_BLOBS)?;
+            for c in candidates {
+                let d = c.digest.as_str();
+                let t = touched.get(d)?.map(|v| v.value());
+                if t != Some(c.touched)
+                    || !past_grace(c.touched, now, grace_secs)
+                    || is_used(&users, d)?
+                    || blobs.get(d)?.is_none()
+                {
+                    continue;
+                }
+                blobs.remove(d)?;
+                touched.remove(d)?;
+                for repo in &c.repos {
+                    repo_blobs.remove((repo.as_str(), d))?;
+                }
+                removed.push(c.clone());
+            }
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// When the last collection finished (unix seconds), if one ever did.
+    pub fn gc_last_run(&self) -> Result<Option<u64>, IndexError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(GC_META)?.get(LAST_RUN)?.map(|v| v.value()))
+    }
+
+    pub fn set_gc_last_run(&self, at: u64) -> Result<(), IndexError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(GC_META)?.insert(LAST_RUN, at)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Whether a manifest in the index uses `digest` (tests and checks).
+    pub fn blob_is_used(&self, digest: &Digest) -> Result<bool, IndexError> {
+        let tx = self.db.begin_read()?;
+        is_used(&tx.open_table(USERS)?, digest.as_str())
+    }
+}

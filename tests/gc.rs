@@ -1,0 +1,228 @@
+//! Online garbage collection against an in-process server: what is freed and what stays, and
+//! manifest `PUT`s racing the sweep (every `201` manifest pulls completely afterwards).
+
+mod inproc;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use atcr::appview::gc::{GcOptions, GcReport};
+use atcr::blobstore::{Algorithm, Digest};
+use inproc::{OCI_MANIFEST, TestServer, bytes, expect_error};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn gc(s: &TestServer, dry_run: bool, grace_secs: u64) -> GcReport {
+    s.app
+        .registry
+        .collect_garbage(GcOptions {
+            dry_run,
+            grace_secs,
+            upload_expiry_secs: 86_400,
+        })
+        .await
+        .unwrap()
+}
+
+async fn blob_status(s: &TestServer, repo: &str, digest: &Digest) -> StatusCode {
+    s.req(Method::HEAD, &format!("/v2/{repo}/blobs/{digest}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Pulls a manifest and every blob it names, checking each digest.
+async fn pull_verified(s: &TestServer, repo: &str, digest: &Digest) {
+    let r = s
+        .req(Method::GET, &format!("/v2/{repo}/manifests/{digest}"))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "manifest {digest} of {repo}");
+    let body = r.bytes().await.unwrap();
+    assert_eq!(&Digest::of(Algorithm::Sha256, &body), digest);
+    let m: Value = serde_json::from_slice(&body).unwrap();
+    let mut descs = vec![m["config"].clone()];
+    descs.extend(m["layers"].as_array().unwrap().iter().cloned());
+    for d in descs {
+        let want = d["digest"].as_str().unwrap();
+        let r = s
+            .req(Method::GET, &format!("/v2/{repo}/blobs/{want}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "blob {want} of {repo}");
+        let got = Digest::of(Algorithm::Sha256, &r.bytes().await.unwrap());
+        assert_eq!(got.as_str(), want, "blob {want} of {repo} has other bytes");
+    }
+}
+
+#[tokio::test]
+async fn unique_layers_of_a_deleted_manifest_go_and_shared_or_young_blobs_stay() {
+    let s = TestServer::start().await;
+    let shared = bytes(1, 50_000);
+    let (only_a, only_b) = (bytes(2, 30_000), bytes(3, 20_000));
+    let (a, _) = s
+        .push_image("t/a", "v1", &[&shared, &only_a], json!({}))
+        .await;
+    let (b, _) = s
+        .push_image("t/b", "v1", &[&shared, &only_b], json!({}))
+        .await;
+    let stray = bytes(4, 10_000);
+    let stray_digest = s.push_blob("t/a", &stray).await;
+
+    // Everything is younger than an hour: nothing goes, not even the blob no manifest uses.
+    let report = gc(&s, false, 3600).await;
+    assert_eq!(report.blobs_deleted, 0, "{report}");
+    assert_eq!(blob_status(&s, "t/a", &stray_digest).await, StatusCode::OK);
+
+    let r = s
+        .req(Method::DELETE, &format!("/v2/t/a/manifests/{a}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    // Past the grace (0 here): A's own layer and the stray blob; the shared layer and the
+    // config (both images have the same one) are still used by B.
+    let only_a_digest = Digest::of(Algorithm::Sha256, &only_a);
+    let dry = gc(&s, true, 0).await;
+    assert_eq!(dry.blobs_deleted, 2, "{dry}");
+    assert_eq!(dry.bytes_freed, (only_a.len() + stray.len()) as u64);
+    assert_eq!(
+        blob_status(&s, "t/a", &only_a_digest).await,
+        StatusCode::OK,
+        "a dry run deletes nothing"
+    );
+    let report = gc(&s, false, 0).await;
+    assert_eq!(report.blobs_deleted, 2, "{report}");
+    assert_eq!(report.bytes_freed, (only_a.len() + stray.len()) as u64);
+    for d in [&only_a_digest, &stray_digest] {
+        assert_eq!(blob_status(&s, "t/a", d).await, StatusCode::NOT_FOUND);
+        assert_eq!(s.app.registry.blobs().stat(d).await.unwrap(), None);
+        assert_eq!(s.app.registry.index().blob(d).unwrap(), None);
+    }
+    pull_verified(&s, "t/b", &b).await;
+    let stats = s.app.registry.appview().gc().stats();
+    assert_eq!(stats.blobs_deleted.load(Ordering::Relaxed), 2);
+    assert_eq!(
+        stats.runs.load(Ordering::Relaxed),
+        2,
+        "dry runs do not count"
+    );
+    assert!(s.app.registry.index().gc_last_run().unwrap().is_some());
+
+    // A manifest naming a collected blob is refused.
+    let config = br#"{"architecture":"amd64","os":"linux","n":2}"#;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": Digest::of(Algorithm::Sha256, config).as_str(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": only_a_digest.as_str(), "size": only_a.len()}],
+    });
+    let r = s
+        .req(Method::PUT, "/v2/t/a/manifests/again")
+        .header("content-type", OCI_MANIFEST)
+        .body(serde_json::to_vec(&manifest).unwrap())
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN").await;
+    // Nothing left to collect.
+    assert_eq!(gc(&s, false, 0).await.blobs_deleted, 0);
+}
+
+/// One image's layers, uploaded before the race: `(manifest bytes, layers)`.
+async fn prepare(s: &TestServer, repo: &str, i: u64, shared: &[u8]) -> Vec<u8> {
+    let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"i\":{i}}}");
+    let config_digest = s.push_blob(repo, config.as_bytes()).await;
+    let own = bytes(1000 + i, 4096);
+    let own_digest = s.push_blob(repo, &own).await;
+    let shared_digest = s.push_blob(repo, shared).await;
+    let layer = |d: &Digest, n: usize| json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d.as_str(), "size": n});
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest.as_str(), "size": config.len()},
+        "layers": [layer(&shared_digest, shared.len()), layer(&own_digest, own.len())],
+    }))
+    .unwrap()
+}
+
+/// Layers uploaded "long ago" (grace 0: the moment they are stored), manifests pushed right
+/// after while collection runs in a loop: each `PUT` either gets `201` and its image then pulls
+/// completely, or is refused with `MANIFEST_BLOB_UNKNOWN`; never a `201` whose blob is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_puts_racing_the_collector_never_lose_a_blob() {
+    const PUSHERS: u64 = 6;
+    const ROUNDS: u64 = 8;
+    let s = Arc::new(TestServer::start().await);
+    let shared = Arc::new(bytes(7, 8192));
+    // A base image uses the shared layer, as base layers are in real pushes.
+    let base = prepare(&s, "t/race", 999, &shared).await;
+    s.put_manifest("t/race", "base", OCI_MANIFEST, &base).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let deleted = Arc::new(AtomicU64::new(0));
+    let collector = {
+        let (s, stop, deleted) = (s.clone(), stop.clone(), deleted.clone());
+        tokio::spawn(async move {
+            let mut runs = 0u32;
+            while !stop.load(Ordering::Relaxed) || runs == 0 {
+                deleted.fetch_add(gc(&s, false, 0).await.blobs_deleted, Ordering::Relaxed);
+                runs += 1;
+                // Paced (not timed): some pushes get through between runs, some do not.
+                tokio::time::sleep(std::time::Duration::from_millis(u64::from(runs % 5) * 5)).await;
+            }
+            runs
+        })
+    };
+    let mut pushers = Vec::new();
+    for p in 0..PUSHERS {
+        let (s, shared) = (s.clone(), shared.clone());
+        pushers.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for round in 0..ROUNDS {
+                let i = p * ROUNDS + round;
+                let m = prepare(&s, "t/race", i, &shared).await;
+                let r = s
+                    .req(Method::PUT, &format!("/v2/t/race/manifests/tag{i}"))
+                    .header("content-type", OCI_MANIFEST)
+                    .body(m.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                out.push((r.status(), r.text().await.unwrap(), m));
+            }
+            out
+        }));
+    }
+    let mut created = Vec::new();
+    let mut refused = 0;
+    for p in pushers {
+        for (status, body, m) in p.await.unwrap() {
+            match status {
+                StatusCode::CREATED => created.push(Digest::of(Algorithm::Sha256, &m)),
+                StatusCode::BAD_REQUEST if body.contains("MANIFEST_BLOB_UNKNOWN") => refused += 1,
+                other => panic!("unexpected answer {other}: {body}"),
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let runs = collector.await.unwrap();
+    // One more collection after the race: whatever it can take, the images must survive it.
+    gc(&s, false, 0).await;
+    for d in &created {
+        pull_verified(&s, "t/race", d).await;
+    }
+    eprintln!(
+        "{} created, {refused} refused, {} blobs collected in {runs} runs",
+        created.len(),
+        deleted.load(Ordering::Relaxed)
+    );
+    assert_eq!(created.len() + refused, (PUSHERS * ROUNDS) as usize);
+}
