@@ -53,7 +53,7 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A request body as handlers see it: hyper's, with a stall timeout (a client that sends no
 /// data for `stall` fails the read with [`BodyError::Stalled`]), and drained when dropped
-/// unread (see [`DRAIN_MAX_BYTES`]).
+/// unread (see `DRAIN_MAX_BYTES`).
 pub struct RequestBody {
     inner: Option<Incoming>,
     stall: Duration,

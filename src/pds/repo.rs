@@ -3,7 +3,7 @@
 //!
 //! Writes to one repository are built one after another under a per-DID async mutex; writes to
 //! different repositories are built concurrently. Built commits are made durable by the
-//! [`committer`] in groups: a commit is built on the previous one while that one still waits
+//! `committer` in groups: a commit is built on the previous one while that one still waits
 //! for its fsync (its head and new blocks are kept in the repository's pending chain), and
 //! every writer is answered only once its commit is durable. If a group fails, the commits
 //! built on it fail too (their expected head never lands), and the repository's next write

@@ -140,7 +140,7 @@ impl Index {
 
     /// Applies the changes of several commits in order, each with its event's sequence
     /// number, and records the last as applied, in one transaction. That transaction skips
-    /// the fsync unless the last sync is [`super::DURABLE_EVERY`] old: after a crash the
+    /// the fsync unless the last sync is `DURABLE_EVERY` old: after a crash the
     /// index is back at a synced cursor and replays the events after it (see [`Index::sync`]).
     pub fn apply_events(
         &self,
