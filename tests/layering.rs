@@ -109,7 +109,14 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            rust_files(&path, out);
+            // Tools the test command installs into the tree (npm packages, venvs, binaries).
+            let name = path.file_name().unwrap_or_default();
+            if !["node_modules", "node", "venv", "bin"]
+                .iter()
+                .any(|n| name == *n)
+            {
+                rust_files(&path, out);
+            }
         } else if path.extension().is_some_and(|e| e == "rs") {
             out.push(path);
         }
@@ -185,11 +192,13 @@ fn the_scanner_sees_grouped_and_plain_paths() {
 }
 
 #[test]
-fn no_source_file_is_over_600_lines() {
+fn no_rust_file_is_over_600_lines() {
     // Past that, a file holds more than one idea: split it along a seam.
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    rust_files(&src, &mut files);
+    for dir in ["src", "tests", "benches"] {
+        rust_files(&root.join(dir), &mut files);
+    }
     let long: Vec<String> = files
         .iter()
         .filter_map(|f| {

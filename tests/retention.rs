@@ -7,25 +7,7 @@ mod inproc;
 use atcr::appview::retention::Rule;
 use inproc::{OCI_MANIFEST, TestServer};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
-
-/// The `rkey`s of the owner's records in `collection`, through `com.atproto.repo.listRecords`.
-async fn records(s: &TestServer, collection: &str) -> Vec<Value> {
-    let r = s
-        .anonymous(
-            Method::GET,
-            &format!(
-                "/xrpc/com.atproto.repo.listRecords?repo={}&collection={collection}&limit=100",
-                s.user
-            ),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let body: Value = r.json().await.unwrap();
-    body["records"].as_array().unwrap().clone()
-}
+use serde_json::json;
 
 async fn manifest_status(s: &TestServer, reference: &str) -> StatusCode {
     s.req(Method::GET, &format!("/v2/t/app/manifests/{reference}"))
@@ -64,7 +46,7 @@ async fn keep_the_newest_ten_and_the_pinned_and_old_untagged_go() {
             digests.push((tag, digest));
         }
     }
-    assert_eq!(records(&s, "io.atcr.tag").await.len(), 30);
+    assert_eq!(s.records("io.atcr.tag").await.len(), 30);
     let appview = s.app.registry.appview().clone();
     let rule = Rule {
         repositories: "t/*".into(),
@@ -94,7 +76,7 @@ async fn keep_the_newest_ten_and_the_pinned_and_old_untagged_go() {
     assert_eq!(plan[0].tags.len(), 19);
     assert_eq!(plan[0].manifests.len(), 19);
     // The plan alone removes nothing.
-    assert_eq!(records(&s, "io.atcr.tag").await.len(), 30);
+    assert_eq!(s.records("io.atcr.tag").await.len(), 30);
 
     let done = appview.apply_retention(&rules, later).await.unwrap();
     assert_eq!(done, plan);
@@ -105,7 +87,7 @@ async fn keep_the_newest_ten_and_the_pinned_and_old_untagged_go() {
         .map(|(tag, _)| tag.as_str())
         .collect();
     assert_eq!(kept.len(), 11);
-    let tag_records = records(&s, "io.atcr.tag").await;
+    let tag_records = s.records("io.atcr.tag").await;
     let mut left: Vec<String> = tag_records
         .iter()
         .map(|r| r["value"]["tag"].as_str().unwrap().to_owned())
@@ -114,7 +96,7 @@ async fn keep_the_newest_ten_and_the_pinned_and_old_untagged_go() {
     let mut expected: Vec<String> = kept.iter().map(|t| (*t).to_owned()).collect();
     expected.sort();
     assert_eq!(left, expected);
-    assert_eq!(records(&s, "io.atcr.manifest").await.len(), 11);
+    assert_eq!(s.records("io.atcr.manifest").await.len(), 11);
     for (tag, digest) in &digests {
         let stays = kept.contains(&tag.as_str());
         let want = if stays {

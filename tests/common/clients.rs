@@ -434,3 +434,43 @@ pub fn push_with_curl(base: &str, repo: &str, tag: &str, layer: &[u8]) -> Pushed
         layer: digests.swap_remove(1),
     }
 }
+
+/// The media type of a Docker manifest list.
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// `skopeo inspect --raw`: the manifest bytes exactly as the registry serves them.
+pub fn inspect_raw(srv: &super::Server, c: &Clients, image: &str) -> Vec<u8> {
+    let mut cmd = c.skopeo();
+    cmd.args(["inspect", "--raw", "--tls-verify=false", image]);
+    srv.must(&mut cmd).into_bytes()
+}
+
+/// `skopeo inspect` (parsed JSON).
+pub fn inspect(srv: &super::Server, c: &Clients, image: &str, flags: &[&str]) -> serde_json::Value {
+    let mut cmd = c.skopeo();
+    cmd.args(["inspect", "--tls-verify=false"])
+        .args(flags)
+        .arg(image);
+    serde_json::from_str(&srv.must(&mut cmd)).expect("skopeo inspect prints JSON")
+}
+
+/// The digest the registry reports for a manifest (`HEAD`, any manifest type accepted).
+pub fn head_digest(srv: &super::Server, repo: &str, reference: &str) -> String {
+    let accept = [
+        super::images::OCI_MANIFEST,
+        super::images::OCI_INDEX,
+        super::images::DOCKER_MANIFEST,
+        DOCKER_LIST,
+    ]
+    .join(", ");
+    let r = curl(
+        "HEAD",
+        &format!("{}/v2/{repo}/manifests/{reference}", srv.base_url()),
+        &[("Accept", &accept)],
+        None,
+    );
+    assert_eq!(r.status, 200, "HEAD {repo}:{reference}: {r:?}");
+    r.header("docker-content-digest")
+        .expect("a Docker-Content-Digest header")
+        .to_owned()
+}

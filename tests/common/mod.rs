@@ -7,6 +7,7 @@
 
 pub mod clients;
 pub mod images;
+pub mod web;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};

@@ -209,6 +209,38 @@ impl TestServer {
         digest
     }
 
+    /// An XRPC access token for local account `name` (password [`PASSWORD`]).
+    pub async fn session(&self, name: &str) -> String {
+        let v: Value = self
+            .anonymous(Method::POST, "/xrpc/com.atproto.server.createSession")
+            .json(&json!({"identifier": name, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["accessJwt"].as_str().unwrap().to_owned()
+    }
+
+    /// The test user's records in `collection` (`com.atproto.repo.listRecords`, first 100).
+    pub async fn records(&self, collection: &str) -> Vec<Value> {
+        let r = self
+            .anonymous(
+                Method::GET,
+                &format!(
+                    "/xrpc/com.atproto.repo.listRecords?repo={}&collection={collection}&limit=100",
+                    self.user
+                ),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let body: Value = r.json().await.unwrap();
+        body["records"].as_array().unwrap().clone()
+    }
+
     /// Pushes an image manifest with one config and the given layers; returns its digest and bytes.
     pub async fn push_image(
         &self,
