@@ -56,6 +56,16 @@ fn index_rebuild_keeps_what_the_registry_serves() {
     assert_eq!(answers(&srv), before);
 }
 
+/// `GET /v2/admin/app/manifests/v1` (an OCI manifest accepted).
+fn manifest_v1(srv: &Server) -> common::clients::HttpResponse {
+    curl(
+        "GET",
+        &format!("{}/v2/admin/app/manifests/v1", srv.base_url()),
+        &[("Accept", images::OCI_MANIFEST)],
+        None,
+    )
+}
+
 /// Cuts `index.redb` in half, as a failing disk might leave it.
 fn damage_index(srv: &Server) -> u64 {
     let path = srv.data_dir().join("index.redb");
@@ -85,12 +95,7 @@ fn a_damaged_index_is_moved_aside_and_rebuilt() {
     let layer = b"a layer that must still pull".repeat(100);
     let pushed = push_with_curl(&srv.base_url(), "admin/app", "v1", &layer);
     let pull = |srv: &Server| {
-        let m = curl(
-            "GET",
-            &format!("{}/v2/admin/app/manifests/v1", srv.base_url()),
-            &[("Accept", images::OCI_MANIFEST)],
-            None,
-        );
+        let m = manifest_v1(srv);
         let l = curl(
             "GET",
             &format!("{}/v2/admin/app/blobs/{}", srv.base_url(), pushed.layer),
@@ -175,12 +180,7 @@ fn a_lost_index_is_rebuilt_from_the_repositories_once_the_log_was_pruned() {
     let layer = b"pushed before the log was pruned".repeat(50);
     let pushed = push_with_curl(&srv.base_url(), "admin/app", "v1", &layer);
     let pull = |srv: &Server| {
-        let m = curl(
-            "GET",
-            &format!("{}/v2/admin/app/manifests/v1", srv.base_url()),
-            &[("Accept", images::OCI_MANIFEST)],
-            None,
-        );
+        let m = manifest_v1(srv);
         (m.status, m.body)
     };
     assert_eq!(pull(&srv), (200, pushed.manifest_bytes.clone()));
