@@ -100,22 +100,6 @@ impl AppView {
         loop {
             let cursor = self.index.cursor()?;
             let s = store.clone();
-            let oldest = tokio::task::spawn_blocking(move || s.first_seq())
-                .await
-                .map_err(|e| AppViewError::Data(e.to_string()))??;
-            if let Some(oldest) = oldest.filter(|o| *o > cursor.saturating_add(1)) {
-                // The log was pruned past this index (a lost or restored index.redb): what it
-                // missed is only in the repositories now.
-                tracing::warn!(
-                    cursor,
-                    oldest,
-                    "the event log no longer holds what the index needs; rebuilding it from \
-                     the repositories"
-                );
-                self.rebuild_records().await?;
-                continue;
-            }
-            let s = store.clone();
             let batch = tokio::task::spawn_blocking(move || s.events_after(cursor, BATCH))
                 .await
                 .map_err(|e| AppViewError::Data(e.to_string()))??;
@@ -147,6 +131,7 @@ impl AppView {
 
     /// [`AppView::catch_up`], then makes the index durable (at start and after a rebuild).
     pub async fn catch_up_and_sync(&self) -> Result<(), AppViewError> {
+        self.rebuild_if_the_log_was_pruned_past().await?;
         self.catch_up().await?;
         self.index.write(Index::sync).await?;
         Ok(())
@@ -347,6 +332,28 @@ impl AppView {
         let stats = self.rebuild_records().await?;
         self.catch_up_and_sync().await?;
         Ok(stats)
+    }
+
+    /// Rebuilds the index from the repositories when the event log no longer holds the events
+    /// after its cursor (a lost or restored `index.redb`, the log pruned since). While the node
+    /// runs this cannot happen (the log is never pruned past the index), so it is checked only
+    /// where an index is taken up: at start and after a rebuild.
+    async fn rebuild_if_the_log_was_pruned_past(&self) -> Result<(), AppViewError> {
+        let cursor = self.index.cursor()?;
+        let store = self.pds.store().clone();
+        let oldest = tokio::task::spawn_blocking(move || store.first_seq())
+            .await
+            .map_err(|e| AppViewError::Data(e.to_string()))??;
+        if let Some(oldest) = oldest.filter(|o| *o > cursor.saturating_add(1)) {
+            tracing::warn!(
+                cursor,
+                oldest,
+                "the event log no longer holds what the index needs; rebuilding it from the \
+                 repositories"
+            );
+            self.rebuild_records().await?;
+        }
+        Ok(())
     }
 
     /// The part of [`AppView::rebuild`] that reads the repositories: the index is then at the
