@@ -10,6 +10,8 @@
 //! - `measure BASE_URL NAMES_FILE`: times search queries, the home page, repository pages and
 //!   manifest pages over loopback HTTP (one keep-alive connection, one request at a time) and
 //!   prints p50/p99 per kind as JSON.
+//! - `sizes INDEX_FILE`: prints each table of a (stopped node's) redb file with its rows and
+//!   bytes, as JSON lines.
 
 #![allow(
     clippy::cast_precision_loss,
@@ -113,8 +115,13 @@ fn main() {
             args[4].parse().expect("TAGS_PER_REPO"),
         ),
         Some("measure") if args.len() == 3 => measure(&args[1], &args[2]),
+        Some("sizes") if args.len() == 2 => sizes(&args[1]),
+        Some("compact") if args.len() == 2 => {
+            let mut db = redb::Database::open(&args[1]).expect("open");
+            while db.compact().expect("compact") {}
+        }
         _ => eprintln!(
-            "usage: web fill DATA_DIR OWNERS_FILE REPOS TAGS_PER_REPO | web measure BASE_URL NAMES_FILE (see bench/web.sh)"
+            "usage: web fill DATA_DIR OWNERS_FILE REPOS TAGS_PER_REPO | web measure BASE_URL NAMES_FILE | web sizes INDEX_FILE (see bench/web.sh)"
         ),
     }
 }
@@ -357,4 +364,26 @@ fn measure(base: &str, names_file: &str) {
 
 fn urlencode(q: &str) -> String {
     form_urlencoded::byte_serialize(q.as_bytes()).collect()
+}
+
+/// Rows and bytes of every table in a redb file: where the file's size goes.
+fn sizes(file: &str) {
+    use redb::{ReadableDatabase as _, ReadableTableMetadata as _, TableHandle as _};
+    let db = redb::Database::open(file).expect("open");
+    let tx = db.begin_read().expect("read");
+    let mut total = 0;
+    for handle in tx.list_tables().expect("tables") {
+        let name = handle.name().to_owned();
+        let table = tx.open_untyped_table(handle).expect("table");
+        let stats = table.stats().expect("stats");
+        let len = table.len().expect("len");
+        total += stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes();
+        println!(
+            "{{\"table\": \"{name}\", \"rows\": {len}, \"stored\": {}, \"metadata\": {}, \"fragmented\": {}}}",
+            stats.stored_bytes(),
+            stats.metadata_bytes(),
+            stats.fragmented_bytes()
+        );
+    }
+    println!("{{\"tables_total\": {total}}}");
 }

@@ -38,6 +38,8 @@ pub enum IndexError {
     Db(#[from] redb::Error),
     #[error("index record is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error("index value is corrupt: {0}")]
+    Undecodable(&'static str),
     #[error("index task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -68,7 +70,8 @@ impl IndexError {
                 | redb::Error::UpgradeRequired(_)
                 | redb::Error::TableTypeMismatch { .. },
             )
-            | IndexError::Corrupt(_) => true,
+            | IndexError::Corrupt(_)
+            | IndexError::Undecodable(_) => true,
             IndexError::Db(redb::Error::Io(e)) => matches!(
                 e.kind(),
                 std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
@@ -299,11 +302,17 @@ impl Index {
         tx.open_table(gc::USERS)?;
         tx.open_table(gc::TOUCHED)?;
         tx.open_table(gc::GC_META)?;
-        gc::ensure_users(&tx)?;
         tx.open_table(derived::RECORDS)?;
         tx.open_table(derived::LAYERS)?;
         tx.open_table(derived::VOUCHED)?;
         tx.open_table(derived::META)?;
+        if derived::upgrade_format(&tx)? {
+            tracing::warn!(
+                "the registry index was written by an older version: rebuilding what records \
+                 put in it (upload sessions are kept)"
+            );
+        }
+        gc::ensure_users(&tx)?;
         social::ensure_tables(&tx)?;
         tx.commit()?;
         Ok(())
@@ -389,7 +398,7 @@ impl Index {
         let Some(raw) = table.get((repo, digest.as_str()))? else {
             return Ok(None);
         };
-        Ok(Some(serde_json::from_slice(raw.value())?))
+        Ok(Some(ManifestRecord::decode(raw.value())?))
     }
 
     /// What `tag` points at in `repo`. Tags are the strings tag records carry (any the lexicon
@@ -493,7 +502,7 @@ impl Index {
             let m = digest.as_str();
             let record = manifests
                 .get((repo, m))?
-                .map(|raw| serde_json::from_slice(raw.value()))
+                .map(|raw| ManifestRecord::decode(raw.value()))
                 .transpose()?;
             let mut contents = Contents::default();
             for r in refs.range((repo, m, "")..(repo, m, MAX))? {
@@ -536,7 +545,7 @@ impl Index {
         }
         for entry in manifests.iter()? {
             let (key, raw) = entry?;
-            let record: ManifestRecord = serde_json::from_slice(raw.value())?;
+            let record = ManifestRecord::decode(raw.value())?;
             stored.insert(key.value().1.to_owned(), record.size);
         }
         Ok(IndexAudit {
@@ -562,6 +571,7 @@ fn now_secs() -> u64 {
 }
 
 mod blobs;
+mod codec;
 mod derived;
 mod gc;
 mod key;

@@ -5,7 +5,7 @@
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::{gc, social};
+use super::{codec, gc, social};
 pub use vouched::LayerOf;
 pub(in crate::appview::index) use vouched::{LAYERS, VOUCHED};
 
@@ -223,26 +223,7 @@ impl Index {
     /// into each repository, and sets the cursor to `seq`: the start of a rebuild.
     pub fn clear_derived(&self, seq: u64) -> Result<(), IndexError> {
         let tx = self.db.begin_write()?;
-        tx.delete_table(REPOS)?;
-        tx.delete_table(LAYERS)?;
-        tx.delete_table(VOUCHED)?;
-        tx.delete_table(MANIFESTS)?;
-        tx.delete_table(TAGS)?;
-        tx.delete_table(REFS)?;
-        tx.delete_table(gc::USERS)?;
-        tx.delete_table(REFERRERS)?;
-        tx.delete_table(RECORDS)?;
-        social::delete_tables(&tx)?;
-        tx.open_table(META)?.insert("cursor", seq)?;
-        tx.open_table(REPOS)?;
-        tx.open_table(MANIFESTS)?;
-        tx.open_table(TAGS)?;
-        tx.open_table(REFS)?;
-        tx.open_table(gc::USERS)?;
-        tx.open_table(REFERRERS)?;
-        tx.open_table(RECORDS)?;
-        tx.open_table(LAYERS)?;
-        tx.open_table(VOUCHED)?;
+        clear_derived_in(&tx, seq)?;
         tx.commit()?;
         self.forget_ahead();
         Ok(())
@@ -262,13 +243,56 @@ impl Index {
         let mut out = Vec::new();
         for entry in table.range((did, collection, "")..(did, collection, MAX))? {
             let (key, value) = entry?;
-            let record: RecordEntry = serde_json::from_slice(value.value())?;
+            let record = RecordEntry::decode(value.value())?;
             if record.repo == repo {
                 out.push((key.value().2.to_owned(), record));
             }
         }
         Ok(out)
     }
+}
+
+/// [`Index::clear_derived`] inside `tx`.
+fn clear_derived_in(tx: &WriteTransaction, seq: u64) -> Result<(), IndexError> {
+    tx.delete_table(REPOS)?;
+    tx.delete_table(LAYERS)?;
+    tx.delete_table(VOUCHED)?;
+    tx.delete_table(MANIFESTS)?;
+    tx.delete_table(TAGS)?;
+    tx.delete_table(REFS)?;
+    tx.delete_table(gc::USERS)?;
+    tx.delete_table(REFERRERS)?;
+    tx.delete_table(RECORDS)?;
+    social::delete_tables(tx)?;
+    tx.open_table(META)?.insert("cursor", seq)?;
+    tx.open_table(REPOS)?;
+    tx.open_table(MANIFESTS)?;
+    tx.open_table(TAGS)?;
+    tx.open_table(REFS)?;
+    tx.open_table(gc::USERS)?;
+    tx.open_table(REFERRERS)?;
+    tx.open_table(RECORDS)?;
+    tx.open_table(LAYERS)?;
+    tx.open_table(VOUCHED)?;
+    Ok(())
+}
+
+/// An index whose values are in another layout than [`codec::FORMAT`] (made by an older
+/// version) loses what records put in and starts over from the first event: the indexer then
+/// replays the event log or, where it was pruned, rebuilds from the repositories. Upload
+/// sessions and the blobs uploaded into repositories are kept. Returns whether it did.
+pub(super) fn upgrade_format(tx: &WriteTransaction) -> Result<bool, IndexError> {
+    use redb::ReadableTableMetadata as _;
+    let format = tx.open_table(META)?.get("format")?.map(|v| v.value());
+    if format == Some(codec::FORMAT) {
+        return Ok(false);
+    }
+    let filled = !tx.open_table(RECORDS)?.is_empty()? || !tx.open_table(MANIFESTS)?.is_empty()?;
+    if filled {
+        clear_derived_in(tx, 0)?;
+    }
+    tx.open_table(META)?.insert("format", codec::FORMAT)?;
+    Ok(filled)
 }
 
 fn record_key(addr: &RecordAddr) -> (&str, &str, &str) {
@@ -435,12 +459,12 @@ fn entry(tx: &WriteTransaction, addr: &RecordAddr) -> Result<Option<RecordEntry>
     let Some(raw) = table.get(record_key(addr))? else {
         return Ok(None);
     };
-    Ok(Some(serde_json::from_slice(raw.value())?))
+    Ok(Some(RecordEntry::decode(raw.value())?))
 }
 
 fn set_entry(tx: &WriteTransaction, addr: &RecordAddr, e: &RecordEntry) -> Result<(), IndexError> {
     tx.open_table(RECORDS)?
-        .insert(record_key(addr), serde_json::to_vec(e)?.as_slice())?;
+        .insert(record_key(addr), e.encode().as_slice())?;
     Ok(())
 }
 
@@ -491,7 +515,7 @@ fn indexed_by_another(
     let table = tx.open_table(RECORDS)?;
     for row in table.range((did, MANIFEST_COLLECTION, "")..(did, MANIFEST_COLLECTION, MAX))? {
         let (_, value) = row?;
-        let e: RecordEntry = serde_json::from_slice(value.value())?;
+        let e = RecordEntry::decode(value.value())?;
         if e.repo == repo && e.digest.as_ref() == Some(digest) {
             return Ok(true);
         }
@@ -511,7 +535,7 @@ fn put_manifest_in(
     ensure_repo(tx, repo, record.created)?;
     social::touch(tx, repo, record.created)?;
     tx.open_table(MANIFESTS)?
-        .insert((repo, d), serde_json::to_vec(record)?.as_slice())?;
+        .insert((repo, d), record.encode().as_slice())?;
     let mut refs = tx.open_table(REFS)?;
     for r in references {
         refs.insert((repo, d, r.as_str()), ())?;
@@ -542,7 +566,7 @@ fn delete_manifest_in(
     let Some(raw) = manifests.remove((repo, d))? else {
         return Ok(false);
     };
-    let record: ManifestRecord = serde_json::from_slice(raw.value())?;
+    let record = ManifestRecord::decode(raw.value())?;
     drop(raw);
     tx.open_table(TAGS)?
         .retain_in((repo, "")..(repo, MAX), |_, target| target != d)?;

@@ -97,7 +97,7 @@ pub(super) fn ensure_users(tx: &WriteTransaction) -> Result<(), IndexError> {
         let (key, raw) = entry?;
         let (repo, m) = key.value();
         rows.push((m.to_owned(), repo.to_owned(), m.to_owned()));
-        let record: super::ManifestRecord = serde_json::from_slice(raw.value())?;
+        let record = super::ManifestRecord::decode(raw.value())?;
         if let Some(subject) = record.subject {
             rows.push((subject.as_str().to_owned(), repo.to_owned(), m.to_owned()));
         }

@@ -32,7 +32,7 @@ impl Index {
             let (key, raw) = entry?;
             if let Ok(d) = key.value().1.parse() {
                 out.manifests
-                    .push((d, serde_json::from_slice(raw.value())?));
+                    .push((d, ManifestRecord::decode(raw.value())?));
             }
         }
         for entry in tx

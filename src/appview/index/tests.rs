@@ -339,3 +339,53 @@ fn a_damaged_index_is_moved_aside_and_started_afresh() {
     drop(held);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
 }
+
+#[test]
+fn an_index_in_an_older_layout_starts_over_keeping_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.redb");
+    let (m, id) = (d("m"), UploadId::random());
+    {
+        let ix = Index::open(&path).unwrap();
+        put(&ix, "r", &m, record(None), Some("t"), &[], None);
+        ix.link_blob(&k("r"), &d("layer"), 5, None).unwrap();
+        let session = UploadSession {
+            repo: k("r"),
+            parts: 0,
+            size: 0,
+            started: 1,
+            updated: 1,
+        };
+        ix.put_upload(id, &session).unwrap();
+        ix.apply_events(&[(7, vec![])]).unwrap();
+        ix.sync().unwrap();
+    }
+    {
+        // What the version before the binary layout left: JSON values and no format.
+        let db = Database::open(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        let json = serde_json::to_vec(&record(None)).unwrap();
+        tx.open_table(MANIFESTS)
+            .unwrap()
+            .insert(("r", m.as_str()), json.as_slice())
+            .unwrap();
+        tx.open_table(derived::META)
+            .unwrap()
+            .remove("format")
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let ix = Index::open(&path).unwrap();
+    assert_eq!(ix.cursor().unwrap(), 0, "the events are applied again");
+    assert_eq!(ix.tag(&k("r"), "t").unwrap(), None);
+    assert_eq!(ix.manifest(&k("r"), &m).unwrap(), None);
+    assert!(ix.upload(id).unwrap().is_some(), "upload sessions stay");
+    assert!(ix.repo_blob(&k("r"), &d("layer")).unwrap().is_some());
+    // Indexed again, it reads back, and the next open leaves it alone.
+    put(&ix, "r", &m, record(None), Some("t"), &[], None);
+    ix.sync().unwrap();
+    drop(ix);
+    let ix = Index::open(&path).unwrap();
+    assert_eq!(ix.tag(&k("r"), "t").unwrap(), Some(m.clone()));
+    assert_eq!(ix.manifest(&k("r"), &m).unwrap(), Some(record(None)));
+}
