@@ -299,7 +299,9 @@ impl Index {
         tx.open_table(gc::USERS)?;
         tx.open_table(gc::TOUCHED)?;
         tx.open_table(gc::GC_META)?;
+        tx.open_table(gc::MANIFEST_OBJECTS)?;
         gc::ensure_users(&tx)?;
+        gc::ensure_manifest_objects(&tx)?;
         tx.open_table(derived::RECORDS)?;
         tx.open_table(derived::LAYERS)?;
         tx.open_table(derived::VOUCHED)?;
