@@ -1,5 +1,6 @@
 //! Online garbage collection against an in-process server: what is freed and what stays, and
-//! manifest `PUT`s racing the sweep (every `201` manifest pulls completely afterwards).
+//! manifest `PUT`s racing the sweep (every `201` manifest pulls completely afterwards), also
+//! `PUT`s of a deleted manifest's bytes whose object the sweep is taking.
 
 mod inproc;
 
@@ -64,7 +65,7 @@ async fn unique_layers_of_a_deleted_manifest_go_and_shared_or_young_blobs_stay()
     let s = TestServer::start().await;
     let shared = bytes(1, 50_000);
     let (only_a, only_b) = (bytes(2, 30_000), bytes(3, 20_000));
-    let (a, _) = s
+    let (a, a_bytes) = s
         .push_image("t/a", "v1", &[&shared, &only_a], json!({}))
         .await;
     let (b, _) = s
@@ -85,28 +86,40 @@ async fn unique_layers_of_a_deleted_manifest_go_and_shared_or_young_blobs_stay()
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 
-    // Past the grace (0 here): A's own layer and the stray blob; the shared layer and the
-    // config (both images have the same one) are still used by B.
+    // Past the grace (0 here): A's own layer, A's manifest object and the stray blob; the
+    // shared layer and the config (both images have the same one) are still used by B.
     let only_a_digest = Digest::of(Algorithm::Sha256, &only_a);
+    let freed = (only_a.len() + stray.len() + a_bytes.len()) as u64;
     let dry = gc(&s, true, 0).await;
-    assert_eq!(dry.blobs_deleted, 2, "{dry}");
-    assert_eq!(dry.bytes_freed, (only_a.len() + stray.len()) as u64);
+    assert_eq!(dry.blobs_deleted, 3, "{dry}");
+    assert_eq!(dry.bytes_freed, freed);
     assert_eq!(
         blob_status(&s, "t/a", &only_a_digest).await,
         StatusCode::OK,
         "a dry run deletes nothing"
     );
     let report = gc(&s, false, 0).await;
-    assert_eq!(report.blobs_deleted, 2, "{report}");
-    assert_eq!(report.bytes_freed, (only_a.len() + stray.len()) as u64);
+    assert_eq!(report.blobs_deleted, 3, "{report}");
+    assert_eq!(report.bytes_freed, freed);
     for d in [&only_a_digest, &stray_digest] {
         assert_eq!(blob_status(&s, "t/a", d).await, StatusCode::NOT_FOUND);
         assert_eq!(s.app.registry.blobs().stat(d).await.unwrap(), None);
         assert_eq!(s.app.registry.index().blob(d).unwrap(), None);
     }
+    assert_eq!(s.app.registry.blobs().stat(&a).await.unwrap(), None);
+    assert_eq!(s.app.registry.index().manifest_object(&a).unwrap(), None);
+    assert!(
+        s.app
+            .registry
+            .index()
+            .manifest_object(&b)
+            .unwrap()
+            .is_some(),
+        "a manifest that is there keeps its object"
+    );
     pull_verified(&s, "t/b", &b).await;
     let stats = s.app.registry.appview().gc().stats();
-    assert_eq!(stats.blobs_deleted.load(Ordering::Relaxed), 2);
+    assert_eq!(stats.blobs_deleted.load(Ordering::Relaxed), 3);
     assert_eq!(
         stats.runs.load(Ordering::Relaxed),
         2,
@@ -225,4 +238,69 @@ async fn manifest_puts_racing_the_collector_never_lose_a_blob() {
         deleted.load(Ordering::Relaxed)
     );
     assert_eq!(created.len() + refused, (PUSHERS * ROUNDS) as usize);
+}
+
+/// The same manifest bytes pushed, checked and deleted again and again in several repositories
+/// while collection runs in a loop with no grace: its object is collectable whenever every
+/// repository has just deleted it (its layers are not: another manifest keeps them). Every
+/// `201` is followed by a pull of exactly those bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puts_of_a_deleted_manifest_racing_the_collector_never_lose_its_object() {
+    const PUSHERS: u64 = 4;
+    const ROUNDS: usize = 12;
+    let s = Arc::new(TestServer::start().await);
+    let layer = bytes(11, 4096);
+    let m = Arc::new(prepare(&s, "t/m0", 0, &layer).await);
+    let digest = Digest::of(Algorithm::Sha256, &m);
+    let mut keeper: Value = serde_json::from_slice(&m).unwrap();
+    keeper["annotations"] = json!({"keeps": "the layers"});
+    let keeper = serde_json::to_vec(&keeper).unwrap();
+    for p in 0..PUSHERS {
+        let repo = format!("t/m{p}");
+        prepare(&s, &repo, 0, &layer).await;
+        s.put_manifest(&repo, "keeper", OCI_MANIFEST, &keeper).await;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let collector = {
+        let (s, stop) = (s.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut runs, mut deleted) = (0u32, 0u64);
+            while !stop.load(Ordering::Relaxed) || runs == 0 {
+                deleted += gc(&s, false, 0).await.blobs_deleted;
+                runs += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(u64::from(runs % 3))).await;
+            }
+            (runs, deleted)
+        })
+    };
+    let mut pushers = Vec::new();
+    for p in 0..PUSHERS {
+        let (s, m, digest) = (s.clone(), m.clone(), digest.clone());
+        pushers.push(tokio::spawn(async move {
+            let repo = format!("t/m{p}");
+            for round in 0..ROUNDS {
+                s.put_manifest(&repo, &format!("r{round}"), OCI_MANIFEST, &m)
+                    .await;
+                // 201, then the manifest's bytes (and its blobs) are there.
+                pull_verified(&s, &repo, &digest).await;
+                let r = s
+                    .req(Method::DELETE, &format!("/v2/{repo}/manifests/{digest}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::ACCEPTED);
+            }
+        }));
+    }
+    for p in pushers {
+        p.await.unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (runs, deleted) = collector.await.unwrap();
+    eprintln!("{deleted} objects collected in {runs} runs");
+    // Deleted everywhere: past the (zero) grace, its object goes; the keepers' stay.
+    gc(&s, false, 0).await;
+    assert_eq!(s.app.registry.blobs().stat(&digest).await.unwrap(), None);
+    pull_verified(&s, "t/m0", &Digest::of(Algorithm::Sha256, &keeper)).await;
 }

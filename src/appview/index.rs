@@ -302,6 +302,7 @@ impl Index {
         tx.open_table(gc::USERS)?;
         tx.open_table(gc::TOUCHED)?;
         tx.open_table(gc::GC_META)?;
+        tx.open_table(gc::MANIFEST_OBJECTS)?;
         tx.open_table(derived::RECORDS)?;
         tx.open_table(derived::LAYERS)?;
         tx.open_table(derived::VOUCHED)?;
@@ -313,6 +314,7 @@ impl Index {
             );
         }
         gc::ensure_users(&tx)?;
+        gc::ensure_manifest_objects(&tx)?;
         social::ensure_tables(&tx)?;
         tx.commit()?;
         Ok(())

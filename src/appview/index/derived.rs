@@ -541,7 +541,7 @@ fn put_manifest_in(
         refs.insert((repo, d, r.as_str()), ())?;
         gc::add_user(tx, r.as_str(), repo, d)?;
     }
-    gc::add_user(tx, d, repo, d)?;
+    gc::add_manifest(tx, repo, d, record.size)?;
     if let Some(subject) = &record.subject {
         gc::add_user(tx, subject.as_str(), repo, d)?;
     }

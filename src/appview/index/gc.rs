@@ -1,6 +1,7 @@
 //! What garbage collection needs from the index: who uses each blob, when each was last linked,
-//! and the two phases (mark in a read transaction, sweep in write transactions that check
-//! again). The orchestration, pins and object deletion are in `crate::appview::gc`.
+//! which manifests' own objects are stored, and the two phases (mark in a read transaction,
+//! sweep in write transactions that check again). The orchestration, pins and object deletion
+//! are in `crate::appview::gc`.
 
 use std::collections::HashMap;
 
@@ -17,6 +18,12 @@ pub(super) const USERS: TableDefinition<(&str, &str, &str), ()> =
 /// digest → unix seconds: when a blob was last written or linked into a repository. Not derived
 /// (like `BLOBS`). A blob without a time counts as linked when the collector first sees it.
 pub(super) const TOUCHED: TableDefinition<&str, u64> = TableDefinition::new("blob_touched");
+/// digest → size: manifests' own objects in storage (a manifest's bytes are stored under its
+/// digest, beside the blobs). Not derived, like `BLOBS`: every manifest the index takes up adds
+/// its row, and a rebuild or deleted records never remove one. The collector takes these
+/// objects as it takes blobs, once no manifest is, or names, that digest.
+pub(super) const MANIFEST_OBJECTS: TableDefinition<&str, u64> =
+    TableDefinition::new("manifest_objects");
 /// name → value: `last_run`, when the last collection finished (unix seconds). Not derived.
 pub(super) const GC_META: TableDefinition<&str, u64> = TableDefinition::new("gc_meta");
 const LAST_RUN: &str = "last_run";
@@ -58,6 +65,19 @@ pub(super) fn add_user(
 ) -> Result<(), IndexError> {
     tx.open_table(USERS)?.insert((used, repo, manifest), ())?;
     Ok(())
+}
+
+/// Notes manifest `manifest` of `repo` (`size` bytes): it uses its own object, and that object
+/// is stored, and collectable once no manifest uses it. Its last-linked time moves on.
+pub(super) fn add_manifest(
+    tx: &WriteTransaction,
+    repo: &str,
+    manifest: &str,
+    size: u64,
+) -> Result<(), IndexError> {
+    add_user(tx, manifest, repo, manifest)?;
+    tx.open_table(MANIFEST_OBJECTS)?.insert(manifest, size)?;
+    touch(tx, manifest)
 }
 
 pub(super) fn remove_user(
@@ -109,6 +129,21 @@ pub(super) fn ensure_users(tx: &WriteTransaction) -> Result<(), IndexError> {
     Ok(())
 }
 
+/// Fills `MANIFEST_OBJECTS` from `MANIFESTS` when it is empty and they are not (an index made
+/// before it existed). The objects get no last-linked time: the collector's first sight is it.
+pub(super) fn ensure_manifest_objects(tx: &WriteTransaction) -> Result<(), IndexError> {
+    if !tx.open_table(MANIFEST_OBJECTS)?.is_empty()? || tx.open_table(MANIFESTS)?.is_empty()? {
+        return Ok(());
+    }
+    let mut objects = tx.open_table(MANIFEST_OBJECTS)?;
+    for entry in tx.open_table(MANIFESTS)?.iter()? {
+        let (key, raw) = entry?;
+        let record = super::ManifestRecord::decode(raw.value())?;
+        objects.insert(key.value().1, record.size)?;
+    }
+    Ok(())
+}
+
 fn is_used(
     users: &impl ReadableTable<(&'static str, &'static str, &'static str), ()>,
     digest: &str,
@@ -120,36 +155,50 @@ fn is_used(
 }
 
 impl Index {
-    /// The mark phase, in one read transaction: every stored blob no manifest uses and last
-    /// linked at least `grace_secs` before `now`, with where it is linked.
+    /// The mark phase, in one read transaction: every stored blob or manifest object no
+    /// manifest uses and last linked at least `grace_secs` before `now`, with where it is linked.
     pub fn gc_mark(&self, now: u64, grace_secs: u64) -> Result<Marked, IndexError> {
         let tx = self.db.begin_read()?;
         let users = tx.open_table(USERS)?;
         let touched = tx.open_table(TOUCHED)?;
+        let blobs = tx.open_table(BLOBS)?;
         let mut marked = Marked::default();
-        let mut at: HashMap<String, usize> = HashMap::new();
-        for entry in tx.open_table(BLOBS)?.iter()? {
-            let (key, size) = entry?;
+        let mut look = |d: &str, size: u64| -> Result<(), IndexError> {
             marked.blobs += 1;
-            let d = key.value();
             let Ok(digest) = d.parse::<Digest>() else {
-                continue;
+                return Ok(());
             };
             let Some(t) = touched.get(d)?.map(|v| v.value()) else {
                 marked.untimed.push(digest);
-                continue;
+                return Ok(());
             };
-            if !past_grace(t, now, grace_secs) || is_used(&users, d)? {
-                continue;
+            if past_grace(t, now, grace_secs) && !is_used(&users, d)? {
+                marked.candidates.push(Candidate {
+                    digest,
+                    size,
+                    touched: t,
+                    repos: Vec::new(),
+                });
             }
-            at.insert(d.to_owned(), marked.candidates.len());
-            marked.candidates.push(Candidate {
-                digest,
-                size: size.value(),
-                touched: t,
-                repos: Vec::new(),
-            });
+            Ok(())
+        };
+        for entry in blobs.iter()? {
+            let (key, size) = entry?;
+            look(key.value(), size.value())?;
         }
+        // A manifest's bytes uploaded as a blob too are one object: the blob's row stands for it.
+        for entry in tx.open_table(MANIFEST_OBJECTS)?.iter()? {
+            let (key, size) = entry?;
+            if blobs.get(key.value())?.is_none() {
+                look(key.value(), size.value())?;
+            }
+        }
+        let at: HashMap<String, usize> = marked
+            .candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.digest.as_str().to_owned(), i))
+            .collect();
         if !at.is_empty() {
             for entry in tx.open_table(REPO_BLOBS)?.iter()? {
                 let (key, _) = entry?;
@@ -162,7 +211,7 @@ impl Index {
         Ok(marked)
     }
 
-    /// Gives blobs without a last-linked time the time `now` (the collector's first sight).
+    /// Gives blobs and manifest objects without a last-linked time the time `now` (the collector's first sight).
     pub fn gc_set_untimed(&self, digests: &[Digest], now: u64) -> Result<(), IndexError> {
         let tx = self.db.begin_write()?;
         {
@@ -178,8 +227,8 @@ impl Index {
     }
 
     /// The sweep's index half, in one write transaction: of `candidates` (claimed by the
-    /// caller), removes the index entries of each blob still unused by any manifest, still
-    /// stored, and not linked since it was marked (its time unchanged and past the grace at
+    /// caller), removes the index entries of each blob or manifest object still unused by any
+    /// manifest, still stored, and not linked since it was marked (its time unchanged and past the grace at
     /// `now`). Returns the removed ones: from the commit on, no request finds them, and their
     /// objects may go.
     pub fn gc_sweep(
@@ -194,6 +243,7 @@ impl Index {
             let users = tx.open_table(USERS)?;
             let mut touched = tx.open_table(TOUCHED)?;
             let mut blobs = tx.open_table(BLOBS)?;
+            let mut manifests = tx.open_table(MANIFEST_OBJECTS)?;
             let mut repo_blobs = tx.open_table(REPO_BLOBS)?;
             for c in candidates {
                 let d = c.digest.as_str();
@@ -201,11 +251,12 @@ impl Index {
                 if t != Some(c.touched)
                     || !past_grace(c.touched, now, grace_secs)
                     || is_used(&users, d)?
-                    || blobs.get(d)?.is_none()
+                    || (blobs.get(d)?.is_none() && manifests.get(d)?.is_none())
                 {
                     continue;
                 }
                 blobs.remove(d)?;
+                manifests.remove(d)?;
                 touched.remove(d)?;
                 for repo in &c.repos {
                     repo_blobs.remove((repo.as_str(), d))?;
@@ -228,6 +279,15 @@ impl Index {
         tx.open_table(GC_META)?.insert(LAST_RUN, at)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// The size of a manifest's own object the collector knows is stored (tests and checks).
+    pub fn manifest_object(&self, digest: &Digest) -> Result<Option<u64>, IndexError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx
+            .open_table(MANIFEST_OBJECTS)?
+            .get(digest.as_str())?
+            .map(|v| v.value()))
     }
 
     /// Whether a manifest in the index uses `digest` (tests and checks).
