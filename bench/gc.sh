@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Garbage collection at scale: a node with BLOBS blobs (a tenth of them referenced by nothing)
+# and REPOS repositories of TAGS tags each, collected while a client pushes manifests.
+#
+#   bench/gc.sh [-n REPOS] [-t TAGS_PER_REPO] [-b BLOBS] [-p SECONDS] [-a ATCR_BIN] [-B BENCH_BIN]
+#               (defaults: 100000, 10, 100000, 20; the binaries are built in release when not given)
+#
+# Steps: a node is started on a scratch data directory (`[gc] interval_secs = 0`, `grace_secs =
+# 1`) and one account added; it is stopped and `benches/gc.rs fill` writes the blobs into the
+# filesystem store and the repositories into the index; the node is started again. Then
+# `benches/gc.rs puts` pushes tagged manifests one after another, SECONDS without a collection,
+# then during `atcr gc` (through the admin socket), then SECONDS more; the p50/p99 of the
+# manifest PUTs before and during the collection are printed beside the collection's own
+# report (wall time, blobs deleted) and the node's peak RSS during it (VmHWM, reset with
+# /proc/PID/clear_refs just before). Sizes on disk are read before and after.
+#
+# The node binds 127.0.0.1 only and is stopped by PID; the scratch directory is removed on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPOS=100000
+TAGS=10
+BLOBS=100000
+PHASE=20
+atcr=""
+bench_bin=""
+while getopts n:t:b:p:a:B: opt; do
+    case $opt in
+    a) atcr=$(realpath "$OPTARG") ;;
+    B) bench_bin=$(realpath "$OPTARG") ;;
+    n) REPOS=$OPTARG ;;
+    t) TAGS=$OPTARG ;;
+    b) BLOBS=$OPTARG ;;
+    p) PHASE=$OPTARG ;;
+    *) exit 2 ;;
+    esac
+done
+
+if [ -z "$atcr" ]; then
+    cargo build --release --locked --bin atcr
+    atcr=$PWD/target/release/atcr
+fi
+[ -n "$bench_bin" ] || bench_bin=$(cargo bench --locked --bench gc --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "gc" and m.get("executable"):
+        print(m["executable"])')
+work=$(mktemp -d)
+pid=""
+puts_pid=""
+cleanup() {
+    [ -n "$puts_pid" ] && kill "$puts_pid" 2>/dev/null
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+cat > "$work/atcr.toml" <<TOML
+data_dir = "$work/data"
+[gc]
+interval_secs = 0
+grace_secs = 1
+TOML
+export ATCR_CONFIG="$work/atcr.toml"
+hwm() { awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+start() {
+    "$atcr" serve --listen 127.0.0.1:0 2>"$work/log" &
+    pid=$!
+    for _ in $(seq 1200); do grep -q 'listening' "$work/log" && break; sleep 0.1; done
+    port=$(grep -o 'addr=[0-9.:]*' "$work/log" | head -1 | rev | cut -d: -f1 | rev)
+}
+stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
+sizes() {
+    echo "$1: index.redb $(du -m "$work/data/index.redb" | cut -f1) MiB, pds.redb $(du -m "$work/data/pds.redb" | cut -f1) MiB, blobs $(find "$work/data/blobs/blobs" -type f | wc -l) files"
+}
+
+echo "== account"
+start
+line=$(echo "gc-bench-pw" | "$atcr" user add gcbench --password-stdin --listen "127.0.0.1:$port")
+printf 'gcbench\t%s\n' "${line#*$'\t'}" > "$work/owners"
+stop
+
+echo "== fill ($BLOBS blobs, $REPOS repositories, $TAGS tags each)"
+"$bench_bin" fill "$work/data" "$work/owners" "$REPOS" "$TAGS" "$BLOBS"
+sizes before
+
+echo "== start"
+start
+for _ in $(seq 1200); do grep -q 'search index rebuilt' "$work/log" && break; sleep 0.5; done
+sleep 2
+
+echo "== manifest PUTs: ${PHASE}s without a collection, then during one, then ${PHASE}s after"
+"$bench_bin" puts "http://127.0.0.1:$port" gcbench gc-bench-pw "$work/stop" "$work/puts" &
+puts_pid=$!
+sleep "$PHASE"
+echo 5 > "/proc/$pid/clear_refs"
+gc_start=$(date +%s%3N)
+"$atcr" gc > "$work/gc.out"
+gc_end=$(date +%s%3N)
+peak=$(hwm "$pid")
+sleep "$PHASE"
+touch "$work/stop"
+wait "$puts_pid"
+puts_pid=""
+cat "$work/gc.out"
+echo "collection: $((gc_end - gc_start)) ms wall (atcr gc, client side), node peak RSS during it: $peak MiB"
+python3 - "$work/puts" "$gc_start" "$gc_end" <<'PY'
+import sys
+path, start, end = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+before, during = [], []
+for line in open(path):
+    at, us = map(int, line.split())
+    if at < start:
+        before.append(us)
+    elif at <= end:
+        during.append(us)
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, round((len(v) - 1) * p))] / 1000 if v else float("nan")
+for name, v in (("without GC", before), ("during GC", during)):
+    print(f"manifest PUT {name}: {len(v)} PUTs, p50 {pct(v, .5):.2f} ms, p99 {pct(v, .99):.2f} ms")
+PY
+stop
+sizes after
