@@ -85,7 +85,7 @@ fn fill(dir: &Path, owners_file: &str, repos: usize, tags: usize, blobs: usize) 
         let file = dir.join("blobs/blobs/sha256").join(&hex[..2]).join(hex);
         std::fs::create_dir_all(file.parent().unwrap()).expect("blob dir");
         std::fs::write(&file, &bytes).expect("blob");
-        let repo = atcr::appview::index::RepoKey::from_stored(&repo_of(j % repos));
+        let repo = atcr::appview::index::RepoKey::from_stored(repo_of(j % repos));
         index
             .link_blob(&repo, &digest, bytes.len() as u64, None)
             .expect("link");
