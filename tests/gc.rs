@@ -304,3 +304,48 @@ async fn puts_of_a_deleted_manifest_racing_the_collector_never_lose_its_object()
     assert_eq!(s.app.registry.blobs().stat(&digest).await.unwrap(), None);
     pull_verified(&s, "t/m0", &Digest::of(Algorithm::Sha256, &keeper)).await;
 }
+
+/// What a crash between writing an object and recording it leaves: an object no index entry
+/// names. A collection past the grace takes it up as an unused blob, the next one deletes it;
+/// a young one is left alone, and blobs the PDS holds (uploaded through XRPC) are never taken.
+#[tokio::test]
+async fn objects_nobody_recorded_are_taken_up_then_collected_and_pds_blobs_stay() {
+    let s = TestServer::start().await;
+    let store = s.app.registry.blobs().clone();
+    let orphan = bytes(91, 3000);
+    let orphan_digest = Digest::of(Algorithm::Sha256, &orphan);
+    store.put(&orphan_digest, orphan.into()).await.unwrap();
+    let avatar = bytes(92, 2000);
+    let avatar_digest = Digest::of(Algorithm::Sha256, &avatar);
+    let token = s.session(inproc::USER).await;
+    let r = s
+        .anonymous(Method::POST, "/xrpc/com.atproto.repo.uploadBlob")
+        .bearer_auth(token)
+        .header("content-type", "image/png")
+        .body(avatar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let young = gc(&s, false, 3600).await;
+    assert_eq!(young.orphans_adopted, 0, "{young}");
+    let dry = gc(&s, true, 0).await;
+    assert_eq!(dry.orphans_adopted, 1, "{dry}");
+    let first = gc(&s, false, 0).await;
+    assert_eq!(first.orphans_adopted, 1, "{first}");
+    assert!(store.stat(&orphan_digest).await.unwrap().is_some());
+    // Taken up, it is an unused blob no repository serves.
+    assert_eq!(
+        blob_status(&s, "t/any", &orphan_digest).await,
+        StatusCode::NOT_FOUND
+    );
+    let second = gc(&s, false, 0).await;
+    assert_eq!(second.orphans_adopted, 0, "{second}");
+    assert!(second.blobs_deleted >= 1, "{second}");
+    assert_eq!(store.stat(&orphan_digest).await.unwrap(), None);
+    assert!(
+        store.stat(&avatar_digest).await.unwrap().is_some(),
+        "the PDS's blob was collected"
+    );
+}

@@ -17,8 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use super::index::{Candidate, Index, IndexError, Pins};
+use super::index::{Candidate, Index, IndexError, Pins, past_grace};
 use crate::blobstore::{BlobError, BlobStore, UploadId};
+use crate::pds::store::{PdsStore, StoreError};
 
 /// Candidates claimed and swept per index write transaction: small enough that pushes waiting
 /// for the index lock wait little, large enough that a sweep of many blobs syncs rarely.
@@ -30,6 +31,8 @@ pub enum GcError {
     Index(#[from] IndexError),
     #[error("blob storage: {0}")]
     Blobs(#[from] BlobError),
+    #[error("PDS store: {0}")]
+    Pds(#[from] StoreError),
 }
 
 /// How one collection runs.
@@ -54,8 +57,13 @@ pub struct GcReport {
     /// Upload sessions (and stored parts no session owned) removed.
     pub uploads_removed: u64,
     /// Blob objects whose index entries went but whose deletion from storage failed (they
-    /// are no longer reachable; `atcr fsck` lists storage).
+    /// are no longer reachable; the next collections take them up again, see below).
     pub delete_failures: u64,
+    /// Objects in storage older than the grace that neither the index nor the PDS knew (left
+    /// by a crash between writing and recording them): taken up as unused blobs, collected a
+    /// grace later if still unused (dry: found). Looked for by the daemon's collections.
+    #[serde(default)]
+    pub orphans_adopted: u64,
     pub millis: u64,
 }
 
@@ -75,6 +83,14 @@ impl std::fmt::Display for GcReport {
             self.uploads_removed,
             self.millis
         )?;
+        if self.orphans_adopted > 0 {
+            let verb = if self.dry_run { "found" } else { "took up" };
+            write!(
+                f,
+                "; {verb} {} stored objects the index did not know (collected a grace later if unused)",
+                self.orphans_adopted
+            )?;
+        }
         if self.delete_failures > 0 {
             write!(
                 f,
@@ -96,10 +112,16 @@ pub struct GcStats {
     pub last_run: AtomicU64,
 }
 
+/// Objects listed from storage per index lookup when looking for ones the index does not know.
+const LIST_BATCH: usize = 1024;
+
 /// The node's collector.
 pub struct Gc {
     index: Index,
     blobs: BlobStore,
+    /// The PDS's store, whose uploaded blobs share the blob store: objects it knows are never
+    /// taken for leftovers. Without it (offline `atcr gc`) storage is not looked through.
+    pds: Option<PdsStore>,
     stats: GcStats,
     /// One collection at a time (the scheduled one and `atcr gc` may meet).
     turn: tokio::sync::Mutex<()>,
@@ -111,9 +133,17 @@ impl Gc {
         Gc {
             index,
             blobs,
+            pds: None,
             stats: GcStats::default(),
             turn: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Looks through storage for objects nobody recorded, leaving the PDS's blobs alone.
+    #[must_use]
+    pub fn with_pds(mut self, pds: PdsStore) -> Gc {
+        self.pds = Some(pds);
+        self
     }
 
     #[must_use]
@@ -157,6 +187,9 @@ impl Gc {
             for batch in marked.candidates.chunks(SWEEP_BATCH) {
                 self.sweep(batch, grace, &mut report).await?;
             }
+        }
+        report.orphans_adopted = self.adopt_orphans(now, grace, opts.dry_run).await?;
+        if !opts.dry_run {
             self.stats.runs.fetch_add(1, Ordering::Relaxed);
             self.stats
                 .blobs_deleted
@@ -177,6 +210,7 @@ impl Gc {
             blobs_deleted = report.blobs_deleted,
             bytes_freed = report.bytes_freed,
             uploads_removed = report.uploads_removed,
+            orphans_adopted = report.orphans_adopted,
             millis = report.millis,
             "garbage collection finished"
         );
@@ -222,6 +256,52 @@ impl Gc {
         .await;
         pins.release(&claimed);
         result
+    }
+
+    /// Lists storage for objects written at least the grace before `now` that neither the
+    /// index nor the PDS knows, and takes them up as unused blobs last linked `now` (dry: counts
+    /// them). An object that young may be an upload or manifest in flight and is left alone;
+    /// one taken up waits a further grace before the mark phase may pick it, so a request that
+    /// starts to use it meanwhile links it first.
+    async fn adopt_orphans(&self, now: u64, grace: u64, dry_run: bool) -> Result<u64, GcError> {
+        let Some(pds) = &self.pds else {
+            return Ok(0);
+        };
+        let mut adopted = 0;
+        let mut lister = self.blobs.list_objects().await?;
+        loop {
+            let batch = lister.next_batch(LIST_BATCH).await?;
+            if batch.is_empty() {
+                return Ok(adopted);
+            }
+            let unknown = {
+                let index = self.index.clone();
+                tokio::task::spawn_blocking(move || index.unknown_objects(&batch))
+                    .await
+                    .map_err(IndexError::from)??
+            };
+            if unknown.is_empty() {
+                continue;
+            }
+            let theirs = pds.uploaded_blobs_among(&unknown)?;
+            let mut old = Vec::new();
+            for digest in unknown.into_iter().filter(|d| !theirs.contains(d)) {
+                if let Some((size, Some(modified))) = self.blobs.stat_modified(&digest).await?
+                    && past_grace(modified, now, grace)
+                {
+                    tracing::warn!(%digest, bytes = size, "garbage collection: a stored object the index did not know; taken up");
+                    old.push((digest, size));
+                }
+            }
+            if dry_run {
+                adopted += old.len() as u64;
+            } else if !old.is_empty() {
+                adopted += self
+                    .index
+                    .write(move |ix| ix.adopt_objects(&old, now))
+                    .await?;
+            }
+        }
     }
 
     /// Removes upload sessions idle for `upload_expiry_secs` or more, and stored parts no session

@@ -9,6 +9,7 @@
 //! the index, `appview`, `pds`, `config` or anything that serves HTTP.
 
 mod fsck;
+mod list;
 mod migrate;
 mod range;
 mod s3;
@@ -23,6 +24,7 @@ use opendal::{Capability, ErrorKind, Operator};
 
 pub use crate::oci::digest::{Algorithm, Digest, DigestError, Digester};
 pub use fsck::{BadObject, FsckReport, QUARANTINE};
+pub use list::ObjectLister;
 pub use migrate::{MigrateReport, Step};
 pub use range::{ByteRange, RangeError};
 pub use s3::{MULTIPART_CHUNK, S3Settings};

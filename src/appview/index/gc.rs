@@ -226,6 +226,46 @@ impl Index {
         Ok(())
     }
 
+    /// Of `digests` (objects found in storage), those the index does not account for: neither
+    /// an uploaded blob nor a manifest's object.
+    pub fn unknown_objects(&self, digests: &[Digest]) -> Result<Vec<Digest>, IndexError> {
+        let tx = self.db.begin_read()?;
+        let blobs = tx.open_table(BLOBS)?;
+        let manifests = tx.open_table(MANIFEST_OBJECTS)?;
+        let mut out = Vec::new();
+        for d in digests {
+            if blobs.get(d.as_str())?.is_none() && manifests.get(d.as_str())?.is_none() {
+                out.push(d.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes up objects storage holds but the index does not know (left by a crash between
+    /// writing an object and recording it, or between a sweep's commit and its deletes): each
+    /// becomes a stored blob last linked at `now`, so the collector takes it a grace later if
+    /// nothing uses it by then. Ones recorded meanwhile are left as they are. Returns how many
+    /// were taken up.
+    pub fn adopt_objects(&self, objects: &[(Digest, u64)], now: u64) -> Result<u64, IndexError> {
+        let tx = self.db.begin_write()?;
+        let mut adopted = 0;
+        {
+            let mut blobs = tx.open_table(BLOBS)?;
+            let manifests = tx.open_table(MANIFEST_OBJECTS)?;
+            let mut touched = tx.open_table(TOUCHED)?;
+            for (digest, size) in objects {
+                let d = digest.as_str();
+                if blobs.get(d)?.is_none() && manifests.get(d)?.is_none() {
+                    blobs.insert(d, *size)?;
+                    touched.insert(d, now)?;
+                    adopted += 1;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(adopted)
+    }
+
     /// The sweep's index half, in one write transaction: of `candidates` (claimed by the
     /// caller), removes the index entries of each blob or manifest object still unused by any
     /// manifest, still stored, and not linked since it was marked (its time unchanged and past the grace at

@@ -90,3 +90,38 @@ impl PdsStore {
             .collect())
     }
 }
+
+impl PdsStore {
+    /// Which of `digests` (SHA-256, of raw bytes) are blobs some repository uploaded: objects
+    /// of the shared blob store that the PDS, not the registry index, accounts for. One pass
+    /// over the blob table; meant for the few objects the index does not know.
+    pub fn uploaded_blobs_among(
+        &self,
+        digests: &[crate::blobstore::Digest],
+    ) -> Result<std::collections::HashSet<crate::blobstore::Digest>, StoreError> {
+        let mut out = std::collections::HashSet::new();
+        if digests.is_empty() {
+            return Ok(out);
+        }
+        let wanted: std::collections::HashMap<String, &crate::blobstore::Digest> = digests
+            .iter()
+            .filter(|d| d.algorithm() == crate::blobstore::Algorithm::Sha256)
+            .filter_map(|d| {
+                let mut raw = [0u8; 32];
+                hex::decode_to_slice(d.hex(), &mut raw).ok()?;
+                Some((
+                    Cid::from_digest(crate::atproto::cid::RAW, raw).to_string(),
+                    d,
+                ))
+            })
+            .collect();
+        let tx = self.db.begin_read()?;
+        for item in redb::ReadableTable::iter(&tx.open_table(REPO_BLOBS)?)? {
+            let (key, _) = item?;
+            if let Some(d) = wanted.get(key.value().1) {
+                out.insert((*d).clone());
+            }
+        }
+        Ok(out)
+    }
+}
