@@ -147,3 +147,37 @@ fn gc_runs_through_the_daemon_and_offline() {
     let offline = ok(&srv, &["gc", "--dry-run"], "");
     assert!(offline.starts_with("would delete 0 of "), "{offline}");
 }
+
+/// A dry run through the daemon also says what the retention rules would delete now, and
+/// deletes nothing.
+#[test]
+fn gc_dry_run_lists_what_retention_would_delete() {
+    let srv = Server::start_with(&[
+        ("ATCR_RETENTION_INTERVAL_SECS", "86400"),
+        ("ATCR_RETENTION_DRY_RUN", "true"),
+        (
+            "ATCR_RETENTION_RULES",
+            r#"[{ repositories = "admin/*", keep_newest = 1 }]"#,
+        ),
+    ]);
+    let base = srv.base_url();
+    let old = common::clients::push_with_curl(&base, "admin/app", "old", b"old layer");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    common::clients::push_with_curl(&base, "admin/app", "new", b"new layer");
+    let dry = ok(&srv, &["gc", "--dry-run"], "");
+    assert!(
+        dry.contains(
+            "retention would delete from admin/app: 1 tags (old) and 0 untagged manifests"
+        ),
+        "{dry}"
+    );
+    let again = ok(&srv, &["gc", "--dry-run"], "");
+    assert!(
+        again.contains("1 tags (old)"),
+        "the dry run deleted: {again}"
+    );
+    assert_eq!(
+        common::clients::head_digest(&srv, "admin/app", "old"),
+        old.manifest
+    );
+}

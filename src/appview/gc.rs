@@ -64,6 +64,9 @@ pub struct GcReport {
     /// grace later if still unused (dry: found). Looked for by the daemon's collections.
     #[serde(default)]
     pub orphans_adopted: u64,
+    /// With a dry run through the daemon: what the retention rules would delete now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retention: Vec<RetentionPlanned>,
     pub millis: u64,
 }
 
@@ -99,6 +102,24 @@ impl std::fmt::Display for GcReport {
             )?;
         }
         Ok(())
+    }
+}
+
+/// What retention would remove from one repository, as `atcr gc --dry-run` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionPlanned {
+    pub repository: String,
+    pub tags: Vec<String>,
+    pub manifests: Vec<String>,
+}
+
+impl From<&super::retention::Removal> for RetentionPlanned {
+    fn from(r: &super::retention::Removal) -> RetentionPlanned {
+        RetentionPlanned {
+            repository: r.name.clone(),
+            tags: r.tags.clone(),
+            manifests: r.manifests.iter().map(|d| d.as_str().to_owned()).collect(),
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 //! Through the running daemon's admin socket (the node keeps serving), or, with the daemon
 //! stopped, on the state opened here.
 
+use std::fmt::Write as _;
+
 use anyhow::Context;
 
 use crate::admin::Op;
@@ -15,10 +17,21 @@ pub fn run(config: &Config, dry_run: bool) -> anyhow::Result<()> {
         }
         None => offline(config, dry_run)?,
     };
-    super::print(&format!(
+    let mut out = format!(
         "{report} ({})",
         crate::http::human_bytes(report.bytes_freed)
-    ))
+    );
+    for r in &report.retention {
+        let _ = write!(
+            out,
+            "\nretention would delete from {}: {} tags ({}) and {} untagged manifests",
+            r.repository,
+            r.tags.len(),
+            r.tags.join(", "),
+            r.manifests.len()
+        );
+    }
+    super::print(&out)
 }
 
 /// The daemon is stopped: no request is writing, so nothing is pinned and no upload active.

@@ -210,15 +210,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         upload_expiry_secs: config.uploads.expire_after_secs,
     };
     let gc_app = app.clone();
+    let rules = config.retention.rules()?;
+    let gc_rules = rules.clone();
     let gc_hook = Arc::new(crate::admin::GcHook {
         run: Box::new(move |dry_run| {
-            let app = gc_app.clone();
+            let (app, rules) = (gc_app.clone(), gc_rules.clone());
             Box::pin(async move {
                 let opts = crate::appview::gc::GcOptions { dry_run, ..gc_opts };
-                app.registry
-                    .collect_garbage(opts)
-                    .await
-                    .map_err(anyhow::Error::from)
+                let mut report = app.registry.collect_garbage(opts).await?;
+                // A dry run also says what the retention rules would delete now (their own
+                // schedule deletes it; this collection would not free those bytes yet).
+                if dry_run {
+                    let plan = app
+                        .registry
+                        .appview()
+                        .retention_plan(&rules, crate::pds::now_secs())?;
+                    report.retention = plan.iter().map(Into::into).collect();
+                }
+                Ok(report)
             })
         }),
         interval_secs: config.gc.interval_secs,
@@ -258,7 +267,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         },
     );
-    let rules = config.retention.rules()?;
     if !rules.is_empty() {
         let appview = app.registry.appview().clone();
         let dry_run = config.retention.dry_run;
