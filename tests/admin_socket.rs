@@ -163,7 +163,7 @@ fn gc_dry_run_lists_what_retention_would_delete() {
     let base = srv.base_url();
     let old = common::clients::push_with_curl(&base, "admin/app", "old", b"old layer");
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    common::clients::push_with_curl(&base, "admin/app", "new", b"new layer");
+    let _new = common::clients::push_with_curl(&base, "admin/app", "new", b"new layer");
     let dry = ok(&srv, &["gc", "--dry-run"], "");
     assert!(
         dry.contains(
