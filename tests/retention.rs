@@ -1,6 +1,7 @@
 //! Retention rules through the registry: a repository with 30 tags and a keep-10 rule with a
 //! pinned pattern ends with the 10 newest and the pinned one; the tag records are gone from the
-//! owner's repository (signed deletes), and old untagged manifests go too.
+//! owner's repository (signed deletes; checked with `listRecords` and in the MST `getRepo`
+//! exports), and old untagged manifests go too.
 
 mod inproc;
 
@@ -8,6 +9,38 @@ use atcr::appview::retention::Rule;
 use inproc::{OCI_MANIFEST, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+
+/// The record keys under `prefix` in the test user's repository as `getRepo` exports it.
+async fn repo_keys(s: &TestServer, prefix: &str) -> Vec<String> {
+    use atcr::atproto::blockstore::{BlockStore as _, MemoryBlockStore};
+    use atcr::atproto::car::CarReader;
+    use atcr::atproto::commit::Commit;
+    use atcr::atproto::mst::Mst;
+    let car = s
+        .anonymous(
+            Method::GET,
+            &format!("/xrpc/com.atproto.sync.getRepo?did={}", s.user),
+        )
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let store = MemoryBlockStore::default();
+    let reader = CarReader::new(&car[..]).unwrap();
+    let root = reader.roots()[0];
+    reader.load_into(&store).unwrap();
+    let commit = Commit::from_cbor(&store.get(&root).unwrap().unwrap()).unwrap();
+    Mst::load(&store, commit.unsigned.data)
+        .unwrap()
+        .entries(&store)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with(prefix))
+        .collect()
+}
 
 async fn manifest_status(s: &TestServer, reference: &str) -> StatusCode {
     s.req(Method::GET, &format!("/v2/t/app/manifests/{reference}"))
@@ -97,6 +130,9 @@ async fn keep_the_newest_ten_and_the_pinned_and_old_untagged_go() {
     expected.sort();
     assert_eq!(left, expected);
     assert_eq!(s.records("io.atcr.manifest").await.len(), 11);
+    // The repository itself (`getRepo`, its MST) holds exactly the kept tag records.
+    assert_eq!(repo_keys(&s, "io.atcr.tag/").await.len(), 11);
+    assert_eq!(repo_keys(&s, "io.atcr.manifest/").await.len(), 11);
     for (tag, digest) in &digests {
         let stays = kept.contains(&tag.as_str());
         let want = if stays {
