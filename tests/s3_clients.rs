@@ -1,5 +1,6 @@
 //! Black-box tests of the `s3` backend: the built binary on a real S3 server (s3s-fs, see
-//! `tests/s3/`), skopeo pushing and pulling through it with and without presigned redirects,
+//! `tests/s3/`), skopeo pushing and pulling through it with and without presigned redirects
+//! (and podman pulling through the redirects),
 //! and `atcr storage migrate` moving a node's blobs from its disk into the bucket.
 
 mod common;
@@ -130,6 +131,29 @@ fn skopeo_through_an_s3_backed_node_with_and_without_redirects() {
         ) >= 2,
         "{}",
         curl("GET", &format!("{}/metrics", srv.base_url()), &[], None).text()
+    );
+
+    // podman follows the redirects too: a pull of the same image gets its layers from the
+    // bucket, and podman checks every layer against the config's diff IDs.
+    if !common::clients::on_path("podman") {
+        return;
+    }
+    let redirects = metric(&srv, BLOB_GET_307);
+    let remote = format!("{}/admin/redirected:v1", srv.host_port());
+    let id = srv.must(
+        c.podman()
+            .args(["pull", "-q", "--tls-verify=false", &remote]),
+    );
+    let inspected =
+        srv.must(
+            c.podman()
+                .args(["image", "inspect", "--format", "{{.Digest}}", &remote]),
+        );
+    assert!(inspected.trim().starts_with("sha256:"), "{inspected}");
+    assert!(!id.trim().is_empty());
+    assert!(
+        metric(&srv, BLOB_GET_307) >= redirects + 2,
+        "podman's layer GETs were not redirected"
     );
 }
 
