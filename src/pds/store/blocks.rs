@@ -33,10 +33,15 @@ impl BlockStore for PdsStore {
         let tx = self.db.begin_write().map_err(block_err)?;
         {
             let mut table = tx.open_table(BLOCKS).map_err(block_err)?;
+            let mut written = self.collector.written();
             for (cid, bytes) in blocks {
+                let cid = cid.to_bytes();
                 table
-                    .insert(cid.to_bytes().as_slice(), bytes.as_ref())
+                    .insert(cid.as_slice(), bytes.as_ref())
                     .map_err(block_err)?;
+                if let Some(w) = written.as_mut() {
+                    w.insert(cid);
+                }
             }
         }
         tx.commit().map_err(block_err)
@@ -49,7 +54,7 @@ fn block_err(e: impl Into<redb::Error>) -> BlockStoreError {
 
 /// A snapshot reader: one read transaction for many block reads (exports, proofs, walks).
 pub struct Snapshot {
-    table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    pub(super) table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
 }
 
 impl PdsStore {

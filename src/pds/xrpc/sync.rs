@@ -68,7 +68,8 @@ impl Write for ChannelWriter {
 pub(super) fn get_repo(pds: &Pds, call: &Call) -> Answer {
     let (did, head) = sync_repo(pds, call)?;
     // `since`: only what changed after that revision. A revision this node has no commit for
-    // (made before it kept the table, or unknown) gets the whole repository, a superset.
+    // (made before it kept the table, or unknown) or whose commit block was collected gets the
+    // whole repository, a superset.
     let since = match call.param("since") {
         Some(rev) => {
             rev.parse::<crate::atproto::Tid>()
@@ -78,6 +79,7 @@ pub(super) fn get_repo(pds: &Pds, call: &Call) -> Answer {
                 .commit_at(&did, rev)?
                 .map(|c| commit_data(pds, c.commit))
                 .transpose()?
+                .flatten()
         }
         None => None,
     };
@@ -112,18 +114,21 @@ pub(super) fn get_repo(pds: &Pds, call: &Call) -> Answer {
     Ok(car_response(body::stream(stream)))
 }
 
-/// The MST root a stored commit signs.
-fn commit_data(pds: &Pds, commit: Cid) -> Result<Cid, XrpcError> {
-    let bytes = pds
+/// The MST root a stored commit signs; `None` once the commit block was collected (no head
+/// reaches it), when `getRepo` sends the whole repository.
+fn commit_data(pds: &Pds, commit: Cid) -> Result<Option<Cid>, XrpcError> {
+    let Some(bytes) = pds
         .repos
         .store()
         .snapshot()?
         .get(&commit)
         .map_err(|e| super::internal(&e))?
-        .ok_or_else(XrpcError::internal)?;
+    else {
+        return Ok(None);
+    };
     let commit =
         crate::atproto::commit::Commit::from_cbor(&bytes).map_err(|e| super::internal(&e))?;
-    Ok(commit.unsigned.data)
+    Ok(Some(commit.unsigned.data))
 }
 
 pub(super) fn get_latest_commit(pds: &Pds, call: &Call) -> Answer {
