@@ -11,6 +11,9 @@
 //!    then the claims are released.
 //!
 //! Blob storage is reached only through [`BlobStore`], so every backend collects alike.
+//!
+//! The same run collects the PDS's blocks that no repository head reaches
+//! ([`PdsStore::collect_blocks`], a mark and sweep of its own; see `pds/store/collect.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::index::{Candidate, Index, IndexError, Pins};
 use crate::blobstore::{BlobError, BlobStore, UploadId};
+use crate::pds::store::{PdsStore, StoreError};
 
 /// Candidates claimed and swept per index write transaction: small enough that pushes waiting
 /// for the index lock wait little, large enough that a sweep of many blobs syncs rarely.
@@ -30,6 +34,8 @@ pub enum GcError {
     Index(#[from] IndexError),
     #[error("blob storage: {0}")]
     Blobs(#[from] BlobError),
+    #[error(transparent)]
+    Pds(#[from] StoreError),
 }
 
 /// How one collection runs.
@@ -56,6 +62,19 @@ pub struct GcReport {
     /// Blob objects whose index entries went but whose deletion from storage failed (they
     /// are no longer reachable; `atcr fsck` lists storage).
     pub delete_failures: u64,
+    /// PDS blocks (MST nodes, records, commits) no repository head reaches.
+    #[serde(default)]
+    pub pds_blocks_deleted: u64,
+    /// Their bytes.
+    #[serde(default)]
+    pub pds_bytes_freed: u64,
+    /// `pds.redb`'s live size after the collection: the pages redb has allocated (it reuses
+    /// freed pages but does not shrink its file).
+    #[serde(default)]
+    pub pds_live_bytes: u64,
+    /// `pds.redb`'s file size.
+    #[serde(default)]
+    pub pds_file_bytes: u64,
     pub millis: u64,
 }
 
@@ -75,6 +94,16 @@ impl std::fmt::Display for GcReport {
             self.uploads_removed,
             self.millis
         )?;
+        if self.pds_live_bytes > 0 {
+            write!(
+                f,
+                "; {verb} {} PDS blocks ({} bytes), pds.redb live size {} bytes (file {} bytes)",
+                self.pds_blocks_deleted,
+                self.pds_bytes_freed,
+                self.pds_live_bytes,
+                self.pds_file_bytes
+            )?;
+        }
         if self.delete_failures > 0 {
             write!(
                 f,
@@ -92,6 +121,10 @@ pub struct GcStats {
     pub runs: AtomicU64,
     pub blobs_deleted: AtomicU64,
     pub bytes_freed: AtomicU64,
+    pub pds_blocks_deleted: AtomicU64,
+    pub pds_bytes_freed: AtomicU64,
+    /// `pds.redb`'s live size as the last run measured it (0: none yet).
+    pub pds_live_bytes: AtomicU64,
     /// Unix seconds of the last finished run (0: none yet).
     pub last_run: AtomicU64,
 }
@@ -100,6 +133,8 @@ pub struct GcStats {
 pub struct Gc {
     index: Index,
     blobs: BlobStore,
+    /// The PDS whose blocks are collected too, if any.
+    pds: Option<PdsStore>,
     stats: GcStats,
     /// One collection at a time (the scheduled one and `atcr gc` may meet).
     turn: tokio::sync::Mutex<()>,
@@ -111,9 +146,17 @@ impl Gc {
         Gc {
             index,
             blobs,
+            pds: None,
             stats: GcStats::default(),
             turn: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Collects `pds`'s unreachable blocks in every run too.
+    #[must_use]
+    pub fn with_pds(mut self, pds: PdsStore) -> Gc {
+        self.pds = Some(pds);
+        self
     }
 
     #[must_use]
@@ -144,6 +187,7 @@ impl Gc {
                 .map_err(IndexError::from)??
         };
         report.blobs_seen = marked.blobs;
+        self.collect_pds(opts.dry_run, &mut report).await?;
         if opts.dry_run {
             report.blobs_deleted = marked.candidates.len() as u64;
             report.bytes_freed = marked.candidates.iter().map(|c| c.size).sum();
@@ -164,6 +208,12 @@ impl Gc {
             self.stats
                 .bytes_freed
                 .fetch_add(report.bytes_freed, Ordering::Relaxed);
+            self.stats
+                .pds_blocks_deleted
+                .fetch_add(report.pds_blocks_deleted, Ordering::Relaxed);
+            self.stats
+                .pds_bytes_freed
+                .fetch_add(report.pds_bytes_freed, Ordering::Relaxed);
             let finished = now_secs();
             self.stats.last_run.store(finished, Ordering::Relaxed);
             self.index
@@ -177,10 +227,34 @@ impl Gc {
             blobs_deleted = report.blobs_deleted,
             bytes_freed = report.bytes_freed,
             uploads_removed = report.uploads_removed,
+            pds_blocks_deleted = report.pds_blocks_deleted,
+            pds_bytes_freed = report.pds_bytes_freed,
+            pds_live_bytes = report.pds_live_bytes,
             millis = report.millis,
             "garbage collection finished"
         );
         Ok(report)
+    }
+
+    /// Collects the PDS's unreachable blocks (dry: counts them) and measures `pds.redb`.
+    async fn collect_pds(&self, dry_run: bool, report: &mut GcReport) -> Result<(), GcError> {
+        let Some(store) = self.pds.clone() else {
+            return Ok(());
+        };
+        let (collected, size) = tokio::task::spawn_blocking(move || {
+            let collected = store.collect_blocks(dry_run)?;
+            Ok::<_, StoreError>((collected, store.size()?))
+        })
+        .await
+        .map_err(StoreError::from)??;
+        report.pds_blocks_deleted = collected.blocks_deleted;
+        report.pds_bytes_freed = collected.bytes_freed;
+        report.pds_live_bytes = size.live_bytes;
+        report.pds_file_bytes = size.file_bytes;
+        self.stats
+            .pds_live_bytes
+            .store(size.live_bytes, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Claims, re-checks and removes one batch of candidates.

@@ -78,7 +78,7 @@ impl AppView {
     pub fn new(pds: Arc<Pds>, index: Index, search: Arc<Search>) -> Result<AppView, AppViewError> {
         let cursor = index.cursor()?;
         Ok(AppView {
-            gc: gc::Gc::new(index.clone(), pds.blobs.clone()),
+            gc: gc::Gc::new(index.clone(), pds.blobs.clone()).with_pds(pds.repos.store().clone()),
             blobs: pds.blobs.clone(),
             pds,
             index,

@@ -1,6 +1,8 @@
-//! `atcr gc [--dry-run]`: one garbage collection of blobs no manifest uses and of stale uploads.
-//! Through the running daemon's admin socket (the node keeps serving), or, with the daemon
-//! stopped, on the state opened here.
+//! `atcr gc [--dry-run]`: one garbage collection of blobs no manifest uses, of stale uploads
+//! and of PDS blocks no repository head reaches. Through the running daemon's admin socket (the
+//! node keeps serving), or, with the daemon stopped, on the state opened here — then
+//! `pds.redb` is also compacted, so its file gives back what was freed (the daemon cannot:
+//! compaction needs the file to itself).
 
 use anyhow::Context;
 
@@ -13,7 +15,20 @@ pub fn run(config: &Config, dry_run: bool) -> anyhow::Result<()> {
         Some(reply) => {
             serde_json::from_str(&reply?).context("unreadable answer from the daemon")?
         }
-        None => offline(config, dry_run)?,
+        None => {
+            let report = offline(config, dry_run)?;
+            if !dry_run {
+                let path = config.data_dir.join("pds.redb");
+                let (before, after) = crate::pds::store::compact(&path)
+                    .with_context(|| format!("compacting {}", path.display()))?;
+                super::print(&format!(
+                    "pds.redb compacted: {} → {}",
+                    crate::http::human_bytes(before),
+                    crate::http::human_bytes(after)
+                ))?;
+            }
+            report
+        }
     };
     super::print(&format!(
         "{report} ({})",
@@ -36,11 +51,17 @@ fn offline(config: &Config, dry_run: bool) -> anyhow::Result<GcReport> {
             }
         })?;
         let blobs = super::serve::open_blobs(config)?;
+        let pds_path = config.data_dir.join("pds.redb");
+        let pds = crate::pds::store::PdsStore::open(&pds_path)
+            .with_context(|| format!("cannot open {}", pds_path.display()))?;
         let opts = GcOptions {
             dry_run,
             grace_secs: config.gc.grace_secs,
             upload_expiry_secs: config.uploads.expire_after_secs,
         };
-        Ok(Gc::new(index, blobs).run(opts, &|_| false).await?)
+        Ok(Gc::new(index, blobs)
+            .with_pds(pds)
+            .run(opts, &|_| false)
+            .await?)
     })
 }

@@ -24,7 +24,7 @@ mod commit;
 mod events;
 
 pub use blocks::Snapshot;
-pub use collect::{BlockCollection, StoreSize};
+pub use collect::{BlockCollection, StoreSize, compact};
 pub use commit::{CommitBatch, CommitFailure, Committed, Recovery};
 
 /// CID (binary) → block bytes: MST nodes, records and commits of every repository.

@@ -212,6 +212,20 @@ impl Collection<'_> {
     }
 }
 
+/// Compacts `pds.redb` at `path` so its file gives back the pages collections freed; returns
+/// the file's size before and after. Needs the file to itself: offline only (`atcr gc` with the
+/// daemon stopped). redb compacts through ordinary durable commits, so a crash midway leaves a
+/// whole database, compacted or not; `pds.wal` is not involved (nothing rides on it offline).
+pub fn compact(path: &std::path::Path) -> Result<(u64, u64), StoreError> {
+    let file_size = || std::fs::metadata(path).map_or(0, |m| m.len());
+    let before = file_size();
+    let mut db = redb::Database::create(path)?;
+    db.compact()
+        .map_err(|e| StoreError::Db(redb::Error::from(e)))?;
+    drop(db);
+    Ok((before, file_size()))
+}
+
 /// Every block a head of `snapshot` reaches: its commit, its tree's nodes and the records they
 /// name.
 fn mark(snapshot: &ReadTransaction) -> Result<CidSet, StoreError> {
