@@ -162,8 +162,8 @@ fn firehose_window() {
 }
 
 /// The PDS's block collection: after many updates and deletes, `atcr gc` (through the admin
-/// socket) deletes the blocks no head reaches and `pds.redb`'s live size goes down; then
-/// `@atproto/repo` still verifies both repositories (one shares a record block with the
+/// socket) deletes the blocks no head reaches and `pds.redb`'s live size goes down; offline it
+/// also compacts the file, which shrinks; then `@atproto/repo` still verifies both repositories (one shares a record block with the
 /// other's deleted record), a `getRecord` proof verifies and `getRepo` since a collected
 /// revision answers a superset (`collect.mjs`).
 #[test]
@@ -171,7 +171,7 @@ fn pds_blocks_collected_and_repositories_still_verify() {
     if node().is_none() {
         return;
     }
-    let node = Node::start();
+    let mut node = Node::start();
     let state = tempfile::NamedTempFile::new().expect("temp file");
     let state = ("ATCR_STATE", state.path().display().to_string());
     node.run_with(
@@ -210,6 +210,29 @@ fn pds_blocks_collected_and_repositories_still_verify() {
         "pds.redb's live size: {before} → {after} bytes"
     );
     assert_eq!(gc(&["gc"]).0, 0, "nothing left to collect");
+
+    // Offline, `atcr gc` compacts the file too; the node starts again on it, same port.
+    assert!(node.server.stop(), "atcr serve did not stop cleanly");
+    let file = node.server.data_dir().join("pds.redb");
+    let size = || std::fs::metadata(&file).expect("pds.redb").len();
+    let uncompacted = size();
+    let out = node.server.cli(&["gc"], "");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("pds.redb compacted"),
+        "{out:?}"
+    );
+    assert!(
+        size() < uncompacted,
+        "pds.redb: {uncompacted} → {} bytes",
+        size()
+    );
+    eprintln!(
+        "{deleted} blocks collected; live size {before} → {after} bytes; file {uncompacted} → {} \
+         bytes compacted",
+        size()
+    );
+    node.server.restart_same_port();
     node.run_with("collect.mjs", &[("ATCR_PHASE", "verify".into()), state]);
 }
 
