@@ -229,9 +229,7 @@ pub fn compact(path: &std::path::Path) -> Result<(u64, u64), StoreError> {
 /// Every block a head of `snapshot` reaches: its commit, its tree's nodes and the records they
 /// name.
 fn mark(snapshot: &ReadTransaction) -> Result<CidSet, StoreError> {
-    let blocks = Snapshot {
-        table: snapshot.open_table(BLOCKS)?,
-    };
+    let blocks = Snapshot::open(snapshot)?;
     let mut marked = CidSet::new();
     for item in snapshot.open_table(REPOS)?.iter()? {
         let (did, head) = item?;
