@@ -11,28 +11,31 @@ use crate::appview::gc::{Gc, GcOptions, GcReport};
 use crate::config::Config;
 
 pub fn run(config: &Config, dry_run: bool) -> anyhow::Result<()> {
-    let report: GcReport = match crate::admin::call(&config.data_dir, &Op::Gc { dry_run }) {
-        Some(reply) => {
+    let report: GcReport =
+        if let Some(reply) = crate::admin::call(&config.data_dir, &Op::Gc { dry_run }) {
             serde_json::from_str(&reply?).context("unreadable answer from the daemon")?
-        }
-        None => {
+        } else {
             let report = offline(config, dry_run)?;
             if !dry_run {
-                let path = config.data_dir.join("pds.redb");
-                let (before, after) = crate::pds::store::compact(&path)
-                    .with_context(|| format!("compacting {}", path.display()))?;
-                super::print(&format!(
-                    "pds.redb compacted: {} → {}",
-                    crate::http::human_bytes(before),
-                    crate::http::human_bytes(after)
-                ))?;
+                compact_pds(config)?;
             }
             report
-        }
-    };
+        };
     super::print(&format!(
         "{report} ({})",
         crate::http::human_bytes(report.bytes_freed)
+    ))
+}
+
+/// Compacts `pds.redb`, so its file gives back the pages the collection freed.
+fn compact_pds(config: &Config) -> anyhow::Result<()> {
+    let path = config.data_dir.join("pds.redb");
+    let (before, after) = crate::pds::store::compact(&path)
+        .with_context(|| format!("compacting {}", path.display()))?;
+    super::print(&format!(
+        "pds.redb compacted: {} → {}",
+        crate::http::human_bytes(before),
+        crate::http::human_bytes(after)
     ))
 }
 
