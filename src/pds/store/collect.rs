@@ -150,8 +150,9 @@ impl PdsStore {
         Ok(())
     }
 
-    /// How much of `pds.redb` is in use (briefly holds the write lock: redb counts pages in a
-    /// write transaction).
+    /// How much of `pds.redb` is in use. Holds the write lock while redb counts pages (it
+    /// does so only in a write transaction, walking every table), so commits wait for a time
+    /// that grows with the file: once per GC run, not per request.
     pub fn size(&self) -> Result<StoreSize, StoreError> {
         let tx = self.db.begin_write()?;
         let size = {
