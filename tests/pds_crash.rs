@@ -5,6 +5,9 @@
 //! from `cursor=0` is gap-free with every repository's commits chained (`since` = the rev
 //! before).
 //!
+//! The node collects garbage every second meanwhile (`gc.interval_secs = 1`, and once at each
+//! start, as the writers begin), so kills also land in the middle of a block collection.
+//!
 //! The kill points come from a seeded RNG; the seed is printed, and `ATCR_CRASH_SEED=<seed>`
 //! replays the same schedule (timing on a busy machine still varies).
 //!
@@ -132,7 +135,7 @@ async fn kill9_during_writes_loses_no_acknowledged_write() {
     eprintln!("pds crash test seed: {seed} (replay with ATCR_CRASH_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
 
-    let (mut server, users, client) = start_with_users();
+    let (mut server, users, client) = start_with_users(&[("ATCR_GC_INTERVAL_SECS", "1")]);
     let mut acked: Vec<Acked> = Vec::new();
     for round in 0..ROUNDS {
         let base = server.base_url();
@@ -164,6 +167,18 @@ async fn kill9_during_writes_loses_no_acknowledged_write() {
     let context = format!("seed {seed}\n{}", server.log_tail());
     check_acked(&client, &base, &acked, &context).await;
     final_checks(&client, &base, &users, &acked, seed).await;
+
+    // One more collection, through the daemon: everything still reads and verifies.
+    let out = server.cli(&["gc"], "");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("PDS blocks"),
+        "{out:?}"
+    );
+    check_acked(&client, &base, &acked, &context).await;
+    for (_, did) in &users {
+        verify_download(&client, &base, did, &acked).await;
+    }
 }
 
 /// Every acknowledged write is there with its CID (`getRecord`).
@@ -184,9 +199,11 @@ async fn check_acked(client: &reqwest::Client, base: &str, acked: &[Acked], cont
     }
 }
 
-/// A node with alice and bob, and an HTTP client for it.
-fn start_with_users() -> (Server, Vec<(&'static str, String)>, reqwest::Client) {
-    let mut server = Server::start();
+/// A node with alice and bob (`env`: `ATCR_*` settings), and an HTTP client for it.
+fn start_with_users(
+    env: &[(&str, &str)],
+) -> (Server, Vec<(&'static str, String)>, reqwest::Client) {
+    let mut server = Server::start_with(env);
     let users = add_users(&mut server);
     atcr::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
@@ -252,7 +269,7 @@ async fn final_checks(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_writers_on_two_repositories() {
     const EACH: usize = 40;
-    let (mut server, users, client) = start_with_users();
+    let (mut server, users, client) = start_with_users(&[]);
     let base = server.base_url();
     let mut tasks = Vec::new();
     for id in 0..8 {
@@ -433,7 +450,7 @@ async fn acked_writes(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_pds_wal_stops_the_start_until_the_loss_is_accepted() {
-    let (mut server, users, client) = start_with_users();
+    let (mut server, users, client) = start_with_users(&[]);
     let acked = acked_writes(&client, &server, &users[0], 100, 30).await;
     server.kill9();
     let wal = server.data_dir().join("pds.wal");

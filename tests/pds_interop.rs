@@ -161,6 +161,81 @@ fn firehose_window() {
     Node::start_with(&[("ATCR_PDS_EVENTS_KEEP_SECS", "1")]).run("firehose-window.mjs");
 }
 
+/// The PDS's block collection: after many updates and deletes, `atcr gc` (through the admin
+/// socket) deletes the blocks no head reaches and `pds.redb`'s live size goes down; offline it
+/// also compacts the file, which shrinks; then `@atproto/repo` still verifies both repositories (one shares a record block with the
+/// other's deleted record), a `getRecord` proof verifies and `getRepo` since a collected
+/// revision answers a superset (`collect.mjs`).
+#[test]
+fn pds_blocks_collected_and_repositories_still_verify() {
+    if node().is_none() {
+        return;
+    }
+    let mut node = Node::start();
+    let state = tempfile::NamedTempFile::new().expect("temp file");
+    let state = ("ATCR_STATE", state.path().display().to_string());
+    node.run_with(
+        "collect.mjs",
+        &[("ATCR_PHASE", "write".into()), state.clone()],
+    );
+    let gc = |args: &[&str]| {
+        let out = node.server.cli(args, "");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{out:?}");
+        // "…; deleted N PDS blocks (B bytes), pds.redb live size L bytes (file F bytes)…"
+        let number_before = |word: &str| -> u64 {
+            let at = text
+                .find(word)
+                .unwrap_or_else(|| panic!("no {word:?} in {text:?}"));
+            text[..at]
+                .split_whitespace()
+                .last()
+                .and_then(|n| n.parse().ok())
+                .expect(word)
+        };
+        let live = text
+            .split("live size ")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no live size in {text:?}"));
+        (number_before(" PDS blocks"), live)
+    };
+    let (would, before) = gc(&["gc", "--dry-run"]);
+    assert!(would > 100, "{would} blocks to collect after 160 commits");
+    let (deleted, after) = gc(&["gc"]);
+    assert_eq!(deleted, would);
+    assert!(
+        after < before,
+        "pds.redb's live size: {before} → {after} bytes"
+    );
+    assert_eq!(gc(&["gc"]).0, 0, "nothing left to collect");
+
+    // Offline, `atcr gc` compacts the file too; the node starts again on it, same port.
+    assert!(node.server.stop(), "atcr serve did not stop cleanly");
+    let file = node.server.data_dir().join("pds.redb");
+    let size = || std::fs::metadata(&file).expect("pds.redb").len();
+    let uncompacted = size();
+    let out = node.server.cli(&["gc"], "");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("pds.redb compacted"),
+        "{out:?}"
+    );
+    assert!(
+        size() < uncompacted,
+        "pds.redb: {uncompacted} → {} bytes",
+        size()
+    );
+    eprintln!(
+        "{deleted} blocks collected; live size {before} → {after} bytes; file {uncompacted} → {} \
+         bytes compacted",
+        size()
+    );
+    node.server.restart_same_port();
+    node.run_with("collect.mjs", &[("ATCR_PHASE", "verify".into()), state]);
+}
+
 /// `@atproto/lexicon`: stored `io.atcr.*` records are valid; invalid ones are refused.
 #[test]
 fn lexicon() {

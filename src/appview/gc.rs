@@ -11,6 +11,9 @@
 //!    then the claims are released.
 //!
 //! Blob storage is reached only through [`BlobStore`], so every backend collects alike.
+//!
+//! The same run collects the PDS's blocks that no repository head reaches
+//! ([`PdsStore::collect_blocks`], a mark and sweep of its own; see `pds/store/collect.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::index::{Candidate, Index, IndexError, Pins, past_grace};
-use crate::blobstore::{BlobError, BlobStore, UploadId};
+use crate::blobstore::{BlobError, BlobStore, Digest, UploadId};
 use crate::pds::store::{PdsStore, StoreError};
 
 /// Candidates claimed and swept per index write transaction: small enough that pushes waiting
@@ -31,7 +34,7 @@ pub enum GcError {
     Index(#[from] IndexError),
     #[error("blob storage: {0}")]
     Blobs(#[from] BlobError),
-    #[error("PDS store: {0}")]
+    #[error(transparent)]
     Pds(#[from] StoreError),
 }
 
@@ -61,12 +64,25 @@ pub struct GcReport {
     pub delete_failures: u64,
     /// Objects in storage older than the grace that neither the index nor the PDS knew (left
     /// by a crash between writing and recording them): taken up as unused blobs, collected a
-    /// grace later if still unused (dry: found). Looked for by the daemon's collections.
+    /// grace later if still unused (dry: found).
     #[serde(default)]
     pub orphans_adopted: u64,
     /// With a dry run through the daemon: what the retention rules would delete now.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retention: Vec<RetentionPlanned>,
+    /// PDS blocks (MST nodes, records, commits) no repository head reaches.
+    #[serde(default)]
+    pub pds_blocks_deleted: u64,
+    /// Their bytes.
+    #[serde(default)]
+    pub pds_bytes_freed: u64,
+    /// `pds.redb`'s live size after the collection: the pages redb has allocated (it reuses
+    /// freed pages but does not shrink its file).
+    #[serde(default)]
+    pub pds_live_bytes: u64,
+    /// `pds.redb`'s file size.
+    #[serde(default)]
+    pub pds_file_bytes: u64,
     pub millis: u64,
 }
 
@@ -92,6 +108,16 @@ impl std::fmt::Display for GcReport {
                 f,
                 "; {verb} {} stored objects the index did not know (collected a grace later if unused)",
                 self.orphans_adopted
+            )?;
+        }
+        if self.pds_live_bytes > 0 {
+            write!(
+                f,
+                "; {verb} {} PDS blocks ({} bytes), pds.redb live size {} bytes (file {} bytes)",
+                self.pds_blocks_deleted,
+                self.pds_bytes_freed,
+                self.pds_live_bytes,
+                self.pds_file_bytes
             )?;
         }
         if self.delete_failures > 0 {
@@ -129,6 +155,10 @@ pub struct GcStats {
     pub runs: AtomicU64,
     pub blobs_deleted: AtomicU64,
     pub bytes_freed: AtomicU64,
+    pub pds_blocks_deleted: AtomicU64,
+    pub pds_bytes_freed: AtomicU64,
+    /// `pds.redb`'s live size as the last run measured it (0: none yet).
+    pub pds_live_bytes: AtomicU64,
     /// Unix seconds of the last finished run (0: none yet).
     pub last_run: AtomicU64,
 }
@@ -140,8 +170,8 @@ const LIST_BATCH: usize = 1024;
 pub struct Gc {
     index: Index,
     blobs: BlobStore,
-    /// The PDS's store, whose uploaded blobs share the blob store: objects it knows are never
-    /// taken for leftovers. Without it (offline `atcr gc`) storage is not looked through.
+    /// The PDS: its unreachable blocks are collected in every run too, and its uploaded blobs,
+    /// which share the blob store, are never taken for leftovers when storage is looked through.
     pds: Option<PdsStore>,
     stats: GcStats,
     /// One collection at a time (the scheduled one and `atcr gc` may meet).
@@ -160,7 +190,8 @@ impl Gc {
         }
     }
 
-    /// Looks through storage for objects nobody recorded, leaving the PDS's blobs alone.
+    /// Collects `pds`'s unreachable blocks in every run too, and looks through storage for
+    /// objects nobody recorded, leaving the PDS's blobs alone.
     #[must_use]
     pub fn with_pds(mut self, pds: PdsStore) -> Gc {
         self.pds = Some(pds);
@@ -195,6 +226,7 @@ impl Gc {
                 .map_err(IndexError::from)??
         };
         report.blobs_seen = marked.blobs;
+        self.collect_pds(opts.dry_run, &mut report).await?;
         if opts.dry_run {
             report.blobs_deleted = marked.candidates.len() as u64;
             report.bytes_freed = marked.candidates.iter().map(|c| c.size).sum();
@@ -218,6 +250,12 @@ impl Gc {
             self.stats
                 .bytes_freed
                 .fetch_add(report.bytes_freed, Ordering::Relaxed);
+            self.stats
+                .pds_blocks_deleted
+                .fetch_add(report.pds_blocks_deleted, Ordering::Relaxed);
+            self.stats
+                .pds_bytes_freed
+                .fetch_add(report.pds_bytes_freed, Ordering::Relaxed);
             let finished = now_secs();
             self.stats.last_run.store(finished, Ordering::Relaxed);
             self.index
@@ -232,10 +270,34 @@ impl Gc {
             bytes_freed = report.bytes_freed,
             uploads_removed = report.uploads_removed,
             orphans_adopted = report.orphans_adopted,
+            pds_blocks_deleted = report.pds_blocks_deleted,
+            pds_bytes_freed = report.pds_bytes_freed,
+            pds_live_bytes = report.pds_live_bytes,
             millis = report.millis,
             "garbage collection finished"
         );
         Ok(report)
+    }
+
+    /// Collects the PDS's unreachable blocks (dry: counts them) and measures `pds.redb`.
+    async fn collect_pds(&self, dry_run: bool, report: &mut GcReport) -> Result<(), GcError> {
+        let Some(store) = self.pds.clone() else {
+            return Ok(());
+        };
+        let (collected, size) = tokio::task::spawn_blocking(move || {
+            let collected = store.collect_blocks(dry_run)?;
+            Ok::<_, StoreError>((collected, store.size()?))
+        })
+        .await
+        .map_err(StoreError::from)??;
+        report.pds_blocks_deleted = collected.blocks_deleted;
+        report.pds_bytes_freed = collected.bytes_freed;
+        report.pds_live_bytes = size.live_bytes;
+        report.pds_file_bytes = size.file_bytes;
+        self.stats
+            .pds_live_bytes
+            .store(size.live_bytes, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Claims, re-checks and removes one batch of candidates.
@@ -304,9 +366,17 @@ impl Gc {
             if unknown.is_empty() {
                 continue;
             }
+            // The PDS's blobs stay, except manifests' bytes: the registry stores those as the
+            // owner's blob just before the commit that names them, and a crash in between
+            // leaves one that no record uses and no collection would otherwise take.
             let theirs = pds.uploaded_blobs_among(&unknown)?;
             let mut old = Vec::new();
-            for digest in unknown.into_iter().filter(|d| !theirs.contains(d)) {
+            let pds_owned = |d: &Digest| {
+                theirs
+                    .get(d)
+                    .is_some_and(|mime| !crate::oci::manifest::is_manifest_media_type(mime))
+            };
+            for digest in unknown.into_iter().filter(|d| !pds_owned(d)) {
                 if let Some((size, Some(modified))) = self.blobs.stat_modified(&digest).await?
                     && past_grace(modified, now, grace)
                 {

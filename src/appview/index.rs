@@ -276,6 +276,17 @@ impl Index {
         Ok((Index::open(path)?, Some(aside)))
     }
 
+    /// Compacts the index file at `path` (no process may have it open), so it gives back the
+    /// pages garbage collection and rebuilds freed; returns its size before and after.
+    pub fn compact(path: &Path) -> Result<(u64, u64), IndexError> {
+        let file_size = || std::fs::metadata(path).map_or(0, |m| m.len());
+        let before = file_size();
+        let mut db = Database::open(path)?;
+        while db.compact().map_err(redb::Error::from)? {}
+        drop(db);
+        Ok((before, file_size()))
+    }
+
     /// An index that lives in memory only (tests).
     pub fn in_memory() -> Result<Index, IndexError> {
         let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;

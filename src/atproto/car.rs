@@ -204,7 +204,9 @@ pub fn export_repo<W: Write>(store: &dyn BlockStore, commit_cid: Cid, w: W) -> R
 
 /// Like [`export_repo`], without the MST nodes and records reachable from `since_data`, the
 /// MST root of an earlier commit: what a client holding that commit lacks (`getRepo` with
-/// `since`).
+/// `since`). Where the earlier tree's blocks are no longer stored (a PDS collects what no head
+/// reaches), the part of it that can be read is left out and the rest sent: a superset, as the
+/// whole repository is.
 pub fn export_repo_since<W: Write>(
     store: &dyn BlockStore,
     commit_cid: Cid,
@@ -212,13 +214,19 @@ pub fn export_repo_since<W: Write>(
     w: W,
 ) -> Result<W, CarError> {
     let mut known = HashSet::new();
-    Mst::load(store, since_data)?.walk(store, &mut |item| {
-        known.insert(match item {
-            WalkItem::Node { cid, .. } => cid,
-            WalkItem::Leaf { value, .. } => value,
-        });
-        Ok(())
-    })?;
+    let walked = Mst::load(store, since_data).and_then(|old| {
+        old.walk(store, &mut |item| {
+            known.insert(match item {
+                WalkItem::Node { cid, .. } => cid,
+                WalkItem::Leaf { value, .. } => value,
+            });
+            Ok(())
+        })
+    });
+    match walked {
+        Ok(()) | Err(MstError::MissingBlock(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
     export(store, commit_cid, &known, w)
 }
 

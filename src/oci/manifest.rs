@@ -24,6 +24,12 @@ enum Kind {
     Artifact,
 }
 
+/// Whether `media_type` is one of the manifest media types the registry stores.
+#[must_use]
+pub fn is_manifest_media_type(media_type: &str) -> bool {
+    kind_of(media_type).is_some()
+}
+
 fn kind_of(media_type: &str) -> Option<Kind> {
     match media_type {
         OCI_MANIFEST | DOCKER_MANIFEST => Some(Kind::Image),

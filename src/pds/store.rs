@@ -19,10 +19,12 @@ use crate::pds::wal::Wal;
 
 mod blobs;
 mod blocks;
+mod collect;
 mod commit;
 mod events;
 
 pub use blocks::Snapshot;
+pub use collect::{BlockCollection, StoreSize, compact};
 pub use commit::{CommitBatch, CommitFailure, Committed, Recovery};
 
 /// CID (binary) → block bytes: MST nodes, records and commits of every repository.
@@ -162,6 +164,8 @@ const CACHE_BYTES: usize = 32 << 20;
 pub struct PdsStore {
     db: Arc<DbSlot>,
     log: Arc<Mutex<commit::Log>>,
+    /// What a block collection shares with the committer (see `store/collect.rs`).
+    collector: Arc<collect::Collector>,
     /// `pds.redb`, for [`PdsStore::reopen`].
     path: Arc<PathBuf>,
 }
@@ -188,6 +192,7 @@ impl PdsStore {
         Ok(PdsStore {
             db: Arc::new(DbSlot::new(db)),
             log: Arc::new(Mutex::new(log)),
+            collector: Arc::default(),
             path: Arc::new(path.to_owned()),
         })
     }

@@ -68,7 +68,7 @@ impl From<crate::appview::gc::GcError> for OciError {
         match e {
             crate::appview::gc::GcError::Index(e) => e.into(),
             crate::appview::gc::GcError::Blobs(e) => e.into(),
-            e @ crate::appview::gc::GcError::Pds(_) => OciError::internal(&e),
+            crate::appview::gc::GcError::Pds(e) => OciError::internal(&e),
         }
     }
 }

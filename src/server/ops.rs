@@ -227,6 +227,24 @@ pub fn metrics(app: &App) -> Response<Body> {
         gc.bytes_freed.load(Ordering::Relaxed),
     );
     gauge(
+        "atcr_gc_pds_blocks_deleted_total",
+        "counter",
+        "PDS blocks (MST nodes, records, commits) no repository head reached, deleted by garbage collection.",
+        gc.pds_blocks_deleted.load(Ordering::Relaxed),
+    );
+    gauge(
+        "atcr_gc_pds_bytes_freed_total",
+        "counter",
+        "Bytes of PDS blocks deleted by garbage collection.",
+        gc.pds_bytes_freed.load(Ordering::Relaxed),
+    );
+    gauge(
+        "atcr_pds_live_bytes",
+        "gauge",
+        "Bytes of pds.redb in use (allocated pages) as the last garbage collection measured them (0: none since start).",
+        gc.pds_live_bytes.load(Ordering::Relaxed),
+    );
+    gauge(
         "atcr_gc_last_run_timestamp_seconds",
         "gauge",
         "When the last garbage collection finished (Unix seconds; 0: none since start).",

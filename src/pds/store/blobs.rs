@@ -92,14 +92,15 @@ impl PdsStore {
 }
 
 impl PdsStore {
-    /// Which of `digests` (SHA-256, of raw bytes) are blobs some repository uploaded: objects
-    /// of the shared blob store that the PDS, not the registry index, accounts for. One pass
-    /// over the blob table; meant for the few objects the index does not know.
+    /// Which of `digests` (SHA-256, of raw bytes) are blobs some repository uploaded, with the
+    /// MIME type one of those uploads gave: objects of the shared blob store that the PDS, not
+    /// the registry index, accounts for. One pass over the blob table; meant for the few
+    /// objects the index does not know.
     pub fn uploaded_blobs_among(
         &self,
         digests: &[crate::blobstore::Digest],
-    ) -> Result<std::collections::HashSet<crate::blobstore::Digest>, StoreError> {
-        let mut out = std::collections::HashSet::new();
+    ) -> Result<std::collections::HashMap<crate::blobstore::Digest, String>, StoreError> {
+        let mut out = std::collections::HashMap::new();
         if digests.is_empty() {
             return Ok(out);
         }
@@ -117,9 +118,10 @@ impl PdsStore {
             .collect();
         let tx = self.db.begin_read()?;
         for item in redb::ReadableTable::iter(&tx.open_table(REPO_BLOBS)?)? {
-            let (key, _) = item?;
+            let (key, meta) = item?;
             if let Some(d) = wanted.get(key.value().1) {
-                out.insert((*d).clone());
+                let meta: BlobMeta = serde_json::from_slice(meta.value())?;
+                out.insert((*d).clone(), meta.mime_type);
             }
         }
         Ok(out)

@@ -1,6 +1,7 @@
 //! The commit path of the PDS store: a group of commits written in one transaction, the
 //! writes it logs to `pds.wal` (`wal.rs`) and their replay when the store opens.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -89,8 +90,14 @@ impl PdsStore {
         let mut redo = wal::Writer::default();
         {
             let mut tables = Tables::open(&tx)?;
+            let mut written = self.collector.written();
             for batch in batches {
-                out.push(apply_commit(&mut tables, batch, &mut redo)?);
+                out.push(apply_commit(
+                    &mut tables,
+                    batch,
+                    &mut redo,
+                    written.as_mut(),
+                )?);
             }
             tables.meta.insert(WAL_GROUP, group)?;
             if !log.armed {
@@ -185,12 +192,14 @@ const REDO_RECORD_PUT: u8 = 4;
 const REDO_RECORD_DELETE: u8 = 5;
 const REDO_EVENT: u8 = 6;
 
-/// Writes one commit into the group's tables and its writes to `redo`; `Ok(Err(HeadMoved))`
-/// when its expected head is not current (nothing written for it).
+/// Writes one commit into the group's tables and its writes to `redo`, and its blocks to
+/// `written` while a block collection runs; `Ok(Err(HeadMoved))` when its expected head is not
+/// current (nothing written for it).
 fn apply_commit(
     t: &mut Tables<'_>,
     batch: CommitBatch,
     redo: &mut wal::Writer,
+    mut written: Option<&mut HashSet<Vec<u8>>>,
 ) -> Result<Committed, StoreError> {
     let did = batch.did.as_str();
     let current: Option<RepoHead> = t
@@ -207,6 +216,9 @@ fn apply_commit(
         redo.byte(REDO_BLOCK);
         redo.bytes(&cid);
         redo.bytes(bytes);
+        if let Some(w) = written.as_deref_mut() {
+            w.insert(cid);
+        }
     }
     let head = serde_json::to_vec(&batch.head)?;
     t.repos.insert(did, head.as_slice())?;

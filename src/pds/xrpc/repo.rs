@@ -300,17 +300,19 @@ pub(super) fn get_record(pds: &Pds, call: &Call) -> Answer {
             format!("could not locate record: at://{did}/{collection}/{key}"),
         )
     };
-    let found = pds
+    // The CID and the block from one snapshot: a record replaced since may be collected.
+    let (found, bytes) = pds
         .repos
         .store()
-        .record_cid(&did, collection.as_str(), key.as_str())?
+        .snapshot()?
+        .record(&did, collection.as_str(), key.as_str())?
         .ok_or_else(not_found)?;
     if let Some(want) = call.param("cid")
         && cid(want, "cid")? != found
     {
         return Err(not_found());
     }
-    let value = load_record(pds, &found)?;
+    let value = Value::from_cbor(&bytes).map_err(|e| super::internal(&e))?;
     ok_json(&json!({
         "uri": format!("at://{did}/{collection}/{key}"),
         "cid": found.to_string(),

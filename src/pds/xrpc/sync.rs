@@ -17,7 +17,7 @@ use crate::atproto::{Cid, Mst};
 use crate::blobstore::Digest;
 use crate::http::body::{self, Body};
 use crate::pds::Pds;
-use crate::pds::store::RepoHead;
+use crate::pds::store::{RepoHead, Snapshot};
 
 type Answer = Result<Response<Body>, XrpcError>;
 
@@ -67,8 +67,13 @@ impl Write for ChannelWriter {
 
 pub(super) fn get_repo(pds: &Pds, call: &Call) -> Answer {
     let (did, head) = sync_repo(pds, call)?;
+    // One read transaction for the whole export: a consistent view while writes go on. The
+    // head is read again from it: blocks only the one read above reached may be collected.
+    let snapshot = pds.repos.store().snapshot()?;
+    let head = snapshot.head(&did)?.unwrap_or(head);
     // `since`: only what changed after that revision. A revision this node has no commit for
-    // (made before it kept the table, or unknown) gets the whole repository, a superset.
+    // (made before it kept the table, or unknown) or whose commit block was collected gets the
+    // whole repository, a superset.
     let since = match call.param("since") {
         Some(rev) => {
             rev.parse::<crate::atproto::Tid>()
@@ -76,13 +81,12 @@ pub(super) fn get_repo(pds: &Pds, call: &Call) -> Answer {
             pds.repos
                 .store()
                 .commit_at(&did, rev)?
-                .map(|c| commit_data(pds, c.commit))
+                .map(|c| commit_data(&snapshot, c.commit))
                 .transpose()?
+                .flatten()
         }
         None => None,
     };
-    // One read transaction for the whole export: a consistent view while writes go on.
-    let snapshot = pds.repos.store().snapshot()?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     tokio::task::spawn_blocking(move || {
         let mut w = ChannelWriter {
@@ -112,18 +116,15 @@ pub(super) fn get_repo(pds: &Pds, call: &Call) -> Answer {
     Ok(car_response(body::stream(stream)))
 }
 
-/// The MST root a stored commit signs.
-fn commit_data(pds: &Pds, commit: Cid) -> Result<Cid, XrpcError> {
-    let bytes = pds
-        .repos
-        .store()
-        .snapshot()?
-        .get(&commit)
-        .map_err(|e| super::internal(&e))?
-        .ok_or_else(XrpcError::internal)?;
+/// The MST root a stored commit signs; `None` once the commit block was collected (no head
+/// reaches it), when `getRepo` sends the whole repository.
+fn commit_data(snapshot: &Snapshot, commit: Cid) -> Result<Option<Cid>, XrpcError> {
+    let Some(bytes) = snapshot.get(&commit).map_err(|e| super::internal(&e))? else {
+        return Ok(None);
+    };
     let commit =
         crate::atproto::commit::Commit::from_cbor(&bytes).map_err(|e| super::internal(&e))?;
-    Ok(commit.unsigned.data)
+    Ok(Some(commit.unsigned.data))
 }
 
 pub(super) fn get_latest_commit(pds: &Pds, call: &Call) -> Answer {
@@ -134,10 +135,11 @@ pub(super) fn get_latest_commit(pds: &Pds, call: &Call) -> Answer {
 /// A CAR proving one record (or its absence): the commit, the MST path to the key, and the
 /// record block.
 pub(super) fn get_record(pds: &Pds, call: &Call) -> Answer {
-    let (_, head) = sync_repo(pds, call)?;
+    let (did, head) = sync_repo(pds, call)?;
     let collection = call.required("collection")?;
     let rkey = call.required("rkey")?;
     let snapshot = pds.repos.store().snapshot()?;
+    let head = snapshot.head(&did)?.unwrap_or(head);
     let recording = RecordingStore::new(&snapshot);
     let mst = Mst::load(&recording, head.data).map_err(|e| super::internal(&e))?;
     let key = format!("{collection}/{rkey}");
@@ -178,7 +180,7 @@ pub(super) fn get_record(pds: &Pds, call: &Call) -> Answer {
 /// fetched through this one (the read gate admits a caller to their own repository). Any
 /// block not found fails the call (400 `BlockNotFound`), as the reference PDS does.
 pub(super) async fn get_blocks(pds: &Pds, call: &Call) -> Answer {
-    let (_, head) = sync_repo(pds, call)?;
+    let (did, head) = sync_repo(pds, call)?;
     let mut wanted: Vec<Cid> = Vec::new();
     for c in call.params.get("cids").map_or(&[][..], Vec::as_slice) {
         let cid = c
@@ -192,6 +194,7 @@ pub(super) async fn get_blocks(pds: &Pds, call: &Call) -> Answer {
         return Err(XrpcError::invalid("parameter cids is required"));
     }
     let snapshot = pds.repos.store().snapshot()?;
+    let head = snapshot.head(&did)?.unwrap_or(head);
     let found = tokio::task::spawn_blocking(move || repo_blocks(&snapshot, &head, wanted))
         .await
         .map_err(|e| super::internal(&e))?;

@@ -63,7 +63,7 @@ async fn writes_commit_and_survive_reopen() {
 
 /// Copies of `pds.redb` and `pds.wal` taken while the store is open are what a crash leaves:
 /// redb at its last durable commit, the rest in the log.
-fn crash_copy(from: &std::path::Path, to: &std::path::Path) {
+pub(super) fn crash_copy(from: &std::path::Path, to: &std::path::Path) {
     for file in ["pds.redb", "pds.wal"] {
         std::fs::copy(from.join(file), to.join(file)).unwrap();
     }

@@ -1,5 +1,6 @@
 //! Tests of the write path, by topic; the helpers they share.
 
+mod collect;
 mod durability;
 mod events;
 mod pipeline;
