@@ -5,7 +5,9 @@
 //! A real server on 127.0.0.1:0 in this process (the test harness's), a filesystem blob store in
 //! a temp dir, reqwest as the client over loopback HTTP/1.1. Every push is a tagged manifest
 //! (one commit of a manifest record and a tag record) sharing one config and one layer, so the
-//! figures are the record path, not blob I/O. `ATCR_BENCH_MANIFESTS` overrides `N`.
+//! figures are the record path, not blob I/O. `ATCR_BENCH_MANIFESTS` overrides `N`. At the end
+//! every other manifest is deleted and one collection runs: `pds.redb` and `index.redb` before,
+//! after it, and compacted.
 
 // Report arithmetic on counts far below 2^52; `main` is a flat script.
 #![allow(
@@ -177,6 +179,51 @@ fn main() {
             stats.tags,
             rebuild.elapsed().as_secs_f64()
         );
-        s.stop().await;
+
+        // Storage given back: every other manifest deleted (signed deletes of its records),
+        // then one collection with no grace (blobs, the manifests' objects, the PDS's blocks).
+        let deleted = Instant::now();
+        for i in (0..n).step_by(2) {
+            let digest = atcr::blobstore::Digest::of(atcr::blobstore::Algorithm::Sha256, &manifest(i));
+            let r = s
+                .req(Method::DELETE, &format!("/v2/{repo}/manifests/{digest}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::ACCEPTED);
+        }
+        println!(
+            "{} manifest DELETEs in {:.1} s; pds.redb {:.1} MiB, index.redb {:.1} MiB",
+            n.div_ceil(2),
+            deleted.elapsed().as_secs_f64(),
+            size(&pds),
+            size(&index)
+        );
+        let report = s
+            .app
+            .registry
+            .collect_garbage(atcr::appview::gc::GcOptions {
+                dry_run: false,
+                grace_secs: 0,
+                upload_expiry_secs: 86_400,
+            })
+            .await
+            .unwrap();
+        println!("collection: {report}");
+        println!(
+            "  after it: pds.redb live {:.1} MiB (file {:.1} MiB), index.redb file {:.1} MiB, process RSS {:.1} MiB",
+            report.pds_live_bytes as f64 / 1_048_576.0,
+            size(&pds),
+            size(&index),
+            rss_mib()
+        );
+        let _dir = s.stop().await;
+        for (name, path) in [("pds.redb", &pds), ("index.redb", &index)] {
+            let before = size(path);
+            let mut db = redb::Database::open(path).unwrap();
+            while db.compact().unwrap() {}
+            drop(db);
+            println!("  {name} compacted (as offline `atcr gc` does): {before:.1} → {:.1} MiB", size(path));
+        }
     });
 }
