@@ -318,7 +318,7 @@ impl Index {
         tx.open_table(derived::LAYERS)?;
         tx.open_table(derived::VOUCHED)?;
         tx.open_table(derived::META)?;
-        if derived::upgrade_format(&tx)? {
+        if codec::upgrade_format(&tx)? {
             tracing::warn!(
                 "the registry index was written by an older version: rebuilding what records \
                  put in it (upload sessions are kept)"

@@ -462,5 +462,28 @@ impl RecordEntry {
     }
 }
 
+/// An index whose values are in another layout than [`FORMAT`] (made by an older
+/// version) loses what records put in and starts over from the first event: the indexer then
+/// replays the event log or, where it was pruned, rebuilds from the repositories. Upload
+/// sessions and the blobs uploaded into repositories are kept. Returns whether it did.
+pub(super) fn upgrade_format(tx: &redb::WriteTransaction) -> Result<bool, IndexError> {
+    use redb::{ReadableTable as _, ReadableTableMetadata as _};
+    let format = tx
+        .open_table(super::derived::META)?
+        .get("format")?
+        .map(|v| v.value());
+    if format == Some(FORMAT) {
+        return Ok(false);
+    }
+    let filled = !tx.open_table(super::derived::RECORDS)?.is_empty()?
+        || !tx.open_table(super::MANIFESTS)?.is_empty()?;
+    if filled {
+        super::derived::clear_derived_in(tx, 0)?;
+    }
+    tx.open_table(super::derived::META)?
+        .insert("format", FORMAT)?;
+    Ok(filled)
+}
+
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,7 @@
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::{codec, gc, social};
+use super::{gc, social};
 pub use vouched::LayerOf;
 pub(in crate::appview::index) use vouched::{LAYERS, VOUCHED};
 
@@ -253,7 +253,7 @@ impl Index {
 }
 
 /// [`Index::clear_derived`] inside `tx`.
-fn clear_derived_in(tx: &WriteTransaction, seq: u64) -> Result<(), IndexError> {
+pub(super) fn clear_derived_in(tx: &WriteTransaction, seq: u64) -> Result<(), IndexError> {
     tx.delete_table(REPOS)?;
     tx.delete_table(LAYERS)?;
     tx.delete_table(VOUCHED)?;
@@ -275,24 +275,6 @@ fn clear_derived_in(tx: &WriteTransaction, seq: u64) -> Result<(), IndexError> {
     tx.open_table(LAYERS)?;
     tx.open_table(VOUCHED)?;
     Ok(())
-}
-
-/// An index whose values are in another layout than [`codec::FORMAT`] (made by an older
-/// version) loses what records put in and starts over from the first event: the indexer then
-/// replays the event log or, where it was pruned, rebuilds from the repositories. Upload
-/// sessions and the blobs uploaded into repositories are kept. Returns whether it did.
-pub(super) fn upgrade_format(tx: &WriteTransaction) -> Result<bool, IndexError> {
-    use redb::ReadableTableMetadata as _;
-    let format = tx.open_table(META)?.get("format")?.map(|v| v.value());
-    if format == Some(codec::FORMAT) {
-        return Ok(false);
-    }
-    let filled = !tx.open_table(RECORDS)?.is_empty()? || !tx.open_table(MANIFESTS)?.is_empty()?;
-    if filled {
-        clear_derived_in(tx, 0)?;
-    }
-    tx.open_table(META)?.insert("format", codec::FORMAT)?;
-    Ok(filled)
 }
 
 fn record_key(addr: &RecordAddr) -> (&str, &str, &str) {
