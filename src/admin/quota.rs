@@ -54,7 +54,11 @@ fn standing(node: &Node<'_>, account: &Account) -> anyhow::Result<(String, Strin
         0 => "unlimited".to_owned(),
         n => human_bytes(n),
     };
-    let from = if account.quota.is_some() { "" } else { " (default)" };
+    let from = if account.quota.is_some() {
+        ""
+    } else {
+        " (default)"
+    };
     Ok((used, format!("{limit}{from}")))
 }
 

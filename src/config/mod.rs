@@ -21,8 +21,8 @@ pub use lifecycle::{
     DEFAULT_GC_GRACE_SECS, DEFAULT_GC_INTERVAL_SECS, GcConfig, QuotaConfig, RetentionConfig,
     RetentionRule,
 };
-pub use size::{SizeError, parse_size};
 pub use secret::{SecretError, check_owner_only, read_secret};
+pub use size::{SizeError, parse_size};
 pub use storage::{Backend, DEFAULT_REDIRECT_TTL_SECS, StorageConfig};
 
 /// The file read when no `--config` is given, if it exists.

@@ -2,7 +2,9 @@
 
 /// Why a size did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a size: a number with an optional unit (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB), like 50GiB or 500MB")]
+#[error(
+    "{0:?} is not a size: a number with an optional unit (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB), like 50GiB or 500MB"
+)]
 pub struct SizeError(pub String);
 
 /// Parses a byte size: a number (a decimal fraction allowed) and an optional unit, decimal
@@ -32,9 +34,17 @@ pub fn parse_size(text: &str) -> Result<u64, SizeError> {
     if whole.is_empty() && fraction.is_empty() || fraction.len() > 9 || fraction.contains('.') {
         return Err(bad());
     }
-    let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad())? };
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
     let scale = 10u128.pow(u32::try_from(fraction.len()).map_err(|_| bad())?);
-    let fraction: u128 = if fraction.is_empty() { 0 } else { fraction.parse().map_err(|_| bad())? };
+    let fraction: u128 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse().map_err(|_| bad())?
+    };
     let bytes = whole
         .checked_mul(multiplier)
         .and_then(|w| w.checked_add(fraction * multiplier / scale))
@@ -66,7 +76,16 @@ mod tests {
 
     #[test]
     fn nonsense_and_overflow_are_refused() {
-        for text in ["", "GiB", "-1", "1.2.3", "5 parsecs", "1e9", "99999999999TiB", ". MB"] {
+        for text in [
+            "",
+            "GiB",
+            "-1",
+            "1.2.3",
+            "5 parsecs",
+            "1e9",
+            "99999999999TiB",
+            ". MB",
+        ] {
             let e = parse_size(text).unwrap_err();
             assert!(e.to_string().contains("not a size"), "{text}: {e}");
         }

@@ -14,12 +14,13 @@ use crate::http::human_bytes;
 use crate::oci::error::{ErrorCode, OciError};
 use crate::oci::manifest::Manifest;
 
-/// The refusal: names the quota, the usage, the limit and what the push needs.
+/// The refusal: names the quota, the usage, the limit and what the push needs (`what` says
+/// what needs it: `this blob needs`).
 fn exceeded(quota: &Quota, limit: u64, needs: u64, what: &str) -> OciError {
     OciError::new(
         ErrorCode::Denied,
         format!(
-            "quota exceeded for {}: {} used of {}, {what} needs {}",
+            "quota exceeded for {}: {} used of {}, {what} {}",
             quota.user,
             human_bytes(quota.used),
             human_bytes(limit),
@@ -54,7 +55,7 @@ impl Registry {
             return Ok(());
         }
         tracing::info!(repo = %name, owner = %name.loc.owner, used = quota.used, limit, needs = size, "blob refused: over quota");
-        Err(exceeded(&quota, limit, size, "this blob"))
+        Err(exceeded(&quota, limit, size, "this blob needs"))
     }
 
     /// Refuses a manifest whose blobs new to `name`'s owner would take them over their quota.
@@ -78,6 +79,11 @@ impl Registry {
             return Ok(());
         }
         tracing::info!(repo = %name, owner = %name.loc.owner, used = quota.used, limit, needs, "manifest refused: over quota");
-        Err(exceeded(&quota, limit, needs, "this manifest's new blobs"))
+        Err(exceeded(
+            &quota,
+            limit,
+            needs,
+            "this manifest's new blobs need",
+        ))
     }
 }

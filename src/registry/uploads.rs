@@ -292,7 +292,9 @@ impl Registry {
                 ));
             }
         }
-        let incoming = declared.map(|(_, len)| len).or(declared_length(req.headers()));
+        let incoming = declared
+            .map(|(_, len)| len)
+            .or(declared_length(req.headers()));
         if let Some(len) = incoming {
             self.check_blob_quota(name, None, session.size.saturating_add(len))?;
         }

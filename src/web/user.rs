@@ -76,4 +76,3 @@ pub(super) fn page(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Bo
         },
     )))
 }
-
