@@ -21,8 +21,9 @@ const OWNER_BYTES: TableDefinition<&str, u64> = TableDefinition::new("usage_owne
 const REPO_COUNTED: TableDefinition<(&str, &str), u64> = TableDefinition::new("usage_repo_blobs");
 /// repository → bytes: the sum of the repository's rows in `REPO_COUNTED`.
 const REPO_BYTES: TableDefinition<&str, u64> = TableDefinition::new("usage_repos");
-/// The key in the derived `META` table saying the usage tables are filled.
-const FILLED: &str = "usage";
+/// name → value: `filled`, set once the tables hold the usage of every manifest indexed.
+const USAGE_META: TableDefinition<&str, u64> = TableDefinition::new("usage_meta");
+const FILLED: &str = "filled";
 
 /// One side of the bookkeeping: who is counted (an owner, or a repository) in which tables.
 #[derive(Clone, Copy)]
@@ -139,7 +140,7 @@ pub(super) fn ensure(tx: &WriteTransaction) -> Result<(), IndexError> {
         tx.open_table(ledger.rows)?;
         tx.open_table(ledger.totals)?;
     }
-    if tx.open_table(super::derived::META)?.get(FILLED)?.is_some() {
+    if tx.open_table(USAGE_META)?.get(FILLED)?.is_some() {
         return Ok(());
     }
     if !tx.open_table(MANIFESTS)?.is_empty()? {
@@ -158,7 +159,7 @@ pub(super) fn ensure(tx: &WriteTransaction) -> Result<(), IndexError> {
             add(tx, &repo, &[(digest, size)])?;
         }
     }
-    tx.open_table(super::derived::META)?.insert(FILLED, 1)?;
+    tx.open_table(USAGE_META)?.insert(FILLED, 1)?;
     Ok(())
 }
 
@@ -170,7 +171,7 @@ pub(super) fn clear(tx: &WriteTransaction) -> Result<(), IndexError> {
         tx.open_table(ledger.rows)?;
         tx.open_table(ledger.totals)?;
     }
-    tx.open_table(super::derived::META)?.insert(FILLED, 1)?;
+    tx.open_table(USAGE_META)?.insert(FILLED, 1)?;
     Ok(())
 }
 
