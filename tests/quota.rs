@@ -179,7 +179,10 @@ fn quotas_count_unique_blobs_refuse_pushes_and_survive_rebuilds() {
         "{user_page}"
     );
     let repo_page = get(&srv, "/r/admin/a");
-    assert!(repo_page.contains(&format!("Size {}", atcr::http::human_bytes(a_size))), "{repo_page}");
+    assert!(
+        repo_page.contains(&format!("Size {}", atcr::http::human_bytes(a_size))),
+        "{repo_page}"
+    );
     let form = format!("identifier=admin&password={}", srv.password());
     let cookie = post_form(&srv, "/signin", None, &form)
         .header("set-cookie")
