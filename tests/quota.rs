@@ -90,8 +90,8 @@ fn quotas_count_unique_blobs_refuse_pushes_and_survive_rebuilds() {
     let mut srv = Server::start_with(&[("ATCR_GC_GRACE_SECS", "0")]);
     let base = srv.base_url();
     let (shared, own_b) = (random(1, 40_000), random(2, 25_000));
-    push_with_curl(&base, "admin/a", "v1", &shared);
-    push_with_curl(&base, "admin/b", "v1", &shared);
+    let _ = push_with_curl(&base, "admin/a", "v1", &shared);
+    let _ = push_with_curl(&base, "admin/b", "v1", &shared);
     let b2 = push_with_curl(&base, "admin/b", "v2", &own_b);
     // Each blob once, however many manifests and repositories use it.
     let unique = (CONFIG.len() + shared.len() + own_b.len()) as u64;
