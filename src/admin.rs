@@ -29,6 +29,9 @@ use crate::appview::index::Index;
 use crate::atproto::Did;
 use crate::hold::{Hold, Permission, role_permissions};
 
+mod quota;
+pub use quota::QuotaSetting;
+
 /// The socket's file name in the data directory.
 pub const SOCKET: &str = "admin.sock";
 /// A request larger than this is refused (an operation is a few names and a password).
@@ -55,6 +58,12 @@ pub enum Op {
     UserPasswd {
         name: String,
         password: String,
+    },
+    /// `atcr user quota NAME [LIMIT]`: sets the limit when given; the reply says where the
+    /// user stands.
+    UserQuota {
+        name: String,
+        setting: Option<QuotaSetting>,
     },
     HoldShow,
     HoldSet {
@@ -105,6 +114,8 @@ pub struct Node<'a> {
     pub running: bool,
     /// The daemon's collector (`None` in the command-line tools).
     pub gc: Option<&'a GcHook>,
+    /// `quota.default` in bytes (0: no limit), for what `atcr user` shows.
+    pub default_quota: u64,
 }
 
 /// The daemon's answer: the command's output, or why it failed.
@@ -124,6 +135,7 @@ impl Op {
             Op::UserList => "user list",
             Op::UserRemove { .. } => "user remove",
             Op::UserPasswd { .. } => "user passwd",
+            Op::UserQuota { .. } => "user quota",
             Op::HoldShow => "hold show",
             Op::HoldSet { .. } => "hold set",
             Op::CrewAdd { .. } => "crew add",
@@ -151,18 +163,8 @@ impl Op {
                 hold.add_crew(&account.did, role, permissions).await?;
                 Ok(format!("{}\t{}", account.handle, account.did))
             }
-            Op::UserList => {
-                let mut accounts = pds.accounts.list()?;
-                accounts.sort_by(|a, b| a.name.cmp(&b.name));
-                let lines: Vec<String> = accounts
-                    .iter()
-                    .map(|a| {
-                        let admin = if a.admin { "\tadmin" } else { "" };
-                        format!("{}\t{}\t{}{admin}", a.name, a.handle, a.did)
-                    })
-                    .collect();
-                Ok(lines.join("\n"))
-            }
+            Op::UserList => quota::list(node),
+            Op::UserQuota { name, setting } => quota::quota(node, &name, setting),
             Op::UserRemove { name } => {
                 let account = find_user(hold, &name)?;
                 pds.remove_account(&account.did).await?;
@@ -396,6 +398,7 @@ impl AdminSocket {
         hold: Arc<Hold>,
         index: Index,
         gc: Arc<GcHook>,
+        default_quota: u64,
         shutdown: CancellationToken,
     ) {
         // One operation at a time: they are rare, and this keeps their effects in order.
@@ -425,6 +428,7 @@ impl AdminSocket {
                     index: Some(&index),
                     running: true,
                     gc: Some(&gc),
+                    default_quota,
                 };
                 if let Err(e) = serve_one(stream, &node, owner, &turn).await {
                     tracing::warn!(error = %format!("{e:#}"), "admin socket");

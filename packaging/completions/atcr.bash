@@ -193,6 +193,9 @@ _atcr() {
             atcr__subcmd__help__subcmd__user,passwd)
                 cmd="atcr__subcmd__help__subcmd__user__subcmd__passwd"
                 ;;
+            atcr__subcmd__help__subcmd__user,quota)
+                cmd="atcr__subcmd__help__subcmd__user__subcmd__quota"
+                ;;
             atcr__subcmd__help__subcmd__user,remove)
                 cmd="atcr__subcmd__help__subcmd__user__subcmd__remove"
                 ;;
@@ -274,6 +277,9 @@ _atcr() {
             atcr__subcmd__user,passwd)
                 cmd="atcr__subcmd__user__subcmd__passwd"
                 ;;
+            atcr__subcmd__user,quota)
+                cmd="atcr__subcmd__user__subcmd__quota"
+                ;;
             atcr__subcmd__user,remove)
                 cmd="atcr__subcmd__user__subcmd__remove"
                 ;;
@@ -288,6 +294,9 @@ _atcr() {
                 ;;
             atcr__subcmd__user__subcmd__help,passwd)
                 cmd="atcr__subcmd__user__subcmd__help__subcmd__passwd"
+                ;;
+            atcr__subcmd__user__subcmd__help,quota)
+                cmd="atcr__subcmd__user__subcmd__help__subcmd__quota"
                 ;;
             atcr__subcmd__user__subcmd__help,remove)
                 cmd="atcr__subcmd__user__subcmd__help__subcmd__remove"
@@ -1061,7 +1070,7 @@ _atcr() {
             return 0
             ;;
         atcr__subcmd__help__subcmd__user)
-            opts="add list remove passwd"
+            opts="add list quota remove passwd"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1103,6 +1112,20 @@ _atcr() {
             return 0
             ;;
         atcr__subcmd__help__subcmd__user__subcmd__passwd)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        atcr__subcmd__help__subcmd__user__subcmd__quota)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1663,7 +1686,7 @@ _atcr() {
             return 0
             ;;
         atcr__subcmd__user)
-            opts="-h --help add list remove passwd help"
+            opts="-h --help add list quota remove passwd help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1703,7 +1726,7 @@ _atcr() {
             return 0
             ;;
         atcr__subcmd__user__subcmd__help)
-            opts="add list remove passwd help"
+            opts="add list quota remove passwd help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1772,6 +1795,20 @@ _atcr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        atcr__subcmd__user__subcmd__help__subcmd__quota)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         atcr__subcmd__user__subcmd__help__subcmd__remove)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1814,6 +1851,32 @@ _atcr() {
             ;;
         atcr__subcmd__user__subcmd__passwd)
             opts="-h --password-stdin --config --data-dir --listen --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        atcr__subcmd__user__subcmd__quota)
+            opts="-h --config --data-dir --listen --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -83,12 +83,13 @@ complete -c atcr -n "__fish_atcr_using_subcommand tls; and __fish_seen_subcomman
 complete -c atcr -n "__fish_atcr_using_subcommand tls; and __fish_seen_subcommand_from trust-instructions" -s h -l help -d 'Print help'
 complete -c atcr -n "__fish_atcr_using_subcommand tls; and __fish_seen_subcommand_from help" -f -a "trust-instructions" -d 'Print how docker, podman and containerd clients come to trust this node\'s certificate'
 complete -c atcr -n "__fish_atcr_using_subcommand tls; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c atcr -n "__fish_atcr_using_subcommand user; and not __fish_seen_subcommand_from add list remove passwd help" -s h -l help -d 'Print help'
-complete -c atcr -n "__fish_atcr_using_subcommand user; and not __fish_seen_subcommand_from add list remove passwd help" -f -a "add" -d 'Create an account `<name>.<handle domain>` with a new did:plc; prints handle and DID. The password must have at least 8 characters'
-complete -c atcr -n "__fish_atcr_using_subcommand user; and not __fish_seen_subcommand_from add list remove passwd help" -f -a "list" -d 'List accounts: name, handle, DID'
-complete -c atcr -n "__fish_atcr_using_subcommand user; and not __fish_seen_subcommand_from add list remove passwd help" -f -a "remove" -d 'Remove an account (by name, handle or DID); its repository is kept, inactive'
-complete -c atcr -n "__fish_atcr_using_subcommand user; and not __fish_seen_subcommand_from add list remove passwd help" -f -a "passwd" -d 'Change an account\'s password (at least 8 characters); its sessions end'
-complete -c atcr -n "__fish_atcr_using_subcommand user; and not __fish_seen_subcommand_from add list remove passwd help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c atcr -n "__fish_atcr_using_subcommand user; and not __fish_seen_subcommand_from add list quota remove passwd help" -s h -l help -d 'Print help'
+complete -c atcr -n "__fish_atcr_using_subcommand user; and not __fish_seen_subcommand_from add list quota remove passwd help" -f -a "add" -d 'Create an account `<name>.<handle domain>` with a new did:plc; prints handle and DID. The password must have at least 8 characters'
+complete -c atcr -n "__fish_atcr_using_subcommand user; and not __fish_seen_subcommand_from add list quota remove passwd help" -f -a "list" -d 'List accounts: name, handle, DID, storage used, quota (and `admin` for administrators)'
+complete -c atcr -n "__fish_atcr_using_subcommand user; and not __fish_seen_subcommand_from add list quota remove passwd help" -f -a "quota" -d 'Show or set an account\'s storage quota: the bytes of unique blobs its manifests may use'
+complete -c atcr -n "__fish_atcr_using_subcommand user; and not __fish_seen_subcommand_from add list quota remove passwd help" -f -a "remove" -d 'Remove an account (by name, handle or DID); its repository is kept, inactive'
+complete -c atcr -n "__fish_atcr_using_subcommand user; and not __fish_seen_subcommand_from add list quota remove passwd help" -f -a "passwd" -d 'Change an account\'s password (at least 8 characters); its sessions end'
+complete -c atcr -n "__fish_atcr_using_subcommand user; and not __fish_seen_subcommand_from add list quota remove passwd help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from add" -l config -d 'Configuration file (default: /etc/atcr/atcr.toml if it exists, else built-in defaults)' -r -F
 complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from add" -l data-dir -d 'State directory' -r -F
 complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from add" -l listen -d 'The daemon\'s listen address, as `listen` in the configuration; this command listens on nothing. With pds.public_host unset, its port is part of the node\'s identity (localhost:PORT): give the daemon\'s' -r
@@ -99,6 +100,10 @@ complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcomma
 complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from list" -l data-dir -d 'State directory' -r -F
 complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from list" -l listen -d 'The daemon\'s listen address, as `listen` in the configuration; this command listens on nothing. With pds.public_host unset, its port is part of the node\'s identity (localhost:PORT): give the daemon\'s' -r
 complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from quota" -l config -d 'Configuration file (default: /etc/atcr/atcr.toml if it exists, else built-in defaults)' -r -F
+complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from quota" -l data-dir -d 'State directory' -r -F
+complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from quota" -l listen -d 'The daemon\'s listen address, as `listen` in the configuration; this command listens on nothing. With pds.public_host unset, its port is part of the node\'s identity (localhost:PORT): give the daemon\'s' -r
+complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from quota" -s h -l help -d 'Print help'
 complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from remove" -l config -d 'Configuration file (default: /etc/atcr/atcr.toml if it exists, else built-in defaults)' -r -F
 complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from remove" -l data-dir -d 'State directory' -r -F
 complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from remove" -l listen -d 'The daemon\'s listen address, as `listen` in the configuration; this command listens on nothing. With pds.public_host unset, its port is part of the node\'s identity (localhost:PORT): give the daemon\'s' -r
@@ -109,7 +114,8 @@ complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcomma
 complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from passwd" -l password-stdin -d 'Read the password (at least 8 characters) from the first line of stdin (default: ask for it twice at the terminal)'
 complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from passwd" -s h -l help -d 'Print help'
 complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "add" -d 'Create an account `<name>.<handle domain>` with a new did:plc; prints handle and DID. The password must have at least 8 characters'
-complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "list" -d 'List accounts: name, handle, DID'
+complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "list" -d 'List accounts: name, handle, DID, storage used, quota (and `admin` for administrators)'
+complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "quota" -d 'Show or set an account\'s storage quota: the bytes of unique blobs its manifests may use'
 complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove an account (by name, handle or DID); its repository is kept, inactive'
 complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "passwd" -d 'Change an account\'s password (at least 8 characters); its sessions end'
 complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -214,7 +220,8 @@ complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subc
 complete -c atcr -n "__fish_atcr_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "show" -d 'Print the effective configuration, each value with where it came from'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and __fish_seen_subcommand_from tls" -f -a "trust-instructions" -d 'Print how docker, podman and containerd clients come to trust this node\'s certificate'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "add" -d 'Create an account `<name>.<handle domain>` with a new did:plc; prints handle and DID. The password must have at least 8 characters'
-complete -c atcr -n "__fish_atcr_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "list" -d 'List accounts: name, handle, DID'
+complete -c atcr -n "__fish_atcr_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "list" -d 'List accounts: name, handle, DID, storage used, quota (and `admin` for administrators)'
+complete -c atcr -n "__fish_atcr_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "quota" -d 'Show or set an account\'s storage quota: the bytes of unique blobs its manifests may use'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "remove" -d 'Remove an account (by name, handle or DID); its repository is kept, inactive'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "passwd" -d 'Change an account\'s password (at least 8 characters); its sessions end'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and __fish_seen_subcommand_from hold" -f -a "show" -d 'Print the captain record (owner, public, allowAllCrew, deployedAt) and the crew size'

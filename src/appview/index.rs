@@ -327,6 +327,7 @@ impl Index {
         gc::ensure_users(&tx)?;
         gc::ensure_manifest_objects(&tx)?;
         social::ensure_tables(&tx)?;
+        usage::ensure(&tx)?;
         tx.commit()?;
         Ok(())
     }
@@ -591,6 +592,7 @@ mod key;
 pub mod pins;
 mod retention;
 mod social;
+mod usage;
 pub use blobs::UploadSession;
 pub use derived::{
     IndexChange, LAYER_COLLECTION, LayerOf, MANIFEST_COLLECTION, PAGE_COLLECTION, RecordAddr,

@@ -11,6 +11,7 @@ pub mod gc;
 pub mod index;
 mod indexer;
 pub mod layers;
+pub mod quota;
 pub mod records;
 pub mod retention;
 pub mod search;
@@ -66,6 +67,8 @@ pub struct AppView {
     owner_locks: std::sync::Mutex<std::collections::HashMap<Did, Arc<tokio::sync::Mutex<()>>>>,
     /// The blob collector.
     gc: gc::Gc,
+    /// `quota.default` in bytes (0: no limit): see `quota`.
+    default_quota: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for AppView {
@@ -87,6 +90,7 @@ impl AppView {
             search_dirty: std::sync::Mutex::default(),
             search_wake: tokio::sync::Notify::new(),
             owner_locks: std::sync::Mutex::default(),
+            default_quota: std::sync::atomic::AtomicU64::new(0),
         })
     }
 

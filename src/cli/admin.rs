@@ -11,6 +11,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 
 use crate::admin::{Node, Op};
+use crate::appview::index::Index;
 use crate::blobstore::BlobStore;
 use crate::config::Config;
 use crate::hold::Hold;
@@ -23,11 +24,13 @@ pub fn run(config: &Config, op: Op) -> anyhow::Result<()> {
         Some(reply) => reply?,
         None => runtime()?.block_on(async {
             let hold = open(config).await?;
+            let index = open_index(config);
             let node = Node {
                 hold: &hold,
-                index: None,
+                index: index.as_ref(),
                 running: false,
                 gc: None,
+                default_quota: config.quota.default_bytes()?,
             };
             op.execute(&node).await
         })?,
@@ -68,6 +71,18 @@ async fn open(config: &Config) -> anyhow::Result<Hold> {
         .await
         .context("cannot read or write the hold's captain record")?;
     Ok(hold)
+}
+
+/// The registry index, for the usage `atcr user` shows, when there is one to open (a stopped
+/// daemon's; none is created here). Without it usage shows as `-`.
+fn open_index(config: &Config) -> Option<Index> {
+    let path = config.data_dir.join("index.redb");
+    if !path.exists() {
+        return None;
+    }
+    Index::open(&path)
+        .inspect_err(|e| tracing::debug!(error = %e, "registry index not opened; usage not shown"))
+        .ok()
 }
 
 /// How a password is asked for at a terminal.

@@ -206,8 +206,18 @@ enum UserCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// List accounts: name, handle, DID.
+    /// List accounts: name, handle, DID, storage used, quota (and `admin` for administrators).
     List(ConfigArgs),
+    /// Show or set an account's storage quota: the bytes of unique blobs its manifests may use.
+    Quota {
+        /// The account: name, handle or DID.
+        name: String,
+        /// The limit: a size (50GiB, 500MB), `none` (the node's quota.default) or `unlimited`.
+        /// Omitted: show the quota and usage only.
+        limit: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Remove an account (by name, handle or DID); its repository is kept, inactive.
     Remove {
         /// The account: name, handle or DID.
@@ -344,6 +354,18 @@ impl UserCommand {
                 }),
             ),
             UserCommand::List(config) => (config, Ok(Op::UserList)),
+            UserCommand::Quota {
+                name,
+                limit,
+                config,
+            } => (
+                config,
+                limit
+                    .as_deref()
+                    .map(crate::admin::QuotaSetting::parse)
+                    .transpose()
+                    .map(|setting| Op::UserQuota { name, setting }),
+            ),
             UserCommand::Remove { name, config } => (config, Ok(Op::UserRemove { name })),
             UserCommand::Passwd {
                 name,

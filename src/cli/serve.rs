@@ -162,6 +162,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut app = App::assemble(pds, index, open_search(&config)?)
         .await
         .context("cannot start the registry")?;
+    app.registry
+        .appview()
+        .set_default_quota(config.quota.default_bytes()?);
     let chosen = match &config.accounts.admin_password_file {
         Some(path) => Some(crate::config::read_secret(path)?),
         None => None,
@@ -238,6 +241,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             app.hold.clone(),
             app.registry.appview().index().clone(),
             gc_hook,
+            config.quota.default_bytes()?,
             shutdown.clone(),
         ),
     );

@@ -1,6 +1,6 @@
-//! Storage lifecycle: `[gc]`, when unused blobs are collected, and `[retention]`, rules that
+//! Storage lifecycle: `[gc]`, when unused blobs are collected, `[retention]`, rules that
 //! delete old tags and untagged manifests on a schedule (see `appview::retention` for what a
-//! rule keeps).
+//! rule keeps), and `[quota]`, how much each user may store.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,24 @@ impl Default for GcConfig {
             interval_secs: DEFAULT_GC_INTERVAL_SECS,
             grace_secs: DEFAULT_GC_GRACE_SECS,
         }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaConfig {
+    /// How many bytes of unique blobs each user's manifests may use, in all their repositories
+    /// (`50GiB`, `500MB`); `atcr user quota NAME SIZE` sets a user's own. Unset or 0: no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+}
+
+impl QuotaConfig {
+    /// `default` in bytes (0: no limit).
+    pub fn default_bytes(&self) -> Result<u64, ConfigError> {
+        self.default.as_deref().map_or(Ok(0), |text| {
+            super::parse_size(text).map_err(|e| ConfigError::Invalid(format!("quota.default: {e}")))
+        })
     }
 }
 

@@ -13,13 +13,16 @@ use serde::{Deserialize, Serialize};
 mod layers;
 mod lifecycle;
 mod secret;
+mod size;
 mod storage;
 
 pub use layers::{Flag, Layered, Origin};
 pub use lifecycle::{
-    DEFAULT_GC_GRACE_SECS, DEFAULT_GC_INTERVAL_SECS, GcConfig, RetentionConfig, RetentionRule,
+    DEFAULT_GC_GRACE_SECS, DEFAULT_GC_INTERVAL_SECS, GcConfig, QuotaConfig, RetentionConfig,
+    RetentionRule,
 };
 pub use secret::{SecretError, check_owner_only, read_secret};
+pub use size::{SizeError, parse_size};
 pub use storage::{Backend, DEFAULT_REDIRECT_TTL_SECS, StorageConfig};
 
 /// The file read when no `--config` is given, if it exists.
@@ -67,6 +70,8 @@ pub struct Config {
     pub accounts: AccountsConfig,
     /// Rules that remove old tags and untagged manifests.
     pub retention: RetentionConfig,
+    /// How much each user may store.
+    pub quota: QuotaConfig,
 }
 
 impl Default for Config {
@@ -83,6 +88,7 @@ impl Default for Config {
             pds: PdsConfig::default(),
             accounts: AccountsConfig::default(),
             retention: RetentionConfig::default(),
+            quota: QuotaConfig::default(),
         }
     }
 }
@@ -266,6 +272,7 @@ impl Config {
     pub fn check(&self) -> Result<(), ConfigError> {
         self.storage.check()?;
         self.retention.check()?;
+        self.quota.default_bytes()?;
         if self.uploads.expire_after_secs == 0 {
             return Err(ConfigError::Invalid(
                 "uploads.expire_after_secs must be greater than 0".into(),

@@ -29,6 +29,11 @@ pub struct Account {
     pub password_hash: String,
     pub admin: bool,
     pub created: u64,
+    /// The account's own storage quota in bytes, set by `atcr user quota` (operator state, so
+    /// kept here rather than in the derived registry index): `None` follows the node's
+    /// `quota.default`, `Some(0)` is no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<u64>,
 }
 
 /// An app password (its hash; the password itself is shown once).
@@ -271,17 +276,16 @@ impl Accounts {
         let hash = hash_password(password)?;
         let did = did.clone();
         self.store.write_sync(move |tx| {
-            let mut accounts = tx.open_table(ACCOUNTS)?;
-            let mut account: Account = match accounts.get(did.as_str())? {
-                Some(v) => serde_json::from_slice(v.value())?,
-                None => return Err(AccountError::NotFound(did.to_string())),
-            };
-            account.password_hash = hash;
-            let json = serde_json::to_vec(&account)?;
-            accounts.insert(did.as_str(), json.as_slice())?;
-            drop(accounts);
+            modify(tx, &did, |account| account.password_hash = hash)?;
             remove_sessions(tx, &did, None)
         })
+    }
+
+    /// Sets (`Some`) or clears (`None`) an account's own quota: see [`Account::quota`].
+    pub fn set_quota(&self, did: &Did, quota: Option<u64>) -> Result<Account, AccountError> {
+        let did = did.clone();
+        self.store
+            .write_sync(move |tx| modify(tx, &did, |account| account.quota = quota))
     }
 
     /// Removes an account, its handle, app passwords and sessions. Its repository blocks stay
@@ -416,6 +420,22 @@ impl Accounts {
             Ok(())
         })
     }
+}
+
+/// Changes an account in `tx`; returns it as changed.
+fn modify(
+    tx: &WriteTransaction,
+    did: &Did,
+    change: impl FnOnce(&mut Account),
+) -> Result<Account, AccountError> {
+    let mut accounts = tx.open_table(ACCOUNTS)?;
+    let mut account: Account = match accounts.get(did.as_str())? {
+        Some(v) => serde_json::from_slice(v.value())?,
+        None => return Err(AccountError::NotFound(did.to_string())),
+    };
+    change(&mut account);
+    accounts.insert(did.as_str(), serde_json::to_vec(&account)?.as_slice())?;
+    Ok(account)
 }
 
 /// Removes `did`'s sessions (only those of app password `app` if given).

@@ -251,6 +251,7 @@ mod tests {
             password_hash: passwords::hash_password("alice-pw").unwrap(),
             admin: false,
             created: 0,
+            quota: None,
         };
         let plc = PlcEntry {
             did: account.did.clone(),

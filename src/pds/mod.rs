@@ -244,6 +244,7 @@ impl Pds {
             password_hash: accounts::hash_password(password).map_err(AccountError::from)?,
             admin,
             created: accounts::now_secs(),
+            quota: None,
         };
         let entry = PlcEntry {
             did: did.clone(),

@@ -181,6 +181,7 @@ impl Registry {
             )
             .await;
         self.check_references(name, &manifest)?;
+        self.check_manifest_quota(name, &manifest)?;
         self.blobs.put(&digest, bytes.clone()).await?;
         let tag = match reference {
             Reference::Tag(t) => Some(t),

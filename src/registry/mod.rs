@@ -7,6 +7,7 @@ mod blobs;
 mod errors;
 mod lists;
 mod manifests;
+mod quota;
 mod uploads;
 
 use std::collections::HashMap;

@@ -169,7 +169,9 @@ impl Registry {
         } else {
             self.session(name, id)?.size
         };
-        let written = if declared_length(req.headers()) == Some(0) {
+        let declared = declared_length(req.headers());
+        self.check_blob_quota(name, Some(digest), size_before + declared.unwrap_or(0))?;
+        let written = if declared == Some(0) {
             0
         } else {
             let stream = req.into_body().into_data_stream();
@@ -289,6 +291,12 @@ impl Registry {
                     "Content-Range and Content-Length disagree",
                 ));
             }
+        }
+        let incoming = declared
+            .map(|(_, len)| len)
+            .or(declared_length(req.headers()));
+        if let Some(len) = incoming {
+            self.check_blob_quota(name, None, session.size.saturating_add(len))?;
         }
         let mut hasher = self.running_hash(id, &session, &mut state).await?;
         let stream = req.into_body().into_data_stream();

@@ -8,6 +8,7 @@ use crate::http::{PeerAddr, request_host};
 pub mod conn;
 pub mod ops;
 pub mod storage;
+pub mod usage;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -267,9 +267,15 @@ pub fn metrics(app: &App) -> Response<Body> {
             gauge("atcr_tags", "gauge", "Tags in the index.", s.tags);
             gauge("atcr_blobs", "gauge", "Distinct blobs stored.", s.blobs);
             gauge(
+                "atcr_storage_bytes",
+                "gauge",
+                "Bytes of the blobs stored (each digest once, whoever uses it).",
+                s.blob_bytes,
+            );
+            gauge(
                 "atcr_storage_blob_bytes",
                 "gauge",
-                "Bytes of distinct blobs stored.",
+                "Bytes of distinct blobs stored (the older name of atcr_storage_bytes).",
                 s.blob_bytes,
             );
             gauge(
@@ -288,6 +294,9 @@ pub fn metrics(app: &App) -> Response<Body> {
             "Free bytes on the blob filesystem.",
             free,
         );
+    }
+    if let Err(e) = super::usage::write_metrics(app, &mut out) {
+        tracing::error!(error = %e, "metrics: storage usage unreadable");
     }
     let mut r = text(StatusCode::OK, out);
     r.headers_mut().insert(

@@ -21,6 +21,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 mod browse;
 mod session;
 mod setup;
+mod user;
 use maud::{DOCTYPE, Markup, html};
 
 use crate::appview::AppView;
@@ -149,7 +150,7 @@ async fn respond(
                     None => repository(&cx, name),
                 }
             } else if let Some(name) = path.strip_prefix("/u/") {
-                user(&cx, name)
+                user::page(&cx, name)
             } else {
                 Ok(None)
             }
@@ -327,6 +328,7 @@ fn repository(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>>
                 @if let Some(handle) = &handle { "(" (handle) ") " }
                 code { (located.owner.as_str()) }
             }
+            p.muted { "Size " (crate::http::human_bytes(index.repo_usage(&located.key)?)) " (its manifests' unique blobs)" }
             @if let Some(tag) = &pull_tag {
                 h2 { "Pull" }
                 (pull_commands(cx, &format!("{host}/{shown}:{tag}")))
@@ -420,61 +422,6 @@ fn pull_commands(cx: &Cx<'_>, reference: &str) -> Markup {
             (command(&format!("podman pull --tls-verify=false {reference}")))
         }
     }
-}
-
-fn user(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>> {
-    let site = cx.site;
-    let appview = site.appview;
-    let Ok(Some(did)) = appview.owner(name) else {
-        return Ok(None);
-    };
-    let Some(account) = site.pds.accounts.get(&did)? else {
-        return Ok(None);
-    };
-    let mut repos = Vec::new();
-    let mut stars = Vec::new();
-    let mut more = false;
-    if visible(cx)? {
-        let (keys, rest) = appview.index().repos_of(&did, PAGE)?;
-        more = rest;
-        for key in keys {
-            repos.push(display_name(site, &key));
-        }
-        for key in appview.index().starred_by(&did, PAGE)? {
-            if appview.index().repo_exists(&key)? {
-                stars.push(display_name(site, &key));
-            }
-        }
-    }
-    Ok(Some(page(
-        StatusCode::OK,
-        &account.name,
-        cx,
-        html! {
-            h1 { (account.name) }
-            dl {
-                dt { "Handle" } dd { (account.handle) }
-                dt { "DID" } dd { code { (did.as_str()) } }
-            }
-            h2 { "Repositories" }
-            @if repos.is_empty() {
-                p.muted { "None to show." }
-            } @else {
-                ul.repos {
-                    @for name in &repos { li { a href={ "/r/" (name) } { (name) } } }
-                }
-                @if more { p.muted { "Only the first " (PAGE) " are shown." } }
-            }
-            h2 { "Stars" }
-            @if stars.is_empty() {
-                p.muted { "None yet." }
-            } @else {
-                ul.repos {
-                    @for name in &stars { li { a href={ "/r/" (name) } { (name) } } }
-                }
-            }
-        },
-    )))
 }
 
 pub(crate) fn not_found(cx: &Cx<'_>, path: &str) -> Response<Body> {

@@ -286,6 +286,8 @@ pub(super) fn settings(
         cx,
         html! {
             h1 { "Settings" }
+            h2 { "Storage" }
+            p { "Your repositories use " (super::user::standing(cx.site, &viewer.did)?) " (each blob counted once, however many images share it)." }
             h2 { "App passwords" }
             p.muted { "For docker, podman, skopeo and atcr login: each can be revoked on its own, and none can change your account." }
             @match created {

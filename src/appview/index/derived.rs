@@ -5,7 +5,7 @@
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::{gc, social};
+use super::{gc, social, usage};
 pub use vouched::LayerOf;
 pub(in crate::appview::index) use vouched::{LAYERS, VOUCHED};
 
@@ -264,6 +264,7 @@ pub(super) fn clear_derived_in(tx: &WriteTransaction, seq: u64) -> Result<(), In
     tx.delete_table(REFERRERS)?;
     tx.delete_table(RECORDS)?;
     social::delete_tables(tx)?;
+    usage::clear(tx)?;
     tx.open_table(META)?.insert("cursor", seq)?;
     tx.open_table(REPOS)?;
     tx.open_table(MANIFESTS)?;
@@ -327,6 +328,7 @@ fn apply_one(tx: &WriteTransaction, change: &IndexChange) -> Result<(), IndexErr
                 remove_entry(tx, addr, &old)?;
             }
             put_manifest_in(tx, repo, digest, record, references, referrer.as_ref())?;
+            usage::add(tx, repo, links)?;
             vouched::vouch_links(tx, addr, repo, links)?;
             set_entry(
                 tx,
@@ -560,6 +562,7 @@ fn delete_manifest_in(
     for u in &used {
         gc::remove_user(tx, u, repo, d)?;
     }
+    usage::release(tx, repo, &used)?;
     gc::remove_user(tx, d, repo, d)?;
     if let Some(subject) = record.subject {
         gc::remove_user(tx, subject.as_str(), repo, d)?;
