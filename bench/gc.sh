@@ -92,6 +92,7 @@ echo "== manifest PUTs: ${PHASE}s without a collection, then during one, then ${
 "$bench_bin" puts "http://127.0.0.1:$port" gcbench gc-bench-pw "$work/stop" "$work/puts" &
 puts_pid=$!
 sleep "$PHASE"
+rss_before=$(awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
 echo 5 > "/proc/$pid/clear_refs"
 gc_start=$(date +%s%3N)
 "$atcr" gc > "$work/gc.out"
@@ -102,7 +103,7 @@ touch "$work/stop"
 wait "$puts_pid"
 puts_pid=""
 cat "$work/gc.out"
-echo "collection: $((gc_end - gc_start)) ms wall (atcr gc, client side), node peak RSS during it: $peak MiB"
+echo "collection: $((gc_end - gc_start)) ms wall (atcr gc, client side), node RSS before it: $rss_before MiB, peak during it: $peak MiB"
 python3 - "$work/puts" "$gc_start" "$gc_end" <<'PY'
 import sys
 path, start, end = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

@@ -237,56 +237,6 @@ impl Index {
         Ok(())
     }
 
-    /// Opens the index at `path` like [`Index::open`]; one that cannot be read (damaged,
-    /// truncated, not a redb file) is moved aside to `<path>.damaged-<unix seconds>` and an empty
-    /// one created in its place, to be rebuilt from the PDS: the index is derived. Upload
-    /// sessions live here and are lost with it (clients start those uploads again). Returns
-    /// where the damaged file went, if it was moved. Errors that say nothing of the file (it is
-    /// in use by another process, permissions) are returned as they are.
-    pub fn open_or_replace(path: &Path) -> Result<(Index, Option<PathBuf>), IndexError> {
-        let err = match Index::open(path) {
-            Ok(index) => return Ok((index, None)),
-            Err(e) => e,
-        };
-        if !err.is_damage() {
-            return Err(err);
-        }
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let named = |n: u32| {
-            let mut aside = path.as_os_str().to_owned();
-            aside.push(format!(".damaged-{secs}"));
-            if n > 0 {
-                aside.push(format!("-{n}"));
-            }
-            PathBuf::from(aside)
-        };
-        let aside = (0..1000)
-            .map(named)
-            .find(|p| !p.exists())
-            .unwrap_or_else(|| named(1000));
-        std::fs::rename(path, &aside).map_err(|e| IndexError::Db(e.into()))?;
-        tracing::warn!(
-            path = %path.display(),
-            moved_to = %aside.display(),
-            error = %err,
-            "the registry index is damaged: moved aside, rebuilding it from the PDS (upload sessions in progress are lost)"
-        );
-        Ok((Index::open(path)?, Some(aside)))
-    }
-
-    /// Compacts the index file at `path` (no process may have it open), so it gives back the
-    /// pages garbage collection and rebuilds freed; returns its size before and after.
-    pub fn compact(path: &Path) -> Result<(u64, u64), IndexError> {
-        let file_size = || std::fs::metadata(path).map_or(0, |m| m.len());
-        let before = file_size();
-        let mut db = Database::open(path)?;
-        while db.compact().map_err(redb::Error::from)? {}
-        drop(db);
-        Ok((before, file_size()))
-    }
-
     /// An index that lives in memory only (tests).
     pub fn in_memory() -> Result<Index, IndexError> {
         let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
@@ -587,6 +537,7 @@ fn now_secs() -> u64 {
 mod blobs;
 mod codec;
 mod derived;
+mod file;
 mod gc;
 mod key;
 pub mod pins;
