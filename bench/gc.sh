@@ -11,8 +11,10 @@
 # `benches/gc.rs puts` pushes tagged manifests one after another, SECONDS without a collection,
 # then during `atcr gc` (through the admin socket), then SECONDS more; the p50/p99 of the
 # manifest PUTs before and during the collection are printed beside the collection's own
-# report (wall time, blobs deleted) and the node's peak RSS during it (VmHWM, reset with
-# /proc/PID/clear_refs just before). Sizes on disk are read before and after.
+# report (wall time, blobs deleted) and the node's RSS before and peak RSS during it (VmHWM,
+# reset with /proc/PID/clear_refs just before). Before the pushes, a dry-run collection on the
+# idle node gives the collector's own memory (the pushes grow the node's RSS by themselves).
+# Sizes on disk are read before and after.
 #
 # The node binds 127.0.0.1 only and is stopped by PID; the scratch directory is removed on exit.
 set -euo pipefail
@@ -87,6 +89,12 @@ echo "== start"
 start
 for _ in $(seq 1200); do grep -q 'search index rebuilt' "$work/log" && break; sleep 0.5; done
 sleep 2
+
+echo "== a dry-run collection on the idle node (mark, storage listing, PDS mark; nothing deleted)"
+idle_rss=$(awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
+echo 5 > "/proc/$pid/clear_refs"
+"$atcr" gc --dry-run
+echo "idle node RSS before it: $idle_rss MiB, peak during it: $(hwm "$pid") MiB"
 
 echo "== manifest PUTs: ${PHASE}s without a collection, then during one, then ${PHASE}s after"
 "$bench_bin" puts "http://127.0.0.1:$port" gcbench gc-bench-pw "$work/stop" "$work/puts" &
