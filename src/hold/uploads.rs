@@ -323,12 +323,17 @@ impl Hold {
         }
         let count = u32::try_from(listed.len()).map_err(|_| missing_parts("too many parts"))?;
         let blobs = &self.pds.blobs;
-        let (hasher, size) = blobs
-            .rehash(id, count, digest.algorithm())
-            .await
-            .map_err(|e| store_failed("CompletionFailed", e))?;
+        let rehashed = blobs.rehash(id, count, digest.algorithm()).await;
         parts.closed = true;
         self.uploads.remove(id);
+        let (hasher, size) = match rehashed {
+            Ok(r) => r,
+            Err(BlobError::NotFound) => {
+                let _ = blobs.cancel(id).await;
+                return Err(missing_parts("the stored parts are gone; upload again"));
+            }
+            Err(e) => return Err(store_failed("CompletionFailed", e)),
+        };
         let actual = hasher.finish();
         if actual != digest {
             let _ = blobs.cancel(id).await;
