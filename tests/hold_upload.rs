@@ -41,7 +41,7 @@ async fn service_auth(node: &Node, user: &User, aud: &str, lxm: Option<&str>) ->
         aud.replace('%', "%25")
     );
     if let Some(l) = lxm {
-        q.push_str(&format!("&lxm={l}"));
+        q = format!("{q}&lxm={l}");
     }
     let (s, v) = node.get(&q, Some(&user.access)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -73,7 +73,7 @@ async fn put_part(
     )
 }
 
-/// Uploads `parts` as one blob through the hold; returns the upload id and the parts' ETags.
+/// Uploads `parts` as one blob through the hold; returns the upload id and the parts' `ETags`.
 async fn upload(node: &Node, alice: &User, digest: &Digest, parts: &[&[u8]]) -> (String, Value) {
     let (s, v) = node
         .post(
@@ -153,10 +153,10 @@ async fn a_crew_member_uploads_in_parts_and_reads_the_blob_back() {
     )
     .await
     .unwrap();
-    let (a, b) = (vec![7u8; 300_000], b"and the rest".to_vec());
-    let whole = [a.clone(), b.clone()].concat();
+    let (head, tail) = (vec![7u8; 300_000], b"and the rest".to_vec());
+    let whole = [head.clone(), tail.clone()].concat();
     let digest = Digest::of(atcr::blobstore::Algorithm::Sha256, &whole);
-    let (id, parts) = upload(&node, &alice, &digest, &[&a, &b]).await;
+    let (id, parts) = upload(&node, &alice, &digest, &[&head, &tail]).await;
     // The registry's upload sweeper leaves a live hold session's parts alone.
     node.app.registry.expire_uploads(0, false).await.unwrap();
     let (s, v) = node
@@ -253,9 +253,9 @@ async fn refusals_carry_their_xrpc_error_names() {
         StatusCode::UNAUTHORIZED,
         "BadJwtLexiconMethod",
     );
-    let none = service_auth(&node, &alice, &hold_did, None).await;
+    let unbound = service_auth(&node, &alice, &hold_did, None).await;
     assert_error(
-        &refused(Some(none)).await,
+        &refused(Some(unbound)).await,
         StatusCode::UNAUTHORIZED,
         "BadJwtLexiconMethod",
     );
@@ -282,9 +282,9 @@ async fn refusals_carry_their_xrpc_error_names() {
         "JwtExpired",
     );
     // Signed with another key: claims alice's identity, cannot prove it.
-    let forger = Keypair::generate(Algorithm::K256);
+    let other_key = Keypair::generate(Algorithm::K256);
     let forged = service_token(
-        &forger,
+        &other_key,
         alice.did.as_str(),
         &hold_did,
         Some(INITIATE),
@@ -436,20 +436,14 @@ async fn a_user_of_another_pds_is_verified_through_the_plc_directory() {
     let digest = Digest::of(atcr::blobstore::Algorithm::Sha256, b"remote");
     let input = json!({"digest": digest.as_str()});
     // Her DID document comes from her node's directory, which the hold is configured with.
-    let t = service_auth(
-        &home,
-        &carol,
-        &hold.pds().node_did.to_string(),
-        Some(INITIATE),
-    )
-    .await;
+    let t = service_auth(&home, &carol, hold.pds().node_did.as_str(), Some(INITIATE)).await;
     let (s, v) = hold.post(INITIATE, Some(&t), input.clone()).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     // A hold with no directory that knows her cannot check her signature.
     let t = service_auth(
         &home,
         &carol,
-        &lonely.pds().node_did.to_string(),
+        lonely.pds().node_did.as_str(),
         Some(INITIATE),
     )
     .await;

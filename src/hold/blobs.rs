@@ -1,7 +1,7 @@
 //! `com.atproto.sync.getBlob?did=<hold did>&cid=…`: reads of the hold's blobs.
 //!
 //! `cid` is a CID (its SHA-256 names the blob) or an OCI digest (`sha256:<hex>`), the form
-//! ATCR's AppView sends. A public hold answers anyone; a private one wants a caller with
+//! ATCR's `AppView` sends. A public hold answers anyone; a private one wants a caller with
 //! `blob:read`: a service token (`lxm` = `com.atproto.sync.getBlob`, `aud` = the hold) or a
 //! session of a local account. The answer is the bytes, or `307` to a presigned URL when the
 //! store redirects (`storage.redirect`).

@@ -3,7 +3,7 @@
 //!
 //! The rules are those of the reference `verifyJwt` (`@atproto/xrpc-server`), with the error
 //! names it uses, all `401`:
-//! - three base64url parts, a header with an `alg`, a `typ` that is not a session or DPoP
+//! - three base64url parts, a header with an `alg`, a `typ` that is not a session or `DPoP`
 //!   token's (`BadJwt`, `BadJwtType`);
 //! - claims `iss` (a DID, or `did#service`), `aud`, `exp` (`BadJwt` when missing or mistyped);
 //! - `exp` in the future (`JwtExpired`); `aud` the hold's DID (`BadJwtAudience`); `lxm` the

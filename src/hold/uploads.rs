@@ -3,8 +3,8 @@
 //!
 //! A session belongs to the DID whose service token started it; to anyone else its id is
 //! unknown. Its parts (numbered from 1 by the client, stored from 0) may arrive in any order
-//! and be sent again; each answers with its SHA-256 as ETag. Completion takes the parts
-//! `1..=n` with their ETags, hashes them again in order, and moves them under the digest key
+//! and be sent again; each answers with its SHA-256 as `ETag`. Completion takes the parts
+//! `1..=n` with their `ETags`, hashes them again in order, and moves them under the digest key
 //! only if they hash to the digest named at the start. Sessions live in memory: a restart
 //! forgets them, and the registry's upload sweeper then removes their parts, as it does for any
 //! part no session owns ([`Uploads::owns`] tells it which are the hold's).
@@ -30,7 +30,7 @@ use super::{Hold, Permission};
 const MAX_SESSIONS: usize = 1024;
 const MAX_SESSIONS_PER_CALLER: usize = 64;
 /// A session nobody touched for this long is gone (its parts are swept).
-const SESSION_IDLE: Duration = Duration::from_secs(24 * 3600);
+const SESSION_IDLE: Duration = Duration::from_hours(24);
 /// Part numbers run from 1 to this (as S3 multipart uploads).
 pub const MAX_PARTS: u32 = 10_000;
 /// Largest part (as S3's).
@@ -57,7 +57,7 @@ struct Session {
 
 #[derive(Default)]
 struct Parts {
-    /// By part number (from 1): ETag and size.
+    /// By part number (from 1): `ETag` and size.
     stored: BTreeMap<u32, (String, u64)>,
     /// Completed or aborted: parts still waiting are refused.
     closed: bool,
@@ -378,7 +378,7 @@ fn too_large() -> XrpcError {
     )
 }
 
-/// The ETags of `parts`, which must list part numbers 1, 2, … in order.
+/// The `ETags` of `parts`, which must list part numbers 1, 2, … in order.
 fn listed_parts(parts: &serde_json::Value) -> Result<Vec<String>, XrpcError> {
     let items = parts
         .as_array()

@@ -18,7 +18,7 @@ use crate::atproto::{Algorithm, Did, PublicKey};
 use crate::http_client::{Target, get_json};
 
 /// How long a fetched key is used before it is fetched again.
-const KEY_TTL: Duration = Duration::from_secs(300);
+const KEY_TTL: Duration = Duration::from_mins(5);
 /// How long a failed resolution is remembered.
 const FAILURE_TTL: Duration = Duration::from_secs(30);
 /// A forced refresh (after a signature failed, the key may have rotated) fetches again only if
@@ -129,25 +129,21 @@ fn ttl(key: &Result<PublicKey, String>) -> Duration {
 /// Where a DID document not hosted here is fetched from: server and path.
 fn document_location(pds: &Pds, did: &Did) -> Result<(String, String), String> {
     did.check_atproto_method().map_err(|e| e.to_string())?;
-    match did.method() {
-        "plc" => {
-            let upstream = pds
-                .settings
-                .plc_upstream
-                .clone()
-                .ok_or_else(|| "no PLC directory configured knows it".to_owned())?;
-            Ok((upstream, format!("/{did}")))
-        }
-        _ => {
-            let host = did.web_host().unwrap_or_default();
-            let scheme = if crate::http_client::host_without_port(&host) == "localhost" {
-                "http"
-            } else {
-                "https"
-            };
-            Ok((format!("{scheme}://{host}"), "/.well-known/did.json".into()))
-        }
+    if did.method() == "plc" {
+        let upstream = pds
+            .settings
+            .plc_upstream
+            .clone()
+            .ok_or_else(|| "no PLC directory configured knows it".to_owned())?;
+        return Ok((upstream, format!("/{did}")));
     }
+    let host = did.web_host().unwrap_or_default();
+    let scheme = if crate::http_client::host_without_port(&host) == "localhost" {
+        "http"
+    } else {
+        "https"
+    };
+    Ok((format!("{scheme}://{host}"), "/.well-known/did.json".into()))
 }
 
 async fn fetch_document(pds: &Pds, did: &Did) -> Result<serde_json::Value, String> {
