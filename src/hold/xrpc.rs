@@ -1,5 +1,5 @@
 //! The hold's XRPC methods (`/xrpc/io.atcr.hold.*`): `requestCrew` (with a session of a local
-//! account) and the upload methods (with service auth, see [`super::uploads`]).
+//! account) and the upload methods (with service auth, see `docs/hold.md`).
 
 use crate::http::body::RequestBody;
 use http::{Request, Response, StatusCode};

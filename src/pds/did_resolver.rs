@@ -55,7 +55,7 @@ impl Default for DidResolver {
 
 impl DidResolver {
     /// The public key of `did`'s verification method `key_id` (`atproto`, say). With
-    /// `refresh`, a cached answer older than [`MIN_REFRESH`] is fetched again. The error says
+    /// `refresh`, a cached answer older than `MIN_REFRESH` (30 s) is fetched again. The error says
     /// why there is none, for the caller's message.
     pub async fn signing_key(
         &self,
