@@ -1,5 +1,5 @@
 //! Signing keys of other identities, from their DID documents: for checking service-auth tokens
-//! (see `crate::hold::service_auth`).
+//! by the hold (see `docs/hold.md`).
 //!
 //! A DID hosted here (the node's `did:web`, a local or registered `did:plc`) is answered from
 //! the built-in directory, always fresh. Others are fetched: a `did:plc` from the upstream PLC
