@@ -1,6 +1,6 @@
 //! A small HTTP/1.1 JSON client over TCP or TLS (rustls, system or given CA certificates): for
-//! `atcr login`, which talks to a node's XRPC API, and for forwarding PLC operations to an
-//! upstream directory.
+//! `atcr login`, which talks to a node's XRPC API, for forwarding PLC operations to an
+//! upstream directory, and for fetching the DID documents of service-auth issuers.
 //!
 //! Imports only `tls` (the crypto provider).
 
@@ -122,13 +122,41 @@ pub async fn send_json(
         req = req.header(AUTHORIZATION, format!("Bearer {t}"));
     }
     let req = req.body(Full::new(Bytes::from(body.to_string())))?;
+    send(target, tls, req, usize::MAX, TIMEOUT).await
+}
+
+/// `GET`s `path` on `target` with the system's CA certificates; returns the status and the
+/// answer as JSON (`Null` when it is not JSON). An answer longer than `limit` bytes, or an
+/// exchange longer than `timeout`, is an error: for documents a stranger's server sends.
+pub async fn get_json(
+    target: &Target,
+    path: &str,
+    limit: usize,
+    timeout: Duration,
+) -> anyhow::Result<(u16, Value)> {
+    let req = http::Request::builder()
+        .method(http::Method::GET)
+        .uri(path)
+        .header(HOST, target.authority())
+        .header(http::header::ACCEPT, "application/json")
+        .body(Full::new(Bytes::new()))?;
+    send(target, None, req, limit, timeout).await
+}
+
+async fn send(
+    target: &Target,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    req: http::Request<Full<Bytes>>,
+    limit: usize,
+    timeout: Duration,
+) -> anyhow::Result<(u16, Value)> {
     let exchange = async {
         let host = target.host.trim_matches(['[', ']']);
         let tcp = tokio::net::TcpStream::connect((host, target.port))
             .await
             .with_context(|| format!("cannot connect to {}", target.authority()))?;
         if !target.https {
-            return exchange(tcp, req).await;
+            return exchange(tcp, req, limit).await;
         }
         let config = match tls {
             Some(config) => config.clone(),
@@ -139,14 +167,18 @@ pub async fn send_json(
             .connect(name, tcp)
             .await
             .with_context(|| format!("TLS with {} failed", target.authority()))?;
-        exchange(stream, req).await
+        exchange(stream, req, limit).await
     };
-    tokio::time::timeout(TIMEOUT, exchange)
+    tokio::time::timeout(timeout, exchange)
         .await
         .with_context(|| format!("{} did not answer in time", target.authority()))?
 }
 
-async fn exchange<S>(stream: S, req: http::Request<Full<Bytes>>) -> anyhow::Result<(u16, Value)>
+async fn exchange<S>(
+    stream: S,
+    req: http::Request<Full<Bytes>>,
+    limit: usize,
+) -> anyhow::Result<(u16, Value)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -154,7 +186,11 @@ where
     let driver = tokio::spawn(conn);
     let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await?.to_bytes();
+    let body = http_body_util::Limited::new(resp.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the answer failed: {e}"))?
+        .to_bytes();
     driver.abort();
     let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     Ok((status, value))

@@ -392,3 +392,10 @@ fn a_browser_searches_stars_and_makes_an_app_password_skopeo_uses() {
     ]));
     assert!(out.status.success(), "{out:?}");
 }
+
+/// The hold's upload XRPC with service tokens `AtpAgent` requested from the node's PDS
+/// (`getServiceAuth`), and the blob read back through `com.atproto.sync.getBlob`.
+#[test]
+fn hold_service_auth() {
+    Node::start().run("hold.mjs");
+}

@@ -12,6 +12,9 @@
 //! Imports `pds` (and what lies below it) and `http`; never `appview`, `registry`, `web` or
 //! `server`.
 
+pub mod blobs;
+pub mod service_auth;
+mod uploads;
 pub mod xrpc;
 
 use std::sync::{Arc, RwLock};
@@ -19,6 +22,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::atproto::{BlockStore, Cid, Datetime, Did, Nsid, RecordKey, Value};
+use crate::pds::did_resolver::DidResolver;
 use crate::pds::repo::{RepoError, Validation, WriteOp, WriteResult};
 use crate::pds::store::{RepoHead, StoreError};
 use crate::pds::{Pds, PdsError};
@@ -204,6 +208,10 @@ struct Snapshot {
 pub struct Hold {
     pds: Arc<Pds>,
     snapshot: RwLock<Option<Arc<Snapshot>>>,
+    /// Signing keys of service-auth issuers.
+    resolver: DidResolver,
+    /// Upload sessions opened through the hold's XRPC.
+    uploads: uploads::Uploads,
 }
 
 impl std::fmt::Debug for Hold {
@@ -218,6 +226,8 @@ impl Hold {
         Hold {
             pds,
             snapshot: RwLock::new(None),
+            resolver: DidResolver::default(),
+            uploads: uploads::Uploads::default(),
         }
     }
 

@@ -1,4 +1,5 @@
-//! The hold's XRPC methods (`/xrpc/io.atcr.hold.*`): so far `io.atcr.hold.requestCrew`.
+//! The hold's XRPC methods (`/xrpc/io.atcr.hold.*`): `requestCrew` (with a session of a local
+//! account) and the upload methods (with service auth, see `docs/hold.md`).
 
 use crate::http::body::RequestBody;
 use http::{Request, Response, StatusCode};
@@ -18,11 +19,23 @@ const DEFAULT_PERMISSIONS: [Permission; 2] = [Permission::BlobRead, Permission::
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HoldMethod {
     RequestCrew,
+    InitiateUpload,
+    GetPartUploadUrl,
+    UploadPart,
+    CompleteUpload,
+    AbortUpload,
 }
 
 impl HoldMethod {
     /// All methods, in the order of the enum.
-    pub const ALL: [HoldMethod; 1] = [HoldMethod::RequestCrew];
+    pub const ALL: [HoldMethod; 6] = [
+        HoldMethod::RequestCrew,
+        HoldMethod::InitiateUpload,
+        HoldMethod::GetPartUploadUrl,
+        HoldMethod::UploadPart,
+        HoldMethod::CompleteUpload,
+        HoldMethod::AbortUpload,
+    ];
 
     /// The method an NSID names; `None` for one the hold does not serve.
     #[must_use]
@@ -35,15 +48,18 @@ impl HoldMethod {
     pub fn nsid(self) -> &'static str {
         match self {
             HoldMethod::RequestCrew => "io.atcr.hold.requestCrew",
+            HoldMethod::InitiateUpload => "io.atcr.hold.initiateUpload",
+            HoldMethod::GetPartUploadUrl => "io.atcr.hold.getPartUploadUrl",
+            HoldMethod::UploadPart => "io.atcr.hold.uploadPart",
+            HoldMethod::CompleteUpload => "io.atcr.hold.completeUpload",
+            HoldMethod::AbortUpload => "io.atcr.hold.abortUpload",
         }
     }
 
     /// Query or procedure, as the method's lexicon defines it.
     #[must_use]
     pub fn kind(self) -> XrpcKind {
-        match self {
-            HoldMethod::RequestCrew => XrpcKind::Procedure,
-        }
+        XrpcKind::Procedure
     }
 }
 
@@ -62,10 +78,18 @@ pub async fn handle(
 }
 
 /// Refuses a call with the wrong HTTP method, then hands it to the method's handler.
+/// `uploadPart` also takes `PUT`, the method `getPartUploadUrl` names.
 async fn answer(hold: &Hold, method: HoldMethod, call: Call) -> Result<Response<Body>, XrpcError> {
-    call.check_kind(method.kind())?;
+    if !(method == HoldMethod::UploadPart && call.method == http::Method::PUT) {
+        call.check_kind(method.kind())?;
+    }
     match method {
         HoldMethod::RequestCrew => request_crew(hold, call).await,
+        HoldMethod::InitiateUpload => hold.initiate_upload(call).await,
+        HoldMethod::GetPartUploadUrl => hold.part_upload_url(call).await,
+        HoldMethod::UploadPart => hold.upload_part(call).await,
+        HoldMethod::CompleteUpload => hold.complete_upload(call).await,
+        HoldMethod::AbortUpload => hold.abort_upload(call).await,
     }
 }
 
@@ -166,7 +190,14 @@ mod tests {
 
     #[test]
     fn methods_parse_and_match_their_lexicons() {
-        let lexicons = [include_str!("../../lexicons/io.atcr.hold.requestCrew.json")];
+        let lexicons = [
+            include_str!("../../lexicons/io.atcr.hold.requestCrew.json"),
+            include_str!("../../lexicons/io.atcr.hold.initiateUpload.json"),
+            include_str!("../../lexicons/io.atcr.hold.getPartUploadUrl.json"),
+            include_str!("../../lexicons/io.atcr.hold.uploadPart.json"),
+            include_str!("../../lexicons/io.atcr.hold.completeUpload.json"),
+            include_str!("../../lexicons/io.atcr.hold.abortUpload.json"),
+        ];
         for (m, doc) in HoldMethod::ALL.into_iter().zip(lexicons) {
             assert_eq!(HoldMethod::parse(m.nsid()), Some(m));
             let doc: serde_json::Value = serde_json::from_str(doc).unwrap();

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod did_resolver;
 pub mod events;
 pub mod identity;
 pub mod lexicons;

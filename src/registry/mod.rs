@@ -69,7 +69,14 @@ pub struct Registry {
     uploads: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<UploadState>>>>,
     /// Blob bytes received and stored, since start.
     bytes_received: AtomicU64,
+    /// Uploads another role writes to the same store (the hold's XRPC): the sweeper keeps
+    /// those it claims.
+    foreign_uploads: std::sync::OnceLock<ForeignUploads>,
 }
+
+/// Whether an upload id belongs to another role's live session (see
+/// [`Registry::share_uploads`]).
+pub type ForeignUploads = Box<dyn Fn(UploadId) -> bool + Send + Sync>;
 
 impl Registry {
     #[must_use]
@@ -80,7 +87,14 @@ impl Registry {
             appview,
             uploads: Mutex::new(HashMap::new()),
             bytes_received: AtomicU64::new(0),
+            foreign_uploads: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Tells the upload sweeper which uploads in the store belong to another role's sessions
+    /// (set once, when the node is put together).
+    pub fn share_uploads(&self, owns: ForeignUploads) {
+        let _ = self.foreign_uploads.set(owns);
     }
 
     /// Blob bytes received and stored since start.
@@ -195,8 +209,12 @@ impl Registry {
             .remove(&id);
     }
 
-    /// Whether a request is writing to this upload right now (the sweeper leaves those alone).
+    /// Whether a request is writing to this upload right now, or another role's session owns
+    /// it (the sweeper leaves those alone).
     fn upload_is_active(&self, id: UploadId) -> bool {
+        if self.foreign_uploads.get().is_some_and(|owns| owns(id)) {
+            return true;
+        }
         let map = self.uploads.lock().unwrap_or_else(PoisonError::into_inner);
         map.get(&id).is_some_and(|state| state.try_lock().is_err())
     }

@@ -97,9 +97,14 @@ impl App {
             &pds.node_did,
             &pds.settings.public_host,
         );
+        let registry = Registry::new(appview.clone());
+        let sessions = Arc::downgrade(&hold);
+        registry.share_uploads(Box::new(move |id| {
+            sessions.upgrade().is_some_and(|h| h.owns_upload(id))
+        }));
         Ok(App {
             auth: TokenService::new(tokens, appview.clone(), hold.clone()),
-            registry: Registry::new(appview),
+            registry,
             pds,
             hold,
             metrics: ops::Metrics::default(),
@@ -468,6 +473,12 @@ async fn dispatch(
         let nsid = nsid.to_owned();
         let (label, response) = crate::hold::xrpc::handle(&app.hold, req, &nsid).await;
         return (label, Ok(response));
+    }
+    if let Some(nsid) = path.strip_prefix("/xrpc/")
+        && crate::hold::blobs::serves(&app.hold, nsid, req.uri().query())
+    {
+        let response = crate::hold::blobs::get_blob(&app.hold, req).await;
+        return (crate::hold::blobs::GET_BLOB, Ok(response));
     }
     if crate::pds::xrpc::serves(&path) {
         // Callers without credentials hear 401 from the handler, not about the disk.

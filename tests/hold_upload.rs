@@ -1,0 +1,452 @@
+//! The hold's upload XRPC and blob reads with service auth, on an in-process node (see
+//! `pds_node`): tokens come from the node's own PDS (`com.atproto.server.getServiceAuth`), or
+//! from a second node whose PLC directory the first resolves through.
+
+mod pds_node;
+
+use atcr::atproto::{Algorithm, Did, Keypair};
+use atcr::blobstore::Digest;
+use atcr::hold::Permission;
+use atcr::pds::auth::service_token;
+use pds_node::{Node, assert_error};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const INITIATE: &str = "io.atcr.hold.initiateUpload";
+const PART_URL: &str = "io.atcr.hold.getPartUploadUrl";
+const UPLOAD_PART: &str = "io.atcr.hold.uploadPart";
+const COMPLETE: &str = "io.atcr.hold.completeUpload";
+const ABORT: &str = "io.atcr.hold.abortUpload";
+const GET_BLOB: &str = "com.atproto.sync.getBlob";
+
+/// A local user of the node: DID and session.
+struct User {
+    did: Did,
+    access: String,
+}
+
+async fn user(node: &Node, name: &str, password: &str) -> User {
+    let s = node.login(name, password).await;
+    User {
+        did: s["did"].as_str().unwrap().parse().unwrap(),
+        access: s["accessJwt"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// A service token from `node`'s PDS for `user`, for `aud` and `lxm`.
+async fn service_auth(node: &Node, user: &User, aud: &str, lxm: Option<&str>) -> String {
+    // `did:web:localhost%3A<port>`: the `%` itself is encoded.
+    let mut q = format!(
+        "com.atproto.server.getServiceAuth?aud={}",
+        aud.replace('%', "%25")
+    );
+    if let Some(l) = lxm {
+        q = format!("{q}&lxm={l}");
+    }
+    let (s, v) = node.get(&q, Some(&user.access)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["token"].as_str().unwrap().to_owned()
+}
+
+/// A token for the node's hold and `lxm`.
+async fn token(node: &Node, user: &User, lxm: &str) -> String {
+    let aud = node.pds().node_did.to_string();
+    service_auth(node, user, &aud, Some(lxm)).await
+}
+
+async fn put_part(
+    node: &Node,
+    token: &str,
+    url: &str,
+    headers: &Value,
+    bytes: &[u8],
+) -> (StatusCode, Value) {
+    let mut req = node.client.put(url).bearer_auth(token).body(bytes.to_vec());
+    for (k, v) in headers.as_object().unwrap() {
+        req = req.header(k.as_str(), v.as_str().unwrap());
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    (
+        status,
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
+    )
+}
+
+/// Uploads `parts` as one blob through the hold; returns the upload id and the parts' `ETags`.
+async fn upload(node: &Node, alice: &User, digest: &Digest, parts: &[&[u8]]) -> (String, Value) {
+    let (s, v) = node
+        .post(
+            INITIATE,
+            Some(&token(node, alice, INITIATE).await),
+            json!({"digest": digest.as_str()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let id = v["uploadId"].as_str().unwrap().to_owned();
+    let mut etags = Vec::new();
+    // The last part first: parts may come in any order.
+    for (i, bytes) in parts.iter().enumerate().rev() {
+        let n = i + 1;
+        let (s, at) = node
+            .post(
+                PART_URL,
+                Some(&token(node, alice, PART_URL).await),
+                json!({"uploadId": id, "partNumber": n}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{at}");
+        assert_eq!(at["method"], "PUT");
+        assert_eq!(
+            at["url"],
+            format!("{}/xrpc/{UPLOAD_PART}", node.pds().endpoint())
+        );
+        // The URL names the node's public host; the test reaches it on 127.0.0.1.
+        let url = format!("{}/xrpc/{UPLOAD_PART}", node.base);
+        let (s, v) = put_part(
+            node,
+            &token(node, alice, UPLOAD_PART).await,
+            &url,
+            &at["headers"],
+            bytes,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(
+            v["etag"],
+            Digest::of(atcr::blobstore::Algorithm::Sha256, bytes).hex()
+        );
+        etags.push(json!({"partNumber": n, "etag": v["etag"]}));
+    }
+    etags.reverse();
+    (id, Value::Array(etags))
+}
+
+async fn get_blob(node: &Node, cid: &str, token: Option<&str>) -> reqwest::Response {
+    let did = node.pds().node_did.as_str().replace('%', "%25");
+    let mut req = node
+        .client
+        .get(format!("{}/xrpc/{GET_BLOB}?did={did}&cid={cid}", node.base));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+async fn error_of(r: reqwest::Response) -> (StatusCode, Value) {
+    let status = r.status();
+    (
+        status,
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn a_crew_member_uploads_in_parts_and_reads_the_blob_back() {
+    let node = Node::start().await;
+    let alice = user(&node, "alice", "alice-pw").await;
+    let hold = &node.app.hold;
+    hold.add_crew(
+        &alice.did,
+        "write",
+        &[Permission::BlobRead, Permission::BlobWrite],
+    )
+    .await
+    .unwrap();
+    let (head, tail) = (vec![7u8; 300_000], b"and the rest".to_vec());
+    let whole = [head.clone(), tail.clone()].concat();
+    let digest = Digest::of(atcr::blobstore::Algorithm::Sha256, &whole);
+    let (id, parts) = upload(&node, &alice, &digest, &[&head, &tail]).await;
+    // The registry's upload sweeper leaves a live hold session's parts alone.
+    node.app.registry.expire_uploads(0, false).await.unwrap();
+    let (s, v) = node
+        .post(
+            COMPLETE,
+            Some(&token(&node, &alice, COMPLETE).await),
+            json!({"uploadId": id, "digest": digest.as_str(), "parts": parts}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v, json!({"status": "completed", "digest": digest.as_str()}));
+    assert_eq!(
+        node.pds().blobs.stat(&digest).await.unwrap(),
+        Some(whole.len() as u64)
+    );
+    // The session is gone.
+    let (s, v) = node
+        .post(
+            ABORT,
+            Some(&token(&node, &alice, ABORT).await),
+            json!({"uploadId": id}),
+        )
+        .await;
+    assert_error(&(s, v), StatusCode::BAD_REQUEST, "InvalidUploadId");
+
+    // Read back, by CID and by digest, anonymously: the hold is public.
+    let cid = atcr::atproto::Cid::for_raw(&whole).to_string();
+    for name in [cid.as_str(), digest.as_str()] {
+        let r = get_blob(&node, name, None).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.bytes().await.unwrap().as_ref(), whole.as_slice());
+    }
+    let missing = Digest::of(atcr::blobstore::Algorithm::Sha256, b"never uploaded");
+    let got = error_of(get_blob(&node, missing.as_str(), None).await).await;
+    assert_error(&got, StatusCode::NOT_FOUND, "BlobNotFound");
+
+    // A private hold: crew with blob:read only, by service token or local session.
+    hold.set_captain(None, Some(false), None).await.unwrap();
+    let bob = user(&node, "bob", "bob-password").await;
+    let got = error_of(get_blob(&node, &cid, None).await).await;
+    assert_error(&got, StatusCode::UNAUTHORIZED, "AuthRequired");
+    let bobs = token(&node, &bob, GET_BLOB).await;
+    let got = error_of(get_blob(&node, &cid, Some(&bobs)).await).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "Forbidden");
+    let got = error_of(get_blob(&node, &cid, Some(&bob.access)).await).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "Forbidden");
+    let for_upload = token(&node, &alice, INITIATE).await;
+    let got = error_of(get_blob(&node, &cid, Some(&for_upload)).await).await;
+    assert_error(&got, StatusCode::UNAUTHORIZED, "BadJwtLexiconMethod");
+    for t in [token(&node, &alice, GET_BLOB).await, alice.access.clone()] {
+        let r = get_blob(&node, &cid, Some(&t)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.bytes().await.unwrap().len(), whole.len());
+    }
+}
+
+#[tokio::test]
+async fn refusals_carry_their_xrpc_error_names() {
+    let node = Node::start().await;
+    let alice = user(&node, "alice", "alice-pw").await;
+    let bob = user(&node, "bob", "bob-password").await;
+    node.app
+        .hold
+        .add_crew(
+            &alice.did,
+            "write",
+            &[Permission::BlobRead, Permission::BlobWrite],
+        )
+        .await
+        .unwrap();
+    let digest = Digest::of(atcr::blobstore::Algorithm::Sha256, b"blob");
+    let input = json!({"digest": digest.as_str()});
+    let hold_did = node.pds().node_did.to_string();
+    let refused = |t: Option<String>| {
+        let (node, input) = (&node, input.clone());
+        async move { node.post(INITIATE, t.as_deref(), input).await }
+    };
+
+    assert_error(
+        &refused(None).await,
+        StatusCode::UNAUTHORIZED,
+        "AuthRequired",
+    );
+    // A token for another service, another method, or for no method at all.
+    let other = service_auth(&node, &alice, "did:web:other-hold.example", Some(INITIATE)).await;
+    assert_error(
+        &refused(Some(other)).await,
+        StatusCode::UNAUTHORIZED,
+        "BadJwtAudience",
+    );
+    let wrong = token(&node, &alice, ABORT).await;
+    assert_error(
+        &refused(Some(wrong)).await,
+        StatusCode::UNAUTHORIZED,
+        "BadJwtLexiconMethod",
+    );
+    let unbound = service_auth(&node, &alice, &hold_did, None).await;
+    assert_error(
+        &refused(Some(unbound)).await,
+        StatusCode::UNAUTHORIZED,
+        "BadJwtLexiconMethod",
+    );
+    // A session token is no service token.
+    assert_error(
+        &refused(Some(alice.access.clone())).await,
+        StatusCode::UNAUTHORIZED,
+        "BadJwtType",
+    );
+    // Expired, though signed with alice's own key.
+    let key = node.pds().repos.key(&alice.did).unwrap();
+    let now = atcr::pds::accounts::now_secs();
+    let expired = service_token(
+        &key,
+        alice.did.as_str(),
+        &hold_did,
+        Some(INITIATE),
+        now - 120,
+        now - 60,
+    );
+    assert_error(
+        &refused(Some(expired)).await,
+        StatusCode::UNAUTHORIZED,
+        "JwtExpired",
+    );
+    // Signed with another key: claims alice's identity, cannot prove it.
+    let other_key = Keypair::generate(Algorithm::K256);
+    let forged = service_token(
+        &other_key,
+        alice.did.as_str(),
+        &hold_did,
+        Some(INITIATE),
+        now,
+        now + 60,
+    );
+    assert_error(
+        &refused(Some(forged)).await,
+        StatusCode::UNAUTHORIZED,
+        "BadJwtSignature",
+    );
+    // A valid token of a user who is not crew.
+    let bobs = token(&node, &bob, INITIATE).await;
+    assert_error(
+        &refused(Some(bobs)).await,
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+    );
+    // Bad input.
+    let (s, v) = node
+        .post(
+            INITIATE,
+            Some(&token(&node, &alice, INITIATE).await),
+            json!({"digest": "md5:abc"}),
+        )
+        .await;
+    assert_error(&(s, v), StatusCode::BAD_REQUEST, "InvalidDigest");
+
+    // An unknown upload id, and someone else's.
+    let unknown = json!({"uploadId": "00000000-0000-4000-8000-000000000000", "partNumber": 1});
+    let got = node
+        .post(
+            PART_URL,
+            Some(&token(&node, &alice, PART_URL).await),
+            unknown,
+        )
+        .await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "InvalidUploadId");
+    let (id, _) = upload(&node, &alice, &digest, &[]).await;
+    node.app
+        .hold
+        .add_crew(
+            &bob.did,
+            "write",
+            &[Permission::BlobRead, Permission::BlobWrite],
+        )
+        .await
+        .unwrap();
+    let got = node
+        .post(
+            ABORT,
+            Some(&token(&node, &bob, ABORT).await),
+            json!({"uploadId": id}),
+        )
+        .await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "InvalidUploadId");
+    let got = node
+        .post(
+            PART_URL,
+            Some(&token(&node, &alice, PART_URL).await),
+            json!({"uploadId": id, "partNumber": 0}),
+        )
+        .await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "InvalidPartNumber");
+    let (s, v) = node
+        .post(
+            ABORT,
+            Some(&token(&node, &alice, ABORT).await),
+            json!({"uploadId": id}),
+        )
+        .await;
+    assert_eq!((s, v), (StatusCode::OK, json!({"status": "aborted"})));
+}
+
+#[tokio::test]
+async fn completion_checks_parts_and_digest() {
+    let node = Node::start().await;
+    let alice = user(&node, "alice", "alice-pw").await;
+    node.app
+        .hold
+        .add_crew(
+            &alice.did,
+            "write",
+            &[Permission::BlobRead, Permission::BlobWrite],
+        )
+        .await
+        .unwrap();
+    let claimed = Digest::of(atcr::blobstore::Algorithm::Sha256, b"what was promised");
+    let (id, parts) = upload(&node, &alice, &claimed, &[b"what ", b"was sent"]).await;
+    let complete = |parts: Value, digest: &str| {
+        let body = json!({"uploadId": id, "digest": digest, "parts": parts});
+        let (node, alice) = (&node, &alice);
+        async move {
+            node.post(COMPLETE, Some(&token(node, alice, COMPLETE).await), body)
+                .await
+        }
+    };
+    // A part left out, a wrong ETag, another digest than the one started with.
+    let first = json!([parts[0].clone()]);
+    let got = complete(json!([parts[1].clone()]), claimed.as_str()).await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "MissingParts");
+    let mut bad = parts.clone();
+    bad[1]["etag"] = json!("0".repeat(64));
+    assert_error(
+        &complete(bad, claimed.as_str()).await,
+        StatusCode::BAD_REQUEST,
+        "MissingParts",
+    );
+    let other = Digest::of(atcr::blobstore::Algorithm::Sha256, b"what ");
+    assert_error(
+        &complete(first, other.as_str()).await,
+        StatusCode::BAD_REQUEST,
+        "InvalidDigest",
+    );
+    // The bytes do not hash to the digest: refused, and nothing appears under it.
+    assert_error(
+        &complete(parts.clone(), claimed.as_str()).await,
+        StatusCode::BAD_REQUEST,
+        "InvalidDigest",
+    );
+    assert_eq!(node.pds().blobs.stat(&claimed).await.unwrap(), None);
+    assert!(node.pds().blobs.stored_uploads().await.unwrap().is_empty());
+    // The session went with it.
+    assert_error(
+        &complete(parts, claimed.as_str()).await,
+        StatusCode::BAD_REQUEST,
+        "InvalidUploadId",
+    );
+}
+
+#[tokio::test]
+async fn a_user_of_another_pds_is_verified_through_the_plc_directory() {
+    // Her node's directory takes the hold node's own registrations too.
+    let home = Node::start_with(|s| s.plc_open_creation = true).await;
+    let carol = user(&home, "alice", "alice-pw").await;
+    let hold = Node::start_with(|s| s.plc_upstream = Some(home.base.clone())).await;
+    let lonely = Node::start().await;
+    for node in [&hold, &lonely] {
+        node.app
+            .hold
+            .add_crew(
+                &carol.did,
+                "write",
+                &[Permission::BlobRead, Permission::BlobWrite],
+            )
+            .await
+            .unwrap();
+    }
+    let digest = Digest::of(atcr::blobstore::Algorithm::Sha256, b"remote");
+    let input = json!({"digest": digest.as_str()});
+    // Her DID document comes from her node's directory, which the hold is configured with.
+    let t = service_auth(&home, &carol, hold.pds().node_did.as_str(), Some(INITIATE)).await;
+    let (s, v) = hold.post(INITIATE, Some(&t), input.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // A hold with no directory that knows her cannot check her signature.
+    let t = service_auth(
+        &home,
+        &carol,
+        lonely.pds().node_did.as_str(),
+        Some(INITIATE),
+    )
+    .await;
+    let got = lonely.post(INITIATE, Some(&t), input).await;
+    assert_error(&got, StatusCode::UNAUTHORIZED, "BadJwtSignature");
+}
