@@ -20,6 +20,8 @@
 
 #[path = "../tests/inproc/mod.rs"]
 mod inproc;
+#[path = "common/redb_sizes.rs"]
+mod redb_sizes;
 
 use std::time::{Duration, Instant};
 
@@ -225,5 +227,7 @@ fn main() {
             drop(db);
             println!("  {name} compacted (as offline `atcr gc` does): {before:.1} → {:.1} MiB", size(path));
         }
+        println!("pds.redb's tables at the end:");
+        redb_sizes::print(&pds.to_string_lossy());
     });
 }

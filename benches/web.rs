@@ -24,6 +24,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+#[path = "common/redb_sizes.rs"]
+mod redb_sizes;
+
 use atcr::appview::index::{Index, IndexChange, ManifestRecord, RecordAddr, TagTarget};
 use atcr::appview::summary::{ManifestSummary, Part};
 use atcr::blobstore::Digest;
@@ -115,7 +118,7 @@ fn main() {
             args[4].parse().expect("TAGS_PER_REPO"),
         ),
         Some("measure") if args.len() == 3 => measure(&args[1], &args[2]),
-        Some("sizes") if args.len() == 2 => sizes(&args[1]),
+        Some("sizes") if args.len() == 2 => redb_sizes::print(&args[1]),
         Some("compact") if args.len() == 2 => {
             let mut db = redb::Database::open(&args[1]).expect("open");
             while db.compact().expect("compact") {}
@@ -364,26 +367,4 @@ fn measure(base: &str, names_file: &str) {
 
 fn urlencode(q: &str) -> String {
     form_urlencoded::byte_serialize(q.as_bytes()).collect()
-}
-
-/// Rows and bytes of every table in a redb file: where the file's size goes.
-fn sizes(file: &str) {
-    use redb::{ReadableDatabase as _, ReadableTableMetadata as _, TableHandle as _};
-    let db = redb::Database::open(file).expect("open");
-    let tx = db.begin_read().expect("read");
-    let mut total = 0;
-    for handle in tx.list_tables().expect("tables") {
-        let name = handle.name().to_owned();
-        let table = tx.open_untyped_table(handle).expect("table");
-        let stats = table.stats().expect("stats");
-        let len = table.len().expect("len");
-        total += stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes();
-        println!(
-            "{{\"table\": \"{name}\", \"rows\": {len}, \"stored\": {}, \"metadata\": {}, \"fragmented\": {}}}",
-            stats.stored_bytes(),
-            stats.metadata_bytes(),
-            stats.fragmented_bytes()
-        );
-    }
-    println!("{{\"tables_total\": {total}}}");
 }
