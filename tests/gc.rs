@@ -307,9 +307,14 @@ async fn puts_of_a_deleted_manifest_racing_the_collector_never_lose_its_object()
 
 /// Uploads `bytes` as a blob of the test user's repository through XRPC.
 async fn upload_pds_blob(s: &TestServer, mime: &str, bytes: Vec<u8>) {
+    upload_blob_as(s, inproc::USER, mime, bytes).await;
+}
+
+/// Uploads `bytes` as a blob of local account `user`'s repository through XRPC.
+async fn upload_blob_as(s: &TestServer, user: &str, mime: &str, bytes: Vec<u8>) {
     let r = s
         .anonymous(Method::POST, "/xrpc/com.atproto.repo.uploadBlob")
-        .bearer_auth(s.session(inproc::USER).await)
+        .bearer_auth(s.session(user).await)
         .header("content-type", mime)
         .body(bytes)
         .send()
@@ -360,4 +365,50 @@ async fn objects_nobody_recorded_are_taken_up_then_collected_and_pds_blobs_stay(
         store.stat(&avatar_digest).await.unwrap().is_some(),
         "the PDS's blob was collected"
     );
+}
+
+/// Storage keeps one object per digest, whoever stored it. The same bytes pushed as a layer
+/// (then used by nothing) and uploaded as someone's PDS blob stay when the collector takes the
+/// layer's index rows, and another user uploading them again as a "manifest" changes nothing.
+#[tokio::test]
+async fn an_object_a_pds_blob_shares_is_never_collected_with_a_layer() {
+    let s = TestServer::start().await;
+    let store = s.app.registry.blobs().clone();
+    let avatar = bytes(93, 2500);
+    let digest = Digest::of(Algorithm::Sha256, &avatar);
+    upload_pds_blob(&s, "image/png", avatar.clone()).await;
+    s.app
+        .pds
+        .create_account("mallory", inproc::PASSWORD, false)
+        .await
+        .unwrap();
+    upload_blob_as(&s, "mallory", OCI_MANIFEST, avatar.clone()).await;
+    assert_eq!(s.push_blob("t/layers", &avatar).await, digest);
+
+    gc(&s, false, 0).await;
+    assert!(
+        store.stat(&digest).await.unwrap().is_some(),
+        "the PDS blob's object was collected with the unused layer"
+    );
+    // Unknown to the index now, it is the PDS's: never taken up either.
+    let again = gc(&s, false, 0).await;
+    assert_eq!(again.orphans_adopted, 0, "{again}");
+    assert!(
+        store.stat(&digest).await.unwrap().is_some(),
+        "the PDS blob's object was collected with the unused layer"
+    );
+    let r = s
+        .anonymous(
+            Method::GET,
+            &format!(
+                "/xrpc/com.atproto.sync.getBlob?did={}&cid={}",
+                s.user,
+                atcr::atproto::Cid::for_raw(&avatar)
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &avatar[..]);
 }

@@ -165,6 +165,8 @@ pub struct GcStats {
 
 /// Objects listed from storage per index lookup when looking for ones the index does not know.
 const LIST_BATCH: usize = 1024;
+/// Objects the index does not know looked up in the PDS's blob table per pass over it.
+const UNKNOWN_BATCH: usize = 4096;
 
 /// The node's collector.
 pub struct Gc {
@@ -322,6 +324,22 @@ impl Gc {
                 .index
                 .write(move |ix| ix.gc_sweep(&take, now, grace))
                 .await?;
+            // An object is one per digest, whoever stored it: if a repository of the PDS
+            // uploaded the same bytes as a blob of its own (an avatar pushed again as a layer),
+            // the object is the PDS's to keep. Its index rows are gone; it stays in storage.
+            let removed = match self.pds.clone() {
+                None => removed,
+                Some(pds) => {
+                    let digests: Vec<Digest> = removed.iter().map(|c| c.digest.clone()).collect();
+                    let theirs = tokio::task::spawn_blocking(move || pds_owned_among(&pds, &digests))
+                        .await
+                        .map_err(IndexError::from)??;
+                    removed
+                        .into_iter()
+                        .filter(|c| !theirs.contains(&c.digest))
+                        .collect()
+                }
+            };
             for c in removed {
                 match self.blobs.delete(&c.digest).await {
                     Ok(()) | Err(BlobError::NotFound) => {}
@@ -347,52 +365,69 @@ impl Gc {
     /// one taken up waits a further grace before the mark phase may pick it, so a request that
     /// starts to use it meanwhile links it first.
     async fn adopt_orphans(&self, now: u64, grace: u64, dry_run: bool) -> Result<u64, GcError> {
-        let Some(pds) = &self.pds else {
+        if self.pds.is_none() {
             return Ok(0);
-        };
+        }
         let mut adopted = 0;
+        let mut unknown = Vec::new();
         let mut lister = self.blobs.list_objects().await?;
         loop {
             let batch = lister.next_batch(LIST_BATCH).await?;
-            if batch.is_empty() {
+            let done = batch.is_empty();
+            if !done {
+                let index = self.index.clone();
+                unknown.extend(
+                    tokio::task::spawn_blocking(move || index.unknown_objects(&batch))
+                        .await
+                        .map_err(IndexError::from)??,
+                );
+            }
+            // The PDS is asked about the unknown ones in bunches: one pass over its blob table
+            // each, so the PDS's own blobs (which stay unknown to the index for good) cost one
+            // pass per bunch, not one per listing batch.
+            if unknown.len() >= UNKNOWN_BATCH || (done && !unknown.is_empty()) {
+                let bunch = std::mem::take(&mut unknown);
+                adopted += self.adopt_unknown(bunch, now, grace, dry_run).await?;
+            }
+            if done {
                 return Ok(adopted);
             }
-            let unknown = {
-                let index = self.index.clone();
-                tokio::task::spawn_blocking(move || index.unknown_objects(&batch))
-                    .await
-                    .map_err(IndexError::from)??
-            };
-            if unknown.is_empty() {
-                continue;
-            }
-            // The PDS's blobs stay, except manifests' bytes: the registry stores those as the
-            // owner's blob just before the commit that names them, and a crash in between
-            // leaves one that no record uses and no collection would otherwise take.
-            let theirs = pds.uploaded_blobs_among(&unknown)?;
-            let mut old = Vec::new();
-            let pds_owned = |d: &Digest| {
-                theirs
-                    .get(d)
-                    .is_some_and(|mime| !crate::oci::manifest::is_manifest_media_type(mime))
-            };
-            for digest in unknown.into_iter().filter(|d| !pds_owned(d)) {
-                if let Some((size, Some(modified))) = self.blobs.stat_modified(&digest).await?
-                    && past_grace(modified, now, grace)
-                {
-                    tracing::warn!(%digest, bytes = size, "garbage collection: a stored object the index did not know; taken up");
-                    old.push((digest, size));
-                }
-            }
-            if dry_run {
-                adopted += old.len() as u64;
-            } else if !old.is_empty() {
-                adopted += self
-                    .index
-                    .write(move |ix| ix.adopt_objects(&old, now))
-                    .await?;
+        }
+    }
+
+    /// [`Gc::adopt_orphans`] for objects the index does not know: leaves the PDS's blobs and
+    /// objects younger than the grace, takes up the rest (dry: counts them).
+    async fn adopt_unknown(
+        &self,
+        unknown: Vec<Digest>,
+        now: u64,
+        grace: u64,
+        dry_run: bool,
+    ) -> Result<u64, GcError> {
+        let Some(pds) = self.pds.clone() else {
+            return Ok(0);
+        };
+        let (unknown, theirs) = tokio::task::spawn_blocking(move || {
+            pds_owned_among(&pds, &unknown).map(|t| (unknown, t))
+        })
+        .await
+        .map_err(IndexError::from)??;
+        let mut old = Vec::new();
+        for digest in unknown.into_iter().filter(|d| !theirs.contains(d)) {
+            if let Some((size, Some(modified))) = self.blobs.stat_modified(&digest).await?
+                && past_grace(modified, now, grace)
+            {
+                tracing::warn!(%digest, bytes = size, "garbage collection: a stored object the index did not know; taken up");
+                old.push((digest, size));
             }
         }
+        if dry_run || old.is_empty() {
+            return Ok(old.len() as u64);
+        }
+        Ok(self
+            .index
+            .write(move |ix| ix.adopt_objects(&old, now))
+            .await?)
     }
 
     /// Removes upload sessions idle for `upload_expiry_secs` or more, and stored parts no session
@@ -411,6 +446,26 @@ impl Gc {
         )
         .await
     }
+}
+
+/// Which of `digests` the PDS keeps: objects some repository uploaded as a blob with a MIME type
+/// that is not a manifest's. The registry stores a manifest's bytes as the owner's blob (with
+/// the manifest's media type) before the commit that names them; those are the collector's
+/// once no manifest uses them. An object anyone uploaded with another type is the PDS's.
+fn pds_owned_among(
+    pds: &PdsStore,
+    digests: &[Digest],
+) -> Result<std::collections::HashSet<Digest>, StoreError> {
+    Ok(pds
+        .uploaded_blobs_among(digests)?
+        .into_iter()
+        .filter(|(_, types)| {
+            types
+                .iter()
+                .any(|t| !crate::oci::manifest::is_manifest_media_type(t))
+        })
+        .map(|(d, _)| d)
+        .collect())
 }
 
 /// See [`Gc::run`]: the upload half, also run on its own by the registry's upload sweeper.

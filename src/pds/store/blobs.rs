@@ -93,13 +93,12 @@ impl PdsStore {
 
 impl PdsStore {
     /// Which of `digests` (SHA-256, of raw bytes) are blobs some repository uploaded, with the
-    /// MIME type one of those uploads gave: objects of the shared blob store that the PDS, not
-    /// the registry index, accounts for. One pass over the blob table; meant for the few
-    /// objects the index does not know.
+    /// MIME type of every such upload (one per repository): objects of the shared blob store
+    /// that the PDS accounts for. One pass over the blob table.
     pub fn uploaded_blobs_among(
         &self,
         digests: &[crate::blobstore::Digest],
-    ) -> Result<std::collections::HashMap<crate::blobstore::Digest, String>, StoreError> {
+    ) -> Result<std::collections::HashMap<crate::blobstore::Digest, Vec<String>>, StoreError> {
         let mut out = std::collections::HashMap::new();
         if digests.is_empty() {
             return Ok(out);
@@ -121,7 +120,9 @@ impl PdsStore {
             let (key, meta) = item?;
             if let Some(d) = wanted.get(key.value().1) {
                 let meta: BlobMeta = serde_json::from_slice(meta.value())?;
-                out.insert((*d).clone(), meta.mime_type);
+                out.entry((*d).clone())
+                    .or_insert_with(Vec::new)
+                    .push(meta.mime_type);
             }
         }
         Ok(out)
