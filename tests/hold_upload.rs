@@ -189,6 +189,25 @@ async fn a_crew_member_uploads_in_parts_and_reads_the_blob_back() {
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.bytes().await.unwrap().as_ref(), whole.as_slice());
     }
+    // No manifest names it yet, and collections past the grace leave it: it is the hold's.
+    for _ in 0..2 {
+        let report = node
+            .app
+            .registry
+            .collect_garbage(atcr::appview::gc::GcOptions {
+                dry_run: false,
+                grace_secs: 0,
+                upload_expiry_secs: 86_400,
+            })
+            .await
+            .unwrap();
+        assert_eq!(report.orphans_adopted, 0, "{report}");
+    }
+    assert_eq!(
+        node.pds().blobs.stat(&digest).await.unwrap(),
+        Some(whole.len() as u64),
+        "the collector took a completed hold upload"
+    );
     let missing = Digest::of(atcr::blobstore::Algorithm::Sha256, b"never uploaded");
     let got = error_of(get_blob(&node, missing.as_str(), None).await).await;
     assert_error(&got, StatusCode::NOT_FOUND, "BlobNotFound");

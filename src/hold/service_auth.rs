@@ -5,7 +5,8 @@
 //! names it uses, all `401`:
 //! - three base64url parts, a header with an `alg`, a `typ` that is not a session or `DPoP`
 //!   token's (`BadJwt`, `BadJwtType`);
-//! - claims `iss` (a DID, or `did#service`), `aud`, `exp` (`BadJwt` when missing or mistyped);
+//! - claims `iss` (a DID: a `did#service` issuer is refused, unlike the reference, since a
+//!   service's key must never act as the user), `aud`, `exp` (`BadJwt` when missing or mistyped);
 //! - `exp` in the future (`JwtExpired`); `aud` the hold's DID (`BadJwtAudience`); `lxm` the
 //!   method called, required (`BadJwtLexiconMethod`);
 //! - and, beyond the reference: `exp` at most [`MAX_LIFETIME_SECS`] (plus [`CLOCK_SKEW_SECS`])
@@ -72,10 +73,9 @@ impl From<ServiceAuthError> for XrpcError {
 /// A service token whose claims checked out, its signature not yet.
 #[derive(Debug, Clone)]
 pub struct ServiceToken {
-    /// The issuer's DID (`iss` without a `#service` fragment).
+    /// The issuer's DID (`iss`).
     pub issuer: Did,
-    /// The verification method the signature must be checked with: `atproto`, or
-    /// `atproto_label` for a labeler (`iss` = `did#atproto_labeler`), as the reference resolves.
+    /// The verification method the signature must be checked with: `atproto`.
     pub key_id: &'static str,
     /// The JWT `alg` of the header.
     alg: String,
@@ -223,13 +223,16 @@ impl super::Hold {
     }
 }
 
-/// The DID and verification method `iss` names.
+/// The DID and verification method `iss` names. The hold serves users, who sign with their
+/// account key: an `iss` with a fragment names a service of that DID (a labeler, say), whose
+/// key must never act as the user's, so it is refused.
 fn issuer(iss: &str) -> Result<(Did, &'static str), ServiceAuthError> {
-    let (did, key_id) = match iss.split_once('#') {
-        None => (iss, "atproto"),
-        Some((did, "atproto_labeler")) => (did, "atproto_label"),
-        Some((did, _)) => (did, "atproto"),
-    };
+    if iss.contains('#') {
+        return Err(ServiceAuthError::BadJwt(
+            "iss names a service (#fragment); the hold accepts user tokens only",
+        ));
+    }
+    let (did, key_id) = (iss, "atproto");
     let did: Did = did
         .parse()
         .map_err(|_| ServiceAuthError::BadJwt("iss is not a DID"))?;
@@ -364,12 +367,11 @@ mod tests {
         assert!(matches!(parse(&token(&key, &claims)), Err(E::BadJwt(_))));
         claims["iss"] = json!("did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme");
         assert!(matches!(parse(&token(&key, &claims)), Err(E::BadJwt(_))));
-        claims["iss"] = json!(format!("{ALICE}#atproto_labeler"));
-        let labeler = parse(&token(&key, &claims)).unwrap();
-        assert_eq!(
-            (labeler.issuer.as_str(), labeler.key_id),
-            (ALICE, "atproto_label")
-        );
+        // A service of the user's DID (a labeler's key, say) never acts as the user.
+        for service in ["#atproto_labeler", "#atproto", "#anything"] {
+            claims["iss"] = json!(format!("{ALICE}{service}"));
+            assert!(matches!(parse(&token(&key, &claims)), Err(E::BadJwt(_))));
+        }
         let mut claims = good.clone();
         claims["exp"] = json!("soon");
         assert!(matches!(parse(&token(&key, &claims)), Err(E::BadJwt(_))));

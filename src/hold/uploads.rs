@@ -18,9 +18,10 @@ use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::json;
 
-use crate::atproto::Did;
+use crate::atproto::{Cid, Did};
 use crate::blobstore::{Algorithm, BlobError, Digest, Digester, UploadId};
 use crate::http::body::Body;
+use crate::pds::store::{BlobMeta, StoreError};
 use crate::pds::xrpc::{Call, XrpcError, ok_json};
 
 use super::xrpc::HoldMethod;
@@ -332,7 +333,10 @@ impl Hold {
                 let _ = blobs.cancel(id).await;
                 return Err(missing_parts("the stored parts are gone; upload again"));
             }
-            Err(e) => return Err(store_failed("CompletionFailed", e)),
+            Err(e) => {
+                let _ = blobs.cancel(id).await;
+                return Err(store_failed("CompletionFailed", e));
+            }
         };
         let actual = hasher.finish();
         if actual != digest {
@@ -345,8 +349,33 @@ impl Hold {
             let _ = blobs.cancel(id).await;
             return Err(store_failed("CompletionFailed", e));
         }
+        // Recorded as a blob of the hold's own repository: until a manifest names it
+        // (`notifyManifest`, routing by `holdDid`: not built yet) nothing else accounts for it,
+        // and the collector would take it as a crash's leftover.
+        self.record_blob(&digest, size).await?;
         tracing::info!(upload = %id, %digest, bytes = size, caller = %caller, "hold upload completed");
         ok_json(&json!({ "status": "completed", "digest": digest.as_str() }))
+    }
+
+    /// Notes a completed upload in the hold repository's blob table (SHA-256 digests; the
+    /// lexicon's uploads are).
+    async fn record_blob(&self, digest: &Digest, size: u64) -> Result<(), StoreError> {
+        let Ok(raw) = <[u8; 32]>::try_from(hex::decode(digest.hex()).unwrap_or_default()) else {
+            return Ok(());
+        };
+        self.pds
+            .repos
+            .store()
+            .put_blob_meta(
+                &self.pds.node_did,
+                Cid::from_digest(crate::atproto::cid::RAW, raw),
+                BlobMeta {
+                    mime_type: "application/octet-stream".to_owned(),
+                    size,
+                    created: crate::pds::accounts::now_secs(),
+                },
+            )
+            .await
     }
 
     /// `abortUpload {uploadId}` → `{status: "aborted"}`.

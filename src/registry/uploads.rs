@@ -170,7 +170,11 @@ impl Registry {
             self.session(name, id)?.size
         };
         let declared = declared_length(req.headers());
-        self.check_blob_quota(name, Some(digest), size_before + declared.unwrap_or(0))?;
+        self.check_blob_quota(
+            name,
+            Some(digest),
+            size_before.saturating_add(declared.unwrap_or(0)),
+        )?;
         let written = if declared == Some(0) {
             0
         } else {
