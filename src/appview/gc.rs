@@ -8,7 +8,7 @@
 //! 2. **Sweep**, in batches: the candidates nobody pins are claimed ([`Pins::claim`]); one
 //!    write transaction ([`Index::gc_sweep`]) checks each again — still unused, time unchanged,
 //!    still past the grace — and removes its index entries; then the objects go from storage
-//!    (unless a PDS blob shares the object: see [`pds_owned_among`]); then the claims are
+//!    (unless a PDS blob shares the object: see `pds_owned_among`); then the claims are
 //!    released.
 //! 3. **Leftovers**: storage is listed for objects neither the index nor the PDS accounts for
 //!    (a crash between writing one and recording it); those past the grace are taken up as
