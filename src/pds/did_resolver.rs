@@ -32,6 +32,9 @@ pub const FETCHES: usize = 4;
 const MAX_DOCUMENT_BYTES: usize = 64 << 10;
 /// How long one fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for one of the [`FETCHES`] slots; then the caller is answered with an error
+/// (not cached).
+const SLOT_WAIT: Duration = Duration::from_secs(2);
 
 struct Entry {
     at: Instant,
@@ -71,10 +74,10 @@ impl DidResolver {
         if let Some(cached) = self.cached(&slot, refresh) {
             return cached;
         }
-        let _permit = self
-            .fetches
-            .acquire()
+        // Waiting for a slot is bounded too: slow DID hosts must not queue every other issuer.
+        let _permit = tokio::time::timeout(SLOT_WAIT, self.fetches.acquire())
             .await
+            .map_err(|_| "too many DID documents being fetched; try again".to_owned())?
             .map_err(|_| "resolver closed".to_owned())?;
         // Another caller may have fetched it while this one waited.
         if let Some(cached) = self.cached(&slot, false) {
@@ -196,6 +199,38 @@ mod tests {
     use super::*;
     use crate::atproto::Keypair;
     use serde_json::json;
+
+    /// While every fetch slot is taken (slow DID hosts), another issuer is answered with an
+    /// error within the slot wait instead of queueing behind them.
+    #[tokio::test]
+    async fn waiting_for_a_fetch_slot_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let pds = crate::pds::Pds::open(
+            dir.path(),
+            crate::pds::PdsSettings::localhost(4000),
+            crate::blobstore::BlobStore::memory().unwrap(),
+        )
+        .await
+        .unwrap();
+        let resolver = DidResolver::default();
+        let _all = resolver
+            .fetches
+            .acquire_many(u32::try_from(FETCHES).unwrap())
+            .await
+            .unwrap();
+        let did: Did = "did:web:slow.example.com".parse().unwrap();
+        // (The outer timeout only keeps a regression from hanging the suite.)
+        let err = tokio::time::timeout(
+            Duration::from_secs(120),
+            resolver.signing_key(&pds, &did, "atproto", false),
+        )
+        .await
+        .expect("the wait for a fetch slot is unbounded")
+        .unwrap_err();
+        assert!(err.contains("too many"), "{err}");
+        // Not cached: once a slot is free the DID is fetched.
+        assert!(resolver.cached(&(did, "atproto"), false).is_none());
+    }
 
     #[test]
     fn keys_are_found_by_method_id_in_every_form() {
