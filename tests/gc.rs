@@ -335,6 +335,7 @@ async fn objects_nobody_recorded_are_taken_up_then_collected_and_pds_blobs_stay(
     let orphan_digest = Digest::of(Algorithm::Sha256, &orphan);
     store.put(&orphan_digest, orphan.into()).await.unwrap();
     let avatar = bytes(92, 2000);
+    let avatar_bytes = avatar.clone();
     let avatar_digest = Digest::of(Algorithm::Sha256, &avatar);
     upload_pds_blob(&s, "image/png", avatar).await;
     // A manifest's bytes stored as the owner's blob, then a crash before the commit naming
@@ -361,6 +362,19 @@ async fn objects_nobody_recorded_are_taken_up_then_collected_and_pds_blobs_stay(
     assert!(second.blobs_deleted >= 2, "{second}");
     assert_eq!(store.stat(&orphan_digest).await.unwrap(), None);
     assert_eq!(store.stat(&manifest_digest).await.unwrap(), None);
+    // The manifest bytes' blob-table row went with the object; the avatar's stays.
+    let listed = s
+        .get_json(&format!("/xrpc/com.atproto.sync.listBlobs?did={}", s.user))
+        .await;
+    let cids: Vec<&str> = listed["cids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let cid_of = |b: &[u8]| atcr::atproto::Cid::for_raw(b).to_string();
+    assert!(!cids.contains(&cid_of(manifest).as_str()), "{cids:?}");
+    assert!(cids.contains(&cid_of(&avatar_bytes).as_str()), "{cids:?}");
     assert!(
         store.stat(&avatar_digest).await.unwrap().is_some(),
         "the PDS's blob was collected"

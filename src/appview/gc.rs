@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::index::{Candidate, Index, IndexError, Pins, past_grace};
+use crate::atproto::Cid;
 use crate::blobstore::{BlobError, BlobStore, Digest, UploadId};
 use crate::pds::store::{PdsStore, StoreError};
 
@@ -331,17 +332,21 @@ impl Gc {
             // An object is one per digest, whoever stored it: if a repository of the PDS
             // uploaded the same bytes as a blob of its own (an avatar pushed again as a layer),
             // the object is the PDS's to keep. Its index rows are gone; it stays in storage.
-            let removed = match self.pds.clone() {
-                None => removed,
+            // A manifest's bytes deleted here were also the owner's blob: its blob-table rows
+            // go too (after the object, while the claims keep a push of the same bytes out).
+            let (removed, rows) = match self.pds.clone() {
+                None => (removed, Vec::new()),
                 Some(pds) => {
                     let digests: Vec<Digest> = removed.iter().map(|c| c.digest.clone()).collect();
-                    let theirs = tokio::task::spawn_blocking(move || pds_owned_among(&pds, &digests))
-                        .await
-                        .map_err(IndexError::from)??;
-                    removed
+                    let (theirs, rows) =
+                        tokio::task::spawn_blocking(move || pds_owned_among(&pds, &digests))
+                            .await
+                            .map_err(IndexError::from)??;
+                    let removed = removed
                         .into_iter()
                         .filter(|c| !theirs.contains(&c.digest))
-                        .collect()
+                        .collect();
+                    (removed, rows)
                 }
             };
             for c in removed {
@@ -355,6 +360,9 @@ impl Gc {
                 tracing::debug!(digest = %c.digest, bytes = c.size, "blob collected");
                 report.blobs_deleted += 1;
                 report.bytes_freed += c.size;
+            }
+            if let (Some(pds), false) = (&self.pds, rows.is_empty()) {
+                pds.forget_blobs(rows).await?;
             }
             Ok::<(), GcError>(())
         }
@@ -412,7 +420,7 @@ impl Gc {
             return Ok(0);
         };
         let (unknown, theirs) = tokio::task::spawn_blocking(move || {
-            pds_owned_among(&pds, &unknown).map(|t| (unknown, t))
+            pds_owned_among(&pds, &unknown).map(|(t, _)| (unknown, t))
         })
         .await
         .map_err(IndexError::from)??;
@@ -456,20 +464,32 @@ impl Gc {
 /// that is not a manifest's. The registry stores a manifest's bytes as the owner's blob (with
 /// the manifest's media type) before the commit that names them; those are the collector's
 /// once no manifest uses them. An object anyone uploaded with another type is the PDS's.
+/// Also returns, for the rest, the blob-table rows (DID, CID) that name them: they go with the
+/// object.
+#[allow(clippy::type_complexity)]
 fn pds_owned_among(
     pds: &PdsStore,
     digests: &[Digest],
-) -> Result<std::collections::HashSet<Digest>, StoreError> {
-    Ok(pds
-        .uploaded_blobs_among(digests)?
-        .into_iter()
-        .filter(|(_, types)| {
-            types
-                .iter()
-                .any(|t| !crate::oci::manifest::is_manifest_media_type(t))
-        })
-        .map(|(d, _)| d)
-        .collect())
+) -> Result<(std::collections::HashSet<Digest>, Vec<(String, Cid)>), StoreError> {
+    let mut owned = std::collections::HashSet::new();
+    let mut rows = Vec::new();
+    for (digest, uploads) in pds.uploaded_blobs_among(digests)? {
+        if uploads
+            .iter()
+            .any(|(_, t)| !crate::oci::manifest::is_manifest_media_type(t))
+        {
+            owned.insert(digest);
+        } else if let Some(cid) = raw_cid(&digest) {
+            rows.extend(uploads.into_iter().map(|(did, _)| (did, cid)));
+        }
+    }
+    Ok((owned, rows))
+}
+
+/// The CID of a raw blob with this SHA-256 digest.
+fn raw_cid(digest: &Digest) -> Option<Cid> {
+    let raw = <[u8; 32]>::try_from(hex::decode(digest.hex()).ok()?).ok()?;
+    Some(Cid::from_digest(crate::atproto::cid::RAW, raw))
 }
 
 /// See [`Gc::run`]: the upload half, also run on its own by the registry's upload sweeper.

@@ -223,6 +223,13 @@ impl TestServer {
         v["accessJwt"].as_str().unwrap().to_owned()
     }
 
+    /// An anonymous `GET path` answered `200` with JSON: that JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.anonymous(Method::GET, path).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "GET {path}");
+        r.json().await.unwrap()
+    }
+
     /// The test user's records in `collection` (`com.atproto.repo.listRecords`, first 100).
     pub async fn records(&self, collection: &str) -> Vec<Value> {
         let r = self

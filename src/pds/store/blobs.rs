@@ -38,6 +38,18 @@ impl PdsStore {
         .await
     }
 
+    /// Forgets uploads of blobs whose objects are gone: `(DID, CID)` rows of the blob table.
+    pub async fn forget_blobs(&self, rows: Vec<(String, Cid)>) -> Result<(), StoreError> {
+        self.write(move |tx| {
+            let mut t = tx.open_table(REPO_BLOBS)?;
+            for (did, cid) in &rows {
+                t.remove((did.as_str(), cid.to_string().as_str()))?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await
+    }
+
     /// Blob CIDs of `did`'s repository in CID order, after `cursor`.
     pub fn list_blobs(
         &self,
@@ -92,13 +104,17 @@ impl PdsStore {
 }
 
 impl PdsStore {
-    /// Which of `digests` (SHA-256, of raw bytes) are blobs some repository uploaded, with the
-    /// MIME type of every such upload (one per repository): objects of the shared blob store
-    /// that the PDS accounts for. One pass over the blob table.
+    /// Which of `digests` (SHA-256, of raw bytes) are blobs some repository uploaded, with
+    /// every such upload's repository (DID) and MIME type: objects of the shared blob store that
+    /// the PDS accounts for. One pass over the blob table.
+    #[allow(clippy::type_complexity)]
     pub fn uploaded_blobs_among(
         &self,
         digests: &[crate::blobstore::Digest],
-    ) -> Result<std::collections::HashMap<crate::blobstore::Digest, Vec<String>>, StoreError> {
+    ) -> Result<
+        std::collections::HashMap<crate::blobstore::Digest, Vec<(String, String)>>,
+        StoreError,
+    > {
         let mut out = std::collections::HashMap::new();
         if digests.is_empty() {
             return Ok(out);
@@ -122,7 +138,7 @@ impl PdsStore {
                 let meta: BlobMeta = serde_json::from_slice(meta.value())?;
                 out.entry((*d).clone())
                     .or_insert_with(Vec::new)
-                    .push(meta.mime_type);
+                    .push((key.value().0.to_owned(), meta.mime_type));
             }
         }
         Ok(out)
