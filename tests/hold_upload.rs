@@ -33,6 +33,15 @@ async fn user(node: &Node, name: &str, password: &str) -> User {
     }
 }
 
+/// Makes `did` crew of `node`'s hold with blob read and write.
+async fn make_writer(node: &Node, did: &Did) {
+    node.app
+        .hold
+        .add_crew(did, "write", &[Permission::BlobRead, Permission::BlobWrite])
+        .await
+        .unwrap();
+}
+
 /// A service token from `node`'s PDS for `user`, for `aud` and `lxm`.
 async fn service_auth(node: &Node, user: &User, aud: &str, lxm: Option<&str>) -> String {
     // `did:web:localhost%3A<port>`: the `%` itself is encoded.
@@ -146,13 +155,7 @@ async fn a_crew_member_uploads_in_parts_and_reads_the_blob_back() {
     let node = Node::start().await;
     let alice = user(&node, "alice", "alice-pw").await;
     let hold = &node.app.hold;
-    hold.add_crew(
-        &alice.did,
-        "write",
-        &[Permission::BlobRead, Permission::BlobWrite],
-    )
-    .await
-    .unwrap();
+    make_writer(&node, &alice.did).await;
     let (head, tail) = (vec![7u8; 300_000], b"and the rest".to_vec());
     let whole = [head.clone(), tail.clone()].concat();
     let digest = Digest::of(atcr::blobstore::Algorithm::Sha256, &whole);
@@ -237,15 +240,7 @@ async fn refusals_carry_their_xrpc_error_names() {
     let node = Node::start().await;
     let alice = user(&node, "alice", "alice-pw").await;
     let bob = user(&node, "bob", "bob-password").await;
-    node.app
-        .hold
-        .add_crew(
-            &alice.did,
-            "write",
-            &[Permission::BlobRead, Permission::BlobWrite],
-        )
-        .await
-        .unwrap();
+    make_writer(&node, &alice.did).await;
     let digest = Digest::of(atcr::blobstore::Algorithm::Sha256, b"blob");
     let input = json!({"digest": digest.as_str()});
     let hold_did = node.pds().node_did.to_string();
@@ -343,15 +338,7 @@ async fn refusals_carry_their_xrpc_error_names() {
         .await;
     assert_error(&got, StatusCode::BAD_REQUEST, "InvalidUploadId");
     let (id, _) = upload(&node, &alice, &digest, &[]).await;
-    node.app
-        .hold
-        .add_crew(
-            &bob.did,
-            "write",
-            &[Permission::BlobRead, Permission::BlobWrite],
-        )
-        .await
-        .unwrap();
+    make_writer(&node, &bob.did).await;
     let got = node
         .post(
             ABORT,
@@ -382,15 +369,7 @@ async fn refusals_carry_their_xrpc_error_names() {
 async fn completion_checks_parts_and_digest() {
     let node = Node::start().await;
     let alice = user(&node, "alice", "alice-pw").await;
-    node.app
-        .hold
-        .add_crew(
-            &alice.did,
-            "write",
-            &[Permission::BlobRead, Permission::BlobWrite],
-        )
-        .await
-        .unwrap();
+    make_writer(&node, &alice.did).await;
     let claimed = Digest::of(atcr::blobstore::Algorithm::Sha256, b"what was promised");
     let (id, parts) = upload(&node, &alice, &claimed, &[b"what ", b"was sent"]).await;
     let complete = |parts: Value, digest: &str| {
@@ -442,15 +421,7 @@ async fn a_user_of_another_pds_is_verified_through_the_plc_directory() {
     let hold = Node::start_with(|s| s.plc_upstream = Some(home.base.clone())).await;
     let lonely = Node::start().await;
     for node in [&hold, &lonely] {
-        node.app
-            .hold
-            .add_crew(
-                &carol.did,
-                "write",
-                &[Permission::BlobRead, Permission::BlobWrite],
-            )
-            .await
-            .unwrap();
+        make_writer(node, &carol.did).await;
     }
     let digest = Digest::of(atcr::blobstore::Algorithm::Sha256, b"remote");
     let input = json!({"digest": digest.as_str()});
