@@ -27,8 +27,10 @@ use std::future::Future;
 use crate::appview::gc::GcReport;
 use crate::appview::index::Index;
 use crate::atproto::Did;
+use crate::hold::trusted::Trusted;
 use crate::hold::{Hold, Permission, role_permissions};
 
+mod holds;
 mod quota;
 pub use quota::QuotaSetting;
 
@@ -66,6 +68,15 @@ pub enum Op {
         setting: Option<QuotaSetting>,
     },
     HoldShow,
+    /// `atcr hold add DID [--endpoint URL]`: trust a hold on another machine.
+    HoldAdd {
+        did: String,
+        endpoint: Option<String>,
+    },
+    HoldList,
+    HoldRemove {
+        did: String,
+    },
     HoldSet {
         owner: Option<String>,
         public: Option<bool>,
@@ -116,6 +127,8 @@ pub struct Node<'a> {
     pub gc: Option<&'a GcHook>,
     /// `quota.default` in bytes (0: no limit), for what `atcr user` shows.
     pub default_quota: u64,
+    /// The holds on other machines the registry trusts (`atcr hold add|list|remove`).
+    pub trusted: Option<&'a Trusted>,
 }
 
 /// The daemon's answer: the command's output, or why it failed.
@@ -138,6 +151,9 @@ impl Op {
             Op::UserQuota { .. } => "user quota",
             Op::HoldShow => "hold show",
             Op::HoldSet { .. } => "hold set",
+            Op::HoldAdd { .. } => "hold add",
+            Op::HoldList => "hold list",
+            Op::HoldRemove { .. } => "hold remove",
             Op::CrewAdd { .. } => "crew add",
             Op::CrewRemove { .. } => "crew remove",
             Op::CrewList => "crew list",
@@ -180,6 +196,9 @@ impl Op {
                 ))
             }
             Op::HoldShow => hold_show(hold),
+            Op::HoldAdd { did, endpoint } => holds::add(node, &did, endpoint.as_deref()).await,
+            Op::HoldList => holds::list(node),
+            Op::HoldRemove { did } => holds::remove(node, &did),
             Op::HoldSet {
                 owner,
                 public,
@@ -399,6 +418,7 @@ impl AdminSocket {
         index: Index,
         gc: Arc<GcHook>,
         default_quota: u64,
+        trusted: Option<Arc<Trusted>>,
         shutdown: CancellationToken,
     ) {
         // One operation at a time: they are rare, and this keeps their effects in order.
@@ -415,12 +435,13 @@ impl AdminSocket {
                 },
                 () = shutdown.cancelled() => break,
             };
-            let (hold, index, gc, turn, owner) = (
+            let (hold, index, gc, turn, owner, trusted) = (
                 hold.clone(),
                 index.clone(),
                 gc.clone(),
                 turn.clone(),
                 self.owner,
+                trusted.clone(),
             );
             tokio::spawn(async move {
                 let node = Node {
@@ -429,6 +450,7 @@ impl AdminSocket {
                     running: true,
                     gc: Some(&gc),
                     default_quota,
+                    trusted: trusted.as_deref(),
                 };
                 if let Err(e) = serve_one(stream, &node, owner, &turn).await {
                     tracing::warn!(error = %format!("{e:#}"), "admin socket");

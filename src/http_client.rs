@@ -1,6 +1,7 @@
 //! A small HTTP/1.1 JSON client over TCP or TLS (rustls, system or given CA certificates): for
 //! `atcr login`, which talks to a node's XRPC API, for forwarding PLC operations to an
-//! upstream directory, and for fetching the DID documents of service-auth issuers.
+//! upstream directory, and for fetching the DID documents of service-auth issuers; and the
+//! reqwest client of the S3 backend and of holds on other machines.
 //!
 //! Imports only `tls` (the crypto provider).
 
@@ -18,6 +19,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 /// How long one exchange (connect, TLS, request, answer) may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting may take (reqwest clients).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The CA certificates of Debian and its derivatives.
 const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -101,6 +104,32 @@ pub fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig
             .with_root_certificates(roots)
             .with_no_client_auth(),
     )
+}
+
+/// A reqwest client over rustls with the ring provider (no aws-lc, no OpenSSL), with `tls` for
+/// HTTPS (`None`: plain HTTP only, no CA certificates needed on the machine).
+pub fn reqwest_client(
+    tls: Option<rustls::ClientConfig>,
+    follow_redirects: bool,
+) -> anyhow::Result<reqwest::Client> {
+    crate::tls::install_crypto_provider();
+    let tls = match tls {
+        Some(tls) => tls,
+        None => rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+    };
+    let redirects = if follow_redirects {
+        reqwest::redirect::Policy::default()
+    } else {
+        reqwest::redirect::Policy::none()
+    };
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(redirects)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .build()?)
 }
 
 /// Sends `body` as JSON with `method` to `path` on `target` (over TLS with `tls` when the

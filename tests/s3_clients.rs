@@ -17,28 +17,6 @@ const LAYER_BYTES: usize = 3 << 20;
 const BLOB_GET_200: &str = "atcr_http_requests_total{endpoint=\"blob_get\",status=\"200\"";
 const BLOB_GET_307: &str = "atcr_http_requests_total{endpoint=\"blob_get\",status=\"307\"";
 
-/// `ATCR_*` settings of a node on `s3` under `prefix`, credentials in files in `dir`.
-fn s3_env(
-    s3: &S3Server,
-    dir: &std::path::Path,
-    prefix: &str,
-    redirect: bool,
-) -> Vec<(String, String)> {
-    let toml: toml::Table = toml::from_str(&s3.storage_toml(dir, prefix, redirect)).unwrap();
-    toml["storage"]
-        .as_table()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            let value = match v {
-                toml::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (format!("ATCR_STORAGE_{}", k.to_uppercase()), value)
-        })
-        .collect()
-}
-
 fn start_on(env: &[(String, String)]) -> Server {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     Server::start_with(&env)
@@ -96,7 +74,8 @@ fn skopeo_through_an_s3_backed_node_with_and_without_redirects() {
     // bodies are not in `atcr_http_response_bytes_total`, which counts sized bodies only, so
     // the blob GETs are counted by status.)
     // Credentials from the usual AWS_* environment here, from secret files below.
-    let mut env: Vec<(String, String)> = s3_env(&s3, secrets.path(), "plain", false)
+    let mut env: Vec<(String, String)> = s3
+        .env(secrets.path(), "plain", false)
         .into_iter()
         .filter(|(k, _)| !k.ends_with("_FILE"))
         .collect();
@@ -117,7 +96,7 @@ fn skopeo_through_an_s3_backed_node_with_and_without_redirects() {
     drop(srv);
 
     // Redirected: the layers come from s3s-fs; the node sends only manifests and redirects.
-    let srv = start_on(&s3_env(&s3, secrets.path(), "redirected", true));
+    let srv = start_on(&s3.env(secrets.path(), "redirected", true));
     let c = Clients::new();
     let (layers, sent) = round_trip(&srv, &c, "redirected");
     assert!(
@@ -209,7 +188,7 @@ fn storage_migrate_moves_a_node_from_disk_to_s3() {
         srv.data_dir().join("blobs.old"),
     )
     .unwrap();
-    let env = s3_env(&s3, secrets.path(), "moved", false);
+    let env = s3.env(secrets.path(), "moved", false);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     srv.set_env(&env);
     srv.restart_same_port();

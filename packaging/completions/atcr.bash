@@ -166,6 +166,15 @@ _atcr() {
             atcr__subcmd__help__subcmd__crew,remove)
                 cmd="atcr__subcmd__help__subcmd__crew__subcmd__remove"
                 ;;
+            atcr__subcmd__help__subcmd__hold,add)
+                cmd="atcr__subcmd__help__subcmd__hold__subcmd__add"
+                ;;
+            atcr__subcmd__help__subcmd__hold,list)
+                cmd="atcr__subcmd__help__subcmd__hold__subcmd__list"
+                ;;
+            atcr__subcmd__help__subcmd__hold,remove)
+                cmd="atcr__subcmd__help__subcmd__hold__subcmd__remove"
+                ;;
             atcr__subcmd__help__subcmd__hold,set)
                 cmd="atcr__subcmd__help__subcmd__hold__subcmd__set"
                 ;;
@@ -199,8 +208,17 @@ _atcr() {
             atcr__subcmd__help__subcmd__user,remove)
                 cmd="atcr__subcmd__help__subcmd__user__subcmd__remove"
                 ;;
+            atcr__subcmd__hold,add)
+                cmd="atcr__subcmd__hold__subcmd__add"
+                ;;
             atcr__subcmd__hold,help)
                 cmd="atcr__subcmd__hold__subcmd__help"
+                ;;
+            atcr__subcmd__hold,list)
+                cmd="atcr__subcmd__hold__subcmd__list"
+                ;;
+            atcr__subcmd__hold,remove)
+                cmd="atcr__subcmd__hold__subcmd__remove"
                 ;;
             atcr__subcmd__hold,set)
                 cmd="atcr__subcmd__hold__subcmd__set"
@@ -208,8 +226,17 @@ _atcr() {
             atcr__subcmd__hold,show)
                 cmd="atcr__subcmd__hold__subcmd__show"
                 ;;
+            atcr__subcmd__hold__subcmd__help,add)
+                cmd="atcr__subcmd__hold__subcmd__help__subcmd__add"
+                ;;
             atcr__subcmd__hold__subcmd__help,help)
                 cmd="atcr__subcmd__hold__subcmd__help__subcmd__help"
+                ;;
+            atcr__subcmd__hold__subcmd__help,list)
+                cmd="atcr__subcmd__hold__subcmd__help__subcmd__list"
+                ;;
+            atcr__subcmd__hold__subcmd__help,remove)
+                cmd="atcr__subcmd__hold__subcmd__help__subcmd__remove"
                 ;;
             atcr__subcmd__hold__subcmd__help,set)
                 cmd="atcr__subcmd__hold__subcmd__help__subcmd__set"
@@ -874,8 +901,50 @@ _atcr() {
             return 0
             ;;
         atcr__subcmd__help__subcmd__hold)
-            opts="show set"
+            opts="show set add list remove"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        atcr__subcmd__help__subcmd__hold__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        atcr__subcmd__help__subcmd__hold__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        atcr__subcmd__help__subcmd__hold__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1154,7 +1223,7 @@ _atcr() {
             return 0
             ;;
         atcr__subcmd__hold)
-            opts="-h --help show set help"
+            opts="-h --help show set add list remove help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1167,8 +1236,38 @@ _atcr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        atcr__subcmd__hold__subcmd__add)
+            opts="-h --endpoint --config --data-dir --listen --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         atcr__subcmd__hold__subcmd__help)
-            opts="show set help"
+            opts="show set add list remove help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1181,7 +1280,49 @@ _atcr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        atcr__subcmd__hold__subcmd__help__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         atcr__subcmd__hold__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        atcr__subcmd__hold__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        atcr__subcmd__hold__subcmd__help__subcmd__remove)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1216,6 +1357,58 @@ _atcr() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        atcr__subcmd__hold__subcmd__list)
+            opts="-h --config --data-dir --listen --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        atcr__subcmd__hold__subcmd__remove)
+            opts="-h --config --data-dir --listen --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

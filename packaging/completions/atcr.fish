@@ -34,7 +34,7 @@ complete -c atcr -n "__fish_atcr_needs_command" -f -a "fsck" -d 'Hash every stor
 complete -c atcr -n "__fish_atcr_needs_command" -f -a "gc" -d 'Delete blobs no manifest uses (written or linked longer ago than `gc.grace_secs`) and stale uploads, and print what was freed. Through the running daemon (which keeps serving), or on the state itself when the daemon is stopped'
 complete -c atcr -n "__fish_atcr_needs_command" -f -a "tls" -d 'HTTPS certificates'
 complete -c atcr -n "__fish_atcr_needs_command" -f -a "user" -d 'Local PDS accounts'
-complete -c atcr -n "__fish_atcr_needs_command" -f -a "hold" -d 'The hold: who owns this node\'s blob storage, whether pulls are public'
+complete -c atcr -n "__fish_atcr_needs_command" -f -a "hold" -d 'The hold: who owns this node\'s blob storage, whether pulls are public; and the holds on other machines this registry trusts'
 complete -c atcr -n "__fish_atcr_needs_command" -f -a "crew" -d 'The hold\'s crew: who may pull from and push to this node'
 complete -c atcr -n "__fish_atcr_needs_command" -f -a "index" -d 'The registry index'
 complete -c atcr -n "__fish_atcr_needs_command" -f -a "storage" -d 'Blob storage'
@@ -119,10 +119,13 @@ complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcomma
 complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove an account (by name, handle or DID); its repository is kept, inactive'
 complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "passwd" -d 'Change an account\'s password (at least 8 characters); its sessions end'
 complete -c atcr -n "__fish_atcr_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c atcr -n "__fish_atcr_using_subcommand hold; and not __fish_seen_subcommand_from show set help" -s h -l help -d 'Print help'
-complete -c atcr -n "__fish_atcr_using_subcommand hold; and not __fish_seen_subcommand_from show set help" -f -a "show" -d 'Print the captain record (owner, public, allowAllCrew, deployedAt) and the crew size'
-complete -c atcr -n "__fish_atcr_using_subcommand hold; and not __fish_seen_subcommand_from show set help" -f -a "set" -d 'Change the captain record'
-complete -c atcr -n "__fish_atcr_using_subcommand hold; and not __fish_seen_subcommand_from show set help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and not __fish_seen_subcommand_from show set add list remove help" -s h -l help -d 'Print help'
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and not __fish_seen_subcommand_from show set add list remove help" -f -a "show" -d 'Print the captain record (owner, public, allowAllCrew, deployedAt) and the crew size'
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and not __fish_seen_subcommand_from show set add list remove help" -f -a "set" -d 'Change the captain record'
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and not __fish_seen_subcommand_from show set add list remove help" -f -a "add" -d 'Trust a hold on another machine: pushes may send blobs there (holds.default, or a user\'s profile), pulls read them back. Checks that the server answers as that DID'
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and not __fish_seen_subcommand_from show set add list remove help" -f -a "list" -d 'List the trusted holds on other machines: DID and endpoint'
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and not __fish_seen_subcommand_from show set add list remove help" -f -a "remove" -d 'Stop trusting a hold; blobs already sent there can no longer be read through this node'
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and not __fish_seen_subcommand_from show set add list remove help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from show" -l config -d 'Configuration file (default: /etc/atcr/atcr.toml if it exists, else built-in defaults)' -r -F
 complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from show" -l data-dir -d 'State directory' -r -F
 complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from show" -l listen -d 'The daemon\'s listen address, as `listen` in the configuration; this command listens on nothing. With pds.public_host unset, its port is part of the node\'s identity (localhost:PORT): give the daemon\'s' -r
@@ -136,8 +139,24 @@ complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcomma
 complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from set" -l data-dir -d 'State directory' -r -F
 complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from set" -l listen -d 'The daemon\'s listen address, as `listen` in the configuration; this command listens on nothing. With pds.public_host unset, its port is part of the node\'s identity (localhost:PORT): give the daemon\'s' -r
 complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from set" -s h -l help -d 'Print help'
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from add" -l endpoint -d 'Where its XRPC answers (`https://nas.lan:8443`). Default: the host of a did:web' -r
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from add" -l config -d 'Configuration file (default: /etc/atcr/atcr.toml if it exists, else built-in defaults)' -r -F
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from add" -l data-dir -d 'State directory' -r -F
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from add" -l listen -d 'The daemon\'s listen address, as `listen` in the configuration; this command listens on nothing. With pds.public_host unset, its port is part of the node\'s identity (localhost:PORT): give the daemon\'s' -r
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from list" -l config -d 'Configuration file (default: /etc/atcr/atcr.toml if it exists, else built-in defaults)' -r -F
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from list" -l data-dir -d 'State directory' -r -F
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from list" -l listen -d 'The daemon\'s listen address, as `listen` in the configuration; this command listens on nothing. With pds.public_host unset, its port is part of the node\'s identity (localhost:PORT): give the daemon\'s' -r
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from remove" -l config -d 'Configuration file (default: /etc/atcr/atcr.toml if it exists, else built-in defaults)' -r -F
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from remove" -l data-dir -d 'State directory' -r -F
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from remove" -l listen -d 'The daemon\'s listen address, as `listen` in the configuration; this command listens on nothing. With pds.public_host unset, its port is part of the node\'s identity (localhost:PORT): give the daemon\'s' -r
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
 complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from help" -f -a "show" -d 'Print the captain record (owner, public, allowAllCrew, deployedAt) and the crew size'
 complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from help" -f -a "set" -d 'Change the captain record'
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from help" -f -a "add" -d 'Trust a hold on another machine: pushes may send blobs there (holds.default, or a user\'s profile), pulls read them back. Checks that the server answers as that DID'
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the trusted holds on other machines: DID and endpoint'
+complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Stop trusting a hold; blobs already sent there can no longer be read through this node'
 complete -c atcr -n "__fish_atcr_using_subcommand hold; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c atcr -n "__fish_atcr_using_subcommand crew; and not __fish_seen_subcommand_from add remove list help" -s h -l help -d 'Print help'
 complete -c atcr -n "__fish_atcr_using_subcommand crew; and not __fish_seen_subcommand_from add remove list help" -f -a "add" -d 'Make a user (name, handle or DID) a crew member, replacing any membership it has'
@@ -208,7 +227,7 @@ complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subc
 complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "gc" -d 'Delete blobs no manifest uses (written or linked longer ago than `gc.grace_secs`) and stale uploads, and print what was freed. Through the running daemon (which keeps serving), or on the state itself when the daemon is stopped'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "tls" -d 'HTTPS certificates'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "user" -d 'Local PDS accounts'
-complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "hold" -d 'The hold: who owns this node\'s blob storage, whether pulls are public'
+complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "hold" -d 'The hold: who owns this node\'s blob storage, whether pulls are public; and the holds on other machines this registry trusts'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "crew" -d 'The hold\'s crew: who may pull from and push to this node'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "index" -d 'The registry index'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "storage" -d 'Blob storage'
@@ -226,6 +245,9 @@ complete -c atcr -n "__fish_atcr_using_subcommand help; and __fish_seen_subcomma
 complete -c atcr -n "__fish_atcr_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "passwd" -d 'Change an account\'s password (at least 8 characters); its sessions end'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and __fish_seen_subcommand_from hold" -f -a "show" -d 'Print the captain record (owner, public, allowAllCrew, deployedAt) and the crew size'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and __fish_seen_subcommand_from hold" -f -a "set" -d 'Change the captain record'
+complete -c atcr -n "__fish_atcr_using_subcommand help; and __fish_seen_subcommand_from hold" -f -a "add" -d 'Trust a hold on another machine: pushes may send blobs there (holds.default, or a user\'s profile), pulls read them back. Checks that the server answers as that DID'
+complete -c atcr -n "__fish_atcr_using_subcommand help; and __fish_seen_subcommand_from hold" -f -a "list" -d 'List the trusted holds on other machines: DID and endpoint'
+complete -c atcr -n "__fish_atcr_using_subcommand help; and __fish_seen_subcommand_from hold" -f -a "remove" -d 'Stop trusting a hold; blobs already sent there can no longer be read through this node'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and __fish_seen_subcommand_from crew" -f -a "add" -d 'Make a user (name, handle or DID) a crew member, replacing any membership it has'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and __fish_seen_subcommand_from crew" -f -a "remove" -d 'Remove a user\'s crew membership (every crew record naming it)'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and __fish_seen_subcommand_from crew" -f -a "list" -d 'List the crew: member DID, handle (local users), role, permissions'

@@ -260,6 +260,7 @@ impl Index {
         tx.open_table(REFS)?;
         tx.open_table(REFERRERS)?;
         tx.open_table(UPLOADS)?;
+        tx.open_table(held::HELD)?;
         tx.open_table(gc::USERS)?;
         tx.open_table(gc::TOUCHED)?;
         tx.open_table(gc::GC_META)?;
@@ -503,9 +504,13 @@ impl Index {
             }
         }
         let mut stored = std::collections::BTreeMap::new();
+        // Blobs a hold on another machine keeps are that hold's to check.
+        let held = tx.open_table(held::HELD)?;
         for entry in tx.open_table(BLOBS)?.iter()? {
             let (digest, size) = entry?;
-            stored.insert(digest.value().to_owned(), size.value());
+            if held.get(digest.value())?.is_none() {
+                stored.insert(digest.value().to_owned(), size.value());
+            }
         }
         for entry in manifests.iter()? {
             let (key, raw) = entry?;
@@ -539,6 +544,7 @@ mod codec;
 mod derived;
 mod file;
 mod gc;
+mod held;
 mod key;
 pub mod pins;
 mod retention;

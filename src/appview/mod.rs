@@ -165,20 +165,23 @@ impl AppView {
             .map_or_else(|| did.to_owned(), |a| a.name)
     }
 
-    /// Publishes a pushed manifest (already stored in blob storage under `digest`) and its tag
-    /// as records in one commit, and returns once the index serves them. `blobs` are the
-    /// manifest's blobs, each checked by the caller to be linked in the repository with its
-    /// size: the hold's layer records for them are committed first (see [`layers`]).
-    /// Re-pushing a manifest or re-tagging with the same target writes nothing.
+    /// Publishes a pushed manifest (already stored in blob storage under its digest) and its
+    /// tag as records in one commit, and returns once the index serves them. The hold's layer
+    /// records for its blobs are committed first (see [`layers`]). Re-pushing a manifest or
+    /// re-tagging with the same target writes nothing.
     pub async fn publish(
         &self,
         loc: &Located,
-        digest: &Digest,
-        media_type: &str,
-        bytes: &Bytes,
-        blobs: &[crate::oci::manifest::Descriptor],
+        pushed: Pushed<'_>,
         tag: Option<&Tag>,
     ) -> Result<(), AppViewError> {
+        let Pushed {
+            digest,
+            media_type,
+            bytes,
+            blobs,
+            hold,
+        } = pushed;
         let store = self.pds.store();
         store
             .put_blob_meta(
@@ -204,7 +207,7 @@ impl AppView {
                 digest,
                 media_type,
                 bytes,
-                hold: &self.pds.node_did,
+                hold,
                 created_at: &now,
             });
             writes.push(update(MANIFEST_COLLECTION, rkey.clone(), &record)?);
@@ -402,6 +405,17 @@ impl AppView {
         }
     }
 
+    /// The hold `owner`'s profile (`io.atcr.sailor.profile`, key `self`) names as the one
+    /// their blobs should go to, if any.
+    pub fn profile_hold(&self, owner: &Did) -> Result<Option<Did>, AppViewError> {
+        let profile = self.record(owner, "io.atcr.sailor.profile", "self")?;
+        Ok(profile
+            .as_ref()
+            .and_then(|p| p.get("defaultHold"))
+            .and_then(serde_json::Value::as_str)
+            .and_then(|d| d.parse().ok()))
+    }
+
     /// A record's value as JSON, if it exists.
     fn record(
         &self,
@@ -418,6 +432,18 @@ impl AppView {
         };
         Ok(Value::from_cbor(&bytes).ok().map(|v| v.to_json()))
     }
+}
+
+/// A pushed manifest, as [`AppView::publish`] takes it.
+#[derive(Clone, Copy)]
+pub struct Pushed<'a> {
+    pub digest: &'a Digest,
+    pub media_type: &'a str,
+    pub bytes: &'a Bytes,
+    /// Its blobs, each checked by the caller to be linked in the repository with its size.
+    pub blobs: &'a [crate::oci::manifest::Descriptor],
+    /// The record's `holdDid`: the hold that keeps the blobs.
+    pub hold: &'a Did,
 }
 
 /// Why [`AppView::commit`] wrote nothing.

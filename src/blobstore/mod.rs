@@ -151,6 +151,15 @@ impl BlobStore {
         }
     }
 
+    /// Streams part `part` of upload `id` (to send it on elsewhere).
+    pub async fn open_part(
+        &self,
+        id: UploadId,
+        part: u32,
+    ) -> Result<opendal::FuturesBytesStream, BlobError> {
+        self.read_object(&Self::part_key(id, part), ..).await
+    }
+
     /// Hashes the first `parts` parts of an upload again (after a restart lost the in-memory
     /// hash state). Returns the hasher and the number of bytes read.
     pub async fn rehash(

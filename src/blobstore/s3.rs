@@ -171,18 +171,10 @@ fn http_client(
             format!("S3 HTTP client: {e}"),
         ))
     };
-    crate::tls::install_crypto_provider();
     let tls = if https {
-        crate::http_client::tls_config(ca_file).map_err(|e| setup(format!("{e:#}")))?
+        Some(crate::http_client::tls_config(ca_file).map_err(|e| setup(format!("{e:#}")))?)
     } else {
-        rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| setup(e.to_string()))?
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth()
+        None
     };
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .build()
-        .map_err(|e| setup(e.to_string()))
+    crate::http_client::reqwest_client(tls, true).map_err(|e| setup(format!("{e:#}")))
 }

@@ -25,12 +25,14 @@ pub fn run(config: &Config, op: Op) -> anyhow::Result<()> {
         None => runtime()?.block_on(async {
             let hold = open(config).await?;
             let index = open_index(config);
+            let trusted = crate::hold::trusted::Trusted::open(&config.data_dir)?;
             let node = Node {
                 hold: &hold,
                 index: index.as_ref(),
                 running: false,
                 gc: None,
                 default_quota: config.quota.default_bytes()?,
+                trusted: Some(&trusted),
             };
             op.execute(&node).await
         })?,

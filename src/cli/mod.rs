@@ -71,7 +71,8 @@ enum Command {
     /// Local PDS accounts.
     #[command(subcommand)]
     User(UserCommand),
-    /// The hold: who owns this node's blob storage, whether pulls are public.
+    /// The hold: who owns this node's blob storage, whether pulls are public; and the holds
+    /// on other machines this registry trusts.
     #[command(subcommand)]
     Hold(HoldCommand),
     /// The hold's crew: who may pull from and push to this node.
@@ -157,6 +158,26 @@ enum HoldCommand {
         /// Whether any authenticated user may join the crew (io.atcr.hold.requestCrew).
         #[arg(long)]
         allow_all_crew: Option<bool>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Trust a hold on another machine: pushes may send blobs there (holds.default, or a
+    /// user's profile), pulls read them back. Checks that the server answers as that DID.
+    Add {
+        /// The hold's DID (did:web:nas.lan).
+        did: String,
+        /// Where its XRPC answers (`https://nas.lan:8443`). Default: the host of a did:web.
+        #[arg(long)]
+        endpoint: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// List the trusted holds on other machines: DID and endpoint.
+    List(ConfigArgs),
+    /// Stop trusting a hold; blobs already sent there can no longer be read through this node.
+    Remove {
+        /// The hold's DID.
+        did: String,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -385,6 +406,13 @@ impl HoldCommand {
         use crate::admin::Op;
         match self {
             HoldCommand::Show(config) => (config, Ok(Op::HoldShow)),
+            HoldCommand::Add {
+                did,
+                endpoint,
+                config,
+            } => (config, Ok(Op::HoldAdd { did, endpoint })),
+            HoldCommand::List(config) => (config, Ok(Op::HoldList)),
+            HoldCommand::Remove { did, config } => (config, Ok(Op::HoldRemove { did })),
             HoldCommand::Set {
                 owner,
                 public,

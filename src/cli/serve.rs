@@ -165,6 +165,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     app.registry
         .appview()
         .set_default_quota(config.quota.default_bytes()?);
+    let trusted = Arc::new(crate::hold::trusted::Trusted::open(&config.data_dir)?);
+    app.registry.use_holds(crate::registry::holds::Holds::new(
+        trusted.clone(),
+        config.holds.default_did()?,
+    ));
     let chosen = match &config.accounts.admin_password_file {
         Some(path) => Some(crate::config::read_secret(path)?),
         None => None,
@@ -242,6 +247,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             app.registry.appview().index().clone(),
             gc_hook,
             config.quota.default_bytes()?,
+            Some(trusted),
             shutdown.clone(),
         ),
     );

@@ -121,6 +121,7 @@ fn every_key() -> BTreeMap<String, Value> {
     config.accounts.admin_password_file = Some(PathBuf::new());
     config.server.metrics_token_file = Some(PathBuf::new());
     config.quota.default = Some(String::new());
+    config.holds.default = Some(String::new());
     flatten(&Table::try_from(&config).expect("the configuration serializes"))
 }
 

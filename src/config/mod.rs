@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod holds;
 mod layers;
 mod lifecycle;
 mod secret;
 mod size;
 mod storage;
 
+pub use holds::HoldsConfig;
 pub use layers::{Flag, Layered, Origin};
 pub use lifecycle::{
     DEFAULT_GC_GRACE_SECS, DEFAULT_GC_INTERVAL_SECS, GcConfig, QuotaConfig, RetentionConfig,
@@ -72,6 +74,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// How much each user may store.
     pub quota: QuotaConfig,
+    /// Holds on other machines that blobs go to.
+    pub holds: HoldsConfig,
 }
 
 impl Default for Config {
@@ -89,6 +93,7 @@ impl Default for Config {
             accounts: AccountsConfig::default(),
             retention: RetentionConfig::default(),
             quota: QuotaConfig::default(),
+            holds: HoldsConfig::default(),
         }
     }
 }

@@ -13,7 +13,9 @@
 //! `server`.
 
 pub mod blobs;
+pub mod remote;
 pub mod service_auth;
+pub mod trusted;
 mod uploads;
 pub mod xrpc;
 

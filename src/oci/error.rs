@@ -27,6 +27,9 @@ pub enum ErrorCode {
     Internal,
     /// Not a spec code: the backend is out of space (507).
     InsufficientStorage,
+    /// Not a spec code (Distribution's): a service the answer needs (a hold on another
+    /// machine) failed or is down (503).
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -51,6 +54,7 @@ impl ErrorCode {
             ErrorCode::TagInvalid => "TAG_INVALID",
             ErrorCode::Internal => "INTERNAL_ERROR",
             ErrorCode::InsufficientStorage => "INSUFFICIENT_STORAGE",
+            ErrorCode::Unavailable => "UNAVAILABLE",
         }
     }
 
@@ -76,6 +80,7 @@ impl ErrorCode {
             ErrorCode::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

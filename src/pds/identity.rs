@@ -80,6 +80,12 @@ fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
 }
 
 fn write_key(path: &Path, key: &Keypair) -> std::io::Result<()> {
+    write_private_file(path, hex::encode(key.to_bytes()).as_bytes())
+}
+
+/// Replaces a state file with `contents`, readable by its owner only: written beside it,
+/// synced and renamed into place, so a crash leaves the old file or the new one, whole.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
@@ -88,7 +94,7 @@ fn write_key(path: &Path, key: &Keypair) -> std::io::Result<()> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
-    f.write_all(hex::encode(key.to_bytes()).as_bytes())?;
+    f.write_all(contents)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     if let Some(parent) = path.parent() {

@@ -129,6 +129,23 @@ impl std::fmt::Debug for Pds {
 }
 
 impl Pds {
+    /// A service token for the account `user` to call `lxm` on the service `aud`, valid a
+    /// minute, as `com.atproto.server.getServiceAuth` would give it; `None` for a DID that is
+    /// no account here.
+    #[must_use]
+    pub fn service_token(&self, user: &Did, aud: &Did, lxm: &str) -> Option<String> {
+        let key = self.repos.key(user)?;
+        let now = accounts::now_secs();
+        Some(auth::service_token(
+            &key,
+            user.as_str(),
+            aud.as_str(),
+            Some(lxm),
+            now,
+            now + 60,
+        ))
+    }
+
     /// The repository store: records, blocks, blob metadata and the event log.
     #[must_use]
     pub fn store(&self) -> &PdsStore {

@@ -5,6 +5,7 @@ use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, E
 use http::{HeaderValue, Request, Response, StatusCode};
 
 use super::{DOCKER_CONTENT_DIGEST, Registry, Repo, finish, located, response};
+use crate::atproto::Did;
 use crate::blobstore::{ByteRange, Digest, RangeError};
 use crate::http::body::{self, Body};
 use crate::oci::error::{ErrorCode, OciError};
@@ -23,12 +24,17 @@ impl Registry {
         name: &Repo,
         digest: &Digest,
         head: bool,
+        reader: Option<&Did>,
         req: &Request<RequestBody>,
     ) -> Result<Response<Body>, OciError> {
         let size = self
             .index
             .repo_blob(name.key(), digest)?
             .ok_or_else(|| blob_unknown(digest))?;
+        // A blob a hold on another machine keeps is read there (a HEAD is answered here).
+        if !head && let Some(hold) = self.index.held_at(digest)? {
+            return self.get_held_blob(&hold, digest, reader, req).await;
+        }
         // With `storage.redirect` the object store sends the bytes (and answers ranges itself):
         // only after the token and the repository's link to the blob were checked above.
         if !head && let Some(url) = self.blobs.redirect_url(digest).await? {

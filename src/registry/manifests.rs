@@ -8,6 +8,7 @@ use http_body_util::BodyExt;
 use serde_json::json;
 
 use super::{DOCKER_CONTENT_DIGEST, OCI_SUBJECT, Registry, Repo, finish, located, response};
+use crate::appview::Pushed;
 use crate::blobstore::{Algorithm, Digest};
 use crate::http::body::{self, Body};
 use crate::oci::error::{ErrorCode, OciError};
@@ -193,16 +194,15 @@ impl Registry {
             .filter(|b| !b.is_non_distributable())
             .cloned()
             .collect();
-        self.appview
-            .publish(
-                &name.loc,
-                &digest,
-                &manifest.media_type,
-                &bytes,
-                &blobs,
-                tag,
-            )
-            .await?;
+        let hold = self.hold_of(&blobs)?;
+        let pushed = Pushed {
+            digest: &digest,
+            media_type: &manifest.media_type,
+            bytes: &bytes,
+            blobs: &blobs,
+            hold: &hold,
+        };
+        self.appview.publish(&name.loc, pushed, tag).await?;
         tracing::info!(repo = %name, digest = %digest, reference = %reference, "manifest pushed");
 
         let mut builder = located(

@@ -5,6 +5,7 @@
 
 mod blobs;
 mod errors;
+pub mod holds;
 mod lists;
 mod manifests;
 mod quota;
@@ -72,6 +73,8 @@ pub struct Registry {
     /// Uploads another role writes to the same store (the hold's XRPC): the sweeper keeps
     /// those it claims.
     foreign_uploads: std::sync::OnceLock<ForeignUploads>,
+    /// Holds on other machines, when this node uses any (set once, at assembly).
+    holds: std::sync::OnceLock<holds::Holds>,
 }
 
 /// Whether an upload id belongs to another role's live session (see
@@ -88,6 +91,7 @@ impl Registry {
             uploads: Mutex::new(HashMap::new()),
             bytes_received: AtomicU64::new(0),
             foreign_uploads: std::sync::OnceLock::new(),
+            holds: std::sync::OnceLock::new(),
         }
     }
 
@@ -95,6 +99,18 @@ impl Registry {
     /// (set once, when the node is put together).
     pub fn share_uploads(&self, owns: ForeignUploads) {
         let _ = self.foreign_uploads.set(owns);
+    }
+
+    /// Lets pushes and pulls use holds on other machines (set once, when the node is put
+    /// together).
+    pub fn use_holds(&self, holds: holds::Holds) {
+        let _ = self.holds.set(holds);
+    }
+
+    /// The holds on other machines this node trusts, if it was given any.
+    #[must_use]
+    pub fn trusted_holds(&self) -> Option<&std::sync::Arc<crate::hold::trusted::Trusted>> {
+        self.holds.get().map(|h| &h.trusted)
     }
 
     /// Blob bytes received and stored since start.
@@ -153,7 +169,9 @@ impl Registry {
                 self.delete_manifest(&self.repo(name)?, &reference).await
             }
             OciEndpoint::GetBlob { name, digest, head } => {
-                self.get_blob(&self.repo(name)?, &digest, head, &req).await
+                let reader = grant.subject.as_ref();
+                self.get_blob(&self.repo(name)?, &digest, head, reader, &req)
+                    .await
             }
             OciEndpoint::DeleteBlob { name, digest } => {
                 self.delete_blob(&self.repo(name)?, &digest).await

@@ -9,6 +9,7 @@ use http_body_util::BodyExt;
 use serde_json::json;
 
 use super::Repo;
+use super::holds::Destination;
 use super::{
     DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, Registry, UploadState, finish, located, now,
 };
@@ -206,8 +207,14 @@ impl Registry {
         // Pinned from the existence check in `commit` to the link: the collector cannot delete
         // an object this upload then links without bytes of its own.
         let _pin = self.index.pins().pin([digest.clone()]).await;
+        let size = size_before + written;
+        if let Destination::Remote(hold) = self.destination(&name.loc.owner)? {
+            return self
+                .send_to_hold(&hold, name, id, parts, digest, size)
+                .await;
+        }
         self.blobs.commit(id, parts, digest).await?;
-        let (repo, d, size) = (name.key().to_owned(), digest.clone(), size_before + written);
+        let (repo, d) = (name.key().to_owned(), digest.clone());
         self.index
             .write(move |ix| ix.link_blob(&repo, &d, size, Some(id)))
             .await?;

@@ -158,6 +158,27 @@ impl S3Server {
     }
 }
 
+impl S3Server {
+    /// The `ATCR_STORAGE_*` settings of a node on this server under `prefix`, credentials in
+    /// files in `dir`.
+    #[must_use]
+    pub fn env(&self, dir: &Path, prefix: &str, redirect: bool) -> Vec<(String, String)> {
+        let toml: toml::Table = toml::from_str(&self.storage_toml(dir, prefix, redirect)).unwrap();
+        toml["storage"]
+            .as_table()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (format!("ATCR_STORAGE_{}", k.to_uppercase()), value)
+            })
+            .collect()
+    }
+}
+
 impl Drop for S3Server {
     fn drop(&mut self) {
         self.stop();

@@ -53,17 +53,8 @@ impl Index {
         size: u64,
         finished: Option<UploadId>,
     ) -> Result<(), IndexError> {
-        let repo = repo.as_str();
         let tx = self.db.begin_write()?;
-        {
-            tx.open_table(BLOBS)?.insert(digest.as_str(), size)?;
-            super::gc::touch(&tx, digest.as_str())?;
-            tx.open_table(REPO_BLOBS)?
-                .insert((repo, digest.as_str()), size)?;
-            if let Some(id) = finished {
-                tx.open_table(UPLOADS)?.remove(id.to_string().as_str())?;
-            }
-        }
+        link_in(&tx, repo, digest, size, finished)?;
         tx.commit()?;
         Ok(())
     }
@@ -123,4 +114,22 @@ impl Index {
         }
         Ok(out)
     }
+}
+
+/// [`Index::link_blob`] inside a write transaction.
+pub(super) fn link_in(
+    tx: &redb::WriteTransaction,
+    repo: &RepoKey,
+    digest: &Digest,
+    size: u64,
+    finished: Option<UploadId>,
+) -> Result<(), IndexError> {
+    tx.open_table(BLOBS)?.insert(digest.as_str(), size)?;
+    super::gc::touch(tx, digest.as_str())?;
+    tx.open_table(REPO_BLOBS)?
+        .insert((repo.as_str(), digest.as_str()), size)?;
+    if let Some(id) = finished {
+        tx.open_table(UPLOADS)?.remove(id.to_string().as_str())?;
+    }
+    Ok(())
 }

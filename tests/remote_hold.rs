@@ -1,0 +1,315 @@
+//! A hold on another machine (ATCR's "bring your own storage"), as two real processes: a full
+//! node, and a second node whose hold keeps the blobs on a real S3 server (s3s-fs, see
+//! `tests/s3/`) with presigned redirects. Users push and pull with skopeo through the full node
+//! only; the blobs land on the hold, the manifest records name it, its crew rules refuse a user
+//! it does not know, and a hold that goes down gives a clear error and recovers.
+
+mod common;
+mod s3;
+
+use common::clients::{Clients, curl, curl_anonymous, required};
+use common::images::{self, fresh_seed, random_layer};
+use common::{Server, sha256};
+use s3::S3Server;
+use serde_json::{Value, json};
+
+const LAYER_BYTES: usize = 1 << 20;
+
+/// The DID a user list line names for `name` (`name handle did used limit`).
+fn did_of(srv: &Server, name: &str) -> String {
+    let out = srv.cli(&["user", "list"], "");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.split('\t').next() == Some(name))
+        .and_then(|l| l.split('\t').nth(2))
+        .unwrap_or_else(|| panic!("no user {name}"))
+        .to_owned()
+}
+
+/// The node's own DID, from its DID document.
+fn node_did(srv: &Server) -> String {
+    let r = curl_anonymous(
+        "GET",
+        &format!("{}/.well-known/did.json", srv.base_url()),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let doc: Value = serde_json::from_slice(&r.body).unwrap();
+    doc["id"].as_str().unwrap().to_owned()
+}
+
+/// An XRPC call to `srv` with a JSON body (POST) or none (GET); returns status and JSON.
+fn xrpc(
+    srv: &Server,
+    method: &str,
+    nsid: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(b) = &bearer {
+        headers.push(("Authorization", b.as_str()));
+    }
+    let bytes = body.map(Value::to_string);
+    let r = curl_anonymous(
+        method,
+        &format!("{}/xrpc/{nsid}", srv.base_url()),
+        &headers,
+        bytes.as_deref().map(str::as_bytes),
+    );
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
+}
+
+/// A session of `name` on `srv`: its access token.
+fn login(srv: &Server, name: &str, password: &str) -> String {
+    let (s, v) = xrpc(
+        srv,
+        "POST",
+        "com.atproto.server.createSession",
+        None,
+        Some(&json!({ "identifier": name, "password": password })),
+    );
+    assert_eq!(s, 200, "{v}");
+    v["accessJwt"].as_str().unwrap().to_owned()
+}
+
+/// Writes `did`'s `io.atcr.sailor.profile` naming `hold` as the hold for its blobs.
+fn choose_hold(srv: &Server, did: &str, token: &str, hold: &str) {
+    let (s, v) = xrpc(
+        srv,
+        "POST",
+        "com.atproto.repo.putRecord",
+        Some(token),
+        Some(&json!({
+            "repo": did,
+            "collection": "io.atcr.sailor.profile",
+            "rkey": "self",
+            "record": {
+                "$type": "io.atcr.sailor.profile",
+                "defaultHold": hold,
+                "createdAt": "2026-12-06T00:00:00.000Z",
+            },
+        })),
+    );
+    assert_eq!(s, 200, "{v}");
+}
+
+/// Whether the node's own storage (fs, in its data directory) has an object for `digest`.
+fn stored_locally(srv: &Server, digest: &str) -> bool {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    srv.data_dir()
+        .join(format!("blobs/blobs/sha256/{}/{hex}", &hex[..2]))
+        .exists()
+}
+
+#[test]
+fn blobs_go_to_the_hold_on_another_machine_and_come_back() {
+    if !required(&["skopeo", "curl"]) {
+        return;
+    }
+    let s3 = S3Server::start();
+    let secrets = common::temp_dir("atcr-s3-secrets-");
+    // The full node's PLC directory is the hold's: it resolves the full node's users there
+    // (and registers its own first account there, hence open creation).
+    let full = Server::start_with(&[("ATCR_PDS_PLC_OPEN_CREATION", "true")]);
+    let mut env = s3.env(secrets.path(), "hold", true);
+    env.push(("ATCR_PDS_PLC_UPSTREAM".into(), full.base_url()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut hold = Server::start_with(&env);
+    let hold_did = node_did(&hold);
+
+    full.add_user("alice", "alice-password");
+    full.add_user("carol", "carol-password");
+    let alice = did_of(&full, "alice");
+    let carol = did_of(&full, "carol");
+    // The hold knows alice (crew with write), not carol.
+    let out = hold.cli(&["crew", "add", &alice, "--role", "write"], "");
+    assert!(out.status.success(), "{out:?}");
+
+    // The full node trusts the hold; `hold add` checks the server answers as that DID.
+    let out = full.cli(
+        &["hold", "add", &hold_did, "--endpoint", &hold.base_url()],
+        "",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = full.cli(
+        &[
+            "hold",
+            "add",
+            "did:web:elsewhere.example",
+            "--endpoint",
+            &full.base_url(),
+        ],
+        "",
+    );
+    assert!(
+        !out.status.success(),
+        "another server's DID is refused: {out:?}"
+    );
+    let listed = String::from_utf8_lossy(&full.cli(&["hold", "list"], "").stdout).into_owned();
+    assert!(
+        listed.contains(&hold_did) && !listed.contains("elsewhere"),
+        "{listed}"
+    );
+
+    let alice_token = login(&full, "alice", "alice-password");
+    choose_hold(&full, &alice, &alice_token, &hold_did);
+
+    // alice pushes through the full node.
+    let c = Clients::new();
+    let seed = fresh_seed();
+    let local = images::single_image(
+        &c.path("src"),
+        "v1",
+        &[
+            random_layer(seed, LAYER_BYTES),
+            random_layer(seed + 1, LAYER_BYTES),
+        ],
+    );
+    let image = format!("docker://{}/alice/app:v1", full.host_port());
+    let alice_creds = ["--dest-creds", "alice:alice-password"];
+    full.must(&mut c.skopeo_copy(&local.reference(), &image, &alice_creds));
+
+    // The layers are the hold's (in its bucket), not the full node's.
+    for layer in &local.layers {
+        assert!(
+            !stored_locally(&full, &layer.digest),
+            "{} stayed on the full node",
+            layer.digest
+        );
+        let hex = layer.digest.strip_prefix("sha256:").unwrap();
+        let key = format!("hold/blobs/sha256/{}/{hex}", &hex[..2]);
+        assert!(
+            s3.keys().contains(&key),
+            "{key} is not in the hold's bucket: {:?}",
+            s3.keys()
+        );
+    }
+    // The manifest record names the hold.
+    let (s, records) = xrpc(
+        &full,
+        "GET",
+        &format!("com.atproto.repo.listRecords?repo={alice}&collection=io.atcr.manifest"),
+        None,
+        None,
+    );
+    assert_eq!(s, 200, "{records}");
+    assert_eq!(
+        records["records"][0]["value"]["holdDid"], hold_did,
+        "{records}"
+    );
+
+    // A pull through the full node: the bytes come from the object store (a redirect the
+    // hold gave, passed on), every layer checked.
+    let back = c.path("back");
+    let pull_creds = ["--src-creds", "alice:alice-password"];
+    full.must(&mut c.skopeo_copy(
+        &image,
+        &format!("oci:{}:pulled", back.display()),
+        &pull_creds,
+    ));
+    for layer in &local.layers {
+        let bytes = std::fs::read(images::blob_path(&back, &layer.digest)).unwrap();
+        assert_eq!(sha256(&bytes), layer.digest);
+    }
+    let metrics = curl("GET", &format!("{}/metrics", full.base_url()), &[], None).text();
+    assert!(
+        metrics.contains("atcr_http_requests_total{endpoint=\"blob_get\",status=\"307\""),
+        "the pull was not redirected:\n{metrics}"
+    );
+
+    // carol chose the hold too, but its crew does not include her: the hold itself refuses.
+    let carol_token = login(&full, "carol", "carol-password");
+    choose_hold(&full, &carol, &carol_token, &hold_did);
+    let other = images::single_image(&c.path("carol"), "v1", &[random_layer(seed + 7, 4096)]);
+    let refused = full.must_fail(&mut c.skopeo_copy(
+        &other.reference(),
+        &format!("docker://{}/carol/app:v1", full.host_port()),
+        &["--dest-creds", "carol:carol-password"],
+    ));
+    assert!(
+        refused.contains("denied") && refused.contains(&hold_did),
+        "{refused}"
+    );
+
+    // A service token for another audience, or another method, is refused by the hold.
+    let (s, v) = xrpc(
+        &full,
+        "GET",
+        &format!(
+            "com.atproto.server.getServiceAuth?aud={}&lxm=io.atcr.hold.initiateUpload",
+            "did:web:elsewhere.example"
+        ),
+        Some(&alice_token),
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    let digest = json!({ "digest": local.layers[0].digest });
+    let (s, v) = xrpc(
+        &hold,
+        "POST",
+        "io.atcr.hold.initiateUpload",
+        v["token"].as_str(),
+        Some(&digest),
+    );
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (401, Some("BadJwtAudience")),
+        "{v}"
+    );
+    let (_, v) = xrpc(
+        &full,
+        "GET",
+        &format!(
+            "com.atproto.server.getServiceAuth?aud={}&lxm=io.atcr.hold.abortUpload",
+            hold_did.replace('%', "%25")
+        ),
+        Some(&alice_token),
+        None,
+    );
+    let (s, v) = xrpc(
+        &hold,
+        "POST",
+        "io.atcr.hold.initiateUpload",
+        v["token"].as_str(),
+        Some(&digest),
+    );
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (401, Some("BadJwtLexiconMethod")),
+        "{v}"
+    );
+
+    // The hold goes down: a read answers at once with a clear error, then works again once the
+    // hold is back.
+    hold.kill9();
+    let blob = format!(
+        "{}/v2/alice/app/blobs/{}",
+        full.base_url(),
+        local.layers[0].digest
+    );
+    let token = common::clients::token(
+        &full.host_port(),
+        "alice",
+        "alice-password",
+        &["repository:alice/app:pull".to_owned()],
+    )
+    .unwrap();
+    let bearer = format!("Bearer {token}");
+    let down = curl_anonymous("GET", &blob, &[("Authorization", &bearer)], None);
+    assert_eq!(down.status, 503, "{}", down.text());
+    assert!(
+        down.text().contains("UNAVAILABLE") && down.text().contains("unreachable"),
+        "{}",
+        down.text()
+    );
+    hold.restart_same_port();
+    let up = curl_anonymous("GET", &blob, &[("Authorization", &bearer)], None);
+    assert_eq!(up.status, 307, "{}", up.text());
+}
