@@ -149,7 +149,10 @@ impl Trusted {
         &self,
         f: impl FnOnce(&mut BTreeMap<Did, Arc<RemoteHold>>),
     ) -> Result<(), TrustError> {
-        let mut holds = self.holds.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut holds = self
+            .holds
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut next = holds.clone();
         f(&mut next);
         let file = File {
@@ -174,7 +177,9 @@ impl Trusted {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Did, Arc<RemoteHold>>> {
-        self.holds.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.holds
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
