@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 mod layers;
 mod lifecycle;
+mod node;
 mod secret;
 mod size;
 mod storage;
@@ -21,6 +22,7 @@ pub use lifecycle::{
     DEFAULT_GC_GRACE_SECS, DEFAULT_GC_INTERVAL_SECS, GcConfig, QuotaConfig, RetentionConfig,
     RetentionRule,
 };
+pub use node::{NodeConfig, Role};
 pub use secret::{SecretError, check_owner_only, read_secret};
 pub use size::{SizeError, parse_size};
 pub use storage::{Backend, DEFAULT_REDIRECT_TTL_SECS, StorageConfig};
@@ -72,6 +74,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// How much each user may store.
     pub quota: QuotaConfig,
+    /// Which roles this process runs.
+    pub node: NodeConfig,
 }
 
 impl Default for Config {
@@ -89,6 +93,7 @@ impl Default for Config {
             accounts: AccountsConfig::default(),
             retention: RetentionConfig::default(),
             quota: QuotaConfig::default(),
+            node: NodeConfig::default(),
         }
     }
 }
