@@ -51,11 +51,9 @@ mod tests {
     use super::super::{Config, ConfigError};
     use super::*;
 
-    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+    /// `ATCR_NODE_ROLE=role`, the environment of a load.
+    fn role_env(role: &str) -> [(String, String); 1] {
+        [("ATCR_NODE_ROLE".to_owned(), role.to_owned())]
     }
 
     #[test]
@@ -63,20 +61,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("atcr.toml");
         std::fs::write(&file, "[node]\nrole = \"hold\"\n").unwrap();
-        let l = Config::load_layered(Some(&file), vars(&[]), &[]).unwrap();
+        let l = Config::load_layered(Some(&file), [], &[]).unwrap();
         assert_eq!(l.config.node.role, Role::Hold);
         assert!(l.render().contains("role = \"hold\""), "{}", l.render());
 
         let none = Path::new("/dev/null");
         assert_eq!(
-            Config::load_layered(Some(none), vars(&[]), &[])
+            Config::load_layered(Some(none), [], &[])
                 .unwrap()
                 .config
                 .node
                 .role,
             Role::Full
         );
-        let l = Config::load_layered(Some(none), vars(&[("ATCR_NODE_ROLE", "hold")]), &[]).unwrap();
+        let l = Config::load_layered(Some(none), role_env("hold"), &[]).unwrap();
         assert_eq!(l.config.node.role, Role::Hold);
         assert!(l.unknown_env.is_empty());
         let flag = super::super::Flag {
@@ -84,8 +82,7 @@ mod tests {
             key: "node.role",
             value: "full".into(),
         };
-        let l = Config::load_layered(Some(&file), vars(&[("ATCR_NODE_ROLE", "hold")]), &[flag])
-            .unwrap();
+        let l = Config::load_layered(Some(&file), role_env("hold"), &[flag]).unwrap();
         assert_eq!(l.config.node.role, Role::Full);
         assert!(l.render().contains("# flag --role"), "{}", l.render());
     }
@@ -99,13 +96,9 @@ mod tests {
             e.contains("registry") && e.contains("full") && e.contains("hold"),
             "{e}"
         );
-        let e = Config::load_layered(
-            Some(Path::new("/dev/null")),
-            vars(&[("ATCR_NODE_ROLE", "appview")]),
-            &[],
-        )
-        .unwrap_err()
-        .to_string();
+        let e = Config::load_layered(Some(Path::new("/dev/null")), role_env("appview"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ATCR_NODE_ROLE") && e.contains("appview"), "{e}");
     }
 }
