@@ -29,6 +29,18 @@ impl Xrpc<'_> {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        self.try_call(method, nsid, token, body).await.unwrap()
+    }
+
+    /// [`Xrpc::call`], for a node that may be gone (killed by the test): the failure to reach
+    /// it is the caller's to judge.
+    pub async fn try_call(
+        &self,
+        method: Method,
+        nsid: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> reqwest::Result<(StatusCode, Value)> {
         let mut req = self
             .client
             .request(method, format!("{}/xrpc/{nsid}", self.base));
@@ -40,7 +52,13 @@ impl Xrpc<'_> {
                 .header("content-type", "application/json")
                 .body(b.to_string());
         }
-        json_of(req.send().await.unwrap()).await
+        let r = req.send().await?;
+        let status = r.status();
+        let bytes = r.bytes().await?;
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
     }
 
     pub async fn get(&self, path_and_query: &str, token: Option<&str>) -> (StatusCode, Value) {

@@ -8,7 +8,7 @@ use atcr::appview::index::Index;
 use atcr::blobstore::BlobStore;
 use atcr::pds::{Pds, PdsSettings};
 use atcr::server::{self, App, ServerLimits};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -108,16 +108,6 @@ impl Node {
             client: &self.client,
             base: &self.base,
         }
-    }
-
-    pub async fn call(
-        &self,
-        method: Method,
-        nsid: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        self.xrpc().call(method, nsid, token, body).await
     }
 
     pub async fn get(&self, path_and_query: &str, token: Option<&str>) -> (StatusCode, Value) {
