@@ -8,16 +8,10 @@ use atcr::atproto::{Algorithm, Did, Keypair};
 use atcr::blobstore::Digest;
 use atcr::hold::Permission;
 use atcr::pds::auth::service_token;
+use pds_node::xrpc::{ABORT, GET_BLOB, HoldUpload, INITIATE, PART_URL, json_of};
 use pds_node::{Node, assert_error};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-const INITIATE: &str = "io.atcr.hold.initiateUpload";
-const PART_URL: &str = "io.atcr.hold.getPartUploadUrl";
-const UPLOAD_PART: &str = "io.atcr.hold.uploadPart";
-const COMPLETE: &str = "io.atcr.hold.completeUpload";
-const ABORT: &str = "io.atcr.hold.abortUpload";
-const GET_BLOB: &str = "com.atproto.sync.getBlob";
 
 /// A local user of the node: DID and session.
 struct User {
@@ -42,112 +36,35 @@ async fn make_writer(node: &Node, did: &Did) {
         .unwrap();
 }
 
+/// `user`'s uploads through `node`'s own hold.
+fn uploads_of<'a>(node: &'a Node, user: &'a User) -> HoldUpload<'a> {
+    HoldUpload {
+        xrpc: node.xrpc(),
+        access: &user.access,
+        hold_did: node.pds().node_did.to_string(),
+        endpoint: node.pds().endpoint(),
+    }
+}
+
 /// A service token from `node`'s PDS for `user`, for `aud` and `lxm`.
 async fn service_auth(node: &Node, user: &User, aud: &str, lxm: Option<&str>) -> String {
-    // `did:web:localhost%3A<port>`: the `%` itself is encoded.
-    let mut q = format!(
-        "com.atproto.server.getServiceAuth?aud={}",
-        aud.replace('%', "%25")
-    );
-    if let Some(l) = lxm {
-        q = format!("{q}&lxm={l}");
-    }
-    let (s, v) = node.get(&q, Some(&user.access)).await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    v["token"].as_str().unwrap().to_owned()
+    node.xrpc().service_auth(&user.access, aud, lxm).await
 }
 
 /// A token for the node's hold and `lxm`.
 async fn token(node: &Node, user: &User, lxm: &str) -> String {
-    let aud = node.pds().node_did.to_string();
-    service_auth(node, user, &aud, Some(lxm)).await
-}
-
-async fn put_part(
-    node: &Node,
-    token: &str,
-    url: &str,
-    headers: &Value,
-    bytes: &[u8],
-) -> (StatusCode, Value) {
-    let mut req = node.client.put(url).bearer_auth(token).body(bytes.to_vec());
-    for (k, v) in headers.as_object().unwrap() {
-        req = req.header(k.as_str(), v.as_str().unwrap());
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status();
-    (
-        status,
-        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
-    )
+    uploads_of(node, user).token(lxm).await
 }
 
 /// Uploads `parts` as one blob through the hold; returns the upload id and the parts' `ETags`.
 async fn upload(node: &Node, alice: &User, digest: &Digest, parts: &[&[u8]]) -> (String, Value) {
-    let (s, v) = node
-        .post(
-            INITIATE,
-            Some(&token(node, alice, INITIATE).await),
-            json!({"digest": digest.as_str()}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let id = v["uploadId"].as_str().unwrap().to_owned();
-    let mut etags = Vec::new();
-    // The last part first: parts may come in any order.
-    for (i, bytes) in parts.iter().enumerate().rev() {
-        let n = i + 1;
-        let (s, at) = node
-            .post(
-                PART_URL,
-                Some(&token(node, alice, PART_URL).await),
-                json!({"uploadId": id, "partNumber": n}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{at}");
-        assert_eq!(at["method"], "PUT");
-        assert_eq!(
-            at["url"],
-            format!("{}/xrpc/{UPLOAD_PART}", node.pds().endpoint())
-        );
-        // The URL names the node's public host; the test reaches it on 127.0.0.1.
-        let url = format!("{}/xrpc/{UPLOAD_PART}", node.base);
-        let (s, v) = put_part(
-            node,
-            &token(node, alice, UPLOAD_PART).await,
-            &url,
-            &at["headers"],
-            bytes,
-        )
-        .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        assert_eq!(
-            v["etag"],
-            Digest::of(atcr::blobstore::Algorithm::Sha256, bytes).hex()
-        );
-        etags.push(json!({"partNumber": n, "etag": v["etag"]}));
-    }
-    etags.reverse();
-    (id, Value::Array(etags))
+    uploads_of(node, alice).send(digest.as_str(), parts).await
 }
 
 async fn get_blob(node: &Node, cid: &str, token: Option<&str>) -> reqwest::Response {
-    let did = node.pds().node_did.as_str().replace('%', "%25");
-    let mut req = node
-        .client
-        .get(format!("{}/xrpc/{GET_BLOB}?did={did}&cid={cid}", node.base));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    req.send().await.unwrap()
-}
-
-async fn error_of(r: reqwest::Response) -> (StatusCode, Value) {
-    let status = r.status();
-    (
-        status,
-        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
-    )
+    node.xrpc()
+        .get_blob(node.pds().node_did.as_str(), cid, token)
+        .await
 }
 
 #[tokio::test]
@@ -162,12 +79,8 @@ async fn a_crew_member_uploads_in_parts_and_reads_the_blob_back() {
     let (id, parts) = upload(&node, &alice, &digest, &[&head, &tail]).await;
     // The registry's upload sweeper leaves a live hold session's parts alone.
     node.app.registry.expire_uploads(0, false).await.unwrap();
-    let (s, v) = node
-        .post(
-            COMPLETE,
-            Some(&token(&node, &alice, COMPLETE).await),
-            json!({"uploadId": id, "digest": digest.as_str(), "parts": parts}),
-        )
+    let (s, v) = uploads_of(&node, &alice)
+        .complete(&id, digest.as_str(), parts)
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v, json!({"status": "completed", "digest": digest.as_str()}));
@@ -212,21 +125,21 @@ async fn a_crew_member_uploads_in_parts_and_reads_the_blob_back() {
         "the collector took a completed hold upload"
     );
     let missing = Digest::of(atcr::blobstore::Algorithm::Sha256, b"never uploaded");
-    let got = error_of(get_blob(&node, missing.as_str(), None).await).await;
+    let got = json_of(get_blob(&node, missing.as_str(), None).await).await;
     assert_error(&got, StatusCode::NOT_FOUND, "BlobNotFound");
 
     // A private hold: crew with blob:read only, by service token or local session.
     hold.set_captain(None, Some(false), None).await.unwrap();
     let bob = user(&node, "bob", "bob-password").await;
-    let got = error_of(get_blob(&node, &cid, None).await).await;
+    let got = json_of(get_blob(&node, &cid, None).await).await;
     assert_error(&got, StatusCode::UNAUTHORIZED, "AuthRequired");
     let bobs = token(&node, &bob, GET_BLOB).await;
-    let got = error_of(get_blob(&node, &cid, Some(&bobs)).await).await;
+    let got = json_of(get_blob(&node, &cid, Some(&bobs)).await).await;
     assert_error(&got, StatusCode::FORBIDDEN, "Forbidden");
-    let got = error_of(get_blob(&node, &cid, Some(&bob.access)).await).await;
+    let got = json_of(get_blob(&node, &cid, Some(&bob.access)).await).await;
     assert_error(&got, StatusCode::FORBIDDEN, "Forbidden");
     let for_upload = token(&node, &alice, INITIATE).await;
-    let got = error_of(get_blob(&node, &cid, Some(&for_upload)).await).await;
+    let got = json_of(get_blob(&node, &cid, Some(&for_upload)).await).await;
     assert_error(&got, StatusCode::UNAUTHORIZED, "BadJwtLexiconMethod");
     for t in [token(&node, &alice, GET_BLOB).await, alice.access.clone()] {
         let r = get_blob(&node, &cid, Some(&t)).await;
@@ -372,14 +285,8 @@ async fn completion_checks_parts_and_digest() {
     make_writer(&node, &alice.did).await;
     let claimed = Digest::of(atcr::blobstore::Algorithm::Sha256, b"what was promised");
     let (id, parts) = upload(&node, &alice, &claimed, &[b"what ", b"was sent"]).await;
-    let complete = |parts: Value, digest: &str| {
-        let body = json!({"uploadId": id, "digest": digest, "parts": parts});
-        let (node, alice) = (&node, &alice);
-        async move {
-            node.post(COMPLETE, Some(&token(node, alice, COMPLETE).await), body)
-                .await
-        }
-    };
+    let uploads = uploads_of(&node, &alice);
+    let complete = async |parts: Value, digest: &str| uploads.complete(&id, digest, parts).await;
     // A part left out, a wrong ETag, another digest than the one started with.
     let first = json!([parts[0].clone()]);
     let got = complete(json!([parts[1].clone()]), claimed.as_str()).await;

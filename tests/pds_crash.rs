@@ -49,27 +49,15 @@ async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> reqwest::Result<(u16, Value)> {
-    let url = format!("{base}/xrpc/{nsid}");
-    let mut req = if body.is_some() {
-        client.post(url)
+    let method = if body.is_some() {
+        reqwest::Method::POST
     } else {
-        client.get(url)
+        reqwest::Method::GET
     };
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b.to_string());
-    }
-    let r = req.send().await?;
-    let status = r.status().as_u16();
-    let bytes = r.bytes().await?;
-    Ok((
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    ))
+    let (status, value) = common::xrpc::Xrpc { client, base }
+        .try_call(method, nsid, token, body)
+        .await?;
+    Ok((status.as_u16(), value))
 }
 
 async fn login(client: &reqwest::Client, base: &str, name: &str) -> String {

@@ -1,5 +1,5 @@
 //! A hold on another machine (ATCR's "bring your own storage"), as two real processes: a full
-//! node, and a second node whose hold keeps the blobs on a real S3 server (s3s-fs, see
+//! node, and a hold alone (`role = "hold"`) that keeps the blobs on a real S3 server (s3s-fs, see
 //! `tests/s3/`) with presigned redirects. Users push and pull with skopeo through the full node
 //! only; the blobs land on the hold, the manifest records name it, its crew rules refuse a user
 //! it does not know, and a hold that goes down gives a clear error and recovers.
@@ -120,6 +120,7 @@ fn blobs_go_to_the_hold_on_another_machine_and_come_back() {
     let full = Server::start_with(&[("ATCR_PDS_PLC_OPEN_CREATION", "true")]);
     let mut env = s3.env(secrets.path(), "hold", true);
     env.push(("ATCR_PDS_PLC_UPSTREAM".into(), full.base_url()));
+    env.push(("ATCR_NODE_ROLE".into(), "hold".into()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut hold = Server::start_with(&env);
     let hold_did = node_did(&hold);

@@ -1685,7 +1685,7 @@ _atcr() {
             return 0
             ;;
         atcr__subcmd__serve)
-            opts="-h --config --listen --data-dir --help"
+            opts="-h --config --listen --data-dir --role --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1701,6 +1701,10 @@ _atcr() {
                     ;;
                 --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --role)
+                    COMPREPLY=($(compgen -W "full hold" -- "${cur}"))
                     return 0
                     ;;
                 *)

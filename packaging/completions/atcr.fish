@@ -26,7 +26,7 @@ end
 
 complete -c atcr -n "__fish_atcr_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c atcr -n "__fish_atcr_needs_command" -s V -l version -d 'Print version'
-complete -c atcr -n "__fish_atcr_needs_command" -f -a "serve" -d 'Run the registry'
+complete -c atcr -n "__fish_atcr_needs_command" -f -a "serve" -d 'Run the node: the registry, its PDS and hold (or, with `--role hold`, the hold alone)'
 complete -c atcr -n "__fish_atcr_needs_command" -f -a "check-config" -d 'Read and check the configuration (file, `ATCR_*` environment, flags) and exit'
 complete -c atcr -n "__fish_atcr_needs_command" -f -a "config" -d 'The configuration'
 complete -c atcr -n "__fish_atcr_needs_command" -f -a "doctor" -d 'Check permissions, ports, certificates, the clock, storage and the index, and say what to fix; exits 1 when a check fails'
@@ -46,6 +46,8 @@ complete -c atcr -n "__fish_atcr_needs_command" -f -a "help" -d 'Print this mess
 complete -c atcr -n "__fish_atcr_using_subcommand serve" -l config -d 'Configuration file (default: /etc/atcr/atcr.toml if it exists, else built-in defaults)' -r -F
 complete -c atcr -n "__fish_atcr_using_subcommand serve" -l listen -d 'Address to listen on, e.g. 127.0.0.1:5000 (port 0 picks a free one)' -r
 complete -c atcr -n "__fish_atcr_using_subcommand serve" -l data-dir -d 'State directory' -r -F
+complete -c atcr -n "__fish_atcr_using_subcommand serve" -l role -d 'What to run, as `node.role` in the configuration: `full` (registry, PDS and hold) or `hold` (the hold and its PDS only)' -r -f -a "full\t''
+hold\t''"
 complete -c atcr -n "__fish_atcr_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c atcr -n "__fish_atcr_using_subcommand check-config" -l config -d 'Configuration file (default: /etc/atcr/atcr.toml if it exists, else built-in defaults)' -r -F
 complete -c atcr -n "__fish_atcr_using_subcommand check-config" -l data-dir -d 'State directory' -r -F
@@ -219,7 +221,7 @@ complete -c atcr -n "__fish_atcr_using_subcommand login" -l insecure -d 'Plain H
 complete -c atcr -n "__fish_atcr_using_subcommand login" -s h -l help -d 'Print help'
 complete -c atcr -n "__fish_atcr_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c atcr -n "__fish_atcr_using_subcommand man" -s h -l help -d 'Print help'
-complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "serve" -d 'Run the registry'
+complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "serve" -d 'Run the node: the registry, its PDS and hold (or, with `--role hold`, the hold alone)'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "check-config" -d 'Read and check the configuration (file, `ATCR_*` environment, flags) and exit'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "config" -d 'The configuration'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "doctor" -d 'Check permissions, ports, certificates, the clock, storage and the index, and say what to fix; exits 1 when a check fails'

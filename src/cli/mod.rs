@@ -36,8 +36,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the registry.
-    Serve(ConfigArgs),
+    /// Run the node: the registry, its PDS and hold (or, with `--role hold`, the hold alone).
+    Serve(ServeArgs),
     /// Read and check the configuration (file, `ATCR_*` environment, flags) and exit.
     CheckConfig(ConfigArgs),
     /// The configuration.
@@ -301,6 +301,28 @@ enum TlsCommand {
     TrustInstructions(ConfigArgs),
 }
 
+/// `atcr serve`: the configuration, and the role to run.
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// What to run, as `node.role` in the configuration: `full` (registry, PDS and hold) or
+    /// `hold` (the hold and its PDS only).
+    #[arg(long, value_parser = ["full", "hold"])]
+    role: Option<String>,
+}
+
+impl ServeArgs {
+    fn load(&self) -> anyhow::Result<crate::config::Config> {
+        let role = self.role.iter().map(|role| crate::config::Flag {
+            flag: "--role",
+            key: "node.role",
+            value: role.clone(),
+        });
+        Ok(self.config.layered_with(role.collect())?.config)
+    }
+}
+
 /// Where the configuration comes from: the file, then `ATCR_*` variables, then these flags.
 #[derive(Args)]
 struct ConfigArgs {
@@ -318,8 +340,15 @@ struct ConfigArgs {
 impl ConfigArgs {
     /// Every layer, checked.
     fn layered(&self) -> anyhow::Result<crate::config::Layered> {
+        self.layered_with(Vec::new())
+    }
+
+    /// Every layer, checked, with a command's own `flags` besides those of this struct.
+    fn layered_with(
+        &self,
+        mut flags: Vec<crate::config::Flag>,
+    ) -> anyhow::Result<crate::config::Layered> {
         use crate::config::Flag;
-        let mut flags = Vec::new();
         if let Some(listen) = &self.listen {
             flags.push(Flag {
                 flag: "--listen",

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::appview::index::Index;
 use crate::blobstore::BlobStore;
-use crate::config::{Backend, Config};
+use crate::config::{Backend, Config, Role};
 use crate::server::{self, App, Listener, ServerLimits};
 use crate::tls::CertStore;
 use crate::worker::Workers;
@@ -159,9 +159,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("cannot open the PDS")?;
     pds.shutdown = shutdown.clone();
     tracing::info!(did = %pds.node_did, "pds ready");
-    let mut app = App::assemble(pds, index, open_search(&config)?)
+    let role = config.node.role;
+    // A hold has no search: the registry's pages and catalog are elsewhere.
+    let search = match role {
+        Role::Full => open_search(&config)?,
+        Role::Hold => Arc::new(crate::search::Search::in_memory()?),
+    };
+    let mut app = App::assemble(pds, index, search)
         .await
         .context("cannot start the registry")?;
+    app.role = role;
     app.registry
         .appview()
         .set_default_quota(config.quota.default_bytes()?);
@@ -206,11 +213,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let app = Arc::new(app);
-    tracing::info!(data_dir = %config.data_dir.display(), "serving");
+    tracing::info!(data_dir = %config.data_dir.display(), %role, "serving");
 
     let workers = Workers::new(shutdown.clone());
+    // A hold keeps the index too: the collector and the event-log pruner go by it.
     workers.spawn("indexer", app.indexer(shutdown.clone()));
-    workers.spawn("search", app.searcher(shutdown.clone()));
+    if role == Role::Full {
+        workers.spawn("search", app.searcher(shutdown.clone()));
+    }
     workers.spawn("storage-recovery", app.storage_recovery(shutdown.clone()));
     let gc_opts = crate::appview::gc::GcOptions {
         dry_run: false,
@@ -218,7 +228,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         upload_expiry_secs: config.uploads.expire_after_secs,
     };
     let gc_app = app.clone();
-    let rules = config.retention.rules()?;
+    let rules = match role {
+        Role::Full => config.retention.rules()?,
+        Role::Hold => {
+            if !config.retention.rules.is_empty() {
+                tracing::warn!("retention rules are not applied in role hold: it has no tags");
+            }
+            Vec::new()
+        }
+    };
     let gc_rules = rules.clone();
     let gc_hook = Arc::new(crate::admin::GcHook {
         run: Box::new(move |dry_run| {

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 mod holds;
 mod layers;
 mod lifecycle;
+mod node;
 mod secret;
 mod size;
 mod storage;
@@ -23,6 +24,7 @@ pub use lifecycle::{
     DEFAULT_GC_GRACE_SECS, DEFAULT_GC_INTERVAL_SECS, GcConfig, QuotaConfig, RetentionConfig,
     RetentionRule,
 };
+pub use node::{NodeConfig, Role};
 pub use secret::{SecretError, check_owner_only, read_secret};
 pub use size::{SizeError, parse_size};
 pub use storage::{Backend, DEFAULT_REDIRECT_TTL_SECS, StorageConfig};
@@ -76,6 +78,8 @@ pub struct Config {
     pub quota: QuotaConfig,
     /// Holds on other machines that blobs go to.
     pub holds: HoldsConfig,
+    /// Which roles this process runs.
+    pub node: NodeConfig,
 }
 
 impl Default for Config {
@@ -94,6 +98,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             quota: QuotaConfig::default(),
             holds: HoldsConfig::default(),
+            node: NodeConfig::default(),
         }
     }
 }

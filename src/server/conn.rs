@@ -211,6 +211,35 @@ impl Default for AcceptErrors {
     }
 }
 
+/// Limits and deadlines of the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// How long in-flight requests may run on after shutdown is asked for.
+    pub drain: Duration,
+    /// How long a client may take to send request headers (HTTP/1) or finish the TLS handshake.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (HTTP/1 and HTTP/2, and
+    /// one that never sent a byte).
+    pub idle_timeout: Duration,
+    /// A request whose body sends no data for this long fails.
+    pub body_read_timeout: Duration,
+    /// Connections open at once; `accept` waits while this many are. [`connection_cap`]
+    /// lowers it below the open-file limit.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            drain: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(crate::config::DEFAULT_IDLE_TIMEOUT_SECS),
+            body_read_timeout: Duration::from_secs(crate::config::DEFAULT_BODY_READ_TIMEOUT_SECS),
+            max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

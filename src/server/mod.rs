@@ -7,6 +7,7 @@ use crate::http::body;
 use crate::http::{PeerAddr, request_host};
 pub mod conn;
 pub mod ops;
+pub mod role;
 pub mod storage;
 pub mod usage;
 
@@ -31,11 +32,13 @@ use crate::appview::AppView;
 use crate::appview::index::Index;
 use crate::auth::service::TokenService;
 use crate::auth::{self, Realm, Tokens};
+use crate::config::Role;
 use crate::hold::Hold;
 use crate::oci::{ErrorCode, OciEndpoint, OciError};
 use crate::pds::Pds;
 use crate::registry::Registry;
 use body::{Body, RequestBody};
+pub use conn::ServerLimits;
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 
@@ -53,6 +56,8 @@ pub struct App {
     pub ca_fingerprint: Option<String>,
     /// The bearer token `/metrics` requires (`server.metrics_token_file`); `None`: open.
     pub metrics_token: Option<String>,
+    /// What this node serves: with [`Role::Hold`], no OCI API, token service or web pages.
+    pub role: Role,
 }
 
 /// Why a node could not be assembled.
@@ -112,6 +117,7 @@ impl App {
             ca_pem: None,
             ca_fingerprint: None,
             metrics_token: None,
+            role: Role::Full,
         })
     }
 
@@ -191,35 +197,6 @@ impl App {
         Realm {
             realm: format!("{scheme}://{host}/auth/token"),
             service: self.auth.tokens.service().to_owned(),
-        }
-    }
-}
-
-/// Limits and deadlines of the accept loop.
-#[derive(Debug, Clone, Copy)]
-pub struct ServerLimits {
-    /// How long in-flight requests may run on after shutdown is asked for.
-    pub drain: Duration,
-    /// How long a client may take to send request headers (HTTP/1) or finish the TLS handshake.
-    pub header_read_timeout: Duration,
-    /// A connection with no request in flight for this long is closed (HTTP/1 and HTTP/2, and
-    /// one that never sent a byte).
-    pub idle_timeout: Duration,
-    /// A request whose body sends no data for this long fails.
-    pub body_read_timeout: Duration,
-    /// Connections open at once; `accept` waits while this many are. [`conn::connection_cap`]
-    /// lowers it below the open-file limit.
-    pub max_connections: usize,
-}
-
-impl Default for ServerLimits {
-    fn default() -> Self {
-        ServerLimits {
-            drain: Duration::from_secs(30),
-            header_read_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(crate::config::DEFAULT_IDLE_TIMEOUT_SECS),
-            body_read_timeout: Duration::from_secs(crate::config::DEFAULT_BODY_READ_TIMEOUT_SECS),
-            max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -464,9 +441,6 @@ async fn dispatch(
         }
         _ => {}
     }
-    if path == "/auth/token" {
-        return ("auth_token", app.auth.handle(req).await);
-    }
     if let Some(nsid) = path.strip_prefix("/xrpc/")
         && nsid.starts_with("io.atcr.hold.")
     {
@@ -490,6 +464,16 @@ async fn dispatch(
         }
         let (label, response) = crate::pds::xrpc::handle(&app.pds, req, &path).await;
         return (label, Ok(response));
+    }
+    if app.role == Role::Hold {
+        return if crate::web::serves(&path) {
+            ("web", Ok(role::no_web_pages(app)))
+        } else {
+            ("hold_only", Err(role::not_a_registry()))
+        };
+    }
+    if path == "/auth/token" {
+        return ("auth_token", app.auth.handle(req).await);
     }
     if crate::web::serves(&path) {
         let site = crate::web::Site {

@@ -8,6 +8,7 @@
 pub mod clients;
 pub mod images;
 pub mod web;
+pub mod xrpc;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
@@ -105,6 +106,8 @@ pub struct Server {
     log: Arc<Mutex<VecDeque<String>>>,
     /// Extra environment of the server process (kept for restarts).
     env: Vec<(String, String)>,
+    /// Extra arguments of `atcr serve` (kept for restarts).
+    args: Vec<String>,
     /// Dropped last: the child must be gone before its data directory is removed.
     data: tempfile::TempDir,
 }
@@ -120,13 +123,21 @@ impl Server {
     /// (`ATCR_*` configuration).
     #[must_use]
     pub fn start_with(env: &[(&str, &str)]) -> Server {
+        Server::start_serving(&[], env)
+    }
+
+    /// Starts `atcr serve ARGS` (`--role hold`) with a fresh data directory and these extra
+    /// environment variables.
+    #[must_use]
+    pub fn start_serving(args: &[&str], env: &[(&str, &str)]) -> Server {
         let data = temp_dir("atcr-data-");
+        let args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
         let log = Arc::new(Mutex::new(VecDeque::new()));
         let env: Vec<(String, String)> = env
             .iter()
             .map(|&(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        let (child, port) = spawn(data.path(), &log, "127.0.0.1:0", &env);
+        let (child, port) = spawn(data.path(), &log, "127.0.0.1:0", &env, &args);
         let password = first_start_password(&log);
         let server = Server {
             child: Some(child),
@@ -134,6 +145,7 @@ impl Server {
             password,
             log,
             env,
+            args,
             data,
         };
         remember_credentials(&server.host_port(), ADMIN, &server.password);
@@ -199,7 +211,13 @@ impl Server {
     pub fn restart(&mut self) {
         self.kill9();
         self.note("--- test: restarting");
-        let (child, port) = spawn(self.data.path(), &self.log, "127.0.0.1:0", &self.env);
+        let (child, port) = spawn(
+            self.data.path(),
+            &self.log,
+            "127.0.0.1:0",
+            &self.env,
+            &self.args,
+        );
         self.child = Some(child);
         self.port = port;
         remember_credentials(&self.host_port(), ADMIN, &self.password);
@@ -220,7 +238,7 @@ impl Server {
         self.kill9();
         self.note("--- test: restarting on the same port");
         let listen = format!("127.0.0.1:{}", self.port);
-        let (child, port) = spawn(self.data.path(), &self.log, &listen, &self.env);
+        let (child, port) = spawn(self.data.path(), &self.log, &listen, &self.env, &self.args);
         assert_eq!(port, self.port, "the server moved to another port");
         self.child = Some(child);
     }
@@ -317,10 +335,12 @@ fn spawn(
     log: &Arc<Mutex<VecDeque<String>>>,
     listen: &str,
     env: &[(String, String)],
+    args: &[String],
 ) -> (Child, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_atcr"))
         .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data)
+        .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env_remove("ATCR_LISTEN")
         .env_remove("ATCR_DATA_DIR")

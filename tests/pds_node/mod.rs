@@ -8,9 +8,14 @@ use atcr::appview::index::Index;
 use atcr::blobstore::BlobStore;
 use atcr::pds::{Pds, PdsSettings};
 use atcr::server::{self, App, ServerLimits};
-use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use reqwest::StatusCode;
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+
+#[path = "../common/xrpc.rs"]
+pub mod xrpc;
+#[allow(unused_imports)] // Not every test crate asserts XRPC errors.
+pub use xrpc::{Xrpc, assert_error};
 
 pub trait JsonBody {
     async fn json_value<T: serde::de::DeserializeOwned>(self) -> T;
@@ -97,51 +102,24 @@ impl Node {
         &self.app.pds
     }
 
-    pub async fn call(
-        &self,
-        method: Method,
-        nsid: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}/xrpc/{nsid}", self.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
+    /// The node's XRPC over HTTP.
+    pub fn xrpc(&self) -> Xrpc<'_> {
+        Xrpc {
+            client: &self.client,
+            base: &self.base,
         }
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status();
-        let bytes = r.bytes().await.unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
     }
 
     pub async fn get(&self, path_and_query: &str, token: Option<&str>) -> (StatusCode, Value) {
-        self.call(Method::GET, path_and_query, token, None).await
+        self.xrpc().get(path_and_query, token).await
     }
 
     pub async fn post(&self, nsid: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
-        self.call(Method::POST, nsid, token, Some(body)).await
+        self.xrpc().post(nsid, token, body).await
     }
 
     pub async fn login(&self, who: &str, pw: &str) -> Value {
-        let (s, v) = self
-            .post(
-                "com.atproto.server.createSession",
-                None,
-                json!({"identifier": who, "password": pw}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        v
+        self.xrpc().login(who, pw).await
     }
 }
 
@@ -149,10 +127,4 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
-}
-
-pub fn assert_error(got: &(StatusCode, Value), status: StatusCode, error: &str) {
-    assert_eq!(got.0, status, "{}", got.1);
-    assert_eq!(got.1["error"], error, "{}", got.1);
-    assert!(got.1["message"].is_string(), "{}", got.1);
 }
