@@ -125,6 +125,7 @@ fn fill(dir: &Path, owners_file: &str, repos: usize, tags: usize, blobs: usize) 
                 references: vec![config.clone(), layer.clone()],
                 referrer: None,
                 links: Vec::new(),
+                quota: None,
             });
             manifests.push(manifest);
         }

@@ -219,6 +219,7 @@ fn fill(dir: &str, owners_file: &str, repos: usize, tags: usize) {
                 references: Vec::new(),
                 referrer: None,
                 links: Vec::new(),
+                quota: None,
             });
             digests.push(digest);
         }

@@ -310,8 +310,9 @@ async fn upload_pds_blob(s: &TestServer, mime: &str, bytes: Vec<u8>) {
     upload_blob_as(s, inproc::USER, mime, bytes).await;
 }
 
-/// Uploads `bytes` as a blob of local account `user`'s repository through XRPC.
-async fn upload_blob_as(s: &TestServer, user: &str, mime: &str, bytes: Vec<u8>) {
+/// Uploads `bytes` as a blob of local account `user`'s repository through XRPC; returns the
+/// blob reference.
+async fn upload_blob_as(s: &TestServer, user: &str, mime: &str, bytes: Vec<u8>) -> Value {
     let r = s
         .anonymous(Method::POST, "/xrpc/com.atproto.repo.uploadBlob")
         .bearer_auth(s.session(user).await)
@@ -321,6 +322,21 @@ async fn upload_blob_as(s: &TestServer, user: &str, mime: &str, bytes: Vec<u8>) 
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    r.json::<Value>().await.unwrap()["blob"].clone()
+}
+
+/// Uploads `bytes` as an image of the test user's and references it from a record, as an
+/// avatar is: a blob of the PDS that stays (an unreferenced upload expires).
+async fn upload_referenced_blob(s: &TestServer, bytes: Vec<u8>) {
+    let blob = upload_blob_as(s, inproc::USER, "image/png", bytes).await;
+    let r = s
+        .anonymous(Method::POST, "/xrpc/com.atproto.repo.createRecord")
+        .bearer_auth(s.session(inproc::USER).await)
+        .json(&json!({"repo": s.user.as_str(), "collection": "app.test.pic", "record": {"img": blob}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
 }
 
 /// What a crash between writing an object and recording it leaves: an object no index entry
@@ -337,7 +353,7 @@ async fn objects_nobody_recorded_are_taken_up_then_collected_and_pds_blobs_stay(
     let avatar = bytes(92, 2000);
     let avatar_bytes = avatar.clone();
     let avatar_digest = Digest::of(Algorithm::Sha256, &avatar);
-    upload_pds_blob(&s, "image/png", avatar).await;
+    upload_referenced_blob(&s, avatar).await;
     // A manifest's bytes stored as the owner's blob, then a crash before the commit naming
     // them: the PDS knows the blob, but it is the registry's, and no record uses it.
     let manifest =
@@ -390,7 +406,7 @@ async fn an_object_a_pds_blob_shares_is_never_collected_with_a_layer() {
     let store = s.app.registry.blobs().clone();
     let avatar = bytes(93, 2500);
     let digest = Digest::of(Algorithm::Sha256, &avatar);
-    upload_pds_blob(&s, "image/png", avatar.clone()).await;
+    upload_referenced_blob(&s, avatar.clone()).await;
     s.app
         .pds
         .create_account("mallory", inproc::PASSWORD, false)

@@ -75,6 +75,13 @@ pub struct GcReport {
     /// With a dry run through the daemon: what the retention rules would delete now.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retention: Vec<RetentionPlanned>,
+    /// Blobs uploaded to the PDS that no record referenced within the grace: forgotten (their
+    /// objects then go as leftovers), see `pds/store/temp_blobs.rs`.
+    #[serde(default)]
+    pub pds_temp_blobs_expired: u64,
+    /// Their bytes.
+    #[serde(default)]
+    pub pds_temp_bytes_expired: u64,
     /// PDS blocks (MST nodes, records, commits) no repository head reaches.
     #[serde(default)]
     pub pds_blocks_deleted: u64,
@@ -233,7 +240,8 @@ impl Gc {
                 .map_err(IndexError::from)??
         };
         report.blobs_seen = marked.blobs;
-        self.collect_pds(opts.dry_run, &mut report).await?;
+        self.collect_pds(opts.dry_run, now, grace, &mut report)
+            .await?;
         if opts.dry_run {
             report.blobs_deleted = marked.candidates.len() as u64;
             report.bytes_freed = marked.candidates.iter().map(|c| c.size).sum();
@@ -277,6 +285,7 @@ impl Gc {
             bytes_freed = report.bytes_freed,
             uploads_removed = report.uploads_removed,
             orphans_adopted = report.orphans_adopted,
+            pds_temp_blobs_expired = report.pds_temp_blobs_expired,
             pds_blocks_deleted = report.pds_blocks_deleted,
             pds_bytes_freed = report.pds_bytes_freed,
             pds_live_bytes = report.pds_live_bytes,
@@ -286,17 +295,28 @@ impl Gc {
         Ok(report)
     }
 
-    /// Collects the PDS's unreachable blocks (dry: counts them) and measures `pds.redb`.
-    async fn collect_pds(&self, dry_run: bool, report: &mut GcReport) -> Result<(), GcError> {
+    /// Forgets the PDS's blobs no record referenced within the grace, collects its unreachable
+    /// blocks (dry: counts both) and measures `pds.redb`. Before the leftovers are looked for,
+    /// so the objects of forgotten blobs are taken up in the same run.
+    async fn collect_pds(
+        &self,
+        dry_run: bool,
+        now: u64,
+        grace: u64,
+        report: &mut GcReport,
+    ) -> Result<(), GcError> {
         let Some(store) = self.pds.clone() else {
             return Ok(());
         };
-        let (collected, size) = tokio::task::spawn_blocking(move || {
+        let (expired, collected, size) = tokio::task::spawn_blocking(move || {
+            let expired = store.expire_temp_blobs(now, grace, dry_run)?;
             let collected = store.collect_blocks(dry_run)?;
-            Ok::<_, StoreError>((collected, store.size()?))
+            Ok::<_, StoreError>((expired, collected, store.size()?))
         })
         .await
         .map_err(StoreError::from)??;
+        report.pds_temp_blobs_expired = expired.blobs;
+        report.pds_temp_bytes_expired = expired.bytes;
         report.pds_blocks_deleted = collected.blocks_deleted;
         report.pds_bytes_freed = collected.bytes_freed;
         report.pds_live_bytes = size.live_bytes;

@@ -552,8 +552,8 @@ mod social;
 mod usage;
 pub use blobs::UploadSession;
 pub use derived::{
-    IndexChange, LAYER_COLLECTION, LayerOf, MANIFEST_COLLECTION, PAGE_COLLECTION, RecordAddr,
-    RecordEntry, STAR_COLLECTION, Social, TAG_COLLECTION, TagTarget,
+    IndexChange, LAYER_COLLECTION, LayerOf, MANIFEST_COLLECTION, PAGE_COLLECTION, QuotaCheck,
+    RecordAddr, RecordEntry, STAR_COLLECTION, Social, TAG_COLLECTION, TagTarget,
 };
 pub use gc::{Candidate, Marked, past_grace};
 pub use key::RepoKey;

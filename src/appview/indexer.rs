@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use super::layers::{self, LAYER_COLLECTION};
 use super::records::{self, MANIFEST_COLLECTION, PAGE_COLLECTION, STAR_COLLECTION, TAG_COLLECTION};
 use super::{AppView, AppViewError};
-use crate::appview::index::{Index, IndexChange, LayerOf, ManifestRecord, RecordAddr, TagTarget};
+use crate::appview::index::{
+    Index, IndexChange, LayerOf, ManifestRecord, QuotaCheck, RecordAddr, TagTarget,
+};
 use crate::appview::summary::ManifestSummary;
 use crate::atproto::{BlockStore, Cid, Did, Value};
 use crate::oci::manifest::{MAX_MANIFEST_BYTES, Manifest};
@@ -249,22 +251,37 @@ impl AppView {
             tracing::warn!(%did, digest = %m.digest, "manifest record over an invalid manifest; not indexed");
             return Ok(None);
         };
+        let own = self.pds.accounts.get(did)?.and_then(|a| a.quota);
+        let mut quota = self.quota_limit(own).map(|limit| QuotaCheck {
+            limit,
+            blobs: Vec::new(),
+        });
         let mut links = Vec::new();
         for blob in manifest.blobs.iter().filter(|b| !b.is_non_distributable()) {
             let known = match self.index.blob(&blob.digest)? {
                 Some(n) => Some(n),
                 None => self.blobs.stat(&blob.digest).await?,
             };
+            if let Some(q) = &mut quota {
+                q.blobs
+                    .push((blob.digest.clone(), known.unwrap_or(blob.size)));
+            }
             if let Some(n) = known {
                 links.push((blob.digest.clone(), n));
             }
         }
-        let references = manifest
-            .blobs
+        // Only blobs in storage now: one uploaded after the record was indexed is not kept
+        // (nor counted) for it, so records written ahead of their blobs keep nothing alive.
+        let references = links
             .iter()
-            .chain(&manifest.manifests)
-            .filter(|d| !d.is_non_distributable())
-            .map(|d| d.digest.clone())
+            .map(|(d, _)| d.clone())
+            .chain(
+                manifest
+                    .manifests
+                    .iter()
+                    .filter(|d| !d.is_non_distributable())
+                    .map(|d| d.digest.clone()),
+            )
             .collect();
         let config = match manifest.config() {
             Some(c) if c.size <= MAX_CONFIG_BYTES => match self.blobs.stat(&c.digest).await? {
@@ -293,6 +310,7 @@ impl AppView {
             references,
             referrer,
             links,
+            quota,
         }))
     }
 
@@ -358,11 +376,17 @@ impl AppView {
 
     /// The part of [`AppView::rebuild`] that reads the repositories: the index is then at the
     /// event the log had when it started, and catching up applies what came after.
+    ///
+    /// The node's layer records come first: the manifests they vouch for count whatever their
+    /// owner's quota (see [`IndexChange::PutManifest`]), as they did when pushed.
     async fn rebuild_records(&self) -> Result<RebuildStats, AppViewError> {
         let store = self.pds.store().clone();
         let seq = store.last_seq()?;
         self.index.clear_derived(seq)?;
         let mut stats = RebuildStats::default();
+        let node = self.pds.node_did.clone();
+        self.rebuild_collection(&node, LAYER_COLLECTION, &mut stats)
+            .await?;
         let mut after: Option<String> = None;
         loop {
             let repos = store.list_repos(after.as_deref(), 100)?;
@@ -370,50 +394,63 @@ impl AppView {
             after = Some(last.as_str().to_owned());
             for (did, _) in repos {
                 stats.repos += 1;
-                for collection in INDEXED {
-                    let mut cursor: Option<String> = None;
-                    loop {
-                        let page =
-                            store.list_records(&did, collection, cursor.as_deref(), 500, false)?;
-                        let Some((last, _)) = page.last() else { break };
-                        cursor = Some(last.clone());
-                        let mut changes = Vec::with_capacity(page.len());
-                        for (rkey, cid) in page {
-                            let addr = RecordAddr {
-                                did: did.as_str().to_owned(),
-                                collection: collection.to_owned(),
-                                rkey,
-                            };
-                            let change = self.change_of(
-                                &did,
-                                RecordOp {
-                                    addr,
-                                    cid: Some(cid),
-                                },
-                            );
-                            match change.await? {
-                                c @ IndexChange::PutManifest { .. } => {
-                                    stats.manifests += 1;
-                                    changes.push(c);
-                                }
-                                c @ IndexChange::PutTag { .. } => {
-                                    stats.tags += 1;
-                                    changes.push(c);
-                                }
-                                c @ (IndexChange::PutStar { .. }
-                                | IndexChange::PutPage { .. }
-                                | IndexChange::PutLayer { .. }) => {
-                                    changes.push(c);
-                                }
-                                IndexChange::DeleteRecord(_) => {}
-                            }
-                        }
-                        self.index.write(move |ix| ix.apply(&changes, None)).await?;
-                    }
+                for collection in INDEXED.into_iter().filter(|c| *c != LAYER_COLLECTION) {
+                    self.rebuild_collection(&did, collection, &mut stats)
+                        .await?;
                 }
             }
         }
         Ok(stats)
+    }
+
+    /// Applies every record of one collection of `did`'s repository (a rebuild).
+    async fn rebuild_collection(
+        &self,
+        did: &Did,
+        collection: &str,
+        stats: &mut RebuildStats,
+    ) -> Result<(), AppViewError> {
+        let store = self.pds.store();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = store.list_records(did, collection, cursor.as_deref(), 500, false)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            cursor = Some(last.clone());
+            let mut changes = Vec::with_capacity(page.len());
+            for (rkey, cid) in page {
+                let addr = RecordAddr {
+                    did: did.as_str().to_owned(),
+                    collection: collection.to_owned(),
+                    rkey,
+                };
+                let change = self.change_of(
+                    did,
+                    RecordOp {
+                        addr,
+                        cid: Some(cid),
+                    },
+                );
+                match change.await? {
+                    c @ IndexChange::PutManifest { .. } => {
+                        stats.manifests += 1;
+                        changes.push(c);
+                    }
+                    c @ IndexChange::PutTag { .. } => {
+                        stats.tags += 1;
+                        changes.push(c);
+                    }
+                    c @ (IndexChange::PutStar { .. }
+                    | IndexChange::PutPage { .. }
+                    | IndexChange::PutLayer { .. }) => {
+                        changes.push(c);
+                    }
+                    IndexChange::DeleteRecord(_) => {}
+                }
+            }
+            self.index.write(move |ix| ix.apply(&changes, None)).await?;
+        }
     }
 
     /// Prunes the event log to the `keep_secs` before `now` (unix seconds), never past an

@@ -132,6 +132,10 @@ pub struct PdsConfig {
     pub handle_domain: String,
     /// Largest AT Protocol blob (`com.atproto.repo.uploadBlob`), in bytes. Default 50 MiB.
     pub max_blob_bytes: u64,
+    /// Most bytes of blobs one account may hold uploaded (`uploadBlob`) but referenced by no
+    /// record yet; an upload past it is refused (400 `QuotaExceeded`). Such blobs are removed
+    /// once idle for `gc.grace_secs`. Default 256 MiB.
+    pub max_temp_blob_bytes: u64,
     /// An upstream PLC directory (`https://plc.directory`, or a LAN mirror): every did:plc
     /// operation of this node's users is sent there too, and account creation or an identity
     /// update fails when it refuses. Unset: the built-in directory only (air-gapped).
@@ -163,6 +167,7 @@ impl Default for PdsConfig {
             scheme: None,
             handle_domain: "atcr.test".to_owned(),
             max_blob_bytes: 50 << 20,
+            max_temp_blob_bytes: crate::pds::DEFAULT_MAX_TEMP_BLOB_BYTES,
             plc_upstream: None,
             plc_open_creation: false,
             firehose_max_subscribers: crate::pds::subscribers::DEFAULT_MAX_SUBSCRIBERS,
@@ -432,6 +437,7 @@ impl Config {
             scheme,
             handle_domain: self.pds.handle_domain.clone(),
             max_blob_bytes: self.pds.max_blob_bytes,
+            max_temp_blob_bytes: self.pds.max_temp_blob_bytes,
             plc_upstream: self.pds.plc_upstream.clone(),
             firehose: crate::pds::subscribers::FirehoseLimits {
                 max_subscribers: self.pds.firehose_max_subscribers,

@@ -37,6 +37,9 @@ use store::{PdsStore, StoreError};
 use crate::atproto::{Algorithm, Datetime, Did, Handle, Keypair};
 use crate::blobstore::BlobStore;
 
+/// `pds.max_temp_blob_bytes` unless configured: 256 MiB.
+pub const DEFAULT_MAX_TEMP_BLOB_BYTES: u64 = 256 << 20;
+
 /// Settings the PDS needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct PdsSettings {
@@ -48,6 +51,8 @@ pub struct PdsSettings {
     pub handle_domain: String,
     /// Largest `uploadBlob` body.
     pub max_blob_bytes: u64,
+    /// Most bytes of blobs one account may hold uploaded but referenced by no record yet.
+    pub max_temp_blob_bytes: u64,
     /// An upstream PLC directory that receives every operation too (`https://plc.directory`).
     pub plc_upstream: Option<String>,
     /// Bounds on `subscribeRepos` subscribers.
@@ -66,6 +71,7 @@ impl PdsSettings {
             scheme: "http".into(),
             handle_domain: "atcr.test".into(),
             max_blob_bytes: 50 << 20,
+            max_temp_blob_bytes: DEFAULT_MAX_TEMP_BLOB_BYTES,
             plc_upstream: None,
             firehose: subscribers::FirehoseLimits::default(),
             plc_open_creation: false,

@@ -22,10 +22,12 @@ mod blocks;
 mod collect;
 mod commit;
 mod events;
+mod temp_blobs;
 
 pub use blocks::Snapshot;
 pub use collect::{BlockCollection, StoreSize, compact};
 pub use commit::{CommitBatch, CommitFailure, Committed, Recovery};
+pub use temp_blobs::{TempAdmit, TempExpiry};
 
 /// CID (binary) → block bytes: MST nodes, records and commits of every repository.
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
@@ -435,6 +437,7 @@ fn open_files(path: &Path, recovery: Recovery) -> Result<(Database, commit::Log)
     tx.open_table(SESSIONS)?;
     tx.open_table(PLC_OPS)?;
     tx.open_table(REPO_BLOBS)?;
+    temp_blobs::TempTables::open(&tx)?;
     let last = commit::recover(&tx, &opened, recovery, path, &wal_path)?;
     tx.commit()?;
     // Redb now holds everything (and says so): the log of this run starts afresh.

@@ -71,6 +71,18 @@ pub enum TagTarget {
     Digest(Digest),
 }
 
+/// What a manifest record must fit in. A manifest whose blobs new to its owner would take their
+/// usage over `limit` is left out, as the registry would have refused it, unless the node's layer
+/// records vouch for every blob (the registry pushed it, after checking the quota).
+#[derive(Debug, Clone)]
+pub struct QuotaCheck {
+    /// The owner's limit in bytes.
+    pub limit: u64,
+    /// The manifest's blobs with their stored sizes, or their declared ones where storage does
+    /// not hold them (yet): bytes uploaded later must not make an admitted manifest grow.
+    pub blobs: Vec<(Digest, u64)>,
+}
+
 /// One change to the index, from one record operation.
 #[derive(Debug, Clone)]
 pub enum IndexChange {
@@ -84,6 +96,8 @@ pub enum IndexChange {
         /// Blobs the manifest references, with their stored sizes: each becomes servable from
         /// `repo` if a hold layer record for this manifest record names it with that size.
         links: Vec<(Digest, u64)>,
+        /// The owner's quota, if they have one: see [`QuotaCheck`].
+        quota: Option<QuotaCheck>,
     },
     /// A hold layer record (only the node's own count): `user` uploaded `digest` of `size`
     /// bytes for their manifest record `manifest_rkey`.
@@ -320,12 +334,22 @@ fn apply_one(tx: &WriteTransaction, change: &IndexChange) -> Result<(), IndexErr
             references,
             referrer,
             links,
+            quota,
         } => {
             // A key rewritten with another manifest drops what the old one put in.
             if let Some(old) = entry(tx, addr)?
                 && (old.digest.as_ref() != Some(digest) || old.repo != *repo)
             {
                 remove_entry(tx, addr, &old)?;
+            }
+            // Checked here, in the transaction that counts it, so records of one batch or one
+            // commit cannot each fit alone and go over together.
+            if let Some(q) = quota
+                && !vouched::vouches_all(tx, addr, &q.blobs)?
+                && !usage::fits(tx, repo, &q.blobs, q.limit)?
+            {
+                tracing::warn!(did = %addr.did, rkey = %addr.rkey, %digest, "manifest record over its owner's quota; not indexed");
+                return Ok(());
             }
             put_manifest_in(tx, repo, digest, record, references, referrer.as_ref())?;
             usage::add(tx, repo, links)?;

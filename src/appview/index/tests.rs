@@ -55,6 +55,7 @@ fn put(
         references: references.to_vec(),
         referrer,
         links: Vec::new(),
+        quota: None,
     }];
     if let Some(tag) = tag {
         changes.push(IndexChange::PutTag {
@@ -207,6 +208,7 @@ fn records_keyed_by_digest() {
         references: Vec::new(),
         referrer: None,
         links: Vec::new(),
+        quota: None,
     };
     // A push's record and a tag on it, then another record of the same digest.
     put(&ix, "a/b", &x, record(None), Some("v1"), &[], None);

@@ -133,6 +133,41 @@ pub(super) fn release(
     Ok(())
 }
 
+/// [`Index::usage_growth`] over the `OWNER_COUNTED` rows of a read or write transaction.
+fn growth(
+    rows: &impl ReadableTable<(&'static str, &'static str), u64>,
+    owner: &str,
+    blobs: &[(Digest, u64)],
+) -> Result<u64, IndexError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut growth = 0u64;
+    for (digest, size) in blobs {
+        if seen.insert(digest.as_str()) && rows.get((owner, digest.as_str()))?.is_none() {
+            growth = growth.saturating_add(*size);
+        }
+    }
+    Ok(growth)
+}
+
+/// Whether a manifest of `repo` using `blobs` (digest, size) keeps its owner within `limit`: it
+/// adds nothing new to them, or what it adds fits. The registry's check at a manifest `PUT` does
+/// the same arithmetic on the index before the push.
+pub(super) fn fits(
+    tx: &WriteTransaction,
+    repo: &str,
+    blobs: &[(Digest, u64)],
+    limit: u64,
+) -> Result<bool, IndexError> {
+    let owner = RepoKey::from_stored(repo);
+    let owner = owner.owner();
+    let more = growth(&tx.open_table(OWNER_COUNTED)?, owner, blobs)?;
+    let used = tx
+        .open_table(OWNER_BYTES)?
+        .get(owner)?
+        .map_or(0, |v| v.value());
+    Ok(more == 0 || used.saturating_add(more) <= limit)
+}
+
 /// Creates the tables; an index made before they existed is counted once from its manifests'
 /// references and the stored blobs' sizes.
 pub(super) fn ensure(tx: &WriteTransaction) -> Result<(), IndexError> {
@@ -198,17 +233,7 @@ impl Index {
     /// sizes of those not yet counted for them, each digest once.
     pub fn usage_growth(&self, owner: &Did, blobs: &[(Digest, u64)]) -> Result<u64, IndexError> {
         let tx = self.db.begin_read()?;
-        let rows = tx.open_table(OWNER_COUNTED)?;
-        let mut seen = std::collections::HashSet::new();
-        let mut growth = 0u64;
-        for (digest, size) in blobs {
-            if seen.insert(digest.as_str())
-                && rows.get((owner.as_str(), digest.as_str()))?.is_none()
-            {
-                growth = growth.saturating_add(*size);
-            }
-        }
-        Ok(growth)
+        growth(&tx.open_table(OWNER_COUNTED)?, owner.as_str(), blobs)
     }
 
     /// Whether `digest` is counted in `owner`'s usage already.
@@ -287,6 +312,7 @@ mod tests {
             references: blobs.iter().map(|(b, _)| (*b).clone()).collect(),
             referrer: None,
             links: blobs.iter().map(|(b, n)| ((*b).clone(), *n)).collect(),
+            quota: None,
         };
         ix.apply(&[change], None).unwrap();
     }

@@ -168,6 +168,7 @@ struct Tables<'tx> {
     events: redb::Table<'tx, u64, &'static [u8]>,
     event_times: redb::Table<'tx, u64, u64>,
     meta: redb::Table<'tx, &'static str, u64>,
+    temp: super::temp_blobs::TempTables<'tx>,
 }
 
 impl<'tx> Tables<'tx> {
@@ -180,6 +181,7 @@ impl<'tx> Tables<'tx> {
             events: tx.open_table(EVENTS)?,
             event_times: tx.open_table(EVENT_TIMES)?,
             meta: tx.open_table(META)?,
+            temp: super::temp_blobs::TempTables::open(tx)?,
         })
     }
 }
@@ -231,6 +233,8 @@ fn apply_commit(
     })?;
     let rev = batch.head.rev.as_str();
     t.commits.insert((did, rev), commit.as_slice())?;
+    // Not in `redo`: after a crash the collector finds these referenced (see `temp_blobs`).
+    t.temp.untether(did, &batch.blobs)?;
     redo.byte(REDO_COMMIT);
     for part in [did.as_bytes(), rev.as_bytes(), &commit] {
         redo.bytes(part);

@@ -10,7 +10,7 @@ use crate::http::body::Body;
 use crate::pds::Pds;
 use crate::pds::accounts::now_secs;
 use crate::pds::repo::{CommitInfo, RepoError, SwapRecord, Validation, WriteOp, WriteResult};
-use crate::pds::store::BlobMeta;
+use crate::pds::store::{BlobMeta, TempAdmit};
 
 type Answer = Result<Response<Body>, XrpcError>;
 
@@ -253,6 +253,13 @@ pub(super) async fn upload_blob(pds: &Pds, call: Call) -> Answer {
     let digest = Digest::of(DigestAlg::Sha256, &bytes);
     let cid = Cid::for_raw(&bytes);
     let size = bytes.len() as u64;
+    let cap = pds.settings.max_temp_blob_bytes;
+    let store = pds.repos.store();
+    over_temp_cap(
+        store.temp_blob_admits(&caller.did, &cid, size, cap)?,
+        size,
+        cap,
+    )?;
     pds.blobs.put(&digest, bytes).await.map_err(|e| match e {
         crate::blobstore::BlobError::StorageFull => XrpcError::new(
             StatusCode::INSUFFICIENT_STORAGE,
@@ -261,21 +268,46 @@ pub(super) async fn upload_blob(pds: &Pds, call: Call) -> Answer {
         ),
         e => super::internal(&e),
     })?;
-    pds.repos
-        .store()
-        .put_blob_meta(
-            &caller.did,
-            cid,
-            BlobMeta {
-                mime_type: mime.clone(),
-                size,
-                created: now_secs(),
-            },
-        )
-        .await?;
+    let meta = BlobMeta {
+        mime_type: mime.clone(),
+        size,
+        created: now_secs(),
+    };
+    // Checked again where it is counted: of two uploads at once, one may find no room left.
+    // Its object, if no one else's, is left for the collector.
+    over_temp_cap(
+        store.put_temp_blob(&caller.did, cid, meta, cap).await?,
+        size,
+        cap,
+    )?;
     ok_json(&json!({
         "blob": {"$type": "blob", "ref": {"$link": cid.to_string()}, "mimeType": mime, "size": size}
     }))
+}
+
+/// The refusal of an upload that would take the account's temporary blobs (uploaded, no record
+/// referencing them yet) over `pds.max_temp_blob_bytes`.
+fn over_temp_cap(admit: TempAdmit, size: u64, cap: u64) -> Result<(), XrpcError> {
+    match admit {
+        TempAdmit::Yes => Ok(()),
+        TempAdmit::OverCap { held } => {
+            tracing::info!(
+                held,
+                size,
+                cap,
+                "uploadBlob refused: over the temporary blob cap"
+            );
+            Err(XrpcError::new(
+                StatusCode::BAD_REQUEST,
+                "QuotaExceeded",
+                format!(
+                    "blobs uploaded but not yet referenced by a record hold {held} bytes; this \
+                     blob ({size} bytes) would take them over the limit of {cap}: reference them \
+                     in records, or wait until unreferenced ones expire"
+                ),
+            ))
+        }
+    }
 }
 
 fn load_record(pds: &Pds, cid: &Cid) -> Result<Value, XrpcError> {

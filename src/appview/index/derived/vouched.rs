@@ -67,6 +67,34 @@ pub(super) fn put_layer(
     Ok(())
 }
 
+/// The size the layer records of manifest record `addr` vouch for, for each of `links`.
+fn layer_sizes(
+    tx: &WriteTransaction,
+    addr: &RecordAddr,
+    links: &[(Digest, u64)],
+) -> Result<Vec<Option<u64>>, IndexError> {
+    let (did, rkey) = (addr.did.as_str(), addr.rkey.as_str());
+    let layers = tx.open_table(LAYERS)?;
+    let mut sizes = Vec::with_capacity(links.len());
+    for (d, _) in links {
+        sizes.push(layers.get((did, rkey, d.as_str()))?.map(|v| v.value()));
+    }
+    Ok(sizes)
+}
+
+/// Whether layer records vouch for every one of manifest record `addr`'s blobs (with its stored
+/// size): the registry pushed it, after checking its blobs and its owner's quota.
+pub(super) fn vouches_all(
+    tx: &WriteTransaction,
+    addr: &RecordAddr,
+    links: &[(Digest, u64)],
+) -> Result<bool, IndexError> {
+    Ok(layer_sizes(tx, addr, links)?
+        .into_iter()
+        .zip(links)
+        .all(|(vouched, (_, size))| vouched == Some(*size)))
+}
+
 /// Links each of a manifest record's blobs (with its stored size) into `repo` where a layer
 /// record vouches for it with that size.
 pub(super) fn vouch_links(
@@ -76,13 +104,7 @@ pub(super) fn vouch_links(
     links: &[(Digest, u64)],
 ) -> Result<(), IndexError> {
     let (did, rkey) = (addr.did.as_str(), addr.rkey.as_str());
-    let mut sizes = Vec::with_capacity(links.len());
-    {
-        let layers = tx.open_table(LAYERS)?;
-        for (d, _) in links {
-            sizes.push(layers.get((did, rkey, d.as_str()))?.map(|v| v.value()));
-        }
-    }
+    let sizes = layer_sizes(tx, addr, links)?;
     for ((d, size), vouched) in links.iter().zip(sizes) {
         if vouched == Some(*size) {
             vouch(tx, repo, d, (did, rkey), *size)?;
