@@ -6,7 +6,7 @@
 mod common;
 mod s3;
 
-use common::clients::{Clients, curl, required};
+use common::clients::{Clients, curl, metric, required};
 use common::images::{self, fresh_seed, random_layer};
 use common::{Server, sha256};
 use s3::S3Server;
@@ -20,17 +20,6 @@ const BLOB_GET_307: &str = "atcr_http_requests_total{endpoint=\"blob_get\",statu
 fn start_on(env: &[(String, String)]) -> Server {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     Server::start_with(&env)
-}
-
-/// A counter of the node's `/metrics`: the sum over lines starting with `prefix`.
-fn metric(srv: &Server, prefix: &str) -> u64 {
-    let r = curl("GET", &format!("{}/metrics", srv.base_url()), &[], None);
-    assert_eq!(r.status, 200);
-    r.text()
-        .lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
 }
 
 /// Pushes a fresh two-layer image with skopeo, pulls it back into a new layout, and checks

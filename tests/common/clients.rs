@@ -474,3 +474,18 @@ pub fn head_digest(srv: &super::Server, repo: &str, reference: &str) -> String {
         .expect("a Docker-Content-Digest header")
         .to_owned()
 }
+
+/// A counter of the node's `/metrics`: the sum over lines starting with `prefix`.
+///
+/// # Panics
+/// If `/metrics` does not answer 200.
+#[must_use]
+pub fn metric(srv: &super::Server, prefix: &str) -> u64 {
+    let r = curl("GET", &format!("{}/metrics", srv.base_url()), &[], None);
+    assert_eq!(r.status, 200);
+    r.text()
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
