@@ -99,8 +99,28 @@ fn a_hold_killed_mid_transfer_loses_nothing_and_the_retry_succeeds() {
         assert!(whole, "{name} is stored but does not hash to its name");
     }
 
+    // `atcr doctor` on the full node says the hold does not answer.
+    let doctor = |nodes: &TwoNodes| {
+        let out = nodes.full.cli(&["doctor"], "");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let report = doctor(&nodes);
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("WARN") && l.contains("cannot reach")),
+        "{report}"
+    );
+
     // The hold is back: the client's retry succeeds and the image pulls whole.
     nodes.hold.restart_same_port();
+    let report = doctor(&nodes);
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("ok") && l.contains(&format!("{} answers", nodes.hold_did))),
+        "{report}"
+    );
     nodes.full.must(&mut push(&c));
     let back = c.path("back");
     let pull = format!("oci:{}:pulled", back.display());

@@ -21,6 +21,7 @@ use crate::http::human_bytes;
 /// How long a probe of a listening port may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
+mod holds;
 mod s3;
 mod tls;
 
@@ -38,6 +39,7 @@ pub fn run(layered: &Layered) -> anyhow::Result<()> {
     findings.extend(tls::tls(config, now));
     findings.extend(clock(now));
     findings.extend(storage(config));
+    findings.extend(holds::holds(config));
     findings.sort_by_key(|f| std::cmp::Reverse(f.level));
 
     let mut lines = Vec::new();

@@ -45,6 +45,33 @@ pub struct TrustedHold {
     pub endpoint: String,
 }
 
+impl TrustedHold {
+    /// Checks that the server at the endpoint answers as this hold: its
+    /// `/.well-known/did.json` names the DID.
+    pub async fn check(&self) -> Result<(), TrustError> {
+        let (did, endpoint) = (&self.did, &self.endpoint);
+        let target = Target::parse(endpoint, false).map_err(|e| {
+            TrustError::Invalid(format!("{e:#}: give the hold's URL, e.g. https://nas.lan"))
+        })?;
+        let (status, document) = crate::http_client::get_json(
+            &target,
+            "/.well-known/did.json",
+            MAX_DOCUMENT,
+            CHECK_TIMEOUT,
+        )
+        .await
+        .map_err(|e| TrustError::Invalid(format!("cannot reach {endpoint}: {e:#}")))?;
+        let named = document.get("id").and_then(serde_json::Value::as_str);
+        if status != 200 || named != Some(did.as_str()) {
+            return Err(TrustError::Invalid(format!(
+                "{endpoint} is not {did}: its /.well-known/did.json names {}",
+                named.unwrap_or("no DID")
+            )));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Default, Serialize, Deserialize)]
 struct File {
     holds: Vec<TrustedHold>,
@@ -111,25 +138,8 @@ impl Trusted {
             Some(e) => e.trim_end_matches('/').to_owned(),
             None => web_endpoint(&did)?,
         };
-        let target = Target::parse(&endpoint, false).map_err(|e| {
-            TrustError::Invalid(format!("{e:#}: give the hold's URL, e.g. https://nas.lan"))
-        })?;
-        let (status, document) = crate::http_client::get_json(
-            &target,
-            "/.well-known/did.json",
-            MAX_DOCUMENT,
-            CHECK_TIMEOUT,
-        )
-        .await
-        .map_err(|e| TrustError::Invalid(format!("cannot reach {endpoint}: {e:#}")))?;
-        let named = document.get("id").and_then(serde_json::Value::as_str);
-        if status != 200 || named != Some(did.as_str()) {
-            return Err(TrustError::Invalid(format!(
-                "{endpoint} is not {did}: its /.well-known/did.json names {}",
-                named.unwrap_or("no DID")
-            )));
-        }
         let hold = TrustedHold { did, endpoint };
+        hold.check().await?;
         let remote = RemoteHold::new(hold.did.clone(), &hold.endpoint, self.client.clone());
         self.change(|holds| {
             holds.insert(hold.did.clone(), Arc::new(remote));
