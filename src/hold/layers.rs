@@ -361,7 +361,7 @@ mod tests {
     const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     const E: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000001";
 
-    fn input(layers: Json) -> Json {
+    fn input(layers: &Json) -> Json {
         json!({
             "repository": "app",
             "userDid": "did:plc:abc",
@@ -378,7 +378,7 @@ mod tests {
     fn notices_name_config_and_layers_once() {
         let layer =
             json!({"digest": D, "size": 7, "mediaType": "application/vnd.oci.image.layer.v1.tar"});
-        let n = parse_notice(&input(json!([layer.clone(), layer]))).unwrap();
+        let n = parse_notice(&input(&json!([layer.clone(), layer]))).unwrap();
         assert_eq!(n.operation, Operation::Push);
         assert_eq!(n.blobs.len(), 2);
         assert_eq!(
@@ -398,31 +398,31 @@ mod tests {
     #[test]
     fn bad_notices_are_refused() {
         let err = |v: Json| parse_notice(&v).unwrap_err().error;
-        let mut v = input(json!([]));
+        let mut v = input(&json!([]));
         v["operation"] = json!("delete");
         assert_eq!(err(v), "InvalidOperation");
-        let mut v = input(json!([]));
+        let mut v = input(&json!([]));
         v["userDid"] = json!("alice");
         assert_eq!(err(v), "InvalidRequest");
         assert_eq!(
             err(input(
-                json!([{"digest": "md5:x", "size": 1, "mediaType": "m"}])
+                &json!([{"digest": "md5:x", "size": 1, "mediaType": "m"}])
             )),
             "InvalidRequest"
         );
         assert_eq!(
-            err(input(json!([{"digest": D, "mediaType": "m"}]))),
+            err(input(&json!([{"digest": D, "mediaType": "m"}]))),
             "InvalidRequest"
         );
         assert_eq!(
-            err(input(json!([{"digest": D, "size": 1}]))),
+            err(input(&json!([{"digest": D, "size": 1}]))),
             "InvalidRequest"
         );
         let many: Vec<Json> = (0..=MAX_BLOBS)
             .map(|i| json!({"digest": format!("sha256:{i:064x}"), "size": 1, "mediaType": "m"}))
             .collect();
-        assert_eq!(err(input(Json::Array(many))), "InvalidRequest");
-        let mut v = input(json!([]));
+        assert_eq!(err(input(&Json::Array(many))), "InvalidRequest");
+        let mut v = input(&json!([]));
         v["manifest"] = json!("x");
         assert_eq!(err(v), "InvalidRequest");
     }

@@ -349,7 +349,7 @@ impl RemoteHold {
 
     /// Tells the hold that `pushed` was published (`notifyManifest`, operation `push`), acting
     /// for its owner, so the hold writes its layer records; returns `layersCreated`. Bounded by
-    /// [`NOTIFY_TIMEOUT`].
+    /// 10 s (`NOTIFY_TIMEOUT`).
     pub async fn notify_push(
         &self,
         mint: Minter<'_>,

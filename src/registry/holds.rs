@@ -213,10 +213,10 @@ impl Registry {
         let mint = self.mint(&name.loc.owner);
         match remote.notify_push(&mint, &pushed).await {
             Ok(created) => {
-                tracing::debug!(repo = %name, %digest, hold = %hold, created, "hold notified")
+                tracing::debug!(repo = %name, %digest, hold = %hold, created, "hold notified");
             }
             Err(e) => {
-                tracing::warn!(repo = %name, %digest, error = %e, "hold not notified of the push")
+                tracing::warn!(repo = %name, %digest, error = %e, "hold not notified of the push");
             }
         }
     }
