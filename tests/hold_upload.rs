@@ -347,3 +347,142 @@ async fn a_user_of_another_pds_is_verified_through_the_plc_directory() {
     let got = lonely.post(INITIATE, Some(&t), input).await;
     assert_error(&got, StatusCode::UNAUTHORIZED, "BadJwtSignature");
 }
+
+const NOTIFY: &str = "io.atcr.hold.notifyManifest";
+
+/// A `notifyManifest` input: `user` pushed manifest `app@<manifest>` naming `layers`
+/// (digest, size).
+fn notice(user: &Did, manifest: &Digest, layers: &[(&Digest, usize)]) -> Value {
+    let layers: Vec<Value> = layers
+        .iter()
+        .map(|(d, size)| {
+            json!({"digest": d.as_str(), "size": size,
+                "mediaType": "application/vnd.oci.image.layer.v1.tar"})
+        })
+        .collect();
+    json!({
+        "repository": "app",
+        "userDid": user.as_str(),
+        "manifestDigest": manifest.as_str(),
+        "tag": "v1",
+        "manifest": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "layers": layers},
+    })
+}
+
+/// The hold's layer records (`listRecords` of the node's repository).
+async fn layer_records(node: &Node) -> Vec<Value> {
+    let did = node.pds().node_did.as_str().replace('%', "%25");
+    let (s, v) = node
+        .get(
+            &format!("com.atproto.repo.listRecords?repo={did}&collection=io.atcr.hold.layer"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["records"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn notify_manifest_vouches_for_stored_blobs_of_the_callers_own_manifests() {
+    let node = Node::start().await;
+    let alice = user(&node, "alice", "alice-pw").await;
+    let bob = user(&node, "bob", "bob-password").await;
+    make_writer(&node, &alice.did).await;
+    let sha = |b: &[u8]| Digest::of(atcr::blobstore::Algorithm::Sha256, b);
+    let bytes = b"a stored layer".as_slice();
+    let (stored, missing, manifest) = (sha(bytes), sha(b"never uploaded"), sha(b"manifest"));
+    let (id, parts) = upload(&node, &alice, &stored, &[bytes]).await;
+    let (s, v) = uploads_of(&node, &alice)
+        .complete(&id, stored.as_str(), parts)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let input = notice(
+        &alice.did,
+        &manifest,
+        &[(&stored, bytes.len()), (&missing, 9)],
+    );
+
+    // bob is no crew; once crew, he still cannot notify of alice's manifests.
+    let bobs = token(&node, &bob, NOTIFY).await;
+    let got = node.post(NOTIFY, Some(&bobs), input.clone()).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "Forbidden");
+    make_writer(&node, &bob.did).await;
+    let got = node.post(NOTIFY, Some(&bobs), input.clone()).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "UserMismatch");
+    let upload_token = token(&node, &alice, INITIATE).await;
+    let got = node.post(NOTIFY, Some(&upload_token), input.clone()).await;
+    assert_error(&got, StatusCode::UNAUTHORIZED, "BadJwtLexiconMethod");
+    assert!(layer_records(&node).await.is_empty());
+
+    // alice's push: a record for the blob the hold stores, none for the one it does not.
+    let alices = token(&node, &alice, NOTIFY).await;
+    let (s, v) = node.post(NOTIFY, Some(&alices), input.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v,
+        json!({"success": true, "operation": "push", "statsUpdated": false,
+            "layersCreated": 1, "postCreated": false})
+    );
+    let records = layer_records(&node).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let rkey = atcr::atproto::atcr::manifest_rkey("app", manifest.as_str());
+    let record = &records[0]["value"];
+    assert_eq!(record["digest"], stored.as_str());
+    assert_eq!(record["size"], bytes.len());
+    assert_eq!(record["userDid"], alice.did.as_str());
+    assert_eq!(
+        record["manifest"],
+        format!("at://{}/io.atcr.manifest/{rkey}", alice.did)
+    );
+    // Again: nothing new.
+    let (s, v) = node.post(NOTIFY, Some(&alices), input.clone()).await;
+    assert_eq!((s, &v["layersCreated"]), (StatusCode::OK, &json!(0)), "{v}");
+    assert_eq!(layer_records(&node).await.len(), 1);
+    // A pull is answered, and writes nothing.
+    let mut pull = input;
+    pull["operation"] = json!("pull");
+    let (s, v) = node.post(NOTIFY, Some(&alices), pull.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["statsUpdated"], false);
+    pull["operation"] = json!("delete");
+    let got = node.post(NOTIFY, Some(&alices), pull).await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "InvalidOperation");
+
+    // The quota counts what the records vouch for.
+    let quota = |who: String| {
+        let node = &node;
+        async move {
+            node.get(&format!("io.atcr.hold.getQuota?userDid={who}"), None)
+                .await
+        }
+    };
+    let (s, v) = quota(alice.did.to_string()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v,
+        json!({"userDid": alice.did.as_str(), "uniqueBlobs": 1, "totalSize": bytes.len()})
+    );
+    let (_, v) = quota(bob.did.to_string()).await;
+    assert_eq!((&v["uniqueBlobs"], &v["totalSize"]), (&json!(0), &json!(0)));
+    assert_error(
+        &quota("alice".into()).await,
+        StatusCode::BAD_REQUEST,
+        "InvalidUserDid",
+    );
+    // A private hold tells its crew only.
+    node.app
+        .hold
+        .set_captain(None, Some(false), None)
+        .await
+        .unwrap();
+    let got = quota(alice.did.to_string()).await;
+    assert_error(&got, StatusCode::UNAUTHORIZED, "AuthRequired");
+    let path = format!("io.atcr.hold.getQuota?userDid={}", alice.did);
+    let t = token(&node, &bob, "io.atcr.hold.getQuota").await;
+    let (s, v) = node.get(&path, Some(&t)).await;
+    assert_eq!(
+        (s, &v["totalSize"]),
+        (StatusCode::OK, &json!(bytes.len())),
+        "{v}"
+    );
+}

@@ -1,8 +1,9 @@
 //! A hold on another machine (ATCR's "bring your own storage"), as two real processes: a full
 //! node, and a hold alone (`role = "hold"`) that keeps the blobs on a real S3 server (s3s-fs, see
 //! `tests/s3/`) with presigned redirects. Users push and pull with skopeo through the full node
-//! only; the blobs land on the hold, the manifest records name it, its crew rules refuse a user
-//! it does not know, and a hold that goes down gives a clear error and recovers.
+//! only; the blobs land on the hold, the manifest records name it, the hold vouches for them in
+//! layer records and counts them in the user's quota, its crew rules refuse a user it does not
+//! know, and a hold that goes down gives a clear error and recovers.
 
 mod common;
 mod s3;
@@ -98,6 +99,22 @@ fn choose_hold(srv: &Server, did: &str, token: &str, hold: &str) {
         })),
     );
     assert_eq!(s, 200, "{v}");
+}
+
+/// The layer records in the hold's repository.
+fn hold_layers(hold: &Server, hold_did: &str) -> Vec<Value> {
+    let (s, v) = xrpc(
+        hold,
+        "GET",
+        &format!(
+            "com.atproto.repo.listRecords?repo={}&collection=io.atcr.hold.layer",
+            hold_did.replace('%', "%25")
+        ),
+        None,
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    v["records"].as_array().unwrap().clone()
 }
 
 /// Whether the node's own storage (fs, in its data directory) has an object for `digest`.
@@ -205,6 +222,41 @@ fn blobs_go_to_the_hold_on_another_machine_and_come_back() {
         records["records"][0]["value"]["holdDid"], hold_did,
         "{records}"
     );
+    // The full node notified the hold, which vouches for each blob (config too) in alice's
+    // manifest record, and counts them in her quota; a second push adds no record.
+    let manifest_uri = records["records"][0]["uri"].as_str().unwrap().to_owned();
+    let vouched = hold_layers(&hold, &hold_did);
+    let config = local.config.as_ref().unwrap();
+    let blobs: Vec<_> = local.layers.iter().chain([config]).collect();
+    assert_eq!(vouched.len(), blobs.len(), "{vouched:?}");
+    for blob in &blobs {
+        let record = vouched
+            .iter()
+            .map(|r| &r["value"])
+            .find(|v| v["digest"] == blob.digest.as_str())
+            .unwrap_or_else(|| panic!("no layer record for {}: {vouched:?}", blob.digest));
+        assert_eq!(record["manifest"], manifest_uri.as_str());
+        assert_eq!(
+            (&record["userDid"], &record["size"]),
+            (&json!(alice), &json!(blob.size))
+        );
+    }
+    let (s, quota) = xrpc(
+        &hold,
+        "GET",
+        &format!("io.atcr.hold.getQuota?userDid={alice}"),
+        None,
+        None,
+    );
+    assert_eq!(s, 200, "{quota}");
+    let total: u64 = blobs.iter().map(|b| b.size).sum();
+    assert_eq!(
+        (&quota["uniqueBlobs"], &quota["totalSize"]),
+        (&json!(blobs.len()), &json!(total)),
+        "{quota}"
+    );
+    full.must(&mut c.skopeo_copy(&local.reference(), &image, &alice_creds));
+    assert_eq!(hold_layers(&hold, &hold_did).len(), blobs.len());
 
     // A pull through the full node: the bytes come from the object store (a redirect the
     // hold gave, passed on), every layer checked.

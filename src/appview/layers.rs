@@ -24,7 +24,7 @@ pub use crate::appview::index::LAYER_COLLECTION;
 /// TID-shaped hash of both (the collection declares `tid` keys), so a re-push writes nothing.
 #[must_use]
 pub fn layer_rkey(manifest_uri: &str, digest: &Digest) -> RecordKey {
-    records::hashed_tid(&format!("{manifest_uri}#{digest}"))
+    crate::atproto::atcr::layer_rkey(manifest_uri, digest.as_str())
 }
 
 /// The `io.atcr.hold.layer` record for one blob of a manifest record.

@@ -2,10 +2,9 @@
 //! deterministic keys, and how records (ours or another implementation's) are read back.
 
 use serde_json::{Map, Value as Json, json};
-use sha2::Digest as _;
 
 use crate::appview::index::RecordAddr;
-use crate::atproto::{AtUri, Cid, Datetime, Did, RecordKey, Tid};
+use crate::atproto::{AtUri, Cid, Datetime, Did, RecordKey};
 use crate::blobstore::{Algorithm, Digest};
 
 pub use crate::appview::index::{
@@ -14,20 +13,11 @@ pub use crate::appview::index::{
 
 /// The key of the manifest record for `digest` in repository `path`: a TID (the collection
 /// declares `tid` keys) made from a hash of both, so re-pushing rewrites the same record and one
-/// digest in two repositories gets two records.
+/// digest in two repositories gets two records (see [`crate::atproto::atcr`], which the hold
+/// shares).
 #[must_use]
 pub fn manifest_rkey(path: &str, digest: &Digest) -> RecordKey {
-    hashed_tid(&format!("{path}@{digest}"))
-}
-
-/// A TID-shaped record key made from a hash of `s`: the same `s`, the same key.
-pub(super) fn hashed_tid(s: &str) -> RecordKey {
-    let hash = sha2::Sha256::digest(s.as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&hash[..8]);
-    let v = u64::from_be_bytes(first);
-    let tid = Tid::from_parts(v >> 11, (v & 0x3ff) as u16);
-    record_key(tid.as_str())
+    crate::atproto::atcr::manifest_rkey(path, digest.as_str())
 }
 
 /// The key of the tag record for `tag` in repository `path`: `path` with `/` as `:`, then `~`
@@ -275,7 +265,12 @@ mod tests {
         let d: Digest = D.parse().unwrap();
         assert_eq!(manifest_rkey("app", &d), manifest_rkey("app", &d));
         assert_ne!(manifest_rkey("app", &d), manifest_rkey("other", &d));
-        assert!(manifest_rkey("app", &d).as_str().parse::<Tid>().is_ok());
+        assert!(
+            manifest_rkey("app", &d)
+                .as_str()
+                .parse::<crate::atproto::Tid>()
+                .is_ok()
+        );
         assert_eq!(tag_rkey("a/b", "v1").as_str(), "a:b~v1");
         assert_ne!(tag_rkey("a_b", "c"), tag_rkey("a", "b_c"));
     }

@@ -6,6 +6,7 @@
 //!
 //! A leaf: imports nothing of the rest of the crate.
 
+pub mod atcr;
 pub mod blockstore;
 pub mod car;
 pub mod cbor;

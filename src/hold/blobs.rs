@@ -40,8 +40,7 @@ async fn read(hold: &Hold, call: Call) -> Result<Response<Body>, XrpcError> {
     call.check_kind(XrpcKind::Query)?;
     let digest = blob_digest(call.required("cid")?)?;
     if !hold.captain()?.public {
-        let caller = reader(hold, &call).await?;
-        hold.check_permission(&caller, Permission::BlobRead)?;
+        reader(hold, &call, GET_BLOB).await?;
     }
     let not_found = || XrpcError::new(StatusCode::NOT_FOUND, "BlobNotFound", "blob not found");
     let blobs = &hold.pds.blobs;
@@ -103,21 +102,24 @@ fn blob_digest(cid: &str) -> Result<Digest, XrpcError> {
         .map_err(|_| XrpcError::invalid("cid is neither a CID nor a digest"))
 }
 
-/// Who reads: the issuer of a service token for `getBlob`, or a local account's session.
-async fn reader(hold: &Hold, call: &Call) -> Result<Did, XrpcError> {
+/// Who reads, with `blob:read`: the issuer of a service token for `lxm`, or a local account's
+/// session. Refused with `401 AuthRequired` without a token, `403 Forbidden` for others.
+pub(super) async fn reader(hold: &Hold, call: &Call, lxm: &'static str) -> Result<Did, XrpcError> {
     let token = call.bearer().ok_or_else(|| {
         XrpcError::auth_required("this hold's blobs are readable by its crew only")
     })?;
-    match ServiceToken::parse(token, &hold.pds.node_did, GET_BLOB, now_secs()) {
+    let caller = match ServiceToken::parse(token, &hold.pds.node_did, lxm, now_secs()) {
         Ok(parsed) => {
             // Only a caller the rules admit is worth resolving (see `Hold::authorize`).
             hold.check_permission(&parsed.issuer, Permission::BlobRead)?;
             hold.verify_issuer(&parsed).await?;
-            Ok(parsed.issuer)
+            parsed.issuer
         }
-        Err(ServiceAuthError::BadJwtType(_)) => Ok(authenticate(&hold.pds, call)?.did),
-        Err(e) => Err(e.into()),
-    }
+        Err(ServiceAuthError::BadJwtType(_)) => authenticate(&hold.pds, call)?.did,
+        Err(e) => return Err(e.into()),
+    };
+    hold.check_permission(&caller, Permission::BlobRead)?;
+    Ok(caller)
 }
 
 #[cfg(test)]

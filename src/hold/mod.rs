@@ -13,6 +13,7 @@
 //! `server`.
 
 pub mod blobs;
+mod layers;
 pub mod remote;
 pub mod service_auth;
 pub mod trusted;

@@ -22,6 +22,8 @@ pub const PART_BYTES: usize = 8 << 20;
 pub const TRANSFERS: usize = 4;
 /// How long one JSON exchange may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a `notifyManifest` may take: the client's manifest `PUT` waits for it.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one part may take to send (8 MiB at 100 KiB/s).
 const PART_TIMEOUT: Duration = Duration::from_secs(90);
 /// How often a failed part is sent again.
@@ -36,6 +38,7 @@ pub const UPLOAD_PART: &str = "io.atcr.hold.uploadPart";
 pub const COMPLETE_UPLOAD: &str = "io.atcr.hold.completeUpload";
 pub const ABORT_UPLOAD: &str = "io.atcr.hold.abortUpload";
 pub const GET_BLOB: &str = "com.atproto.sync.getBlob";
+pub const NOTIFY_MANIFEST: &str = "io.atcr.hold.notifyManifest";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
@@ -71,6 +74,29 @@ pub enum BlobAnswer {
         headers: Vec<(http::HeaderName, http::HeaderValue)>,
         body: reqwest::Response,
     },
+}
+
+/// One blob of a manifest, as `notifyManifest` names it.
+pub struct BlobInfo<'a> {
+    pub digest: &'a Digest,
+    pub size: u64,
+    pub media_type: &'a str,
+}
+
+/// A manifest pushed to a user's repository whose blobs a hold keeps.
+pub struct PushedManifest<'a> {
+    /// The repository below the owner (`app`): with the digest, it names the manifest record.
+    pub repository: &'a str,
+    pub owner: &'a Did,
+    pub digest: &'a Digest,
+    pub media_type: &'a str,
+    pub tag: Option<&'a str>,
+    pub config: Option<BlobInfo<'a>>,
+    pub layers: Vec<BlobInfo<'a>>,
+}
+
+fn blob_json(b: &BlobInfo<'_>) -> Value {
+    json!({ "digest": b.digest.as_str(), "size": b.size, "mediaType": b.media_type })
 }
 
 /// One hold on another machine.
@@ -127,13 +153,23 @@ impl RemoteHold {
         nsid: &str,
         input: &Value,
     ) -> Result<Value, RemoteError> {
+        self.procedure_within(mint, nsid, input, CALL_TIMEOUT).await
+    }
+
+    async fn procedure_within(
+        &self,
+        mint: Minter<'_>,
+        nsid: &str,
+        input: &Value,
+        timeout: Duration,
+    ) -> Result<Value, RemoteError> {
         let token = self.token(mint, nsid)?;
         let sent = self
             .client
             .post(self.url(nsid))
             .bearer_auth(token)
             .json(input)
-            .timeout(CALL_TIMEOUT)
+            .timeout(timeout)
             .send()
             .await
             .map_err(|e| self.unreachable(&e))?;
@@ -309,6 +345,40 @@ impl RemoteHold {
             .map(str::to_owned)
             .or(header_etag)
             .ok_or_else(|| self.protocol("the part's answer named no ETag"))
+    }
+
+    /// Tells the hold that `pushed` was published (`notifyManifest`, operation `push`), acting
+    /// for its owner, so the hold writes its layer records; returns `layersCreated`. Bounded by
+    /// 10 s (`NOTIFY_TIMEOUT`).
+    pub async fn notify_push(
+        &self,
+        mint: Minter<'_>,
+        pushed: &PushedManifest<'_>,
+    ) -> Result<u64, RemoteError> {
+        let mut manifest = json!({
+            "mediaType": pushed.media_type,
+            "layers": pushed.layers.iter().map(blob_json).collect::<Vec<_>>(),
+        });
+        if let Some(config) = &pushed.config {
+            manifest["config"] = blob_json(config);
+        }
+        let mut input = json!({
+            "repository": pushed.repository,
+            "userDid": pushed.owner.as_str(),
+            "manifestDigest": pushed.digest.as_str(),
+            "operation": "push",
+            "manifest": manifest,
+        });
+        if let Some(tag) = pushed.tag {
+            input["tag"] = json!(tag);
+        }
+        let answer = self
+            .procedure_within(mint, NOTIFY_MANIFEST, &input, NOTIFY_TIMEOUT)
+            .await?;
+        Ok(answer
+            .get("layersCreated")
+            .and_then(Value::as_u64)
+            .unwrap_or(0))
     }
 
     /// Asks the hold for a blob, acting for `reader` when there is one (`None`: anonymous, for

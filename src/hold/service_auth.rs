@@ -184,13 +184,28 @@ impl super::Hold {
         method: HoldMethod,
         want: Permission,
     ) -> Result<Did, XrpcError> {
-        let token = call.bearer().ok_or_else(|| {
-            XrpcError::auth_required(format!("{} needs a service-auth token", method.nsid()))
-        })?;
-        let parsed = ServiceToken::parse(token, &self.pds.node_did, method.nsid(), now_secs())?;
+        let parsed = self.service_token(call, method)?;
         self.check_permission(&parsed.issuer, want)?;
         self.verify_issuer(&parsed).await?;
         Ok(parsed.issuer)
+    }
+
+    /// The call's service token for `method`, its claims checked, its signature not yet (no
+    /// I/O): for methods whose permission depends on their input.
+    pub(super) fn service_token(
+        &self,
+        call: &Call,
+        method: HoldMethod,
+    ) -> Result<ServiceToken, XrpcError> {
+        let token = call.bearer().ok_or_else(|| {
+            XrpcError::auth_required(format!("{} needs a service-auth token", method.nsid()))
+        })?;
+        Ok(ServiceToken::parse(
+            token,
+            &self.pds.node_did,
+            method.nsid(),
+            now_secs(),
+        )?)
     }
 
     /// Refuses `caller` unless the crew rules allow `want`.

@@ -1,5 +1,6 @@
 //! The hold's XRPC methods (`/xrpc/io.atcr.hold.*`): `requestCrew` (with a session of a local
-//! account) and the upload methods (with service auth, see `docs/hold.md`).
+//! account), the upload methods and `notifyManifest` (with service auth), `getQuota` (see
+//! `docs/hold.md`).
 
 use crate::http::body::RequestBody;
 use http::{Request, Response, StatusCode};
@@ -24,17 +25,21 @@ pub enum HoldMethod {
     UploadPart,
     CompleteUpload,
     AbortUpload,
+    NotifyManifest,
+    GetQuota,
 }
 
 impl HoldMethod {
     /// All methods, in the order of the enum.
-    pub const ALL: [HoldMethod; 6] = [
+    pub const ALL: [HoldMethod; 8] = [
         HoldMethod::RequestCrew,
         HoldMethod::InitiateUpload,
         HoldMethod::GetPartUploadUrl,
         HoldMethod::UploadPart,
         HoldMethod::CompleteUpload,
         HoldMethod::AbortUpload,
+        HoldMethod::NotifyManifest,
+        HoldMethod::GetQuota,
     ];
 
     /// The method an NSID names; `None` for one the hold does not serve.
@@ -53,13 +58,18 @@ impl HoldMethod {
             HoldMethod::UploadPart => "io.atcr.hold.uploadPart",
             HoldMethod::CompleteUpload => "io.atcr.hold.completeUpload",
             HoldMethod::AbortUpload => "io.atcr.hold.abortUpload",
+            HoldMethod::NotifyManifest => "io.atcr.hold.notifyManifest",
+            HoldMethod::GetQuota => "io.atcr.hold.getQuota",
         }
     }
 
     /// Query or procedure, as the method's lexicon defines it.
     #[must_use]
     pub fn kind(self) -> XrpcKind {
-        XrpcKind::Procedure
+        match self {
+            HoldMethod::GetQuota => XrpcKind::Query,
+            _ => XrpcKind::Procedure,
+        }
     }
 }
 
@@ -90,6 +100,8 @@ async fn answer(hold: &Hold, method: HoldMethod, call: Call) -> Result<Response<
         HoldMethod::UploadPart => hold.upload_part(call).await,
         HoldMethod::CompleteUpload => hold.complete_upload(call).await,
         HoldMethod::AbortUpload => hold.abort_upload(call).await,
+        HoldMethod::NotifyManifest => hold.notify_manifest(call).await,
+        HoldMethod::GetQuota => hold.get_quota(call).await,
     }
 }
 
@@ -197,6 +209,8 @@ mod tests {
             include_str!("../../lexicons/io.atcr.hold.uploadPart.json"),
             include_str!("../../lexicons/io.atcr.hold.completeUpload.json"),
             include_str!("../../lexicons/io.atcr.hold.abortUpload.json"),
+            include_str!("../../lexicons/io.atcr.hold.notifyManifest.json"),
+            include_str!("../../lexicons/io.atcr.hold.getQuota.json"),
         ];
         for (m, doc) in HoldMethod::ALL.into_iter().zip(lexicons) {
             assert_eq!(HoldMethod::parse(m.nsid()), Some(m));
@@ -210,6 +224,7 @@ mod tests {
             assert_eq!(m.kind(), kind, "{m:?}");
         }
         assert_eq!(HoldMethod::parse("io.atcr.hold.nope"), None);
+        assert_eq!(HoldMethod::parse("io.atcr.hold.getLayersForManifest"), None);
     }
 
     #[test]

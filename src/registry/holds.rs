@@ -17,11 +17,14 @@ use http::{Request, Response, StatusCode};
 use super::{DOCKER_CONTENT_DIGEST, Registry, Repo, finish, located, response};
 use crate::atproto::Did;
 use crate::blobstore::{Digest, UploadId};
-use crate::hold::remote::{BlobAnswer, RemoteError, RemoteHold, TRANSFERS};
+use crate::hold::remote::{
+    BlobAnswer, BlobInfo, PushedManifest, RemoteError, RemoteHold, TRANSFERS,
+};
 use crate::hold::trusted::Trusted;
 use crate::http::body::{self, Body, RequestBody};
 use crate::oci::error::{ErrorCode, OciError};
-use crate::oci::manifest::Descriptor;
+use crate::oci::manifest::{Descriptor, Manifest};
+use crate::oci::name::Tag;
 
 /// The holds this registry may use.
 pub struct Holds {
@@ -48,6 +51,15 @@ pub(super) enum Destination {
     /// This node's own storage.
     Local,
     Remote(Arc<RemoteHold>),
+}
+
+/// A manifest's blob as `notifyManifest` names it.
+fn blob_info(d: &Descriptor) -> BlobInfo<'_> {
+    BlobInfo {
+        digest: &d.digest,
+        size: d.size,
+        media_type: &d.media_type,
+    }
 }
 
 impl From<RemoteError> for OciError {
@@ -164,6 +176,49 @@ impl Registry {
         tracing::info!(repo = %name, %digest, hold = %hold.did, size, "blob sent to its hold");
         let _ = self.blobs.cancel(id).await;
         self.link_held(name, id, digest, size, &hold.did).await
+    }
+
+    /// Tells `hold`, when it is a hold on another machine, that a manifest using its blobs
+    /// (`blobs`, config first when the manifest has one) was published, so it writes its layer
+    /// records. The manifest is already committed: a failure is only logged.
+    pub(super) async fn notify_hold(
+        &self,
+        hold: &Did,
+        name: &Repo,
+        digest: &Digest,
+        tag: Option<&Tag>,
+        manifest: &Manifest,
+        blobs: &[Descriptor],
+    ) {
+        let Some(remote) = self.holds.get().and_then(|h| h.trusted.get(hold)) else {
+            return;
+        };
+        let config = manifest.config().map(|c| &c.digest);
+        let pushed = PushedManifest {
+            repository: &name.loc.path,
+            owner: &name.loc.owner,
+            digest,
+            media_type: &manifest.media_type,
+            tag: tag.map(Tag::as_str),
+            config: blobs
+                .iter()
+                .find(|b| Some(&b.digest) == config)
+                .map(blob_info),
+            layers: blobs
+                .iter()
+                .filter(|b| Some(&b.digest) != config)
+                .map(blob_info)
+                .collect(),
+        };
+        let mint = self.mint(&name.loc.owner);
+        match remote.notify_push(&mint, &pushed).await {
+            Ok(created) => {
+                tracing::debug!(repo = %name, %digest, hold = %hold, created, "hold notified");
+            }
+            Err(e) => {
+                tracing::warn!(repo = %name, %digest, error = %e, "hold not notified of the push");
+            }
+        }
     }
 
     async fn link_held(

@@ -203,6 +203,8 @@ impl Registry {
             hold: &hold,
         };
         self.appview.publish(&name.loc, pushed, tag).await?;
+        self.notify_hold(&hold, name, &digest, tag, &manifest, &blobs)
+            .await;
         tracing::info!(repo = %name, digest = %digest, reference = %reference, "manifest pushed");
 
         let mut builder = located(
