@@ -55,7 +55,7 @@ fn forbidden(module: &str) -> BTreeSet<&'static str> {
             "http_client",
             "macros",
         ]),
-        "hold" => only(&["atproto", "blobstore", "http", "pds"]),
+        "hold" => only(&["atproto", "blobstore", "http", "http_client", "pds"]),
         "appview" => only(&[
             "atproto",
             "blobstore",
@@ -66,7 +66,15 @@ fn forbidden(module: &str) -> BTreeSet<&'static str> {
             "search",
         ]),
         "auth" => only(&["appview", "atproto", "hold", "http", "oci", "pds"]),
-        "registry" => only(&["appview", "auth", "blobstore", "http", "oci"]),
+        "registry" => only(&[
+            "appview",
+            "atproto",
+            "auth",
+            "blobstore",
+            "hold",
+            "http",
+            "oci",
+        ]),
         "web" => only(&["appview", "atproto", "hold", "http", "oci", "pds", "search"]),
         "cli" => BTreeSet::new(),
         // Everything else sits under `cli` and never names `server`.
