@@ -10,96 +10,12 @@ mod s3;
 
 use common::clients::{Clients, curl, curl_anonymous, required};
 use common::images::{self, fresh_seed, random_layer};
+use common::two_nodes::{TwoNodes, choose_hold, did_of, login, xrpc};
 use common::{Server, sha256};
 use s3::S3Server;
 use serde_json::{Value, json};
 
 const LAYER_BYTES: usize = 1 << 20;
-
-/// The DID a user list line names for `name` (`name handle did used limit`).
-fn did_of(srv: &Server, name: &str) -> String {
-    let out = srv.cli(&["user", "list"], "");
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.split('\t').next() == Some(name))
-        .and_then(|l| l.split('\t').nth(2))
-        .unwrap_or_else(|| panic!("no user {name}"))
-        .to_owned()
-}
-
-/// The node's own DID, from its DID document.
-fn node_did(srv: &Server) -> String {
-    let r = curl_anonymous(
-        "GET",
-        &format!("{}/.well-known/did.json", srv.base_url()),
-        &[],
-        None,
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let doc: Value = serde_json::from_slice(&r.body).unwrap();
-    doc["id"].as_str().unwrap().to_owned()
-}
-
-/// An XRPC call to `srv` with a JSON body (POST) or none (GET); returns status and JSON.
-fn xrpc(
-    srv: &Server,
-    method: &str,
-    nsid: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let bearer = token.map(|t| format!("Bearer {t}"));
-    let mut headers = vec![("Content-Type", "application/json")];
-    if let Some(b) = &bearer {
-        headers.push(("Authorization", b.as_str()));
-    }
-    let bytes = body.map(Value::to_string);
-    let r = curl_anonymous(
-        method,
-        &format!("{}/xrpc/{nsid}", srv.base_url()),
-        &headers,
-        bytes.as_deref().map(str::as_bytes),
-    );
-    (
-        r.status,
-        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
-    )
-}
-
-/// A session of `name` on `srv`: its access token.
-fn login(srv: &Server, name: &str, password: &str) -> String {
-    let (s, v) = xrpc(
-        srv,
-        "POST",
-        "com.atproto.server.createSession",
-        None,
-        Some(&json!({ "identifier": name, "password": password })),
-    );
-    assert_eq!(s, 200, "{v}");
-    v["accessJwt"].as_str().unwrap().to_owned()
-}
-
-/// Writes `did`'s `io.atcr.sailor.profile` naming `hold` as the hold for its blobs.
-fn choose_hold(srv: &Server, did: &str, token: &str, hold: &str) {
-    let (s, v) = xrpc(
-        srv,
-        "POST",
-        "com.atproto.repo.putRecord",
-        Some(token),
-        Some(&json!({
-            "repo": did,
-            "collection": "io.atcr.sailor.profile",
-            "rkey": "self",
-            "record": {
-                "$type": "io.atcr.sailor.profile",
-                "defaultHold": hold,
-                "createdAt": "2026-12-06T00:00:00.000Z",
-            },
-        })),
-    );
-    assert_eq!(s, 200, "{v}");
-}
 
 /// The layer records in the hold's repository.
 fn hold_layers(hold: &Server, hold_did: &str) -> Vec<Value> {
@@ -132,30 +48,19 @@ fn blobs_go_to_the_hold_on_another_machine_and_come_back() {
     }
     let s3 = S3Server::start();
     let secrets = common::temp_dir("atcr-s3-secrets-");
-    // The full node's PLC directory is the hold's: it resolves the full node's users there
-    // (and registers its own first account there, hence open creation).
-    let full = Server::start_with(&[("ATCR_PDS_PLC_OPEN_CREATION", "true")]);
-    let mut env = s3.env(secrets.path(), "hold", true);
-    env.push(("ATCR_PDS_PLC_UPSTREAM".into(), full.base_url()));
-    env.push(("ATCR_NODE_ROLE".into(), "hold".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut hold = Server::start_with(&env);
-    let hold_did = node_did(&hold);
-
-    full.add_user("alice", "alice-password");
+    let nodes = TwoNodes::start(&s3.env(secrets.path(), "hold", true));
+    let TwoNodes {
+        full,
+        mut hold,
+        hold_did,
+        alice,
+        alice_token,
+    } = nodes;
+    // carol is an account of the full node too, but not in the hold's crew.
     full.add_user("carol", "carol-password");
-    let alice = did_of(&full, "alice");
     let carol = did_of(&full, "carol");
-    // The hold knows alice (crew with write), not carol.
-    let out = hold.cli(&["crew", "add", &alice, "--role", "write"], "");
-    assert!(out.status.success(), "{out:?}");
 
-    // The full node trusts the hold; `hold add` checks the server answers as that DID.
-    let out = full.cli(
-        &["hold", "add", &hold_did, "--endpoint", &hold.base_url()],
-        "",
-    );
-    assert!(out.status.success(), "{out:?}");
+    // `hold add` checks the server answers as that DID.
     let out = full.cli(
         &[
             "hold",
@@ -175,9 +80,6 @@ fn blobs_go_to_the_hold_on_another_machine_and_come_back() {
         listed.contains(&hold_did) && !listed.contains("elsewhere"),
         "{listed}"
     );
-
-    let alice_token = login(&full, "alice", "alice-password");
-    choose_hold(&full, &alice, &alice_token, &hold_did);
 
     // alice pushes through the full node.
     let c = Clients::new();
