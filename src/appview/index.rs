@@ -31,6 +31,8 @@ const REFS: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("mani
 const REFERRERS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("referrers");
 /// upload id → session (JSON)
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+/// digest → the DID of the hold on another machine that keeps its bytes (see `held`)
+const HELD: TableDefinition<&str, &str> = TableDefinition::new("held_elsewhere");
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -260,7 +262,7 @@ impl Index {
         tx.open_table(REFS)?;
         tx.open_table(REFERRERS)?;
         tx.open_table(UPLOADS)?;
-        tx.open_table(held::HELD)?;
+        tx.open_table(HELD)?;
         tx.open_table(gc::USERS)?;
         tx.open_table(gc::TOUCHED)?;
         tx.open_table(gc::GC_META)?;
@@ -505,7 +507,7 @@ impl Index {
         }
         let mut stored = std::collections::BTreeMap::new();
         // Blobs a hold on another machine keeps are that hold's to check.
-        let held = tx.open_table(held::HELD)?;
+        let held = tx.open_table(HELD)?;
         for entry in tx.open_table(BLOBS)?.iter()? {
             let (digest, size) = entry?;
             if held.get(digest.value())?.is_none() {

@@ -285,7 +285,7 @@ impl Index {
             let mut blobs = tx.open_table(BLOBS)?;
             let mut manifests = tx.open_table(MANIFEST_OBJECTS)?;
             let mut repo_blobs = tx.open_table(REPO_BLOBS)?;
-            let mut held = tx.open_table(super::held::HELD)?;
+            let mut held = tx.open_table(super::HELD)?;
             for c in candidates {
                 let d = c.digest.as_str();
                 let t = touched.get(d)?.map(|v| v.value());

@@ -2,14 +2,9 @@
 //! the registry has sent a blob there; not derived (like the blob sizes beside it), so an index
 //! rebuild keeps it. The row goes with the blob's own when the collector removes it.
 
-use redb::TableDefinition;
-
-use super::{Index, IndexError, RepoKey};
+use super::{HELD, Index, IndexError, RepoKey};
 use crate::atproto::Did;
 use crate::blobstore::{Digest, UploadId};
-
-/// digest → the DID of the hold that keeps its bytes.
-pub(super) const HELD: TableDefinition<&str, &str> = TableDefinition::new("held_elsewhere");
 
 impl Index {
     /// The hold on another machine that keeps `digest`'s bytes; `None`: this node's storage.
