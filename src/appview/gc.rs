@@ -24,9 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use super::index::{Candidate, Index, IndexError, Pins, past_grace};
+use super::index::{Candidate, Index, IndexError, past_grace};
 use crate::atproto::Cid;
-use crate::blobstore::{BlobError, BlobStore, Digest, UploadId};
+use crate::blobstore::{BlobError, BlobStore, Digest, Pins, UploadId};
 use crate::pds::store::{PdsStore, StoreError};
 
 /// Candidates claimed and swept per index write transaction: small enough that pushes waiting
@@ -95,6 +95,21 @@ pub struct GcReport {
     /// `pds.redb`'s file size.
     #[serde(default)]
     pub pds_file_bytes: u64,
+    /// The hold's share (`src/hold/gc.rs`): manifests of its layer records their owners' PDSes
+    /// say are gone, and those none could say of (kept).
+    #[serde(default)]
+    pub hold_manifests_gone: u64,
+    #[serde(default)]
+    pub hold_manifests_unverified: u64,
+    /// Layer records deleted.
+    #[serde(default)]
+    pub hold_layers_removed: u64,
+    /// Blobs uploaded to the hold that no layer record names any more: released to this
+    /// collector, which deletes them a grace later (as leftovers).
+    #[serde(default)]
+    pub hold_blobs_released: u64,
+    #[serde(default)]
+    pub hold_bytes_released: u64,
     pub millis: u64,
 }
 
@@ -130,6 +145,23 @@ impl std::fmt::Display for GcReport {
                 self.pds_bytes_freed,
                 self.pds_live_bytes,
                 self.pds_file_bytes
+            )?;
+        }
+        if self.hold_manifests_gone + self.hold_manifests_unverified + self.hold_blobs_released > 0
+        {
+            let released = if self.dry_run {
+                "would release"
+            } else {
+                "released"
+            };
+            write!(
+                f,
+                "; hold: {} manifests gone ({} unverified, kept), {verb} {} layer records, {released} {} blobs ({} bytes) for collection",
+                self.hold_manifests_gone,
+                self.hold_manifests_unverified,
+                self.hold_layers_removed,
+                self.hold_blobs_released,
+                self.hold_bytes_released
             )?;
         }
         if self.delete_failures > 0 {
@@ -334,7 +366,7 @@ impl Gc {
         grace: u64,
         report: &mut GcReport,
     ) -> Result<(), GcError> {
-        let pins: &Arc<Pins> = self.index.pins();
+        let pins: &Arc<Pins> = self.blobs.pins();
         let claimed = pins.claim(batch.iter().map(|c| c.digest.clone()));
         let claimed_set: std::collections::HashSet<_> = claimed.iter().collect();
         let take: Vec<Candidate> = batch

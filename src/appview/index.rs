@@ -154,8 +154,6 @@ pub struct Index {
     /// When derived changes were last made durable, and whether some are not yet: see
     /// [`Index::apply_events`].
     lazy: Arc<std::sync::Mutex<Lazy>>,
-    /// Requests' pins and the collector's claims on blob digests (see [`pins`]).
-    pins: Arc<Pins>,
 }
 
 /// Derived changes are replayed from the PDS event log after a crash, so most of their
@@ -195,7 +193,6 @@ impl Index {
             db: Arc::new(crate::dbslot::DbSlot::new(db)),
             path: Some(Arc::new(path.to_owned())),
             lazy: Arc::default(),
-            pins: Arc::default(),
         };
         index.ensure_tables()?;
         Ok(index)
@@ -246,7 +243,6 @@ impl Index {
             db: Arc::new(crate::dbslot::DbSlot::new(db)),
             path: None,
             lazy: Arc::default(),
-            pins: Arc::default(),
         };
         index.ensure_tables()?;
         Ok(index)
@@ -283,12 +279,6 @@ impl Index {
         usage::ensure(&tx)?;
         tx.commit()?;
         Ok(())
-    }
-
-    /// The pins that keep blobs a request relies on from the collector (see [`pins`]).
-    #[must_use]
-    pub fn pins(&self) -> &Arc<Pins> {
-        &self.pins
     }
 
     /// Runs a write (which syncs to disk) on the blocking pool.
@@ -548,7 +538,6 @@ mod file;
 mod gc;
 mod held;
 mod key;
-pub mod pins;
 mod retention;
 mod social;
 mod usage;
@@ -559,7 +548,6 @@ pub use derived::{
 };
 pub use gc::{Candidate, Marked, past_grace};
 pub use key::RepoKey;
-pub use pins::{PinGuard, Pins};
 pub use retention::RepoContents;
 pub use social::RepoSummary;
 

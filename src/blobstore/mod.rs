@@ -11,6 +11,7 @@
 mod fsck;
 mod list;
 mod migrate;
+pub mod pins;
 mod range;
 mod s3;
 
@@ -26,6 +27,7 @@ pub use crate::oci::digest::{Algorithm, Digest, DigestError, Digester};
 pub use fsck::{BadObject, FsckReport, QUARANTINE};
 pub use list::ObjectLister;
 pub use migrate::{MigrateReport, Step};
+pub use pins::{PinGuard, Pins};
 pub use range::{ByteRange, RangeError};
 pub use s3::{MULTIPART_CHUNK, S3Settings};
 // The OCI model owns these identifiers; the store names its objects by them.
@@ -78,6 +80,8 @@ pub struct BlobStore {
     multipart_chunk: Option<usize>,
     /// Blob reads answer with presigned URLs valid this long (`storage.redirect`).
     redirect_ttl: Option<std::time::Duration>,
+    /// Requests' pins and the collector's claims on digests, shared by every clone.
+    pins: std::sync::Arc<Pins>,
 }
 
 impl BlobStore {
@@ -90,7 +94,14 @@ impl BlobStore {
             capability,
             multipart_chunk: None,
             redirect_ttl: None,
+            pins: std::sync::Arc::default(),
         }
+    }
+
+    /// The pins that keep blobs a request relies on from the collector (see [`pins`]).
+    #[must_use]
+    pub fn pins(&self) -> &std::sync::Arc<Pins> {
+        &self.pins
     }
 
     /// A store in a local directory. Every object is written to a temporary file, synced and

@@ -243,7 +243,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let (app, rules) = (gc_app.clone(), gc_rules.clone());
             Box::pin(async move {
                 let opts = crate::appview::gc::GcOptions { dry_run, ..gc_opts };
-                let mut report = app.registry.collect_garbage(opts).await?;
+                let mut report = app.collect_garbage(opts).await?;
                 // A dry run also says what the retention rules would delete now (their own
                 // schedule deletes it; this collection would not free those bytes yet).
                 if dry_run {
@@ -276,7 +276,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             Duration::from_secs(config.gc.interval_secs),
             move || {
                 let app = gc_app.clone();
-                async move { app.registry.collect_garbage(gc_opts).await }
+                async move { app.collect_garbage(gc_opts).await }
             },
         );
     }

@@ -18,7 +18,7 @@ use serde_json::{Value as Json, json};
 use super::xrpc::HoldMethod;
 use super::{Hold, HoldError, PAGE, Permission, WRITE_ATTEMPTS, json_value, nsid};
 use crate::atproto::atcr::{layer_rkey, manifest_rkey};
-use crate::atproto::{Datetime, Did};
+use crate::atproto::{Cid, Datetime, Did};
 use crate::blobstore::Digest;
 use crate::http::body::Body;
 use crate::pds::repo::{RepoError, Validation, WriteOp};
@@ -68,21 +68,31 @@ impl Notice {
 }
 
 /// A layer record as read back (fields only; records lacking one are skipped).
-struct Layer {
-    digest: String,
-    size: u64,
-    manifest: String,
-    user: String,
+pub(super) struct Layer {
+    pub(super) rkey: String,
+    pub(super) cid: Cid,
+    pub(super) digest: String,
+    pub(super) size: u64,
+    pub(super) manifest: String,
+    pub(super) user: String,
+    /// `createdAt` in seconds since the epoch (`None`: unreadable).
+    pub(super) created: Option<u64>,
 }
 
 impl Layer {
-    fn read(record: &Json) -> Option<Layer> {
+    fn read(rkey: &str, cid: &Cid, record: &Json) -> Option<Layer> {
         let text = |k: &str| record.get(k)?.as_str().map(str::to_owned);
+        let created = text("createdAt")
+            .and_then(|t| t.parse::<Datetime>().ok())
+            .and_then(|t| u64::try_from(t.timestamp_micros() / 1_000_000).ok());
         Some(Layer {
+            rkey: rkey.to_owned(),
+            cid: *cid,
             digest: text("digest")?,
             size: record.get("size")?.as_u64()?,
             manifest: text("manifest")?,
             user: text("userDid")?,
+            created,
         })
     }
 }
@@ -218,11 +228,27 @@ impl Hold {
         }))
     }
 
-    /// Writes, in one commit of the node's repository, the layer records the notice's stored
-    /// blobs lack; returns how many.
+    /// Writes, in one commit of the node's repository, the layer records of the notice's stored
+    /// blobs; returns how many were new. Records that exist are written again (a fresh
+    /// `createdAt`, a new CID): a collection that judged them stale before this notice then
+    /// fails to delete them (its deletes name the CIDs it judged), and their grace starts anew.
     async fn vouch(&self, notice: &Notice) -> Result<usize, XrpcError> {
         let uri = notice.manifest_uri();
+        // Pinned from the look at storage to the records: the blob collector's sweep cannot
+        // delete one of these objects in between (see `crate::blobstore::pins`).
+        let _pin = self
+            .pds
+            .blobs
+            .pins()
+            .pin(notice.blobs.iter().map(|b| b.digest.clone()))
+            .await;
+        let _turn = self.vouching.lock().await;
         let stored = self.stored(&notice.blobs).await?;
+        // A blob the collection released (no layer record named it for the grace) is the
+        // hold's again: recorded in its blob table, the sweep leaves the object alone.
+        for blob in &stored {
+            self.record_blob_again(&blob.digest, blob.size).await?;
+        }
         let node = &self.pds.node_did;
         let mut attempt = 0;
         loop {
@@ -240,10 +266,7 @@ impl Hold {
             })?;
             let now = Datetime::now();
             let mut writes = Vec::new();
-            for blob in stored
-                .iter()
-                .filter(|b| !existing.contains(b.digest.as_str()))
-            {
+            for blob in &stored {
                 let record = json!({
                     "$type": LAYER,
                     "digest": blob.digest.as_str(),
@@ -260,8 +283,11 @@ impl Hold {
                     swap_record: None,
                 });
             }
-            let created = writes.len();
-            if created > 0 {
+            let created = stored
+                .iter()
+                .filter(|b| !existing.contains(b.digest.as_str()))
+                .count();
+            if !writes.is_empty() {
                 // Built on the records as read: a write in between makes it read them again.
                 let applied = self
                     .pds
@@ -335,14 +361,14 @@ impl Hold {
     }
 
     /// Calls `f` with every layer record of the node's repository, read a page at a time.
-    fn each_layer(&self, mut f: impl FnMut(Layer)) -> Result<(), HoldError> {
+    pub(super) fn each_layer(&self, mut f: impl FnMut(Layer)) -> Result<(), HoldError> {
         let did = &self.pds.node_did;
         let store = self.pds.store();
         let mut cursor: Option<String> = None;
         loop {
             let page = store.list_records(did, LAYER, cursor.as_deref(), PAGE, false)?;
-            for (_, cid) in &page {
-                if let Some(layer) = Layer::read(&self.record_json(cid)?) {
+            for (rkey, cid) in &page {
+                if let Some(layer) = Layer::read(rkey, cid, &self.record_json(cid)?) {
                     f(layer);
                 }
             }

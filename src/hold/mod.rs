@@ -13,12 +13,17 @@
 //! `server`.
 
 pub mod blobs;
+mod gc;
 mod layers;
+mod permission;
 pub mod remote;
 pub mod service_auth;
 pub mod trusted;
 mod uploads;
 pub mod xrpc;
+
+pub use gc::HoldCollection;
+pub use permission::{Permission, role_permissions};
 
 use std::sync::{Arc, RwLock};
 
@@ -40,63 +45,6 @@ const CAPTAIN_KEY: &str = "self";
 const PAGE: usize = 500;
 /// How often a write built on a snapshot is retried when another write moved the repository.
 const WRITE_ATTEMPTS: usize = 3;
-
-/// What a caller wants to do with the hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Permission {
-    /// Pull blobs.
-    BlobRead,
-    /// Push blobs.
-    BlobWrite,
-    /// Manage the crew.
-    CrewAdmin,
-}
-
-impl Permission {
-    pub const ALL: [Permission; 3] = [
-        Permission::BlobRead,
-        Permission::BlobWrite,
-        Permission::CrewAdmin,
-    ];
-
-    /// The string crew records carry.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permission::BlobRead => "blob:read",
-            Permission::BlobWrite => "blob:write",
-            Permission::CrewAdmin => "crew:admin",
-        }
-    }
-}
-
-impl std::fmt::Display for Permission {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Permission {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Permission::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("unknown permission {s:?}: blob:read, blob:write or crew:admin"))
-    }
-}
-
-/// The permissions a role (`read`, `write`, `admin`) stands for; `None` for other roles.
-#[must_use]
-pub fn role_permissions(role: &str) -> Option<&'static [Permission]> {
-    use Permission::{BlobRead, BlobWrite, CrewAdmin};
-    match role {
-        "read" => Some(&[BlobRead]),
-        "write" => Some(&[BlobRead, BlobWrite]),
-        "admin" => Some(&[BlobRead, BlobWrite, CrewAdmin]),
-        _ => None,
-    }
-}
 
 /// The captain record (`io.atcr.hold.captain`, key `self`): who owns the hold and its policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +163,9 @@ pub struct Hold {
     resolver: DidResolver,
     /// Upload sessions opened through the hold's XRPC.
     uploads: uploads::Uploads,
+    /// Taken by `notifyManifest` while it vouches for blobs and by the collection while it
+    /// releases them, so each sees all of the other's layer records or none.
+    vouching: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Hold {
@@ -231,6 +182,7 @@ impl Hold {
             snapshot: RwLock::new(None),
             resolver: DidResolver::default(),
             uploads: uploads::Uploads::default(),
+            vouching: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -176,6 +176,12 @@ fn part_number(value: &serde_json::Value) -> Result<u32, XrpcError> {
         .ok_or_else(|| invalid_part(format!("partNumber must be 1 to {MAX_PARTS}")))
 }
 
+/// The raw-codec CID of a SHA-256 digest (the hold's uploads are), `None` for others.
+pub(super) fn raw_cid(digest: &Digest) -> Option<Cid> {
+    let raw = <[u8; 32]>::try_from(hex::decode(digest.hex()).ok()?).ok()?;
+    Some(Cid::from_digest(crate::atproto::cid::RAW, raw))
+}
+
 fn digest(input: &serde_json::Value) -> Result<Digest, XrpcError> {
     string(input, "digest", 128)?
         .parse()
@@ -324,6 +330,10 @@ impl Hold {
         }
         let count = u32::try_from(listed.len()).map_err(|_| missing_parts("too many parts"))?;
         let blobs = &self.pds.blobs;
+        // Pinned from the object's write until the blob table names it: a sweep of the same
+        // bytes (released by the hold's collection, taken up by the blob collector) cannot
+        // delete the object in between.
+        let _pin = blobs.pins().pin([digest.clone()]).await;
         let rehashed = blobs.rehash(id, count, digest.algorithm()).await;
         parts.closed = true;
         self.uploads.remove(id);
@@ -349,18 +359,33 @@ impl Hold {
             let _ = blobs.cancel(id).await;
             return Err(store_failed("CompletionFailed", e));
         }
-        // Recorded as a blob of the hold's own repository: until a manifest names it
-        // (`notifyManifest`, routing by `holdDid`: not built yet) nothing else accounts for it,
-        // and the collector would take it as a crash's leftover.
+        // Recorded as a blob of the hold's own repository, which keeps it from the blob
+        // collector; the hold's collection releases it once no layer record has named it for
+        // the grace (see `gc`).
         self.record_blob(&digest, size).await?;
         tracing::info!(upload = %id, %digest, bytes = size, caller = %caller, "hold upload completed");
         ok_json(&json!({ "status": "completed", "digest": digest.as_str() }))
     }
 
+    /// Notes a blob in the hold repository's blob table if it is not there (`notifyManifest`
+    /// of a blob the collection released), keeping its upload time if it is.
+    pub(super) async fn record_blob_again(
+        &self,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        match raw_cid(digest) {
+            Some(cid) if !self.pds.repos.store().has_blob(&self.pds.node_did, &cid)? => {
+                self.record_blob(digest, size).await
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Notes a completed upload in the hold repository's blob table (SHA-256 digests; the
     /// lexicon's uploads are).
     async fn record_blob(&self, digest: &Digest, size: u64) -> Result<(), StoreError> {
-        let Ok(raw) = <[u8; 32]>::try_from(hex::decode(digest.hex()).unwrap_or_default()) else {
+        let Some(cid) = raw_cid(digest) else {
             return Ok(());
         };
         self.pds
@@ -368,7 +393,7 @@ impl Hold {
             .store()
             .put_blob_meta(
                 &self.pds.node_did,
-                Cid::from_digest(crate::atproto::cid::RAW, raw),
+                cid,
                 BlobMeta {
                     mime_type: "application/octet-stream".to_owned(),
                     size,

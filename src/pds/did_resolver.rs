@@ -107,6 +107,20 @@ impl DidResolver {
         key
     }
 
+    /// Where `did`'s repository is served: its DID document's `#atproto_pds` endpoint (not
+    /// cached: for the hold's collection, which asks once per user and run).
+    pub async fn pds_endpoint(&self, pds: &Pds, did: &Did) -> Result<String, String> {
+        if let Some(doc) = pds.did_document(did).map_err(|e| e.to_string())? {
+            return pds_in_document(&doc);
+        }
+        let _permit = tokio::time::timeout(SLOT_WAIT, self.fetches.acquire())
+            .await
+            .map_err(|_| "too many DID documents being fetched; try again".to_owned())?
+            .map_err(|_| "resolver closed".to_owned())?;
+        let doc = fetch_document(pds, did).await?;
+        pds_in_document(&doc)
+    }
+
     fn cached(
         &self,
         slot: &(Did, &'static str),
@@ -162,6 +176,22 @@ async fn fetch_document(pds: &Pds, did: &Did) -> Result<serde_json::Value, Strin
         return Err(format!("{server} sent a document of another DID"));
     }
     Ok(doc)
+}
+
+/// The `#atproto_pds` service endpoint of a DID document.
+pub fn pds_in_document(doc: &serde_json::Value) -> Result<String, String> {
+    doc["service"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| {
+            s["id"]
+                .as_str()
+                .is_some_and(|id| id.ends_with("#atproto_pds"))
+        })
+        .and_then(|s| s["serviceEndpoint"].as_str())
+        .map(|e| e.trim_end_matches('/').to_owned())
+        .ok_or_else(|| "the DID document names no #atproto_pds service".to_owned())
 }
 
 /// The key of verification method `key_id` in a DID document: `Multikey`, or the legacy

@@ -179,8 +179,9 @@ impl Registry {
     }
 
     /// Tells `hold`, when it is a hold on another machine, that a manifest using its blobs
-    /// (`blobs`, config first when the manifest has one) was published, so it writes its layer
-    /// records. The manifest is already committed: a failure is only logged.
+    /// (`blobs`, config first when the manifest has one) is being published, so it writes its
+    /// layer records, which keep the blobs from its collection. Before the manifest is
+    /// committed: a hold that does not answer or refuses fails the push.
     pub(super) async fn notify_hold(
         &self,
         hold: &Did,
@@ -189,9 +190,9 @@ impl Registry {
         tag: Option<&Tag>,
         manifest: &Manifest,
         blobs: &[Descriptor],
-    ) {
+    ) -> Result<(), OciError> {
         let Some(remote) = self.holds.get().and_then(|h| h.trusted.get(hold)) else {
-            return;
+            return Ok(());
         };
         let config = manifest.config().map(|c| &c.digest);
         let pushed = PushedManifest {
@@ -214,9 +215,11 @@ impl Registry {
         match remote.notify_push(&mint, &pushed).await {
             Ok(created) => {
                 tracing::debug!(repo = %name, %digest, hold = %hold, created, "hold notified");
+                Ok(())
             }
             Err(e) => {
-                tracing::warn!(repo = %name, %digest, error = %e, "hold not notified of the push");
+                tracing::warn!(repo = %name, %digest, error = %e, "hold not notified: push refused");
+                Err(e.into())
             }
         }
     }

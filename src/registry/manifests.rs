@@ -169,7 +169,7 @@ impl Registry {
         // Pinned from the reference check until the index holds the manifest (which then keeps
         // them): the collector cannot delete a blob between the check and the 201.
         let _pin = self
-            .index
+            .blobs
             .pins()
             .pin(
                 manifest
@@ -202,9 +202,12 @@ impl Registry {
             blobs: &blobs,
             hold: &hold,
         };
-        self.appview.publish(&name.loc, pushed, tag).await?;
+        // The hold vouches for the blobs (layer records) before the manifest is committed: a
+        // hold that cannot vouch fails the push, never leaving a manifest whose blobs its hold
+        // would collect (see `crate::hold::gc`).
         self.notify_hold(&hold, name, &digest, tag, &manifest, &blobs)
-            .await;
+            .await?;
+        self.appview.publish(&name.loc, pushed, tag).await?;
         tracing::info!(repo = %name, digest = %digest, reference = %reference, "manifest pushed");
 
         let mut builder = located(

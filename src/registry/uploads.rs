@@ -110,7 +110,7 @@ impl Registry {
     ) -> Result<Response<Body>, OciError> {
         if let Some((digest, from)) = mount {
             // Pinned from the check to the link: the collector cannot take the blob between.
-            let _pin = self.index.pins().pin([digest.clone()]).await;
+            let _pin = self.blobs.pins().pin([digest.clone()]).await;
             if let Some(size) = self.index.repo_blob(&from, &digest)? {
                 let (repo, d) = (name.key().clone(), digest.clone());
                 self.index
@@ -206,7 +206,7 @@ impl Registry {
         }
         // Pinned from the existence check in `commit` to the link: the collector cannot delete
         // an object this upload then links without bytes of its own.
-        let _pin = self.index.pins().pin([digest.clone()]).await;
+        let _pin = self.blobs.pins().pin([digest.clone()]).await;
         let size = size_before + written;
         if let Destination::Remote(hold) = self.destination(&name.loc.owner)? {
             return self

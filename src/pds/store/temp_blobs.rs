@@ -252,6 +252,50 @@ impl PdsStore {
     }
 }
 
+impl PdsStore {
+    /// Forgets rows of `did`'s blob table, given as (CID, upload time as read), unless a current
+    /// record of the repository references the blob or it was uploaded again since (its time
+    /// moved); returns the CIDs forgotten (dry: that would be). Their objects become leftovers
+    /// for the blob collector, which takes them up after the grace. Blocking.
+    pub fn release_blobs(
+        &self,
+        did: &Did,
+        rows: &[(Cid, u64)],
+        dry_run: bool,
+    ) -> Result<Vec<Cid>, StoreError> {
+        let referenced = referenced_blobs(&self.db.begin_read()?, did.as_str())?;
+        let tx = self.db.begin_write()?;
+        let mut released = Vec::new();
+        {
+            let mut metas = tx.open_table(REPO_BLOBS)?;
+            for (cid, created) in rows {
+                let text = cid.to_string();
+                if referenced.contains(&text) {
+                    continue;
+                }
+                let key = (did.as_str(), text.as_str());
+                let unchanged = match metas.get(key)? {
+                    Some(m) => serde_json::from_slice::<BlobMeta>(m.value())?.created == *created,
+                    None => false,
+                };
+                if !unchanged {
+                    continue;
+                }
+                if !dry_run {
+                    metas.remove(key)?;
+                }
+                released.push(*cid);
+            }
+        }
+        if dry_run {
+            tx.abort()?;
+        } else {
+            tx.commit()?;
+        }
+        Ok(released)
+    }
+}
+
 /// The blob CIDs the current records of `did`'s repository reference.
 fn referenced_blobs(
     snapshot: &redb::ReadTransaction,

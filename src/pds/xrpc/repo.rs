@@ -260,6 +260,10 @@ pub(super) async fn upload_blob(pds: &Pds, call: Call) -> Answer {
         size,
         cap,
     )?;
+    // Pinned from the write until the blob table names it (the collector's sweep then leaves
+    // the object to the PDS): a sweep of the same bytes, unused by the registry, cannot delete
+    // the object between the two.
+    let _pin = pds.blobs.pins().pin([digest.clone()]).await;
     pds.blobs.put(&digest, bytes).await.map_err(|e| match e {
         crate::blobstore::BlobError::StorageFull => XrpcError::new(
             StatusCode::INSUFFICIENT_STORAGE,

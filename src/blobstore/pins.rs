@@ -10,7 +10,9 @@
 //! sweep leaves the blob alone) or the claim does (the request reads the index after the sweep is
 //! done with the blob, and finds it gone or kept). See `docs/registry.md`, "Garbage collection".
 //!
-//! redb admits one process per file, so the node's requests and its collector share one `Pins`.
+//! Every clone of a [`super::BlobStore`] shares its `Pins`, so the registry's requests, the
+//! PDS's and the hold's uploads and the collector meet on one set (one process per store: the
+//! index's and the PDS's redb files admit one).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,7 +27,7 @@ struct PinState {
     claimed: HashSet<Digest>,
 }
 
-/// The node's pins and claims (shared by every clone of an [`super::Index`]).
+/// The node's pins and claims (shared by every clone of a [`super::BlobStore`]).
 #[derive(Default)]
 pub struct Pins {
     state: Mutex<PinState>,

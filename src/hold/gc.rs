@@ -1,0 +1,315 @@
+//! The hold's share of a garbage collection: layer records whose manifests are gone, and the
+//! uploaded blobs no layer record vouches for any more.
+//!
+//! A blob uploaded through the hold's XRPC is recorded in the blob table of the hold's own
+//! repository, which keeps it from the blob collector (an object the PDS accounts for is never
+//! deleted). `notifyManifest` then writes a layer record per blob naming the manifest record
+//! (`at://<user>/io.atcr.manifest/<rkey>`) that uses it. A collection of the hold:
+//!
+//! 1. reads the layer records and, for each manifest whose records are all older than the grace,
+//!    asks the manifest owner's PDS (from their DID document) whether the manifest record still
+//!    exists. Only a definite `RecordNotFound` counts as gone; a PDS that is down, slow or says
+//!    anything else keeps the records (counted as unverified). The records of a gone manifest
+//!    are deleted, each delete naming the CID judged, so a `notifyManifest` that rewrote one in
+//!    the meantime (a push of the same manifest again) makes the delete fail and keeps it;
+//! 2. under the lock `notifyManifest` holds while it vouches, reads the layer records again and
+//!    releases (removes from the hold's blob table) the uploaded blobs older than the grace that
+//!    no layer record names and no record of the hold's repository references. The release
+//!    re-checks each row in its write transaction: a blob uploaded again since keeps its row;
+//! 3. leaves the objects to the blob collector: unknown to the PDS now, they are leftovers it
+//!    takes up after the grace and deletes in a later run through its claims and pins, which
+//!    uploads to the hold (`completeUpload`) and `notifyManifest` (which records a released blob
+//!    again) take too.
+//!
+//! The only facts the decision rests on are the user's own PDS saying their manifest record is
+//! gone, and the hold's own records: no caller can make the hold drop a blob another user's
+//! manifest still uses.
+
+use std::collections::{HashMap, HashSet};
+
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use super::layers::{LAYER, Layer};
+use super::{Hold, HoldError, nsid, uploads::raw_cid};
+use crate::atproto::{Did, RecordKey};
+use crate::blobstore::Digest;
+use crate::http_client::{Target, get_json};
+use crate::pds::repo::{RepoError, Validation, WriteOp};
+
+/// Manifest records looked up at once.
+const LOOKUPS_AT_ONCE: usize = 4;
+/// Layer records deleted per commit.
+const DELETE_BATCH: usize = 100;
+/// Blob-table rows listed per page.
+const BLOB_PAGE: usize = 1000;
+/// How long one lookup of a manifest record may take.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Largest `getRecord` answer read (the answer is only looked at for its error name).
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// What a collection of the hold did (dry: would do).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct HoldCollection {
+    /// Manifests of layer records older than the grace whose owner's PDS was asked.
+    pub manifests_checked: u64,
+    /// Of those, manifests their owner's PDS says are gone.
+    pub manifests_gone: u64,
+    /// Of those, manifests whose owner's PDS could not say (down, unknown DID): kept.
+    pub manifests_unverified: u64,
+    /// Layer records deleted.
+    pub layers_removed: u64,
+    /// Uploaded blobs released to the blob collector.
+    pub blobs_released: u64,
+    pub bytes_released: u64,
+}
+
+/// Whether a manifest record exists, as its owner's PDS says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Presence {
+    Kept,
+    Gone,
+    Unknown(String),
+}
+
+/// The layer records of one manifest.
+#[derive(Default)]
+struct Group {
+    owner: String,
+    newest: u64,
+    records: Vec<(String, crate::atproto::Cid)>,
+}
+
+impl Hold {
+    /// Runs the hold's share of a collection at `now` (seconds) with `grace` (see the module).
+    pub async fn collect(
+        &self,
+        now: u64,
+        grace: u64,
+        dry_run: bool,
+    ) -> Result<HoldCollection, HoldError> {
+        let mut report = HoldCollection::default();
+        let mut groups: HashMap<String, Group> = HashMap::new();
+        self.each_layer(|l: Layer| {
+            let g = groups.entry(l.manifest).or_default();
+            g.owner = l.user;
+            // A record whose time cannot be read counts as written now: kept.
+            g.newest = g.newest.max(l.created.unwrap_or(now));
+            g.records.push((l.rkey, l.cid));
+        })?;
+        let stale: Vec<(String, Group)> = groups
+            .into_iter()
+            .filter(|(_, g)| now.saturating_sub(g.newest) >= grace)
+            .collect();
+        report.manifests_checked = stale.len() as u64;
+        let answers: Vec<(Presence, Group)> = futures_util::stream::iter(stale)
+            .map(|(uri, g)| async move { (self.presence(&uri, &g.owner).await, g) })
+            .buffer_unordered(LOOKUPS_AT_ONCE)
+            .collect()
+            .await;
+        let mut doomed = Vec::new();
+        for (presence, group) in answers {
+            match presence {
+                Presence::Kept => {}
+                Presence::Gone => {
+                    report.manifests_gone += 1;
+                    doomed.extend(group.records);
+                }
+                Presence::Unknown(why) => {
+                    tracing::info!(owner = %group.owner, reason = %why, "hold collection: a manifest's owner could not say whether it exists; its layer records stay");
+                    report.manifests_unverified += 1;
+                }
+            }
+        }
+        report.layers_removed = if dry_run {
+            doomed.len() as u64
+        } else {
+            self.delete_layers(doomed).await?
+        };
+        self.release_unvouched(now, grace, dry_run, &mut report)
+            .await?;
+        if report != HoldCollection::default() {
+            tracing::info!(?report, dry_run, "hold collection finished");
+        }
+        Ok(report)
+    }
+
+    /// Whether the manifest record `uri` of `owner` exists: read here when the repository is
+    /// one of this node's, else asked of the PDS the owner's DID document names.
+    async fn presence(&self, uri: &str, owner: &str) -> Presence {
+        let Some((did, collection, rkey)) = split_uri(uri) else {
+            return Presence::Unknown(format!("{uri} is not a record's AT-URI"));
+        };
+        let Ok(did) = did.parse::<Did>() else {
+            return Presence::Unknown(format!("{uri} names no DID"));
+        };
+        if did.as_str() != owner {
+            return Presence::Unknown(format!("{uri} is not {owner}'s"));
+        }
+        let store = self.pds.store();
+        match store.head(&did) {
+            Ok(Some(_)) => {
+                return match store
+                    .snapshot()
+                    .and_then(|snap| snap.record(&did, collection, rkey))
+                {
+                    Ok(Some(_)) => Presence::Kept,
+                    Ok(None) => Presence::Gone,
+                    Err(e) => Presence::Unknown(e.to_string()),
+                };
+            }
+            Ok(None) => {}
+            Err(e) => return Presence::Unknown(e.to_string()),
+        }
+        let endpoint = match self.resolver.pds_endpoint(&self.pds, &did).await {
+            Ok(e) => e,
+            Err(e) => return Presence::Unknown(e),
+        };
+        let target = match Target::parse(&endpoint, false) {
+            Ok(t) => t,
+            Err(e) => return Presence::Unknown(format!("{endpoint}: {e:#}")),
+        };
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("repo", did.as_str())
+            .append_pair("collection", collection)
+            .append_pair("rkey", rkey)
+            .finish();
+        let path = format!("/xrpc/com.atproto.repo.getRecord?{query}");
+        match get_json(&target, &path, MAX_ANSWER_BYTES, LOOKUP_TIMEOUT).await {
+            Ok((200, _)) => Presence::Kept,
+            // The reference PDS answers 400, this one 404, both with the name.
+            Ok((400 | 404, answer)) if answer["error"] == "RecordNotFound" => Presence::Gone,
+            Ok((status, answer)) => Presence::Unknown(format!(
+                "{endpoint} answered {status} {}",
+                answer["error"].as_str().unwrap_or("")
+            )),
+            Err(e) => Presence::Unknown(format!("{endpoint}: {e:#}")),
+        }
+    }
+
+    /// Deletes layer records, each only if it is still the record judged; returns how many
+    /// went. A batch that fails because one changed is done one record at a time.
+    async fn delete_layers(
+        &self,
+        doomed: Vec<(String, crate::atproto::Cid)>,
+    ) -> Result<u64, HoldError> {
+        let node = &self.pds.node_did;
+        let delete = |(rkey, cid): &(String, crate::atproto::Cid)| {
+            Some(WriteOp::Delete {
+                collection: nsid(LAYER),
+                rkey: rkey.parse::<RecordKey>().ok()?,
+                swap_record: Some(Some(*cid)),
+            })
+        };
+        let mut removed = 0;
+        for batch in doomed.chunks(DELETE_BATCH) {
+            let writes: Vec<WriteOp> = batch.iter().filter_map(delete).collect();
+            let n = writes.len() as u64;
+            let repos = &self.pds.repos;
+            match repos
+                .apply_writes(node, writes, None, Validation::Require)
+                .await
+            {
+                Ok(_) => removed += n,
+                Err(RepoError::InvalidSwap(_)) => {
+                    for write in batch.iter().filter_map(delete) {
+                        match repos
+                            .apply_writes(node, vec![write], None, Validation::Require)
+                            .await
+                        {
+                            Ok(_) => removed += 1,
+                            // Written again by a notice since it was judged: it stays.
+                            Err(RepoError::InvalidSwap(_)) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Releases the uploaded blobs older than the grace that no layer record names (step 2 of
+    /// the module).
+    async fn release_unvouched(
+        &self,
+        now: u64,
+        grace: u64,
+        dry_run: bool,
+        report: &mut HoldCollection,
+    ) -> Result<(), HoldError> {
+        let node = self.pds.node_did.clone();
+        let store = self.pds.store().clone();
+        let mut old = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = store.list_blobs(&node, cursor.as_deref(), BLOB_PAGE)?;
+            for text in &page {
+                let Ok(cid) = text.parse::<crate::atproto::Cid>() else {
+                    continue;
+                };
+                if let Some(meta) = store.blob_meta(&node, &cid)?
+                    && now.saturating_sub(meta.created) >= grace
+                {
+                    old.push((cid, meta.created, meta.size));
+                }
+            }
+            if page.len() < BLOB_PAGE {
+                break;
+            }
+            cursor = page.last().cloned();
+        }
+        if old.is_empty() {
+            return Ok(());
+        }
+        let _turn = self.vouching.lock().await;
+        let mut vouched = HashSet::new();
+        self.each_layer(|l| {
+            if let Ok(d) = l.digest.parse::<Digest>()
+                && let Some(cid) = raw_cid(&d)
+            {
+                vouched.insert(cid);
+            }
+        })?;
+        let sizes: HashMap<_, u64> = old.iter().map(|(c, _, s)| (*c, *s)).collect();
+        let rows: Vec<_> = old
+            .into_iter()
+            .filter(|(c, _, _)| !vouched.contains(c))
+            .map(|(c, t, _)| (c, t))
+            .collect();
+        let released =
+            tokio::task::spawn_blocking(move || store.release_blobs(&node, &rows, dry_run))
+                .await
+                .map_err(|e| HoldError::Store(e.into()))??;
+        report.blobs_released = released.len() as u64;
+        report.bytes_released = released.iter().filter_map(|c| sizes.get(c)).sum();
+        for cid in &released {
+            tracing::debug!(%cid, dry_run, "hold blob released: no layer record names it");
+        }
+        Ok(())
+    }
+}
+
+/// `at://<did>/<collection>/<rkey>` → its three parts.
+fn split_uri(uri: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = uri.strip_prefix("at://")?.split('/');
+    let out = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next().is_none().then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_split_into_did_collection_and_key() {
+        assert_eq!(
+            split_uri("at://did:plc:abc/io.atcr.manifest/k1"),
+            Some(("did:plc:abc", "io.atcr.manifest", "k1"))
+        );
+        assert_eq!(split_uri("at://did:plc:abc/io.atcr.manifest"), None);
+        assert_eq!(split_uri("at://did:plc:abc/a/b/c"), None);
+        assert_eq!(split_uri("https://x/y/z"), None);
+    }
+}
