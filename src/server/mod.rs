@@ -175,30 +175,6 @@ impl App {
         }
     }
 
-    /// One garbage collection: the hold's share first (`crate::hold::gc`: layer records of
-    /// manifests gone, uploads no layer record names), then the registry's, which takes up the
-    /// blobs the hold released. A failure of the hold's share leaves its blobs and the rest runs.
-    pub async fn collect_garbage(
-        &self,
-        opts: crate::appview::gc::GcOptions,
-    ) -> Result<crate::appview::gc::GcReport, crate::appview::gc::GcError> {
-        let now = crate::pds::now_secs();
-        let held = match self.hold.collect(now, opts.grace_secs, opts.dry_run).await {
-            Ok(held) => held,
-            Err(e) => {
-                tracing::error!(error = %e, "hold collection failed; its blobs stay");
-                crate::hold::HoldCollection::default()
-            }
-        };
-        let mut report = self.registry.collect_garbage(opts).await?;
-        report.hold_manifests_gone = held.manifests_gone;
-        report.hold_manifests_unverified = held.manifests_unverified;
-        report.hold_layers_removed = held.layers_removed;
-        report.hold_blobs_released = held.blobs_released;
-        report.hold_bytes_released = held.bytes_released;
-        Ok(report)
-    }
-
     /// The background task that keeps the search index current with the registry index.
     pub fn searcher(&self, shutdown: CancellationToken) -> impl Future<Output = ()> + use<> {
         self.registry.appview().clone().run_search(shutdown)

@@ -2,7 +2,8 @@
 //! recovery of the redb stores after an I/O error. After a write fails on a full disk redb
 //! refuses all later work ("previous I/O error") until the database is reopened; the stores are
 //! reopened here — `pds.redb` replaying `pds.wal`, so nothing acknowledged is lost — as soon as
-//! that succeeds, and `/readyz` says not ready meanwhile.
+//! that succeeds, and `/readyz` says not ready meanwhile. And one garbage collection of the
+//! node: the hold's share, then the registry's.
 
 use std::time::Duration;
 
@@ -142,4 +143,30 @@ pub async fn recovery_tick(app: &App) -> Result<(), String> {
 pub fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
     let stat = rustix::fs::statvfs(path)?;
     Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+impl App {
+    /// One garbage collection: the hold's share first (`crate::hold::gc`: layer records of
+    /// manifests gone, uploads no layer record names), then the registry's, which takes up the
+    /// blobs the hold released. A failure of the hold's share leaves its blobs and the rest runs.
+    pub async fn collect_garbage(
+        &self,
+        opts: crate::appview::gc::GcOptions,
+    ) -> Result<crate::appview::gc::GcReport, crate::appview::gc::GcError> {
+        let now = crate::pds::now_secs();
+        let held = match self.hold.collect(now, opts.grace_secs, opts.dry_run).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::error!(error = %e, "hold collection failed; its blobs stay");
+                crate::hold::HoldCollection::default()
+            }
+        };
+        let mut report = self.registry.collect_garbage(opts).await?;
+        report.hold_manifests_gone = held.manifests_gone;
+        report.hold_manifests_unverified = held.manifests_unverified;
+        report.hold_layers_removed = held.layers_removed;
+        report.hold_blobs_released = held.blobs_released;
+        report.hold_bytes_released = held.bytes_released;
+        Ok(report)
+    }
 }
