@@ -36,7 +36,7 @@ pub use crate::oci::name::UploadId;
 /// Writes to the backend are coalesced to this size: fewer, larger writes cost far less CPU
 /// than one write per network frame, and memory stays bounded by it per upload.
 const WRITE_CHUNK: usize = 1 << 20;
-/// Reads are fetched from the backend in pieces of this size.
+/// Filesystem reads are fetched in pieces of this size (object stores stream one ranged `GET`).
 const READ_CHUNK: usize = 1 << 20;
 
 /// What can go wrong in the blob store.
@@ -313,7 +313,13 @@ impl BlobStore {
         key: &str,
         range: impl Into<opendal::BytesRange>,
     ) -> Result<opendal::FuturesBytesStream, BlobError> {
-        let reader = self.op.reader_with(key).chunk(READ_CHUNK).await?;
+        // On a filesystem, reads of bounded pieces; from an object store one ranged `GET`
+        // streamed through: a `GET` per piece costs a round trip and a request the server must
+        // serve each (s3s-fs: 22 MiB/s for a 1 GiB pull in 1 MiB pieces).
+        let reader = match self.multipart_chunk {
+            None => self.op.reader_with(key).chunk(READ_CHUNK).await?,
+            Some(_) => self.op.reader(key).await?,
+        };
         Ok(reader.into_bytes_stream(range).await?)
     }
 
