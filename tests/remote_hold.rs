@@ -33,6 +33,20 @@ fn hold_layers(hold: &Server, hold_did: &str) -> Vec<Value> {
     v["records"].as_array().unwrap().clone()
 }
 
+/// Waits until the web search for `q` lists repository `name`.
+fn search_until(srv: &Server, q: &str, name: &str) {
+    let url = format!("{}/search?q={}", srv.base_url(), q.replace(':', "%3A"));
+    for _ in 0..100 {
+        let r = curl_anonymous("GET", &url, &[], None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        if r.text().contains(&format!(r#"href="/r/{name}""#)) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{q:?} never found {name}");
+}
+
 /// Whether the node's own storage (fs, in its data directory) has an object for `digest`.
 fn stored_locally(srv: &Server, digest: &str) -> bool {
     let hex = digest.strip_prefix("sha256:").unwrap();
@@ -159,6 +173,13 @@ fn blobs_go_to_the_hold_on_another_machine_and_come_back() {
     );
     full.must(&mut c.skopeo_copy(&local.reference(), &image, &alice_creds));
     assert_eq!(hold_layers(&hold, &hold_did).len(), blobs.len());
+    // The config (small) is kept on the full node too: the index summarizes it, so a search by
+    // platform finds the image.
+    search_until(&full, "platform:amd64", "alice/app");
+    assert!(
+        stored_locally(&full, &config.digest),
+        "no local config copy"
+    );
 
     // A pull through the full node: the bytes come from the object store (a redirect the
     // hold gave, passed on), every layer checked.

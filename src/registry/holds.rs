@@ -84,6 +84,10 @@ impl From<RemoteError> for OciError {
     }
 }
 
+/// Blobs sent to a hold that this node keeps a copy of: the largest image config the indexer
+/// reads (see [`Registry::keep_small_copy`]).
+const KEEP_LOCAL_BYTES: u64 = 1 << 20;
+
 impl Registry {
     /// Where the blobs `owner` pushes go: the hold their profile names if this node trusts it
     /// (or it is this node), else `holds.default`, else this node's own storage.
@@ -148,7 +152,7 @@ impl Registry {
         };
         // Already there (another repository's push): linked without sending it again.
         if self.index.held_at(digest)?.as_ref() == Some(&hold.did) {
-            let _ = self.blobs.cancel(id).await;
+            self.keep_small_copy(id, parts, digest, size).await;
             return self.link_held(name, id, digest, size, &hold.did).await;
         }
         let _slot = holds
@@ -174,8 +178,25 @@ impl Registry {
         let mint = self.mint(&name.loc.owner);
         hold.upload(&mint, digest, Box::pin(stream)).await?;
         tracing::info!(repo = %name, %digest, hold = %hold.did, size, "blob sent to its hold");
-        let _ = self.blobs.cancel(id).await;
+        self.keep_small_copy(id, parts, digest, size).await;
         self.link_held(name, id, digest, size, &hold.did).await
+    }
+
+    /// Keeps a blob sent to a hold in this node's storage too when it is at most
+    /// [`KEEP_LOCAL_BYTES`] (image configs: the indexer reads them here for the index's
+    /// summaries: platform, labels, entrypoint); drops the upload's parts otherwise. Reads still
+    /// go to the hold; the collector deletes the copy with the blob's index rows. A copy that
+    /// cannot be kept costs only the summary's config fields.
+    async fn keep_small_copy(&self, id: UploadId, parts: u32, digest: &Digest, size: u64) {
+        if size <= KEEP_LOCAL_BYTES {
+            match self.blobs.commit(id, parts, digest).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(%digest, error = %e, "no local copy of a small held blob");
+                }
+            }
+        }
+        let _ = self.blobs.cancel(id).await;
     }
 
     /// Tells `hold`, when it is a hold on another machine, that a manifest using its blobs
