@@ -421,7 +421,7 @@ async fn notify_manifest_vouches_for_stored_blobs_of_the_callers_own_manifests()
     assert_eq!(
         v,
         json!({"success": true, "operation": "push", "statsUpdated": false,
-            "layersCreated": 1, "postCreated": false})
+            "layersCreated": 1, "postCreated": false, "blobsNotHeld": [missing.as_str()]})
     );
     let records = layer_records(&node).await;
     assert_eq!(records.len(), 1, "{records:?}");
@@ -430,6 +430,8 @@ async fn notify_manifest_vouches_for_stored_blobs_of_the_callers_own_manifests()
     assert_eq!(record["digest"], stored.as_str());
     assert_eq!(record["size"], bytes.len());
     assert_eq!(record["userDid"], alice.did.as_str());
+    assert_eq!(record["repository"], "app");
+    assert_eq!(record["manifestDigest"], manifest.as_str());
     assert_eq!(
         record["manifest"],
         format!("at://{}/io.atcr.manifest/{rkey}", alice.did)

@@ -3,8 +3,9 @@
 //! images sharing a layer with skopeo through the full node, then deletes one. The hold asks the
 //! full node (alice's PDS) about the manifests its layer records name, drops the records of the
 //! deleted one, and its blobs no other manifest uses leave the bucket a few collections later;
-//! the other image still pulls whole. With the full node down, the hold cannot tell and keeps
-//! everything.
+//! the other image still pulls whole; pushed again, the deleted image is first refused (the
+//! full node's index still has the hold keep blobs it no longer stores), then sent whole. With
+//! the full node down, the hold cannot tell and keeps everything.
 
 mod common;
 mod s3;
@@ -34,6 +35,12 @@ fn gc(srv: &Server) -> String {
 
 fn wait_grace() {
     std::thread::sleep(std::time::Duration::from_millis(GRACE_SECS * 1000 + 300));
+}
+
+/// Past the age below which a hold never judges layer records, whatever the grace (the
+/// registry may be about to commit their manifest): `NOTICE_FLOOR_SECS` in `src/hold/gc.rs`.
+fn wait_notice_floor() {
+    std::thread::sleep(std::time::Duration::from_secs(61));
 }
 
 /// The blobs of an image the hold keeps: config and layers.
@@ -85,8 +92,13 @@ fn a_hold_collects_the_blobs_of_deleted_manifests_only() {
         assert!(s3.keys().contains(&key(digest)), "{digest} not on the hold");
     }
 
-    // Nothing is gone yet: a collection past the grace asks and keeps everything.
+    // Within the notice floor nothing is judged, even past the grace.
     wait_grace();
+    let report = gc(&hold);
+    assert!(!report.contains("manifests gone"), "{report}");
+    assert!(!report.contains("unverified"), "{report}");
+    // Nothing is gone yet: a collection past both asks and keeps everything.
+    wait_notice_floor();
     let report = gc(&hold);
     assert!(!report.contains("manifests gone"), "{report}");
     for digest in blobs(&a).iter().chain(&blobs(&b)) {
@@ -140,10 +152,35 @@ fn a_hold_collects_the_blobs_of_deleted_manifests_only() {
         &["--src-creds", "alice:alice-password"],
     ));
 
-    // With alice's PDS down, the hold cannot tell whether b is gone: it keeps b's blobs.
+    // a pushed again: the full node's index still says the hold keeps a's config and layer,
+    // so skopeo sends no blob; the hold says it does not store them and the manifest is
+    // refused, never committed naming blobs nobody keeps. The retry sends them again.
+    let push_a = || c.skopeo_copy(&a.reference(), &format!("docker://{repo}:a"), &creds);
+    let refused = push_a().output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("no longer stores"),
+        "{refused:?}"
+    );
+    full.must(&mut push_a());
+    for digest in &only_a {
+        assert!(s3.keys().contains(&key(digest)), "{digest} not sent again");
+    }
+    let out = c.path("pulled-a");
+    full.must(&mut c.skopeo_copy(
+        &format!("docker://{repo}:a"),
+        &format!("oci:{}:a", out.display()),
+        &["--src-creds", "alice:alice-password"],
+    ));
+
+    // With alice's PDS down, the hold cannot tell whether b is gone: it keeps b's blobs (a's
+    // records are too young to be judged).
     assert!(full.stop());
     let report = gc(&hold);
-    assert!(report.contains("(1 unverified, kept)"), "{report}");
+    assert!(
+        report.contains("unverified, kept)") && !report.contains("(0 unverified"),
+        "{report}"
+    );
     assert!(report.contains("released 0 blobs"), "{report}");
     for digest in blobs(&b) {
         assert!(s3.keys().contains(&key(&digest)), "b's {digest} collected");

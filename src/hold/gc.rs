@@ -6,15 +6,20 @@
 //! deleted). `notifyManifest` then writes a layer record per blob naming the manifest record
 //! (`at://<user>/io.atcr.manifest/<rkey>`) that uses it. A collection of the hold:
 //!
-//! 1. reads the layer records and, for each manifest whose records are all older than the grace,
-//!    asks the manifest owner's PDS (from their DID document) whether the manifest record still
-//!    exists. Only a definite `RecordNotFound` counts as gone; a PDS that is down, slow or says
+//! 1. reads the layer records and, for each manifest whose records are all older than the grace
+//!    (and [`NOTICE_FLOOR_SECS`] at least), asks the manifest owner's PDS (from their DID
+//!    document) whether the manifest record still exists, first under the key atcr derives,
+//!    then, when that is missing, among all the owner's manifest records by repository and
+//!    digest (another registry may key them otherwise). Only a definite `RecordNotFound` and a
+//!    complete listing without it count as gone; a PDS that is down, slow or says
 //!    anything else keeps the records (counted as unverified). The records of a gone manifest
 //!    are deleted, each delete naming the CID judged, so a `notifyManifest` that rewrote one in
 //!    the meantime (a push of the same manifest again) makes the delete fail and keeps it;
 //! 2. under the lock `notifyManifest` holds while it vouches, reads the layer records again and
 //!    releases (removes from the hold's blob table) the uploaded blobs older than the grace that
-//!    no layer record names and no record of the hold's repository references. The release
+//!    no layer record names and no record of the hold's repository references. Only uploads
+//!    recorded since the hold first started with this collection are released: older ones may
+//!    be of pushes whose registry never notified (kept, not collected). The release
 //!    re-checks each row in its write transaction: a blob uploaded again since keeps its row;
 //! 3. leaves the objects to the blob collector: unknown to the PDS now, they are leftovers it
 //!    takes up after the grace and deletes in a later run through its claims and pins, which
@@ -30,7 +35,7 @@ use std::collections::{HashMap, HashSet};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use super::layers::{LAYER, Layer};
+use super::layers::{LAYER, Layer, MANIFEST};
 use super::{Hold, HoldError, nsid, uploads::raw_cid};
 use crate::atproto::{Did, RecordKey};
 use crate::blobstore::Digest;
@@ -47,6 +52,19 @@ const BLOB_PAGE: usize = 1000;
 const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Largest `getRecord` answer read (the answer is only looked at for its error name).
 const MAX_ANSWER_BYTES: usize = 1 << 20;
+/// Manifest records asked for per `listRecords` page, most pages read for one owner, and the
+/// largest page read: an owner with more manifests than that is not judged (kept).
+const LIST_PAGE: usize = 100;
+const MAX_LIST_PAGES: usize = 50;
+const MAX_LIST_BYTES: usize = 16 << 20;
+/// Layer records younger than this are never judged, whatever the grace: the registry that
+/// asked for them commits its manifest record only after their answer (and gives up when
+/// [`super::remote::PUBLISH_WITHIN`] has passed), so a record judged before then could
+/// be of a manifest about to exist.
+pub const NOTICE_FLOOR_SECS: u64 = 60;
+/// The store's meta entry: the time the hold first collected. Uploads recorded before it, by a
+/// version whose registries did not notify, are never released (see step 2).
+const RELEASE_SINCE: &str = "hold_release_since";
 
 /// What a collection of the hold did (dry: would do).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -78,7 +96,12 @@ struct Group {
     owner: String,
     newest: u64,
     records: Vec<(String, crate::atproto::Cid)>,
+    /// The manifest's repository and digest, when the records say them.
+    manifest: Option<(String, String)>,
 }
+
+/// The manifests (repository, digest) of an owner's repository, or why they could not be read.
+type Manifests = Result<HashSet<(String, String)>, String>;
 
 impl Hold {
     /// Runs the hold's share of a collection at `now` (seconds) with `grace` (see the module).
@@ -96,10 +119,14 @@ impl Hold {
             // A record whose time cannot be read counts as written now: kept.
             g.newest = g.newest.max(l.created.unwrap_or(now));
             g.records.push((l.rkey, l.cid));
+            if let (Some(r), Some(d)) = (l.repository, l.manifest_digest) {
+                g.manifest = Some((r, d));
+            }
         })?;
+        let judged_after = grace.max(NOTICE_FLOOR_SECS);
         let stale: Vec<(String, Group)> = groups
             .into_iter()
-            .filter(|(_, g)| now.saturating_sub(g.newest) >= grace)
+            .filter(|(_, g)| now.saturating_sub(g.newest) >= judged_after)
             .collect();
         report.manifests_checked = stale.len() as u64;
         let answers: Vec<(Presence, Group)> = futures_util::stream::iter(stale)
@@ -107,6 +134,7 @@ impl Hold {
             .buffer_unordered(LOOKUPS_AT_ONCE)
             .collect()
             .await;
+        let answers = self.confirm_gone(answers).await;
         let mut doomed = Vec::new();
         for (presence, group) in answers {
             match presence {
@@ -187,6 +215,122 @@ impl Hold {
         }
     }
 
+    /// Notes, once, the time from which uploads may be released: those of an earlier version,
+    /// whose registries may never have notified, are kept for good (see step 2).
+    pub(super) fn note_release_start(&self) -> Result<(), HoldError> {
+        let now = crate::pds::accounts::now_secs();
+        self.pds.store().meta_or_insert(RELEASE_SINCE, now, false)?;
+        Ok(())
+    }
+
+    /// Confirms each `Gone` answer with the owner's whole manifest collection: the record may
+    /// live under another key than the one atcr derives (a registry of another make, e.g.
+    /// `ATCR`'s Go `AppView`, keys its records its own way). Gone only when no manifest record of
+    /// the owner has the repository and digest; unknown when the records do not say them or
+    /// the collection cannot be read in full. Each owner's collection is read once.
+    async fn confirm_gone(&self, answers: Vec<(Presence, Group)>) -> Vec<(Presence, Group)> {
+        let owners: HashSet<String> = answers
+            .iter()
+            .filter(|(p, g)| *p == Presence::Gone && g.manifest.is_some())
+            .map(|(_, g)| g.owner.clone())
+            .collect();
+        let listed: HashMap<String, Manifests> = futures_util::stream::iter(owners)
+            .map(|owner| async move {
+                let manifests = self.manifests_of(&owner).await;
+                (owner, manifests)
+            })
+            .buffer_unordered(LOOKUPS_AT_ONCE)
+            .collect()
+            .await;
+        answers
+            .into_iter()
+            .map(|(presence, group)| {
+                if presence != Presence::Gone {
+                    return (presence, group);
+                }
+                let presence = match (&group.manifest, listed.get(&group.owner)) {
+                    (Some(m), Some(Ok(all))) if all.contains(m) => Presence::Kept,
+                    (Some(_), Some(Ok(_))) => Presence::Gone,
+                    (Some(_), Some(Err(e))) => Presence::Unknown(e.clone()),
+                    _ => Presence::Unknown(
+                        "its layer records, from an earlier version, name no manifest digest"
+                            .to_owned(),
+                    ),
+                };
+                (presence, group)
+            })
+            .collect()
+    }
+
+    /// The manifests of `owner`'s repository: read here when it is one of this node's, else
+    /// listed from the PDS their DID document names, at most [`MAX_LIST_PAGES`] pages.
+    async fn manifests_of(&self, owner: &str) -> Manifests {
+        let did: Did = owner.parse().map_err(|_| format!("{owner} is not a DID"))?;
+        let mut out = HashSet::new();
+        let mut add = |value: &serde_json::Value| {
+            if let (Some(r), Some(d)) = (value["repository"].as_str(), value["digest"].as_str()) {
+                out.insert((r.to_owned(), d.to_owned()));
+            }
+        };
+        let store = self.pds.store();
+        if store.head(&did).map_err(|e| e.to_string())?.is_some() {
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = store
+                    .list_records(&did, MANIFEST, cursor.as_deref(), BLOB_PAGE, false)
+                    .map_err(|e| e.to_string())?;
+                for (_, cid) in &page {
+                    add(&self.record_json(cid).map_err(|e| e.to_string())?);
+                }
+                if page.len() < BLOB_PAGE {
+                    return Ok(out);
+                }
+                cursor = page.last().map(|(k, _)| k.clone());
+            }
+        }
+        let endpoint = self.resolver.pds_endpoint(&self.pds, &did).await?;
+        let target = Target::parse(&endpoint, false).map_err(|e| format!("{endpoint}: {e:#}"))?;
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let query = {
+                let mut query = form_urlencoded::Serializer::new(String::new());
+                query
+                    .append_pair("repo", did.as_str())
+                    .append_pair("collection", MANIFEST)
+                    .append_pair("limit", &LIST_PAGE.to_string());
+                if let Some(c) = &cursor {
+                    query.append_pair("cursor", c);
+                }
+                query.finish()
+            };
+            let path = format!("/xrpc/com.atproto.repo.listRecords?{query}");
+            let answer = match get_json(&target, &path, MAX_LIST_BYTES, LOOKUP_TIMEOUT).await {
+                Ok((200, answer)) => answer,
+                Ok((status, answer)) => {
+                    return Err(format!(
+                        "{endpoint} answered {status} {} to listRecords",
+                        answer["error"].as_str().unwrap_or("")
+                    ));
+                }
+                Err(e) => return Err(format!("{endpoint}: {e:#}")),
+            };
+            let records = answer["records"].as_array().map_or(&[][..], Vec::as_slice);
+            for record in records {
+                add(&record["value"]);
+            }
+            match answer["cursor"].as_str() {
+                Some(c) if !records.is_empty() && cursor.as_deref() != Some(c) => {
+                    cursor = Some(c.to_owned());
+                }
+                _ => return Ok(out),
+            }
+        }
+        Err(format!(
+            "{owner} has more than {} manifests",
+            LIST_PAGE * MAX_LIST_PAGES
+        ))
+    }
+
     /// Deletes layer records, each only if it is still the record judged; returns how many
     /// went. A batch that fails because one changed is done one record at a time.
     async fn delete_layers(
@@ -241,6 +385,8 @@ impl Hold {
     ) -> Result<(), HoldError> {
         let node = self.pds.node_did.clone();
         let store = self.pds.store().clone();
+        // Noted when the hold first starts (`Hold::note_release_start`); if not, nothing is.
+        let since = store.meta_or_insert(RELEASE_SINCE, now.saturating_add(1), true)?;
         let mut old = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -251,6 +397,7 @@ impl Hold {
                 };
                 if let Some(meta) = store.blob_meta(&node, &cid)?
                     && now.saturating_sub(meta.created) >= grace
+                    && meta.created >= since
                 {
                     old.push((cid, meta.created, meta.size));
                 }

@@ -27,7 +27,7 @@ use crate::pds::xrpc::{Call, XrpcError, ok_json};
 /// The layer records' collection.
 pub const LAYER: &str = "io.atcr.hold.layer";
 /// The collection of the manifest records layer records name.
-const MANIFEST: &str = "io.atcr.manifest";
+pub(super) const MANIFEST: &str = "io.atcr.manifest";
 /// Most blobs (config and layers) one `notifyManifest` may name.
 pub const MAX_BLOBS: usize = 1000;
 /// Blobs looked up in the store at once.
@@ -74,6 +74,10 @@ pub(super) struct Layer {
     pub(super) digest: String,
     pub(super) size: u64,
     pub(super) manifest: String,
+    /// The manifest's repository and digest, which records written by this hold carry beside
+    /// the lexicon's fields (the URI's key alone does not say them; see `gc`).
+    pub(super) repository: Option<String>,
+    pub(super) manifest_digest: Option<String>,
     pub(super) user: String,
     /// `createdAt` in seconds since the epoch (`None`: unreadable).
     pub(super) created: Option<u64>,
@@ -91,6 +95,8 @@ impl Layer {
             digest: text("digest")?,
             size: record.get("size")?.as_u64()?,
             manifest: text("manifest")?,
+            repository: text("repository"),
+            manifest_digest: text("manifestDigest"),
             user: text("userDid")?,
             created,
         })
@@ -218,21 +224,26 @@ impl Hold {
                 "statsUpdated": false,
             }));
         }
-        let created = self.vouch(&notice).await?;
+        let (created, not_held) = self.vouch(&notice).await?;
+        // Beside the lexicon's output: the blobs named that this hold does not store at the
+        // size named (no layer record vouches for them). A registry must not publish a manifest
+        // naming them here (atcr's fails the push with `MANIFEST_BLOB_UNKNOWN`).
+        let not_held: Vec<&str> = not_held.iter().map(|b| b.digest.as_str()).collect();
         ok_json(&json!({
             "success": true,
             "operation": "push",
             "statsUpdated": false,
             "layersCreated": created,
             "postCreated": false,
+            "blobsNotHeld": not_held,
         }))
     }
 
     /// Writes, in one commit of the node's repository, the layer records of the notice's stored
-    /// blobs; returns how many were new. Records that exist are written again (a fresh
+    /// blobs; returns how many were new, and the blobs of the notice it does not store. Records that exist are written again (a fresh
     /// `createdAt`, a new CID): a collection that judged them stale before this notice then
     /// fails to delete them (its deletes name the CIDs it judged), and their grace starts anew.
-    async fn vouch(&self, notice: &Notice) -> Result<usize, XrpcError> {
+    async fn vouch<'a>(&self, notice: &'a Notice) -> Result<(usize, Vec<&'a BlobInfo>), XrpcError> {
         let uri = notice.manifest_uri();
         // Pinned from the look at storage to the records: the blob collector's sweep cannot
         // delete one of these objects in between (see `crate::blobstore::pins`).
@@ -273,6 +284,8 @@ impl Hold {
                     "size": blob.size,
                     "mediaType": blob.media_type,
                     "manifest": uri,
+                    "repository": notice.repository,
+                    "manifestDigest": notice.manifest.as_str(),
                     "userDid": notice.user.as_str(),
                     "createdAt": now.as_str(),
                 });
@@ -300,13 +313,18 @@ impl Hold {
                     Ok(_) => {}
                 }
             }
+            let not_held: Vec<&BlobInfo> = notice
+                .blobs
+                .iter()
+                .filter(|b| !stored.iter().any(|s| s.digest == b.digest))
+                .collect();
             tracing::info!(
                 manifest = %uri,
                 created,
-                skipped = notice.blobs.len() - stored.len(),
+                not_held = not_held.len(),
                 "hold layer records written"
             );
-            return Ok(created);
+            return Ok((created, not_held));
         }
     }
 

@@ -193,8 +193,10 @@ impl Hold {
     }
 
     /// Writes the captain record on first start (owner: the node, public, no open
-    /// registration); returns the record as it is.
+    /// registration), and notes when the collection's releases begin; returns the record as
+    /// it is.
     pub async fn ensure_captain(&self) -> Result<Captain, HoldError> {
+        self.note_release_start()?;
         if let Some(c) = self.snapshot()?.captain.clone() {
             return Ok(c);
         }

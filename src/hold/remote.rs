@@ -38,6 +38,10 @@ pub const UPLOAD_PART: &str = "io.atcr.hold.uploadPart";
 pub const COMPLETE_UPLOAD: &str = "io.atcr.hold.completeUpload";
 pub const ABORT_UPLOAD: &str = "io.atcr.hold.abortUpload";
 pub const GET_BLOB: &str = "com.atproto.sync.getBlob";
+/// How long after a hold's answer to `notifyManifest` the registry may still commit the
+/// manifest record; later, the push fails (the hold judges layer records only once they are
+/// older than the hold collection's `NOTICE_FLOOR_SECS`, twice this).
+pub const PUBLISH_WITHIN: Duration = Duration::from_secs(30);
 pub const NOTIFY_MANIFEST: &str = "io.atcr.hold.notifyManifest";
 
 #[derive(Debug, thiserror::Error)]
@@ -348,13 +352,14 @@ impl RemoteHold {
     }
 
     /// Tells the hold that `pushed` was published (`notifyManifest`, operation `push`), acting
-    /// for its owner, so the hold writes its layer records; returns `layersCreated`. Bounded by
+    /// for its owner, so the hold writes its layer records; returns the blobs the hold says it
+    /// does not store (atcr holds name them; other holds say nothing, read as none). Bounded by
     /// 10 s (`NOTIFY_TIMEOUT`).
     pub async fn notify_push(
         &self,
         mint: Minter<'_>,
         pushed: &PushedManifest<'_>,
-    ) -> Result<u64, RemoteError> {
+    ) -> Result<Vec<Digest>, RemoteError> {
         let mut manifest = json!({
             "mediaType": pushed.media_type,
             "layers": pushed.layers.iter().map(blob_json).collect::<Vec<_>>(),
@@ -375,10 +380,21 @@ impl RemoteHold {
         let answer = self
             .procedure_within(mint, NOTIFY_MANIFEST, &input, NOTIFY_TIMEOUT)
             .await?;
-        Ok(answer
-            .get("layersCreated")
-            .and_then(Value::as_u64)
-            .unwrap_or(0))
+        let named = |d: &Digest| {
+            pushed
+                .config
+                .iter()
+                .chain(&pushed.layers)
+                .any(|b| b.digest == d)
+        };
+        let mut not_held = Vec::new();
+        for v in answer["blobsNotHeld"].as_array().into_iter().flatten() {
+            match v.as_str().map(str::parse::<Digest>) {
+                Some(Ok(d)) if named(&d) => not_held.push(d),
+                _ => return Err(self.protocol("blobsNotHeld names a blob the manifest does not")),
+            }
+        }
+        Ok(not_held)
     }
 
     /// Asks the hold for a blob, acting for `reader` when there is one (`None`: anonymous, for

@@ -278,3 +278,155 @@ async fn the_snapshot_follows_the_repository() {
         .unwrap();
     assert!(hold.allows(Some(&bob), Permission::CrewAdmin).unwrap());
 }
+
+/// Writes `records` (collection, key, JSON) to `did`'s repository, checking only the data model.
+async fn put_records(
+    hold: &Hold,
+    did: &Did,
+    records: &[(&'static str, String, serde_json::Value)],
+) {
+    let writes = records
+        .iter()
+        .map(|(collection, key, value)| WriteOp::Create {
+            collection: nsid(collection),
+            rkey: Some(key.parse().unwrap()),
+            value: json_value(value).unwrap(),
+        })
+        .collect();
+    hold.pds
+        .repos
+        .apply_writes(did, writes, None, crate::pds::repo::Validation::Skip)
+        .await
+        .unwrap();
+}
+
+/// A layer record of `owner`'s manifest `digest` in repository `app`, written at `at`.
+fn layer_of(owner: &Did, digest: &str, blob: &str, at: &str) -> serde_json::Value {
+    let key = crate::atproto::atcr::manifest_rkey("app", digest);
+    serde_json::json!({
+        "$type": layers::LAYER,
+        "digest": blob,
+        "size": 1,
+        "mediaType": "application/octet-stream",
+        "manifest": format!("at://{owner}/io.atcr.manifest/{key}"),
+        "repository": "app",
+        "manifestDigest": digest,
+        "userDid": owner.as_str(),
+        "createdAt": at,
+    })
+}
+
+#[tokio::test]
+async fn collection_judges_only_manifests_gone_under_any_key_and_old_enough() {
+    let (_dir, hold) = hold().await;
+    hold.ensure_captain().await.unwrap();
+    let alice = hold
+        .pds
+        .create_account("alice", "alice-pw!", false)
+        .await
+        .unwrap()
+        .did;
+    let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+    let (kept, gone, young) = (digest('a'), digest('b'), digest('c'));
+    // `kept`'s manifest record exists under a key of another registry's making (the digest's
+    // hex), not the one atcr derives; `gone`'s and `young`'s exist nowhere.
+    put_records(
+        &hold,
+        &alice,
+        &[(
+            "io.atcr.manifest",
+            kept["sha256:".len()..].to_owned(),
+            serde_json::json!({
+                "$type": "io.atcr.manifest",
+                "repository": "app",
+                "digest": kept,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "schemaVersion": 2,
+                "createdAt": "2020-01-01T00:00:00Z",
+            }),
+        )],
+    )
+    .await;
+    let old = "2020-01-01T00:00:00Z";
+    let now = Datetime::now();
+    let blob = digest('d');
+    let node = hold.pds.node_did.clone();
+    put_records(
+        &hold,
+        &node,
+        &[
+            (
+                layers::LAYER,
+                "3kaaaaaaaaaa2".into(),
+                layer_of(&alice, &kept, &blob, old),
+            ),
+            (
+                layers::LAYER,
+                "3kaaaaaaaaab2".into(),
+                layer_of(&alice, &gone, &blob, old),
+            ),
+            // Written a moment ago: the registry may be about to commit it, whatever the grace.
+            (
+                layers::LAYER,
+                "3kaaaaaaaaac2".into(),
+                layer_of(&alice, &young, &blob, now.as_str()),
+            ),
+        ],
+    )
+    .await;
+    let report = hold
+        .collect(crate::pds::accounts::now_secs(), 0, false)
+        .await
+        .unwrap();
+    assert_eq!(report.manifests_checked, 2, "{report:?}");
+    assert_eq!(report.manifests_gone, 1, "{report:?}");
+    assert_eq!(report.layers_removed, 1, "{report:?}");
+    let mut left = Vec::new();
+    hold.each_layer(|l| left.push(l.manifest_digest.unwrap()))
+        .unwrap();
+    left.sort();
+    assert_eq!(left, vec![kept, young]);
+}
+
+#[tokio::test]
+async fn uploads_recorded_before_the_hold_first_collected_are_never_released() {
+    let (_dir, hold) = hold().await;
+    let store = hold.pds.store().clone();
+    let node = hold.pds.node_did.clone();
+    let meta = |created| crate::pds::store::BlobMeta {
+        mime_type: "application/octet-stream".into(),
+        size: 5,
+        created,
+    };
+    let cid = |c: char| {
+        uploads::raw_cid(
+            &format!("sha256:{}", c.to_string().repeat(64))
+                .parse()
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    // Uploaded by an earlier version, before this one first started the hold.
+    store
+        .put_blob_meta(&node, cid('a'), meta(1_000))
+        .await
+        .unwrap();
+    hold.ensure_captain().await.unwrap();
+    let now = crate::pds::accounts::now_secs();
+    store
+        .put_blob_meta(&node, cid('b'), meta(now))
+        .await
+        .unwrap();
+    let report = hold.collect(now, 0, false).await.unwrap();
+    assert_eq!(
+        (report.blobs_released, report.bytes_released),
+        (1, 5),
+        "{report:?}"
+    );
+    assert!(store.blob_meta(&node, &cid('a')).unwrap().is_some());
+    assert!(store.blob_meta(&node, &cid('b')).unwrap().is_none());
+    // Starting again moves nothing: the first start stands.
+    hold.ensure_captain().await.unwrap();
+    assert_eq!(hold.collect(now, 0, false).await.unwrap().blobs_released, 0);
+    assert!(store.blob_meta(&node, &cid('a')).unwrap().is_some());
+}

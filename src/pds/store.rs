@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use redb::{Database, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::atproto::{Cid, Did, Tid};
@@ -329,6 +329,30 @@ impl PdsStore {
                     .map_err(|e| StoreError::Corrupt(e.to_string()))
             })
             .transpose()
+    }
+
+    /// The number kept under `name` in the store's meta table, first set to `value` if none
+    /// is (`dry`: not set, `value` answered).
+    pub fn meta_or_insert(&self, name: &str, value: u64, dry: bool) -> Result<u64, StoreError> {
+        if let Some(v) = self.db.begin_read()?.open_table(META)?.get(name)? {
+            return Ok(v.value());
+        }
+        if dry {
+            return Ok(value);
+        }
+        let tx = self.db.begin_write()?;
+        let kept = {
+            let mut meta = tx.open_table(META)?;
+            let existing = meta.get(name)?.map(|v| v.value());
+            if let Some(v) = existing {
+                v
+            } else {
+                meta.insert(name, value)?;
+                value
+            }
+        };
+        tx.commit()?;
+        Ok(kept)
     }
 
     /// Records of one collection in rkey order (or reversed), after `cursor` (exclusive).

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use http::header::{CONTENT_TYPE, RANGE};
 use http::{Request, Response, StatusCode};
+use serde_json::json;
 
 use super::{DOCKER_CONTENT_DIGEST, Registry, Repo, finish, located, response};
 use crate::atproto::Did;
@@ -199,50 +200,79 @@ impl Registry {
         let _ = self.blobs.cancel(id).await;
     }
 
-    /// Tells `hold`, when it is a hold on another machine, that a manifest using its blobs
-    /// (`blobs`, config first when the manifest has one) is being published, so it writes its
-    /// layer records, which keep the blobs from its collection. Before the manifest is
-    /// committed: a hold that does not answer or refuses fails the push.
-    pub(super) async fn notify_hold(
+    /// Tells each hold on another machine that keeps some of `blobs` (config first when the
+    /// manifest has one) that a manifest using them is being published, naming the blobs it
+    /// keeps, so it writes its layer records, which keep them from its collection. Before the
+    /// manifest is committed: a hold that does not answer or refuses fails the push, and so does
+    /// one that says it does not store a blob the index has it keep (the index is stale; the
+    /// client pushes the blob again).
+    pub(super) async fn notify_holds(
         &self,
-        hold: &Did,
         name: &Repo,
         digest: &Digest,
         tag: Option<&Tag>,
         manifest: &Manifest,
         blobs: &[Descriptor],
     ) -> Result<(), OciError> {
-        let Some(remote) = self.holds.get().and_then(|h| h.trusted.get(hold)) else {
+        let Some(holds) = self.holds.get() else {
             return Ok(());
         };
-        let config = manifest.config().map(|c| &c.digest);
-        let pushed = PushedManifest {
-            repository: &name.loc.path,
-            owner: &name.loc.owner,
-            digest,
-            media_type: &manifest.media_type,
-            tag: tag.map(Tag::as_str),
-            config: blobs
-                .iter()
-                .find(|b| Some(&b.digest) == config)
-                .map(blob_info),
-            layers: blobs
-                .iter()
-                .filter(|b| Some(&b.digest) != config)
-                .map(blob_info)
-                .collect(),
-        };
-        let mint = self.mint(&name.loc.owner);
-        match remote.notify_push(&mint, &pushed).await {
-            Ok(created) => {
-                tracing::debug!(repo = %name, %digest, hold = %hold, created, "hold notified");
-                Ok(())
-            }
-            Err(e) => {
-                tracing::warn!(repo = %name, %digest, error = %e, "hold not notified: push refused");
-                Err(e.into())
+        let mut by_hold: Vec<(Arc<RemoteHold>, Vec<&Descriptor>)> = Vec::new();
+        for blob in blobs {
+            let Some(did) = self.index.held_at(&blob.digest)? else {
+                continue;
+            };
+            let Some(remote) = holds.trusted.get(&did) else {
+                continue;
+            };
+            match by_hold.iter_mut().find(|(h, _)| h.did == remote.did) {
+                Some((_, kept)) => kept.push(blob),
+                None => by_hold.push((remote, vec![blob])),
             }
         }
+        let config = manifest.config().map(|c| &c.digest);
+        for (remote, kept) in by_hold {
+            let pushed = PushedManifest {
+                repository: &name.loc.path,
+                owner: &name.loc.owner,
+                digest,
+                media_type: &manifest.media_type,
+                tag: tag.map(Tag::as_str),
+                config: kept
+                    .iter()
+                    .find(|b| Some(&b.digest) == config)
+                    .map(|b| blob_info(b)),
+                layers: kept
+                    .iter()
+                    .filter(|b| Some(&b.digest) != config)
+                    .map(|b| blob_info(b))
+                    .collect(),
+            };
+            let mint = self.mint(&name.loc.owner);
+            let not_held = match remote.notify_push(&mint, &pushed).await {
+                Ok(not_held) => not_held,
+                Err(e) => {
+                    tracing::warn!(repo = %name, %digest, error = %e, "hold not notified: push refused");
+                    return Err(e.into());
+                }
+            };
+            if let Some(missing) = not_held.first() {
+                for d in &not_held {
+                    let (repo, d, hold) = (name.key().clone(), d.clone(), remote.did.clone());
+                    self.index
+                        .write(move |ix| ix.forget_held_blob(&repo, &d, &hold))
+                        .await?;
+                }
+                tracing::warn!(repo = %name, %digest, hold = %remote.did, blob = %missing, "the hold does not store a blob the index says it keeps: push refused");
+                return Err(OciError::new(
+                    ErrorCode::ManifestBlobUnknown,
+                    "manifest references a blob its hold no longer stores; push the blob again",
+                )
+                .with_detail(json!({ "digest": missing.as_str(), "hold": remote.did.as_str() })));
+            }
+            tracing::debug!(repo = %name, %digest, hold = %remote.did, "hold notified");
+        }
+        Ok(())
     }
 
     async fn link_held(

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::{DOCKER_CONTENT_DIGEST, OCI_SUBJECT, Registry, Repo, finish, located, response};
 use crate::appview::Pushed;
 use crate::blobstore::{Algorithm, Digest};
+use crate::hold::remote::PUBLISH_WITHIN;
 use crate::http::body::{self, Body};
 use crate::oci::error::{ErrorCode, OciError};
 use crate::oci::manifest::{MAX_MANIFEST_BYTES, Manifest, accepts};
@@ -205,8 +206,16 @@ impl Registry {
         // The hold vouches for the blobs (layer records) before the manifest is committed: a
         // hold that cannot vouch fails the push, never leaving a manifest whose blobs its hold
         // would collect (see `crate::hold::gc`).
-        self.notify_hold(&hold, name, &digest, tag, &manifest, &blobs)
+        let notified = std::time::Instant::now();
+        self.notify_holds(name, &digest, tag, &manifest, &blobs)
             .await?;
+        if notified.elapsed() > PUBLISH_WITHIN {
+            // The holds' layer records may be judged before the manifest exists: not committed.
+            return Err(OciError::new(
+                ErrorCode::Unavailable,
+                "the manifest's holds answered too slowly; push the manifest again",
+            ));
+        }
         self.appview.publish(&name.loc, pushed, tag).await?;
         tracing::info!(repo = %name, digest = %digest, reference = %reference, "manifest pushed");
 

@@ -2,6 +2,8 @@
 //! the registry has sent a blob there; not derived (like the blob sizes beside it), so an index
 //! rebuild keeps it. The row goes with the blob's own when the collector removes it.
 
+use redb::ReadableTable;
+
 use super::{HELD, Index, IndexError, RepoKey};
 use crate::atproto::Did;
 use crate::blobstore::{Digest, UploadId};
@@ -30,6 +32,31 @@ impl Index {
         super::blobs::link_in(&tx, repo, digest, size, finished)?;
         tx.open_table(HELD)?
             .insert(digest.as_str(), hold.as_str())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets that `hold` keeps `digest` (it said it does not) and the blob's link to `repo`,
+    /// in one transaction: the client's next `HEAD` misses and it sends the blob again, to the
+    /// hold, instead of the registry trusting the stale row. Other repositories' links stay.
+    pub fn forget_held_blob(
+        &self,
+        repo: &RepoKey,
+        digest: &Digest,
+        hold: &Did,
+    ) -> Result<(), IndexError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut rows = tx.open_table(HELD)?;
+            let names_hold = rows
+                .get(digest.as_str())?
+                .is_some_and(|v| v.value() == hold.as_str());
+            if names_hold {
+                rows.remove(digest.as_str())?;
+            }
+            tx.open_table(super::REPO_BLOBS)?
+                .remove((repo.as_str(), digest.as_str()))?;
+        }
         tx.commit()?;
         Ok(())
     }
