@@ -31,6 +31,7 @@
 //! manifest still uses.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -374,6 +375,19 @@ impl Hold {
         Ok(removed)
     }
 
+    /// The blobs layer records name.
+    fn vouched_blobs(&self) -> Result<HashSet<crate::atproto::Cid>, HoldError> {
+        let mut vouched = HashSet::new();
+        self.each_layer(|l| {
+            if let Ok(d) = l.digest.parse::<Digest>()
+                && let Some(cid) = raw_cid(&d)
+            {
+                vouched.insert(cid);
+            }
+        })?;
+        Ok(vouched)
+    }
+
     /// Releases the uploaded blobs older than the grace that no layer record names (step 2 of
     /// the module).
     async fn release_unvouched(
@@ -410,15 +424,15 @@ impl Hold {
         if old.is_empty() {
             return Ok(());
         }
+        // Read outside the lock, so pushes are not held up by the read; read again under it
+        // only when a vouch ended meanwhile (one that ended before `seen` was read is in the
+        // first read, and none runs while the lock is held).
+        let seen = self.vouches.load(Ordering::SeqCst);
+        let mut vouched = self.vouched_blobs()?;
         let _turn = self.vouching.lock().await;
-        let mut vouched = HashSet::new();
-        self.each_layer(|l| {
-            if let Ok(d) = l.digest.parse::<Digest>()
-                && let Some(cid) = raw_cid(&d)
-            {
-                vouched.insert(cid);
-            }
-        })?;
+        if self.vouches.load(Ordering::SeqCst) != seen {
+            vouched = self.vouched_blobs()?;
+        }
         let sizes: HashMap<_, u64> = old.iter().map(|(c, _, s)| (*c, *s)).collect();
         let rows: Vec<_> = old
             .into_iter()

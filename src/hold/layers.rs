@@ -67,6 +67,15 @@ impl Notice {
     }
 }
 
+/// Adds one to its counter when dropped.
+struct Counted<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// A layer record as read back (fields only; records lacking one are skipped).
 pub(super) struct Layer {
     pub(super) rkey: String,
@@ -254,6 +263,9 @@ impl Hold {
             .pin(notice.blobs.iter().map(|b| b.digest.clone()))
             .await;
         let _turn = self.vouching.lock().await;
+        // Counted when this ends, the lock still held: a release that read the layer records
+        // before then reads them again (see `gc`).
+        let _count = Counted(&self.vouches);
         let stored = self.stored(&notice.blobs).await?;
         // A blob the collection released (no layer record named it for the grace) is the
         // hold's again: recorded in its blob table, the sweep leaves the object alone.
@@ -301,11 +313,14 @@ impl Hold {
                 .filter(|b| !existing.contains(b.digest.as_str()))
                 .count();
             if !writes.is_empty() {
-                // Built on the records as read: a write in between makes it read them again.
+                // Built on the records as read: a write in between (a collection's deletes, a
+                // crew change) makes it read them again, for a true count; the last attempt
+                // writes whatever came between, so the push never fails for a count.
+                let swap = (attempt < WRITE_ATTEMPTS).then_some(head.commit);
                 let applied = self
                     .pds
                     .repos
-                    .apply_writes(node, writes, Some(head.commit), Validation::Require)
+                    .apply_writes(node, writes, swap, Validation::Require)
                     .await;
                 match applied {
                     Err(RepoError::InvalidSwap(_)) if attempt < WRITE_ATTEMPTS => continue,

@@ -166,6 +166,9 @@ pub struct Hold {
     /// Taken by `notifyManifest` while it vouches for blobs and by the collection while it
     /// releases them, so each sees all of the other's layer records or none.
     vouching: tokio::sync::Mutex<()>,
+    /// Vouches ended (counted under `vouching`): a release reads the layer records outside
+    /// the lock, and again under it only when this moved meanwhile.
+    vouches: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Hold {
@@ -183,6 +186,7 @@ impl Hold {
             resolver: DidResolver::default(),
             uploads: uploads::Uploads::default(),
             vouching: tokio::sync::Mutex::new(()),
+            vouches: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
