@@ -8,6 +8,7 @@
 //! Imports `oci` (digests, upload ids), and `tls`/`http_client` for the S3 client's TLS; never
 //! the index, `appview`, `pds`, `config` or anything that serves HTTP.
 
+mod fs_write;
 mod fsck;
 mod list;
 mod migrate;
@@ -82,6 +83,9 @@ pub struct BlobStore {
     redirect_ttl: Option<std::time::Duration>,
     /// Requests' pins and the collector's claims on digests, shared by every clone.
     pins: std::sync::Arc<Pins>,
+    /// The directory of the filesystem backend, whose upload parts are written directly
+    /// (`fs_write.rs`); `None` for the others.
+    fs_root: Option<std::path::PathBuf>,
 }
 
 impl BlobStore {
@@ -95,6 +99,7 @@ impl BlobStore {
             multipart_chunk: None,
             redirect_ttl: None,
             pins: std::sync::Arc::default(),
+            fs_root: None,
         }
     }
 
@@ -107,12 +112,14 @@ impl BlobStore {
     /// A store in a local directory. Every object is written to a temporary file, synced and
     /// renamed into place, so a crash never leaves a partial object under its final name.
     pub fn filesystem(root: &Path) -> Result<BlobStore, BlobError> {
-        let root = root.to_string_lossy();
-        let atomic = format!("{}/.partial", root.trim_end_matches('/'));
+        let text = root.to_string_lossy();
+        let atomic = format!("{}/.partial", text.trim_end_matches('/'));
         let builder = opendal::services::Fs::default()
-            .root(&root)
+            .root(&text)
             .atomic_write_dir(&atomic);
-        Ok(BlobStore::new(Operator::new(builder)?))
+        let mut store = BlobStore::new(Operator::new(builder)?);
+        store.fs_root = Some(root.to_path_buf());
+        Ok(store)
     }
 
     /// A store held in memory (tests, and nodes that keep nothing).
@@ -137,7 +144,8 @@ impl BlobStore {
 
     /// Streams `body` into part number `part` of upload `id`, feeding every byte to `hasher`.
     /// Returns the number of bytes stored. A part that fails midway leaves nothing behind under
-    /// its name; writing the same part number again replaces it.
+    /// its name (and `hasher` in no state to go on from); writing the same part number again
+    /// replaces it.
     pub async fn append<S, E>(
         &self,
         id: UploadId,
@@ -149,6 +157,9 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
+        if let Some(root) = &self.fs_root {
+            return fs_write::write_part(root, &Self::part_key(id, part), body, hasher).await;
+        }
         let mut writer = self.writer(&Self::part_key(id, part)).await?;
         match copy_hashing(body, &mut writer, hasher).await {
             Ok(n) => {
