@@ -112,6 +112,9 @@ impl From<LoginError> for XrpcError {
                     e.to_string(),
                 )
             },
+            LoginError::Unavailable(why) => {
+                XrpcError::new(StatusCode::SERVICE_UNAVAILABLE, "UpstreamFailure", why)
+            }
             LoginError::Account(e) => e.into(),
             e @ LoginError::Task(_) => internal(&e),
         }
