@@ -187,19 +187,28 @@ pub async fn get_bytes(
 
 /// [`send_json`] bounded like [`get_json`]: for `POST`s to a stranger's server (a remote
 /// user's PDS), whose answer is at most `limit` bytes and which must answer within `timeout`.
+/// `body` `None` sends none.
 pub async fn post_json_bounded(
     target: &Target,
     path: &str,
-    body: &Value,
+    bearer: Option<&str>,
+    body: Option<&Value>,
     limit: usize,
     timeout: Duration,
 ) -> anyhow::Result<(u16, Value)> {
-    let req = http::Request::builder()
+    let mut req = http::Request::builder()
         .method(http::Method::POST)
         .uri(path)
-        .header(HOST, target.authority())
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))?;
+        .header(HOST, target.authority());
+    if let Some(t) = bearer {
+        req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some(body) => req
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))?,
+        None => req.body(Full::new(Bytes::new()))?,
+    };
     let (status, body) = send(target, None, req, limit, timeout).await?;
     Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
 }

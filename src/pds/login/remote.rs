@@ -29,7 +29,7 @@ use crate::pds::limiter::Subject;
 pub const REMEMBER: Duration = Duration::from_mins(5);
 /// Checked passwords remembered, at most.
 const CAPACITY: usize = 4096;
-/// How long the remote PDS may take to answer `createSession`.
+/// How long the remote PDS may take to answer `createSession` (and `deleteSession`).
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest `createSession` answer read (tokens and a DID document).
 const MAX_ANSWER_BYTES: usize = 64 << 10;
@@ -189,14 +189,33 @@ async fn create_session(endpoint: &str, did: &Did, password: &str) -> Result<(),
     let (status, answer) = post_json_bounded(
         &target,
         "/xrpc/com.atproto.server.createSession",
-        &json!({ "identifier": did.as_str(), "password": password }),
+        None,
+        Some(&json!({ "identifier": did.as_str(), "password": password })),
         MAX_ANSWER_BYTES,
         SESSION_TIMEOUT,
     )
     .await
     .map_err(|e| unavailable(format!("{e:#}")))?;
     match status {
-        200 if answer["did"].as_str() == Some(did.as_str()) => Ok(()),
+        200 if answer["did"].as_str() == Some(did.as_str()) => {
+            // The session was only a check: end it, so that logins every few minutes do not
+            // pile up sessions on the user's PDS. Its failure changes nothing here.
+            if let Some(refresh) = answer["refreshJwt"].as_str() {
+                let ended = post_json_bounded(
+                    &target,
+                    "/xrpc/com.atproto.server.deleteSession",
+                    Some(refresh),
+                    None,
+                    MAX_ANSWER_BYTES,
+                    SESSION_TIMEOUT,
+                )
+                .await;
+                if !matches!(ended, Ok((200, _))) {
+                    tracing::debug!(%did, ?ended, "the remote session was not ended");
+                }
+            }
+            Ok(())
+        }
         200 => Err(unavailable("it answered for another DID".into())),
         // AuthenticationRequired (a wrong password), AccountTakedown, AuthFactorTokenRequired.
         400 | 401 | 403 => {
