@@ -12,8 +12,8 @@ pub struct IdentityConfig {
     /// A PDS (`https://pds.lan`, `http://127.0.0.1:2583`) asked for the DID of every handle
     /// (`com.atproto.identity.resolveHandle`) instead of the handle's own host
     /// (`https://<handle>/.well-known/atproto-did`): for a LAN whose handles have no DNS, and for
-    /// tests. The DID document must still name the handle (`alsoKnownAs`). Unset: the handle's
-    /// host is asked.
+    /// tests. The DID document must still name the handle (`alsoKnownAs`). Unset: DNS (the
+    /// `_atproto.<handle>` TXT record) and then the handle's host are asked.
     pub handle_resolver: Option<String>,
     /// Host names whose `/.well-known/atproto-did`, and PDS endpoints, may be reached over plain
     /// HTTP (a LAN without certificates). Loopback names (`localhost`, `127.0.0.1`, `::1`) always

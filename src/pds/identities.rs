@@ -3,7 +3,8 @@
 //! `docs/federation.md`).
 //!
 //! A handle's DID comes from the configured resolver (`identity.handle_resolver`: a PDS asked
-//! `com.atproto.identity.resolveHandle`) or else from `https://<handle>/.well-known/atproto-did`;
+//! `com.atproto.identity.resolveHandle`) or else from DNS (the `_atproto.<handle>` TXT record,
+//! `dns.rs`) and then `https://<handle>/.well-known/atproto-did`;
 //! a DID's document from the built-in directory, the upstream PLC directory or the `did:web`
 //! host (as [`super::did_resolver`]). Every byte comes from strangers' servers: each fetch is
 //! bounded in time and size, at most [`FETCHES`] resolutions run at once, and answers (and
@@ -15,6 +16,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod dns;
 
 use super::Pds;
 use crate::atproto::{Did, Handle};
@@ -247,8 +250,8 @@ fn endpoint_in(settings: &IdentitySettings, doc: &Value) -> Result<String, Resol
     Ok(endpoint)
 }
 
-/// The DID of `handle`: a local account's, else the configured resolver's or the handle
-/// host's answer.
+/// The DID of `handle`: a local account's, else the configured resolver's, else its DNS TXT
+/// record's or its host's `/.well-known/atproto-did`.
 pub async fn handle_to_did(pds: &Pds, handle: &Handle) -> Result<Did, ResolveError> {
     let handle = handle.normalized();
     if let Some(did) = pds
@@ -258,9 +261,22 @@ pub async fn handle_to_did(pds: &Pds, handle: &Handle) -> Result<Did, ResolveErr
         return Ok(did);
     }
     let settings = &pds.settings.identity;
-    match &settings.handle_resolver {
-        Some(resolver) => ask_resolver(resolver, &handle).await,
-        None => well_known(settings, &handle).await,
+    if let Some(resolver) = &settings.handle_resolver {
+        return ask_resolver(resolver, &handle).await;
+    }
+    let dns = dns::txt_did(&handle).await;
+    if let Ok(Some(did)) = dns {
+        return Ok(did);
+    }
+    match well_known(settings, &handle).await {
+        // Neither says; one could not be asked: that is no answer.
+        Err(ResolveError::NotFound(why)) => match dns {
+            Err(ResolveError::Unavailable(dns)) => {
+                Err(ResolveError::Unavailable(format!("{dns}; {why}")))
+            }
+            _ => Err(ResolveError::NotFound(why)),
+        },
+        answer => answer,
     }
 }
 
