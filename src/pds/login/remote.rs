@@ -103,8 +103,9 @@ impl Logins {
             tracing::info!(%client, wait_secs = wait.as_secs(), "remote login refused: too many failures");
             return Err(LoginError::RateLimited(wait));
         }
+        let mut resolved = false;
         let result = self
-            .check_remote_counted(pds, &identifier, password, &mut subjects)
+            .check_remote_counted(pds, &identifier, password, &mut subjects, &mut resolved)
             .await;
         match &result {
             Ok(did) => {
@@ -114,9 +115,22 @@ impl Logins {
             Err(LoginError::Refused) => {
                 tracing::info!(%client, identifier = %identifier, "failed remote login");
             }
-            // Nothing was checked: the attempt does not count.
+            // Nothing was checked: the attempt does not count against the identity. It does
+            // against the client when the identity itself could not be resolved: whoever names
+            // unreachable hosts is held to the address's allowance.
             Err(e) => {
-                self.limiter().abandoned(&subjects);
+                let mut limiter = self.limiter();
+                if resolved || !matches!(e, LoginError::Unavailable(_)) {
+                    limiter.abandoned(&subjects);
+                } else {
+                    let identities: Vec<Subject> = subjects
+                        .iter()
+                        .filter(|s| matches!(s, Subject::Account(_)))
+                        .cloned()
+                        .collect();
+                    limiter.abandoned(&identities);
+                }
+                drop(limiter);
                 tracing::warn!(%client, identifier = %identifier, error = %e, "remote login not checked");
             }
         }
@@ -124,13 +138,14 @@ impl Logins {
     }
 
     /// [`Logins::check_remote`] once the attempt is counted against `subjects` (to which the
-    /// resolved DID is added).
+    /// resolved DID is added); `resolved` says whether the identity was.
     async fn check_remote_counted(
         &self,
         pds: &Pds,
         identifier: &str,
         password: &str,
         subjects: &mut Vec<Subject>,
+        resolved: &mut bool,
     ) -> Result<Did, LoginError> {
         let identity = match pds.identities.resolve(pds, identifier).await {
             Ok(identity) => identity,
@@ -141,6 +156,7 @@ impl Logins {
                 )));
             }
         };
+        *resolved = true;
         let did = identity.did;
         // A handle and its DID share one allowance.
         if did.as_str() != identifier {
@@ -246,6 +262,50 @@ mod tests {
         checked.remember(key, now);
         assert!(checked.holds(&key, now + REMEMBER / 2));
         assert!(!checked.holds(&key, now + REMEMBER));
+    }
+
+    /// Identities that cannot be resolved (their servers are unreachable) are answered as
+    /// unavailable, and count against the client address only: past its allowance it waits.
+    #[tokio::test]
+    async fn unresolvable_identities_count_against_the_client() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = crate::pds::PdsSettings::localhost(4000);
+        settings.identity.handle_resolver = Some(format!("http://127.0.0.1:{port}"));
+        let pds = Pds::open(
+            dir.path(),
+            settings,
+            crate::blobstore::BlobStore::memory().unwrap(),
+        )
+        .await
+        .unwrap();
+        let client = IpAddr::from([192, 0, 2, 1]);
+        let mut answers = Vec::new();
+        for i in 0..=crate::pds::limiter::CLIENT_FREE_FAILURES + 1 {
+            let name = format!("user{i}.example.com");
+            answers.push(pds.logins.check_remote(&pds, &name, "pw", client).await);
+        }
+        let (last, first) = answers.split_last().unwrap();
+        assert!(
+            first
+                .iter()
+                .all(|a| matches!(a, Err(LoginError::Unavailable(_)))),
+            "{first:?}"
+        );
+        assert!(matches!(last, Err(LoginError::RateLimited(_))), "{last:?}");
+        // Another client is not held up, and the identities themselves were not charged.
+        let other = IpAddr::from([192, 0, 2, 2]);
+        let again = pds
+            .logins
+            .check_remote(&pds, "user0.example.com", "pw", other)
+            .await;
+        assert!(
+            matches!(again, Err(LoginError::Unavailable(_))),
+            "{again:?}"
+        );
     }
 
     #[test]
