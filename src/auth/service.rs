@@ -272,12 +272,14 @@ impl TokenService {
 }
 
 /// A failed login as the token service answers it: 401, 429 with `Retry-After`, or 503 when a
-/// remote user's PDS could not be asked (their password may well be right).
+/// remote user's PDS could not be asked (their password may well be right). Why it could not is
+/// logged, not told: the servers are named by the caller, and their errors would map the
+/// node's network for a stranger.
 fn login_error(e: LoginError) -> OciError {
     match e {
-        LoginError::Unavailable(why) => OciError::new(
+        LoginError::Unavailable(_) => OciError::new(
             ErrorCode::Unavailable,
-            format!("cannot check the password now, try again later: {why}"),
+            "cannot check the password now: the PDS of that user (or the servers that resolve its identity) could not be reached; try again later",
         ),
         LoginError::Refused => {
             OciError::new(ErrorCode::Unauthorized, "incorrect username or password")
