@@ -171,6 +171,10 @@ fn users_of_another_pds_log_in_with_an_app_password_and_pull() {
     let (desc, _) = images::read_tag(&back, "pulled");
     assert_eq!(desc.digest, local.manifest.digest);
 
+    // A wrong app password is refused by the real client too.
+    let out = login(&carol, "wrong-password");
+    assert!(!out.status.success(), "{out:?}");
+
     // Their pushes are refused, with the reason.
     let push = c
         .skopeo_copy(
