@@ -151,7 +151,8 @@ pub async fn send_json(
         req = req.header(AUTHORIZATION, format!("Bearer {t}"));
     }
     let req = req.body(Full::new(Bytes::from(body.to_string())))?;
-    send(target, tls, req, usize::MAX, TIMEOUT).await
+    let (status, body) = send(target, tls, req, usize::MAX, TIMEOUT).await?;
+    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
 }
 
 /// `GET`s `path` on `target` with the system's CA certificates; returns the status and the
@@ -163,13 +164,53 @@ pub async fn get_json(
     limit: usize,
     timeout: Duration,
 ) -> anyhow::Result<(u16, Value)> {
+    let (status, body) = get_bytes(target, path, limit, timeout).await?;
+    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+}
+
+/// [`get_json`] for answers that are not JSON (`/.well-known/atproto-did` is plain text): the
+/// status and the raw answer, bounded by `limit` and `timeout` alike.
+pub async fn get_bytes(
+    target: &Target,
+    path: &str,
+    limit: usize,
+    timeout: Duration,
+) -> anyhow::Result<(u16, Bytes)> {
     let req = http::Request::builder()
         .method(http::Method::GET)
         .uri(path)
         .header(HOST, target.authority())
-        .header(http::header::ACCEPT, "application/json")
+        .header(http::header::ACCEPT, "application/json, text/plain")
         .body(Full::new(Bytes::new()))?;
     send(target, None, req, limit, timeout).await
+}
+
+/// [`send_json`] bounded like [`get_json`]: for `POST`s to a stranger's server (a remote
+/// user's PDS), whose answer is at most `limit` bytes and which must answer within `timeout`.
+/// `body` `None` sends none.
+pub async fn post_json_bounded(
+    target: &Target,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&Value>,
+    limit: usize,
+    timeout: Duration,
+) -> anyhow::Result<(u16, Value)> {
+    let mut req = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(path)
+        .header(HOST, target.authority());
+    if let Some(t) = bearer {
+        req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some(body) => req
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))?,
+        None => req.body(Full::new(Bytes::new()))?,
+    };
+    let (status, body) = send(target, None, req, limit, timeout).await?;
+    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
 }
 
 async fn send(
@@ -178,7 +219,7 @@ async fn send(
     req: http::Request<Full<Bytes>>,
     limit: usize,
     timeout: Duration,
-) -> anyhow::Result<(u16, Value)> {
+) -> anyhow::Result<(u16, Bytes)> {
     let exchange = async {
         let host = target.host.trim_matches(['[', ']']);
         let tcp = tokio::net::TcpStream::connect((host, target.port))
@@ -207,7 +248,7 @@ async fn exchange<S>(
     stream: S,
     req: http::Request<Full<Bytes>>,
     limit: usize,
-) -> anyhow::Result<(u16, Value)>
+) -> anyhow::Result<(u16, Bytes)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -221,8 +262,7 @@ where
         .map_err(|e| anyhow::anyhow!("reading the answer failed: {e}"))?
         .to_bytes();
     driver.abort();
-    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Ok((status, value))
+    Ok((status, body))
 }
 
 #[cfg(test)]

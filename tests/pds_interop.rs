@@ -11,29 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::Server;
+use common::interop::interop_dir;
 use serde_json::{Value, json};
 
-/// `tests/interop/`.
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
-}
-
-/// The Node.js 22 binary of `tests/interop/node/`, or `None` when the client tests are skipped.
+/// The Node.js 22 binary, or `None` when the client tests are skipped.
 fn node() -> Option<PathBuf> {
-    let dir = interop_dir();
-    let node = dir.join("node/bin/node");
-    let ready = node.is_file() && dir.join("node_modules/@atproto/api/package.json").is_file();
-    if ready {
-        return Some(node);
-    }
-    if std::env::var("ATCR_SKIP_CLIENT_TESTS").as_deref() == Ok("1") {
-        eprintln!("skipped: tests/interop is not set up (ATCR_SKIP_CLIENT_TESTS=1)");
-        return None;
-    }
-    panic!(
-        "the npm interop suite is not installed: run tests/interop/setup.sh \
-         (or set ATCR_SKIP_CLIENT_TESTS=1 to skip the client tests)"
-    );
+    common::interop::node("@atproto/api")
 }
 
 /// A running node with the accounts `alice` and `bob` (the node's `did:web:localhost%3APORT` and

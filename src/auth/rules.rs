@@ -85,6 +85,19 @@ impl TokenService {
         let Some(who) = who else {
             return Ok(Some(format!("{doing} {name} needs a login")));
         };
+        if let Some(caller) = caller
+            && self
+                .appview
+                .pds()
+                .accounts
+                .get(caller)
+                .map_err(|e| OciError::internal(&e))?
+                .is_none()
+        {
+            return Ok(Some(format!(
+                "{who} may not {verb} {name}: pushes and deletes by users of other PDSes are not supported yet"
+            )));
+        }
         let owner = name
             .parse::<RepoName>()
             .ok()

@@ -1,7 +1,8 @@
 //! `/auth/token`: the Docker token service.
 //!
 //! `GET /auth/token?service=…&scope=…` with optional Basic credentials (a local user's short
-//! name, handle or DID, and the account password or an app password), or the `OAuth2` form
+//! name, handle or DID, and the account password or an app password; or a user of another PDS's
+//! handle or DID and an app password of that PDS, checked there), or the `OAuth2` form
 //! `POST /auth/token` (`grant_type=password`). Each requested scope is granted as far as the
 //! rules allow — pull: whoever may read the hold; push and delete: the namespace owner, if they
 //! may write to the hold (`rules.rs`) — and the answer is a token with what was granted
@@ -191,6 +192,14 @@ impl TokenService {
             }
             None => None,
         };
+        if key.is_none() && self.is_remote(user) {
+            let pds = self.appview.pds();
+            return pds
+                .logins
+                .check_remote(pds, user, password, client)
+                .await
+                .map_err(login_error);
+        }
         let now = now_secs();
         if let Some((key, did)) = &key
             && self
@@ -222,6 +231,20 @@ impl TokenService {
         Ok(login.account.did)
     }
 
+    /// Whether `user` names a user of another PDS: a DID, or a handle outside the node's
+    /// handle domain, that is no account here. Other names are checked as local ones.
+    fn is_remote(&self, user: &str) -> bool {
+        let user = user.trim();
+        if user.parse::<Did>().is_ok() {
+            return true;
+        }
+        let domain = format!(".{}", self.appview.pds().settings.handle_domain);
+        user.parse::<crate::atproto::Handle>().is_ok()
+            && !user
+                .to_ascii_lowercase()
+                .ends_with(&domain.to_ascii_lowercase())
+    }
+
     /// How much of `scope` the caller gets (`None` for nothing), and why the rest is refused.
     fn grant(
         &self,
@@ -248,9 +271,16 @@ impl TokenService {
     }
 }
 
-/// A failed login as the token service answers it: 401, or 429 with `Retry-After`.
+/// A failed login as the token service answers it: 401, 429 with `Retry-After`, or 503 when a
+/// remote user's PDS could not be asked (their password may well be right). Why it could not is
+/// logged, not told: the servers are named by the caller, and their errors would map the
+/// node's network for a stranger.
 fn login_error(e: LoginError) -> OciError {
     match e {
+        LoginError::Unavailable(_) => OciError::new(
+            ErrorCode::Unavailable,
+            "cannot check the password now: the PDS of that user (or the servers that resolve its identity) could not be reached; try again later",
+        ),
         LoginError::Refused => {
             OciError::new(ErrorCode::Unauthorized, "incorrect username or password")
         }

@@ -118,6 +118,7 @@ fn every_key() -> BTreeMap<String, Value> {
     config.pds.public_host = Some(String::new());
     config.pds.scheme = Some(String::new());
     config.pds.plc_upstream = Some(String::new());
+    config.identity.handle_resolver = Some(String::new());
     config.accounts.admin_password_file = Some(PathBuf::new());
     config.server.metrics_token_file = Some(PathBuf::new());
     config.quota.default = Some(String::new());

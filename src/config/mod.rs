@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod holds;
+mod identity;
 mod layers;
 mod lifecycle;
 mod node;
@@ -20,6 +21,7 @@ mod size;
 mod storage;
 
 pub use holds::HoldsConfig;
+pub use identity::{DEFAULT_IDENTITY_CACHE_SECS, IdentityConfig};
 pub use layers::{Flag, Layered, Origin};
 pub use lifecycle::{
     DEFAULT_GC_GRACE_SECS, DEFAULT_GC_INTERVAL_SECS, GcConfig, QuotaConfig, RetentionConfig,
@@ -74,6 +76,8 @@ pub struct Config {
     pub pds: PdsConfig,
     /// Accounts created by the node itself.
     pub accounts: AccountsConfig,
+    /// Resolving users of other PDSes.
+    pub identity: IdentityConfig,
     /// Rules that remove old tags and untagged manifests.
     pub retention: RetentionConfig,
     /// How much each user may store.
@@ -97,6 +101,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             pds: PdsConfig::default(),
             accounts: AccountsConfig::default(),
+            identity: IdentityConfig::default(),
             retention: RetentionConfig::default(),
             quota: QuotaConfig::default(),
             holds: HoldsConfig::default(),
@@ -215,6 +220,7 @@ impl Config {
         self.storage.check()?;
         self.retention.check()?;
         self.quota.default_bytes()?;
+        self.identity.check()?;
         if self.uploads.expire_after_secs == 0 {
             return Err(ConfigError::Invalid(
                 "uploads.expire_after_secs must be greater than 0".into(),
@@ -372,6 +378,7 @@ impl Config {
                 send_timeout: std::time::Duration::from_secs(self.pds.firehose_send_timeout_secs),
             },
             plc_open_creation: self.pds.plc_open_creation,
+            identity: self.identity.settings(),
         }
     }
 

