@@ -30,6 +30,10 @@ pub struct Target {
     pub https: bool,
     pub host: String,
     pub port: u16,
+    /// Connect only if every address the host resolves to is public (not loopback, private,
+    /// link-local, …), and to those addresses: for servers a stranger names (see
+    /// [`Target::public_only`]).
+    pub public_only: bool,
 }
 
 impl Target {
@@ -54,7 +58,22 @@ impl Target {
         if host.is_empty() || host.contains('/') {
             bail!("give a host[:port], or a URL without a path: {s:?}");
         }
-        Ok(Target { https, host, port })
+        Ok(Target {
+            https,
+            host,
+            port,
+            public_only: false,
+        })
+    }
+
+    /// This target, reached only at public addresses: the host's addresses are resolved once,
+    /// the connection refused when any is not public, and made to the addresses checked (a
+    /// second lookup cannot swap in another). For servers named by a stranger (a DID document,
+    /// a handle), so that naming one cannot make the node reach the machine itself or its LAN.
+    #[must_use]
+    pub fn public_only(mut self) -> Target {
+        self.public_only = true;
+        self
     }
 
     /// `host[:port]`, the port left out when it is the scheme's default (how registries are
@@ -222,15 +241,25 @@ async fn send(
 ) -> anyhow::Result<(u16, Bytes)> {
     let exchange = async {
         let host = target.host.trim_matches(['[', ']']);
-        let tcp = tokio::net::TcpStream::connect((host, target.port))
-            .await
-            .with_context(|| format!("cannot connect to {}", target.authority()))?;
+        let tcp = if target.public_only {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, target.port))
+                .await
+                .with_context(|| format!("cannot resolve {host}"))?
+                .collect();
+            if let Some(inner) = addrs.iter().find(|a| !is_public(a.ip())) {
+                bail!("{host} resolves to {}, not a public address", inner.ip());
+            }
+            tokio::net::TcpStream::connect(&addrs[..]).await
+        } else {
+            tokio::net::TcpStream::connect((host, target.port)).await
+        }
+        .with_context(|| format!("cannot connect to {}", target.authority()))?;
         if !target.https {
             return exchange(tcp, req, limit).await;
         }
         let config = match tls {
             Some(config) => config.clone(),
-            None => Arc::new(tls_config(None)?),
+            None => system_tls()?,
         };
         let name = rustls::pki_types::ServerName::try_from(host.to_owned())?;
         let stream = tokio_rustls::TlsConnector::from(config)
@@ -242,6 +271,59 @@ async fn send(
     tokio::time::timeout(timeout, exchange)
         .await
         .with_context(|| format!("{} did not answer in time", target.authority()))?
+}
+
+/// The TLS configuration with the system's CA certificates, read once.
+fn system_tls() -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    static SYSTEM: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    if let Some(config) = SYSTEM.get() {
+        return Ok(config.clone());
+    }
+    let config = Arc::new(tls_config(None)?);
+    Ok(SYSTEM.get_or_init(|| config).clone())
+}
+
+/// Whether `ip` is an address of the public Internet: not loopback, unspecified, private
+/// (RFC 1918, unique local), shared (CGNAT), link-local (and cloud metadata), multicast,
+/// broadcast, documentation, benchmarking or reserved; IPv4 in IPv6 judged as IPv4.
+#[must_use]
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_unspecified()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (18..20).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            let nat64 = v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+            if nat64 {
+                let [.., a, b] = v6.segments();
+                let v4 = std::net::Ipv4Addr::from((u32::from(a) << 16) | u32::from(b));
+                return is_public(IpAddr::V4(v4));
+            }
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || (first == 0x2001 && v6.segments()[1] == 0x0db8))
+        }
+    }
 }
 
 async fn exchange<S>(
@@ -286,12 +368,70 @@ mod tests {
             Target {
                 https: true,
                 host: "plc.directory".into(),
-                port: 443
+                port: 443,
+                public_only: false,
             }
         );
         assert!(Target::parse("a/b", false).is_err());
         assert!(Target::parse("https://plc.example/sub", false).is_err());
         assert!(Target::parse("host:x", false).is_err());
+    }
+
+    #[test]
+    fn only_internet_addresses_are_public() {
+        for ip in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:1.1.1.1",
+            "64:ff9b::101:101",
+        ] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.2.1",
+            "198.18.0.1",
+            "240.0.0.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "ff02::1",
+            "2001:db8::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a00:1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    /// A target a stranger named is not reached on this machine, whatever the name.
+    #[tokio::test]
+    async fn public_only_targets_refuse_loopback() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        for host in ["127.0.0.1", "localhost"] {
+            let target = Target::parse(&format!("http://{host}:{port}"), false)
+                .unwrap()
+                .public_only();
+            let err = get_json(&target, "/", 1024, Duration::from_secs(2))
+                .await
+                .unwrap_err();
+            assert!(
+                format!("{err:#}").contains("not a public address"),
+                "{err:#}"
+            );
+        }
     }
 
     #[test]

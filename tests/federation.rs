@@ -129,6 +129,10 @@ fn users_of_another_pds_log_in_with_an_app_password_and_pull() {
     let srv = Server::start_with(&[
         ("ATCR_PDS_PLC_UPSTREAM", &plc),
         ("ATCR_IDENTITY_HANDLE_RESOLVER", &resolver),
+        // The reference PDS is on this machine (its documents name http://localhost:PORT):
+        // named here, or the node would refuse it, as it refuses anyone's DID document naming
+        // a loopback or private address.
+        ("ATCR_IDENTITY_LAN_HOSTS", "localhost,127.0.0.1"),
     ]);
     let (carol, carol_did, carol_pw) = remote.user(0);
     let (carol, carol_did, carol_pw) =

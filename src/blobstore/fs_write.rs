@@ -4,8 +4,10 @@
 //! one hand-off to the blocking pool. No thread is held while the client is slow to send.
 //!
 //! The layout and the guarantees are the `OpenDAL` filesystem service's, which reads these
-//! files back: the part is written under `.partial/`, synced, and renamed to its key, so a
-//! crash never leaves a partial file under the key, and a part that fails leaves nothing.
+//! files back: the part is written under `.partial/`, synced, and renamed to its key (and the
+//! key's directory synced), so a crash never leaves a partial file under the key, and a part
+//! that fails leaves nothing (but for an empty file under `.partial/`, removed at the next
+//! start, when the request is dropped while its file is being created).
 
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
@@ -108,9 +110,18 @@ where
             std::fs::create_dir_all(dir)?;
         }
         std::fs::rename(&path, &target)?;
+        sync_parent(&target)?;
         Ok(part)
     })
     .await
+}
+
+/// Syncs the directory that holds `path`, so a rename into it survives a power loss.
+pub(super) fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 /// Hashes and writes one batch in the blocking pool.
@@ -166,7 +177,7 @@ fn write_all_vectored(file: &mut File, batch: &[Bytes]) -> io::Result<()> {
 }
 
 /// An I/O error as the store reports it (a full disk is [`BlobError::StorageFull`]).
-fn io_failed(e: io::Error) -> BlobError {
+pub(super) fn io_failed(e: io::Error) -> BlobError {
     if e.kind() == io::ErrorKind::StorageFull {
         return BlobError::StorageFull;
     }

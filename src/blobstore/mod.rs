@@ -232,6 +232,8 @@ impl BlobStore {
                 writer.close().await?;
             }
         }
+        // The rename (or write) into place survives a power loss before the index names it.
+        self.sync_dir_of(&key).await?;
         self.cancel(id).await
     }
 
@@ -278,8 +280,23 @@ impl BlobStore {
         let key = Self::blob_key(digest);
         if !self.op.exists(&key).await? {
             self.op.write(&key, bytes).await?;
+            self.sync_dir_of(&key).await?;
         }
         Ok(())
+    }
+
+    /// On the filesystem backend, syncs the directory of `key`, so that an object renamed into
+    /// place survives a power loss before anything names it; elsewhere nothing.
+    async fn sync_dir_of(&self, key: &str) -> Result<(), BlobError> {
+        let Some(root) = &self.fs_root else {
+            return Ok(());
+        };
+        let path = root.join(key);
+        tokio::task::spawn_blocking(move || fs_write::sync_parent(&path))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|synced| synced)
+            .map_err(fs_write::io_failed)
     }
 
     /// Reads a small blob whole. When the size is known, [`BlobStore::read_range`] saves a stat.

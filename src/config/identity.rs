@@ -15,10 +15,11 @@ pub struct IdentityConfig {
     /// tests. The DID document must still name the handle (`alsoKnownAs`). Unset: DNS (the
     /// `_atproto.<handle>` TXT record) and then the handle's host are asked.
     pub handle_resolver: Option<String>,
-    /// Host names whose `/.well-known/atproto-did`, and PDS endpoints, may be reached over plain
-    /// HTTP (a LAN without certificates). Loopback names (`localhost`, `127.0.0.1`, `::1`) always
-    /// may. Default none: HTTPS only.
-    pub http_hosts: Vec<String>,
+    /// Hosts on the LAN or this machine (names or addresses, no port) that handle and did:web
+    /// lookups and remote logins may reach: over plain HTTP too, and although they resolve to
+    /// loopback or private addresses. Every other host a login names must be HTTPS and resolve
+    /// to public addresses only. Default none.
+    pub lan_hosts: Vec<String>,
     /// How long a resolved identity is used before it is resolved again, in seconds. Default
     /// 300.
     pub cache_secs: u64,
@@ -28,7 +29,7 @@ impl Default for IdentityConfig {
     fn default() -> Self {
         IdentityConfig {
             handle_resolver: None,
-            http_hosts: Vec::new(),
+            lan_hosts: Vec::new(),
             cache_secs: DEFAULT_IDENTITY_CACHE_SECS,
         }
     }
@@ -57,8 +58,8 @@ impl IdentityConfig {
     pub fn settings(&self) -> crate::pds::identities::IdentitySettings {
         crate::pds::identities::IdentitySettings {
             handle_resolver: self.handle_resolver.clone(),
-            http_hosts: self
-                .http_hosts
+            lan_hosts: self
+                .lan_hosts
                 .iter()
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),

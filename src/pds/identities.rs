@@ -29,6 +29,8 @@ pub const FETCHES: usize = 4;
 const SLOT_WAIT: Duration = Duration::from_secs(2);
 /// How long one fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long resolving one identity may take in all.
+const RESOLVE_DEADLINE: Duration = Duration::from_secs(8);
 /// Largest DID document accepted.
 const MAX_DOCUMENT_BYTES: usize = 64 << 10;
 /// Largest `/.well-known/atproto-did` or `resolveHandle` answer accepted.
@@ -43,8 +45,10 @@ const CAPACITY: usize = 4096;
 pub struct IdentitySettings {
     /// A PDS asked for the DID of every handle, instead of the handle's host.
     pub handle_resolver: Option<String>,
-    /// Hosts (lowercase) reached over plain HTTP; loopback names always are.
-    pub http_hosts: Vec<String>,
+    /// Hosts (lowercase) on the LAN or this machine: reached over plain HTTP too, and
+    /// although they resolve to non-public addresses. Any other host a stranger names must be
+    /// HTTPS at public addresses only.
+    pub lan_hosts: Vec<String>,
     /// How long a resolved identity is used.
     pub cache: Duration,
 }
@@ -53,18 +57,33 @@ impl Default for IdentitySettings {
     fn default() -> Self {
         IdentitySettings {
             handle_resolver: None,
-            http_hosts: Vec::new(),
+            lan_hosts: Vec::new(),
             cache: Duration::from_mins(5),
         }
     }
 }
 
 impl IdentitySettings {
-    /// Whether `host` (no port) may be reached over plain HTTP.
-    fn http_allowed(&self, host: &str) -> bool {
+    /// Whether `host` (no port) is one of `identity.lan_hosts`.
+    fn lan_host(&self, host: &str) -> bool {
         let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
-        matches!(host.as_str(), "localhost" | "127.0.0.1" | "::1")
-            || self.http_hosts.contains(&host)
+        self.lan_hosts.contains(&host)
+    }
+
+    /// `url` (a server a stranger named: a PDS endpoint, a handle's or a did:web's host) as
+    /// the node may reach it: a LAN host as it is, any other over HTTPS at public addresses
+    /// only ([`Target::public_only`]).
+    pub fn reachable(&self, url: &str) -> Result<Target, String> {
+        let target = Target::parse(url, false).map_err(|e| format!("{url}: {e}"))?;
+        if self.lan_host(&target.host) {
+            return Ok(target);
+        }
+        if !target.https {
+            return Err(format!(
+                "{url} is not HTTPS (plain HTTP only for identity.lan_hosts)"
+            ));
+        }
+        Ok(target.public_only())
     }
 }
 
@@ -133,7 +152,16 @@ impl Identities {
         if let Some(hit) = self.cached(&key, settings.cache) {
             return hit;
         }
-        let answer = resolve_uncached(pds, &key).await;
+        // One deadline for every step (DNS, well-known, document, the check back), so one
+        // caller's slow servers hold a slot this long at most.
+        let answer = tokio::time::timeout(RESOLVE_DEADLINE, resolve_uncached(pds, &key))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ResolveError::Unavailable(format!(
+                    "resolving {key} took longer than {} s",
+                    RESOLVE_DEADLINE.as_secs()
+                )))
+            });
         match &answer {
             Err(ResolveError::Unavailable(e)) => {
                 tracing::warn!(identifier = %key, error = %e, "identity unreachable");
@@ -238,15 +266,9 @@ fn claimed_handles(doc: &Value) -> Vec<Handle> {
 /// The document's PDS endpoint, if the node may reach it (HTTPS, or HTTP where allowed).
 fn endpoint_in(settings: &IdentitySettings, doc: &Value) -> Result<String, ResolveError> {
     let endpoint = super::did_resolver::pds_in_document(doc).map_err(ResolveError::NotFound)?;
-    let target = Target::parse(&endpoint, false)
-        .map_err(|e| ResolveError::NotFound(format!("PDS endpoint {endpoint:?}: {e}")))?;
-    let reachable = endpoint.starts_with("https://")
-        || (endpoint.starts_with("http://") && settings.http_allowed(&target.host));
-    if !reachable {
-        return Err(ResolveError::NotFound(format!(
-            "PDS endpoint {endpoint} is not HTTPS (plain HTTP only for identity.http_hosts)"
-        )));
-    }
+    settings
+        .reachable(&endpoint)
+        .map_err(|e| ResolveError::NotFound(format!("PDS endpoint {e}")))?;
     Ok(endpoint)
 }
 
@@ -306,14 +328,15 @@ async fn ask_resolver(resolver: &str, handle: &Handle) -> Result<Did, ResolveErr
 
 async fn well_known(settings: &IdentitySettings, handle: &Handle) -> Result<Did, ResolveError> {
     let host = handle.as_str();
-    let scheme = if settings.http_allowed(host) {
+    let scheme = if settings.lan_host(host) {
         "http"
     } else {
         "https"
     };
     let server = format!("{scheme}://{host}");
-    let target = Target::parse(&server, false)
-        .map_err(|e| ResolveError::NotFound(format!("{server}: {e}")))?;
+    let target = settings
+        .reachable(&server)
+        .map_err(ResolveError::NotFound)?;
     let (status, body) = get_bytes(
         &target,
         "/.well-known/atproto-did",
@@ -346,8 +369,16 @@ async fn document(pds: &Pds, did: &Did) -> Result<Value, ResolveError> {
     }
     let (server, path) =
         super::did_resolver::document_location(pds, did).map_err(ResolveError::NotFound)?;
-    let target = Target::parse(&server, false)
-        .map_err(|e| ResolveError::NotFound(format!("{server}: {e:#}")))?;
+    // A did:web names its own host; the PLC directory is the operator's.
+    let target = if did.method() == "web" {
+        pds.settings
+            .identity
+            .reachable(&server)
+            .map_err(ResolveError::NotFound)?
+    } else {
+        Target::parse(&server, false)
+            .map_err(|e| ResolveError::NotFound(format!("{server}: {e:#}")))?
+    };
     let (status, doc) = get_json(&target, &path, MAX_DOCUMENT_BYTES, FETCH_TIMEOUT)
         .await
         .map_err(|e| ResolveError::Unavailable(format!("{server}: {e:#}")))?;

@@ -57,6 +57,7 @@ async fn node(server: &str) -> (tempfile::TempDir, Pds) {
         plc_upstream: Some(server.to_owned()),
         identity: IdentitySettings {
             handle_resolver: Some(server.to_owned()),
+            lan_hosts: vec!["localhost".into()],
             ..IdentitySettings::default()
         },
         ..PdsSettings::localhost(4000)
@@ -147,7 +148,7 @@ async fn plain_http_pds_endpoints_only_where_allowed() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not HTTPS"), "{err}");
-    pds.settings.identity.http_hosts = vec!["pds.lan".into()];
+    pds.settings.identity.lan_hosts = vec!["pds.lan".into()];
     let id = Identities::default()
         .resolve(&pds, "carol.test")
         .await
@@ -189,13 +190,21 @@ async fn oversized_answers_are_refused() {
 }
 
 #[test]
-fn loopback_and_listed_hosts_may_use_http() {
+fn only_listed_hosts_are_lan_hosts() {
     let s = IdentitySettings {
-        http_hosts: vec!["pds.lan".into()],
+        lan_hosts: vec!["pds.lan".into(), "127.0.0.1".into()],
         ..IdentitySettings::default()
     };
-    for host in ["localhost", "127.0.0.1", "[::1]", "PDS.lan"] {
-        assert!(s.http_allowed(host), "{host}");
+    for host in ["127.0.0.1", "PDS.lan"] {
+        assert!(s.lan_host(host), "{host}");
     }
-    assert!(!s.http_allowed("pds.example.com"));
+    for host in ["pds.example.com", "localhost", "[::1]"] {
+        assert!(!s.lan_host(host), "{host}");
+    }
+    // Others: HTTPS, at public addresses only.
+    assert!(!s.reachable("http://pds.lan:2583").unwrap().public_only);
+    assert!(s.reachable("https://pds.example.com").unwrap().public_only);
+    assert!(s.reachable("https://localhost:2583").unwrap().public_only);
+    assert!(s.reachable("http://localhost:2583").is_err());
+    assert!(s.reachable("http://10.0.0.1").is_err());
 }

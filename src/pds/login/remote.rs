@@ -8,7 +8,9 @@
 //!   under a secret drawn at start, never in the clear, so pulls that send it with every token
 //!   request do not reach the remote PDS each time.
 //! - A PDS (or identity server) that cannot be reached is [`LoginError::Unavailable`], not a
-//!   refusal: the caller is told to try later, and no failure is counted.
+//!   refusal: the caller is told to try later; it counts against the caller's address only.
+//!   At most [`SESSIONS_AT_ONCE`] remote PDSes are asked at once.
+//! - A DID of this node's own accounts is refused here: they log in as local accounts.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,7 +22,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{LoginError, Logins};
 use crate::atproto::Did;
-use crate::http_client::{Target, post_json_bounded};
+use crate::http_client::post_json_bounded;
 use crate::pds::Pds;
 use crate::pds::identities::ResolveError;
 use crate::pds::limiter::Subject;
@@ -38,13 +40,20 @@ const MAX_ANSWER_BYTES: usize = 64 << 10;
 pub struct Checked {
     secret: [u8; 32],
     until: Mutex<HashMap<[u8; 32], Instant>>,
+    /// `createSession` calls to other PDSes in flight, at most [`SESSIONS_AT_ONCE`]: a login
+    /// past that is told to come back, whatever addresses the callers use.
+    sessions: tokio::sync::Semaphore,
 }
+
+/// Remote PDSes asked at once.
+const SESSIONS_AT_ONCE: usize = 16;
 
 impl Default for Checked {
     fn default() -> Self {
         Checked {
             secret: rand::random(),
             until: Mutex::new(HashMap::new()),
+            sessions: tokio::sync::Semaphore::new(SESSIONS_AT_ONCE),
         }
     }
 }
@@ -94,7 +103,13 @@ impl Logins {
         password: &str,
         client: IpAddr,
     ) -> Result<Did, LoginError> {
-        let identifier = identifier.trim().to_ascii_lowercase();
+        // Handles are case-insensitive; DIDs are not (a DID in other case is another DID).
+        let identifier = identifier.trim();
+        let identifier = if identifier.starts_with("did:") {
+            identifier.to_owned()
+        } else {
+            identifier.to_ascii_lowercase()
+        };
         let mut subjects = vec![
             Subject::Account(identifier.clone()),
             Subject::client(client),
@@ -103,9 +118,8 @@ impl Logins {
             tracing::info!(%client, wait_secs = wait.as_secs(), "remote login refused: too many failures");
             return Err(LoginError::RateLimited(wait));
         }
-        let mut resolved = false;
         let result = self
-            .check_remote_counted(pds, &identifier, password, &mut subjects, &mut resolved)
+            .check_remote_counted(pds, &identifier, password, &mut subjects)
             .await;
         match &result {
             Ok(did) => {
@@ -116,19 +130,20 @@ impl Logins {
                 tracing::info!(%client, identifier = %identifier, "failed remote login");
             }
             // Nothing was checked: the attempt does not count against the identity. It does
-            // against the client when the identity itself could not be resolved: whoever names
-            // unreachable hosts is held to the address's allowance.
+            // against the client when a server could not be reached (the identity's, or the
+            // user's PDS): whoever names unreachable hosts is held to the address's allowance,
+            // and cannot make the node reach them without limit.
             Err(e) => {
                 let mut limiter = self.limiter();
-                if resolved || !matches!(e, LoginError::Unavailable(_)) {
-                    limiter.abandoned(&subjects);
-                } else {
+                if matches!(e, LoginError::Unavailable(_)) {
                     let identities: Vec<Subject> = subjects
                         .iter()
                         .filter(|s| matches!(s, Subject::Account(_)))
                         .cloned()
                         .collect();
                     limiter.abandoned(&identities);
+                } else {
+                    limiter.abandoned(&subjects);
                 }
                 drop(limiter);
                 tracing::warn!(%client, identifier = %identifier, error = %e, "remote login not checked");
@@ -138,14 +153,13 @@ impl Logins {
     }
 
     /// [`Logins::check_remote`] once the attempt is counted against `subjects` (to which the
-    /// resolved DID is added); `resolved` says whether the identity was.
+    /// resolved DID is added).
     async fn check_remote_counted(
         &self,
         pds: &Pds,
         identifier: &str,
         password: &str,
         subjects: &mut Vec<Subject>,
-        resolved: &mut bool,
     ) -> Result<Did, LoginError> {
         let identity = match pds.identities.resolve(pds, identifier).await {
             Ok(identity) => identity,
@@ -156,8 +170,17 @@ impl Logins {
                 )));
             }
         };
-        *resolved = true;
         let did = identity.did;
+        // An account of this node logs in as such (its own passwords, its own cache), never
+        // through its PDS's createSession.
+        let local = pds
+            .accounts
+            .get(&did)
+            .map_err(|e| LoginError::Unavailable(e.to_string()))?
+            .is_some();
+        if local || did == pds.node_did {
+            return Err(LoginError::Refused);
+        }
         // A handle and its DID share one allowance.
         if did.as_str() != identifier {
             let by_did = Subject::Account(did.to_string());
@@ -173,7 +196,12 @@ impl Logins {
         if self.remote.holds(&key, Instant::now()) {
             return Ok(did);
         }
-        create_session(&identity.pds, &did, password).await?;
+        let Ok(_slot) = self.remote.sessions.try_acquire() else {
+            return Err(LoginError::Unavailable(
+                "too many remote logins are being checked".into(),
+            ));
+        };
+        create_session(pds, &identity.pds, &did, password).await?;
         self.remote.remember(key, Instant::now());
         Ok(did)
     }
@@ -199,9 +227,18 @@ fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// Asks the PDS at `endpoint` whether `password` is one of `did`'s.
-async fn create_session(endpoint: &str, did: &Did, password: &str) -> Result<(), LoginError> {
+async fn create_session(
+    pds: &Pds,
+    endpoint: &str,
+    did: &Did,
+    password: &str,
+) -> Result<(), LoginError> {
     let unavailable = |why: String| LoginError::Unavailable(format!("the PDS {endpoint}: {why}"));
-    let target = Target::parse(endpoint, false).map_err(|e| unavailable(e.to_string()))?;
+    let target = pds
+        .settings
+        .identity
+        .reachable(endpoint)
+        .map_err(unavailable)?;
     let (status, answer) = post_json_bounded(
         &target,
         "/xrpc/com.atproto.server.createSession",
@@ -213,7 +250,8 @@ async fn create_session(endpoint: &str, did: &Did, password: &str) -> Result<(),
     .await
     .map_err(|e| unavailable(format!("{e:#}")))?;
     match status {
-        200 if answer["did"].as_str() == Some(did.as_str()) => {
+        // A deactivated or taken-down account (`active: false`) logs in nowhere.
+        200 if answer["did"].as_str() == Some(did.as_str()) && answer["active"] != false => {
             // The session was only a check: end it, so that logins every few minutes do not
             // pile up sessions on the user's PDS. Its failure changes nothing here.
             if let Some(refresh) = answer["refreshJwt"].as_str() {
@@ -306,6 +344,46 @@ mod tests {
             matches!(again, Err(LoginError::Unavailable(_))),
             "{again:?}"
         );
+    }
+
+    /// A DID of this node's own accounts, however it is written, never logs in through the
+    /// remote path (its own PDS's createSession, bypassing the local checks).
+    #[tokio::test]
+    async fn local_dids_are_refused_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let pds = Pds::open(
+            dir.path(),
+            crate::pds::PdsSettings::localhost(4000),
+            crate::blobstore::BlobStore::memory().unwrap(),
+        )
+        .await
+        .unwrap();
+        let alice = pds
+            .create_account("alice", "alice-password", false)
+            .await
+            .unwrap()
+            .did;
+        let client = IpAddr::from([192, 0, 2, 1]);
+        for name in [alice.to_string(), format!(" {alice} ")] {
+            let answer = pds
+                .logins
+                .check_remote(&pds, &name, "alice-password", client)
+                .await;
+            assert!(
+                matches!(answer, Err(LoginError::Refused)),
+                "{name}: {answer:?}"
+            );
+        }
+        // In other case it is another DID, which nothing resolves.
+        let upper = format!(
+            "did:plc:{}",
+            alice.as_str()["did:plc:".len()..].to_ascii_uppercase()
+        );
+        let answer = pds
+            .logins
+            .check_remote(&pds, &upper, "alice-password", client)
+            .await;
+        assert!(answer.is_err(), "{answer:?}");
     }
 
     #[test]
