@@ -40,7 +40,7 @@ use super::layers::{LAYER, Layer, MANIFEST};
 use super::{Hold, HoldError, nsid, uploads::raw_cid};
 use crate::atproto::{Did, RecordKey};
 use crate::blobstore::Digest;
-use crate::http_client::{Target, get_json};
+use crate::http_client::get_json;
 use crate::pds::repo::{RepoError, Validation, WriteOp};
 
 /// Manifest records looked up at once.
@@ -194,9 +194,10 @@ impl Hold {
             Ok(e) => e,
             Err(e) => return Presence::Unknown(e),
         };
-        let target = match Target::parse(&endpoint, false) {
+        // The owner's document names it: reached as a stranger's server.
+        let target = match self.pds.settings.identity.reachable(&endpoint) {
             Ok(t) => t,
-            Err(e) => return Presence::Unknown(format!("{endpoint}: {e:#}")),
+            Err(e) => return Presence::Unknown(e),
         };
         let query: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("repo", did.as_str())
@@ -290,7 +291,7 @@ impl Hold {
             }
         }
         let endpoint = self.resolver.pds_endpoint(&self.pds, &did).await?;
-        let target = Target::parse(&endpoint, false).map_err(|e| format!("{endpoint}: {e:#}"))?;
+        let target = self.pds.settings.identity.reachable(&endpoint)?;
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_LIST_PAGES {
             let query = {

@@ -165,7 +165,13 @@ pub(super) fn document_location(pds: &Pds, did: &Did) -> Result<(String, String)
 
 async fn fetch_document(pds: &Pds, did: &Did) -> Result<serde_json::Value, String> {
     let (server, path) = document_location(pds, did)?;
-    let target = Target::parse(&server, false).map_err(|e| format!("{e:#}"))?;
+    // A did:web names its own host, which anyone may choose: reached as a stranger's server
+    // (HTTPS at public addresses unless a LAN host); the PLC directory is the operator's.
+    let target = if did.method() == "web" {
+        pds.settings.identity.reachable(&server)?
+    } else {
+        Target::parse(&server, false).map_err(|e| format!("{e:#}"))?
+    };
     let (status, doc) = get_json(&target, &path, MAX_DOCUMENT_BYTES, FETCH_TIMEOUT)
         .await
         .map_err(|e| format!("{server}: {e:#}"))?;
@@ -260,6 +266,34 @@ mod tests {
         assert!(err.contains("too many"), "{err}");
         // Not cached: once a slot is free the DID is fetched.
         assert!(resolver.cached(&(did, "atproto"), false).is_none());
+    }
+
+    /// A did:web issuer naming this machine or the LAN is not fetched unless its host is a
+    /// LAN host: anyone can present a token claiming to be one.
+    #[tokio::test]
+    async fn did_web_documents_are_fetched_from_public_addresses_only() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let pds = crate::pds::Pds::open(
+            dir.path(),
+            crate::pds::PdsSettings::localhost(4000),
+            crate::blobstore::BlobStore::memory().unwrap(),
+        )
+        .await
+        .unwrap();
+        for did in [
+            format!("did:web:localhost%3A{port}"),
+            "did:web:localhost".to_owned(),
+        ] {
+            let err = fetch_document(&pds, &did.parse().unwrap())
+                .await
+                .unwrap_err();
+            assert!(
+                err.contains("not HTTPS") || err.contains("not a public address"),
+                "{did}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -29,6 +29,11 @@ impl TwoNodes {
         let mut env = hold_env.to_vec();
         env.push(("ATCR_PDS_PLC_UPSTREAM".into(), full.base_url()));
         env.push(("ATCR_NODE_ROLE".into(), "hold".into()));
+        // The full node (the users' PDS) is on this machine: a LAN host to the hold.
+        env.push((
+            "ATCR_IDENTITY_LAN_HOSTS".into(),
+            "localhost,127.0.0.1".into(),
+        ));
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let hold = Server::start_with(&env);
         let hold_did = node_did(&hold);
