@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, TryStreamExt};
 
 use super::{BlobError, Digester};
@@ -23,6 +23,8 @@ use super::{BlobError, Digester};
 const BATCH_BYTES: usize = 1 << 20;
 /// Most frames in one `writev` (the kernel's `IOV_MAX` is 1024).
 const MAX_IOVECS: usize = 512;
+/// Frames below this size are gathered into one piece before they are batched.
+const SMALL_FRAME: usize = 16 << 10;
 
 /// A part being written: its file, the hash so far, and its length.
 struct Part {
@@ -89,16 +91,32 @@ where
     let mut body = std::pin::pin!(body.map_err(|e| BlobError::Body(e.to_string())));
     let mut batch = Vec::new();
     let mut bytes = 0;
+    // Frames smaller than this are copied together (a client sending tiny chunks must not
+    // cost a hand-off per few hundred bytes); larger ones go as they came.
+    let mut small = BytesMut::new();
     while let Some(frame) = body.try_next().await? {
-        if frame.is_empty() {
-            continue;
-        }
         bytes += frame.len();
-        batch.push(frame);
+        if frame.len() < SMALL_FRAME {
+            small.extend_from_slice(&frame);
+            if small.len() >= SMALL_FRAME {
+                batch.push(small.split().freeze());
+            }
+        } else {
+            if !small.is_empty() {
+                batch.push(small.split().freeze());
+            }
+            batch.push(frame);
+        }
         if bytes >= BATCH_BYTES || batch.len() >= MAX_IOVECS {
+            if !small.is_empty() {
+                batch.push(small.split().freeze());
+            }
             part = write_batch(part, std::mem::take(&mut batch)).await?;
             bytes = 0;
         }
+    }
+    if !small.is_empty() {
+        batch.push(small.split().freeze());
     }
     if !batch.is_empty() {
         part = write_batch(part, batch).await?;

@@ -63,8 +63,9 @@ const MAX_LIST_BYTES: usize = 16 << 20;
 /// [`super::remote::PUBLISH_WITHIN`] has passed), so a record judged before then could
 /// be of a manifest about to exist.
 pub const NOTICE_FLOOR_SECS: u64 = 60;
-/// The store's meta entry: the time the hold first collected. Uploads recorded before it, by a
-/// version whose registries did not notify, are never released (see step 2).
+/// The store's meta entry: the time the hold first started with this collection. Uploads
+/// recorded before it, by a version whose registries did not notify, are never released (see
+/// step 2).
 const RELEASE_SINCE: &str = "hold_release_since";
 
 /// What a collection of the hold did (dry: would do).
