@@ -55,9 +55,9 @@ const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 const MAX_ANSWER_BYTES: usize = 1 << 20;
 /// Manifest records asked for per `listRecords` page, most pages read for one owner, and the
 /// largest page read: an owner with more manifests than that is not judged (kept).
-const LIST_PAGE: usize = 100;
-const MAX_LIST_PAGES: usize = 50;
-const MAX_LIST_BYTES: usize = 16 << 20;
+const LIST_PAGE: usize = 50;
+const MAX_LIST_PAGES: usize = 100;
+const MAX_LIST_BYTES: usize = 2 << 20;
 /// Layer records younger than this are never judged, whatever the grace: the registry that
 /// asked for them commits its manifest record only after their answer (and gives up when
 /// [`super::remote::PUBLISH_WITHIN`] has passed), so a record judged before then could
