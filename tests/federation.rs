@@ -1,7 +1,7 @@
 //! Users of another PDS: the reference PDS (`@atproto/pds`, with its own `@did-plc/server`
 //! directory, `tests/interop/reference-pds.mjs`) on 127.0.0.1, and the built binary configured
-//! with that directory as `pds.plc_upstream` and that PDS as `identity.handle_resolver` (loopback
-//! has no DNS for its handles). skopeo logs in with a remote handle and an app password of the
+//! with that directory as `pds.plc_upstream`, that PDS as `identity.handle_resolver` (loopback
+//! has no DNS for its handles) and loopback as `identity.lan_hosts`. skopeo logs in with a remote handle and an app password of the
 //! reference PDS (see `docs/federation.md`).
 //!
 //! Needs Node.js 22 and the pinned packages in `tests/interop/` (`tests/interop/setup.sh`) and
