@@ -13,19 +13,23 @@ use crate::atproto::{Did, Handle};
 /// How long one lookup may take, retries included.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The system's resolver, made on first use (an error if `/etc/resolv.conf` is unusable).
+/// The system's resolver, made on first use; an error if `/etc/resolv.conf` is unusable, which
+/// is not remembered (the next lookup tries again, after the file is fixed).
 fn resolver() -> Result<&'static TokioResolver, ResolveError> {
-    static RESOLVER: OnceLock<Result<TokioResolver, String>> = OnceLock::new();
-    RESOLVER
-        .get_or_init(|| {
-            let mut builder = TokioResolver::builder_tokio().map_err(|e| e.to_string())?;
-            let options = builder.options_mut();
-            options.timeout = Duration::from_secs(2);
-            options.attempts = 2;
-            builder.build().map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| ResolveError::Unavailable(format!("DNS resolver: {e}")))
+    static RESOLVER: OnceLock<TokioResolver> = OnceLock::new();
+    if let Some(resolver) = RESOLVER.get() {
+        return Ok(resolver);
+    }
+    let built = TokioResolver::builder_tokio().and_then(|mut builder| {
+        let options = builder.options_mut();
+        options.timeout = Duration::from_secs(2);
+        options.attempts = 2;
+        builder.build()
+    });
+    match built {
+        Ok(resolver) => Ok(RESOLVER.get_or_init(|| resolver)),
+        Err(e) => Err(ResolveError::Unavailable(format!("DNS resolver: {e}"))),
+    }
 }
 
 /// The DID `handle`'s TXT record names; `None` when there is no such record.
