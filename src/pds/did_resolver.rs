@@ -4,7 +4,8 @@
 //! A DID hosted here (the node's `did:web`, a local or registered `did:plc`) is answered from
 //! the built-in directory, always fresh. Others are fetched: a `did:plc` from the upstream PLC
 //! directory (`pds.plc_upstream`; none configured: unknown), a `did:web` from
-//! `https://<host>/.well-known/did.json` (`http` for `localhost`, as atproto's test setups do).
+//! `https://<host>/.well-known/did.json` at public addresses only, unless the host is one of
+//! `identity.lan_hosts` (then `http` for `localhost`, as atproto's test setups do).
 //! Fetched keys (and failures) are kept a while, a bounded number of them, and at most
 //! [`FETCHES`] fetches run at once, each bounded in time and size: whoever can make the node
 //! resolve a DID cannot make it spend more than that.
@@ -85,7 +86,7 @@ impl DidResolver {
         }
         let key = match fetch_document(pds, did).await {
             Ok(doc) => key_in_document(&doc, did, key_id),
-            Err(e) => Err(e),
+            Err(e) => Err(e.to_string()),
         };
         if let Err(e) = &key {
             tracing::info!(%did, error = %e, "DID resolution failed");
@@ -117,7 +118,7 @@ impl DidResolver {
             .await
             .map_err(|_| "too many DID documents being fetched; try again".to_owned())?
             .map_err(|_| "resolver closed".to_owned())?;
-        let doc = fetch_document(pds, did).await?;
+        let doc = fetch_document(pds, did).await.map_err(|e| e.to_string())?;
         pds_in_document(&doc)
     }
 
@@ -163,25 +164,30 @@ pub(super) fn document_location(pds: &Pds, did: &Did) -> Result<(String, String)
     Ok((format!("{scheme}://{host}"), "/.well-known/did.json".into()))
 }
 
-async fn fetch_document(pds: &Pds, did: &Did) -> Result<serde_json::Value, String> {
-    let (server, path) = document_location(pds, did)?;
-    // A did:web names its own host, which anyone may choose: reached as a stranger's server
-    // (HTTPS at public addresses unless a LAN host); the PLC directory is the operator's.
+/// `did`'s document fetched from where it lives (not the built-in directory): a did:web's host
+/// as a stranger's server (HTTPS at public addresses unless it is one of `identity.lan_hosts`:
+/// anyone may name any host in one), a did:plc from the operator's PLC directory. Bounded in
+/// time and size; the error says whether the answer was that there is none or no answer came.
+pub(super) async fn fetch_document(
+    pds: &Pds,
+    did: &Did,
+) -> Result<serde_json::Value, super::identities::ResolveError> {
+    use super::identities::ResolveError::{NotFound, Unavailable};
+    let (server, path) = document_location(pds, did).map_err(NotFound)?;
     let target = if did.method() == "web" {
-        pds.settings.identity.reachable(&server)?
+        pds.settings.identity.reachable(&server).map_err(NotFound)?
     } else {
-        Target::parse(&server, false).map_err(|e| format!("{e:#}"))?
+        Target::parse(&server, false).map_err(|e| NotFound(format!("{server}: {e:#}")))?
     };
     let (status, doc) = get_json(&target, &path, MAX_DOCUMENT_BYTES, FETCH_TIMEOUT)
         .await
-        .map_err(|e| format!("{server}: {e:#}"))?;
-    if status != 200 {
-        return Err(format!("{server} answered {status}"));
+        .map_err(|e| Unavailable(format!("{server}: {e:#}")))?;
+    match status {
+        200 if doc["id"].as_str() == Some(did.as_str()) => Ok(doc),
+        200 => Err(NotFound(format!("{server} sent a document of another DID"))),
+        s if s >= 500 || s == 429 => Err(Unavailable(format!("{server} answered {s}"))),
+        s => Err(NotFound(format!("{server} knows no {did} ({s})"))),
     }
-    if doc["id"].as_str() != Some(did.as_str()) {
-        return Err(format!("{server} sent a document of another DID"));
-    }
-    Ok(doc)
 }
 
 /// The `#atproto_pds` service endpoint of a DID document.
@@ -288,7 +294,8 @@ mod tests {
         ] {
             let err = fetch_document(&pds, &did.parse().unwrap())
                 .await
-                .unwrap_err();
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.contains("not HTTPS") || err.contains("not a public address"),
                 "{did}: {err}"

@@ -31,8 +31,6 @@ const SLOT_WAIT: Duration = Duration::from_secs(2);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long resolving one identity may take in all.
 const RESOLVE_DEADLINE: Duration = Duration::from_secs(8);
-/// Largest DID document accepted.
-const MAX_DOCUMENT_BYTES: usize = 64 << 10;
 /// Largest `/.well-known/atproto-did` or `resolveHandle` answer accepted.
 const MAX_HANDLE_ANSWER_BYTES: usize = 2 << 10;
 /// How long an identifier that resolves to nothing is remembered.
@@ -359,7 +357,7 @@ async fn well_known(settings: &IdentitySettings, handle: &Handle) -> Result<Did,
     }
 }
 
-/// `did`'s document: the built-in directory's, or fetched (see [`super::did_resolver`]).
+/// `did`'s document: the built-in directory's, or fetched ([`super::did_resolver`]).
 async fn document(pds: &Pds, did: &Did) -> Result<Value, ResolveError> {
     if let Some(doc) = pds
         .did_document(did)
@@ -367,33 +365,7 @@ async fn document(pds: &Pds, did: &Did) -> Result<Value, ResolveError> {
     {
         return Ok(doc);
     }
-    let (server, path) =
-        super::did_resolver::document_location(pds, did).map_err(ResolveError::NotFound)?;
-    // A did:web names its own host; the PLC directory is the operator's.
-    let target = if did.method() == "web" {
-        pds.settings
-            .identity
-            .reachable(&server)
-            .map_err(ResolveError::NotFound)?
-    } else {
-        Target::parse(&server, false)
-            .map_err(|e| ResolveError::NotFound(format!("{server}: {e:#}")))?
-    };
-    let (status, doc) = get_json(&target, &path, MAX_DOCUMENT_BYTES, FETCH_TIMEOUT)
-        .await
-        .map_err(|e| ResolveError::Unavailable(format!("{server}: {e:#}")))?;
-    match status {
-        200 if doc["id"].as_str() == Some(did.as_str()) => Ok(doc),
-        200 => Err(ResolveError::NotFound(format!(
-            "{server} sent a document of another DID"
-        ))),
-        s if s >= 500 || s == 429 => {
-            Err(ResolveError::Unavailable(format!("{server} answered {s}")))
-        }
-        s => Err(ResolveError::NotFound(format!(
-            "{server} knows no {did} ({s})"
-        ))),
-    }
+    super::did_resolver::fetch_document(pds, did).await
 }
 
 #[cfg(test)]
