@@ -144,6 +144,17 @@ fn ttl(key: &Result<PublicKey, String>) -> Duration {
     if key.is_ok() { KEY_TTL } else { FAILURE_TTL }
 }
 
+/// Why an identity, or a DID document, could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// The answers say there is none (or it is malformed, or the two directions disagree).
+    #[error("{0}")]
+    NotFound(String),
+    /// A server that would say could not be reached, or answered with a server error.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 /// Where a DID document not hosted here is fetched from: server and path.
 pub(super) fn document_location(pds: &Pds, did: &Did) -> Result<(String, String), String> {
     did.check_atproto_method().map_err(|e| e.to_string())?;
@@ -171,8 +182,8 @@ pub(super) fn document_location(pds: &Pds, did: &Did) -> Result<(String, String)
 pub(super) async fn fetch_document(
     pds: &Pds,
     did: &Did,
-) -> Result<serde_json::Value, super::identities::ResolveError> {
-    use super::identities::ResolveError::{NotFound, Unavailable};
+) -> Result<serde_json::Value, ResolveError> {
+    use ResolveError::{NotFound, Unavailable};
     let (server, path) = document_location(pds, did).map_err(NotFound)?;
     let target = if did.method() == "web" {
         pds.settings.identity.reachable(&server).map_err(NotFound)?

@@ -95,16 +95,8 @@ pub struct Identity {
     pub pds: String,
 }
 
-/// Why an identifier resolved to no identity.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ResolveError {
-    /// The answers say there is none (or it is malformed, or the two directions disagree).
-    #[error("{0}")]
-    NotFound(String),
-    /// A server that would say could not be reached, or answered with a server error.
-    #[error("{0}")]
-    Unavailable(String),
-}
+/// Why an identifier resolved to no identity (kept beside the document fetch it shares).
+pub use super::did_resolver::ResolveError;
 
 struct Entry {
     at: Instant,
