@@ -215,6 +215,19 @@ pub async fn post_json_bounded(
     limit: usize,
     timeout: Duration,
 ) -> anyhow::Result<(u16, Value)> {
+    let body = body.map(|b| ("application/json", Bytes::from(b.to_string())));
+    post_bounded(target, path, bearer, body, limit, timeout).await
+}
+
+/// [`post_json_bounded`] with a body of any type: `(content type, bytes)`.
+pub async fn post_bounded(
+    target: &Target,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<(&str, Bytes)>,
+    limit: usize,
+    timeout: Duration,
+) -> anyhow::Result<(u16, Value)> {
     let mut req = http::Request::builder()
         .method(http::Method::POST)
         .uri(path)
@@ -223,9 +236,9 @@ pub async fn post_json_bounded(
         req = req.header(AUTHORIZATION, format!("Bearer {t}"));
     }
     let req = match body {
-        Some(body) => req
-            .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))?,
+        Some((content_type, bytes)) => req
+            .header(CONTENT_TYPE, content_type)
+            .body(Full::new(bytes))?,
         None => req.body(Full::new(Bytes::new()))?,
     };
     let (status, body) = send(target, None, req, limit, timeout).await?;

@@ -1,8 +1,9 @@
 //! Users of another PDS: the reference PDS (`@atproto/pds`, with its own `@did-plc/server`
 //! directory, `tests/interop/reference-pds.mjs`) on 127.0.0.1, and the built binary configured
 //! with that directory as `pds.plc_upstream`, that PDS as `identity.handle_resolver` (loopback
-//! has no DNS for its handles) and loopback as `identity.lan_hosts`. skopeo logs in with a remote handle and an app password of the
-//! reference PDS (see `docs/federation.md`).
+//! has no DNS for its handles) and loopback as `identity.lan_hosts`. skopeo logs in with a
+//! remote handle and an app password of the reference PDS, pulls, and pushes into the user's
+//! namespace, whose records land on the reference PDS (see `docs/federation.md`).
 //!
 //! Needs Node.js 22 and the pinned packages in `tests/interop/` (`tests/interop/setup.sh`) and
 //! skopeo and curl; without them the test fails, unless `ATCR_SKIP_CLIENT_TESTS=1`.
@@ -116,7 +117,7 @@ fn error_code(r: &HttpResponse) -> String {
 }
 
 #[test]
-fn users_of_another_pds_log_in_with_an_app_password_and_pull() {
+fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     if !required(&["skopeo", "curl"]) {
         return;
     }
@@ -126,7 +127,7 @@ fn users_of_another_pds_log_in_with_an_app_password_and_pull() {
     let mut remote = ReferencePds::start(&node);
     let plc = remote.info["plc"].as_str().expect("plc URL").to_owned();
     let resolver = format!("http://127.0.0.1:{}", remote.info["port"]);
-    let srv = Server::start_with(&[
+    let mut srv = Server::start_with(&[
         ("ATCR_PDS_PLC_UPSTREAM", &plc),
         ("ATCR_IDENTITY_HANDLE_RESOLVER", &resolver),
         // The reference PDS is on this machine (its documents name http://localhost:PORT):
@@ -149,6 +150,7 @@ fn users_of_another_pds_log_in_with_an_app_password_and_pull() {
 
     // The remote user logs in with the app password of their PDS...
     c.without_login();
+    let host_port = srv.host_port();
     let login = |user: &str, password: &str| {
         let mut cmd = c.skopeo();
         cmd.args([
@@ -158,7 +160,7 @@ fn users_of_another_pds_log_in_with_an_app_password_and_pull() {
             user,
             "--password-stdin",
         ])
-        .arg(srv.host_port());
+        .arg(&host_port);
         common::run_with_stdin(&mut cmd, &format!("{password}\n"))
     };
     let out = login(&carol, &carol_pw);
@@ -179,35 +181,98 @@ fn users_of_another_pds_log_in_with_an_app_password_and_pull() {
     let out = login(&carol, "wrong-password");
     assert!(!out.status.success(), "{out:?}");
 
-    // Their pushes are refused, with the reason.
-    let push = c
+    // Their pushes need blob:write on the hold, as a local user's do: read crew may not.
+    let scope = format!("repository:{carol}/app:pull,push");
+    let upload = with_token(
+        &srv,
+        (&carol_did, &carol_pw, &scope),
+        "POST",
+        &format!("/v2/{carol}/app/blobs/uploads/"),
+    );
+    assert_eq!(error_code(&upload), "DENIED", "{}", upload.text());
+    assert!(upload.text().contains("blob:write"), "{}", upload.text());
+
+    // Write crew pushes into their own namespace: the blobs go to the hold, the records to
+    // *their* PDS, where @atproto/api reads them back and @atproto/lexicon validates them.
+    admin(&srv, &["crew", "add", &carol_did, "--role", "write"]);
+    let theirs = format!("docker://{}/{carol}/app:1", srv.host_port());
+    srv.must(&mut c.skopeo_copy(&local.reference(), &theirs, &[]));
+    let pds_url = remote.info["url"].as_str().expect("url").to_owned();
+    let records = remote_records(&node, &pds_url, &carol_did);
+    let manifests = records["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 1, "{records}");
+    let m = &manifests[0];
+    assert_eq!(m["value"]["digest"], local.manifest.digest.as_str());
+    assert_eq!(m["value"]["repository"], "app");
+    assert_eq!(
+        format!("sha256:{}", m["blobSha256"].as_str().unwrap()),
+        local.manifest.digest,
+        "the manifest blob on their PDS is the manifest"
+    );
+    let tags = records["tags"].as_array().unwrap();
+    assert_eq!(tags.len(), 1, "{records}");
+    assert_eq!(tags[0]["value"]["tag"], "1");
+    assert_eq!(
+        tags[0]["value"]["manifest"],
+        format!(
+            "at://{carol_did}/io.atcr.manifest/{}",
+            m["rkey"].as_str().unwrap()
+        )
+    );
+    // The image pulls from the node.
+    srv.must(&mut c.skopeo_copy(&theirs, &format!("oci:{}:theirs", back.display()), &[]));
+    let (desc, _) = images::read_tag(&back, "theirs");
+    assert_eq!(desc.digest, local.manifest.digest);
+    assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1"]);
+
+    // Not in anyone else's namespace.
+    let out = c
         .skopeo_copy(
             &local.reference(),
-            &format!("docker://{}/{carol}/app:1", srv.host_port()),
+            &format!("docker://{}/admin/app:carol", srv.host_port()),
             &[],
         )
         .output()
         .unwrap();
-    assert!(!push.status.success(), "a remote user pushed");
-    let scope = format!("repository:{carol}/app:pull,push");
-    let granted = token(&srv, &carol_did, &carol_pw, &[&scope]);
-    assert_eq!(granted.status, 200, "{}", granted.text());
-    let bearer: Value = serde_json::from_slice(&granted.body).unwrap();
-    let upload = curl_anonymous(
-        "POST",
-        &format!("{}/v2/{carol}/app/blobs/uploads/", srv.base_url()),
-        &[(
-            "Authorization",
-            &format!("Bearer {}", bearer["token"].as_str().unwrap()),
-        )],
-        None,
-    );
-    assert_eq!(error_code(&upload), "DENIED", "{}", upload.text());
     assert!(
-        upload.text().contains("not supported yet"),
-        "{}",
-        upload.text()
+        !out.status.success(),
+        "a remote user pushed into another namespace"
     );
+
+    // A delete through the registry deletes the records on their PDS.
+    let other = images::fresh_image(&c.path("other"), 2048);
+    let old = format!("docker://{}/{carol}/app:old", srv.host_port());
+    srv.must(&mut c.skopeo_copy(&other.reference(), &old, &[]));
+    assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1", "old"]);
+    let by_digest = format!(
+        "docker://{}/{carol}/app@{}",
+        srv.host_port(),
+        other.manifest.digest
+    );
+    srv.must(
+        c.skopeo()
+            .args(["delete", "--tls-verify=false", &by_digest]),
+    );
+    let records = remote_records(&node, &pds_url, &carol_did);
+    assert_eq!(
+        records["manifests"].as_array().unwrap().len(),
+        1,
+        "{records}"
+    );
+    assert_eq!(records["tags"].as_array().unwrap().len(), 1, "{records}");
+    assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1"]);
+
+    // The index is derived state: rebuilt offline, it still has the remote user's image (from
+    // the node's copy of the records it wrote), and after the restart (sessions are in memory
+    // only) the next login opens a session again, so pushes work.
+    assert!(srv.stop(), "the node did not stop cleanly");
+    let out = srv.cli(&["index", "rebuild"], "");
+    assert!(out.status.success(), "index rebuild: {out:?}");
+    srv.restart_same_port();
+    assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1"]);
+    let again = format!("docker://{}/{carol}/app:2", srv.host_port());
+    srv.must(&mut c.skopeo_copy(&local.reference(), &again, &[]));
+    assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1", "2"]);
 
     // A wrong app password is refused, and counts as a local one does (pds::limiter: five free
     // failures, then a wait from the next attempt on): past them even the right one waits.
@@ -235,6 +300,107 @@ fn users_of_another_pds_log_in_with_an_app_password_and_pull() {
     );
     let out = login(&carol, "another-password");
     assert!(!out.status.success());
+    // Their pushes fail with the reason, and nothing is indexed; their images still pull (the
+    // index and the blobs are here).
+    let out = c
+        .skopeo_copy(
+            &local.reference(),
+            &format!("docker://{}/{carol}/app:3", srv.host_port()),
+            &[],
+        )
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a push went through with the user's PDS down"
+    );
+    assert!(
+        srv.log_tail().contains("did not take a write"),
+        "{}",
+        srv.log_tail()
+    );
+    assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1", "2"]);
+    let pulled = format!("oci:{}:outage", back.display());
+    srv.must(&mut c.skopeo_copy(&again, &pulled, &[]));
+
+    // Their repository is on the pages and in search, under their handle (a public hold shows
+    // its repositories to anyone).
+    admin(&srv, &["hold", "set", "--public", "true"]);
+    let page = curl_anonymous(
+        "GET",
+        &format!("{}/r/{carol}/app", srv.base_url()),
+        &[],
+        None,
+    );
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert!(
+        page.text().contains(&format!("{carol}/app")),
+        "{}",
+        page.text()
+    );
+    let found = (0..50).any(|_| {
+        let hits = curl_anonymous(
+            "GET",
+            &format!("{}/search?q=app", srv.base_url()),
+            &[],
+            None,
+        );
+        let hit = hits.text().contains(&format!("/r/{carol}/app"));
+        if !hit {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        hit
+    });
+    assert!(found, "the remote user's repository is not found by search");
+}
+
+/// `METHOD path` on the node with a token for (user, password, scope).
+fn with_token(srv: &Server, who: (&str, &str, &str), method: &str, path: &str) -> HttpResponse {
+    let (user, password, scope) = who;
+    let granted = token(srv, user, password, &[scope]);
+    assert_eq!(granted.status, 200, "{}", granted.text());
+    let bearer: Value = serde_json::from_slice(&granted.body).unwrap();
+    let token = format!("Bearer {}", bearer["token"].as_str().unwrap());
+    let url = format!("{}{path}", srv.base_url());
+    curl_anonymous(method, &url, &[("Authorization", &token)], None)
+}
+
+/// The tags of `user`'s `app` on the node, listed with `user`'s token.
+fn tag_list(srv: &Server, user: &str, password: &str) -> Vec<String> {
+    let scope = format!("repository:{user}/app:pull");
+    let list = with_token(
+        srv,
+        (user, password, &scope),
+        "GET",
+        &format!("/v2/{user}/app/tags/list"),
+    );
+    assert_eq!(list.status, 200, "{}", list.text());
+    let v: Value = serde_json::from_slice(&list.body).unwrap();
+    let mut tags: Vec<String> = v["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect();
+    tags.sort();
+    tags
+}
+
+/// The `io.atcr.*` records of `did` on the reference PDS (`tests/interop/remote-records.mjs`:
+/// read with `@atproto/api`, validated with `@atproto/lexicon`).
+fn remote_records(node: &Path, pds_url: &str, did: &str) -> Value {
+    let out = common::run(
+        Command::new(node)
+            .args(["remote-records.mjs", pds_url, did])
+            .current_dir(interop_dir())
+            .env(
+                "ATCR_LEXICONS",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("lexicons"),
+            )
+            .env_remove("NODE_OPTIONS"),
+    );
+    assert!(out.status.success(), "remote-records.mjs: {out:?}");
+    serde_json::from_slice(&out.stdout).expect("one JSON line")
 }
 
 /// `atcr ARGS` against the running server (its admin socket); panics if it fails.

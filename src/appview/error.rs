@@ -43,6 +43,9 @@ pub enum AppViewError {
     Syntax(#[from] crate::atproto::syntax::SyntaxError),
     #[error(transparent)]
     Blocks(#[from] crate::atproto::BlockStoreError),
+    /// A remote user's PDS did not take a write (or could not be reached).
+    #[error(transparent)]
+    Remote(#[from] crate::pds::remote_repo::RemoteCallError),
     #[error("{0}")]
     Data(String),
 }

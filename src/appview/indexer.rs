@@ -49,6 +49,21 @@ pub struct RebuildStats {
     pub tags: u64,
 }
 
+impl RebuildStats {
+    /// Counts a rebuild's change and keeps it in `changes` (a removal has nothing to remove).
+    pub(super) fn count(&mut self, change: IndexChange, changes: &mut Vec<IndexChange>) {
+        match change {
+            IndexChange::PutManifest { .. } => self.manifests += 1,
+            IndexChange::PutTag { .. } => self.tags += 1,
+            IndexChange::DeleteRecord(_) => return,
+            IndexChange::PutStar { .. }
+            | IndexChange::PutPage { .. }
+            | IndexChange::PutLayer { .. } => {}
+        }
+        changes.push(change);
+    }
+}
+
 /// One record operation of a commit.
 struct RecordOp {
     addr: RecordAddr,
@@ -203,15 +218,25 @@ impl AppView {
         let Ok(record) = Value::from_cbor(&bytes) else {
             return Ok(IndexChange::DeleteRecord(op.addr));
         };
-        let record = record.to_json();
-        let change = match op.addr.collection.as_str() {
-            LAYER_COLLECTION => self.layer_change(did, op.addr.clone(), &record).await?,
-            MANIFEST_COLLECTION => self.manifest_change(did, op.addr.clone(), &record).await?,
-            TAG_COLLECTION => tag_change(did, op.addr.clone(), &record),
-            STAR_COLLECTION => star_change(op.addr.clone(), &record),
-            _ => page_change(did, op.addr.clone(), &record),
+        self.change_of_record(did, op.addr, &record.to_json()).await
+    }
+
+    /// The index change of a record put at `addr` (in a repository here, or mirrored from a
+    /// remote user's); a record we cannot serve removes whatever its key put in before.
+    pub(super) async fn change_of_record(
+        &self,
+        did: &Did,
+        addr: RecordAddr,
+        record: &serde_json::Value,
+    ) -> Result<IndexChange, AppViewError> {
+        let change = match addr.collection.as_str() {
+            LAYER_COLLECTION => self.layer_change(did, addr.clone(), record).await?,
+            MANIFEST_COLLECTION => self.manifest_change(did, addr.clone(), record).await?,
+            TAG_COLLECTION => tag_change(did, addr.clone(), record),
+            STAR_COLLECTION => star_change(addr.clone(), record),
+            _ => page_change(did, addr.clone(), record),
         };
-        Ok(change.unwrap_or(IndexChange::DeleteRecord(op.addr)))
+        Ok(change.unwrap_or(IndexChange::DeleteRecord(addr)))
     }
 
     async fn manifest_change(
@@ -400,6 +425,7 @@ impl AppView {
                 }
             }
         }
+        self.rebuild_remote(&mut stats).await?;
         Ok(stats)
     }
 
@@ -432,22 +458,7 @@ impl AppView {
                         cid: Some(cid),
                     },
                 );
-                match change.await? {
-                    c @ IndexChange::PutManifest { .. } => {
-                        stats.manifests += 1;
-                        changes.push(c);
-                    }
-                    c @ IndexChange::PutTag { .. } => {
-                        stats.tags += 1;
-                        changes.push(c);
-                    }
-                    c @ (IndexChange::PutStar { .. }
-                    | IndexChange::PutPage { .. }
-                    | IndexChange::PutLayer { .. }) => {
-                        changes.push(c);
-                    }
-                    IndexChange::DeleteRecord(_) => {}
-                }
+                stats.count(change.await?, &mut changes);
             }
             self.index.write(move |ix| ix.apply(&changes, None)).await?;
         }

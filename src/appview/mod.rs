@@ -13,6 +13,7 @@ mod indexer;
 pub mod layers;
 pub mod quota;
 pub mod records;
+mod remote;
 pub mod retention;
 pub mod search;
 pub mod summary;
@@ -116,7 +117,8 @@ impl AppView {
         &self.index
     }
 
-    /// The DID of a local account named by DID, handle or short name.
+    /// The DID of a local account named by DID, handle or short name, or of a user of another
+    /// PDS this node has met (named by DID or handle).
     pub fn owner(&self, owner: &str) -> Result<Option<Did>, AppViewError> {
         let accounts = &self.pds.accounts;
         let did = if owner.starts_with("did:") {
@@ -129,8 +131,17 @@ impl AppView {
                 Err(_) => None,
             }
         };
+        let store = self.pds.store();
+        let did = match did {
+            None if owner.contains('.') && !owner.starts_with("did:") => {
+                store.remote_did_of_handle(&owner.to_ascii_lowercase())?
+            }
+            did => did,
+        };
         match did {
-            Some(did) if accounts.get(&did)?.is_some() => Ok(Some(did)),
+            Some(did) if accounts.get(&did)?.is_some() || store.remote_user(&did)?.is_some() => {
+                Ok(Some(did))
+            }
             _ => Ok(None),
         }
     }
@@ -159,10 +170,19 @@ impl AppView {
     /// How names show an owner DID: the local account's short name, else the DID itself.
     #[must_use]
     pub fn display_owner(&self, did: &str) -> String {
-        did.parse::<Did>()
+        let Ok(parsed) = did.parse::<Did>() else {
+            return did.to_owned();
+        };
+        if let Some(account) = self.pds.accounts.get(&parsed).ok().flatten() {
+            return account.name;
+        }
+        self.pds
+            .store()
+            .remote_user(&parsed)
             .ok()
-            .and_then(|d| self.pds.accounts.get(&d).ok().flatten())
-            .map_or_else(|| did.to_owned(), |a| a.name)
+            .flatten()
+            .and_then(|u| u.handle)
+            .unwrap_or_else(|| did.to_owned())
     }
 
     /// Publishes a pushed manifest (already stored in blob storage under its digest) and its
@@ -197,6 +217,9 @@ impl AppView {
         let now = Datetime::now();
         let rkey = records::manifest_rkey(&loc.path, digest);
         self.record_layers(loc, &rkey, blobs).await?;
+        if self.is_remote(&loc.owner)? {
+            return self.publish_remote(loc, pushed, tag).await;
+        }
         let mut writes = Vec::new();
         if store
             .record_cid(&loc.owner, MANIFEST_COLLECTION, rkey.as_str())?
@@ -248,10 +271,10 @@ impl AppView {
                 .filter(|(_, e)| e.digest.as_ref() == Some(digest))
                 .map(|(rkey, _)| rkey)
                 .collect();
-            let mut writes: Vec<WriteOp> = rkeys
+            let mut writes: Vec<(&'static str, String)> = rkeys
                 .iter()
-                .map(|rkey| delete(MANIFEST_COLLECTION, rkey))
-                .collect::<Result<_, _>>()?;
+                .map(|rkey| (MANIFEST_COLLECTION, rkey.clone()))
+                .collect();
             if writes.is_empty() {
                 return Ok(false);
             }
@@ -261,7 +284,7 @@ impl AppView {
             {
                 let Some(tag) = entry.tag else { continue };
                 if self.index.tag(&loc.key, &tag)?.as_ref() == Some(digest) {
-                    writes.push(delete(TAG_COLLECTION, &rkey)?);
+                    writes.push((TAG_COLLECTION, rkey));
                 }
             }
             if self.commit_deletes(&loc.owner, writes).await? {
@@ -280,13 +303,13 @@ impl AppView {
         let _serial = self.lock_owner(&loc.owner).await;
         for _ in 0..DELETE_ATTEMPTS {
             self.catch_up_now().await?;
-            let writes: Vec<WriteOp> = self
+            let writes: Vec<(&'static str, String)> = self
                 .index
                 .records_for(&loc.owner, TAG_COLLECTION, &loc.key)?
                 .into_iter()
                 .filter(|(_, e)| e.tag.as_deref() == Some(tag.as_str()))
-                .map(|(rkey, _)| delete(TAG_COLLECTION, &rkey))
-                .collect::<Result<_, _>>()?;
+                .map(|(rkey, _)| (TAG_COLLECTION, rkey))
+                .collect();
             if writes.is_empty() {
                 return Ok(false);
             }
@@ -322,7 +345,7 @@ impl AppView {
             }
             (false, Some(rkey)) => {
                 // Gone already: another unstar got there first, which is what was asked.
-                self.commit_deletes(user, vec![delete(STAR_COLLECTION, &rkey)?])
+                self.commit_deletes(user, vec![(STAR_COLLECTION, rkey)])
                     .await
                     .map(drop)
             }
@@ -342,14 +365,23 @@ impl AppView {
         lock.lock_owned().await
     }
 
-    /// [`AppView::commit`] of deletes read from the index; `Ok(false)` when one of the records
-    /// was deleted meanwhile (a concurrent request got there first): nothing was written, and
-    /// the index has caught up with that other delete.
+    /// [`AppView::commit`] of deletes (collection, record key) read from the index; `Ok(false)`
+    /// when one of the records was deleted meanwhile (a concurrent request got there first):
+    /// nothing was written, and the index has caught up with that other delete. A remote
+    /// owner's records are deleted on their PDS.
     async fn commit_deletes(
         &self,
         owner: &Did,
-        writes: Vec<WriteOp>,
+        deletes: Vec<(&'static str, String)>,
     ) -> Result<bool, AppViewError> {
+        if self.is_remote(owner)? {
+            self.delete_remote(owner, deletes).await?;
+            return Ok(true);
+        }
+        let writes = deletes
+            .iter()
+            .map(|(collection, rkey)| delete(collection, rkey))
+            .collect::<Result<Vec<_>, _>>()?;
         match self.commit(owner, writes).await {
             Ok(()) => Ok(true),
             Err(CommitError::RecordGone) => {

@@ -85,19 +85,6 @@ impl TokenService {
         let Some(who) = who else {
             return Ok(Some(format!("{doing} {name} needs a login")));
         };
-        if let Some(caller) = caller
-            && self
-                .appview
-                .pds()
-                .accounts
-                .get(caller)
-                .map_err(|e| OciError::internal(&e))?
-                .is_none()
-        {
-            return Ok(Some(format!(
-                "{who} may not {verb} {name}: pushes and deletes by users of other PDSes are not supported yet"
-            )));
-        }
         let owner = name
             .parse::<RepoName>()
             .ok()
@@ -105,7 +92,7 @@ impl TokenService {
             .map(|loc| loc.owner);
         Ok(if owner.is_none() {
             Some(format!(
-                "{who} may not {verb} {name}: its namespace is no account of this node"
+                "{who} may not {verb} {name}: its namespace is no account of this node, nor a user of another PDS who logged in here"
             ))
         } else if owner.as_ref() != caller {
             Some(format!("{who} may not {verb} {name}: {rule}"))

@@ -200,12 +200,7 @@ impl Hold {
             Ok(t) => t,
             Err(e) => return Presence::Unknown(e),
         };
-        let query: String = form_urlencoded::Serializer::new(String::new())
-            .append_pair("repo", did.as_str())
-            .append_pair("collection", collection)
-            .append_pair("rkey", rkey)
-            .finish();
-        let path = format!("/xrpc/com.atproto.repo.getRecord?{query}");
+        let path = crate::pds::remote_repo::get_record_path(&did, collection, rkey);
         match get_json(&target, &path, MAX_ANSWER_BYTES, LOOKUP_TIMEOUT).await {
             Ok((200, _)) => Presence::Kept,
             // The reference PDS answers 400, this one 404, both with the name.

@@ -17,6 +17,7 @@ pub mod login;
 pub mod passwords;
 pub mod plc;
 pub mod rate;
+pub mod remote_repo;
 pub mod repo;
 pub mod store;
 pub mod subscribers;
@@ -113,6 +114,8 @@ pub struct Pds {
     pub logins: login::Logins,
     /// Identities of users anywhere, resolved and cached (see [`identities`]).
     pub identities: identities::Identities,
+    /// Sessions on other PDSes of their users who logged in here (see [`remote_repo`]).
+    pub remote_sessions: remote_repo::RemoteSessions,
     /// Cancelled when the node stops: firehose subscribers (upgraded connections, which the
     /// server's graceful shutdown does not track) close on it.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -199,6 +202,7 @@ impl Pds {
             verified_tokens: auth::VerifiedTokens::default(),
             logins: login::Logins::default(),
             identities: identities::Identities::default(),
+            remote_sessions: remote_repo::RemoteSessions::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
             subscribers: subscribers::Subscribers::default(),
             plc_creations: rate::PerAddress::new(

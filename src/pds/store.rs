@@ -22,11 +22,13 @@ mod blocks;
 mod collect;
 mod commit;
 mod events;
+mod remote;
 mod temp_blobs;
 
 pub use blocks::Snapshot;
 pub use collect::{BlockCollection, StoreSize, compact};
 pub use commit::{CommitBatch, CommitFailure, Committed, Recovery};
+pub use remote::{MirrorWrite, RemoteUser};
 pub use temp_blobs::{TempAdmit, TempExpiry};
 
 /// CID (binary) → block bytes: MST nodes, records and commits of every repository.

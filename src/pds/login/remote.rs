@@ -11,6 +11,9 @@
 //!   refusal: the caller is told to try later; it counts against the caller's address only.
 //!   At most [`SESSIONS_AT_ONCE`] remote PDSes are asked at once.
 //! - A DID of this node's own accounts is refused here: they log in as local accounts.
+//! - The session `createSession` opens is kept (in memory, one per user, the previous one
+//!   ended): the user's pushes write their records with it (see `pds::remote_repo`). The user
+//!   is remembered (DID, handle, PDS) in `pds.redb`, so their repositories have names here.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,6 +29,8 @@ use crate::http_client::post_json_bounded;
 use crate::pds::Pds;
 use crate::pds::identities::ResolveError;
 use crate::pds::limiter::Subject;
+use crate::pds::remote_repo::RemoteSession;
+use crate::pds::store::RemoteUser;
 
 /// How long a checked password is taken without asking its PDS again.
 pub const REMEMBER: Duration = Duration::from_mins(5);
@@ -193,16 +198,40 @@ impl Logins {
             subjects.push(by_did);
         }
         let key = self.remote.key(&did, password);
-        if self.remote.holds(&key, Instant::now()) {
+        // A remembered password does without its PDS, unless the user has no session there
+        // for pushes (the node restarted, or the session ended): then one is opened if it can
+        // be, and the login stands if the PDS cannot be reached.
+        let remembered = self.remote.holds(&key, Instant::now());
+        if remembered && pds.remote_sessions.has(&did) {
             return Ok(did);
         }
         let Ok(_slot) = self.remote.sessions.try_acquire() else {
+            if remembered {
+                return Ok(did);
+            }
             return Err(LoginError::Unavailable(
                 "too many remote logins are being checked".into(),
             ));
         };
-        create_session(pds, &identity.pds, &did, password).await?;
+        let session = match create_session(pds, &identity.pds, &did, password).await {
+            Ok(session) => session,
+            Err(LoginError::Unavailable(why)) if remembered => {
+                tracing::debug!(%did, %why, "no session opened for a remembered remote login");
+                return Ok(did);
+            }
+            Err(e) => return Err(e),
+        };
         self.remote.remember(key, Instant::now());
+        if let Some(old) = pds.remote_sessions.keep(&did, session) {
+            end_session(pds, &did, old).await;
+        }
+        let user = RemoteUser {
+            handle: identity.handle.map(|h| h.to_string()),
+            pds: identity.pds,
+        };
+        if let Err(e) = pds.store().remember_remote_user(&did, user).await {
+            tracing::warn!(%did, error = %e, "could not remember a remote user");
+        }
         Ok(did)
     }
 }
@@ -226,13 +255,14 @@ fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
         .into()
 }
 
-/// Asks the PDS at `endpoint` whether `password` is one of `did`'s.
+/// Asks the PDS at `endpoint` whether `password` is one of `did`'s: the session it opens when
+/// it is, which pushes by that user write with.
 async fn create_session(
     pds: &Pds,
     endpoint: &str,
     did: &Did,
     password: &str,
-) -> Result<(), LoginError> {
+) -> Result<RemoteSession, LoginError> {
     let unavailable = |why: String| LoginError::Unavailable(format!("the PDS {endpoint}: {why}"));
     let target = pds
         .settings
@@ -252,23 +282,14 @@ async fn create_session(
     match status {
         // A deactivated or taken-down account (`active: false`) logs in nowhere.
         200 if answer["did"].as_str() == Some(did.as_str()) && answer["active"] != false => {
-            // The session was only a check: end it, so that logins every few minutes do not
-            // pile up sessions on the user's PDS. Its failure changes nothing here.
-            if let Some(refresh) = answer["refreshJwt"].as_str() {
-                let ended = post_json_bounded(
-                    &target,
-                    "/xrpc/com.atproto.server.deleteSession",
-                    Some(refresh),
-                    None,
-                    MAX_ANSWER_BYTES,
-                    SESSION_TIMEOUT,
-                )
-                .await;
-                if !matches!(ended, Ok((200, _))) {
-                    tracing::debug!(%did, ?ended, "the remote session was not ended");
-                }
+            match (answer["accessJwt"].as_str(), answer["refreshJwt"].as_str()) {
+                (Some(access), Some(refresh)) => Ok(RemoteSession::new(
+                    endpoint.to_owned(),
+                    access.to_owned(),
+                    refresh.to_owned(),
+                )),
+                _ => Err(unavailable("it answered without tokens".into())),
             }
-            Ok(())
         }
         200 => Err(unavailable("it answered for another DID".into())),
         // AuthenticationRequired (a wrong password), AccountTakedown, AuthFactorTokenRequired.
@@ -277,6 +298,26 @@ async fn create_session(
             Err(LoginError::Refused)
         }
         s => Err(unavailable(format!("it answered {s}"))),
+    }
+}
+
+/// Ends a session replaced by a newer login's, so that logins do not pile up sessions on the
+/// user's PDS. Its failure changes nothing here.
+async fn end_session(pds: &Pds, did: &Did, old: RemoteSession) {
+    let Ok(target) = pds.settings.identity.reachable(&old.endpoint) else {
+        return;
+    };
+    let ended = post_json_bounded(
+        &target,
+        "/xrpc/com.atproto.server.deleteSession",
+        Some(old.refresh_token()),
+        None,
+        MAX_ANSWER_BYTES,
+        SESSION_TIMEOUT,
+    )
+    .await;
+    if !matches!(ended, Ok((200, _))) {
+        tracing::debug!(%did, ?ended, "the replaced remote session was not ended");
     }
 }
 

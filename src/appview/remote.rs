@@ -1,0 +1,269 @@
+//! Repositories of users of other PDSes: their pushes write the `io.atcr.manifest` and
+//! `io.atcr.tag` records into *their* repository (`uploadBlob` of the manifest, then one
+//! `applyWrites`, with the session their login opened), and the index takes in what was
+//! written once their PDS acknowledged it. What this node wrote is mirrored in `pds.redb`, and
+//! a rebuild of the index reads that mirror (see `docs/federation.md`).
+
+use bytes::Bytes;
+use serde_json::{Value as Json, json};
+
+use super::indexer::RebuildStats;
+use super::records::{self, MANIFEST_COLLECTION, TAG_COLLECTION};
+use super::{AppView, AppViewError, Located, Pushed};
+use crate::appview::index::{IndexChange, RecordAddr};
+use crate::atproto::{Cid, Datetime, Did, Value};
+use crate::oci::name::Tag;
+use crate::pds::store::MirrorWrite;
+
+/// The collections written for remote users, and mirrored here.
+const MIRRORED: [&str; 2] = [MANIFEST_COLLECTION, TAG_COLLECTION];
+
+impl AppView {
+    /// Whether `owner` is a user of another PDS this node has met (not one of its accounts).
+    pub fn is_remote(&self, owner: &Did) -> Result<bool, AppViewError> {
+        Ok(self.pds.accounts.get(owner)?.is_none()
+            && self.pds.store().remote_user(owner)?.is_some())
+    }
+
+    /// [`AppView::publish`] for a remote owner: the manifest uploaded as a blob of their
+    /// repository, its record and the tag's in one `applyWrites` on their PDS; then mirrored
+    /// and indexed. Records already there (the same manifest pushed again, the tag already
+    /// pointing at it) are not written again.
+    pub(super) async fn publish_remote(
+        &self,
+        loc: &Located,
+        pushed: Pushed<'_>,
+        tag: Option<&Tag>,
+    ) -> Result<(), AppViewError> {
+        let did = &loc.owner;
+        // One push of an owner at a time: two would both find a tag record missing and both
+        // create it, and their PDS would refuse the second.
+        let _serial = self.lock_owner(did).await;
+        let now = Datetime::now();
+        let rkey = records::manifest_rkey(&loc.path, pushed.digest);
+        let mut writes = Vec::new();
+        let mut records = Vec::new();
+        let existing = self
+            .remote_record(did, MANIFEST_COLLECTION, rkey.as_str())
+            .await?;
+        let manifest = if let Some(existing) = existing {
+            existing
+        } else {
+            let record = records::manifest_record(&records::ManifestRecordInput {
+                path: &loc.path,
+                digest: pushed.digest,
+                media_type: pushed.media_type,
+                bytes: pushed.bytes,
+                hold: pushed.hold,
+                created_at: &now,
+            });
+            self.validate(MANIFEST_COLLECTION, &record)?;
+            self.upload_manifest(did, pushed.bytes, pushed.media_type)
+                .await?;
+            let op = write_op("create", MANIFEST_COLLECTION, rkey.as_str(), &record);
+            writes.push(op);
+            record
+        };
+        records.push((MANIFEST_COLLECTION, rkey.to_string(), manifest));
+        if let Some(tag) = tag {
+            let uri = records::at_uri(did, MANIFEST_COLLECTION, &rkey);
+            let tag_key = records::tag_rkey(&loc.path, tag.as_str());
+            let current = self
+                .remote_record(did, TAG_COLLECTION, tag_key.as_str())
+                .await?;
+            let record = match current {
+                Some(r) if r["manifest"].as_str() == Some(uri.as_str()) => r,
+                current => {
+                    let record =
+                        records::tag_record(&loc.path, tag.as_str(), &uri, pushed.media_type, &now);
+                    self.validate(TAG_COLLECTION, &record)?;
+                    let op = if current.is_some() {
+                        "update"
+                    } else {
+                        "create"
+                    };
+                    writes.push(write_op(op, TAG_COLLECTION, tag_key.as_str(), &record));
+                    record
+                }
+            };
+            records.push((TAG_COLLECTION, tag_key.to_string(), record));
+        }
+        if !writes.is_empty() {
+            let body = json!({ "repo": did.as_str(), "writes": writes });
+            self.pds
+                .remote_call(did, "com.atproto.repo.applyWrites", Some(json_body(&body)))
+                .await?;
+            tracing::info!(%did, writes = writes.len(), "records written to the user's PDS");
+        }
+        let mirrored = records
+            .into_iter()
+            .map(|(c, rkey, record)| (c.to_owned(), rkey, Some(record)))
+            .collect();
+        self.take_in_remote(did, mirrored).await
+    }
+
+    /// Deletes records of a remote owner's repository on their PDS (one `applyWrites`), then
+    /// from the mirror and the index. Records their PDS no longer has are only forgotten here.
+    pub(super) async fn delete_remote(
+        &self,
+        did: &Did,
+        deletes: Vec<(&'static str, String)>,
+    ) -> Result<(), AppViewError> {
+        let mut writes = Vec::new();
+        for (collection, rkey) in &deletes {
+            if self.remote_record(did, collection, rkey).await?.is_some() {
+                writes.push(json!({
+                    "$type": "com.atproto.repo.applyWrites#delete",
+                    "collection": collection,
+                    "rkey": rkey,
+                }));
+            }
+        }
+        if !writes.is_empty() {
+            let body = json!({ "repo": did.as_str(), "writes": writes });
+            self.pds
+                .remote_call(did, "com.atproto.repo.applyWrites", Some(json_body(&body)))
+                .await?;
+            tracing::info!(%did, deletes = writes.len(), "records deleted on the user's PDS");
+        }
+        let gone = deletes
+            .into_iter()
+            .map(|(c, rkey)| (c.to_owned(), rkey, None))
+            .collect();
+        self.take_in_remote(did, gone).await
+    }
+
+    /// Applies record changes of `did`'s repository to the mirror, then to the index.
+    async fn take_in_remote(
+        &self,
+        did: &Did,
+        writes: Vec<MirrorWrite>,
+    ) -> Result<(), AppViewError> {
+        self.pds.store().mirror_remote(did, writes.clone()).await?;
+        let mut changes = Vec::with_capacity(writes.len());
+        for (collection, rkey, record) in writes {
+            let addr = RecordAddr {
+                did: did.as_str().to_owned(),
+                collection,
+                rkey,
+            };
+            changes.push(match record {
+                Some(record) => self.change_of_record(did, addr, &record).await?,
+                None => IndexChange::DeleteRecord(addr),
+            });
+        }
+        let touched = self.index.write(move |ix| ix.apply(&changes, None)).await?;
+        self.mark_for_search(touched);
+        Ok(())
+    }
+
+    /// Puts the mirrored records of every remote user into the index (a rebuild).
+    pub(super) async fn rebuild_remote(
+        &self,
+        stats: &mut RebuildStats,
+    ) -> Result<(), AppViewError> {
+        let store = self.pds.store();
+        let mut after: Option<String> = None;
+        loop {
+            let users = store.remote_users(after.as_deref(), 100)?;
+            let Some((last, _)) = users.last() else {
+                return Ok(());
+            };
+            after = Some(last.as_str().to_owned());
+            for (did, _) in users {
+                stats.repos += 1;
+                for collection in MIRRORED {
+                    let mut cursor: Option<String> = None;
+                    loop {
+                        let page =
+                            store.remote_records(&did, collection, cursor.as_deref(), 500)?;
+                        let Some((last, _)) = page.last() else { break };
+                        cursor = Some(last.clone());
+                        let mut changes = Vec::with_capacity(page.len());
+                        for (rkey, record) in page {
+                            let addr = RecordAddr {
+                                did: did.as_str().to_owned(),
+                                collection: collection.to_owned(),
+                                rkey,
+                            };
+                            stats.count(
+                                self.change_of_record(&did, addr, &record).await?,
+                                &mut changes,
+                            );
+                        }
+                        self.index.write(move |ix| ix.apply(&changes, None)).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A record of a remote user's repository, as their PDS has it now.
+    async fn remote_record(
+        &self,
+        did: &Did,
+        collection: &str,
+        rkey: &str,
+    ) -> Result<Option<Json>, AppViewError> {
+        Ok(self
+            .pds
+            .remote_record(did, collection, rkey)
+            .await?
+            .map(|answer| answer["value"].clone())
+            .filter(Json::is_object))
+    }
+
+    /// Uploads a manifest as a blob of `did`'s repository, and checks that their PDS filed it
+    /// under the CID its record names.
+    async fn upload_manifest(
+        &self,
+        did: &Did,
+        bytes: &Bytes,
+        media_type: &str,
+    ) -> Result<(), AppViewError> {
+        let answer = self
+            .pds
+            .remote_call(
+                did,
+                "com.atproto.repo.uploadBlob",
+                Some((media_type, bytes.clone())),
+            )
+            .await?;
+        let expected = Cid::for_raw(bytes).to_string();
+        if answer["blob"]["ref"]["$link"].as_str() != Some(expected.as_str()) {
+            return Err(AppViewError::Data(format!(
+                "the PDS of {did} filed the manifest under another CID than {expected}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks a record against its lexicon, as the embedded PDS does for local users (a
+    /// remote PDS does not know ATCR's lexicons).
+    fn validate(&self, collection: &str, record: &Json) -> Result<(), AppViewError> {
+        let invalid = |reason: String| AppViewError::RecordInvalid {
+            message: "manifest record is invalid",
+            reason,
+        };
+        let value = Value::from_json_object(record).map_err(|e| invalid(e.to_string()))?;
+        self.pds
+            .repos
+            .catalog()
+            .validate_record(&collection.parse()?, &value)
+            .map_err(|e| invalid(e.to_string()))
+    }
+}
+
+/// One `applyWrites` operation (`create`, `update`).
+fn write_op(op: &str, collection: &str, rkey: &str, record: &Json) -> Json {
+    json!({
+        "$type": format!("com.atproto.repo.applyWrites#{op}"),
+        "collection": collection,
+        "rkey": rkey,
+        "value": record,
+    })
+}
+
+fn json_body(body: &Json) -> (&'static str, Bytes) {
+    ("application/json", Bytes::from(body.to_string()))
+}

@@ -1,0 +1,397 @@
+//! Writing into the repositories of users of other PDSes: the session their login opened there
+//! (`com.atproto.server.createSession` with a password of their PDS, see `login/remote.rs`),
+//! kept in memory only, and the XRPC calls a push makes with it (`uploadBlob`, `applyWrites`),
+//! refreshing it (`refreshSession`) when their PDS says it expired.
+//!
+//! Their PDS is a stranger's server: every call goes through `identity.reachable` (HTTPS at
+//! public addresses unless a LAN host), with a timeout and an answer-size limit.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value as Json;
+
+use super::Pds;
+use crate::atproto::Did;
+use crate::http_client::{get_json, post_bounded};
+
+/// How long one call to a user's PDS may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest answer read from a user's PDS.
+const MAX_ANSWER_BYTES: usize = 256 << 10;
+
+/// A session on a remote user's PDS.
+#[derive(Clone)]
+pub struct RemoteSession {
+    /// Their PDS (`https://pds.example.com`).
+    pub endpoint: String,
+    access: String,
+    refresh: String,
+}
+
+impl RemoteSession {
+    #[must_use]
+    pub fn new(endpoint: String, access: String, refresh: String) -> RemoteSession {
+        RemoteSession {
+            endpoint,
+            access,
+            refresh,
+        }
+    }
+
+    /// The refresh token, which ends the session (`deleteSession`).
+    #[must_use]
+    pub fn refresh_token(&self) -> &str {
+        &self.refresh
+    }
+}
+
+impl std::fmt::Debug for RemoteSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteSession")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The sessions of remote users who logged in since start, one per user.
+#[derive(Default)]
+pub struct RemoteSessions {
+    by_did: Mutex<HashMap<Did, RemoteSession>>,
+}
+
+/// Remote sessions kept, at most (one per user who logged in).
+const SESSIONS: usize = 4096;
+
+impl RemoteSessions {
+    /// Keeps `session` for `did`; returns the one it replaces, which the caller ends.
+    pub fn keep(&self, did: &Did, session: RemoteSession) -> Option<RemoteSession> {
+        let mut map = self.lock();
+        if map.len() >= SESSIONS && !map.contains_key(did) {
+            // Bounded: the oldest logins are the ones to go, but any will do; their users log
+            // in again (docker clients send their password with every token request).
+            map.clear();
+        }
+        map.insert(did.clone(), session)
+    }
+
+    /// Whether `did` has a session here.
+    #[must_use]
+    pub fn has(&self, did: &Did) -> bool {
+        self.lock().contains_key(did)
+    }
+
+    fn get(&self, did: &Did) -> Option<RemoteSession> {
+        self.lock().get(did).cloned()
+    }
+
+    fn forget(&self, did: &Did) {
+        self.lock().remove(did);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Did, RemoteSession>> {
+        self.by_did.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Why a call to a remote user's PDS did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteCallError {
+    /// No session for that user here (the node restarted since their login, or their PDS
+    /// ended it): they log in again.
+    #[error("no session with the PDS of {0}: log in again")]
+    NoSession(Did),
+    /// Their PDS answered with an error.
+    #[error("the PDS {endpoint} refused: {status} {error}: {message}")]
+    Refused {
+        endpoint: String,
+        status: u16,
+        error: String,
+        message: String,
+    },
+    /// Their PDS could not be reached, or answered nonsense.
+    #[error("the PDS {0}")]
+    Unavailable(String),
+}
+
+impl Pds {
+    /// `POST`s to XRPC method `nsid` on `did`'s PDS with their session (`body`: content type
+    /// and bytes); the answer as JSON. An expired access token is refreshed once.
+    pub async fn remote_call(
+        &self,
+        did: &Did,
+        nsid: &str,
+        body: Option<(&str, Bytes)>,
+    ) -> Result<Json, RemoteCallError> {
+        let mut refreshed = false;
+        loop {
+            let session = self
+                .remote_sessions
+                .get(did)
+                .ok_or_else(|| RemoteCallError::NoSession(did.clone()))?;
+            let (status, answer) = self
+                .remote_post(&session.endpoint, nsid, &session.access, body.clone())
+                .await?;
+            if status == 200 {
+                return Ok(answer);
+            }
+            let expired =
+                matches!(status, 400 | 401) && answer["error"].as_str() == Some("ExpiredToken");
+            if expired && !refreshed {
+                self.refresh_remote_session(did, &session).await?;
+                refreshed = true;
+                continue;
+            }
+            return Err(refused(&session.endpoint, status, &answer));
+        }
+    }
+
+    /// Replaces `did`'s session by the one `refreshSession` gives for it.
+    async fn refresh_remote_session(
+        &self,
+        did: &Did,
+        session: &RemoteSession,
+    ) -> Result<(), RemoteCallError> {
+        let nsid = "com.atproto.server.refreshSession";
+        let (status, answer) = self
+            .remote_post(&session.endpoint, nsid, &session.refresh, None)
+            .await?;
+        let tokens = (answer["accessJwt"].as_str(), answer["refreshJwt"].as_str());
+        match (status, tokens) {
+            (200, (Some(access), Some(refresh)))
+                if answer["did"].as_str() == Some(did.as_str()) =>
+            {
+                let fresh =
+                    RemoteSession::new(session.endpoint.clone(), access.into(), refresh.into());
+                self.remote_sessions.keep(did, fresh);
+                Ok(())
+            }
+            (400 | 401, _) => {
+                self.remote_sessions.forget(did);
+                Err(RemoteCallError::NoSession(did.clone()))
+            }
+            _ => Err(refused(&session.endpoint, status, &answer)),
+        }
+    }
+
+    async fn remote_post(
+        &self,
+        endpoint: &str,
+        nsid: &str,
+        bearer: &str,
+        body: Option<(&str, Bytes)>,
+    ) -> Result<(u16, Json), RemoteCallError> {
+        let target = self
+            .settings
+            .identity
+            .reachable(endpoint)
+            .map_err(RemoteCallError::Unavailable)?;
+        post_bounded(
+            &target,
+            &format!("/xrpc/{nsid}"),
+            Some(bearer),
+            body,
+            MAX_ANSWER_BYTES,
+            CALL_TIMEOUT,
+        )
+        .await
+        .map_err(|e| RemoteCallError::Unavailable(format!("{endpoint}: {e:#}")))
+    }
+
+    /// A record of `did`'s repository on their PDS (`com.atproto.repo.getRecord`, no session
+    /// needed): `None` when it says there is none.
+    pub async fn remote_record(
+        &self,
+        did: &Did,
+        collection: &str,
+        rkey: &str,
+    ) -> Result<Option<Json>, RemoteCallError> {
+        let endpoint = self
+            .remote_sessions
+            .get(did)
+            .ok_or_else(|| RemoteCallError::NoSession(did.clone()))?
+            .endpoint;
+        let target = self
+            .settings
+            .identity
+            .reachable(&endpoint)
+            .map_err(RemoteCallError::Unavailable)?;
+        let path = get_record_path(did, collection, rkey);
+        let (status, answer) = get_json(&target, &path, MAX_ANSWER_BYTES, CALL_TIMEOUT)
+            .await
+            .map_err(|e| RemoteCallError::Unavailable(format!("{endpoint}: {e:#}")))?;
+        match status {
+            200 => Ok(Some(answer)),
+            400 | 404 if answer["error"].as_str() == Some("RecordNotFound") => Ok(None),
+            s => Err(refused(&endpoint, s, &answer)),
+        }
+    }
+}
+
+/// The path and query of `com.atproto.repo.getRecord` for one record.
+#[must_use]
+pub fn get_record_path(did: &Did, collection: &str, rkey: &str) -> String {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("repo", did.as_str())
+        .append_pair("collection", collection)
+        .append_pair("rkey", rkey)
+        .finish();
+    format!("/xrpc/com.atproto.repo.getRecord?{query}")
+}
+
+/// The error for a non-200 answer: a refusal for 4xx, unavailable otherwise.
+fn refused(endpoint: &str, status: u16, answer: &Json) -> RemoteCallError {
+    if !(400..500).contains(&status) {
+        return RemoteCallError::Unavailable(format!("{endpoint} answered {status}"));
+    }
+    let text = |key: &str| {
+        answer[key]
+            .as_str()
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect::<String>()
+    };
+    RemoteCallError::Refused {
+        endpoint: endpoint.to_owned(),
+        status,
+        error: text("error"),
+        message: text("message"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::pds::PdsSettings;
+
+    const DID: &str = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";
+
+    /// A PDS on 127.0.0.1 answering (path, bearer token) → (status, body).
+    async fn serve(routes: HashMap<(&'static str, &'static str), (u16, String)>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = vec![0; 8192];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let path = head.split(' ').nth(1).unwrap_or("");
+                let bearer = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("authorization: Bearer "))
+                    .unwrap_or("")
+                    .trim();
+                let (status, body) = routes
+                    .iter()
+                    .find(|((p, b), _)| *p == path && *b == bearer)
+                    .map_or((500, "{}".to_owned()), |(_, a)| a.clone());
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    async fn node() -> (tempfile::TempDir, Pds) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = PdsSettings::localhost(4000);
+        settings.identity.lan_hosts = vec!["127.0.0.1".into()];
+        let blobs = crate::blobstore::BlobStore::memory().unwrap();
+        let pds = Pds::open(dir.path(), settings, blobs).await.unwrap();
+        (dir, pds)
+    }
+
+    const APPLY: &str = "/xrpc/com.atproto.repo.applyWrites";
+    const REFRESH: &str = "/xrpc/com.atproto.server.refreshSession";
+
+    /// An expired access token is refreshed once, and the new tokens are kept.
+    #[tokio::test]
+    async fn an_expired_session_is_refreshed_and_kept() {
+        let expired = (
+            400,
+            json!({"error": "ExpiredToken", "message": "expired"}).to_string(),
+        );
+        let fresh = json!({"did": DID, "accessJwt": "access2", "refreshJwt": "refresh2"});
+        let url = serve(HashMap::from([
+            ((APPLY, "access1"), expired),
+            ((REFRESH, "refresh1"), (200, fresh.to_string())),
+            ((APPLY, "access2"), (200, json!({"commit": {}}).to_string())),
+        ]))
+        .await;
+        let (_dir, pds) = node().await;
+        let did: Did = DID.parse().unwrap();
+        let call = || pds.remote_call(&did, "com.atproto.repo.applyWrites", None);
+        assert!(matches!(call().await, Err(RemoteCallError::NoSession(_))));
+        let session = RemoteSession::new(url.clone(), "access1".into(), "refresh1".into());
+        assert!(pds.remote_sessions.keep(&did, session).is_none());
+        assert_eq!(call().await.unwrap(), json!({"commit": {}}));
+        // The refreshed session is the one kept: its access token works without a refresh.
+        let kept = pds.remote_sessions.get(&did).unwrap();
+        assert_eq!(
+            (kept.access.as_str(), kept.refresh.as_str()),
+            ("access2", "refresh2")
+        );
+        assert!(call().await.is_ok());
+    }
+
+    /// A refresh token the PDS no longer takes ends the session here (the user logs in again);
+    /// other refusals are passed on, and 5xx answers are outages.
+    #[tokio::test]
+    async fn refusals_and_outages_are_told_apart() {
+        let expired = (400, json!({"error": "ExpiredToken"}).to_string());
+        let url = serve(HashMap::from([
+            ((APPLY, "old"), expired),
+            (
+                (REFRESH, "old-refresh"),
+                (400, json!({"error": "ExpiredToken"}).to_string()),
+            ),
+            (
+                (APPLY, "denied"),
+                (
+                    400,
+                    json!({"error": "InvalidRequest", "message": "no"}).to_string(),
+                ),
+            ),
+        ]))
+        .await;
+        let (_dir, pds) = node().await;
+        let did: Did = DID.parse().unwrap();
+        let call = || pds.remote_call(&did, "com.atproto.repo.applyWrites", None);
+        pds.remote_sessions.keep(
+            &did,
+            RemoteSession::new(url.clone(), "old".into(), "old-refresh".into()),
+        );
+        assert!(matches!(call().await, Err(RemoteCallError::NoSession(_))));
+        assert!(!pds.remote_sessions.has(&did));
+        pds.remote_sessions.keep(
+            &did,
+            RemoteSession::new(url.clone(), "denied".into(), "r".into()),
+        );
+        let refused = call().await.unwrap_err();
+        assert!(
+            matches!(&refused, RemoteCallError::Refused { status: 400, error, .. } if error == "InvalidRequest"),
+            "{refused:?}"
+        );
+        pds.remote_sessions.keep(
+            &did,
+            RemoteSession::new(url.clone(), "unknown".into(), "r".into()),
+        );
+        assert!(matches!(call().await, Err(RemoteCallError::Unavailable(_))));
+        // A PDS that is no LAN host and not HTTPS is not reached at all.
+        let elsewhere = "http://192.0.2.1:1".to_owned();
+        pds.remote_sessions
+            .keep(&did, RemoteSession::new(elsewhere, "t".into(), "r".into()));
+        assert!(matches!(call().await, Err(RemoteCallError::Unavailable(_))));
+    }
+}

@@ -1,0 +1,246 @@
+//! What this node keeps about users of other PDSes: who they are (handle, PDS), and a copy of
+//! the `io.atcr.*` records it wrote into their repositories for them — the mirror the registry
+//! index is rebuilt from without asking their PDSes (see `docs/federation.md`).
+
+use redb::{ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::{PdsStore, StoreError};
+use crate::atproto::Did;
+
+/// DID → [`RemoteUser`] (JSON).
+const REMOTE_USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("remote_users");
+/// Handle (lowercase) → DID, for the users in `REMOTE_USERS` with a handle.
+const REMOTE_HANDLES: TableDefinition<&str, &str> = TableDefinition::new("remote_handles");
+/// (DID, collection, record key) → the record as JSON, as written to the user's PDS.
+const REMOTE_RECORDS: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("remote_records");
+
+/// A user of another PDS this node has met (they logged in).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteUser {
+    /// The handle their DID document names and that resolves back, if any.
+    pub handle: Option<String>,
+    /// Their PDS (`https://pds.example.com`).
+    pub pds: String,
+}
+
+/// A record change in the mirror: `Some(record)` puts, `None` deletes.
+pub type MirrorWrite = (String, String, Option<serde_json::Value>);
+
+impl PdsStore {
+    /// Remembers `did` as `user` (a new handle replaces the old one).
+    pub async fn remember_remote_user(
+        &self,
+        did: &Did,
+        user: RemoteUser,
+    ) -> Result<(), StoreError> {
+        let did = did.clone();
+        self.write(move |tx| {
+            let mut users = tx.open_table(REMOTE_USERS)?;
+            let mut handles = tx.open_table(REMOTE_HANDLES)?;
+            let before: Option<RemoteUser> = users
+                .get(did.as_str())?
+                .map(|v| serde_json::from_slice(v.value()))
+                .transpose()?;
+            if before.as_ref() == Some(&user) {
+                return Ok(());
+            }
+            if let Some(old) = before.and_then(|b| b.handle) {
+                let owner = handles.get(old.as_str())?.map(|v| v.value().to_owned());
+                if owner.as_deref() == Some(did.as_str()) {
+                    handles.remove(old.as_str())?;
+                }
+            }
+            if let Some(handle) = &user.handle {
+                handles.insert(handle.as_str(), did.as_str())?;
+            }
+            users.insert(did.as_str(), serde_json::to_vec(&user)?.as_slice())?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+    }
+
+    /// What this node knows of `did`, if it is a user of another PDS it has met.
+    pub fn remote_user(&self, did: &Did) -> Result<Option<RemoteUser>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(REMOTE_USERS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(table
+            .get(did.as_str())?
+            .map(|v| serde_json::from_slice(v.value()))
+            .transpose()?)
+    }
+
+    /// The DID of the remote user with `handle` (lowercase), if this node has met one.
+    pub fn remote_did_of_handle(&self, handle: &str) -> Result<Option<Did>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(REMOTE_HANDLES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(table
+            .get(handle)?
+            .and_then(|v| v.value().parse::<Did>().ok()))
+    }
+
+    /// The remote users this node has met, in DID order, after `cursor`, at most `limit`.
+    pub fn remote_users(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Did, RemoteUser)>, StoreError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(REMOTE_USERS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let range = match cursor {
+            Some(c) => table.range::<&str>((Excluded(c), Unbounded))?,
+            None => table.range::<&str>(..)?,
+        };
+        let mut out = Vec::new();
+        for row in range.take(limit) {
+            let (k, v) = row?;
+            let Ok(did) = k.value().parse::<Did>() else {
+                continue;
+            };
+            out.push((did, serde_json::from_slice(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Applies record changes of `did`'s repository to the mirror, in one transaction.
+    pub async fn mirror_remote(
+        &self,
+        did: &Did,
+        writes: Vec<MirrorWrite>,
+    ) -> Result<(), StoreError> {
+        let did = did.clone();
+        self.write(move |tx| {
+            let mut table = tx.open_table(REMOTE_RECORDS)?;
+            for (collection, rkey, record) in &writes {
+                let key = (did.as_str(), collection.as_str(), rkey.as_str());
+                match record {
+                    Some(r) => table.insert(key, serde_json::to_vec(r)?.as_slice())?,
+                    None => table.remove(key)?,
+                };
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await
+    }
+
+    /// Mirrored records of one collection of `did`, in key order, after `cursor`.
+    pub fn remote_records(
+        &self,
+        did: &Did,
+        collection: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        use std::ops::Bound::{Excluded, Included};
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(REMOTE_RECORDS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let (did, start) = (did.as_str(), cursor.unwrap_or(""));
+        let low = (did, collection, start);
+        let low = if cursor.is_some() {
+            Excluded(low)
+        } else {
+            Included(low)
+        };
+        let mut out = Vec::new();
+        for row in
+            table.range::<(&str, &str, &str)>((low, Included((did, collection, "\u{10ffff}"))))?
+        {
+            let (k, v) = row?;
+            out.push((k.value().2.to_owned(), serde_json::from_slice(v.value())?));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn remote_users_and_their_mirrored_records_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PdsStore::open(&dir.path().join("pds.redb")).unwrap();
+        let did: Did = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa".parse().unwrap();
+        assert_eq!(store.remote_user(&did).unwrap(), None);
+        assert_eq!(store.remote_did_of_handle("carol.example").unwrap(), None);
+        let user = |h: &str| RemoteUser {
+            handle: Some(h.into()),
+            pds: "https://pds.example".into(),
+        };
+        store
+            .remember_remote_user(&did, user("carol.example"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.remote_did_of_handle("carol.example").unwrap(),
+            Some(did.clone())
+        );
+        // A new handle replaces the old one.
+        store
+            .remember_remote_user(&did, user("c.example"))
+            .await
+            .unwrap();
+        assert_eq!(store.remote_did_of_handle("carol.example").unwrap(), None);
+        assert_eq!(
+            store.remote_did_of_handle("c.example").unwrap(),
+            Some(did.clone())
+        );
+        assert_eq!(
+            store.remote_users(None, 10).unwrap(),
+            vec![(did.clone(), user("c.example"))]
+        );
+
+        let put = |rkey: &str| {
+            (
+                "io.atcr.tag".to_owned(),
+                rkey.to_owned(),
+                Some(serde_json::json!({ "tag": rkey })),
+            )
+        };
+        store
+            .mirror_remote(&did, vec![put("a"), put("b"), put("c")])
+            .await
+            .unwrap();
+        store
+            .mirror_remote(&did, vec![("io.atcr.tag".into(), "b".into(), None)])
+            .await
+            .unwrap();
+        let rkeys = |cursor| -> Vec<String> {
+            store
+                .remote_records(&did, "io.atcr.tag", cursor, 10)
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert_eq!(rkeys(None), ["a", "c"]);
+        assert_eq!(rkeys(Some("a")), ["c"]);
+        assert!(
+            store
+                .remote_records(&did, "io.atcr.manifest", None, 10)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
