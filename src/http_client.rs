@@ -253,37 +253,51 @@ async fn send(
     timeout: Duration,
 ) -> anyhow::Result<(u16, Bytes)> {
     let exchange = async {
-        let host = target.host.trim_matches(['[', ']']);
-        let tcp = if target.public_only {
-            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, target.port))
-                .await
-                .with_context(|| format!("cannot resolve {host}"))?
-                .collect();
-            if let Some(inner) = addrs.iter().find(|a| !is_public(a.ip())) {
-                bail!("{host} resolves to {}, not a public address", inner.ip());
-            }
-            tokio::net::TcpStream::connect(&addrs[..]).await
-        } else {
-            tokio::net::TcpStream::connect((host, target.port)).await
-        }
-        .with_context(|| format!("cannot connect to {}", target.authority()))?;
-        if !target.https {
-            return exchange(tcp, req, limit).await;
-        }
-        let config = match tls {
-            Some(config) => config.clone(),
-            None => system_tls()?,
-        };
-        let name = rustls::pki_types::ServerName::try_from(host.to_owned())?;
-        let stream = tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .with_context(|| format!("TLS with {} failed", target.authority()))?;
+        let stream = connect(target, tls).await?;
         exchange(stream, req, limit).await
     };
     tokio::time::timeout(timeout, exchange)
         .await
         .with_context(|| format!("{} did not answer in time", target.authority()))?
+}
+
+/// A byte stream to a server: TCP, or TLS over TCP.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Connects to `target` (over TLS with `tls`, else the system's CAs, when it is HTTPS); only
+/// to public addresses when the target says so.
+pub async fn connect(
+    target: &Target,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> anyhow::Result<Box<dyn Io>> {
+    let host = target.host.trim_matches(['[', ']']);
+    let tcp = if target.public_only {
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, target.port))
+            .await
+            .with_context(|| format!("cannot resolve {host}"))?
+            .collect();
+        if let Some(inner) = addrs.iter().find(|a| !is_public(a.ip())) {
+            bail!("{host} resolves to {}, not a public address", inner.ip());
+        }
+        tokio::net::TcpStream::connect(&addrs[..]).await
+    } else {
+        tokio::net::TcpStream::connect((host, target.port)).await
+    }
+    .with_context(|| format!("cannot connect to {}", target.authority()))?;
+    if !target.https {
+        return Ok(Box::new(tcp));
+    }
+    let config = match tls {
+        Some(config) => config.clone(),
+        None => system_tls()?,
+    };
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())?;
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .with_context(|| format!("TLS with {} failed", target.authority()))?;
+    Ok(Box::new(stream))
 }
 
 /// The TLS configuration with the system's CA certificates, read once.

@@ -76,6 +76,17 @@ impl ReferencePds {
         )
     }
 
+    /// User `i`'s handle, DID and account password (not an app password: for the user's own
+    /// client).
+    fn user_with_password(&self, i: usize) -> (&str, &str, &str) {
+        let u = &self.info["users"][i];
+        (
+            u["handle"].as_str().expect("handle"),
+            u["did"].as_str().expect("did"),
+            u["password"].as_str().expect("password"),
+        )
+    }
+
     fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -274,6 +285,37 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     srv.must(&mut c.skopeo_copy(&local.reference(), &again, &[]));
     assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1", "2"]);
 
+    // A tag record deleted on their PDS directly (any ATProto client) leaves the node within
+    // seconds: the node follows the reference PDS's firehose and checks each commit.
+    let records = remote_records(&node, &pds_url, &carol_did);
+    let second_tag = records["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["value"]["tag"] == "2")
+        .expect("tag 2's record")["rkey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, _, carol_account_pw) = remote.user_with_password(0);
+    let out = common::run(
+        Command::new(&node)
+            .args(["remote-delete.mjs", &pds_url, &carol, carol_account_pw])
+            .args(["io.atcr.tag", &second_tag])
+            .current_dir(interop_dir())
+            .env_remove("NODE_OPTIONS"),
+    );
+    assert!(out.status.success(), "remote-delete.mjs: {out:?}");
+    let deleted = std::time::Instant::now();
+    while tag_list(&srv, &carol, &carol_pw) != ["1"] {
+        assert!(
+            deleted.elapsed() < Duration::from_secs(5),
+            "the tag deleted on the user's PDS is still listed after 5 s\n{}",
+            srv.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // A wrong app password is refused, and counts as a local one does (pds::limiter: five free
     // failures, then a wait from the next attempt on): past them even the right one waits.
     for i in 0..6 {
@@ -319,9 +361,9 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
         "{}",
         srv.log_tail()
     );
-    assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1", "2"]);
+    assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1"]);
     let pulled = format!("oci:{}:outage", back.display());
-    srv.must(&mut c.skopeo_copy(&again, &pulled, &[]));
+    srv.must(&mut c.skopeo_copy(&theirs, &pulled, &[]));
 
     // Their repository is on the pages and in search, under their handle (a public hold shows
     // its repositories to anyone).

@@ -7,6 +7,7 @@
 //! `registry`, `auth`, `web` or `server`.
 
 mod error;
+mod follow;
 pub mod gc;
 pub mod index;
 mod indexer;
@@ -70,6 +71,8 @@ pub struct AppView {
     gc: gc::Gc,
     /// `quota.default` in bytes (0: no limit): see `quota`.
     default_quota: std::sync::atomic::AtomicU64,
+    /// Remote users' signing keys, for checking their commits (see `follow`).
+    keys: crate::pds::did_resolver::DidResolver,
 }
 
 impl std::fmt::Debug for AppView {
@@ -92,6 +95,7 @@ impl AppView {
             search_wake: tokio::sync::Notify::new(),
             owner_locks: std::sync::Mutex::default(),
             default_quota: std::sync::atomic::AtomicU64::new(0),
+            keys: crate::pds::did_resolver::DidResolver::default(),
         })
     }
 

@@ -16,7 +16,7 @@ use crate::oci::name::Tag;
 use crate::pds::store::MirrorWrite;
 
 /// The collections written for remote users, and mirrored here.
-const MIRRORED: [&str; 2] = [MANIFEST_COLLECTION, TAG_COLLECTION];
+pub(super) const MIRRORED: [&str; 2] = [MANIFEST_COLLECTION, TAG_COLLECTION];
 
 impl AppView {
     /// Whether `owner` is a user of another PDS this node has met (not one of its accounts).
@@ -134,7 +134,7 @@ impl AppView {
     }
 
     /// Applies record changes of `did`'s repository to the mirror, then to the index.
-    async fn take_in_remote(
+    pub(super) async fn take_in_remote(
         &self,
         did: &Did,
         writes: Vec<MirrorWrite>,

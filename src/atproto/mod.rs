@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod data;
 pub mod lexicon;
 pub mod mst;
+pub mod sync;
 pub mod syntax;
 
 pub use blockstore::{BlockStore, BlockStoreError, MemoryBlockStore};

@@ -218,6 +218,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let workers = Workers::new(shutdown.clone());
     // A hold keeps the index too: the collector and the event-log pruner go by it.
     workers.spawn("indexer", app.indexer(shutdown.clone()));
+    workers.spawn("remote follower", app.remote_follower(shutdown.clone()));
     if role == Role::Full {
         workers.spawn("search", app.searcher(shutdown.clone()));
     }

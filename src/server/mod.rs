@@ -154,6 +154,15 @@ impl App {
         self.registry.appview().clone().run_indexer(shutdown)
     }
 
+    /// The background task that follows the PDSes of remote users (their records changed
+    /// there); it runs until `shutdown`.
+    pub fn remote_follower(&self, shutdown: CancellationToken) -> impl Future<Output = ()> + use<> {
+        self.registry
+            .appview()
+            .clone()
+            .run_remote_follower(shutdown)
+    }
+
     /// The background task that reopens a store after a storage error (a full disk) once it
     /// can; it runs until `shutdown`.
     pub fn storage_recovery(

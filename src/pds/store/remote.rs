@@ -16,6 +16,9 @@ const REMOTE_HANDLES: TableDefinition<&str, &str> = TableDefinition::new("remote
 const REMOTE_RECORDS: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("remote_records");
 
+/// PDS endpoint → the sequence number of the last firehose event taken in from it.
+const REMOTE_CURSORS: TableDefinition<&str, u64> = TableDefinition::new("remote_cursors");
+
 /// A user of another PDS this node has met (they logged in).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteUser {
@@ -132,6 +135,35 @@ impl PdsStore {
                     None => table.remove(key)?,
                 };
             }
+            Ok::<_, StoreError>(())
+        })
+        .await
+    }
+
+    /// The last firehose event taken in from the PDS at `endpoint`, if any.
+    pub fn remote_cursor(&self, endpoint: &str) -> Result<Option<u64>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(REMOTE_CURSORS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(table.get(endpoint)?.map(|v| v.value()))
+    }
+
+    /// Records `seq` as the last event taken in from `endpoint` (`None`: start over).
+    pub async fn set_remote_cursor(
+        &self,
+        endpoint: &str,
+        seq: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.write(move |tx| {
+            let mut table = tx.open_table(REMOTE_CURSORS)?;
+            match seq {
+                Some(seq) => table.insert(endpoint.as_str(), seq)?,
+                None => table.remove(endpoint.as_str())?,
+            };
             Ok::<_, StoreError>(())
         })
         .await

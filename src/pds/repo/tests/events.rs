@@ -10,22 +10,28 @@ use crate::atproto::car::CarReader;
 use crate::atproto::mst::{RecordOp, invert_ops};
 use crate::pds::events::parse_frame;
 
-/// Every `#commit` event carries the commit, its new records and enough MST blocks for a
-/// consumer to undo its ops and reach `prevData` (sync 1.1).
-#[tokio::test]
-async fn commit_events_carry_proofs() {
-    let dir = tempfile::tempdir().unwrap();
-    let repos = open(dir.path());
+/// Alice's repository (K-256 key) with `n` posts `k000`… in one commit.
+async fn alice_with_posts(dir: &std::path::Path, n: usize) -> (Repos, Did, Arc<Keypair>) {
+    let repos = open(dir);
     let alice = did("did:plc:alice0000000000000000000");
     let key = Arc::new(Keypair::generate(Algorithm::K256));
     repos.create_repo(&alice, key.clone()).await.unwrap();
-    let writes: Vec<WriteOp> = (0..50)
+    let writes: Vec<WriteOp> = (0..n)
         .map(|i| create("app.test.post", &format!("k{i:03}"), "x"))
         .collect();
     repos
         .apply_writes(&alice, writes, None, Validation::IfKnown)
         .await
         .unwrap();
+    (repos, alice, key)
+}
+
+/// Every `#commit` event carries the commit, its new records and enough MST blocks for a
+/// consumer to undo its ops and reach `prevData` (sync 1.1).
+#[tokio::test]
+async fn commit_events_carry_proofs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repos, alice, key) = alice_with_posts(dir.path(), 50).await;
     repos
         .apply_writes(
             &alice,
@@ -163,4 +169,91 @@ async fn the_event_log_is_pruned_to_its_window_and_numbering_goes_on() {
     let repos = open(dir.path());
     assert_eq!(repos.store().first_seq().unwrap(), Some(last));
     assert_eq!(repos.store().last_seq().unwrap(), last + 1);
+}
+
+/// A consumer's check of these events (`atproto::sync::verify_commit`, what the node applies
+/// to the `#commit` frames of other PDSes) takes them with the repository's key, and refuses
+/// them signed by another key, about another repository, with an op dropped or changed, or
+/// without `prevData`.
+#[tokio::test]
+async fn consumers_verify_commit_events_and_refuse_tampered_ones() {
+    use crate::atproto::sync::verify_commit;
+    let dir = tempfile::tempdir().unwrap();
+    let (repos, alice, key) = alice_with_posts(dir.path(), 10).await;
+    let change = vec![
+        create("app.test.post", "k100", "new"),
+        WriteOp::Delete {
+            collection: nsid("app.test.post"),
+            rkey: rkey("k002"),
+            swap_record: None,
+        },
+    ];
+    repos
+        .apply_writes(&alice, change, None, Validation::IfKnown)
+        .await
+        .unwrap();
+    let events = repos.store().events_after(0, 100).unwrap();
+    let (_, body) = parse_frame(&events.last().unwrap().1).unwrap();
+    let public = key.public_key();
+
+    let verified = verify_commit(&body, &public).unwrap();
+    assert_eq!(verified.repo, alice);
+    let ops: Vec<(&str, &str, bool)> = verified
+        .ops
+        .iter()
+        .map(|o| (o.collection.as_str(), o.rkey.as_str(), o.record.is_some()))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            ("app.test.post", "k100", true),
+            ("app.test.post", "k002", false)
+        ]
+    );
+    let text = verified.ops[0]
+        .record
+        .as_ref()
+        .unwrap()
+        .get("text")
+        .cloned();
+    assert_eq!(text, Some(Value::String("new".into())));
+
+    let refused = |body: &Value, why: &str| {
+        let e = verify_commit(body, &public).unwrap_err();
+        assert!(e.contains(why), "{e}");
+    };
+    let other = Keypair::generate(Algorithm::K256).public_key();
+    assert!(
+        verify_commit(&body, &other)
+            .unwrap_err()
+            .contains("signature")
+    );
+    let edited = |f: &dyn Fn(&mut std::collections::BTreeMap<String, Value>)| {
+        let Value::Map(mut map) = body.clone() else {
+            panic!("a map")
+        };
+        f(&mut map);
+        Value::Map(map)
+    };
+    let bob = Value::String("did:plc:bob00000000000000000000".into());
+    refused(
+        &edited(&|m| drop(m.insert("repo".into(), bob.clone()))),
+        "not did:plc:bob",
+    );
+    refused(&edited(&|m| drop(m.remove("prevData"))), "prevData");
+    let dropped = edited(&|m| {
+        if let Some(Value::Array(ops)) = m.get_mut("ops") {
+            ops.pop();
+        }
+    });
+    refused(&dropped, "undo");
+    // An op naming another record than the tree has.
+    let moved = edited(&|m| {
+        if let Some(Value::Array(ops)) = m.get_mut("ops")
+            && let Some(Value::Map(op)) = ops.first_mut()
+        {
+            op.insert("path".into(), Value::String("app.test.post/k999".into()));
+        }
+    });
+    refused(&moved, "undo");
 }

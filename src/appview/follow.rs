@@ -1,0 +1,386 @@
+//! Following remote users' repositories: one `com.atproto.sync.subscribeRepos` connection per
+//! PDS host of the remote users this node knows, each `#commit` of one of them checked (signed
+//! by the key their DID document names, sync 1.1 ops that undo to `prevData`, sent by the PDS
+//! their document names) and its `io.atcr.manifest`/`io.atcr.tag` changes applied to the copy
+//! in `pds.redb` and the index — so a record deleted on their PDS leaves the node within
+//! seconds. A host seen for the first time, an `#info OutdatedCursor` or a `#sync` is caught
+//! up by listing the users' records (`listRecords`). The cursor per host is kept in `pds.redb`;
+//! a dropped connection is retried with a doubling wait (1 s to 60 s).
+//!
+//! Every frame is a stranger's: size-bounded (4 MiB), and frames about DIDs this node does
+//! not know, or about users whose PDS is another host, are skipped after reading their
+//! header and repository.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+
+use super::remote::MIRRORED;
+use super::{AppView, AppViewError};
+use crate::atproto::sync::{event_repo, verify_commit};
+use crate::atproto::{Did, Value};
+use crate::http_client::{connect, get_json};
+use crate::pds::events::parse_frame;
+use crate::pds::store::MirrorWrite;
+
+/// How often the set of hosts to follow is read again.
+const HOSTS_EVERY: Duration = Duration::from_secs(5);
+/// The longest wait before a dropped subscription is tried again.
+const MAX_BACKOFF: Duration = Duration::from_mins(1);
+/// Largest frame taken from a host.
+const MAX_FRAME: usize = 4 << 20;
+/// A ping is sent this often; a host that sends nothing (no pong either) for three times as
+/// long is dropped.
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// How often the cursor is written while frames arrive.
+const CURSOR_EVERY: Duration = Duration::from_secs(2);
+/// How long connecting (TCP, TLS, WebSocket handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// `listRecords` pages read per collection of a user when catching up, at most (100 each).
+const LIST_PAGES: usize = 50;
+const LIST_LIMIT_BYTES: usize = 4 << 20;
+
+impl AppView {
+    /// Follows the PDS hosts of the remote users this node knows until `cancel`.
+    pub async fn run_remote_follower(self: Arc<Self>, cancel: CancellationToken) {
+        let mut running: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+        loop {
+            match self.remote_hosts() {
+                Ok(hosts) => {
+                    for host in hosts {
+                        if running.get(&host).is_some_and(|t| !t.is_finished()) {
+                            continue;
+                        }
+                        let task = self.clone().follow_host(host.clone(), cancel.clone());
+                        running.insert(host, tokio::spawn(task));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list the remote users' hosts"),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(HOSTS_EVERY) => {}
+            }
+        }
+        for (_, task) in running {
+            let _ = task.await;
+        }
+    }
+
+    /// The PDS endpoints of the remote users this node knows.
+    fn remote_hosts(&self) -> Result<Vec<String>, AppViewError> {
+        let mut hosts = std::collections::BTreeSet::new();
+        self.each_remote_user(|_, pds| {
+            hosts.insert(pds.to_owned());
+        })?;
+        Ok(hosts.into_iter().collect())
+    }
+
+    fn each_remote_user(&self, mut f: impl FnMut(&Did, &str)) -> Result<(), AppViewError> {
+        let store = self.pds.store();
+        let mut after: Option<String> = None;
+        loop {
+            let users = store.remote_users(after.as_deref(), 500)?;
+            let Some((last, _)) = users.last() else {
+                return Ok(());
+            };
+            after = Some(last.as_str().to_owned());
+            for (did, user) in &users {
+                f(did, &user.pds);
+            }
+        }
+    }
+
+    async fn follow_host(self: Arc<Self>, endpoint: String, cancel: CancellationToken) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let started = Instant::now();
+            match self.subscribe(&endpoint, &cancel).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(%endpoint, error = %format!("{e:#}"), "following a remote PDS failed; retrying");
+                }
+            }
+            if started.elapsed() > MAX_BACKOFF {
+                backoff = Duration::from_secs(1);
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One subscription to `endpoint`, until it drops (an error) or `cancel` (`Ok`).
+    async fn subscribe(&self, endpoint: &str, cancel: &CancellationToken) -> anyhow::Result<()> {
+        let store = self.pds.store();
+        let mut cursor = store.remote_cursor(endpoint)?;
+        if cursor.is_none() {
+            self.catch_up_host(endpoint).await?;
+        }
+        let target = self
+            .pds
+            .settings
+            .identity
+            .reachable(endpoint)
+            .map_err(anyhow::Error::msg)?;
+        let scheme = if target.https { "wss" } else { "ws" };
+        let query = cursor.map(|c| format!("?cursor={c}")).unwrap_or_default();
+        let url = format!(
+            "{scheme}://{}/xrpc/com.atproto.sync.subscribeRepos{query}",
+            target.authority()
+        );
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_FRAME))
+            .max_frame_size(Some(MAX_FRAME));
+        let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let stream = connect(&target, None).await?;
+            tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(config))
+                .await
+                .context("WebSocket handshake")
+        })
+        .await
+        .context("connecting took too long")??;
+        tracing::info!(%endpoint, ?cursor, "following a remote PDS");
+        let mut saved = cursor;
+        let mut saved_at = Instant::now();
+        let mut heard = Instant::now();
+        let mut ping = tokio::time::interval(PING_EVERY);
+        let result = loop {
+            let message = tokio::select! {
+                () = cancel.cancelled() => break Ok(()),
+                _ = ping.tick() => {
+                    if heard.elapsed() > PING_EVERY * 3 {
+                        break Err(anyhow::anyhow!("the host went silent"));
+                    }
+                    ws.send(Message::Ping(Vec::new().into())).await?;
+                    continue;
+                }
+                m = ws.next() => m,
+            };
+            heard = Instant::now();
+            let data = match message {
+                None => break Err(anyhow::anyhow!("the host closed the connection")),
+                Some(Err(e)) => break Err(e.into()),
+                Some(Ok(Message::Binary(data))) => data,
+                Some(Ok(Message::Close(_))) => {
+                    break Err(anyhow::anyhow!("the host closed the subscription"));
+                }
+                Some(Ok(_)) => continue,
+            };
+            match self.take_frame(endpoint, &data).await {
+                Ok(Some(seq)) => cursor = Some(seq),
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            }
+            if cursor != saved && saved_at.elapsed() >= CURSOR_EVERY {
+                store.set_remote_cursor(endpoint, cursor).await?;
+                (saved, saved_at) = (cursor, Instant::now());
+            }
+        };
+        if cursor != saved {
+            store.set_remote_cursor(endpoint, cursor).await?;
+        }
+        result
+    }
+
+    /// Takes in one frame from `endpoint`; its sequence number, if it has one.
+    async fn take_frame(&self, endpoint: &str, frame: &[u8]) -> anyhow::Result<Option<u64>> {
+        let Some((header, body)) = parse_frame(frame) else {
+            bail!("an unreadable frame");
+        };
+        if header.get("op") == Some(&Value::Integer(-1)) {
+            let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            bail!("error frame: {} {}", text("error"), text("message"));
+        }
+        let seq = match body.get("seq") {
+            Some(Value::Integer(n)) => u64::try_from(*n).ok(),
+            _ => None,
+        };
+        let kind = header.get("t").and_then(Value::as_str).unwrap_or("");
+        if kind == "#info" {
+            if body.get("name").and_then(Value::as_str) == Some("OutdatedCursor") {
+                tracing::warn!(%endpoint, "our cursor is older than the host keeps; catching up by listing");
+                self.catch_up_host(endpoint).await?;
+            }
+            return Ok(seq);
+        }
+        // Only users of this host whom this node knows: a host does not speak for DIDs whose
+        // documents name another PDS.
+        let Some(did) = event_repo(&body).or_else(|| {
+            body.get("did")
+                .and_then(Value::as_str)
+                .and_then(|d| d.parse().ok())
+        }) else {
+            return Ok(seq);
+        };
+        let Some(user) = self.pds.store().remote_user(&did)? else {
+            return Ok(seq);
+        };
+        if user.pds != endpoint {
+            return Ok(seq);
+        }
+        match kind {
+            "#commit" => self.take_commit(&did, &body).await?,
+            "#sync" => self.catch_up_user(&did, endpoint).await?,
+            "#identity" => {
+                self.pds.identities.forget(did.as_str());
+                tracing::info!(%did, "a remote user's identity changed; resolved again at their next login");
+            }
+            "#account" if body.get("active") == Some(&Value::Bool(false)) => {
+                tracing::warn!(%did, status = ?body.get("status"), "a remote user's account is not active");
+            }
+            _ => {}
+        }
+        Ok(seq)
+    }
+
+    /// Checks a `#commit` of a known remote user and applies its ATCR records.
+    async fn take_commit(&self, did: &Did, body: &Value) -> Result<(), AppViewError> {
+        let mut verified = None;
+        for refresh in [false, true] {
+            let key = match self
+                .keys
+                .signing_key(&self.pds, did, "atproto", refresh)
+                .await
+            {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::warn!(%did, error = %e, "no key to check a remote commit with; skipped");
+                    return Ok(());
+                }
+            };
+            match verify_commit(body, &key) {
+                Ok(v) => {
+                    verified = Some(v);
+                    break;
+                }
+                // The key may have rotated: fetched again once.
+                Err(e) if e.starts_with("signature") && !refresh => {}
+                Err(e) => {
+                    tracing::warn!(%did, error = %e, "refused a remote commit event; the index is unchanged");
+                    return Ok(());
+                }
+            }
+        }
+        let Some(commit) = verified else {
+            return Ok(());
+        };
+        let writes: Vec<MirrorWrite> = commit
+            .ops
+            .into_iter()
+            .filter(|op| MIRRORED.contains(&op.collection.as_str()))
+            .map(|op| (op.collection, op.rkey, op.record.map(|r| r.to_json())))
+            .collect();
+        if writes.is_empty() {
+            return Ok(());
+        }
+        tracing::debug!(%did, rev = %commit.rev, ops = writes.len(), "remote commit taken in");
+        self.take_in_remote(did, writes).await
+    }
+
+    /// Lists the records of every known user of `endpoint` (a host met for the first time, or
+    /// whose events we missed).
+    async fn catch_up_host(&self, endpoint: &str) -> Result<(), AppViewError> {
+        let mut users = Vec::new();
+        self.each_remote_user(|did, pds| {
+            if pds == endpoint {
+                users.push(did.clone());
+            }
+        })?;
+        for did in users {
+            self.catch_up_user(&did, endpoint).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes the copy of `did`'s ATCR records what their PDS lists now.
+    async fn catch_up_user(&self, did: &Did, endpoint: &str) -> Result<(), AppViewError> {
+        let target = self
+            .pds
+            .settings
+            .identity
+            .reachable(endpoint)
+            .map_err(|e| AppViewError::Data(e.clone()))?;
+        let mut writes: Vec<MirrorWrite> = Vec::new();
+        for collection in MIRRORED {
+            let mut listed: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+            let mut cursor: Option<String> = None;
+            for _ in 0..LIST_PAGES {
+                let path = list_records_path(did, collection, cursor.as_deref());
+                let (status, page) = get_json(&target, &path, LIST_LIMIT_BYTES, CONNECT_TIMEOUT)
+                    .await
+                    .map_err(|e| AppViewError::Data(format!("{endpoint}: {e:#}")))?;
+                if status != 200 {
+                    return Err(AppViewError::Data(format!(
+                        "{endpoint} answered {status} to listRecords"
+                    )));
+                }
+                for r in page["records"].as_array().into_iter().flatten() {
+                    let rkey = r["uri"].as_str().and_then(|u| u.rsplit('/').next());
+                    if let Some(rkey) = rkey
+                        && r["value"].is_object()
+                    {
+                        listed.insert(rkey.to_owned(), r["value"].clone());
+                    }
+                }
+                cursor = page["cursor"].as_str().map(str::to_owned);
+                if cursor.is_none() {
+                    break;
+                }
+            }
+            // Not listed to the end: what was not seen is not taken for deleted.
+            if cursor.is_none() {
+                for rkey in self.mirrored_keys(did, collection)? {
+                    if !listed.contains_key(&rkey) {
+                        writes.push((collection.to_owned(), rkey, None));
+                    }
+                }
+            }
+            for (rkey, value) in listed {
+                writes.push((collection.to_owned(), rkey, Some(value)));
+            }
+        }
+        tracing::info!(%did, records = writes.len(), "caught up with a remote user's records");
+        self.take_in_remote(did, writes).await
+    }
+}
+
+impl AppView {
+    /// The record keys of one collection of `did` in the copy here.
+    fn mirrored_keys(&self, did: &Did, collection: &str) -> Result<Vec<String>, AppViewError> {
+        let mut keys = Vec::new();
+        loop {
+            let page = self.pds.store().remote_records(
+                did,
+                collection,
+                keys.last().map(String::as_str),
+                500,
+            )?;
+            if page.is_empty() {
+                return Ok(keys);
+            }
+            keys.extend(page.into_iter().map(|(rkey, _)| rkey));
+        }
+    }
+}
+
+/// The path and query of `com.atproto.repo.listRecords` for one page of 100.
+fn list_records_path(did: &Did, collection: &str, cursor: Option<&str>) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query
+        .append_pair("repo", did.as_str())
+        .append_pair("collection", collection)
+        .append_pair("limit", "100");
+    if let Some(c) = cursor {
+        query.append_pair("cursor", c);
+    }
+    format!("/xrpc/com.atproto.repo.listRecords?{}", query.finish())
+}
