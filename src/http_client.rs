@@ -170,7 +170,7 @@ pub async fn send_json(
         req = req.header(AUTHORIZATION, format!("Bearer {t}"));
     }
     let req = req.body(Full::new(Bytes::from(body.to_string())))?;
-    let (status, body) = send(target, tls, req, usize::MAX, TIMEOUT).await?;
+    let (status, _, body) = send(target, tls, req, usize::MAX, TIMEOUT).await?;
     Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
 }
 
@@ -201,7 +201,8 @@ pub async fn get_bytes(
         .header(HOST, target.authority())
         .header(http::header::ACCEPT, "application/json, text/plain")
         .body(Full::new(Bytes::new()))?;
-    send(target, None, req, limit, timeout).await
+    let (status, _, body) = send(target, None, req, limit, timeout).await?;
+    Ok((status, body))
 }
 
 /// [`send_json`] bounded like [`get_json`]: for `POST`s to a stranger's server (a remote
@@ -228,12 +229,38 @@ pub async fn post_bounded(
     limit: usize,
     timeout: Duration,
 ) -> anyhow::Result<(u16, Value)> {
+    let auth = bearer.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .iter()
+        .map(|a| (AUTHORIZATION.as_str(), a.as_str()))
+        .collect();
+    let post = http::Method::POST;
+    let (status, _, body) =
+        request_bounded(target, post, path, &headers, body, limit, timeout).await?;
+    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+}
+
+/// A status, the headers and the body of an answer.
+pub type Answer = (u16, http::HeaderMap, Bytes);
+
+/// `method path` on `target` (a stranger's server, bounded like [`get_json`]) with extra
+/// `headers` and an optional body `(content type, bytes)`: the whole answer, headers included
+/// (for the `DPoP-Nonce` and `WWW-Authenticate` of OAuth servers).
+pub async fn request_bounded(
+    target: &Target,
+    method: http::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, Bytes)>,
+    limit: usize,
+    timeout: Duration,
+) -> anyhow::Result<Answer> {
     let mut req = http::Request::builder()
-        .method(http::Method::POST)
+        .method(method)
         .uri(path)
         .header(HOST, target.authority());
-    if let Some(t) = bearer {
-        req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     let req = match body {
         Some((content_type, bytes)) => req
@@ -241,8 +268,7 @@ pub async fn post_bounded(
             .body(Full::new(bytes))?,
         None => req.body(Full::new(Bytes::new()))?,
     };
-    let (status, body) = send(target, None, req, limit, timeout).await?;
-    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    send(target, None, req, limit, timeout).await
 }
 
 async fn send(
@@ -251,7 +277,7 @@ async fn send(
     req: http::Request<Full<Bytes>>,
     limit: usize,
     timeout: Duration,
-) -> anyhow::Result<(u16, Bytes)> {
+) -> anyhow::Result<Answer> {
     let exchange = async {
         let stream = connect(target, tls).await?;
         exchange(stream, req, limit).await
@@ -357,7 +383,7 @@ async fn exchange<S>(
     stream: S,
     req: http::Request<Full<Bytes>>,
     limit: usize,
-) -> anyhow::Result<(u16, Bytes)>
+) -> anyhow::Result<Answer>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -365,13 +391,14 @@ where
     let driver = tokio::spawn(conn);
     let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
     let body = http_body_util::Limited::new(resp.into_body(), limit)
         .collect()
         .await
         .map_err(|e| anyhow::anyhow!("reading the answer failed: {e}"))?
         .to_bytes();
     driver.abort();
-    Ok((status, body))
+    Ok((status, headers, body))
 }
 
 #[cfg(test)]

@@ -129,7 +129,7 @@ fn error_code(r: &HttpResponse) -> String {
 
 #[test]
 fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
-    if !required(&["skopeo", "curl"]) {
+    if !required(&["skopeo", "curl", "chromium"]) {
         return;
     }
     let Some(node) = node("@atproto/pds") else {
@@ -236,6 +236,43 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     assert_eq!(desc.digest, local.manifest.digest);
     assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1"]);
 
+    // The web pages: carol signs in through OAuth at the reference PDS's own authorization
+    // page (real chromium), comes back signed in, and stars admin/app: the star record is in
+    // *her* repository on the reference PDS. The callback replayed is refused (single use), as
+    // is one with a state nobody issued.
+    let (_, _, carol_account_pw) = remote.user_with_password(0);
+    let web = oauth_web(&node, &srv, &carol, carol_account_pw, "admin/app");
+    assert_eq!(web["signedInAs"], carol.as_str(), "{web}");
+    assert_eq!(web["starred"], true, "{web}");
+    assert_eq!(web["replayStatus"], 400, "{web}");
+    let records = remote_records(&node, &pds_url, &carol_did);
+    let stars = records["stars"].as_array().unwrap();
+    assert_eq!(stars.len(), 1, "{records}");
+    let admin_did = srv.cli(&["user", "list"], "");
+    let admin_did = String::from_utf8_lossy(&admin_did.stdout);
+    assert!(
+        admin_did.contains(
+            stars[0]["value"]["subject"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("at://")
+                .split('/')
+                .next()
+                .unwrap()
+        ),
+        "the star names admin's repository: {records}\n{admin_did}"
+    );
+    let forged = curl_anonymous(
+        "GET",
+        &format!(
+            "{}/oauth/callback?state=nobody&code=x&iss=y",
+            srv.base_url()
+        ),
+        &[],
+        None,
+    );
+    assert_eq!(forged.status, 400, "{}", forged.text());
+
     // Not in anyone else's namespace.
     let out = c
         .skopeo_copy(
@@ -297,7 +334,6 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (_, _, carol_account_pw) = remote.user_with_password(0);
     let out = common::run(
         Command::new(&node)
             .args(["remote-delete.mjs", &pds_url, &carol, carol_account_pw])
@@ -426,6 +462,31 @@ fn tag_list(srv: &Server, user: &str, password: &str) -> Vec<String> {
         .collect();
     tags.sort();
     tags
+}
+
+/// `tests/interop/oauth-web.mjs`: `handle` signs in to the node's pages through OAuth at the
+/// reference PDS in chromium and stars `repository`.
+fn oauth_web(node: &Path, srv: &Server, handle: &str, password: &str, repository: &str) -> Value {
+    let artifacts = common::temp_dir("atcr-oauth-artifacts-");
+    let out = common::run(
+        Command::new(node)
+            .args([
+                "oauth-web.mjs",
+                &srv.base_url(),
+                handle,
+                password,
+                repository,
+            ])
+            .current_dir(interop_dir())
+            .env("ATCR_ARTIFACTS", artifacts.path())
+            .env_remove("NODE_OPTIONS"),
+    );
+    assert!(
+        out.status.success(),
+        "oauth-web.mjs: {out:?}\n--- server log:\n{}",
+        srv.log_tail()
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON line")
 }
 
 /// The `io.atcr.*` records of `did` on the reference PDS (`tests/interop/remote-records.mjs`:

@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::json;
 
 pub use error::AppViewError;
 pub use indexer::RebuildStats;
@@ -332,13 +331,12 @@ impl AppView {
         let _serial = self.lock_owner(user).await;
         self.catch_up_now().await?;
         let current = self.index.star_of(user, &loc.key)?;
+        if self.is_remote(user)? {
+            return self.set_star_remote(user, loc, on, current).await;
+        }
         match (on, current) {
             (true, None) => {
-                let record = json!({
-                    "$type": STAR_COLLECTION,
-                    "subject": records::page_uri(&loc.owner, &loc.path),
-                    "createdAt": Datetime::now().to_string(),
-                });
+                let record = records::star_record(&loc.owner, &loc.path);
                 let writes = vec![WriteOp::Create {
                     collection: nsid(STAR_COLLECTION)?,
                     rkey: None,

@@ -241,6 +241,16 @@ pub fn page_uri(owner: &Did, repository: &str) -> String {
     format!("at://{owner}/{PAGE_COLLECTION}/{}", page_rkey(repository))
 }
 
+/// The `io.atcr.sailor.star` record of a star of repository `path` of `owner`.
+#[must_use]
+pub fn star_record(owner: &Did, path: &str) -> Json {
+    json!({
+        "$type": STAR_COLLECTION,
+        "subject": page_uri(owner, path),
+        "createdAt": Datetime::now().to_string(),
+    })
+}
+
 /// The owner and record key of a page record's AT-URI.
 #[must_use]
 pub fn page_uri_parts(uri: &str) -> Option<(Did, String)> {

@@ -8,15 +8,16 @@ use bytes::Bytes;
 use serde_json::{Value as Json, json};
 
 use super::indexer::RebuildStats;
-use super::records::{self, MANIFEST_COLLECTION, TAG_COLLECTION};
+use super::records::{self, MANIFEST_COLLECTION, STAR_COLLECTION, TAG_COLLECTION};
 use super::{AppView, AppViewError, Located, Pushed};
 use crate::appview::index::{IndexChange, RecordAddr};
 use crate::atproto::{Cid, Datetime, Did, Value};
 use crate::oci::name::Tag;
 use crate::pds::store::MirrorWrite;
 
-/// The collections written for remote users, and mirrored here.
-pub(super) const MIRRORED: [&str; 2] = [MANIFEST_COLLECTION, TAG_COLLECTION];
+/// The collections written for remote users, and mirrored here (manifests before the tags
+/// that point at them).
+pub(super) const MIRRORED: [&str; 3] = [MANIFEST_COLLECTION, TAG_COLLECTION, STAR_COLLECTION];
 
 impl AppView {
     /// Whether `owner` is a user of another PDS this node has met (not one of its accounts).
@@ -100,6 +101,49 @@ impl AppView {
             .map(|(c, rkey, record)| (c.to_owned(), rkey, Some(record)))
             .collect();
         self.take_in_remote(did, mirrored).await
+    }
+
+    /// [`AppView::set_star`] for a remote user: the star record created in (or deleted from)
+    /// their repository on their PDS, then mirrored and indexed. `current` is their star's
+    /// record key, if the index has one.
+    pub(super) async fn set_star_remote(
+        &self,
+        user: &Did,
+        loc: &Located,
+        on: bool,
+        current: Option<String>,
+    ) -> Result<(), AppViewError> {
+        match (on, current) {
+            (true, None) => {
+                let record = records::star_record(&loc.owner, &loc.path);
+                self.validate(STAR_COLLECTION, &record)?;
+                let body = json!({
+                    "repo": user.as_str(),
+                    "collection": STAR_COLLECTION,
+                    "record": record,
+                });
+                let answer = self
+                    .pds
+                    .remote_call(
+                        user,
+                        "com.atproto.repo.createRecord",
+                        Some(json_body(&body)),
+                    )
+                    .await?;
+                let rkey = answer["uri"]
+                    .as_str()
+                    .and_then(|u| u.rsplit('/').next())
+                    .ok_or_else(|| AppViewError::Data("the PDS answered no record URI".into()))?
+                    .to_owned();
+                let star = vec![(STAR_COLLECTION.to_owned(), rkey, Some(record))];
+                self.take_in_remote(user, star).await
+            }
+            (false, Some(rkey)) => {
+                self.delete_remote(user, vec![(STAR_COLLECTION, rkey)])
+                    .await
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Deletes records of a remote owner's repository on their PDS (one `applyWrites`), then

@@ -14,6 +14,7 @@ pub mod identity;
 pub mod lexicons;
 pub mod limiter;
 pub mod login;
+pub mod oauth;
 pub mod passwords;
 pub mod plc;
 pub mod rate;
@@ -116,6 +117,8 @@ pub struct Pds {
     pub identities: identities::Identities,
     /// Sessions on other PDSes of their users who logged in here (see [`remote_repo`]).
     pub remote_sessions: remote_repo::RemoteSessions,
+    /// OAuth sign-ins of remote users under way (see [`oauth`]).
+    pub oauth_pending: oauth::Authorizations,
     /// Cancelled when the node stops: firehose subscribers (upgraded connections, which the
     /// server's graceful shutdown does not track) close on it.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -203,6 +206,7 @@ impl Pds {
             logins: login::Logins::default(),
             identities: identities::Identities::default(),
             remote_sessions: remote_repo::RemoteSessions::default(),
+            oauth_pending: oauth::Authorizations::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
             subscribers: subscribers::Subscribers::default(),
             plc_creations: rate::PerAddress::new(

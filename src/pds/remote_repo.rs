@@ -7,13 +7,14 @@
 //! public addresses unless a LAN host), with a timeout and an answer-size limit.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value as Json;
 
 use super::Pds;
+use super::oauth::{DpopKey, dpop_post, dpop_request};
 use crate::atproto::Did;
 use crate::http_client::{get_json, post_bounded};
 
@@ -29,6 +30,78 @@ pub struct RemoteSession {
     pub endpoint: String,
     access: String,
     refresh: String,
+    /// Set for a session their authorization server granted this node (OAuth): its tokens are
+    /// bound to a DPoP key, and refreshed at its token endpoint.
+    oauth: Option<Arc<OAuthGrant>>,
+}
+
+/// What an OAuth session holds beyond its tokens.
+pub struct OAuthGrant {
+    pub key: DpopKey,
+    pub issuer: String,
+    pub token_endpoint: String,
+    pub revocation_endpoint: Option<String>,
+    pub client_id: String,
+    /// The last nonces the authorization server and the PDS gave.
+    nonces: Mutex<(Option<String>, Option<String>)>,
+}
+
+impl OAuthGrant {
+    #[must_use]
+    pub fn new(
+        key: DpopKey,
+        server: &crate::pds::oauth::AuthServer,
+        client_id: String,
+        server_nonce: Option<String>,
+    ) -> OAuthGrant {
+        OAuthGrant {
+            key,
+            issuer: server.issuer.clone(),
+            token_endpoint: server.token_endpoint.clone(),
+            revocation_endpoint: server.revocation_endpoint.clone(),
+            client_id,
+            nonces: Mutex::new((server_nonce, None)),
+        }
+    }
+
+    fn server_nonce(&self) -> Option<String> {
+        self.nonces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    fn pds_nonce(&self) -> Option<String> {
+        self.nonces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .clone()
+    }
+
+    fn set_nonces(&self, server: Option<String>, pds: Option<String>) {
+        let mut n = self.nonces.lock().unwrap_or_else(PoisonError::into_inner);
+        if server.is_some() {
+            n.0 = server;
+        }
+        if pds.is_some() {
+            n.1 = pds;
+        }
+    }
+}
+
+/// An OAuth session as `pds.redb` keeps it (the table is owner-only like the rest of the file).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredGrant {
+    endpoint: String,
+    access: String,
+    refresh: String,
+    dpop_key: String,
+    issuer: String,
+    token_endpoint: String,
+    revocation_endpoint: Option<String>,
+    client_id: String,
 }
 
 impl RemoteSession {
@@ -38,6 +111,23 @@ impl RemoteSession {
             endpoint,
             access,
             refresh,
+            oauth: None,
+        }
+    }
+
+    /// A session an authorization server granted (its tokens DPoP-bound to `grant.key`).
+    #[must_use]
+    pub fn oauth(
+        endpoint: String,
+        access: String,
+        refresh: String,
+        grant: OAuthGrant,
+    ) -> RemoteSession {
+        RemoteSession {
+            endpoint,
+            access,
+            refresh,
+            oauth: Some(Arc::new(grant)),
         }
     }
 
@@ -45,6 +135,55 @@ impl RemoteSession {
     #[must_use]
     pub fn refresh_token(&self) -> &str {
         &self.refresh
+    }
+
+    /// Whether an authorization server granted this session (OAuth).
+    #[must_use]
+    pub fn is_oauth(&self) -> bool {
+        self.oauth.is_some()
+    }
+
+    /// Revokes an OAuth session's refresh token at its authorization server (best effort).
+    pub async fn revoke(&self, pds: &Pds) {
+        let Some(grant) = &self.oauth else { return };
+        let Some(endpoint) = &grant.revocation_endpoint else {
+            return;
+        };
+        let form = [
+            ("token", self.refresh.as_str()),
+            ("client_id", grant.client_id.as_str()),
+        ];
+        let revoked = dpop_post(pds, &grant.key, endpoint, &form, grant.server_nonce()).await;
+        if !matches!(revoked, Ok((200, _, _))) {
+            tracing::info!(?revoked, "an OAuth session was not revoked at its server");
+        }
+    }
+
+    fn stored(&self) -> Option<StoredGrant> {
+        let g = self.oauth.as_ref()?;
+        Some(StoredGrant {
+            endpoint: self.endpoint.clone(),
+            access: self.access.clone(),
+            refresh: self.refresh.clone(),
+            dpop_key: hex::encode(g.key.to_bytes()),
+            issuer: g.issuer.clone(),
+            token_endpoint: g.token_endpoint.clone(),
+            revocation_endpoint: g.revocation_endpoint.clone(),
+            client_id: g.client_id.clone(),
+        })
+    }
+
+    fn from_stored(s: StoredGrant) -> Option<RemoteSession> {
+        let key = DpopKey::from_bytes(&hex::decode(&s.dpop_key).ok()?).ok()?;
+        let grant = OAuthGrant {
+            key,
+            issuer: s.issuer,
+            token_endpoint: s.token_endpoint,
+            revocation_endpoint: s.revocation_endpoint,
+            client_id: s.client_id,
+            nonces: Mutex::new((None, None)),
+        };
+        Some(RemoteSession::oauth(s.endpoint, s.access, s.refresh, grant))
     }
 }
 
@@ -117,6 +256,44 @@ pub enum RemoteCallError {
 }
 
 impl Pds {
+    /// `did`'s session: the one in memory, else an OAuth session `pds.redb` kept.
+    fn remote_session(&self, did: &Did) -> Option<RemoteSession> {
+        if let Some(s) = self.remote_sessions.get(did) {
+            return Some(s);
+        }
+        let stored: StoredGrant =
+            serde_json::from_slice(&self.store().remote_grant(did).ok()??).ok()?;
+        let session = RemoteSession::from_stored(stored)?;
+        self.remote_sessions.keep(did, session.clone());
+        Some(session)
+    }
+
+    /// Keeps `session` for `did` (an OAuth one in `pds.redb` too, so it outlives a restart);
+    /// returns the one it replaces.
+    pub async fn keep_remote_session(
+        &self,
+        did: &Did,
+        session: RemoteSession,
+    ) -> Option<RemoteSession> {
+        let grant = session.stored().and_then(|g| serde_json::to_vec(&g).ok());
+        if let Some(grant) = grant
+            && let Err(e) = self.store().set_remote_grant(did, Some(grant)).await
+        {
+            tracing::warn!(%did, error = %e, "an OAuth session could not be kept on disk");
+        }
+        self.remote_sessions.keep(did, session)
+    }
+
+    /// Ends `did`'s session here (and its copy on disk).
+    pub async fn forget_remote_session(&self, did: &Did) -> Option<RemoteSession> {
+        let old = self.remote_session(did);
+        self.remote_sessions.forget(did);
+        if let Err(e) = self.store().set_remote_grant(did, None).await {
+            tracing::warn!(%did, error = %e, "an OAuth session could not be removed from disk");
+        }
+        old
+    }
+
     /// `POST`s to XRPC method `nsid` on `did`'s PDS with their session (`body`: content type
     /// and bytes); the answer as JSON. An expired access token is refreshed once.
     pub async fn remote_call(
@@ -128,17 +305,38 @@ impl Pds {
         let mut refreshed = false;
         loop {
             let session = self
-                .remote_sessions
-                .get(did)
+                .remote_session(did)
                 .ok_or_else(|| RemoteCallError::NoSession(did.clone()))?;
-            let (status, answer) = self
-                .remote_post(&session.endpoint, nsid, &session.access, body.clone())
-                .await?;
+            let (status, answer) = match &session.oauth {
+                None => {
+                    self.remote_post(&session.endpoint, nsid, &session.access, body.clone())
+                        .await?
+                }
+                Some(grant) => {
+                    let url = format!("{}/xrpc/{nsid}", session.endpoint);
+                    let (status, answer, nonce) = dpop_request(
+                        self,
+                        &grant.key,
+                        "POST",
+                        &url,
+                        Some(&session.access),
+                        body.clone(),
+                        grant.pds_nonce(),
+                    )
+                    .await
+                    .map_err(RemoteCallError::Unavailable)?;
+                    grant.set_nonces(None, nonce);
+                    (status, answer)
+                }
+            };
             if status == 200 {
                 return Ok(answer);
             }
-            let expired =
-                matches!(status, 400 | 401) && answer["error"].as_str() == Some("ExpiredToken");
+            let expired = matches!(status, 400 | 401)
+                && matches!(
+                    answer["error"].as_str(),
+                    Some("ExpiredToken" | "invalid_token")
+                );
             if expired && !refreshed {
                 self.refresh_remote_session(did, &session).await?;
                 refreshed = true;
@@ -148,12 +346,16 @@ impl Pds {
         }
     }
 
-    /// Replaces `did`'s session by the one `refreshSession` gives for it.
+    /// Replaces `did`'s session by the one `refreshSession` (or, for OAuth, the token
+    /// endpoint's `refresh_token` grant) gives for it.
     async fn refresh_remote_session(
         &self,
         did: &Did,
         session: &RemoteSession,
     ) -> Result<(), RemoteCallError> {
+        if let Some(grant) = &session.oauth {
+            return self.refresh_oauth_session(did, session, grant).await;
+        }
         let nsid = "com.atproto.server.refreshSession";
         let (status, answer) = self
             .remote_post(&session.endpoint, nsid, &session.refresh, None)
@@ -173,6 +375,53 @@ impl Pds {
                 Err(RemoteCallError::NoSession(did.clone()))
             }
             _ => Err(refused(&session.endpoint, status, &answer)),
+        }
+    }
+
+    async fn refresh_oauth_session(
+        &self,
+        did: &Did,
+        session: &RemoteSession,
+        grant: &Arc<OAuthGrant>,
+    ) -> Result<(), RemoteCallError> {
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", session.refresh.as_str()),
+            ("client_id", grant.client_id.as_str()),
+        ];
+        let (status, answer, nonce) = dpop_post(
+            self,
+            &grant.key,
+            &grant.token_endpoint,
+            &form,
+            grant.server_nonce(),
+        )
+        .await
+        .map_err(RemoteCallError::Unavailable)?;
+        grant.set_nonces(nonce, None);
+        let tokens = (
+            answer["access_token"].as_str(),
+            answer["refresh_token"].as_str(),
+        );
+        match (status, tokens) {
+            (200, (Some(access), Some(refresh)))
+                if answer["sub"].as_str() == Some(did.as_str()) =>
+            {
+                let fresh = RemoteSession {
+                    endpoint: session.endpoint.clone(),
+                    access: access.to_owned(),
+                    refresh: refresh.to_owned(),
+                    oauth: Some(grant.clone()),
+                };
+                self.keep_remote_session(did, fresh).await;
+                Ok(())
+            }
+            (400 | 401, _) => {
+                tracing::info!(%did, error = ?answer["error"], "an OAuth refresh was refused; the user signs in again");
+                self.forget_remote_session(did).await;
+                Err(RemoteCallError::NoSession(did.clone()))
+            }
+            _ => Err(refused(&grant.token_endpoint, status, &answer)),
         }
     }
 
@@ -209,8 +458,7 @@ impl Pds {
         rkey: &str,
     ) -> Result<Option<Json>, RemoteCallError> {
         let endpoint = self
-            .remote_sessions
-            .get(did)
+            .remote_session(did)
             .ok_or_else(|| RemoteCallError::NoSession(did.clone()))?
             .endpoint;
         let target = self

@@ -19,6 +19,7 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 mod browse;
+mod oauth;
 mod session;
 mod setup;
 mod user;
@@ -45,6 +46,7 @@ pub fn serves(path: &str) -> bool {
         path,
         "/" | "/search" | "/setup" | "/signin" | "/signout" | "/settings"
     ) || path.starts_with("/settings/")
+        || path.starts_with("/oauth/")
         || path.starts_with("/r/")
         || path.starts_with("/u/")
         || path.starts_with("/static/")
@@ -143,6 +145,8 @@ async fn respond(
             Ok(Some(session::signin_page(&cx, None, next.as_deref())))
         }
         "/settings" => session::settings(&cx, None),
+        "/oauth/callback" => return oauth::callback(&cx, req.uri().query(), req.headers()).await,
+        "/oauth/client-metadata.json" => Ok(oauth::client_metadata(&cx)),
         _ => {
             if let Some(name) = path.strip_prefix("/r/") {
                 match name.split_once('@') {

@@ -19,7 +19,7 @@ use crate::pds::{Accepts, AccountError, ClientAddr, LoginError, Session, now_sec
 
 const COOKIE_NAME: &str = "atcr_session";
 /// How long a web session lasts, in seconds.
-const LIFETIME: u64 = 30 * 86_400;
+pub(super) const LIFETIME: u64 = 30 * 86_400;
 /// The largest form accepted.
 const MAX_FORM: usize = 16 * 1024;
 
@@ -36,10 +36,16 @@ pub(super) fn viewer(site: Site<'_>, headers: &HeaderMap) -> Option<Viewer> {
     if !session.web || session.expires <= now_secs() {
         return None;
     }
-    let account = site.pds.accounts.get(&session.did).ok()??;
+    // A local account, or a user of another PDS signed in through OAuth (shown by handle).
+    let name = if let Some(account) = site.pds.accounts.get(&session.did).ok()? {
+        account.name
+    } else {
+        let user = site.pds.store().remote_user(&session.did).ok()??;
+        user.handle.unwrap_or_else(|| session.did.to_string())
+    };
     Some(Viewer {
-        did: account.did,
-        name: account.name,
+        did: session.did,
+        name,
         csrf: csrf_for(&id),
         session: id,
     })
@@ -99,6 +105,17 @@ pub(super) async fn post(
         };
         return signin(cx, form, client).await;
     }
+    if path == "/oauth/signin" {
+        if !origin_ok {
+            return refused(
+                cx,
+                StatusCode::FORBIDDEN,
+                "Sign in from this node's own page.",
+            );
+        }
+        let next = local_path(field("next"));
+        return super::oauth::start(cx, field("handle").unwrap_or_default(), next).await;
+    }
     // Everything else acts for a signed-in viewer, with the session's form token.
     let Some(viewer) = &cx.viewer else {
         return redirect("/signin", None);
@@ -113,6 +130,7 @@ pub(super) async fn post(
     let accounts = &cx.site.pds.accounts;
     let answer = match path {
         "/signout" => {
+            super::oauth::sign_out(cx, &viewer.did).await;
             return match accounts.delete_session(&viewer.session) {
                 Ok(_) => redirect("/", Some(&clear_cookie(cx))),
                 Err(e) => finish(cx, path, Err(e.into())),
@@ -218,17 +236,20 @@ async fn signin(cx: &Cx<'_>, form: SigninForm<'_>, client: std::net::IpAddr) -> 
         return finish(cx, "/signin", Err(e.into()));
     }
     tracing::info!(did = %account.did, "signed in to the pages");
+    redirect(local_path(form.next), Some(&web_session_cookie(cx, &id)))
+}
+
+/// The cookie of web session `id`.
+pub(super) fn web_session_cookie(cx: &Cx<'_>, id: &str) -> String {
     let secure = if cx.https { "; Secure" } else { "" };
-    let cookie =
-        format!("{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={LIFETIME}{secure}");
-    redirect(local_path(form.next), Some(&cookie))
+    format!("{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={LIFETIME}{secure}")
 }
 
 /// Where to go after signing in: `next` if it is a path on this node, else `/`. Browsers
 /// drop tabs and newlines from URLs and read a backslash as `/`, so `/<tab>/evil.example` or
 /// `/\evil.example` would leave the node: only printable ASCII without backslashes, starting
 /// with one `/`, is followed.
-fn local_path(next: Option<&str>) -> &str {
+pub(super) fn local_path(next: Option<&str>) -> &str {
     next.filter(|n| {
         n.starts_with('/')
             && !n.starts_with("//")
@@ -259,6 +280,13 @@ pub(super) fn signin_page(cx: &Cx<'_>, error: Option<&str>, next: Option<&str>) 
                 button type="submit" { "Sign in" }
             }
             p.muted { "With your account password. App passwords are for docker, podman and the other clients." }
+            h2 { "With an account on another PDS" }
+            form.stacked.oauth method="post" action="/oauth/signin" {
+                label { "Your handle" input name="handle" autocomplete="username" placeholder="alice.example.com" required; }
+                @if let Some(next) = next { input type="hidden" name="next" value=(next); }
+                button type="submit" { "Continue at your PDS" }
+            }
+            p.muted { "You sign in and approve at your own PDS; this node never sees that password." }
         },
     )
 }

@@ -7,20 +7,14 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
-import puppeteer from 'puppeteer-core'
+import { launchChromium } from './chromium.mjs'
 import { baseUrl, alice } from './env.mjs'
 
 const artifacts = process.env.ATCR_ARTIFACTS
 
 test('sign in, create an app password, sign out', async () => {
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'atcr-browser-'))
-  const browser = await puppeteer.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', `--user-data-dir=${profile}`],
-  })
+  const { browser, close } = await launchChromium()
   try {
     const page = await browser.newPage()
     await page.setViewport({ width: 1100, height: 800 })
@@ -74,7 +68,6 @@ test('sign in, create an app password, sign out', async () => {
     await page.goto(`${baseUrl}/settings`)
     assert.equal(new URL(page.url()).pathname, '/signin')
   } finally {
-    await browser.close()
-    fs.rmSync(profile, { recursive: true, force: true })
+    await close()
   }
 })

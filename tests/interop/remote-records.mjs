@@ -1,8 +1,8 @@
-// The io.atcr.manifest and io.atcr.tag records of one repository on the reference PDS, read
+// The io.atcr.manifest, io.atcr.tag and io.atcr.sailor.star records of one repository on the reference PDS, read
 // with @atproto/api (listRecords, getBlob) and validated with @atproto/lexicon against the
 // io.atcr.* lexicons ($ATCR_LEXICONS). Used by tests/federation.rs: atcr wrote them there for a
 // user of that PDS. Prints one JSON line:
-//   {"manifests": [{"rkey", "value", "blobSha256"}], "tags": [{"rkey", "value"}]}
+//   {"manifests": [{"rkey", "value", "blobSha256"}], "tags": [{"rkey", "value"}], "stars": […]}
 // where blobSha256 is the sha256 (hex) of the manifest blob as the PDS serves it.
 // Usage: node remote-records.mjs PDS_URL DID
 import assert from 'node:assert/strict'
@@ -46,4 +46,5 @@ for (const m of manifests) {
   m.blobSha256 = crypto.createHash('sha256').update(Buffer.from(blob.data)).digest('hex')
 }
 const tags = await list('io.atcr.tag')
-console.log(JSON.stringify({ manifests, tags }))
+const stars = await list('io.atcr.sailor.star')
+console.log(JSON.stringify({ manifests, tags, stars }))

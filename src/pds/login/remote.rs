@@ -222,7 +222,11 @@ impl Logins {
             Err(e) => return Err(e),
         };
         self.remote.remember(key, Instant::now());
-        if let Some(old) = pds.remote_sessions.keep(&did, session) {
+        // A session an OAuth sign-in opened stays on disk (and is used again after a restart);
+        // a password session replaced is ended.
+        if let Some(old) = pds.remote_sessions.keep(&did, session)
+            && !old.is_oauth()
+        {
             end_session(pds, &did, old).await;
         }
         let user = RemoteUser {

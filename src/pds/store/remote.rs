@@ -19,6 +19,9 @@ const REMOTE_RECORDS: TableDefinition<(&str, &str, &str), &[u8]> =
 /// PDS endpoint → the sequence number of the last firehose event taken in from it.
 const REMOTE_CURSORS: TableDefinition<&str, u64> = TableDefinition::new("remote_cursors");
 
+/// DID → an OAuth session of that user (JSON: tokens, DPoP key, token endpoint).
+const REMOTE_GRANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("remote_oauth_sessions");
+
 /// A user of another PDS this node has met (they logged in).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteUser {
@@ -135,6 +138,35 @@ impl PdsStore {
                     None => table.remove(key)?,
                 };
             }
+            Ok::<_, StoreError>(())
+        })
+        .await
+    }
+
+    /// `did`'s OAuth session as kept (see `pds::remote_repo`).
+    pub fn remote_grant(&self, did: &Did) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(REMOTE_GRANTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(table.get(did.as_str())?.map(|v| v.value().to_vec()))
+    }
+
+    /// Keeps (`Some`) or removes `did`'s OAuth session.
+    pub async fn set_remote_grant(
+        &self,
+        did: &Did,
+        grant: Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let did = did.clone();
+        self.write(move |tx| {
+            let mut table = tx.open_table(REMOTE_GRANTS)?;
+            match grant {
+                Some(g) => table.insert(did.as_str(), g.as_slice())?,
+                None => table.remove(did.as_str())?,
+            };
             Ok::<_, StoreError>(())
         })
         .await

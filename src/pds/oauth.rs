@@ -1,0 +1,372 @@
+//! The client side of ATProto OAuth that the node needs wherever it writes for a remote user:
+//! DPoP keys and proofs (RFC 9449, ES256), authorization-server discovery from a user's PDS, and
+//! the token endpoint (code exchange, refresh) with its server nonces. The authorization flow
+//! itself (PAR, PKCE, the browser's round trip) is the web sign-in's (`web/oauth.rs`).
+//!
+//! Every server here is a stranger's: reached through `identity.reachable`, answers bounded.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use serde_json::{Value as Json, json};
+use sha2::{Digest as _, Sha256};
+
+use super::Pds;
+use crate::atproto::{Algorithm, Keypair};
+use crate::http_client::{get_json, request_bounded};
+
+/// How long one call to an authorization server may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest answer read from one.
+const MAX_ANSWER: usize = 64 << 10;
+
+/// A DPoP key: the P-256 key a session's tokens are bound to.
+pub struct DpopKey(Keypair);
+
+impl DpopKey {
+    #[must_use]
+    pub fn generate() -> DpopKey {
+        DpopKey(Keypair::generate(Algorithm::P256))
+    }
+
+    /// The key from its 32 secret bytes (as [`DpopKey::to_bytes`] gave them).
+    ///
+    /// # Errors
+    /// If the bytes are no P-256 secret.
+    pub fn from_bytes(secret: &[u8]) -> Result<DpopKey, String> {
+        Keypair::from_bytes(Algorithm::P256, secret)
+            .map(DpopKey)
+            .map_err(|e| e.to_string())
+    }
+
+    #[must_use]
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// The public key as a JWK (`kty` EC, `crv` P-256).
+    #[must_use]
+    pub fn jwk(&self) -> Json {
+        use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+        let compressed = self.0.public_key().to_compressed();
+        // 0x04, then x and y, 32 bytes each.
+        let point = p256::PublicKey::from_sec1_bytes(&compressed)
+            .map(|k| k.to_encoded_point(false).as_bytes().to_vec())
+            .unwrap_or_default();
+        let coordinate = |range: std::ops::Range<usize>| {
+            URL_SAFE_NO_PAD.encode(point.get(range).unwrap_or_default())
+        };
+        json!({ "kty": "EC", "crv": "P-256", "x": coordinate(1..33), "y": coordinate(33..65) })
+    }
+
+    /// A DPoP proof for `method url` (query and fragment are not part of `htu`), with the
+    /// server's `nonce` and, for a resource request, the access token it presents (`ath`).
+    #[must_use]
+    pub fn proof(
+        &self,
+        method: &str,
+        url: &str,
+        nonce: Option<&str>,
+        token: Option<&str>,
+    ) -> String {
+        let htu = url.split(['?', '#']).next().unwrap_or(url);
+        let header = json!({ "typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk() });
+        let mut claims = json!({
+            "jti": URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>()),
+            "htm": method,
+            "htu": htu,
+            "iat": crate::pds::accounts::now_secs(),
+        });
+        if let Some(n) = nonce {
+            claims["nonce"] = json!(n);
+        }
+        if let Some(t) = token {
+            claims["ath"] = json!(URL_SAFE_NO_PAD.encode(Sha256::digest(t.as_bytes())));
+        }
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = self.0.sign(signing_input.as_bytes());
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+}
+
+/// What a user's authorization server says of itself (RFC 8414), as the flow needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthServer {
+    pub issuer: String,
+    pub par_endpoint: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub revocation_endpoint: Option<String>,
+}
+
+/// Finds the authorization server of the PDS at `pds_endpoint`: its protected-resource
+/// metadata names it, and its own metadata must name itself as issuer.
+///
+/// # Errors
+/// A server that cannot be reached, or metadata that does not hold together.
+pub async fn discover(pds: &Pds, pds_endpoint: &str) -> Result<AuthServer, String> {
+    let resource = fetch_json(pds, pds_endpoint, "/.well-known/oauth-protected-resource").await?;
+    let issuer = resource["authorization_servers"][0]
+        .as_str()
+        .ok_or("the PDS names no authorization server")?
+        .trim_end_matches('/')
+        .to_owned();
+    let meta = fetch_json(pds, &issuer, "/.well-known/oauth-authorization-server").await?;
+    if meta["issuer"].as_str().map(|i| i.trim_end_matches('/')) != Some(issuer.as_str()) {
+        return Err(format!("{issuer} names another issuer in its metadata"));
+    }
+    let endpoint = |key: &str| {
+        meta[key]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{issuer} has no {key}"))
+    };
+    Ok(AuthServer {
+        par_endpoint: endpoint("pushed_authorization_request_endpoint")?,
+        authorization_endpoint: endpoint("authorization_endpoint")?,
+        token_endpoint: endpoint("token_endpoint")?,
+        revocation_endpoint: endpoint("revocation_endpoint").ok(),
+        issuer,
+    })
+}
+
+async fn fetch_json(pds: &Pds, base: &str, path: &str) -> Result<Json, String> {
+    let target = pds.settings.identity.reachable(base)?;
+    let (status, answer) = get_json(&target, path, MAX_ANSWER, TIMEOUT)
+        .await
+        .map_err(|e| format!("{base}{path}: {e:#}"))?;
+    if status != 200 {
+        return Err(format!("{base}{path} answered {status}"));
+    }
+    Ok(answer)
+}
+
+/// `POST`s `form` to `url` (an authorization server's PAR, token or revocation endpoint) with a
+/// DPoP proof; when the server asks for a nonce (`use_dpop_nonce`), once more with it.
+/// Returns the status, the answer and the last nonce the server gave (to use next time).
+///
+/// # Errors
+/// A server that cannot be reached.
+pub async fn dpop_post(
+    pds: &Pds,
+    key: &DpopKey,
+    url: &str,
+    form: &[(&str, &str)],
+    nonce: Option<String>,
+) -> Result<(u16, Json, Option<String>), String> {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    dpop_request(
+        pds,
+        key,
+        "POST",
+        url,
+        None,
+        Some(("application/x-www-form-urlencoded", Bytes::from(body))),
+        nonce,
+    )
+    .await
+}
+
+/// A request with a DPoP proof (and, for a resource server, the DPoP-bound `token`), retried
+/// once with the nonce the server asks for.
+///
+/// # Errors
+/// A server that cannot be reached.
+pub async fn dpop_request(
+    pds: &Pds,
+    key: &DpopKey,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<(&str, Bytes)>,
+    mut nonce: Option<String>,
+) -> Result<(u16, Json, Option<String>), String> {
+    let (base, path) = split_url(url)?;
+    let target = pds.settings.identity.reachable(base)?;
+    let method_value = http::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+    for attempt in 0..2 {
+        let proof = key.proof(method, url, nonce.as_deref(), token);
+        let authorization = token.map(|t| format!("DPoP {t}"));
+        let mut headers = vec![("dpop", proof.as_str())];
+        if let Some(a) = &authorization {
+            headers.push(("authorization", a.as_str()));
+        }
+        let (status, answer_headers, answer) = request_bounded(
+            &target,
+            method_value.clone(),
+            path,
+            &headers,
+            body.clone(),
+            MAX_ANSWER,
+            TIMEOUT,
+        )
+        .await
+        .map_err(|e| format!("{url}: {e:#}"))?;
+        let given = answer_headers
+            .get("dpop-nonce")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let answer: Json = serde_json::from_slice(&answer).unwrap_or(Json::Null);
+        let asks_nonce = answer["error"] == "use_dpop_nonce"
+            || answer_headers
+                .get_all("www-authenticate")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|v| v.contains("use_dpop_nonce"));
+        if given.is_some() {
+            nonce = given;
+        }
+        if asks_nonce && attempt == 0 && nonce.is_some() {
+            continue;
+        }
+        return Ok((status, answer, nonce));
+    }
+    unreachable!("the loop returns on its second attempt")
+}
+
+/// `https://host:port/path?q` → (`https://host:port`, `/path?q`).
+fn split_url(url: &str) -> Result<(&str, &str), String> {
+    let after_scheme = url.find("://").map(|i| i + 3).ok_or("not a URL")?;
+    Ok(match url[after_scheme..].find('/') {
+        Some(i) => url.split_at(after_scheme + i),
+        None => (url, "/"),
+    })
+}
+
+/// A PKCE verifier and its S256 challenge.
+#[must_use]
+pub fn pkce() -> (String, String) {
+    let verifier = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A proof verifies with the JWK it carries, and names the request.
+    #[test]
+    fn dpop_proofs_are_es256_over_their_own_key() {
+        let key = DpopKey::generate();
+        let proof = key.proof(
+            "POST",
+            "https://pds.example/xrpc/x?y=1",
+            Some("n1"),
+            Some("tok"),
+        );
+        let parts: Vec<&str> = proof.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let decode = |s: &str| -> Json {
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(s).unwrap()).unwrap()
+        };
+        let (header, claims) = (decode(parts[0]), decode(parts[1]));
+        assert_eq!(header["typ"], "dpop+jwt");
+        assert_eq!(header["alg"], "ES256");
+        assert_eq!(claims["htu"], "https://pds.example/xrpc/x");
+        assert_eq!(claims["htm"], "POST");
+        assert_eq!(claims["nonce"], "n1");
+        assert_eq!(
+            claims["ath"],
+            URL_SAFE_NO_PAD.encode(Sha256::digest(b"tok"))
+        );
+        // The signature checks with the public key rebuilt from the JWK.
+        let coordinate = |k: &str| {
+            URL_SAFE_NO_PAD
+                .decode(header["jwk"][k].as_str().unwrap())
+                .unwrap()
+        };
+        let mut sec1 = vec![4u8];
+        sec1.extend(coordinate("x"));
+        sec1.extend(coordinate("y"));
+        let public = crate::atproto::PublicKey::from_sec1(Algorithm::P256, &sec1).unwrap();
+        let signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+        public
+            .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature)
+            .unwrap();
+        // Round trip of the secret.
+        let again = DpopKey::from_bytes(&key.to_bytes()).unwrap();
+        assert_eq!(again.jwk(), key.jwk());
+    }
+
+    #[test]
+    fn pkce_challenges_are_s256_of_the_verifier() {
+        let (verifier, challenge) = pkce();
+        assert!(verifier.len() >= 43);
+        assert_eq!(
+            challenge,
+            URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+        );
+        assert_eq!(
+            split_url("http://127.0.0.1:9/oauth/par?x").unwrap(),
+            ("http://127.0.0.1:9", "/oauth/par?x")
+        );
+    }
+}
+
+/// An authorization under way: what the callback needs, kept from the PAR until the browser
+/// comes back (at most [`PENDING_FOR`], once).
+pub struct Pending {
+    pub did: crate::atproto::Did,
+    pub handle: Option<String>,
+    /// The user's PDS.
+    pub endpoint: String,
+    pub server: AuthServer,
+    pub verifier: String,
+    pub key: DpopKey,
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// Where the browser goes once signed in (a path on this node).
+    pub next: String,
+    pub server_nonce: Option<String>,
+}
+
+/// How long an authorization may take (the user signing in and approving at their PDS).
+pub const PENDING_FOR: Duration = Duration::from_mins(10);
+/// Authorizations under way, at most.
+const PENDING_MAX: usize = 1024;
+
+/// The authorizations under way, by their `state`.
+#[derive(Default)]
+pub struct Authorizations {
+    by_state: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Pending)>>,
+}
+
+impl Authorizations {
+    /// Keeps `pending` under `state`; `false` when too many are under way.
+    pub fn put(&self, state: String, pending: Pending) -> bool {
+        let mut map = self.lock();
+        let now = std::time::Instant::now();
+        if map.len() >= PENDING_MAX {
+            map.retain(|_, (at, _)| now.duration_since(*at) < PENDING_FOR);
+            if map.len() >= PENDING_MAX {
+                return false;
+            }
+        }
+        map.insert(state, (now, pending));
+        true
+    }
+
+    /// The authorization under `state`, once: a second callback with it finds nothing.
+    pub fn take(&self, state: &str) -> Option<Pending> {
+        let (at, pending) = self.lock().remove(state)?;
+        (at.elapsed() < PENDING_FOR).then_some(pending)
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (std::time::Instant, Pending)>>
+    {
+        self.by_state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,21 @@
+// Debian's chromium for the browser tests, headless, with a profile of its own (removed by
+// close()). CHROMIUM overrides the binary.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import puppeteer from 'puppeteer-core'
+
+/** @returns {Promise<{ browser: import('puppeteer-core').Browser, close: () => Promise<void> }>} */
+export async function launchChromium(prefix = 'atcr-browser-') {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  const browser = await puppeteer.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', `--user-data-dir=${profile}`],
+  })
+  const close = async () => {
+    await browser.close()
+    fs.rmSync(profile, { recursive: true, force: true })
+  }
+  return { browser, close }
+}
