@@ -149,8 +149,8 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     let (carol, carol_did, carol_pw) = remote.user(0);
     let (carol, carol_did, carol_pw) =
         (carol.to_owned(), carol_did.to_owned(), carol_pw.to_owned());
-    let (dave, _, dave_pw) = remote.user(1);
-    let (dave, dave_pw) = (dave.to_owned(), dave_pw.to_owned());
+    let (_, _, dave_pw) = remote.user(1);
+    let dave_pw = dave_pw.to_owned();
 
     // A local user's image on a private hold.
     let c = Clients::new();
@@ -273,6 +273,33 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     );
     assert_eq!(forged.status, 400, "{}", forged.text());
 
+    // Users of other PDSes join an open hold the way ATCR's AppView asks for its users: with a
+    // service token their own PDS signs (getServiceAuth) for io.atcr.hold.requestCrew.
+    let (dave, dave_did, dave_account_pw) = remote.user_with_password(1);
+    let did_doc = curl_anonymous(
+        "GET",
+        &format!("{}/.well-known/did.json", srv.base_url()),
+        &[],
+        None,
+    );
+    let hold_did: Value = serde_json::from_slice(&did_doc.body).expect("the node's DID document");
+    let hold_did = hold_did["id"].as_str().expect("id").to_owned();
+    let ask = || request_crew(&node, &pds_url, (dave, dave_account_pw), &srv, &hold_did);
+    let closed = ask();
+    assert_eq!(closed["status"], 403, "{closed}");
+    assert_eq!(closed["body"]["error"], "RegistrationDisabled", "{closed}");
+    admin(&srv, &["hold", "set", "--allow-all-crew", "true"]);
+    let joined = ask();
+    assert_eq!(joined["status"], 200, "{joined}");
+    assert_eq!(joined["body"]["status"], "created", "{joined}");
+    let crew = srv.cli(&["crew", "list"], "");
+    assert!(
+        String::from_utf8_lossy(&crew.stdout).contains(dave_did),
+        "{crew:?}"
+    );
+    assert_eq!(ask()["body"]["status"], "already_member");
+    admin(&srv, &["hold", "set", "--allow-all-crew", "false"]);
+
     // Not in anyone else's namespace.
     let out = c
         .skopeo_copy(
@@ -355,13 +382,13 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     // A wrong app password is refused, and counts as a local one does (pds::limiter: five free
     // failures, then a wait from the next attempt on): past them even the right one waits.
     for i in 0..6 {
-        let r = token(&srv, &dave, "wrong-password", &[]);
+        let r = token(&srv, dave, "wrong-password", &[]);
         assert_eq!(r.status, 401, "attempt {i}: {}", r.text());
     }
-    let limited = token(&srv, &dave, "wrong-password", &[]);
+    let limited = token(&srv, dave, "wrong-password", &[]);
     assert_eq!(limited.status, 429, "{}", limited.text());
     assert!(limited.header("retry-after").is_some());
-    assert_eq!(token(&srv, &dave, &dave_pw, &[]).status, 429);
+    assert_eq!(token(&srv, dave, &dave_pw, &[]).status, 429);
 
     // The remote PDS down: a password checked a moment ago still works (it is remembered); one
     // not checked yet cannot be, which is said (503), not taken for a wrong one.
@@ -462,6 +489,26 @@ fn tag_list(srv: &Server, user: &str, password: &str) -> Vec<String> {
         .collect();
     tags.sort();
     tags
+}
+
+/// `tests/interop/request-crew.mjs`: `who` (handle, account password on the reference PDS)
+/// asks the node's hold to join its crew with a service token from their PDS.
+fn request_crew(node: &Path, pds_url: &str, who: (&str, &str), srv: &Server, hold: &str) -> Value {
+    let out = common::run(
+        Command::new(node)
+            .args([
+                "request-crew.mjs",
+                pds_url,
+                who.0,
+                who.1,
+                &srv.base_url(),
+                hold,
+            ])
+            .current_dir(interop_dir())
+            .env_remove("NODE_OPTIONS"),
+    );
+    assert!(out.status.success(), "request-crew.mjs: {out:?}");
+    serde_json::from_slice(&out.stdout).expect("one JSON line")
 }
 
 /// `tests/interop/oauth-web.mjs`: `handle` signs in to the node's pages through OAuth at the

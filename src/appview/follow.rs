@@ -7,15 +7,17 @@
 //! up by listing the users' records (`listRecords`). The cursor per host is kept in `pds.redb`;
 //! a dropped connection is retried with a doubling wait (1 s to 60 s).
 //!
-//! Every frame is a stranger's: size-bounded (4 MiB), and frames about DIDs this node does
-//! not know, or about users whose PDS is another host, are skipped after reading their
-//! header and repository.
+//! Only users with records here (they pushed or starred through this node) are followed, and
+//! at most [`MAX_HOSTS`] hosts. Every frame is a stranger's: size-bounded (4 MiB), and frames
+//! about DIDs this node does not follow, or about users whose PDS is another host, are skipped
+//! after reading their repository; a commit older than the last one taken in from that user
+//! (by `rev`) is refused, so an old signed commit cannot be replayed. Catching up holds at most
+//! [`LIST_PAGES`] pages of at most [`LIST_LIMIT_BYTES`] per collection, one user at a time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -43,8 +45,38 @@ const CURSOR_EVERY: Duration = Duration::from_secs(2);
 /// How long connecting (TCP, TLS, WebSocket handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `listRecords` pages read per collection of a user when catching up, at most (100 each).
-const LIST_PAGES: usize = 50;
-const LIST_LIMIT_BYTES: usize = 4 << 20;
+const LIST_PAGES: usize = 20;
+/// Largest `listRecords` page read.
+const LIST_LIMIT_BYTES: usize = 512 << 10;
+/// How long a `listRecords` page may take.
+const LIST_TIMEOUT: Duration = Duration::from_secs(10);
+/// PDS hosts followed at once, at most.
+const MAX_HOSTS: usize = 32;
+/// How often one frame may fail (its user's key not found, storage) before it is skipped.
+const FRAME_ATTEMPTS: u32 = 5;
+
+/// Why following a host stopped: the frame it stopped at (to skip after [`FRAME_ATTEMPTS`]),
+/// and why.
+struct Stopped {
+    seq: Option<u64>,
+    why: String,
+}
+
+impl<E: std::fmt::Display> From<E> for Stopped {
+    fn from(e: E) -> Self {
+        Stopped {
+            seq: None,
+            why: e.to_string(),
+        }
+    }
+}
+
+fn stopped(why: impl Into<String>) -> Stopped {
+    Stopped {
+        seq: None,
+        why: why.into(),
+    }
+}
 
 impl AppView {
     /// Follows the PDS hosts of the remote users this node knows until `cancel`.
@@ -53,9 +85,17 @@ impl AppView {
         loop {
             match self.remote_hosts() {
                 Ok(hosts) => {
+                    running.retain(|_, t| !t.is_finished());
                     for host in hosts {
-                        if running.get(&host).is_some_and(|t| !t.is_finished()) {
+                        if running.contains_key(&host) {
                             continue;
+                        }
+                        if running.len() >= MAX_HOSTS {
+                            tracing::warn!(
+                                limit = MAX_HOSTS,
+                                "too many remote PDS hosts to follow; some are not followed"
+                            );
+                            break;
                         }
                         let task = self.clone().follow_host(host.clone(), cancel.clone());
                         running.insert(host, tokio::spawn(task));
@@ -73,13 +113,32 @@ impl AppView {
         }
     }
 
-    /// The PDS endpoints of the remote users this node knows.
+    /// The PDS endpoints of the remote users this node follows: those with records here (a
+    /// login alone, which anyone can make with a PDS of their own, does not open connections).
     fn remote_hosts(&self) -> Result<Vec<String>, AppViewError> {
+        let mut users = Vec::new();
+        self.each_remote_user(|did, pds| users.push((did.clone(), pds.to_owned())))?;
         let mut hosts = std::collections::BTreeSet::new();
-        self.each_remote_user(|_, pds| {
-            hosts.insert(pds.to_owned());
-        })?;
+        for (did, pds) in users {
+            if !hosts.contains(&pds) && self.has_mirrored_records(&did)? {
+                hosts.insert(pds);
+            }
+        }
         Ok(hosts.into_iter().collect())
+    }
+
+    fn has_mirrored_records(&self, did: &Did) -> Result<bool, AppViewError> {
+        for collection in MIRRORED {
+            if !self
+                .pds
+                .store()
+                .remote_records(did, collection, None, 1)?
+                .is_empty()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn each_remote_user(&self, mut f: impl FnMut(&Did, &str)) -> Result<(), AppViewError> {
@@ -99,12 +158,31 @@ impl AppView {
 
     async fn follow_host(self: Arc<Self>, endpoint: String, cancel: CancellationToken) {
         let mut backoff = Duration::from_secs(1);
+        let mut failing: (Option<u64>, u32) = (None, 0);
         loop {
             let started = Instant::now();
-            match self.subscribe(&endpoint, &cancel).await {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::warn!(%endpoint, error = %format!("{e:#}"), "following a remote PDS failed; retrying");
+            let Err(e) = self.subscribe(&endpoint, &cancel).await else {
+                return;
+            };
+            tracing::warn!(%endpoint, error = %e.why, "following a remote PDS failed; retrying");
+            // A frame that keeps failing (its user's DID document gone, say) is skipped after
+            // a few attempts, so that one user cannot stop the host's others being followed.
+            if let Some(seq) = e.seq {
+                failing = if failing.0 == Some(seq) {
+                    (Some(seq), failing.1 + 1)
+                } else {
+                    (Some(seq), 1)
+                };
+                if failing.1 >= FRAME_ATTEMPTS {
+                    tracing::error!(%endpoint, seq, "skipped a remote PDS's event that kept failing");
+                    if let Err(e) = self
+                        .pds
+                        .store()
+                        .set_remote_cursor(&endpoint, Some(seq))
+                        .await
+                    {
+                        tracing::warn!(%endpoint, error = %e, "cannot move the remote cursor");
+                    }
                 }
             }
             if started.elapsed() > MAX_BACKOFF {
@@ -119,18 +197,15 @@ impl AppView {
     }
 
     /// One subscription to `endpoint`, until it drops (an error) or `cancel` (`Ok`).
-    async fn subscribe(&self, endpoint: &str, cancel: &CancellationToken) -> anyhow::Result<()> {
+    async fn subscribe(&self, endpoint: &str, cancel: &CancellationToken) -> Result<(), Stopped> {
         let store = self.pds.store();
         let mut cursor = store.remote_cursor(endpoint)?;
-        if cursor.is_none() {
-            self.catch_up_host(endpoint).await?;
-        }
         let target = self
             .pds
             .settings
             .identity
             .reachable(endpoint)
-            .map_err(anyhow::Error::msg)?;
+            .map_err(stopped)?;
         let scheme = if target.https { "wss" } else { "ws" };
         let query = cursor.map(|c| format!("?cursor={c}")).unwrap_or_default();
         let url = format!(
@@ -141,13 +216,17 @@ impl AppView {
             .max_message_size(Some(MAX_FRAME))
             .max_frame_size(Some(MAX_FRAME));
         let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, async {
-            let stream = connect(&target, None).await?;
+            let stream = connect(&target, None).await.map_err(|e| format!("{e:#}"))?;
             tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(config))
                 .await
-                .context("WebSocket handshake")
+                .map_err(|e| format!("WebSocket handshake: {e}"))
         })
         .await
-        .context("connecting took too long")??;
+        .map_err(|_| stopped("connecting took too long"))??;
+        // Connected first, then caught up: what is committed meanwhile waits in the socket.
+        if cursor.is_none() {
+            self.catch_up_host(endpoint).await?;
+        }
         tracing::info!(%endpoint, ?cursor, "following a remote PDS");
         let mut saved = cursor;
         let mut saved_at = Instant::now();
@@ -158,20 +237,22 @@ impl AppView {
                 () = cancel.cancelled() => break Ok(()),
                 _ = ping.tick() => {
                     if heard.elapsed() > PING_EVERY * 3 {
-                        break Err(anyhow::anyhow!("the host went silent"));
+                        break Err(stopped("the host went silent"));
                     }
-                    ws.send(Message::Ping(Vec::new().into())).await?;
+                    if let Err(e) = ws.send(Message::Ping(Vec::new().into())).await {
+                        break Err(e.into());
+                    }
                     continue;
                 }
                 m = ws.next() => m,
             };
             heard = Instant::now();
             let data = match message {
-                None => break Err(anyhow::anyhow!("the host closed the connection")),
+                None => break Err(stopped("the host closed the connection")),
                 Some(Err(e)) => break Err(e.into()),
                 Some(Ok(Message::Binary(data))) => data,
                 Some(Ok(Message::Close(_))) => {
-                    break Err(anyhow::anyhow!("the host closed the subscription"));
+                    break Err(stopped("the host closed the subscription"));
                 }
                 Some(Ok(_)) => continue,
             };
@@ -192,13 +273,17 @@ impl AppView {
     }
 
     /// Takes in one frame from `endpoint`; its sequence number, if it has one.
-    async fn take_frame(&self, endpoint: &str, frame: &[u8]) -> anyhow::Result<Option<u64>> {
+    async fn take_frame(&self, endpoint: &str, frame: &[u8]) -> Result<Option<u64>, Stopped> {
         let Some((header, body)) = parse_frame(frame) else {
-            bail!("an unreadable frame");
+            return Err(stopped("an unreadable frame"));
         };
         if header.get("op") == Some(&Value::Integer(-1)) {
             let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-            bail!("error frame: {} {}", text("error"), text("message"));
+            return Err(stopped(format!(
+                "error frame: {} {}",
+                text("error"),
+                text("message")
+            )));
         }
         let seq = match body.get("seq") {
             Some(Value::Integer(n)) => u64::try_from(*n).ok(),
@@ -224,12 +309,16 @@ impl AppView {
         let Some(user) = self.pds.store().remote_user(&did)? else {
             return Ok(seq);
         };
-        if user.pds != endpoint {
+        if user.pds != endpoint || !self.has_mirrored_records(&did)? {
             return Ok(seq);
         }
+        let at = |e: AppViewError| Stopped {
+            seq,
+            why: e.to_string(),
+        };
         match kind {
-            "#commit" => self.take_commit(&did, &body).await?,
-            "#sync" => self.catch_up_user(&did, endpoint).await?,
+            "#commit" => self.take_commit(&did, body).await.map_err(at)?,
+            "#sync" => self.catch_up_user(&did, endpoint).await.map_err(at)?,
             "#identity" => {
                 self.pds.identities.forget(did.as_str());
                 tracing::info!(%did, "a remote user's identity changed; resolved again at their next login");
@@ -242,22 +331,22 @@ impl AppView {
         Ok(seq)
     }
 
-    /// Checks a `#commit` of a known remote user and applies its ATCR records.
-    async fn take_commit(&self, did: &Did, body: &Value) -> Result<(), AppViewError> {
+    /// Checks a `#commit` of a followed remote user and applies its ATCR records. A key that
+    /// cannot be had (their DID document unreachable) is an error: the frame is tried again.
+    async fn take_commit(&self, did: &Did, body: Value) -> Result<(), AppViewError> {
+        let body = Arc::new(body);
         let mut verified = None;
         for refresh in [false, true] {
-            let key = match self
+            let key = self
                 .keys
                 .signing_key(&self.pds, did, "atproto", refresh)
                 .await
-            {
-                Ok(k) => k,
-                Err(e) => {
-                    tracing::warn!(%did, error = %e, "no key to check a remote commit with; skipped");
-                    return Ok(());
-                }
-            };
-            match verify_commit(body, &key) {
+                .map_err(|e| AppViewError::Data(format!("no key to check {did}'s commit: {e}")))?;
+            let frame = body.clone();
+            let checked = tokio::task::spawn_blocking(move || verify_commit(&frame, &key))
+                .await
+                .map_err(|e| AppViewError::Data(e.to_string()))?;
+            match checked {
                 Ok(v) => {
                     verified = Some(v);
                     break;
@@ -273,17 +362,27 @@ impl AppView {
         let Some(commit) = verified else {
             return Ok(());
         };
+        let _serial = self.lock_owner(did).await;
+        let store = self.pds.store();
+        if store
+            .remote_rev(did)?
+            .is_some_and(|last| last.as_str() >= commit.rev.as_str())
+        {
+            tracing::warn!(%did, rev = %commit.rev, "refused a remote commit no newer than the last taken in");
+            return Ok(());
+        }
         let writes: Vec<MirrorWrite> = commit
             .ops
             .into_iter()
             .filter(|op| MIRRORED.contains(&op.collection.as_str()))
             .map(|op| (op.collection, op.rkey, op.record.map(|r| r.to_json())))
             .collect();
-        if writes.is_empty() {
-            return Ok(());
+        if !writes.is_empty() {
+            tracing::debug!(%did, rev = %commit.rev, ops = writes.len(), "remote commit taken in");
+            self.take_in_remote(did, writes).await?;
         }
-        tracing::debug!(%did, rev = %commit.rev, ops = writes.len(), "remote commit taken in");
-        self.take_in_remote(did, writes).await
+        store.set_remote_rev(did, &commit.rev).await?;
+        Ok(())
     }
 
     /// Lists the records of every known user of `endpoint` (a host met for the first time, or
@@ -296,13 +395,23 @@ impl AppView {
             }
         })?;
         for did in users {
-            self.catch_up_user(&did, endpoint).await?;
+            // One user's listing failing (their account gone, say) does not stop the others.
+            if let Err(e) = self.catch_up_user(&did, endpoint).await {
+                tracing::warn!(%did, %endpoint, error = %e, "could not catch up with a remote user's records");
+            }
         }
         Ok(())
     }
 
     /// Makes the copy of `did`'s ATCR records what their PDS lists now.
     async fn catch_up_user(&self, did: &Did, endpoint: &str) -> Result<(), AppViewError> {
+        if !self.has_mirrored_records(did)? {
+            return Ok(());
+        }
+        // One catch-up at a time, node-wide (they hold pages in memory); and none while a
+        // push or delete of the same user is written (its records would be undone).
+        let _one = self.catching_up.lock().await;
+        let _serial = self.lock_owner(did).await;
         let target = self
             .pds
             .settings
@@ -315,7 +424,7 @@ impl AppView {
             let mut cursor: Option<String> = None;
             for _ in 0..LIST_PAGES {
                 let path = list_records_path(did, collection, cursor.as_deref());
-                let (status, page) = get_json(&target, &path, LIST_LIMIT_BYTES, CONNECT_TIMEOUT)
+                let (status, page) = get_json(&target, &path, LIST_LIMIT_BYTES, LIST_TIMEOUT)
                     .await
                     .map_err(|e| AppViewError::Data(format!("{endpoint}: {e:#}")))?;
                 if status != 200 {

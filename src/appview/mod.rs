@@ -72,6 +72,8 @@ pub struct AppView {
     default_quota: std::sync::atomic::AtomicU64,
     /// Remote users' signing keys, for checking their commits (see `follow`).
     keys: crate::pds::did_resolver::DidResolver,
+    /// Held by the one catch-up with a remote user's records running (see `follow`).
+    catching_up: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for AppView {
@@ -95,6 +97,7 @@ impl AppView {
             owner_locks: std::sync::Mutex::default(),
             default_quota: std::sync::atomic::AtomicU64::new(0),
             keys: crate::pds::did_resolver::DidResolver::default(),
+            catching_up: tokio::sync::Mutex::new(()),
         })
     }
 

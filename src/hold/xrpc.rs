@@ -1,5 +1,5 @@
 //! The hold's XRPC methods (`/xrpc/io.atcr.hold.*`): `requestCrew` (with a session of a local
-//! account), the upload methods and `notifyManifest` (with service auth), `getQuota` (see
+//! account, or a service token from any user's PDS), the upload methods and `notifyManifest` (with service auth), `getQuota` (see
 //! `docs/hold.md`).
 
 use crate::http::body::RequestBody;
@@ -123,7 +123,7 @@ impl From<HoldError> for XrpcError {
 /// join (`allowAllCrew`) or the caller is the owner. Only the owner may ask for `crew:admin`.
 /// A caller who is already a member gets his record back, unchanged.
 async fn request_crew(hold: &Hold, call: Call) -> Result<Response<Body>, XrpcError> {
-    let caller = authenticate(hold.pds(), &call)?;
+    let caller = crew_applicant(hold, &call).await?;
     let body = call.body(MAX_BODY).await?;
     let input: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
@@ -133,7 +133,7 @@ async fn request_crew(hold: &Hold, call: Call) -> Result<Response<Body>, XrpcErr
     };
     let (role, permissions) = parse_input(&input)?;
     let captain = hold.ensure_captain().await?;
-    let owner = caller.did == captain.owner;
+    let owner = caller == captain.owner;
     if !captain.allow_all_crew && !owner {
         return Err(XrpcError::new(
             StatusCode::FORBIDDEN,
@@ -151,11 +151,11 @@ async fn request_crew(hold: &Hold, call: Call) -> Result<Response<Body>, XrpcErr
         ));
     }
     let node = &hold.pds().node_did;
-    let (status, member) = match hold.member(&caller.did)? {
+    let (status, member) = match hold.member(&caller)? {
         Some(m) => ("already_member", m),
         None => (
             "created",
-            hold.add_crew(&caller.did, &role, &permissions).await?,
+            hold.add_crew(&caller, &role, &permissions).await?,
         ),
     };
     ok_json(&json!({
@@ -163,6 +163,34 @@ async fn request_crew(hold: &Hold, call: Call) -> Result<Response<Body>, XrpcErr
         "uri": format!("at://{node}/{CREW}/{}", member.rkey),
         "cid": member.cid.to_string(),
     }))
+}
+
+/// Who asks to join: a local account (its session), or anyone whose PDS signed a service token
+/// for this hold and `requestCrew` (how users of other PDSes ask, through their PDS's
+/// `com.atproto.server.getServiceAuth`, as ATCR's `AppView` does for its users). The issuer's DID
+/// document is fetched only when the hold takes new members at all.
+async fn crew_applicant(hold: &Hold, call: &Call) -> Result<crate::atproto::Did, XrpcError> {
+    use super::service_auth::{ServiceAuthError, ServiceToken};
+    let token = call
+        .bearer()
+        .ok_or_else(|| XrpcError::auth_required("authentication required"))?;
+    let lxm = "io.atcr.hold.requestCrew";
+    match ServiceToken::parse(token, &hold.pds().node_did, lxm, crate::pds::now_secs()) {
+        Ok(parsed) => {
+            let captain = hold.ensure_captain().await?;
+            if !captain.allow_all_crew && parsed.issuer != captain.owner {
+                return Err(XrpcError::new(
+                    StatusCode::FORBIDDEN,
+                    "RegistrationDisabled",
+                    "this hold does not take new crew members",
+                ));
+            }
+            hold.verify_issuer(&parsed).await?;
+            Ok(parsed.issuer)
+        }
+        Err(ServiceAuthError::BadJwtType(_)) => Ok(authenticate(hold.pds(), call)?.did),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The requested role (default `member`) and permissions (default blob read and write).

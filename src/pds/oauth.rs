@@ -249,6 +249,83 @@ pub fn pkce() -> (String, String) {
     (verifier, challenge)
 }
 
+/// An authorization under way: what the callback needs, kept from the PAR until the browser
+/// comes back (at most [`PENDING_FOR`], once).
+pub struct Pending {
+    pub did: crate::atproto::Did,
+    pub handle: Option<String>,
+    /// The user's PDS.
+    pub endpoint: String,
+    pub server: AuthServer,
+    pub verifier: String,
+    pub key: DpopKey,
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// Where the browser goes once signed in (a path on this node).
+    pub next: String,
+    pub server_nonce: Option<String>,
+}
+
+/// How long an authorization may take (the user signing in and approving at their PDS).
+pub const PENDING_FOR: Duration = Duration::from_mins(10);
+/// Authorizations under way, at most.
+const PENDING_MAX: usize = 1024;
+
+/// Authorizations one client address may start per [`PENDING_FOR`].
+const STARTS_PER_ADDRESS: u32 = 20;
+
+/// The authorizations under way, by their `state`.
+pub struct Authorizations {
+    by_state: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Pending)>>,
+    starts: super::rate::PerAddress,
+}
+
+impl Default for Authorizations {
+    fn default() -> Self {
+        Authorizations {
+            by_state: std::sync::Mutex::default(),
+            starts: super::rate::PerAddress::new(STARTS_PER_ADDRESS, PENDING_FOR),
+        }
+    }
+}
+
+impl Authorizations {
+    /// Whether `client` may start one more authorization now (each costs the node requests to
+    /// servers the client names, and a slot of [`PENDING_MAX`]).
+    pub fn may_start(&self, client: std::net::IpAddr) -> bool {
+        self.starts.allow(client, std::time::Instant::now())
+    }
+
+    /// Keeps `pending` under `state`; `false` when too many are under way.
+    pub fn put(&self, state: String, pending: Pending) -> bool {
+        let mut map = self.lock();
+        let now = std::time::Instant::now();
+        if map.len() >= PENDING_MAX {
+            map.retain(|_, (at, _)| now.duration_since(*at) < PENDING_FOR);
+            if map.len() >= PENDING_MAX {
+                return false;
+            }
+        }
+        map.insert(state, (now, pending));
+        true
+    }
+
+    /// The authorization under `state`, once: a second callback with it finds nothing.
+    pub fn take(&self, state: &str) -> Option<Pending> {
+        let (at, pending) = self.lock().remove(state)?;
+        (at.elapsed() < PENDING_FOR).then_some(pending)
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (std::time::Instant, Pending)>>
+    {
+        self.by_state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,64 +386,5 @@ mod tests {
             split_url("http://127.0.0.1:9/oauth/par?x").unwrap(),
             ("http://127.0.0.1:9", "/oauth/par?x")
         );
-    }
-}
-
-/// An authorization under way: what the callback needs, kept from the PAR until the browser
-/// comes back (at most [`PENDING_FOR`], once).
-pub struct Pending {
-    pub did: crate::atproto::Did,
-    pub handle: Option<String>,
-    /// The user's PDS.
-    pub endpoint: String,
-    pub server: AuthServer,
-    pub verifier: String,
-    pub key: DpopKey,
-    pub client_id: String,
-    pub redirect_uri: String,
-    /// Where the browser goes once signed in (a path on this node).
-    pub next: String,
-    pub server_nonce: Option<String>,
-}
-
-/// How long an authorization may take (the user signing in and approving at their PDS).
-pub const PENDING_FOR: Duration = Duration::from_mins(10);
-/// Authorizations under way, at most.
-const PENDING_MAX: usize = 1024;
-
-/// The authorizations under way, by their `state`.
-#[derive(Default)]
-pub struct Authorizations {
-    by_state: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Pending)>>,
-}
-
-impl Authorizations {
-    /// Keeps `pending` under `state`; `false` when too many are under way.
-    pub fn put(&self, state: String, pending: Pending) -> bool {
-        let mut map = self.lock();
-        let now = std::time::Instant::now();
-        if map.len() >= PENDING_MAX {
-            map.retain(|_, (at, _)| now.duration_since(*at) < PENDING_FOR);
-            if map.len() >= PENDING_MAX {
-                return false;
-            }
-        }
-        map.insert(state, (now, pending));
-        true
-    }
-
-    /// The authorization under `state`, once: a second callback with it finds nothing.
-    pub fn take(&self, state: &str) -> Option<Pending> {
-        let (at, pending) = self.lock().remove(state)?;
-        (at.elapsed() < PENDING_FOR).then_some(pending)
-    }
-
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (std::time::Instant, Pending)>>
-    {
-        self.by_state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -209,9 +209,11 @@ impl RemoteSessions {
     pub fn keep(&self, did: &Did, session: RemoteSession) -> Option<RemoteSession> {
         let mut map = self.lock();
         if map.len() >= SESSIONS && !map.contains_key(did) {
-            // Bounded: the oldest logins are the ones to go, but any will do; their users log
-            // in again (docker clients send their password with every token request).
-            map.clear();
+            // Bounded: one session goes (its user's next token request opens another: docker
+            // clients send their password with every one; an OAuth one is read back from disk).
+            if let Some(evicted) = map.keys().next().cloned() {
+                map.remove(&evicted);
+            }
         }
         map.insert(did.clone(), session)
     }
@@ -284,14 +286,26 @@ impl Pds {
         self.remote_sessions.keep(did, session)
     }
 
-    /// Ends `did`'s session here (and its copy on disk).
-    pub async fn forget_remote_session(&self, did: &Did) -> Option<RemoteSession> {
-        let old = self.remote_session(did);
-        self.remote_sessions.forget(did);
+    /// Ends `did`'s OAuth session: revoked at its authorization server (best effort), removed
+    /// from disk, and from memory if it is the one there (a password session docker's login
+    /// opened stays).
+    pub async fn end_oauth_session(&self, did: &Did) {
+        let stored = self
+            .store()
+            .remote_grant(did)
+            .ok()
+            .flatten()
+            .and_then(|g| serde_json::from_slice::<StoredGrant>(&g).ok())
+            .and_then(RemoteSession::from_stored);
+        if self.remote_sessions.get(did).is_some_and(|s| s.is_oauth()) {
+            self.remote_sessions.forget(did);
+        }
         if let Err(e) = self.store().set_remote_grant(did, None).await {
             tracing::warn!(%did, error = %e, "an OAuth session could not be removed from disk");
         }
-        old
+        if let Some(session) = stored {
+            session.revoke(self).await;
+        }
     }
 
     /// `POST`s to XRPC method `nsid` on `did`'s PDS with their session (`body`: content type
@@ -418,7 +432,7 @@ impl Pds {
             }
             (400 | 401, _) => {
                 tracing::info!(%did, error = ?answer["error"], "an OAuth refresh was refused; the user signs in again");
-                self.forget_remote_session(did).await;
+                self.end_oauth_session(did).await;
                 Err(RemoteCallError::NoSession(did.clone()))
             }
             _ => Err(refused(&grant.token_endpoint, status, &answer)),

@@ -86,8 +86,24 @@ pub(super) fn client_metadata(cx: &Cx<'_>) -> Option<Response<Body>> {
 }
 
 /// `POST /oauth/signin` (`handle`, `next`): starts an authorization at the user's PDS.
-pub(super) async fn start(cx: &Cx<'_>, handle: &str, next: &str) -> Response<Body> {
-    match begin(cx, handle.trim(), next).await {
+pub(super) async fn start(
+    cx: &Cx<'_>,
+    handle: &str,
+    next: &str,
+    client: std::net::IpAddr,
+) -> Response<Body> {
+    if !cx.site.pds.oauth_pending.may_start(client) {
+        let why = "Too many sign-ins started from your address; wait a few minutes.";
+        return failed(cx, StatusCode::TOO_MANY_REQUESTS, why);
+    }
+    // Handles are case-insensitive (DIDs are not).
+    let handle = handle.trim();
+    let handle = if handle.starts_with("did:") {
+        handle.to_owned()
+    } else {
+        handle.to_ascii_lowercase()
+    };
+    match begin(cx, &handle, next).await {
         Ok(r) => r,
         Err(why) => failed(cx, StatusCode::BAD_REQUEST, &why),
     }
@@ -99,11 +115,12 @@ async fn begin(cx: &Cx<'_>, handle: &str, next: &str) -> Result<Response<Body>, 
     if handle.is_empty() {
         return Err("Give your handle (alice.example.com) or DID.".into());
     }
-    let identity = pds
-        .identities
-        .resolve(pds, handle)
-        .await
-        .map_err(|e| format!("{handle} could not be resolved: {e}"))?;
+    // What went wrong with a stranger's servers is logged, not shown: the page would tell
+    // anyone what answers where on the node's network.
+    let identity = pds.identities.resolve(pds, handle).await.map_err(|e| {
+        tracing::info!(%handle, error = %e, "OAuth sign-in: handle not resolved");
+        format!("{handle} could not be resolved to an account.")
+    })?;
     let local = pds
         .accounts
         .get(&identity.did)
@@ -112,7 +129,13 @@ async fn begin(cx: &Cx<'_>, handle: &str, next: &str) -> Result<Response<Body>, 
     if local || identity.did == pds.node_did {
         return Err("That account is one of this node's: sign in with its password.".into());
     }
-    let server = client::discover(pds, &identity.pds).await?;
+    let unreachable = |e: String| {
+        tracing::info!(did = %identity.did, error = %e, "OAuth sign-in: authorization server failed");
+        "Your PDS's sign-in could not be reached, or refused the request.".to_owned()
+    };
+    let server = client::discover(pds, &identity.pds)
+        .await
+        .map_err(unreachable)?;
     let (verifier, challenge) = client::pkce();
     let state = base64::Engine::encode(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
@@ -133,15 +156,16 @@ async fn begin(cx: &Cx<'_>, handle: &str, next: &str) -> Result<Response<Body>, 
         ("code_challenge_method", "S256"),
         ("login_hint", login_hint.as_str()),
     ];
-    let (status, answer, nonce) =
-        client::dpop_post(pds, &key, &server.par_endpoint, &form, None).await?;
+    let (status, answer, nonce) = client::dpop_post(pds, &key, &server.par_endpoint, &form, None)
+        .await
+        .map_err(unreachable)?;
     let request_uri = match (status, answer["request_uri"].as_str()) {
         (200 | 201, Some(uri)) => uri.to_owned(),
         _ => {
-            return Err(format!(
-                "your PDS's authorization server refused the request ({status} {})",
-                answer["error"].as_str().unwrap_or_default()
-            ));
+            return Err(unreachable(format!(
+                "PAR answered {status} {}",
+                answer["error"]
+            )));
         }
     };
     let go = format!(
@@ -314,9 +338,7 @@ pub(super) async fn sign_out(cx: &Cx<'_>, did: &crate::atproto::Did) {
     if pds.accounts.get(did).ok().flatten().is_some() {
         return;
     }
-    if let Some(old) = pds.forget_remote_session(did).await {
-        old.revoke(pds).await;
-    }
+    pds.end_oauth_session(did).await;
 }
 
 fn failed(cx: &Cx<'_>, status: StatusCode, why: &str) -> Response<Body> {

@@ -114,7 +114,7 @@ pub(super) async fn post(
             );
         }
         let next = local_path(field("next"));
-        return super::oauth::start(cx, field("handle").unwrap_or_default(), next).await;
+        return super::oauth::start(cx, field("handle").unwrap_or_default(), next, client).await;
     }
     // Everything else acts for a signed-in viewer, with the session's form token.
     let Some(viewer) = &cx.viewer else {

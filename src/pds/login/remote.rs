@@ -233,9 +233,11 @@ impl Logins {
             handle: identity.handle.map(|h| h.to_string()),
             pds: identity.pds,
         };
-        if let Err(e) = pds.store().remember_remote_user(&did, user).await {
-            tracing::warn!(%did, error = %e, "could not remember a remote user");
-        }
+        // Without it their namespace would not resolve: the login is not half-made.
+        pds.store()
+            .remember_remote_user(&did, user)
+            .await
+            .map_err(|e| LoginError::Unavailable(format!("cannot remember {did}: {e}")))?;
         Ok(did)
     }
 }

@@ -22,6 +22,9 @@ const REMOTE_CURSORS: TableDefinition<&str, u64> = TableDefinition::new("remote_
 /// DID → an OAuth session of that user (JSON: tokens, DPoP key, token endpoint).
 const REMOTE_GRANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("remote_oauth_sessions");
 
+/// DID → the `rev` of the last commit of theirs taken in from their PDS's firehose.
+const REMOTE_REVS: TableDefinition<&str, &str> = TableDefinition::new("remote_revs");
+
 /// A user of another PDS this node has met (they logged in).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteUser {
@@ -59,7 +62,20 @@ impl PdsStore {
                 }
             }
             if let Some(handle) = &user.handle {
-                handles.insert(handle.as_str(), did.as_str())?;
+                // The handle moved here: whoever had it before shows by DID from now on.
+                let previous = handles
+                    .insert(handle.as_str(), did.as_str())?
+                    .map(|v| v.value().to_owned());
+                if let Some(previous) = previous.filter(|p| p != did.as_str()) {
+                    let entry: Option<RemoteUser> = users
+                        .get(previous.as_str())?
+                        .map(|v| serde_json::from_slice(v.value()))
+                        .transpose()?;
+                    if let Some(mut entry) = entry {
+                        entry.handle = None;
+                        users.insert(previous.as_str(), serde_json::to_vec(&entry)?.as_slice())?;
+                    }
+                }
             }
             users.insert(did.as_str(), serde_json::to_vec(&user)?.as_slice())?;
             Ok::<_, StoreError>(())
@@ -172,6 +188,28 @@ impl PdsStore {
         .await
     }
 
+    /// The `rev` of `did`'s last commit taken in from their PDS, if any.
+    pub fn remote_rev(&self, did: &Did) -> Result<Option<String>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(REMOTE_REVS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(table.get(did.as_str())?.map(|v| v.value().to_owned()))
+    }
+
+    /// Records `rev` as `did`'s last commit taken in.
+    pub async fn set_remote_rev(&self, did: &Did, rev: &str) -> Result<(), StoreError> {
+        let (did, rev) = (did.clone(), rev.to_owned());
+        self.write(move |tx| {
+            tx.open_table(REMOTE_REVS)?
+                .insert(did.as_str(), rev.as_str())?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+    }
+
     /// The last firehose event taken in from the PDS at `endpoint`, if any.
     pub fn remote_cursor(&self, endpoint: &str) -> Result<Option<u64>, StoreError> {
         let tx = self.db.begin_read()?;
@@ -274,6 +312,17 @@ mod tests {
             store.remote_users(None, 10).unwrap(),
             vec![(did.clone(), user("c.example"))]
         );
+        // The handle moved to another DID: the one that had it shows by DID from then on.
+        let other: Did = "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb".parse().unwrap();
+        store
+            .remember_remote_user(&other, user("c.example"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.remote_did_of_handle("c.example").unwrap(),
+            Some(other.clone())
+        );
+        assert_eq!(store.remote_user(&did).unwrap().unwrap().handle, None);
 
         let put = |rkey: &str| {
             (
