@@ -38,6 +38,18 @@ pub struct RemoteUser {
 pub type MirrorWrite = (String, String, Option<serde_json::Value>);
 
 impl PdsStore {
+    /// A table to read, `None` before anything was written to it.
+    fn table_if_exists<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        table: TableDefinition<K, V>,
+    ) -> Result<Option<redb::ReadOnlyTable<K, V>>, StoreError> {
+        match self.db.begin_read()?.open_table(table) {
+            Ok(t) => Ok(Some(t)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Remembers `did` as `user` (a new handle replaces the old one).
     pub async fn remember_remote_user(
         &self,
@@ -85,11 +97,8 @@ impl PdsStore {
 
     /// What this node knows of `did`, if it is a user of another PDS it has met.
     pub fn remote_user(&self, did: &Did) -> Result<Option<RemoteUser>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = match tx.open_table(REMOTE_USERS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some(table) = self.table_if_exists(REMOTE_USERS)? else {
+            return Ok(None);
         };
         Ok(table
             .get(did.as_str())?
@@ -99,11 +108,8 @@ impl PdsStore {
 
     /// The DID of the remote user with `handle` (lowercase), if this node has met one.
     pub fn remote_did_of_handle(&self, handle: &str) -> Result<Option<Did>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = match tx.open_table(REMOTE_HANDLES) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some(table) = self.table_if_exists(REMOTE_HANDLES)? else {
+            return Ok(None);
         };
         Ok(table
             .get(handle)?
@@ -117,11 +123,8 @@ impl PdsStore {
         limit: usize,
     ) -> Result<Vec<(Did, RemoteUser)>, StoreError> {
         use std::ops::Bound::{Excluded, Unbounded};
-        let tx = self.db.begin_read()?;
-        let table = match tx.open_table(REMOTE_USERS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
+        let Some(table) = self.table_if_exists(REMOTE_USERS)? else {
+            return Ok(Vec::new());
         };
         let range = match cursor {
             Some(c) => table.range::<&str>((Excluded(c), Unbounded))?,
@@ -161,11 +164,8 @@ impl PdsStore {
 
     /// `did`'s OAuth session as kept (see `pds::remote_repo`).
     pub fn remote_grant(&self, did: &Did) -> Result<Option<Vec<u8>>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = match tx.open_table(REMOTE_GRANTS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some(table) = self.table_if_exists(REMOTE_GRANTS)? else {
+            return Ok(None);
         };
         Ok(table.get(did.as_str())?.map(|v| v.value().to_vec()))
     }
@@ -190,11 +190,8 @@ impl PdsStore {
 
     /// The `rev` of `did`'s last commit taken in from their PDS, if any.
     pub fn remote_rev(&self, did: &Did) -> Result<Option<String>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = match tx.open_table(REMOTE_REVS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some(table) = self.table_if_exists(REMOTE_REVS)? else {
+            return Ok(None);
         };
         Ok(table.get(did.as_str())?.map(|v| v.value().to_owned()))
     }
@@ -212,11 +209,8 @@ impl PdsStore {
 
     /// The last firehose event taken in from the PDS at `endpoint`, if any.
     pub fn remote_cursor(&self, endpoint: &str) -> Result<Option<u64>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = match tx.open_table(REMOTE_CURSORS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some(table) = self.table_if_exists(REMOTE_CURSORS)? else {
+            return Ok(None);
         };
         Ok(table.get(endpoint)?.map(|v| v.value()))
     }
@@ -248,11 +242,8 @@ impl PdsStore {
         limit: usize,
     ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
         use std::ops::Bound::{Excluded, Included};
-        let tx = self.db.begin_read()?;
-        let table = match tx.open_table(REMOTE_RECORDS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
+        let Some(table) = self.table_if_exists(REMOTE_RECORDS)? else {
+            return Ok(Vec::new());
         };
         let (did, start) = (did.as_str(), cursor.unwrap_or(""));
         let low = (did, collection, start);
