@@ -208,6 +208,35 @@ impl super::Hold {
         )?)
     }
 
+    /// Who asks to join: a local account (its session), or anyone whose PDS signed a service
+    /// token for this hold and `requestCrew` (how users of other PDSes ask, through their PDS's
+    /// `com.atproto.server.getServiceAuth`, as ATCR's `AppView` does for its users). The
+    /// issuer's DID document is fetched only when the hold takes new members at all.
+    pub(super) async fn crew_applicant(&self, call: &Call) -> Result<Did, XrpcError> {
+        let token = call
+            .bearer()
+            .ok_or_else(|| XrpcError::auth_required("authentication required"))?;
+        let lxm = "io.atcr.hold.requestCrew";
+        match ServiceToken::parse(token, &self.pds.node_did, lxm, now_secs()) {
+            Ok(parsed) => {
+                let captain = self.ensure_captain().await?;
+                if !captain.allow_all_crew && parsed.issuer != captain.owner {
+                    return Err(XrpcError::new(
+                        StatusCode::FORBIDDEN,
+                        "RegistrationDisabled",
+                        "this hold does not take new crew members",
+                    ));
+                }
+                self.verify_issuer(&parsed).await?;
+                Ok(parsed.issuer)
+            }
+            Err(ServiceAuthError::BadJwtType(_)) => {
+                Ok(crate::pds::xrpc::authenticate(&self.pds, call)?.did)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Refuses `caller` unless the crew rules allow `want`.
     pub(super) fn check_permission(&self, caller: &Did, want: Permission) -> Result<(), XrpcError> {
         if self.allows(Some(caller), want)? {

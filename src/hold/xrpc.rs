@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{CREW, Hold, HoldError, Permission};
 use crate::http::body::Body;
-use crate::pds::xrpc::{Call, UNKNOWN_LABEL, XrpcError, XrpcKind, authenticate, ok_json};
+use crate::pds::xrpc::{Call, UNKNOWN_LABEL, XrpcError, XrpcKind, ok_json};
 
 /// Largest request body: the input is a role and a few permissions.
 const MAX_BODY: usize = 64 << 10;
@@ -123,7 +123,7 @@ impl From<HoldError> for XrpcError {
 /// join (`allowAllCrew`) or the caller is the owner. Only the owner may ask for `crew:admin`.
 /// A caller who is already a member gets his record back, unchanged.
 async fn request_crew(hold: &Hold, call: Call) -> Result<Response<Body>, XrpcError> {
-    let caller = crew_applicant(hold, &call).await?;
+    let caller = hold.crew_applicant(&call).await?;
     let body = call.body(MAX_BODY).await?;
     let input: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
@@ -163,34 +163,6 @@ async fn request_crew(hold: &Hold, call: Call) -> Result<Response<Body>, XrpcErr
         "uri": format!("at://{node}/{CREW}/{}", member.rkey),
         "cid": member.cid.to_string(),
     }))
-}
-
-/// Who asks to join: a local account (its session), or anyone whose PDS signed a service token
-/// for this hold and `requestCrew` (how users of other PDSes ask, through their PDS's
-/// `com.atproto.server.getServiceAuth`, as ATCR's `AppView` does for its users). The issuer's DID
-/// document is fetched only when the hold takes new members at all.
-async fn crew_applicant(hold: &Hold, call: &Call) -> Result<crate::atproto::Did, XrpcError> {
-    use super::service_auth::{ServiceAuthError, ServiceToken};
-    let token = call
-        .bearer()
-        .ok_or_else(|| XrpcError::auth_required("authentication required"))?;
-    let lxm = "io.atcr.hold.requestCrew";
-    match ServiceToken::parse(token, &hold.pds().node_did, lxm, crate::pds::now_secs()) {
-        Ok(parsed) => {
-            let captain = hold.ensure_captain().await?;
-            if !captain.allow_all_crew && parsed.issuer != captain.owner {
-                return Err(XrpcError::new(
-                    StatusCode::FORBIDDEN,
-                    "RegistrationDisabled",
-                    "this hold does not take new crew members",
-                ));
-            }
-            hold.verify_issuer(&parsed).await?;
-            Ok(parsed.issuer)
-        }
-        Err(ServiceAuthError::BadJwtType(_)) => Ok(authenticate(hold.pds(), call)?.did),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// The requested role (default `member`) and permissions (default blob read and write).

@@ -291,7 +291,7 @@ impl Default for Authorizations {
 
 impl Authorizations {
     /// Whether `client` may start one more authorization now (each costs the node requests to
-    /// servers the client names, and a slot of [`PENDING_MAX`]).
+    /// servers the client names, and one of the 1,024 slots).
     pub fn may_start(&self, client: std::net::IpAddr) -> bool {
         self.starts.allow(client, std::time::Instant::now())
     }

@@ -145,7 +145,9 @@ async fn respond(
             Ok(Some(session::signin_page(&cx, None, next.as_deref())))
         }
         "/settings" => session::settings(&cx, None),
-        "/oauth/callback" => return oauth::callback(&cx, req.uri().query(), req.headers()).await,
+        "/oauth/callback" => {
+            return session::oauth_callback(&cx, req.uri().query(), req.headers()).await;
+        }
         "/oauth/client-metadata.json" => Ok(oauth::client_metadata(&cx)),
         _ => {
             if let Some(name) = path.strip_prefix("/r/") {

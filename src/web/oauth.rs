@@ -16,13 +16,11 @@ use http::header::COOKIE;
 use http::{Response, StatusCode};
 use maud::html;
 
-use super::session::{LIFETIME, web_session_cookie};
 use super::{Cx, page, redirect};
 use crate::http::body::{self, Body};
 use crate::pds::oauth::{self as client, DpopKey, Pending};
 use crate::pds::remote_repo::{OAuthGrant, RemoteSession};
 use crate::pds::store::RemoteUser;
-use crate::pds::{Session, now_secs};
 
 /// The scopes asked for: the account's repository and blobs (the reference PDS knows no
 /// narrower set for another app's collections yet).
@@ -200,12 +198,14 @@ async fn begin(cx: &Cx<'_>, handle: &str, next: &str) -> Result<Response<Body>, 
     Ok(redirect(&go, Some(&cookie)))
 }
 
-/// `GET /oauth/callback?code&state&iss` (or `error`): finishes the sign-in.
+/// `GET /oauth/callback?code&state&iss` (or `error`): finishes the authorization; the user
+/// signed in and where they were going (for the caller to open their web session), or the
+/// page saying why not.
 pub(super) async fn callback(
     cx: &Cx<'_>,
     query: Option<&str>,
     headers: &http::HeaderMap,
-) -> Response<Body> {
+) -> Result<(crate::atproto::Did, String), Response<Body>> {
     let params: Vec<(String, String)> =
         form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .into_owned()
@@ -221,10 +221,10 @@ pub(super) async fn callback(
     )
     .await
     {
-        Ok(r) => r,
+        Ok(signed_in) => Ok(signed_in),
         Err(why) => {
             tracing::info!(reason = %why, "OAuth sign-in refused");
-            failed(cx, StatusCode::BAD_REQUEST, &why)
+            Err(failed(cx, StatusCode::BAD_REQUEST, &why))
         }
     }
 }
@@ -236,7 +236,7 @@ async fn finish_signin(
     iss: Option<&str>,
     error: Option<&str>,
     headers: &http::HeaderMap,
-) -> Result<Response<Body>, String> {
+) -> Result<(crate::atproto::Did, String), String> {
     let pds = cx.site.pds;
     let state = state.ok_or("The sign-in came back without its state.")?;
     // Single use: a replayed callback (or a forged state) finds nothing.
@@ -310,35 +310,8 @@ async fn finish_signin(
         .remember_remote_user(&did, user)
         .await
         .map_err(|e| e.to_string())?;
-    let id = base64::Engine::encode(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        rand::random::<[u8; 32]>(),
-    );
-    let web = Session {
-        did: did.clone(),
-        expires: now_secs() + LIFETIME,
-        app_password: None,
-        rotated: None,
-        web: true,
-    };
-    pds.accounts
-        .put_session(&id, &web)
-        .map_err(|e| e.to_string())?;
     tracing::info!(%did, "signed in to the pages through OAuth");
-    Ok(redirect(
-        super::session::local_path(Some(&pending.next)),
-        Some(&web_session_cookie(cx, &id)),
-    ))
-}
-
-/// Ends a remote user's OAuth session at sign-out: revoked at their authorization server
-/// (best effort), forgotten here.
-pub(super) async fn sign_out(cx: &Cx<'_>, did: &crate::atproto::Did) {
-    let pds = cx.site.pds;
-    if pds.accounts.get(did).ok().flatten().is_some() {
-        return;
-    }
-    pds.end_oauth_session(did).await;
+    Ok((did, pending.next))
 }
 
 fn failed(cx: &Cx<'_>, status: StatusCode, why: &str) -> Response<Body> {

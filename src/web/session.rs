@@ -19,7 +19,7 @@ use crate::pds::{Accepts, AccountError, ClientAddr, LoginError, Session, now_sec
 
 const COOKIE_NAME: &str = "atcr_session";
 /// How long a web session lasts, in seconds.
-pub(super) const LIFETIME: u64 = 30 * 86_400;
+const LIFETIME: u64 = 30 * 86_400;
 /// The largest form accepted.
 const MAX_FORM: usize = 16 * 1024;
 
@@ -130,7 +130,18 @@ pub(super) async fn post(
     let accounts = &cx.site.pds.accounts;
     let answer = match path {
         "/signout" => {
-            super::oauth::sign_out(cx, &viewer.did).await;
+            // A remote user's OAuth session ends too (revoked at their authorization server).
+            if cx
+                .site
+                .pds
+                .accounts
+                .get(&viewer.did)
+                .ok()
+                .flatten()
+                .is_none()
+            {
+                cx.site.pds.end_oauth_session(&viewer.did).await;
+            }
             return match accounts.delete_session(&viewer.session) {
                 Ok(_) => redirect("/", Some(&clear_cookie(cx))),
                 Err(e) => finish(cx, path, Err(e.into())),
@@ -239,8 +250,42 @@ async fn signin(cx: &Cx<'_>, form: SigninForm<'_>, client: std::net::IpAddr) -> 
     redirect(local_path(form.next), Some(&web_session_cookie(cx, &id)))
 }
 
+/// `GET /oauth/callback`: a user of another PDS back from signing in there (see `oauth.rs`)
+/// gets a web session like a local user's.
+pub(super) async fn oauth_callback(
+    cx: &Cx<'_>,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Response<Body> {
+    let (did, next) = match super::oauth::callback(cx, query, headers).await {
+        Ok(signed_in) => signed_in,
+        Err(page) => return page,
+    };
+    match open_session(cx, &did) {
+        Ok(cookie) => redirect(local_path(Some(&next)), Some(&cookie)),
+        Err(e) => finish(cx, "/oauth/callback", Err(e.into())),
+    }
+}
+
+/// Opens a web session for `did`; its cookie.
+fn open_session(cx: &Cx<'_>, did: &crate::atproto::Did) -> Result<String, AccountError> {
+    let id = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        rand::random::<[u8; 32]>(),
+    );
+    let session = Session {
+        did: did.clone(),
+        expires: now_secs() + LIFETIME,
+        app_password: None,
+        rotated: None,
+        web: true,
+    };
+    cx.site.pds.accounts.put_session(&id, &session)?;
+    Ok(web_session_cookie(cx, &id))
+}
+
 /// The cookie of web session `id`.
-pub(super) fn web_session_cookie(cx: &Cx<'_>, id: &str) -> String {
+fn web_session_cookie(cx: &Cx<'_>, id: &str) -> String {
     let secure = if cx.https { "; Secure" } else { "" };
     format!("{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={LIFETIME}{secure}")
 }
@@ -249,7 +294,7 @@ pub(super) fn web_session_cookie(cx: &Cx<'_>, id: &str) -> String {
 /// drop tabs and newlines from URLs and read a backslash as `/`, so `/<tab>/evil.example` or
 /// `/\evil.example` would leave the node: only printable ASCII without backslashes, starting
 /// with one `/`, is followed.
-pub(super) fn local_path(next: Option<&str>) -> &str {
+fn local_path(next: Option<&str>) -> &str {
     next.filter(|n| {
         n.starts_with('/')
             && !n.starts_with("//")
