@@ -43,9 +43,15 @@ pub enum AppViewError {
     Syntax(#[from] crate::atproto::syntax::SyntaxError),
     #[error(transparent)]
     Blocks(#[from] crate::atproto::BlockStoreError),
-    /// A remote user's PDS did not take a write (or could not be reached).
-    #[error(transparent)]
-    Remote(#[from] crate::pds::remote_repo::RemoteCallError),
+    /// No session with a remote user's PDS: they log in again.
+    #[error("{0}")]
+    RemoteSession(String),
+    /// A remote user's PDS refused a write.
+    #[error("{0}")]
+    RemoteRefused(String),
+    /// A remote user's PDS could not be reached (or answered nonsense).
+    #[error("{0}")]
+    RemoteUnavailable(String),
     #[error("{0}")]
     Data(String),
 }
@@ -57,6 +63,17 @@ impl AppViewError {
         match self {
             AppViewError::Store(e) | AppViewError::Repo(RepoError::Store(e)) => Some(e),
             _ => None,
+        }
+    }
+}
+
+impl From<crate::pds::remote_repo::RemoteCallError> for AppViewError {
+    fn from(e: crate::pds::remote_repo::RemoteCallError) -> Self {
+        use crate::pds::remote_repo::RemoteCallError as E;
+        match &e {
+            E::NoSession(_) => AppViewError::RemoteSession(e.to_string()),
+            E::Refused { .. } => AppViewError::RemoteRefused(e.to_string()),
+            E::Unavailable(_) => AppViewError::RemoteUnavailable(e.to_string()),
         }
     }
 }

@@ -12,7 +12,7 @@
 //! about DIDs this node does not follow, or about users whose PDS is another host, are skipped
 //! after reading their repository; a commit older than the last one taken in from that user
 //! (by `rev`) is refused, so an old signed commit cannot be replayed. Catching up holds at most
-//! [`LIST_PAGES`] pages of at most [`LIST_LIMIT_BYTES`] per collection, one user at a time.
+//! [`LIST_PAGES`] pages of at most 512 KiB per collection, one user at a time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -20,14 +20,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::remote::MIRRORED;
 use super::{AppView, AppViewError};
 use crate::atproto::sync::{event_repo, verify_commit};
 use crate::atproto::{Did, Value};
-use crate::http_client::{connect, get_json};
 use crate::pds::events::parse_frame;
 use crate::pds::store::MirrorWrite;
 
@@ -35,21 +33,13 @@ use crate::pds::store::MirrorWrite;
 const HOSTS_EVERY: Duration = Duration::from_secs(5);
 /// The longest wait before a dropped subscription is tried again.
 const MAX_BACKOFF: Duration = Duration::from_mins(1);
-/// Largest frame taken from a host.
-const MAX_FRAME: usize = 4 << 20;
 /// A ping is sent this often; a host that sends nothing (no pong either) for three times as
 /// long is dropped.
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// How often the cursor is written while frames arrive.
 const CURSOR_EVERY: Duration = Duration::from_secs(2);
-/// How long connecting (TCP, TLS, WebSocket handshake) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `listRecords` pages read per collection of a user when catching up, at most (100 each).
 const LIST_PAGES: usize = 20;
-/// Largest `listRecords` page read.
-const LIST_LIMIT_BYTES: usize = 512 << 10;
-/// How long a `listRecords` page may take.
-const LIST_TIMEOUT: Duration = Duration::from_secs(10);
 /// PDS hosts followed at once, at most.
 const MAX_HOSTS: usize = 32;
 /// How often one frame may fail (its user's key not found, storage) before it is skipped.
@@ -200,29 +190,11 @@ impl AppView {
     async fn subscribe(&self, endpoint: &str, cancel: &CancellationToken) -> Result<(), Stopped> {
         let store = self.pds.store();
         let mut cursor = store.remote_cursor(endpoint)?;
-        let target = self
+        let mut ws = self
             .pds
-            .settings
-            .identity
-            .reachable(endpoint)
+            .subscribe_remote(endpoint, cursor)
+            .await
             .map_err(stopped)?;
-        let scheme = if target.https { "wss" } else { "ws" };
-        let query = cursor.map(|c| format!("?cursor={c}")).unwrap_or_default();
-        let url = format!(
-            "{scheme}://{}/xrpc/com.atproto.sync.subscribeRepos{query}",
-            target.authority()
-        );
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(MAX_FRAME))
-            .max_frame_size(Some(MAX_FRAME));
-        let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, async {
-            let stream = connect(&target, None).await.map_err(|e| format!("{e:#}"))?;
-            tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(config))
-                .await
-                .map_err(|e| format!("WebSocket handshake: {e}"))
-        })
-        .await
-        .map_err(|_| stopped("connecting took too long"))??;
         // Connected first, then caught up: what is committed meanwhile waits in the socket.
         if cursor.is_none() {
             self.catch_up_host(endpoint).await?;
@@ -412,26 +384,16 @@ impl AppView {
         // push or delete of the same user is written (its records would be undone).
         let _one = self.catching_up.lock().await;
         let _serial = self.lock_owner(did).await;
-        let target = self
-            .pds
-            .settings
-            .identity
-            .reachable(endpoint)
-            .map_err(|e| AppViewError::Data(e.clone()))?;
         let mut writes: Vec<MirrorWrite> = Vec::new();
         for collection in MIRRORED {
             let mut listed: BTreeMap<String, serde_json::Value> = BTreeMap::new();
             let mut cursor: Option<String> = None;
             for _ in 0..LIST_PAGES {
-                let path = list_records_path(did, collection, cursor.as_deref());
-                let (status, page) = get_json(&target, &path, LIST_LIMIT_BYTES, LIST_TIMEOUT)
+                let page = self
+                    .pds
+                    .list_remote_records(endpoint, did, collection, cursor.as_deref())
                     .await
-                    .map_err(|e| AppViewError::Data(format!("{endpoint}: {e:#}")))?;
-                if status != 200 {
-                    return Err(AppViewError::Data(format!(
-                        "{endpoint} answered {status} to listRecords"
-                    )));
-                }
+                    .map_err(AppViewError::Data)?;
                 for r in page["records"].as_array().into_iter().flatten() {
                     let rkey = r["uri"].as_str().and_then(|u| u.rsplit('/').next());
                     if let Some(rkey) = rkey
@@ -479,17 +441,4 @@ impl AppView {
             keys.extend(page.into_iter().map(|(rkey, _)| rkey));
         }
     }
-}
-
-/// The path and query of `com.atproto.repo.listRecords` for one page of 100.
-fn list_records_path(did: &Did, collection: &str, cursor: Option<&str>) -> String {
-    let mut query = form_urlencoded::Serializer::new(String::new());
-    query
-        .append_pair("repo", did.as_str())
-        .append_pair("collection", collection)
-        .append_pair("limit", "100");
-    if let Some(c) = cursor {
-        query.append_pair("cursor", c);
-    }
-    format!("/xrpc/com.atproto.repo.listRecords?{}", query.finish())
 }

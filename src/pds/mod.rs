@@ -15,10 +15,12 @@ pub mod lexicons;
 pub mod limiter;
 pub mod login;
 pub mod oauth;
+mod oauth_flow;
 pub mod passwords;
 pub mod plc;
 pub mod rate;
 pub mod remote_repo;
+pub mod remote_sync;
 pub mod repo;
 pub mod store;
 pub mod subscribers;
@@ -28,6 +30,8 @@ pub mod xrpc;
 // Accounts and sign-in as the pages use them: the PDS's public surface for sessions.
 pub use accounts::{AccountError, Session, now_secs};
 pub use login::{Accepts, ClientAddr, LoginError};
+pub use oauth::PENDING_FOR as OAUTH_PENDING_FOR;
+pub use oauth_flow::{OAuthClient, OAuthReturn};
 
 use std::path::Path;
 use std::sync::Arc;

@@ -58,7 +58,9 @@ impl From<AppViewError> for OciError {
             }
             AppViewError::Blob(e) => e.into(),
             AppViewError::Index(e) => e.into(),
-            AppViewError::Remote(e) => remote_error(&e),
+            AppViewError::RemoteSession(_)
+            | AppViewError::RemoteRefused(_)
+            | AppViewError::RemoteUnavailable(_) => remote_error(&e),
             e => OciError::internal(&e),
         }
     }
@@ -76,20 +78,19 @@ impl From<crate::appview::gc::GcError> for OciError {
 
 /// A remote user's PDS that did not take their push's records: a login to redo (no session
 /// here), their refusal (passed on), or an outage (try again); nothing was indexed.
-fn remote_error(e: &crate::pds::remote_repo::RemoteCallError) -> OciError {
-    use crate::pds::remote_repo::RemoteCallError;
+fn remote_error(e: &AppViewError) -> OciError {
     tracing::warn!(error = %e, "a remote user's PDS did not take a write");
     match e {
-        RemoteCallError::NoSession(_) => OciError::new(
+        AppViewError::RemoteSession(_) => OciError::new(
             ErrorCode::Unauthorized,
             format!("{e}: the registry keeps sessions with other PDSes in memory only"),
         )
         .with_status(http::StatusCode::UNAUTHORIZED),
-        RemoteCallError::Refused { .. } => OciError::new(
+        AppViewError::RemoteRefused(_) => OciError::new(
             ErrorCode::Denied,
             format!("your PDS did not take the records of this push: {e}"),
         ),
-        RemoteCallError::Unavailable(_) => OciError::new(
+        _ => OciError::new(
             ErrorCode::Unavailable,
             format!(
                 "your PDS could not be reached to write the records of this push; try again later ({e})"

@@ -18,9 +18,7 @@ use maud::html;
 
 use super::{Cx, page, redirect};
 use crate::http::body::{self, Body};
-use crate::pds::oauth::{self as client, DpopKey, Pending};
-use crate::pds::remote_repo::{OAuthGrant, RemoteSession};
-use crate::pds::store::RemoteUser;
+use crate::pds::{OAUTH_PENDING_FOR, OAuthClient, OAuthReturn};
 
 /// The scopes asked for: the account's repository and blobs (the reference PDS knows no
 /// narrower set for another app's collections yet).
@@ -108,92 +106,18 @@ pub(super) async fn start(
 }
 
 async fn begin(cx: &Cx<'_>, handle: &str, next: &str) -> Result<Response<Body>, String> {
-    let pds = cx.site.pds;
     let (client_id, redirect_uri) = client_of(cx).map_err(str::to_owned)?;
-    if handle.is_empty() {
-        return Err("Give your handle (alice.example.com) or DID.".into());
-    }
-    // What went wrong with a stranger's servers is logged, not shown: the page would tell
-    // anyone what answers where on the node's network.
-    let identity = pds.identities.resolve(pds, handle).await.map_err(|e| {
-        tracing::info!(%handle, error = %e, "OAuth sign-in: handle not resolved");
-        format!("{handle} could not be resolved to an account.")
-    })?;
-    let local = pds
-        .accounts
-        .get(&identity.did)
-        .map_err(|e| e.to_string())?
-        .is_some();
-    if local || identity.did == pds.node_did {
-        return Err("That account is one of this node's: sign in with its password.".into());
-    }
-    let unreachable = |e: String| {
-        tracing::info!(did = %identity.did, error = %e, "OAuth sign-in: authorization server failed");
-        "Your PDS's sign-in could not be reached, or refused the request.".to_owned()
-    };
-    let server = client::discover(pds, &identity.pds)
-        .await
-        .map_err(unreachable)?;
-    let (verifier, challenge) = client::pkce();
-    let state = base64::Engine::encode(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        rand::random::<[u8; 24]>(),
-    );
-    let key = DpopKey::generate();
-    let login_hint = identity
-        .handle
-        .as_ref()
-        .map_or_else(|| identity.did.to_string(), ToString::to_string);
-    let form = [
-        ("client_id", client_id.as_str()),
-        ("response_type", "code"),
-        ("redirect_uri", redirect_uri.as_str()),
-        ("scope", SCOPE),
-        ("state", state.as_str()),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-        ("login_hint", login_hint.as_str()),
-    ];
-    let (status, answer, nonce) = client::dpop_post(pds, &key, &server.par_endpoint, &form, None)
-        .await
-        .map_err(unreachable)?;
-    let request_uri = match (status, answer["request_uri"].as_str()) {
-        (200 | 201, Some(uri)) => uri.to_owned(),
-        _ => {
-            return Err(unreachable(format!(
-                "PAR answered {status} {}",
-                answer["error"]
-            )));
-        }
-    };
-    let go = format!(
-        "{}?{}",
-        server.authorization_endpoint,
-        form_urlencoded::Serializer::new(String::new())
-            .append_pair("client_id", &client_id)
-            .append_pair("request_uri", &request_uri)
-            .finish()
-    );
-    let pending = Pending {
-        did: identity.did,
-        handle: identity.handle.map(|h| h.to_string()),
-        endpoint: identity.pds,
-        server,
-        verifier,
-        key,
+    let client = OAuthClient {
         client_id,
         redirect_uri,
-        next: next.to_owned(),
-        server_nonce: nonce,
+        scope: SCOPE,
     };
-    if !pds.oauth_pending.put(state.clone(), pending) {
-        return Err("Too many sign-ins are under way; try again in a few minutes.".into());
-    }
+    let (state, go) = cx.site.pds.oauth_begin(handle, client, next).await?;
     let secure = if cx.https { "; Secure" } else { "" };
     // Lax: the browser comes back from the PDS by a top-level navigation.
     let cookie = format!(
         "{STATE_COOKIE}={state}; Path=/oauth; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
-        client::PENDING_FOR.as_secs()
+        OAUTH_PENDING_FOR.as_secs()
     );
     Ok(redirect(&go, Some(&cookie)))
 }
@@ -237,81 +161,21 @@ async fn finish_signin(
     error: Option<&str>,
     headers: &http::HeaderMap,
 ) -> Result<(crate::atproto::Did, String), String> {
-    let pds = cx.site.pds;
     let state = state.ok_or("The sign-in came back without its state.")?;
-    // Single use: a replayed callback (or a forged state) finds nothing.
-    let pending = pds
-        .oauth_pending
-        .take(state)
-        .ok_or("This sign-in has expired or was already used; start again.")?;
     let cookie = headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .find_map(|p| p.trim().strip_prefix(STATE_COOKIE)?.strip_prefix('='));
-    if cookie != Some(state) {
-        return Err("This sign-in was started in another browser; start again here.".into());
-    }
-    if let Some(error) = error {
-        return Err(format!("Your PDS did not grant the sign-in: {error}."));
-    }
-    if iss.map(|i| i.trim_end_matches('/')) != Some(pending.server.issuer.as_str()) {
-        return Err("The sign-in came back from another authorization server than asked.".into());
-    }
-    let code = code.ok_or("The sign-in came back without a code.")?;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code),
-        ("redirect_uri", pending.redirect_uri.as_str()),
-        ("code_verifier", pending.verifier.as_str()),
-        ("client_id", pending.client_id.as_str()),
-    ];
-    let (status, answer, nonce) = client::dpop_post(
-        pds,
-        &pending.key,
-        &pending.server.token_endpoint,
-        &form,
-        pending.server_nonce.clone(),
-    )
-    .await?;
-    let (Some(access), Some(refresh)) = (
-        answer["access_token"].as_str(),
-        answer["refresh_token"].as_str(),
-    ) else {
-        return Err(format!(
-            "Your PDS's authorization server did not issue tokens ({status} {}).",
-            answer["error"].as_str().unwrap_or_default()
-        ));
+    let back = OAuthReturn {
+        state,
+        browser_state: cookie,
+        code,
+        iss,
+        error,
     };
-    let dpop = answer["token_type"]
-        .as_str()
-        .is_some_and(|t| t.eq_ignore_ascii_case("DPoP"));
-    let scoped = answer["scope"]
-        .as_str()
-        .is_some_and(|s| s.split(' ').any(|p| p == "atproto"));
-    if answer["sub"].as_str() != Some(pending.did.as_str()) || !dpop || !scoped {
-        return Err("The tokens are for another account, or not DPoP-bound.".into());
-    }
-    let did = pending.did.clone();
-    let grant = OAuthGrant::new(pending.key, &pending.server, pending.client_id, nonce);
-    let session = RemoteSession::oauth(
-        pending.endpoint.clone(),
-        access.into(),
-        refresh.into(),
-        grant,
-    );
-    pds.keep_remote_session(&did, session).await;
-    let user = RemoteUser {
-        handle: pending.handle,
-        pds: pending.endpoint,
-    };
-    pds.store()
-        .remember_remote_user(&did, user)
-        .await
-        .map_err(|e| e.to_string())?;
-    tracing::info!(%did, "signed in to the pages through OAuth");
-    Ok((did, pending.next))
+    cx.site.pds.oauth_finish(back).await
 }
 
 fn failed(cx: &Cx<'_>, status: StatusCode, why: &str) -> Response<Body> {

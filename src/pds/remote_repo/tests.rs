@@ -1,0 +1,130 @@
+use std::collections::HashMap;
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::*;
+use crate::pds::PdsSettings;
+
+const DID: &str = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";
+
+/// A PDS on 127.0.0.1 answering (path, bearer token) → (status, body).
+async fn serve(routes: HashMap<(&'static str, &'static str), (u16, String)>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = vec![0; 8192];
+            let n = conn.read(&mut buf).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let path = head.split(' ').nth(1).unwrap_or("");
+            let bearer = head
+                .lines()
+                .find_map(|l| l.strip_prefix("authorization: Bearer "))
+                .unwrap_or("")
+                .trim();
+            let (status, body) = routes
+                .iter()
+                .find(|((p, b), _)| *p == path && *b == bearer)
+                .map_or((500, "{}".to_owned()), |(_, a)| a.clone());
+            let answer = format!(
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(answer.as_bytes()).await;
+        }
+    });
+    url
+}
+
+async fn node() -> (tempfile::TempDir, Pds) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = PdsSettings::localhost(4000);
+    settings.identity.lan_hosts = vec!["127.0.0.1".into()];
+    let blobs = crate::blobstore::BlobStore::memory().unwrap();
+    let pds = Pds::open(dir.path(), settings, blobs).await.unwrap();
+    (dir, pds)
+}
+
+const APPLY: &str = "/xrpc/com.atproto.repo.applyWrites";
+const REFRESH: &str = "/xrpc/com.atproto.server.refreshSession";
+
+/// An expired access token is refreshed once, and the new tokens are kept.
+#[tokio::test]
+async fn an_expired_session_is_refreshed_and_kept() {
+    let expired = (
+        400,
+        json!({"error": "ExpiredToken", "message": "expired"}).to_string(),
+    );
+    let fresh = json!({"did": DID, "accessJwt": "access2", "refreshJwt": "refresh2"});
+    let url = serve(HashMap::from([
+        ((APPLY, "access1"), expired),
+        ((REFRESH, "refresh1"), (200, fresh.to_string())),
+        ((APPLY, "access2"), (200, json!({"commit": {}}).to_string())),
+    ]))
+    .await;
+    let (_dir, pds) = node().await;
+    let did: Did = DID.parse().unwrap();
+    let call = || pds.remote_call(&did, "com.atproto.repo.applyWrites", None);
+    assert!(matches!(call().await, Err(RemoteCallError::NoSession(_))));
+    let session = RemoteSession::new(url.clone(), "access1".into(), "refresh1".into());
+    assert!(pds.remote_sessions.keep(&did, session).is_none());
+    assert_eq!(call().await.unwrap(), json!({"commit": {}}));
+    // The refreshed session is the one kept: its access token works without a refresh.
+    let kept = pds.remote_sessions.get(&did).unwrap();
+    assert_eq!(
+        (kept.access.as_str(), kept.refresh.as_str()),
+        ("access2", "refresh2")
+    );
+    assert!(call().await.is_ok());
+}
+
+/// A refresh token the PDS no longer takes ends the session here (the user logs in again);
+/// other refusals are passed on, and 5xx answers are outages.
+#[tokio::test]
+async fn refusals_and_outages_are_told_apart() {
+    let expired = (400, json!({"error": "ExpiredToken"}).to_string());
+    let url = serve(HashMap::from([
+        ((APPLY, "old"), expired),
+        (
+            (REFRESH, "old-refresh"),
+            (400, json!({"error": "ExpiredToken"}).to_string()),
+        ),
+        (
+            (APPLY, "denied"),
+            (
+                400,
+                json!({"error": "InvalidRequest", "message": "no"}).to_string(),
+            ),
+        ),
+    ]))
+    .await;
+    let (_dir, pds) = node().await;
+    let did: Did = DID.parse().unwrap();
+    let call = || pds.remote_call(&did, "com.atproto.repo.applyWrites", None);
+    pds.remote_sessions.keep(
+        &did,
+        RemoteSession::new(url.clone(), "old".into(), "old-refresh".into()),
+    );
+    assert!(matches!(call().await, Err(RemoteCallError::NoSession(_))));
+    assert!(!pds.remote_sessions.has(&did));
+    pds.remote_sessions.keep(
+        &did,
+        RemoteSession::new(url.clone(), "denied".into(), "r".into()),
+    );
+    let refused = call().await.unwrap_err();
+    assert!(
+        matches!(&refused, RemoteCallError::Refused { status: 400, error, .. } if error == "InvalidRequest"),
+        "{refused:?}"
+    );
+    pds.remote_sessions.keep(
+        &did,
+        RemoteSession::new(url.clone(), "unknown".into(), "r".into()),
+    );
+    assert!(matches!(call().await, Err(RemoteCallError::Unavailable(_))));
+    // A PDS that is no LAN host and not HTTPS is not reached at all.
+    let elsewhere = "http://192.0.2.1:1".to_owned();
+    pds.remote_sessions
+        .keep(&did, RemoteSession::new(elsewhere, "t".into(), "r".into()));
+    assert!(matches!(call().await, Err(RemoteCallError::Unavailable(_))));
+}
