@@ -5,22 +5,24 @@
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::{gc, social, usage};
+use super::codec::{StoredEntry, collection_key};
+use super::{gc, ids, social, usage};
 pub use vouched::LayerOf;
 pub(in crate::appview::index) use vouched::{LAYERS, VOUCHED};
 
 mod vouched;
 use super::{
-    Index, IndexError, MANIFESTS, MAX, ManifestRecord, REFERRERS, REFS, REPOS, RepoKey, TAGS,
-    ensure_repo,
+    AFTER_DIGESTS, Index, IndexError, MANIFESTS, MAX, ManifestRecord, REFERRERS, REFS, REPOS,
+    RepoKey, TAGS, digest_key, ensure_repo,
 };
 use crate::atproto::Did;
 use crate::blobstore::Digest;
 
-/// (did, collection, rkey) → what the record put in the index (JSON [`RecordEntry`])
-pub(super) const RECORDS: TableDefinition<(&str, &str, &str), &[u8]> =
+/// (DID id, collection (`codec::collection_key`), rkey) → what the record put in the index
+/// (`codec::StoredEntry`)
+pub(super) const RECORDS: TableDefinition<(u32, &[u8], &str), &[u8]> =
     TableDefinition::new("records");
-/// name → value: `cursor`, the last event sequence number applied
+/// name → value: `cursor`, the last event sequence number applied; `format` (`codec::FORMAT`)
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub const MANIFEST_COLLECTION: &str = "io.atcr.manifest";
@@ -251,14 +253,25 @@ impl Index {
         collection: &str,
         repo: &RepoKey,
     ) -> Result<Vec<(String, RecordEntry)>, IndexError> {
-        let (did, repo) = (did.as_str(), repo.as_str());
         let tx = self.db.begin_read()?;
+        let (Some(user), Some(rid)) = (
+            ids::find_did(&tx.open_table(ids::DID_IDS)?, did.as_str())?,
+            ids::find_repo(&tx.open_table(ids::REPO_IDS)?, repo.as_str())?,
+        ) else {
+            return Ok(Vec::new());
+        };
+        let dids = tx.open_table(ids::DID_NAMES)?;
+        let c = collection_key(collection);
         let table = tx.open_table(RECORDS)?;
         let mut out = Vec::new();
-        for entry in table.range((did, collection, "")..(did, collection, MAX))? {
+        for entry in table.range((user, c.as_slice(), "")..(user, c.as_slice(), MAX))? {
             let (key, value) = entry?;
-            let record = RecordEntry::decode(value.value())?;
-            if record.repo == repo {
+            let stored = StoredEntry::decode(value.value())?;
+            if stored.repo == Some(rid) {
+                let record = stored.named(
+                    |_| Ok(repo.as_str().to_owned()),
+                    |id| ids::did_name(&dids, id),
+                )?;
                 out.push((key.value().2.to_owned(), record));
             }
         }
@@ -290,10 +303,6 @@ pub(super) fn clear_derived_in(tx: &WriteTransaction, seq: u64) -> Result<(), In
     tx.open_table(LAYERS)?;
     tx.open_table(VOUCHED)?;
     Ok(())
-}
-
-fn record_key(addr: &RecordAddr) -> (&str, &str, &str) {
-    (&addr.did, &addr.collection, &addr.rkey)
 }
 
 /// Applies `changes`, noting in `touched` every repository they change.
@@ -410,15 +419,19 @@ fn apply_one(tx: &WriteTransaction, change: &IndexChange) -> Result<(), IndexErr
             let Some(digest) = digest else {
                 return Ok(());
             };
+            let Some(rid) = find_repo(tx, repo)? else {
+                return Ok(());
+            };
+            let d = digest_key(&digest);
             if tx
                 .open_table(MANIFESTS)?
-                .get((repo.as_str(), digest.as_str()))?
+                .get((rid, d.as_slice()))?
                 .is_none()
             {
                 return Ok(());
             }
             tx.open_table(TAGS)?
-                .insert((repo.as_str(), tag.as_str()), digest.as_str())?;
+                .insert((rid, tag.as_str()), d.as_slice())?;
             set_entry(
                 tx,
                 addr,
@@ -462,17 +475,60 @@ fn social_entry(repo: &str, kind: Social) -> RecordEntry {
     }
 }
 
+/// The id of repository `repo` in a write transaction, if it has one.
+fn find_repo(tx: &WriteTransaction, repo: &str) -> Result<Option<u64>, IndexError> {
+    ids::find_repo(&tx.open_table(ids::REPO_IDS)?, repo)
+}
+
+/// The key of `addr` in `RECORDS`, if its DID has an id (else no record of it is there).
+fn find_record_key(
+    tx: &WriteTransaction,
+    addr: &RecordAddr,
+) -> Result<Option<(u32, Vec<u8>)>, IndexError> {
+    let did = ids::find_did(&tx.open_table(ids::DID_IDS)?, &addr.did)?;
+    Ok(did.map(|did| (did, collection_key(&addr.collection))))
+}
+
 fn entry(tx: &WriteTransaction, addr: &RecordAddr) -> Result<Option<RecordEntry>, IndexError> {
-    let table = tx.open_table(RECORDS)?;
-    let Some(raw) = table.get(record_key(addr))? else {
+    let Some((did, c)) = find_record_key(tx, addr)? else {
         return Ok(None);
     };
-    Ok(Some(RecordEntry::decode(raw.value())?))
+    let table = tx.open_table(RECORDS)?;
+    let Some(raw) = table.get((did, c.as_slice(), addr.rkey.as_str()))? else {
+        return Ok(None);
+    };
+    let stored = StoredEntry::decode(raw.value())?;
+    let (repos, dids) = (
+        tx.open_table(ids::REPO_NAMES)?,
+        tx.open_table(ids::DID_NAMES)?,
+    );
+    Ok(Some(stored.named(
+        |id| ids::repo_name(&repos, id),
+        |id| ids::did_name(&dids, id),
+    )?))
 }
 
 fn set_entry(tx: &WriteTransaction, addr: &RecordAddr, e: &RecordEntry) -> Result<(), IndexError> {
-    tx.open_table(RECORDS)?
-        .insert(record_key(addr), e.encode().as_slice())?;
+    let stored = StoredEntry {
+        repo: if e.repo.is_empty() {
+            None
+        } else {
+            Some(ids::repo_id(tx, &e.repo)?)
+        },
+        digest: e.digest.clone(),
+        tag: e.tag.clone(),
+        social: e.social,
+        layer: match &e.layer {
+            Some(l) => Some((ids::did_id(tx, &l.user)?, l.manifest_rkey.clone())),
+            None => None,
+        },
+    };
+    let did = ids::did_id(tx, &addr.did)?;
+    let c = collection_key(&addr.collection);
+    tx.open_table(RECORDS)?.insert(
+        (did, c.as_slice(), addr.rkey.as_str()),
+        stored.encode().as_slice(),
+    )?;
     Ok(())
 }
 
@@ -482,7 +538,10 @@ fn remove_entry(
     addr: &RecordAddr,
     e: &RecordEntry,
 ) -> Result<(), IndexError> {
-    tx.open_table(RECORDS)?.remove(record_key(addr))?;
+    if let Some((did, c)) = find_record_key(tx, addr)? {
+        tx.open_table(RECORDS)?
+            .remove((did, c.as_slice(), addr.rkey.as_str()))?;
+    }
     if let Some(layer) = &e.layer {
         if let Some(digest) = &e.digest {
             vouched::remove_layer(tx, layer, digest)?;
@@ -500,9 +559,10 @@ fn remove_entry(
     {
         delete_manifest_in(tx, &e.repo, digest)?;
     }
-    if let Some(tag) = &e.tag {
-        tx.open_table(TAGS)?
-            .remove((e.repo.as_str(), tag.as_str()))?;
+    if let Some(tag) = &e.tag
+        && let Some(rid) = find_repo(tx, &e.repo)?
+    {
+        tx.open_table(TAGS)?.remove((rid, tag.as_str()))?;
     }
     match e.social {
         Some(Social::Star) => social::delete_star(tx, &addr.did, &addr.rkey)?,
@@ -520,11 +580,18 @@ fn indexed_by_another(
     repo: &str,
     digest: &Digest,
 ) -> Result<bool, IndexError> {
+    let (Some(user), Some(rid)) = (
+        ids::find_did(&tx.open_table(ids::DID_IDS)?, did)?,
+        find_repo(tx, repo)?,
+    ) else {
+        return Ok(false);
+    };
+    let c = collection_key(MANIFEST_COLLECTION);
     let table = tx.open_table(RECORDS)?;
-    for row in table.range((did, MANIFEST_COLLECTION, "")..(did, MANIFEST_COLLECTION, MAX))? {
+    for row in table.range((user, c.as_slice(), "")..(user, c.as_slice(), MAX))? {
         let (_, value) = row?;
-        let e = RecordEntry::decode(value.value())?;
-        if e.repo == repo && e.digest.as_ref() == Some(digest) {
+        let e = StoredEntry::decode(value.value())?;
+        if e.repo == Some(rid) && e.digest.as_ref() == Some(digest) {
             return Ok(true);
         }
     }
@@ -539,23 +606,25 @@ fn put_manifest_in(
     references: &[Digest],
     referrer: Option<&serde_json::Value>,
 ) -> Result<(), IndexError> {
-    let d = digest.as_str();
+    let rid = ids::repo_id(tx, repo)?;
+    let d = digest_key(digest);
     ensure_repo(tx, repo, record.created)?;
-    social::touch(tx, repo, record.created)?;
+    social::touch(tx, rid, record.created)?;
     tx.open_table(MANIFESTS)?
-        .insert((repo, d), record.encode().as_slice())?;
+        .insert((rid, d.as_slice()), record.encode().as_slice())?;
     let mut refs = tx.open_table(REFS)?;
     for r in references {
-        refs.insert((repo, d, r.as_str()), ())?;
-        gc::add_user(tx, r.as_str(), repo, d)?;
+        let r = digest_key(r);
+        refs.insert((rid, d.as_slice(), r.as_slice()), ())?;
+        gc::add_user(tx, &r, rid, &d)?;
     }
-    gc::add_manifest(tx, repo, d, record.size)?;
+    gc::add_manifest(tx, rid, &d, record.size)?;
     if let Some(subject) = &record.subject {
-        gc::add_user(tx, subject.as_str(), repo, d)?;
+        gc::add_user(tx, &digest_key(subject), rid, &d)?;
     }
     if let (Some(subject), Some(referrer)) = (&record.subject, referrer) {
         tx.open_table(REFERRERS)?.insert(
-            (repo, subject.as_str(), d),
+            (rid, digest_key(subject).as_slice(), d.as_slice()),
             serde_json::to_vec(referrer)?.as_slice(),
         )?;
     }
@@ -569,29 +638,36 @@ fn delete_manifest_in(
     repo: &str,
     digest: &Digest,
 ) -> Result<bool, IndexError> {
-    let d = digest.as_str();
+    let Some(rid) = find_repo(tx, repo)? else {
+        return Ok(false);
+    };
+    let d = digest_key(digest);
     let mut manifests = tx.open_table(MANIFESTS)?;
-    let Some(raw) = manifests.remove((repo, d))? else {
+    let Some(raw) = manifests.remove((rid, d.as_slice()))? else {
         return Ok(false);
     };
     let record = ManifestRecord::decode(raw.value())?;
     drop(raw);
     tx.open_table(TAGS)?
-        .retain_in((repo, "")..(repo, MAX), |_, target| target != d)?;
-    let used: Vec<String> = tx
+        .retain_in((rid, "")..(rid + 1, ""), |_, target| target != d.as_slice())?;
+    let used: Vec<Vec<u8>> = tx
         .open_table(REFS)?
-        .extract_from_if((repo, d, "")..(repo, d, MAX), |_, ()| true)?
-        .map(|r| r.map(|(k, _)| k.value().2.to_owned()))
+        .extract_from_if(
+            (rid, d.as_slice(), &[][..])..(rid, d.as_slice(), AFTER_DIGESTS),
+            |_, ()| true,
+        )?
+        .map(|r| r.map(|(k, _)| k.value().2.to_vec()))
         .collect::<Result<_, _>>()?;
     for u in &used {
-        gc::remove_user(tx, u, repo, d)?;
+        gc::remove_user(tx, u, rid, &d)?;
     }
-    usage::release(tx, repo, &used)?;
-    gc::remove_user(tx, d, repo, d)?;
+    usage::release(tx, rid, &used)?;
+    gc::remove_user(tx, &d, rid, &d)?;
     if let Some(subject) = record.subject {
-        gc::remove_user(tx, subject.as_str(), repo, d)?;
+        let s = digest_key(&subject);
+        gc::remove_user(tx, &s, rid, &d)?;
         tx.open_table(REFERRERS)?
-            .remove((repo, subject.as_str(), d))?;
+            .remove((rid, s.as_slice(), d.as_slice()))?;
     }
     Ok(true)
 }
