@@ -14,13 +14,15 @@ use crate::atproto::Did;
 use crate::blobstore::Digest;
 
 /// (owner DID id, blob digest) → size: the blobs counted in each owner's usage.
-const OWNER_COUNTED: TableDefinition<(u64, &[u8]), u64> = TableDefinition::new("usage_owner_blobs");
+pub(super) const OWNER_COUNTED: TableDefinition<(u64, &[u8]), u64> =
+    TableDefinition::new("usage_owner_blobs");
 /// owner DID id → bytes: the sum of the owner's rows in `OWNER_COUNTED`.
-const OWNER_BYTES: TableDefinition<u64, u64> = TableDefinition::new("usage_owners");
+pub(super) const OWNER_BYTES: TableDefinition<u64, u64> = TableDefinition::new("usage_owners");
 /// (repository id, blob digest) → size: the blobs counted in each repository's size.
-const REPO_COUNTED: TableDefinition<(u64, &[u8]), u64> = TableDefinition::new("usage_repo_blobs");
+pub(super) const REPO_COUNTED: TableDefinition<(u64, &[u8]), u64> =
+    TableDefinition::new("usage_repo_blobs");
 /// repository id → bytes: the sum of the repository's rows in `REPO_COUNTED`.
-const REPO_BYTES: TableDefinition<u64, u64> = TableDefinition::new("usage_repos");
+pub(super) const REPO_BYTES: TableDefinition<u64, u64> = TableDefinition::new("usage_repos");
 
 /// One side of the bookkeeping: who is counted (an owner, or a repository, by id) in which
 /// tables.
