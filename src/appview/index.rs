@@ -30,11 +30,13 @@ const BLOBS: TableDefinition<&[u8], u64> = TableDefinition::new("blobs");
 const MANIFESTS: TableDefinition<(u64, &[u8]), &[u8]> = TableDefinition::new("manifests");
 /// (repository id, tag) → manifest digest (as a key)
 const TAGS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("tags");
+/// A key of two digests in one repository: (repository id, digest, digest).
+type DigestPairKey = (u64, &'static [u8], &'static [u8]);
 /// (repository id, manifest digest, referenced digest): blobs and child manifests a manifest
 /// needs
-const REFS: TableDefinition<(u64, &[u8], &[u8]), ()> = TableDefinition::new("manifest_refs");
+const REFS: TableDefinition<DigestPairKey, ()> = TableDefinition::new("manifest_refs");
 /// (repository id, subject digest, referrer digest) → referrer descriptor (JSON)
-const REFERRERS: TableDefinition<(u64, &[u8], &[u8]), &[u8]> = TableDefinition::new("referrers");
+const REFERRERS: TableDefinition<DigestPairKey, &[u8]> = TableDefinition::new("referrers");
 /// upload id → session (JSON)
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 /// digest → the DID of the hold on another machine that keeps its bytes (see `held`)

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use super::derived::{LayerOf, RecordEntry, Social};
+use super::Social;
 use super::{IndexError, ManifestRecord};
 use crate::appview::summary::{ConfigSummary, ManifestSummary, Part};
 use crate::blobstore::{Algorithm, Digest};
@@ -425,7 +425,7 @@ const PAGE: u8 = 8;
 const HAS_LAYER: u8 = 16;
 const HAS_REPO: u8 = 32;
 
-/// A [`RecordEntry`] as the `records` table holds it: its repository and its layer record's
+/// A [`super::RecordEntry`] as the `records` table holds it: its repository and its layer record's
 /// user as their ids (see `ids`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct StoredEntry {
@@ -433,7 +433,7 @@ pub(super) struct StoredEntry {
     pub digest: Option<Digest>,
     pub tag: Option<String>,
     pub social: Option<Social>,
-    /// The user's DID id and the manifest record key (see [`LayerOf`]).
+    /// The user's DID id and the manifest record key (see [`super::LayerOf`]).
     pub layer: Option<(u32, String)>,
 }
 
@@ -513,27 +513,6 @@ impl StoredEntry {
         };
         r.end()?;
         Ok(entry)
-    }
-
-    /// The entry with its ids turned back into names.
-    pub(super) fn named(
-        self,
-        repo_name: impl FnOnce(u64) -> Result<String, IndexError>,
-        did_name: impl FnOnce(u32) -> Result<String, IndexError>,
-    ) -> Result<RecordEntry, IndexError> {
-        Ok(RecordEntry {
-            repo: self.repo.map(repo_name).transpose()?.unwrap_or_default(),
-            digest: self.digest,
-            tag: self.tag,
-            social: self.social,
-            layer: match self.layer {
-                Some((user, manifest_rkey)) => Some(LayerOf {
-                    user: did_name(user)?,
-                    manifest_rkey,
-                }),
-                None => None,
-            },
-        })
     }
 }
 

@@ -268,7 +268,8 @@ impl Index {
             let (key, value) = entry?;
             let stored = StoredEntry::decode(value.value())?;
             if stored.repo == Some(rid) {
-                let record = stored.named(
+                let record = named(
+                    stored,
                     |_| Ok(repo.as_str().to_owned()),
                     |id| ids::did_name(&dids, id),
                 )?;
@@ -502,10 +503,32 @@ fn entry(tx: &WriteTransaction, addr: &RecordAddr) -> Result<Option<RecordEntry>
         tx.open_table(ids::REPO_NAMES)?,
         tx.open_table(ids::DID_NAMES)?,
     );
-    Ok(Some(stored.named(
+    Ok(Some(named(
+        stored,
         |id| ids::repo_name(&repos, id),
         |id| ids::did_name(&dids, id),
     )?))
+}
+
+/// A stored entry with its ids turned back into names.
+pub(super) fn named(
+    stored: StoredEntry,
+    repo_name: impl FnOnce(u64) -> Result<String, IndexError>,
+    did_name: impl FnOnce(u32) -> Result<String, IndexError>,
+) -> Result<RecordEntry, IndexError> {
+    Ok(RecordEntry {
+        repo: stored.repo.map(repo_name).transpose()?.unwrap_or_default(),
+        digest: stored.digest,
+        tag: stored.tag,
+        social: stored.social,
+        layer: match stored.layer {
+            Some((user, manifest_rkey)) => Some(LayerOf {
+                user: did_name(user)?,
+                manifest_rkey,
+            }),
+            None => None,
+        },
+    })
 }
 
 fn set_entry(tx: &WriteTransaction, addr: &RecordAddr, e: &RecordEntry) -> Result<(), IndexError> {

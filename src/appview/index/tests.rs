@@ -386,7 +386,7 @@ fn compaction_rewrites_every_table_and_keeps_every_row() {
                 &m1,
                 record(None),
                 Some("v1"),
-                &[layer.clone()],
+                std::slice::from_ref(&layer),
                 None,
             );
             let change = IndexChange::PutStar {

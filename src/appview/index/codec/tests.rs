@@ -118,14 +118,15 @@ fn record_entries_come_back_as_they_went_in() {
     for entry in entries {
         assert_eq!(StoredEntry::decode(&entry.encode()).unwrap(), entry);
     }
-    let named = StoredEntry {
+    let stored = StoredEntry {
         repo: Some(1),
         digest: None,
         tag: Some("t".to_owned()),
         social: None,
         layer: Some((2, "rkey".to_owned())),
-    }
-    .named(
+    };
+    let named = super::super::derived::named(
+        stored,
         |id| Ok(format!("did:plc:abc/repo{id}")),
         |id| Ok(format!("did:plc:user{id}")),
     )
