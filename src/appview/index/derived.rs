@@ -6,15 +6,19 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{StoredEntry, collection_key};
-use super::{gc, ids, social, usage};
+use super::{
+    Index, IndexError, MANIFESTS, MAX, ManifestRecord, REFERRERS, REFS, REPOS, RepoKey, TAGS,
+    digest_key, gc, ids, social, usage,
+};
+pub(in crate::appview::index) use entries::named;
+use entries::{entry, find_record_key, find_repo, set_entry};
+use manifests::{delete_manifest_in, put_manifest_in};
 pub use vouched::LayerOf;
 pub(in crate::appview::index) use vouched::{LAYERS, VOUCHED};
 
+mod entries;
+mod manifests;
 mod vouched;
-use super::{
-    AFTER_DIGESTS, Index, IndexError, MANIFESTS, MAX, ManifestRecord, REFERRERS, REFS, REPOS,
-    RepoKey, TAGS, digest_key, ensure_repo,
-};
 use crate::atproto::Did;
 use crate::blobstore::Digest;
 
@@ -476,85 +480,6 @@ fn social_entry(repo: &str, kind: Social) -> RecordEntry {
     }
 }
 
-/// The id of repository `repo` in a write transaction, if it has one.
-fn find_repo(tx: &WriteTransaction, repo: &str) -> Result<Option<u64>, IndexError> {
-    ids::find_repo(&tx.open_table(ids::REPO_IDS)?, repo)
-}
-
-/// The key of `addr` in `RECORDS`, if its DID has an id (else no record of it is there).
-fn find_record_key(
-    tx: &WriteTransaction,
-    addr: &RecordAddr,
-) -> Result<Option<(u32, Vec<u8>)>, IndexError> {
-    let did = ids::find_did(&tx.open_table(ids::DID_IDS)?, &addr.did)?;
-    Ok(did.map(|did| (did, collection_key(&addr.collection))))
-}
-
-fn entry(tx: &WriteTransaction, addr: &RecordAddr) -> Result<Option<RecordEntry>, IndexError> {
-    let Some((did, c)) = find_record_key(tx, addr)? else {
-        return Ok(None);
-    };
-    let table = tx.open_table(RECORDS)?;
-    let Some(raw) = table.get((did, c.as_slice(), addr.rkey.as_str()))? else {
-        return Ok(None);
-    };
-    let stored = StoredEntry::decode(raw.value())?;
-    let (repos, dids) = (
-        tx.open_table(ids::REPO_NAMES)?,
-        tx.open_table(ids::DID_NAMES)?,
-    );
-    Ok(Some(named(
-        stored,
-        |id| ids::repo_name(&repos, id),
-        |id| ids::did_name(&dids, id),
-    )?))
-}
-
-/// A stored entry with its ids turned back into names.
-pub(super) fn named(
-    stored: StoredEntry,
-    repo_name: impl FnOnce(u64) -> Result<String, IndexError>,
-    did_name: impl FnOnce(u32) -> Result<String, IndexError>,
-) -> Result<RecordEntry, IndexError> {
-    Ok(RecordEntry {
-        repo: stored.repo.map(repo_name).transpose()?.unwrap_or_default(),
-        digest: stored.digest,
-        tag: stored.tag,
-        social: stored.social,
-        layer: match stored.layer {
-            Some((user, manifest_rkey)) => Some(LayerOf {
-                user: did_name(user)?,
-                manifest_rkey,
-            }),
-            None => None,
-        },
-    })
-}
-
-fn set_entry(tx: &WriteTransaction, addr: &RecordAddr, e: &RecordEntry) -> Result<(), IndexError> {
-    let stored = StoredEntry {
-        repo: if e.repo.is_empty() {
-            None
-        } else {
-            Some(ids::repo_id(tx, &e.repo)?)
-        },
-        digest: e.digest.clone(),
-        tag: e.tag.clone(),
-        social: e.social,
-        layer: match &e.layer {
-            Some(l) => Some((ids::did_id(tx, &l.user)?, l.manifest_rkey.clone())),
-            None => None,
-        },
-    };
-    let did = ids::did_id(tx, &addr.did)?;
-    let c = collection_key(&addr.collection);
-    tx.open_table(RECORDS)?.insert(
-        (did, c.as_slice(), addr.rkey.as_str()),
-        stored.encode().as_slice(),
-    )?;
-    Ok(())
-}
-
 /// Takes out what a record put in: its manifest (with the tags pointing at it) or its tag.
 fn remove_entry(
     tx: &WriteTransaction,
@@ -619,78 +544,4 @@ fn indexed_by_another(
         }
     }
     Ok(false)
-}
-
-fn put_manifest_in(
-    tx: &WriteTransaction,
-    repo: &str,
-    digest: &Digest,
-    record: &ManifestRecord,
-    references: &[Digest],
-    referrer: Option<&serde_json::Value>,
-) -> Result<(), IndexError> {
-    let rid = ids::repo_id(tx, repo)?;
-    let d = digest_key(digest);
-    ensure_repo(tx, repo, record.created)?;
-    social::touch(tx, rid, record.created)?;
-    tx.open_table(MANIFESTS)?
-        .insert((rid, d.as_slice()), record.encode().as_slice())?;
-    let mut refs = tx.open_table(REFS)?;
-    for r in references {
-        let r = digest_key(r);
-        refs.insert((rid, d.as_slice(), r.as_slice()), ())?;
-        gc::add_user(tx, &r, rid, &d)?;
-    }
-    gc::add_manifest(tx, rid, &d, record.size)?;
-    if let Some(subject) = &record.subject {
-        gc::add_user(tx, &digest_key(subject), rid, &d)?;
-    }
-    if let (Some(subject), Some(referrer)) = (&record.subject, referrer) {
-        tx.open_table(REFERRERS)?.insert(
-            (rid, digest_key(subject).as_slice(), d.as_slice()),
-            serde_json::to_vec(referrer)?.as_slice(),
-        )?;
-    }
-    Ok(())
-}
-
-/// Removes a manifest, every tag pointing at it, its references and its referrer entry.
-/// Returns whether it existed.
-fn delete_manifest_in(
-    tx: &WriteTransaction,
-    repo: &str,
-    digest: &Digest,
-) -> Result<bool, IndexError> {
-    let Some(rid) = find_repo(tx, repo)? else {
-        return Ok(false);
-    };
-    let d = digest_key(digest);
-    let mut manifests = tx.open_table(MANIFESTS)?;
-    let Some(raw) = manifests.remove((rid, d.as_slice()))? else {
-        return Ok(false);
-    };
-    let record = ManifestRecord::decode(raw.value())?;
-    drop(raw);
-    tx.open_table(TAGS)?
-        .retain_in((rid, "")..(rid + 1, ""), |_, target| target != d.as_slice())?;
-    let used: Vec<Vec<u8>> = tx
-        .open_table(REFS)?
-        .extract_from_if(
-            (rid, d.as_slice(), &[][..])..(rid, d.as_slice(), AFTER_DIGESTS),
-            |_, ()| true,
-        )?
-        .map(|r| r.map(|(k, _)| k.value().2.to_vec()))
-        .collect::<Result<_, _>>()?;
-    for u in &used {
-        gc::remove_user(tx, u, rid, &d)?;
-    }
-    usage::release(tx, rid, &used)?;
-    gc::remove_user(tx, &d, rid, &d)?;
-    if let Some(subject) = record.subject {
-        let s = digest_key(&subject);
-        gc::remove_user(tx, &s, rid, &d)?;
-        tx.open_table(REFERRERS)?
-            .remove((rid, s.as_slice(), d.as_slice()))?;
-    }
-    Ok(true)
 }
