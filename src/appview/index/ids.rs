@@ -117,6 +117,8 @@ pub(super) fn did_name(
 
 #[cfg(test)]
 mod tests {
+    use redb::ReadableTableMetadata as _;
+
     use super::*;
     use crate::appview::index::Index;
 
@@ -150,6 +152,35 @@ mod tests {
         let ids = tx.open_table(REPO_IDS).unwrap();
         assert_eq!(find_repo(&ids, "did:plc:bob/app").unwrap(), Some(b));
         assert_eq!(find_repo(&ids, "did:plc:bob/none").unwrap(), None);
+    }
+
+    #[test]
+    fn writers_on_several_threads_never_share_an_id() {
+        let ix = Index::in_memory().unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let ix = ix.clone();
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let tx = ix.db.begin_write().unwrap();
+                        repo_id(&tx, &format!("did:plc:owner{}/r{t}-{i}", i % 3)).unwrap();
+                        tx.commit().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let tx = ix.db.begin_read().unwrap();
+        let names = tx.open_table(REPO_NAMES).unwrap();
+        let ids = tx.open_table(REPO_IDS).unwrap();
+        assert_eq!(names.len().unwrap(), 100);
+        assert_eq!(ids.len().unwrap(), 100);
+        for row in ids.iter().unwrap() {
+            let (name, id) = row.unwrap();
+            assert_eq!(repo_name(&names, id.value()).unwrap(), name.value());
+        }
     }
 
     #[test]
