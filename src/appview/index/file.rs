@@ -68,8 +68,11 @@ impl Index {
         {
             let index = Index::open(path)?;
             let src = index.db.begin_read()?;
-            let dst = Database::builder().create(&fresh)?;
+            let mut dst = Database::builder().create(&fresh)?;
             rewrite::all_tables(&src, &dst)?;
+            // The copy's pages are full, but the file grew in steps ahead of them: moving the
+            // pages down lets redb give the end of the file back.
+            while dst.compact().map_err(redb::Error::from)? {}
         }
         std::fs::rename(&fresh, path).map_err(|e| IndexError::Db(e.into()))?;
         if let Some(dir) = path.parent() {
