@@ -68,7 +68,9 @@ impl Index {
         {
             let index = Index::open(path)?;
             let src = index.db.begin_read()?;
-            let mut dst = Database::builder().create(&fresh)?;
+            let mut dst = Database::builder()
+                .set_cache_size(super::CACHE_BYTES)
+                .create(&fresh)?;
             rewrite::all_tables(&src, &dst)?;
             // The copy's pages are full, but the file grew in steps ahead of them: moving the
             // pages down lets redb give the end of the file back.
