@@ -1,17 +1,20 @@
 //! Web UI and search at scale (driven by `bench/web.sh`, which builds it with
-//! `cargo bench --bench web --no-run`). Two modes:
+//! `cargo bench --bench web --no-run`). Modes:
 //!
-//! - `fill DATA_DIR OWNERS_FILE REPOS TAGS_PER_REPO`: writes `REPOS` repositories (owned in
+//! - `fill DATA_DIR OWNERS_FILE REPOS TAGS_PER_REPO [per-push]`: writes `REPOS` repositories (owned in
 //!   turn by the accounts of `OWNERS_FILE`, `name<TAB>did` lines) with three manifests each (with
 //!   annotations and platforms), `TAGS_PER_REPO` tags and some stars straight into the registry
 //!   index of a stopped node, the way the indexer would; writes `DATA_DIR/bench-names.txt`
 //!   (`<repository>\t<digest>` per line) for the measuring run, and removes the search index
-//!   (the node rebuilds it at start).
+//!   (the node rebuilds it at start). Changes are written 500 repositories to a transaction;
+//!   with `per-push`, each repository's in its own, as the indexer applies a commit.
 //! - `measure BASE_URL NAMES_FILE`: times search queries, the home page, repository pages and
 //!   manifest pages over loopback HTTP (one keep-alive connection, one request at a time) and
 //!   prints p50/p99 per kind as JSON.
 //! - `sizes INDEX_FILE`: prints each table of a (stopped node's) redb file with its rows and
 //!   bytes, as JSON lines.
+//! - `compact INDEX_FILE`: compacts a stopped node's index as offline `atcr gc` does (rewritten
+//!   in key order) and prints its size before and after.
 
 #![allow(
     clippy::cast_precision_loss,
@@ -111,20 +114,25 @@ fn main() {
         .filter(|a| a != "--bench")
         .collect();
     match args.first().map(String::as_str) {
-        Some("fill") if args.len() == 5 => fill(
+        Some("fill") if args.len() == 5 || args.len() == 6 => fill(
             &args[1],
             &args[2],
             args[3].parse().expect("REPOS"),
             args[4].parse().expect("TAGS_PER_REPO"),
+            match args.get(5).map(String::as_str) {
+                None => false,
+                Some("per-push") => true,
+                Some(other) => panic!("unknown fill mode {other:?} (per-push?)"),
+            },
         ),
         Some("measure") if args.len() == 3 => measure(&args[1], &args[2]),
         Some("sizes") if args.len() == 2 => redb_sizes::print(&args[1]),
         Some("compact") if args.len() == 2 => {
-            let mut db = redb::Database::open(&args[1]).expect("open");
-            while db.compact().expect("compact") {}
+            let (before, after) = Index::compact(std::path::Path::new(&args[1])).expect("compact");
+            println!("{{\"before\": {before}, \"after\": {after}}}");
         }
         _ => eprintln!(
-            "usage: web fill DATA_DIR OWNERS_FILE REPOS TAGS_PER_REPO | web measure BASE_URL NAMES_FILE | web sizes INDEX_FILE (see bench/web.sh)"
+            "usage: web fill DATA_DIR OWNERS_FILE REPOS TAGS_PER_REPO | web measure BASE_URL NAMES_FILE | web sizes INDEX_FILE | web compact INDEX_FILE (see bench/web.sh)"
         ),
     }
 }
@@ -134,7 +142,7 @@ fn digest_of(parts: &[&str]) -> Digest {
     format!("sha256:{hex}").parse().expect("a digest")
 }
 
-fn fill(dir: &str, owners_file: &str, repos: usize, tags: usize) {
+fn fill(dir: &str, owners_file: &str, repos: usize, tags: usize, per_push: bool) {
     let owners: Vec<(String, String)> = std::fs::read_to_string(owners_file)
         .expect("owners file")
         .lines()
@@ -249,12 +257,19 @@ fn fill(dir: &str, owners_file: &str, repos: usize, tags: usize) {
             }
         }
         let _ = writeln!(names, "{owner_name}/{path}\t{}", digests[0]);
-        if (i + 1) % 500 == 0 || i + 1 == repos {
+        if per_push {
+            // As the indexer applies a push's commit: one event, its own transaction (synced
+            // once a second).
+            index
+                .apply_events(&[(i as u64 + 1, std::mem::take(&mut changes))])
+                .expect("apply");
+        } else if (i + 1) % 500 == 0 || i + 1 == repos {
             index
                 .apply(&std::mem::take(&mut changes), None)
                 .expect("apply");
         }
     }
+    index.sync().expect("sync");
     std::fs::write(std::path::Path::new(dir).join("bench-names.txt"), names).expect("names");
     // The search index no longer reflects the registry index: the next start rebuilds it.
     let _ = std::fs::remove_dir_all(std::path::Path::new(dir).join("search"));

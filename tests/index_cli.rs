@@ -208,3 +208,82 @@ fn a_lost_index_is_rebuilt_from_the_repositories_once_the_log_was_pruned() {
     let log = srv.log_tail();
     assert!(log.contains("rebuilding it from the repositories"), "{log}");
 }
+
+/// An `index.redb` of format 2 (repository names and digests as strings in the keys), with a
+/// tag no record says and the pushed layer's blob rows, as an older version left it.
+fn write_format_2_index(srv: &Server, layer: &str, size: u64) {
+    use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition};
+    const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+    const REPOS: TableDefinition<&str, u64> = TableDefinition::new("repos");
+    const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("tags");
+    const BLOBS: TableDefinition<&str, u64> = TableDefinition::new("blobs");
+    const REPO_BLOBS: TableDefinition<(&str, &str), u64> = TableDefinition::new("repo_blobs");
+    let path = srv.data_dir().join("index.redb");
+    let repo = {
+        let db = redb::Database::open(&path).unwrap();
+        let tx = db.begin_read().unwrap();
+        let repos = tx.open_table(REPOS).unwrap();
+        let (name, _) = repos.first().unwrap().expect("the pushed repository");
+        name.value().to_owned()
+    };
+    std::fs::remove_file(&path).unwrap();
+    let db = redb::Database::create(&path).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut meta = tx.open_table(META).unwrap();
+        meta.insert("format", 2).unwrap();
+        meta.insert("cursor", 1_000).unwrap();
+        tx.open_table(REPOS)
+            .unwrap()
+            .insert(repo.as_str(), 1)
+            .unwrap();
+        tx.open_table(TAGS)
+            .unwrap()
+            .insert((repo.as_str(), "stale"), layer)
+            .unwrap();
+        tx.open_table(BLOBS).unwrap().insert(layer, size).unwrap();
+        tx.open_table(REPO_BLOBS)
+            .unwrap()
+            .insert((repo.as_str(), layer), size)
+            .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+#[test]
+fn an_index_of_an_older_format_is_rebuilt_from_the_pds_at_start() {
+    let mut srv = Server::start();
+    let layer = b"a layer from before the upgrade".repeat(100);
+    let pushed = push_with_curl(&srv.base_url(), "admin/app", "v1", &layer);
+    assert!(srv.stop(), "atcr serve did not stop cleanly");
+    write_format_2_index(&srv, &pushed.layer, layer.len() as u64);
+
+    srv.restart_same_port();
+    let m = manifest_v1(&srv);
+    assert_eq!((m.status, m.body), (200, pushed.manifest_bytes));
+    let l = curl(
+        "GET",
+        &format!("{}/v2/admin/app/blobs/{}", srv.base_url(), pushed.layer),
+        &[],
+        None,
+    );
+    assert_eq!((l.status, l.body), (200, layer));
+    let tags = curl(
+        "GET",
+        &format!("{}/v2/admin/app/tags/list", srv.base_url()),
+        &[],
+        None,
+    );
+    assert_eq!(tags.status, 200);
+    assert!(
+        tags.text().contains("\"v1\"") && !tags.text().contains("stale"),
+        "the tags the records say, and only them: {}",
+        tags.text()
+    );
+    let log = srv.log_tail();
+    assert!(log.contains("written by an older version"), "{log}");
+    assert!(
+        damaged(&srv).is_empty(),
+        "an older index is not a damaged one"
+    );
+}

@@ -13,26 +13,34 @@ use serde::{Deserialize, Serialize};
 use crate::atproto::Did;
 use crate::blobstore::Digest;
 
-/// repository → creation time (unix seconds); a repository exists once a manifest was pushed
+// Keys name a repository by its id (`ids`: a `u64`, its owner's id in the high half, so one
+// owner's repositories are one range) and a digest by its bytes (`codec::digest_key`: 32 for
+// SHA-256). Both keep the order range scans need: by repository, then by digest or tag.
+
+/// repository → creation time (unix seconds); a repository exists once a manifest was pushed.
+/// Keyed by name: the listings (`/v2/_catalog`, an owner's repositories) read it in name order.
 const REPOS: TableDefinition<&str, u64> = TableDefinition::new("repos");
-/// (repository, digest) → blob size: blobs uploaded into (or mounted into) a repository through
-/// the registry, which it may serve. Not derived from records, like upload sessions: a rebuild
-/// keeps them. The other way a repository serves a blob is `derived::VOUCHED`.
-const REPO_BLOBS: TableDefinition<(&str, &str), u64> = TableDefinition::new("repo_blobs");
+/// (repository id, digest) → blob size: blobs uploaded into (or mounted into) a repository
+/// through the registry, which it may serve. Not derived from records, like upload sessions: a
+/// rebuild keeps them. The other way a repository serves a blob is `derived::VOUCHED`.
+const REPO_BLOBS: TableDefinition<(u64, &[u8]), u64> = TableDefinition::new("repo_blobs");
 /// digest → size: blobs present in storage, whoever uploaded them
-const BLOBS: TableDefinition<&str, u64> = TableDefinition::new("blobs");
-/// (repository, digest) → manifest record (JSON)
-const MANIFESTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("manifests");
-/// (repository, tag) → manifest digest
-const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("tags");
-/// (repository, manifest digest, referenced digest): blobs and child manifests a manifest needs
-const REFS: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("manifest_refs");
-/// (repository, subject digest, referrer digest) → referrer descriptor (JSON)
-const REFERRERS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("referrers");
+const BLOBS: TableDefinition<&[u8], u64> = TableDefinition::new("blobs");
+/// (repository id, digest) → manifest record (`codec`)
+const MANIFESTS: TableDefinition<(u64, &[u8]), &[u8]> = TableDefinition::new("manifests");
+/// (repository id, tag) → manifest digest (as a key)
+const TAGS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("tags");
+/// A key of two digests in one repository: (repository id, digest, digest).
+type DigestPairKey = (u64, &'static [u8], &'static [u8]);
+/// (repository id, manifest digest, referenced digest): blobs and child manifests a manifest
+/// needs
+const REFS: TableDefinition<DigestPairKey, ()> = TableDefinition::new("manifest_refs");
+/// (repository id, subject digest, referrer digest) → referrer descriptor (JSON)
+const REFERRERS: TableDefinition<DigestPairKey, &[u8]> = TableDefinition::new("referrers");
 /// upload id → session (JSON)
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 /// digest → the DID of the hold on another machine that keeps its bytes (see `held`)
-const HELD: TableDefinition<&str, &str> = TableDefinition::new("held_elsewhere");
+const HELD: TableDefinition<&[u8], &str> = TableDefinition::new("held_elsewhere");
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -44,6 +52,8 @@ pub enum IndexError {
     Undecodable(&'static str),
     #[error("index task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("index has no {0} left")]
+    Exhausted(&'static str),
 }
 
 crate::macros::redb_errors_into!(IndexError::Db);
@@ -180,7 +190,7 @@ impl Default for Lazy {
 const DURABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The smallest string greater than every string starting with a key part; `\u{10FFFF}` sorts
-/// after every character a valid name, tag or digest can hold.
+/// after every character a valid name, tag or record key can hold.
 const MAX: &str = "\u{10FFFF}";
 
 impl Index {
@@ -250,6 +260,14 @@ impl Index {
 
     fn ensure_tables(&self) -> Result<(), IndexError> {
         let tx = self.db.begin_write()?;
+        // Before any table is opened with this version's types: an older file's differ.
+        if upgrade::upgrade_format(&tx)? {
+            tracing::warn!(
+                "the registry index was written by an older version: rebuilding what records \
+                 put in it (upload sessions and blob links are kept)"
+            );
+        }
+        ids::ensure_tables(&tx)?;
         tx.open_table(REPOS)?;
         tx.open_table(REPO_BLOBS)?;
         tx.open_table(BLOBS)?;
@@ -267,14 +285,6 @@ impl Index {
         tx.open_table(derived::LAYERS)?;
         tx.open_table(derived::VOUCHED)?;
         tx.open_table(derived::META)?;
-        if codec::upgrade_format(&tx)? {
-            tracing::warn!(
-                "the registry index was written by an older version: rebuilding what records \
-                 put in it (upload sessions are kept)"
-            );
-        }
-        gc::ensure_users(&tx)?;
-        gc::ensure_manifest_objects(&tx)?;
         social::ensure_tables(&tx)?;
         usage::ensure(&tx)?;
         tx.commit()?;
@@ -349,10 +359,12 @@ impl Index {
         repo: &RepoKey,
         digest: &Digest,
     ) -> Result<Option<ManifestRecord>, IndexError> {
-        let repo = repo.as_str();
         let tx = self.db.begin_read()?;
+        let Some(id) = read_repo_id(&tx, repo)? else {
+            return Ok(None);
+        };
         let table = tx.open_table(MANIFESTS)?;
-        let Some(raw) = table.get((repo, digest.as_str()))? else {
+        let Some(raw) = table.get((id, digest_key(digest).as_slice()))? else {
             return Ok(None);
         };
         Ok(Some(ManifestRecord::decode(raw.value())?))
@@ -361,13 +373,15 @@ impl Index {
     /// What `tag` points at in `repo`. Tags are the strings tag records carry (any the lexicon
     /// allows); the registry looks up only valid OCI tags.
     pub fn tag(&self, repo: &RepoKey, tag: &str) -> Result<Option<Digest>, IndexError> {
-        let repo = repo.as_str();
         let tx = self.db.begin_read()?;
-        let table = tx.open_table(TAGS)?;
-        let Some(raw) = table.get((repo, tag))? else {
+        let Some(id) = read_repo_id(&tx, repo)? else {
             return Ok(None);
         };
-        Ok(raw.value().parse().ok())
+        let table = tx.open_table(TAGS)?;
+        let Some(raw) = table.get((id, tag))? else {
+            return Ok(None);
+        };
+        Ok(Some(digest_of_key(raw.value())?))
     }
 
     /// Tags of `repo` after `last`, at most `n`, in lexical order; the flag says whether more follow.
@@ -377,11 +391,13 @@ impl Index {
         last: Option<&str>,
         n: usize,
     ) -> Result<(Vec<String>, bool), IndexError> {
-        let repo = repo.as_str();
         let tx = self.db.begin_read()?;
+        let Some(id) = read_repo_id(&tx, repo)? else {
+            return Ok((Vec::new(), false));
+        };
         let table = tx.open_table(TAGS)?;
         let mut out = Vec::new();
-        for entry in table.range((repo, last.unwrap_or(""))..(repo, MAX))? {
+        for entry in table.range((id, last.unwrap_or(""))..(id + 1, ""))? {
             let (key, _) = entry?;
             let tag = key.value().1;
             if Some(tag) == last {
@@ -401,12 +417,14 @@ impl Index {
         repo: &RepoKey,
         subject: &Digest,
     ) -> Result<Vec<serde_json::Value>, IndexError> {
-        let repo = repo.as_str();
-        let s = subject.as_str();
         let tx = self.db.begin_read()?;
+        let Some(id) = read_repo_id(&tx, repo)? else {
+            return Ok(Vec::new());
+        };
+        let s = digest_key(subject);
         let table = tx.open_table(REFERRERS)?;
         let mut out = Vec::new();
-        for entry in table.range((repo, s, "")..(repo, s, MAX))? {
+        for entry in table.range((id, s.as_slice(), &[][..])..(id, s.as_slice(), AFTER_DIGESTS))? {
             let (_, value) = entry?;
             out.push(serde_json::from_slice(value.value())?);
         }
@@ -439,8 +457,10 @@ impl Index {
         repo: &RepoKey,
         n: usize,
     ) -> Result<(Vec<TagDetail>, bool), IndexError> {
-        let repo = repo.as_str();
         let tx = self.db.begin_read()?;
+        let Some(id) = read_repo_id(&tx, repo)? else {
+            return Ok((Vec::new(), false));
+        };
         let (manifests, refs, blobs, referrers) = (
             tx.open_table(MANIFESTS)?,
             tx.open_table(REFS)?,
@@ -448,21 +468,19 @@ impl Index {
             tx.open_table(REFERRERS)?,
         );
         let mut out = Vec::new();
-        for entry in tx.open_table(TAGS)?.range((repo, "")..(repo, MAX))? {
+        for entry in tx.open_table(TAGS)?.range((id, "")..(id + 1, ""))? {
             if out.len() == n {
                 return Ok((out, true));
             }
-            let (key, digest) = entry?;
-            let Ok(digest) = digest.value().parse::<Digest>() else {
-                continue;
-            };
-            let m = digest.as_str();
+            let (key, target) = entry?;
+            let m = target.value();
+            let digest = digest_of_key(m)?;
             let record = manifests
-                .get((repo, m))?
+                .get((id, m))?
                 .map(|raw| ManifestRecord::decode(raw.value()))
                 .transpose()?;
             let mut contents = Contents::default();
-            for r in refs.range((repo, m, "")..(repo, m, MAX))? {
+            for r in refs.range((id, m, &[][..])..(id, m, AFTER_DIGESTS))? {
                 match blobs.get(r?.0.value().2)? {
                     Some(size) => {
                         contents.blobs += 1;
@@ -471,7 +489,9 @@ impl Index {
                     None => contents.children += 1,
                 }
             }
-            contents.referrers = referrers.range((repo, m, "")..(repo, m, MAX))?.count() as u64;
+            contents.referrers = referrers
+                .range((id, m, &[][..])..(id, m, AFTER_DIGESTS))?
+                .count() as u64;
             out.push(TagDetail {
                 tag: key.value().1.to_owned(),
                 digest,
@@ -487,12 +507,15 @@ impl Index {
     pub fn audit(&self) -> Result<IndexAudit, IndexError> {
         let tx = self.db.begin_read()?;
         let manifests = tx.open_table(MANIFESTS)?;
+        let names = tx.open_table(ids::REPO_NAMES)?;
         let mut dangling_tags = Vec::new();
         for entry in tx.open_table(TAGS)?.iter()? {
-            let (key, digest) = entry?;
-            let (repo, tag) = key.value();
-            if manifests.get((repo, digest.value()))?.is_none() {
-                dangling_tags.push(format!("{repo}:{tag} -> {}", digest.value()));
+            let (key, target) = entry?;
+            let (id, tag) = key.value();
+            if manifests.get((id, target.value()))?.is_none() {
+                let repo = ids::repo_name(&names, id)?;
+                let digest = digest_of_key(target.value())?;
+                dangling_tags.push(format!("{repo}:{tag} -> {digest}"));
             }
         }
         let mut stored = std::collections::BTreeMap::new();
@@ -501,19 +524,27 @@ impl Index {
         for entry in tx.open_table(BLOBS)?.iter()? {
             let (digest, size) = entry?;
             if held.get(digest.value())?.is_none() {
-                stored.insert(digest.value().to_owned(), size.value());
+                let digest = digest_of_key(digest.value())?;
+                stored.insert(digest.as_str().to_owned(), size.value());
             }
         }
         for entry in manifests.iter()? {
             let (key, raw) = entry?;
             let record = ManifestRecord::decode(raw.value())?;
-            stored.insert(key.value().1.to_owned(), record.size);
+            let digest = digest_of_key(key.value().1)?;
+            stored.insert(digest.as_str().to_owned(), record.size);
         }
         Ok(IndexAudit {
             dangling_tags,
             stored: stored.into_iter().collect(),
         })
     }
+}
+
+/// The id of `repo` in a read transaction, if it has one (a repository without one has nothing
+/// in the index).
+fn read_repo_id(tx: &redb::ReadTransaction, repo: &RepoKey) -> Result<Option<u64>, IndexError> {
+    ids::find_repo(&tx.open_table(ids::REPO_IDS)?, repo.as_str())
 }
 
 fn ensure_repo(tx: &redb::WriteTransaction, repo: &str, now: u64) -> Result<(), IndexError> {
@@ -537,11 +568,14 @@ mod derived;
 mod file;
 mod gc;
 mod held;
+mod ids;
 mod key;
 mod retention;
 mod social;
+mod upgrade;
 mod usage;
 pub use blobs::UploadSession;
+use codec::{AFTER_DIGESTS, digest_key, digest_of_key};
 pub use derived::{
     IndexChange, LAYER_COLLECTION, LayerOf, MANIFEST_COLLECTION, PAGE_COLLECTION, QuotaCheck,
     RecordAddr, RecordEntry, STAR_COLLECTION, Social, TAG_COLLECTION, TagTarget,

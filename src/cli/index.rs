@@ -1,4 +1,6 @@
-//! `atcr index rebuild`: recreate the registry index from the repositories and blob storage.
+//! `atcr index rebuild`: recreate the registry index from the repositories and blob storage,
+//! then compact it (rewritten in key order: the rebuild fills its pages in record order, about
+//! half full).
 //!
 //! Like the other administration commands it opens the state directly, so the daemon must be
 //! stopped (it holds the index).
@@ -15,7 +17,7 @@ pub fn rebuild(config: &Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let summary = runtime.block_on(async {
         let index = super::serve::open_index(config).map_err(|e| {
             if format!("{e:#}").contains("already open") || format!("{e:#}").contains("lock") {
                 anyhow::anyhow!(
@@ -49,7 +51,7 @@ pub fn rebuild(config: &Config) -> anyhow::Result<()> {
             .repositories;
         // An account repository is an ATProto repository (one per user and the node's own);
         // the images live in them.
-        super::print(&format!(
+        anyhow::Ok(format!(
             "index rebuilt from {}: {}, {}, {}, {} searchable ({} ms)",
             count(stats.repos, "account repository", "account repositories"),
             count(images, "image repository", "image repositories"),
@@ -58,7 +60,17 @@ pub fn rebuild(config: &Config) -> anyhow::Result<()> {
             searchable,
             started.elapsed().as_millis()
         ))
-    })
+    })?;
+    // Everything holding the index (the indexer's tasks too) goes with the runtime.
+    drop(runtime);
+    let path = config.data_dir.join("index.redb");
+    let (before, after) = crate::appview::index::Index::compact(&path)
+        .with_context(|| format!("compacting {}", path.display()))?;
+    super::print(&format!(
+        "{summary}; index.redb compacted: {} → {}",
+        crate::http::human_bytes(before),
+        crate::http::human_bytes(after)
+    ))
 }
 
 /// `n` and the noun for it: `1 tag`, `2 tags`.

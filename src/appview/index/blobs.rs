@@ -4,7 +4,9 @@
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use super::{BLOBS, Index, IndexError, MAX, REPO_BLOBS, RepoKey, UPLOADS, derived};
+use super::{
+    BLOBS, Index, IndexError, MAX, REPO_BLOBS, RepoKey, UPLOADS, derived, digest_key, ids,
+};
 use crate::blobstore::{Digest, UploadId};
 
 /// An upload in progress: `parts` parts stored, `size` bytes in all.
@@ -21,15 +23,18 @@ impl Index {
     /// The size of a blob `repo` may serve: one uploaded or mounted into it, or one a hold
     /// layer record vouches for in one of its manifests.
     pub fn repo_blob(&self, repo: &RepoKey, digest: &Digest) -> Result<Option<u64>, IndexError> {
-        let repo = repo.as_str();
         let tx = self.db.begin_read()?;
-        if let Some(size) = tx.open_table(REPO_BLOBS)?.get((repo, digest.as_str()))? {
+        let Some(repo) = ids::find_repo(&tx.open_table(ids::REPO_IDS)?, repo.as_str())? else {
+            return Ok(None);
+        };
+        let d = digest_key(digest);
+        let d = d.as_slice();
+        if let Some(size) = tx.open_table(REPO_BLOBS)?.get((repo, d))? {
             return Ok(Some(size.value()));
         }
-        let d = digest.as_str();
         let vouched = tx.open_table(derived::VOUCHED)?;
         let first = vouched
-            .range((repo, d, "", "")..(repo, d, MAX, MAX))?
+            .range((repo, d, 0, "")..(repo, d, u32::MAX, MAX))?
             .next();
         Ok(first.transpose()?.map(|(_, size)| size.value()))
     }
@@ -39,7 +44,7 @@ impl Index {
         let tx = self.db.begin_read()?;
         Ok(tx
             .open_table(BLOBS)?
-            .get(digest.as_str())?
+            .get(digest_key(digest).as_slice())?
             .map(|v| v.value()))
     }
 
@@ -62,12 +67,14 @@ impl Index {
     /// Removes the upload link of a blob to `repo` (see [`crate::appview::AppView::forget_blob`]
     /// for the other kind); the bytes stay until garbage collection.
     pub fn unlink_blob(&self, repo: &RepoKey, digest: &Digest) -> Result<bool, IndexError> {
-        let repo = repo.as_str();
         let tx = self.db.begin_write()?;
-        let removed = tx
-            .open_table(REPO_BLOBS)?
-            .remove((repo, digest.as_str()))?
-            .is_some();
+        let removed = match ids::find_repo(&tx.open_table(ids::REPO_IDS)?, repo.as_str())? {
+            Some(repo) => tx
+                .open_table(REPO_BLOBS)?
+                .remove((repo, digest_key(digest).as_slice()))?
+                .is_some(),
+            None => false,
+        };
         tx.commit()?;
         Ok(removed)
     }
@@ -124,10 +131,12 @@ pub(super) fn link_in(
     size: u64,
     finished: Option<UploadId>,
 ) -> Result<(), IndexError> {
-    tx.open_table(BLOBS)?.insert(digest.as_str(), size)?;
-    super::gc::touch(tx, digest.as_str())?;
+    let d = digest_key(digest);
+    tx.open_table(BLOBS)?.insert(d.as_slice(), size)?;
+    super::gc::touch(tx, &d)?;
+    let repo = ids::repo_id(tx, repo.as_str())?;
     tx.open_table(REPO_BLOBS)?
-        .insert((repo.as_str(), digest.as_str()), size)?;
+        .insert((repo, d.as_slice()), size)?;
     if let Some(id) = finished {
         tx.open_table(UPLOADS)?.remove(id.to_string().as_str())?;
     }

@@ -10,13 +10,14 @@
 
 use std::collections::BTreeMap;
 
-use super::derived::{LayerOf, RecordEntry, Social};
+use super::Social;
 use super::{IndexError, ManifestRecord};
 use crate::appview::summary::{ConfigSummary, ManifestSummary, Part};
-use crate::blobstore::Digest;
+use crate::blobstore::{Algorithm, Digest};
 
-/// The layout of the encoded values; kept in the index's `meta` table.
-pub(super) const FORMAT: u64 = 2;
+/// The layout of the encoded values and keys; kept in the index's `meta` table. 3: keys hold
+/// repository and DID ids and digests as bytes.
+pub(super) const FORMAT: u64 = 3;
 
 /// Values written out in full when they are not in a table (code 0).
 const MEDIA_TYPES: &[&str] = &[
@@ -265,6 +266,41 @@ fn hex32(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// The byte naming SHA-512 in a digest key (SHA-256 needs none: see [`digest_key`]).
+const SHA512_TAG: u8 = 2;
+
+/// A digest as keys hold it: a SHA-256 digest as its 32 bytes; any other as a byte naming its
+/// algorithm and then its bytes (SHA-512: 65 bytes). Equal digests give equal keys, so a
+/// digest is still one element of a key that range scans match exactly.
+#[must_use]
+pub(super) fn digest_key(digest: &Digest) -> Vec<u8> {
+    // A parsed digest's hex is always valid, of its algorithm's length.
+    let raw = hex::decode(digest.hex()).unwrap_or_default();
+    match digest.algorithm() {
+        Algorithm::Sha256 => raw,
+        Algorithm::Sha512 => {
+            let mut key = Vec::with_capacity(1 + raw.len());
+            key.push(SHA512_TAG);
+            key.extend_from_slice(&raw);
+            key
+        }
+    }
+}
+
+/// The digest of a key made by [`digest_key`].
+pub(super) fn digest_of_key(key: &[u8]) -> Result<Digest, IndexError> {
+    let text = match (key.len(), key.first()) {
+        (32, _) => format!("sha256:{}", hex::encode(key)),
+        (65, Some(&SHA512_TAG)) => format!("sha512:{}", hex::encode(&key[1..])),
+        _ => return Err(bad("unknown digest key")),
+    };
+    text.parse().map_err(|_| bad("invalid digest key"))
+}
+
+/// Sorts after the key of every digest (33 bytes of `0xff`: longer than a SHA-256 key, and
+/// above the algorithm byte of any other): the end of a range over all digests.
+pub(super) const AFTER_DIGESTS: &[u8] = &[0xff; 33];
+
 impl ManifestRecord {
     /// The record in the index's encoding.
     #[must_use]
@@ -381,58 +417,78 @@ fn read_summary(r: &mut Reader<'_>) -> Result<ManifestSummary, IndexError> {
     })
 }
 
-/// Bits of the flags byte that opens an encoded [`RecordEntry`].
+/// Bits of the flags byte that opens an encoded [`StoredEntry`].
 const HAS_DIGEST: u8 = 1;
 const HAS_TAG: u8 = 2;
 const STAR: u8 = 4;
 const PAGE: u8 = 8;
 const HAS_LAYER: u8 = 16;
+const HAS_REPO: u8 = 32;
 
-impl RecordEntry {
+/// A [`super::RecordEntry`] as the `records` table holds it: its repository and its layer record's
+/// user as their ids (see `ids`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct StoredEntry {
+    pub repo: Option<u64>,
+    pub digest: Option<Digest>,
+    pub tag: Option<String>,
+    pub social: Option<Social>,
+    /// The user's DID id and the manifest record key (see [`super::LayerOf`]).
+    pub layer: Option<(u32, String)>,
+}
+
+impl StoredEntry {
     /// The entry in the index's encoding.
     #[must_use]
     pub(super) fn encode(&self) -> Vec<u8> {
         let mut flags = 0;
-        if self.digest.is_some() {
-            flags |= HAS_DIGEST;
-        }
-        if self.tag.is_some() {
-            flags |= HAS_TAG;
+        for (on, bit) in [
+            (self.repo.is_some(), HAS_REPO),
+            (self.digest.is_some(), HAS_DIGEST),
+            (self.tag.is_some(), HAS_TAG),
+            (self.layer.is_some(), HAS_LAYER),
+        ] {
+            if on {
+                flags |= bit;
+            }
         }
         flags |= match self.social {
             Some(Social::Star) => STAR,
             Some(Social::Page) => PAGE,
             None => 0,
         };
-        if self.layer.is_some() {
-            flags |= HAS_LAYER;
-        }
         let mut w = Writer(vec![flags]);
-        w.str(&self.repo);
+        if let Some(repo) = self.repo {
+            w.uint(repo);
+        }
         if let Some(d) = &self.digest {
             w.digest(d.as_str());
         }
         if let Some(t) = &self.tag {
             w.str(t);
         }
-        if let Some(l) = &self.layer {
-            w.str(&l.user);
-            w.str(&l.manifest_rkey);
+        if let Some((user, rkey)) = &self.layer {
+            w.uint(u64::from(*user));
+            w.str(rkey);
         }
         w.0
     }
 
-    /// An entry from [`RecordEntry::encode`]'s bytes.
-    pub(super) fn decode(bytes: &[u8]) -> Result<RecordEntry, IndexError> {
+    /// An entry from [`StoredEntry::encode`]'s bytes.
+    pub(super) fn decode(bytes: &[u8]) -> Result<StoredEntry, IndexError> {
         let mut r = Reader(bytes);
         let flags = r.byte()?;
-        if flags & !(HAS_DIGEST | HAS_TAG | STAR | PAGE | HAS_LAYER) != 0
+        if flags & !(HAS_DIGEST | HAS_TAG | STAR | PAGE | HAS_LAYER | HAS_REPO) != 0
             || flags & (STAR | PAGE) == STAR | PAGE
         {
             return Err(bad("unknown record entry flags"));
         }
-        let entry = RecordEntry {
-            repo: r.str()?,
+        let entry = StoredEntry {
+            repo: if flags & HAS_REPO != 0 {
+                Some(r.uint()?)
+            } else {
+                None
+            },
             digest: if flags & HAS_DIGEST != 0 {
                 Some(r.typed_digest()?)
             } else {
@@ -449,10 +505,8 @@ impl RecordEntry {
                 _ => None,
             },
             layer: if flags & HAS_LAYER != 0 {
-                Some(LayerOf {
-                    user: r.str()?,
-                    manifest_rkey: r.str()?,
-                })
+                let user = u32::try_from(r.uint()?).map_err(|_| bad("DID id too large"))?;
+                Some((user, r.str()?))
             } else {
                 None
             },
@@ -462,27 +516,24 @@ impl RecordEntry {
     }
 }
 
-/// An index whose values are in another layout than [`FORMAT`] (made by an older
-/// version) loses what records put in and starts over from the first event: the indexer then
-/// replays the event log or, where it was pruned, rebuilds from the repositories. Upload
-/// sessions and the blobs uploaded into repositories are kept. Returns whether it did.
-pub(super) fn upgrade_format(tx: &redb::WriteTransaction) -> Result<bool, IndexError> {
-    use redb::{ReadableTable as _, ReadableTableMetadata as _};
-    let format = tx
-        .open_table(super::derived::META)?
-        .get("format")?
-        .map(|v| v.value());
-    if format == Some(FORMAT) {
-        return Ok(false);
+/// The collections whose records the index keeps, as one-byte codes in the keys of `records`
+/// (a collection not among them is written out).
+const COLLECTIONS: &[&str] = &[
+    super::MANIFEST_COLLECTION,
+    super::TAG_COLLECTION,
+    super::STAR_COLLECTION,
+    super::PAGE_COLLECTION,
+    super::LAYER_COLLECTION,
+];
+
+/// A collection as the keys of `records` hold it: one byte for the ones the index keeps, else
+/// its name (an NSID is longer than one byte, so the two never meet).
+#[must_use]
+pub(super) fn collection_key(collection: &str) -> Vec<u8> {
+    match COLLECTIONS.iter().position(|c| *c == collection) {
+        Some(i) => vec![u8::try_from(i + 1).unwrap_or(u8::MAX)],
+        None => collection.as_bytes().to_vec(),
     }
-    let filled = !tx.open_table(super::derived::RECORDS)?.is_empty()?
-        || !tx.open_table(super::MANIFESTS)?.is_empty()?;
-    if filled {
-        super::derived::clear_derived_in(tx, 0)?;
-    }
-    tx.open_table(super::derived::META)?
-        .insert("format", FORMAT)?;
-    Ok(filled)
 }
 
 #[cfg(test)]

@@ -5,22 +5,28 @@
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::{gc, social, usage};
+use super::codec::{StoredEntry, collection_key};
+use super::{
+    Index, IndexError, MANIFESTS, MAX, ManifestRecord, REFERRERS, REFS, REPOS, RepoKey, TAGS,
+    digest_key, gc, ids, social, usage,
+};
+pub(in crate::appview::index) use entries::named;
+use entries::{entry, find_record_key, find_repo, set_entry};
+use manifests::{delete_manifest_in, put_manifest_in};
 pub use vouched::LayerOf;
 pub(in crate::appview::index) use vouched::{LAYERS, VOUCHED};
 
+mod entries;
+mod manifests;
 mod vouched;
-use super::{
-    Index, IndexError, MANIFESTS, MAX, ManifestRecord, REFERRERS, REFS, REPOS, RepoKey, TAGS,
-    ensure_repo,
-};
 use crate::atproto::Did;
 use crate::blobstore::Digest;
 
-/// (did, collection, rkey) → what the record put in the index (JSON [`RecordEntry`])
-pub(super) const RECORDS: TableDefinition<(&str, &str, &str), &[u8]> =
+/// (DID id, collection (`codec::collection_key`), rkey) → what the record put in the index
+/// (`codec::StoredEntry`)
+pub(super) const RECORDS: TableDefinition<(u32, &[u8], &str), &[u8]> =
     TableDefinition::new("records");
-/// name → value: `cursor`, the last event sequence number applied
+/// name → value: `cursor`, the last event sequence number applied; `format` (`codec::FORMAT`)
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub const MANIFEST_COLLECTION: &str = "io.atcr.manifest";
@@ -251,14 +257,26 @@ impl Index {
         collection: &str,
         repo: &RepoKey,
     ) -> Result<Vec<(String, RecordEntry)>, IndexError> {
-        let (did, repo) = (did.as_str(), repo.as_str());
         let tx = self.db.begin_read()?;
+        let (Some(user), Some(rid)) = (
+            ids::find_did(&tx.open_table(ids::DID_IDS)?, did.as_str())?,
+            ids::find_repo(&tx.open_table(ids::REPO_IDS)?, repo.as_str())?,
+        ) else {
+            return Ok(Vec::new());
+        };
+        let dids = tx.open_table(ids::DID_NAMES)?;
+        let c = collection_key(collection);
         let table = tx.open_table(RECORDS)?;
         let mut out = Vec::new();
-        for entry in table.range((did, collection, "")..(did, collection, MAX))? {
+        for entry in table.range((user, c.as_slice(), "")..(user, c.as_slice(), MAX))? {
             let (key, value) = entry?;
-            let record = RecordEntry::decode(value.value())?;
-            if record.repo == repo {
+            let stored = StoredEntry::decode(value.value())?;
+            if stored.repo == Some(rid) {
+                let record = named(
+                    stored,
+                    |_| Ok(repo.as_str().to_owned()),
+                    |id| ids::did_name(&dids, id),
+                )?;
                 out.push((key.value().2.to_owned(), record));
             }
         }
@@ -290,10 +308,6 @@ pub(super) fn clear_derived_in(tx: &WriteTransaction, seq: u64) -> Result<(), In
     tx.open_table(LAYERS)?;
     tx.open_table(VOUCHED)?;
     Ok(())
-}
-
-fn record_key(addr: &RecordAddr) -> (&str, &str, &str) {
-    (&addr.did, &addr.collection, &addr.rkey)
 }
 
 /// Applies `changes`, noting in `touched` every repository they change.
@@ -410,15 +424,19 @@ fn apply_one(tx: &WriteTransaction, change: &IndexChange) -> Result<(), IndexErr
             let Some(digest) = digest else {
                 return Ok(());
             };
+            let Some(rid) = find_repo(tx, repo)? else {
+                return Ok(());
+            };
+            let d = digest_key(&digest);
             if tx
                 .open_table(MANIFESTS)?
-                .get((repo.as_str(), digest.as_str()))?
+                .get((rid, d.as_slice()))?
                 .is_none()
             {
                 return Ok(());
             }
             tx.open_table(TAGS)?
-                .insert((repo.as_str(), tag.as_str()), digest.as_str())?;
+                .insert((rid, tag.as_str()), d.as_slice())?;
             set_entry(
                 tx,
                 addr,
@@ -462,27 +480,16 @@ fn social_entry(repo: &str, kind: Social) -> RecordEntry {
     }
 }
 
-fn entry(tx: &WriteTransaction, addr: &RecordAddr) -> Result<Option<RecordEntry>, IndexError> {
-    let table = tx.open_table(RECORDS)?;
-    let Some(raw) = table.get(record_key(addr))? else {
-        return Ok(None);
-    };
-    Ok(Some(RecordEntry::decode(raw.value())?))
-}
-
-fn set_entry(tx: &WriteTransaction, addr: &RecordAddr, e: &RecordEntry) -> Result<(), IndexError> {
-    tx.open_table(RECORDS)?
-        .insert(record_key(addr), e.encode().as_slice())?;
-    Ok(())
-}
-
 /// Takes out what a record put in: its manifest (with the tags pointing at it) or its tag.
 fn remove_entry(
     tx: &WriteTransaction,
     addr: &RecordAddr,
     e: &RecordEntry,
 ) -> Result<(), IndexError> {
-    tx.open_table(RECORDS)?.remove(record_key(addr))?;
+    if let Some((did, c)) = find_record_key(tx, addr)? {
+        tx.open_table(RECORDS)?
+            .remove((did, c.as_slice(), addr.rkey.as_str()))?;
+    }
     if let Some(layer) = &e.layer {
         if let Some(digest) = &e.digest {
             vouched::remove_layer(tx, layer, digest)?;
@@ -500,9 +507,10 @@ fn remove_entry(
     {
         delete_manifest_in(tx, &e.repo, digest)?;
     }
-    if let Some(tag) = &e.tag {
-        tx.open_table(TAGS)?
-            .remove((e.repo.as_str(), tag.as_str()))?;
+    if let Some(tag) = &e.tag
+        && let Some(rid) = find_repo(tx, &e.repo)?
+    {
+        tx.open_table(TAGS)?.remove((rid, tag.as_str()))?;
     }
     match e.social {
         Some(Social::Star) => social::delete_star(tx, &addr.did, &addr.rkey)?,
@@ -520,78 +528,20 @@ fn indexed_by_another(
     repo: &str,
     digest: &Digest,
 ) -> Result<bool, IndexError> {
+    let (Some(user), Some(rid)) = (
+        ids::find_did(&tx.open_table(ids::DID_IDS)?, did)?,
+        find_repo(tx, repo)?,
+    ) else {
+        return Ok(false);
+    };
+    let c = collection_key(MANIFEST_COLLECTION);
     let table = tx.open_table(RECORDS)?;
-    for row in table.range((did, MANIFEST_COLLECTION, "")..(did, MANIFEST_COLLECTION, MAX))? {
+    for row in table.range((user, c.as_slice(), "")..(user, c.as_slice(), MAX))? {
         let (_, value) = row?;
-        let e = RecordEntry::decode(value.value())?;
-        if e.repo == repo && e.digest.as_ref() == Some(digest) {
+        let e = StoredEntry::decode(value.value())?;
+        if e.repo == Some(rid) && e.digest.as_ref() == Some(digest) {
             return Ok(true);
         }
     }
     Ok(false)
-}
-
-fn put_manifest_in(
-    tx: &WriteTransaction,
-    repo: &str,
-    digest: &Digest,
-    record: &ManifestRecord,
-    references: &[Digest],
-    referrer: Option<&serde_json::Value>,
-) -> Result<(), IndexError> {
-    let d = digest.as_str();
-    ensure_repo(tx, repo, record.created)?;
-    social::touch(tx, repo, record.created)?;
-    tx.open_table(MANIFESTS)?
-        .insert((repo, d), record.encode().as_slice())?;
-    let mut refs = tx.open_table(REFS)?;
-    for r in references {
-        refs.insert((repo, d, r.as_str()), ())?;
-        gc::add_user(tx, r.as_str(), repo, d)?;
-    }
-    gc::add_manifest(tx, repo, d, record.size)?;
-    if let Some(subject) = &record.subject {
-        gc::add_user(tx, subject.as_str(), repo, d)?;
-    }
-    if let (Some(subject), Some(referrer)) = (&record.subject, referrer) {
-        tx.open_table(REFERRERS)?.insert(
-            (repo, subject.as_str(), d),
-            serde_json::to_vec(referrer)?.as_slice(),
-        )?;
-    }
-    Ok(())
-}
-
-/// Removes a manifest, every tag pointing at it, its references and its referrer entry.
-/// Returns whether it existed.
-fn delete_manifest_in(
-    tx: &WriteTransaction,
-    repo: &str,
-    digest: &Digest,
-) -> Result<bool, IndexError> {
-    let d = digest.as_str();
-    let mut manifests = tx.open_table(MANIFESTS)?;
-    let Some(raw) = manifests.remove((repo, d))? else {
-        return Ok(false);
-    };
-    let record = ManifestRecord::decode(raw.value())?;
-    drop(raw);
-    tx.open_table(TAGS)?
-        .retain_in((repo, "")..(repo, MAX), |_, target| target != d)?;
-    let used: Vec<String> = tx
-        .open_table(REFS)?
-        .extract_from_if((repo, d, "")..(repo, d, MAX), |_, ()| true)?
-        .map(|r| r.map(|(k, _)| k.value().2.to_owned()))
-        .collect::<Result<_, _>>()?;
-    for u in &used {
-        gc::remove_user(tx, u, repo, d)?;
-    }
-    usage::release(tx, repo, &used)?;
-    gc::remove_user(tx, d, repo, d)?;
-    if let Some(subject) = record.subject {
-        gc::remove_user(tx, subject.as_str(), repo, d)?;
-        tx.open_table(REFERRERS)?
-            .remove((repo, subject.as_str(), d))?;
-    }
-    Ok(true)
 }

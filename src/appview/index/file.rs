@@ -46,14 +46,49 @@ impl Index {
         Ok((Index::open(path)?, Some(aside)))
     }
 
-    /// Compacts the index file at `path` (no process may have it open), so it gives back the
-    /// pages garbage collection and rebuilds freed; returns its size before and after.
+    /// Compacts the index file at `path` (no process may have it open): rewrites it into a
+    /// fresh file, table by table in key order, and puts that in its place. Pages filled in
+    /// key order are full, where the ones a running node fills (keys arriving in no order) are
+    /// about half empty; the fresh file also has no free pages. An index of an older format is
+    /// brought to this one first (see [`Index::open`]). Needs room for a second copy beside
+    /// the first while it runs; until the rename the old file is untouched, and a copy left by
+    /// an interrupted run is removed by the next. Returns the file's size before and after.
     pub fn compact(path: &Path) -> Result<(u64, u64), IndexError> {
         let file_size = || std::fs::metadata(path).map_or(0, |m| m.len());
         let before = file_size();
-        let mut db = Database::open(path)?;
-        while db.compact().map_err(redb::Error::from)? {}
-        drop(db);
+        let mut fresh = path.as_os_str().to_owned();
+        fresh.push(".compacting");
+        let fresh = PathBuf::from(fresh);
+        match std::fs::remove_file(&fresh) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(IndexError::Db(e.into()));
+            }
+            _ => {}
+        }
+        {
+            let index = Index::open(path)?;
+            let src = index.db.begin_read()?;
+            let mut dst = Database::builder()
+                .set_cache_size(super::CACHE_BYTES)
+                .create(&fresh)?;
+            rewrite::all_tables(&src, &dst)?;
+            // The copy's pages are full, but the file grew in steps ahead of them: moving the
+            // pages down lets redb give the end of the file back.
+            while dst.compact().map_err(redb::Error::from)? {}
+        }
+        std::fs::rename(&fresh, path).map_err(|e| IndexError::Db(e.into()))?;
+        if let Some(dir) = path.parent() {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| IndexError::Db(e.into()))?;
+        }
         Ok((before, file_size()))
     }
 }
+
+mod rewrite;

@@ -5,24 +5,26 @@
 
 use std::collections::HashMap;
 
-use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
-use super::{BLOBS, Index, IndexError, MANIFESTS, MAX, REFS, REPO_BLOBS, RepoKey};
+use super::{
+    AFTER_DIGESTS, BLOBS, Index, IndexError, REPO_BLOBS, RepoKey, digest_key, digest_of_key, ids,
+};
 use crate::blobstore::Digest;
 
-/// (used digest, repository, manifest digest): every digest a manifest in the index makes
+/// (used digest, repository id, manifest digest): every digest a manifest in the index makes
 /// reachable — its blobs and child manifests (the rows of `REFS`, turned around), its subject,
 /// and the manifest itself. Derived: emptied and refilled with the manifests by a rebuild.
-pub(super) const USERS: TableDefinition<(&str, &str, &str), ()> =
+pub(super) const USERS: TableDefinition<(&[u8], u64, &[u8]), ()> =
     TableDefinition::new("blob_users");
 /// digest → unix seconds: when a blob was last written or linked into a repository. Not derived
 /// (like `BLOBS`). A blob without a time counts as linked when the collector first sees it.
-pub(super) const TOUCHED: TableDefinition<&str, u64> = TableDefinition::new("blob_touched");
+pub(super) const TOUCHED: TableDefinition<&[u8], u64> = TableDefinition::new("blob_touched");
 /// digest → size: manifests' own objects in storage (a manifest's bytes are stored under its
 /// digest, beside the blobs). Not derived, like `BLOBS`: every manifest the index takes up adds
 /// its row, and a rebuild or deleted records never remove one. The collector takes these
 /// objects as it takes blobs, once no manifest is, or names, that digest.
-pub(super) const MANIFEST_OBJECTS: TableDefinition<&str, u64> =
+pub(super) const MANIFEST_OBJECTS: TableDefinition<&[u8], u64> =
     TableDefinition::new("manifest_objects");
 /// name → value: `last_run`, when the last collection finished (unix seconds). Not derived.
 pub(super) const GC_META: TableDefinition<&str, u64> = TableDefinition::new("gc_meta");
@@ -55,13 +57,13 @@ pub fn past_grace(touched: u64, now: u64, grace_secs: u64) -> bool {
     now.saturating_sub(touched) >= grace_secs && touched <= now
 }
 
-/// Notes `digest`'s use by manifest `manifest` of `repo` (called with the manifest's own
-/// `REFS` rows, its subject and itself).
+/// Notes the use of `used` (a digest key) by manifest `manifest` of repository `repo` (called
+/// with the manifest's own `REFS` rows, its subject and itself).
 pub(super) fn add_user(
     tx: &WriteTransaction,
-    used: &str,
-    repo: &str,
-    manifest: &str,
+    used: &[u8],
+    repo: u64,
+    manifest: &[u8],
 ) -> Result<(), IndexError> {
     tx.open_table(USERS)?.insert((used, repo, manifest), ())?;
     Ok(())
@@ -71,8 +73,8 @@ pub(super) fn add_user(
 /// is stored, and collectable once no manifest uses it. Its last-linked time moves on.
 pub(super) fn add_manifest(
     tx: &WriteTransaction,
-    repo: &str,
-    manifest: &str,
+    repo: u64,
+    manifest: &[u8],
     size: u64,
 ) -> Result<(), IndexError> {
     add_user(tx, manifest, repo, manifest)?;
@@ -82,18 +84,18 @@ pub(super) fn add_manifest(
 
 pub(super) fn remove_user(
     tx: &WriteTransaction,
-    used: &str,
-    repo: &str,
-    manifest: &str,
+    used: &[u8],
+    repo: u64,
+    manifest: &[u8],
 ) -> Result<(), IndexError> {
     tx.open_table(USERS)?.remove((used, repo, manifest))?;
     Ok(())
 }
 
-/// Sets a blob's last-linked time to now (never back). Links by requests are also pinned, and
-/// links by indexing come with a manifest that uses the blob, so the sweep's check that the time
-/// is unchanged is a second line, not the one safety rests on.
-pub(super) fn touch(tx: &WriteTransaction, digest: &str) -> Result<(), IndexError> {
+/// Sets a blob's (digest key's) last-linked time to now (never back). Links by requests are
+/// also pinned, and links by indexing come with a manifest that uses the blob, so the sweep's
+/// check that the time is unchanged is a second line, not the one safety rests on.
+pub(super) fn touch(tx: &WriteTransaction, digest: &[u8]) -> Result<(), IndexError> {
     let mut table = tx.open_table(TOUCHED)?;
     let before = table.get(digest)?.map(|v| v.value());
     let now = super::now_secs();
@@ -101,55 +103,13 @@ pub(super) fn touch(tx: &WriteTransaction, digest: &str) -> Result<(), IndexErro
     Ok(())
 }
 
-/// Fills `USERS` from `MANIFESTS` and `REFS` when it is empty and they are not (an index made
-/// before it existed).
-pub(super) fn ensure_users(tx: &WriteTransaction) -> Result<(), IndexError> {
-    if !tx.open_table(USERS)?.is_empty()? || tx.open_table(MANIFESTS)?.is_empty()? {
-        return Ok(());
-    }
-    let mut rows = Vec::new();
-    for entry in tx.open_table(REFS)?.iter()? {
-        let (key, _) = entry?;
-        let (repo, m, used) = key.value();
-        rows.push((used.to_owned(), repo.to_owned(), m.to_owned()));
-    }
-    for entry in tx.open_table(MANIFESTS)?.iter()? {
-        let (key, raw) = entry?;
-        let (repo, m) = key.value();
-        rows.push((m.to_owned(), repo.to_owned(), m.to_owned()));
-        let record = super::ManifestRecord::decode(raw.value())?;
-        if let Some(subject) = record.subject {
-            rows.push((subject.as_str().to_owned(), repo.to_owned(), m.to_owned()));
-        }
-    }
-    let mut users = tx.open_table(USERS)?;
-    for (used, repo, m) in &rows {
-        users.insert((used.as_str(), repo.as_str(), m.as_str()), ())?;
-    }
-    Ok(())
-}
-
-/// Fills `MANIFEST_OBJECTS` from `MANIFESTS` when it is empty and they are not (an index made
-/// before it existed). The objects get no last-linked time: the collector's first sight is it.
-pub(super) fn ensure_manifest_objects(tx: &WriteTransaction) -> Result<(), IndexError> {
-    if !tx.open_table(MANIFEST_OBJECTS)?.is_empty()? || tx.open_table(MANIFESTS)?.is_empty()? {
-        return Ok(());
-    }
-    let mut objects = tx.open_table(MANIFEST_OBJECTS)?;
-    for entry in tx.open_table(MANIFESTS)?.iter()? {
-        let (key, raw) = entry?;
-        let record = super::ManifestRecord::decode(raw.value())?;
-        objects.insert(key.value().1, record.size)?;
-    }
-    Ok(())
-}
-
+/// Whether a manifest uses `digest` (a digest key), in any repository.
 fn is_used(
-    users: &impl ReadableTable<(&'static str, &'static str, &'static str), ()>,
-    digest: &str,
+    users: &impl ReadableTable<(&'static [u8], u64, &'static [u8]), ()>,
+    digest: &[u8],
 ) -> Result<bool, IndexError> {
     Ok(users
-        .range((digest, "", "")..(digest, MAX, MAX))?
+        .range((digest, 0, &[][..])..=(digest, u64::MAX, AFTER_DIGESTS))?
         .next()
         .is_some())
 }
@@ -163,9 +123,9 @@ impl Index {
         let touched = tx.open_table(TOUCHED)?;
         let blobs = tx.open_table(BLOBS)?;
         let mut marked = Marked::default();
-        let mut look = |d: &str, size: u64| -> Result<(), IndexError> {
+        let mut look = |d: &[u8], size: u64| -> Result<(), IndexError> {
             marked.blobs += 1;
-            let Ok(digest) = d.parse::<Digest>() else {
+            let Ok(digest) = digest_of_key(d) else {
                 return Ok(());
             };
             let Some(t) = touched.get(d)?.map(|v| v.value()) else {
@@ -193,18 +153,20 @@ impl Index {
                 look(key.value(), size.value())?;
             }
         }
-        let at: HashMap<String, usize> = marked
+        let at: HashMap<Vec<u8>, usize> = marked
             .candidates
             .iter()
             .enumerate()
-            .map(|(i, c)| (c.digest.as_str().to_owned(), i))
+            .map(|(i, c)| (digest_key(&c.digest), i))
             .collect();
         if !at.is_empty() {
+            let names = tx.open_table(ids::REPO_NAMES)?;
             for entry in tx.open_table(REPO_BLOBS)?.iter()? {
                 let (key, _) = entry?;
                 let (repo, d) = key.value();
                 if let Some(&i) = at.get(d) {
-                    marked.candidates[i].repos.push(RepoKey::from_stored(repo));
+                    let repo = RepoKey::from_stored(ids::repo_name(&names, repo)?);
+                    marked.candidates[i].repos.push(repo);
                 }
             }
         }
@@ -217,8 +179,9 @@ impl Index {
         {
             let mut touched = tx.open_table(TOUCHED)?;
             for d in digests {
-                if touched.get(d.as_str())?.is_none() {
-                    touched.insert(d.as_str(), now)?;
+                let d = digest_key(d);
+                if touched.get(d.as_slice())?.is_none() {
+                    touched.insert(d.as_slice(), now)?;
                 }
             }
         }
@@ -234,7 +197,8 @@ impl Index {
         let manifests = tx.open_table(MANIFEST_OBJECTS)?;
         let mut out = Vec::new();
         for d in digests {
-            if blobs.get(d.as_str())?.is_none() && manifests.get(d.as_str())?.is_none() {
+            let key = digest_key(d);
+            if blobs.get(key.as_slice())?.is_none() && manifests.get(key.as_slice())?.is_none() {
                 out.push(d.clone());
             }
         }
@@ -254,7 +218,8 @@ impl Index {
             let manifests = tx.open_table(MANIFEST_OBJECTS)?;
             let mut touched = tx.open_table(TOUCHED)?;
             for (digest, size) in objects {
-                let d = digest.as_str();
+                let d = digest_key(digest);
+                let d = d.as_slice();
                 if blobs.get(d)?.is_none() && manifests.get(d)?.is_none() {
                     blobs.insert(d, *size)?;
                     touched.insert(d, now)?;
@@ -286,8 +251,10 @@ impl Index {
             let mut manifests = tx.open_table(MANIFEST_OBJECTS)?;
             let mut repo_blobs = tx.open_table(REPO_BLOBS)?;
             let mut held = tx.open_table(super::HELD)?;
+            let repo_ids = tx.open_table(ids::REPO_IDS)?;
             for c in candidates {
-                let d = c.digest.as_str();
+                let d = digest_key(&c.digest);
+                let d = d.as_slice();
                 let t = touched.get(d)?.map(|v| v.value());
                 if t != Some(c.touched)
                     || !past_grace(c.touched, now, grace_secs)
@@ -301,7 +268,9 @@ impl Index {
                 touched.remove(d)?;
                 held.remove(d)?;
                 for repo in &c.repos {
-                    repo_blobs.remove((repo.as_str(), d))?;
+                    if let Some(rid) = ids::find_repo(&repo_ids, repo.as_str())? {
+                        repo_blobs.remove((rid, d))?;
+                    }
                 }
                 removed.push(c.clone());
             }
@@ -328,13 +297,13 @@ impl Index {
         let tx = self.db.begin_read()?;
         Ok(tx
             .open_table(MANIFEST_OBJECTS)?
-            .get(digest.as_str())?
+            .get(digest_key(digest).as_slice())?
             .map(|v| v.value()))
     }
 
     /// Whether a manifest in the index uses `digest` (tests and checks).
     pub fn blob_is_used(&self, digest: &Digest) -> Result<bool, IndexError> {
         let tx = self.db.begin_read()?;
-        is_used(&tx.open_table(USERS)?, digest.as_str())
+        is_used(&tx.open_table(USERS)?, &digest_key(digest))
     }
 }

@@ -4,7 +4,7 @@
 
 use redb::ReadableTable;
 
-use super::{HELD, Index, IndexError, RepoKey};
+use super::{HELD, Index, IndexError, RepoKey, digest_key, ids};
 use crate::atproto::Did;
 use crate::blobstore::{Digest, UploadId};
 
@@ -14,7 +14,7 @@ impl Index {
         let tx = self.db.begin_read()?;
         let held = tx.open_table(HELD)?;
         Ok(held
-            .get(digest.as_str())?
+            .get(digest_key(digest).as_slice())?
             .and_then(|v| v.value().parse().ok()))
     }
 
@@ -31,7 +31,7 @@ impl Index {
         let tx = self.db.begin_write()?;
         super::blobs::link_in(&tx, repo, digest, size, finished)?;
         tx.open_table(HELD)?
-            .insert(digest.as_str(), hold.as_str())?;
+            .insert(digest_key(digest).as_slice(), hold.as_str())?;
         tx.commit()?;
         Ok(())
     }
@@ -47,15 +47,16 @@ impl Index {
     ) -> Result<(), IndexError> {
         let tx = self.db.begin_write()?;
         {
+            let d = digest_key(digest);
+            let d = d.as_slice();
             let mut rows = tx.open_table(HELD)?;
-            let names_hold = rows
-                .get(digest.as_str())?
-                .is_some_and(|v| v.value() == hold.as_str());
+            let names_hold = rows.get(d)?.is_some_and(|v| v.value() == hold.as_str());
             if names_hold {
-                rows.remove(digest.as_str())?;
+                rows.remove(d)?;
             }
-            tx.open_table(super::REPO_BLOBS)?
-                .remove((repo.as_str(), digest.as_str()))?;
+            if let Some(repo) = ids::find_repo(&tx.open_table(ids::REPO_IDS)?, repo.as_str())? {
+                tx.open_table(super::REPO_BLOBS)?.remove((repo, d))?;
+            }
         }
         tx.commit()?;
         Ok(())

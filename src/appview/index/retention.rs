@@ -2,7 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use super::{Index, IndexError, MANIFESTS, MAX, ManifestRecord, REFS, RepoKey, TAGS};
+use super::{
+    Index, IndexError, MANIFESTS, ManifestRecord, REFS, RepoKey, TAGS, digest_of_key, ids,
+};
 use crate::blobstore::Digest;
 
 /// A repository's tags, manifests and what its manifests reference.
@@ -19,30 +21,32 @@ pub struct RepoContents {
 impl Index {
     /// The tags, manifests and references of `repo`, consistently.
     pub fn repo_contents(&self, repo: &RepoKey) -> Result<RepoContents, IndexError> {
-        let repo = repo.as_str();
         let tx = self.db.begin_read()?;
         let mut out = RepoContents::default();
-        for entry in tx.open_table(TAGS)?.range((repo, "")..(repo, MAX))? {
-            let (key, digest) = entry?;
-            if let Ok(d) = digest.value().parse() {
-                out.tags.push((key.value().1.to_owned(), d));
-            }
+        let Some(id) = ids::find_repo(&tx.open_table(ids::REPO_IDS)?, repo.as_str())? else {
+            return Ok(out);
+        };
+        for entry in tx.open_table(TAGS)?.range((id, "")..(id + 1, ""))? {
+            let (key, target) = entry?;
+            out.tags
+                .push((key.value().1.to_owned(), digest_of_key(target.value())?));
         }
-        for entry in tx.open_table(MANIFESTS)?.range((repo, "")..(repo, MAX))? {
+        for entry in tx
+            .open_table(MANIFESTS)?
+            .range((id, &[][..])..(id + 1, &[][..]))?
+        {
             let (key, raw) = entry?;
-            if let Ok(d) = key.value().1.parse() {
-                out.manifests
-                    .push((d, ManifestRecord::decode(raw.value())?));
-            }
+            out.manifests.push((
+                digest_of_key(key.value().1)?,
+                ManifestRecord::decode(raw.value())?,
+            ));
         }
         for entry in tx
             .open_table(REFS)?
-            .range((repo, "", "")..(repo, MAX, MAX))?
+            .range((id, &[][..], &[][..])..(id + 1, &[][..], &[][..]))?
         {
             let (key, _) = entry?;
-            if let Ok(d) = key.value().2.parse() {
-                out.referenced.insert(d);
-            }
+            out.referenced.insert(digest_of_key(key.value().2)?);
         }
         Ok(out)
     }

@@ -5,23 +5,23 @@
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
-use super::{Index, IndexError, MAX, RepoKey};
+use super::{Index, IndexError, MAX, RepoKey, ids};
 use crate::atproto::Did;
 
-/// (starrer DID, rkey) → starred repository
-pub(super) const STARS: TableDefinition<(&str, &str), &str> = TableDefinition::new("stars");
-/// (repository, starrer DID) → rkey of the star record counted
-pub(super) const STARRERS: TableDefinition<(&str, &str), &str> = TableDefinition::new("starrers");
-/// repository → number of users who starred it
-pub(super) const STAR_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("star_counts");
-/// (stars, repository): the most starred, read backwards
-pub(super) const POPULAR: TableDefinition<(u64, &str), ()> = TableDefinition::new("popular");
-/// repository → README text of its page record
-pub(super) const PAGES: TableDefinition<&str, &str> = TableDefinition::new("pages");
-/// repository → last push (unix seconds)
-pub(super) const PUSHED: TableDefinition<&str, u64> = TableDefinition::new("pushed");
-/// (last push, repository): the most recent, read backwards
-pub(super) const RECENT: TableDefinition<(u64, &str), ()> = TableDefinition::new("recent");
+/// (starrer DID id, rkey) → starred repository id
+pub(super) const STARS: TableDefinition<(u32, &str), u64> = TableDefinition::new("stars");
+/// (repository id, starrer DID id) → rkey of the star record counted
+pub(super) const STARRERS: TableDefinition<(u64, u32), &str> = TableDefinition::new("starrers");
+/// repository id → number of users who starred it
+pub(super) const STAR_COUNTS: TableDefinition<u64, u64> = TableDefinition::new("star_counts");
+/// (stars, repository id): the most starred, read backwards
+pub(super) const POPULAR: TableDefinition<(u64, u64), ()> = TableDefinition::new("popular");
+/// repository id → README text of its page record
+pub(super) const PAGES: TableDefinition<u64, &str> = TableDefinition::new("pages");
+/// repository id → last push (unix seconds)
+pub(super) const PUSHED: TableDefinition<u64, u64> = TableDefinition::new("pushed");
+/// (last push, repository id): the most recent, read backwards
+pub(super) const RECENT: TableDefinition<(u64, u64), ()> = TableDefinition::new("recent");
 
 pub(super) fn ensure_tables(tx: &WriteTransaction) -> Result<(), IndexError> {
     tx.open_table(STARS)?;
@@ -45,8 +45,8 @@ pub(super) fn delete_tables(tx: &WriteTransaction) -> Result<(), IndexError> {
     ensure_tables(tx)
 }
 
-/// Notes a push to `repo` at `secs` (kept only when newer than the last).
-pub(super) fn touch(tx: &WriteTransaction, repo: &str, secs: u64) -> Result<(), IndexError> {
+/// Notes a push to repository `repo` (its id) at `secs` (kept only when newer than the last).
+pub(super) fn touch(tx: &WriteTransaction, repo: u64, secs: u64) -> Result<(), IndexError> {
     let mut pushed = tx.open_table(PUSHED)?;
     let old = pushed.get(repo)?.map(|v| v.value());
     if old.is_some_and(|old| old >= secs) {
@@ -69,6 +69,7 @@ pub(super) fn put_star(
     rkey: &str,
     repo: &str,
 ) -> Result<(), IndexError> {
+    let (did, repo) = (ids::did_id(tx, did)?, ids::repo_id(tx, repo)?);
     tx.open_table(STARS)?.insert((did, rkey), repo)?;
     let mut starrers = tx.open_table(STARRERS)?;
     if starrers.get((repo, did))?.is_some() {
@@ -81,14 +82,15 @@ pub(super) fn put_star(
 /// Removes `did`'s star record `rkey` (and its count, unless another of their star records
 /// names the same repository).
 pub(super) fn delete_star(tx: &WriteTransaction, did: &str, rkey: &str) -> Result<(), IndexError> {
+    let Some(did) = ids::find_did(&tx.open_table(ids::DID_IDS)?, did)? else {
+        return Ok(());
+    };
     let mut stars = tx.open_table(STARS)?;
-    let Some(repo) = stars.remove((did, rkey))?.map(|v| v.value().to_owned()) else {
+    let Some(repo) = stars.remove((did, rkey))?.map(|v| v.value()) else {
         return Ok(());
     };
     let mut starrers = tx.open_table(STARRERS)?;
-    let counted = starrers
-        .get((repo.as_str(), did))?
-        .map(|v| v.value() == rkey);
+    let counted = starrers.get((repo, did))?.map(|v| v.value() == rkey);
     if counted != Some(true) {
         return Ok(());
     }
@@ -98,15 +100,15 @@ pub(super) fn delete_star(tx: &WriteTransaction, did: &str, rkey: &str) -> Resul
         .find(|(_, r)| r.value() == repo)
         .map(|(k, _)| k.value().1.to_owned());
     if let Some(other) = other {
-        starrers.insert((repo.as_str(), did), other.as_str())?;
+        starrers.insert((repo, did), other.as_str())?;
         return Ok(());
     }
-    starrers.remove((repo.as_str(), did))?;
+    starrers.remove((repo, did))?;
     drop((stars, starrers));
-    add_stars(tx, &repo, -1)
+    add_stars(tx, repo, -1)
 }
 
-fn add_stars(tx: &WriteTransaction, repo: &str, delta: i64) -> Result<(), IndexError> {
+fn add_stars(tx: &WriteTransaction, repo: u64, delta: i64) -> Result<(), IndexError> {
     let mut counts = tx.open_table(STAR_COUNTS)?;
     let old = counts.get(repo)?.map_or(0, |v| v.value());
     let new = old.saturating_add_signed(delta);
@@ -124,12 +126,15 @@ fn add_stars(tx: &WriteTransaction, repo: &str, delta: i64) -> Result<(), IndexE
 }
 
 pub(super) fn put_page(tx: &WriteTransaction, repo: &str, text: &str) -> Result<(), IndexError> {
+    let repo = ids::repo_id(tx, repo)?;
     tx.open_table(PAGES)?.insert(repo, text)?;
     Ok(())
 }
 
 pub(super) fn delete_page(tx: &WriteTransaction, repo: &str) -> Result<(), IndexError> {
-    tx.open_table(PAGES)?.remove(repo)?;
+    if let Some(repo) = ids::find_repo(&tx.open_table(ids::REPO_IDS)?, repo)? {
+        tx.open_table(PAGES)?.remove(repo)?;
+    }
     Ok(())
 }
 
@@ -143,36 +148,39 @@ pub struct RepoSummary {
 }
 
 impl Index {
-    /// The `n` most recently pushed repositories, newest first.
+    /// The `n` most recently pushed repositories, newest first (of one push time, the one whose
+    /// owner came to the index last first).
     pub fn recent(&self, n: usize) -> Result<Vec<RepoSummary>, IndexError> {
         let tx = self.db.begin_read()?;
         let counts = tx.open_table(STAR_COUNTS)?;
+        let names = tx.open_table(ids::REPO_NAMES)?;
         let mut out = Vec::with_capacity(n);
         for item in tx.open_table(RECENT)?.iter()?.rev().take(n) {
             let (k, _) = item?;
-            let (pushed, key) = k.value();
-            let stars = counts.get(key)?.map_or(0, |v| v.value());
+            let (pushed, id) = k.value();
             out.push(RepoSummary {
-                key: RepoKey::from_stored(key),
-                stars,
+                key: RepoKey::from_stored(ids::repo_name(&names, id)?),
+                stars: counts.get(id)?.map_or(0, |v| v.value()),
                 pushed,
             });
         }
         Ok(out)
     }
 
-    /// The `n` most starred repositories, most first.
+    /// The `n` most starred repositories, most first (of one count, the one whose owner came to
+    /// the index last first).
     pub fn most_starred(&self, n: usize) -> Result<Vec<RepoSummary>, IndexError> {
         let tx = self.db.begin_read()?;
         let pushed = tx.open_table(PUSHED)?;
+        let names = tx.open_table(ids::REPO_NAMES)?;
         let mut out = Vec::with_capacity(n);
         for item in tx.open_table(POPULAR)?.iter()?.rev().take(n) {
             let (k, _) = item?;
-            let (stars, key) = k.value();
+            let (stars, id) = k.value();
             out.push(RepoSummary {
-                key: RepoKey::from_stored(key),
+                key: RepoKey::from_stored(ids::repo_name(&names, id)?),
                 stars,
-                pushed: pushed.get(key)?.map_or(0, |v| v.value()),
+                pushed: pushed.get(id)?.map_or(0, |v| v.value()),
             });
         }
         Ok(out)
@@ -184,44 +192,61 @@ impl Index {
         repo: &RepoKey,
     ) -> Result<(RepoSummary, Option<String>), IndexError> {
         let key = repo.clone();
-        let repo = repo.as_str();
         let tx = self.db.begin_read()?;
+        let Some(id) = ids::find_repo(&tx.open_table(ids::REPO_IDS)?, repo.as_str())? else {
+            let none = RepoSummary {
+                key,
+                stars: 0,
+                pushed: 0,
+            };
+            return Ok((none, None));
+        };
         let stars = tx
             .open_table(STAR_COUNTS)?
-            .get(repo)?
+            .get(id)?
             .map_or(0, |v| v.value());
-        let pushed = tx.open_table(PUSHED)?.get(repo)?.map_or(0, |v| v.value());
-        let page = tx
-            .open_table(PAGES)?
-            .get(repo)?
-            .map(|v| v.value().to_owned());
+        let pushed = tx.open_table(PUSHED)?.get(id)?.map_or(0, |v| v.value());
+        let page = tx.open_table(PAGES)?.get(id)?.map(|v| v.value().to_owned());
         Ok((RepoSummary { key, stars, pushed }, page))
     }
 
     /// The rkey of `did`'s star on `repo`, if they starred it.
     pub fn star_of(&self, did: &Did, repo: &RepoKey) -> Result<Option<String>, IndexError> {
         let tx = self.db.begin_read()?;
+        let (Some(did), Some(repo)) = (
+            ids::find_did(&tx.open_table(ids::DID_IDS)?, did.as_str())?,
+            ids::find_repo(&tx.open_table(ids::REPO_IDS)?, repo.as_str())?,
+        ) else {
+            return Ok(None);
+        };
         Ok(tx
             .open_table(STARRERS)?
-            .get((repo.as_str(), did.as_str()))?
+            .get((repo, did))?
             .map(|v| v.value().to_owned()))
     }
 
     /// The repositories `did` starred (at most `n`), in key order.
     pub fn starred_by(&self, did: &Did, n: usize) -> Result<Vec<RepoKey>, IndexError> {
-        let did = did.as_str();
         let tx = self.db.begin_read()?;
-        let mut out: Vec<RepoKey> = Vec::new();
+        let Some(did) = ids::find_did(&tx.open_table(ids::DID_IDS)?, did.as_str())? else {
+            return Ok(Vec::new());
+        };
+        let names = tx.open_table(ids::REPO_NAMES)?;
+        let mut seen: Vec<u64> = Vec::new();
         for item in tx.open_table(STARS)?.range((did, "")..(did, MAX))? {
             let (_, repo) = item?;
             let repo = repo.value();
-            if !out.iter().any(|r| r.as_str() == repo) {
-                out.push(RepoKey::from_stored(repo));
+            if !seen.contains(&repo) {
+                seen.push(repo);
             }
-            if out.len() >= n {
+            if seen.len() >= n {
                 break;
             }
         }
+        let mut out = seen
+            .into_iter()
+            .map(|id| ids::repo_name(&names, id).map(RepoKey::from_stored))
+            .collect::<Result<Vec<_>, _>>()?;
         out.sort();
         Ok(out)
     }

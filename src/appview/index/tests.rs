@@ -342,52 +342,117 @@ fn a_damaged_index_is_moved_aside_and_started_afresh() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
 }
 
+/// Every table's name and rows, as a stopped node's file holds them.
+fn table_rows(path: &std::path::Path) -> Vec<(String, u64)> {
+    use redb::{ReadableDatabase as _, ReadableTableMetadata as _, TableHandle as _};
+    let db = Database::open(path).unwrap();
+    let tx = db.begin_read().unwrap();
+    let mut out: Vec<(String, u64)> = tx
+        .list_tables()
+        .unwrap()
+        .map(|t| {
+            let name = t.name().to_owned();
+            (name, tx.open_untyped_table(t).unwrap().len().unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 #[test]
-fn an_index_in_an_older_layout_starts_over_keeping_uploads() {
+fn compaction_rewrites_every_table_and_keeps_every_row() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index.redb");
-    let (m, id) = (d("m"), UploadId::random());
+    let (m1, m2, layer) = (d("m1"), d("m2"), d("layer"));
+    let id = UploadId::random();
     {
         let ix = Index::open(&path).unwrap();
-        put(&ix, "r", &m, record(None), Some("t"), &[], None);
-        ix.link_blob(&k("r"), &d("layer"), 5, None).unwrap();
+        ix.link_blob(&k("did:plc:a/app"), &layer, 5, None).unwrap();
+        ix.link_held_blob(
+            &k("did:plc:a/app"),
+            &d("held"),
+            6,
+            None,
+            &"did:web:nas.lan".parse().unwrap(),
+        )
+        .unwrap();
+        for (i, repo) in ["did:plc:a/app", "did:plc:b/app", "did:plc:a/tools"]
+            .into_iter()
+            .enumerate()
+        {
+            put(
+                &ix,
+                repo,
+                &m1,
+                record(None),
+                Some("v1"),
+                std::slice::from_ref(&layer),
+                None,
+            );
+            let change = IndexChange::PutStar {
+                addr: addr(STAR_COLLECTION, format!("star{i}")),
+                repo: repo.into(),
+            };
+            ix.apply(&[change], None).unwrap();
+        }
+        let desc = serde_json::json!({"digest": m2.as_str()});
+        put(
+            &ix,
+            "did:plc:a/app",
+            &m2,
+            record(Some(m1.clone())),
+            Some("sig"),
+            &[],
+            Some(desc),
+        );
+        let page = IndexChange::PutPage {
+            addr: addr(PAGE_COLLECTION, "self".into()),
+            repo: "did:plc:a/app".into(),
+            text: "# app".into(),
+        };
+        ix.apply(&[page], Some(9)).unwrap();
         let session = UploadSession {
-            repo: k("r"),
+            repo: k("did:plc:a/app"),
             parts: 0,
             size: 0,
             started: 1,
             updated: 1,
         };
         ix.put_upload(id, &session).unwrap();
-        ix.apply_events(&[(7, vec![])]).unwrap();
-        ix.sync().unwrap();
+        ix.set_gc_last_run(3).unwrap();
     }
-    {
-        // What the version before the binary layout left: JSON values and no format.
-        let db = Database::open(&path).unwrap();
-        let tx = db.begin_write().unwrap();
-        let json = serde_json::to_vec(&record(None)).unwrap();
-        tx.open_table(MANIFESTS)
-            .unwrap()
-            .insert(("r", m.as_str()), json.as_slice())
-            .unwrap();
-        tx.open_table(derived::META)
-            .unwrap()
-            .remove("format")
-            .unwrap();
-        tx.commit().unwrap();
-    }
+    let rows = table_rows(&path);
+    assert!(rows.contains(&("tags".to_owned(), 4)), "{rows:?}");
+    // A copy left by an interrupted compaction is replaced.
+    std::fs::write(dir.path().join("index.redb.compacting"), b"half").unwrap();
+
+    Index::compact(&path).unwrap();
+    assert_eq!(table_rows(&path), rows, "every table, every row");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     let ix = Index::open(&path).unwrap();
-    assert_eq!(ix.cursor().unwrap(), 0, "the events are applied again");
-    assert_eq!(ix.tag(&k("r"), "t").unwrap(), None);
-    assert_eq!(ix.manifest(&k("r"), &m).unwrap(), None);
-    assert!(ix.upload(id).unwrap().is_some(), "upload sessions stay");
-    assert!(ix.repo_blob(&k("r"), &d("layer")).unwrap().is_some());
-    // Indexed again, it reads back, and the next open leaves it alone.
-    put(&ix, "r", &m, record(None), Some("t"), &[], None);
-    ix.sync().unwrap();
-    drop(ix);
-    let ix = Index::open(&path).unwrap();
-    assert_eq!(ix.tag(&k("r"), "t").unwrap(), Some(m.clone()));
-    assert_eq!(ix.manifest(&k("r"), &m).unwrap(), Some(record(None)));
+    assert_eq!(ix.cursor().unwrap(), 9);
+    assert_eq!(
+        ix.tag(&k("did:plc:a/app"), "sig").unwrap(),
+        Some(m2.clone())
+    );
+    assert_eq!(ix.tag(&k("did:plc:b/app"), "v1").unwrap(), Some(m1.clone()));
+    assert_eq!(ix.repo_blob(&k("did:plc:a/app"), &layer).unwrap(), Some(5));
+    assert_eq!(ix.referrers(&k("did:plc:a/app"), &m1).unwrap().len(), 1);
+    assert!(ix.upload(id).unwrap().is_some());
+    assert_eq!(ix.gc_last_run().unwrap(), Some(3));
+    assert_eq!(ix.most_starred(10).unwrap().len(), 3);
+    let (summary, page) = ix.repo_summary(&k("did:plc:a/app")).unwrap();
+    assert_eq!((summary.stars, page.as_deref()), (1, Some("# app")));
+    // Repository ids stay what they were: a new repository of an owner takes a new one.
+    put(
+        &ix,
+        "did:plc:a/new",
+        &m1,
+        record(None),
+        Some("v1"),
+        &[],
+        None,
+    );
+    assert_eq!(ix.tag(&k("did:plc:a/new"), "v1").unwrap(), Some(m1));
+    assert_eq!(ix.tag(&k("did:plc:a/app"), "v1").unwrap(), Some(d("m1")));
 }

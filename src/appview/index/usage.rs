@@ -7,29 +7,29 @@
 //! last such manifest goes; the size counted is the one storage holds, noted when it was first
 //! counted. Derived: a rebuild empties these tables and refills them with the manifests.
 
-use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
-use super::{BLOBS, Index, IndexError, MANIFESTS, MAX, REFS, RepoKey, gc};
+use super::{AFTER_DIGESTS, Index, IndexError, RepoKey, digest_key, gc, ids};
 use crate::atproto::Did;
 use crate::blobstore::Digest;
 
-/// (owner DID, blob digest) → size: the blobs counted in each owner's usage.
-const OWNER_COUNTED: TableDefinition<(&str, &str), u64> = TableDefinition::new("usage_owner_blobs");
-/// owner DID → bytes: the sum of the owner's rows in `OWNER_COUNTED`.
-const OWNER_BYTES: TableDefinition<&str, u64> = TableDefinition::new("usage_owners");
-/// (repository, blob digest) → size: the blobs counted in each repository's size.
-const REPO_COUNTED: TableDefinition<(&str, &str), u64> = TableDefinition::new("usage_repo_blobs");
-/// repository → bytes: the sum of the repository's rows in `REPO_COUNTED`.
-const REPO_BYTES: TableDefinition<&str, u64> = TableDefinition::new("usage_repos");
-/// name → value: `filled`, set once the tables hold the usage of every manifest indexed.
-const USAGE_META: TableDefinition<&str, u64> = TableDefinition::new("usage_meta");
-const FILLED: &str = "filled";
+/// (owner DID id, blob digest) → size: the blobs counted in each owner's usage.
+pub(super) const OWNER_COUNTED: TableDefinition<(u64, &[u8]), u64> =
+    TableDefinition::new("usage_owner_blobs");
+/// owner DID id → bytes: the sum of the owner's rows in `OWNER_COUNTED`.
+pub(super) const OWNER_BYTES: TableDefinition<u64, u64> = TableDefinition::new("usage_owners");
+/// (repository id, blob digest) → size: the blobs counted in each repository's size.
+pub(super) const REPO_COUNTED: TableDefinition<(u64, &[u8]), u64> =
+    TableDefinition::new("usage_repo_blobs");
+/// repository id → bytes: the sum of the repository's rows in `REPO_COUNTED`.
+pub(super) const REPO_BYTES: TableDefinition<u64, u64> = TableDefinition::new("usage_repos");
 
-/// One side of the bookkeeping: who is counted (an owner, or a repository) in which tables.
+/// One side of the bookkeeping: who is counted (an owner, or a repository, by id) in which
+/// tables.
 #[derive(Clone, Copy)]
 struct Ledger {
-    rows: TableDefinition<'static, (&'static str, &'static str), u64>,
-    totals: TableDefinition<'static, &'static str, u64>,
+    rows: TableDefinition<'static, (u64, &'static [u8]), u64>,
+    totals: TableDefinition<'static, u64, u64>,
 }
 
 const OWNERS: Ledger = Ledger {
@@ -42,12 +42,12 @@ const REPOS: Ledger = Ledger {
 };
 
 impl Ledger {
-    /// Counts `digest` of `size` bytes for `who`, unless it already is.
+    /// Counts `digest` (its key) of `size` bytes for `who`, unless it already is.
     fn count(
         self,
         tx: &WriteTransaction,
-        who: &str,
-        digest: &str,
+        who: u64,
+        digest: &[u8],
         size: u64,
     ) -> Result<(), IndexError> {
         let mut rows = tx.open_table(self.rows)?;
@@ -62,7 +62,7 @@ impl Ledger {
     }
 
     /// Stops counting `digest` for `who`, if it was.
-    fn uncount(self, tx: &WriteTransaction, who: &str, digest: &str) -> Result<(), IndexError> {
+    fn uncount(self, tx: &WriteTransaction, who: u64, digest: &[u8]) -> Result<(), IndexError> {
         let Some(size) = tx
             .open_table(self.rows)?
             .remove((who, digest))?
@@ -84,6 +84,11 @@ impl Ledger {
     }
 }
 
+/// The owner (DID id) of repository id `repo`: its high half (see `ids`).
+fn owner_of(repo: u64) -> u64 {
+    repo >> 32
+}
+
 /// Counts the blobs a manifest of `repo` uses (with their stored sizes) for the repository and
 /// its owner. Applying the same manifest again changes nothing.
 pub(super) fn add(
@@ -91,34 +96,39 @@ pub(super) fn add(
     repo: &str,
     blobs: &[(Digest, u64)],
 ) -> Result<(), IndexError> {
-    let owner = RepoKey::from_stored(repo);
+    if blobs.is_empty() {
+        return Ok(());
+    }
+    let repo = ids::repo_id(tx, repo)?;
     for (digest, size) in blobs {
-        OWNERS.count(tx, owner.owner(), digest.as_str(), *size)?;
-        REPOS.count(tx, repo, digest.as_str(), *size)?;
+        let d = digest_key(digest);
+        OWNERS.count(tx, owner_of(repo), &d, *size)?;
+        REPOS.count(tx, repo, &d, *size)?;
     }
     Ok(())
 }
 
-/// After a manifest of `repo` was removed (its uses taken out of `gc::USERS`): stops counting
-/// each digest it used that no other manifest of the repository, or of its owner, still uses.
+/// After a manifest of repository `repo` (its id) was removed (its uses taken out of
+/// `gc::USERS`): stops counting each digest (key) it used that no other manifest of the
+/// repository, or of its owner, still uses.
 pub(super) fn release(
     tx: &WriteTransaction,
-    repo: &str,
-    used: &[String],
+    repo: u64,
+    used: &[Vec<u8>],
 ) -> Result<(), IndexError> {
-    let key = RepoKey::from_stored(repo);
-    let owner_repos = (
-        format!("{}/", key.owner()),
-        format!("{}/{MAX}", key.owner()),
-    );
-    for digest in used {
-        let d = digest.as_str();
+    let owner = owner_of(repo);
+    let owner_repos = ids::owner_repos(u32::try_from(owner).unwrap_or(u32::MAX));
+    for d in used {
+        let d = d.as_slice();
         let (in_repo, in_owner) = {
             let users = tx.open_table(gc::USERS)?;
-            let in_repo = users.range((d, repo, "")..(d, repo, MAX))?.next().is_some();
+            let in_repo = users
+                .range((d, repo, &[][..])..=(d, repo, AFTER_DIGESTS))?
+                .next()
+                .is_some();
             let in_owner = in_repo
                 || users
-                    .range((d, owner_repos.0.as_str(), "")..(d, owner_repos.1.as_str(), ""))?
+                    .range((d, owner_repos.start, &[][..])..(d, owner_repos.end, &[][..]))?
                     .next()
                     .is_some();
             (in_repo, in_owner)
@@ -127,22 +137,32 @@ pub(super) fn release(
             REPOS.uncount(tx, repo, d)?;
         }
         if !in_owner {
-            OWNERS.uncount(tx, key.owner(), d)?;
+            OWNERS.uncount(tx, owner, d)?;
         }
     }
     Ok(())
 }
 
-/// [`Index::usage_growth`] over the `OWNER_COUNTED` rows of a read or write transaction.
+/// [`Index::usage_growth`] over the `OWNER_COUNTED` rows of a read or write transaction, for
+/// the owner with DID id `owner` (`None`: one with nothing counted).
 fn growth(
-    rows: &impl ReadableTable<(&'static str, &'static str), u64>,
-    owner: &str,
+    rows: &impl ReadableTable<(u64, &'static [u8]), u64>,
+    owner: Option<u32>,
     blobs: &[(Digest, u64)],
 ) -> Result<u64, IndexError> {
     let mut seen = std::collections::HashSet::new();
     let mut growth = 0u64;
     for (digest, size) in blobs {
-        if seen.insert(digest.as_str()) && rows.get((owner, digest.as_str()))?.is_none() {
+        if !seen.insert(digest.as_str()) {
+            continue;
+        }
+        let counted = match owner {
+            Some(owner) => rows
+                .get((u64::from(owner), digest_key(digest).as_slice()))?
+                .is_some(),
+            None => false,
+        };
+        if !counted {
             growth = growth.saturating_add(*size);
         }
     }
@@ -159,42 +179,24 @@ pub(super) fn fits(
     limit: u64,
 ) -> Result<bool, IndexError> {
     let owner = RepoKey::from_stored(repo);
-    let owner = owner.owner();
+    let owner = ids::find_did(&tx.open_table(ids::DID_IDS)?, owner.owner())?;
     let more = growth(&tx.open_table(OWNER_COUNTED)?, owner, blobs)?;
-    let used = tx
-        .open_table(OWNER_BYTES)?
-        .get(owner)?
-        .map_or(0, |v| v.value());
+    let used = match owner {
+        Some(owner) => tx
+            .open_table(OWNER_BYTES)?
+            .get(u64::from(owner))?
+            .map_or(0, |v| v.value()),
+        None => 0,
+    };
     Ok(more == 0 || used.saturating_add(more) <= limit)
 }
 
-/// Creates the tables; an index made before they existed is counted once from its manifests'
-/// references and the stored blobs' sizes.
+/// Creates the tables.
 pub(super) fn ensure(tx: &WriteTransaction) -> Result<(), IndexError> {
     for ledger in [OWNERS, REPOS] {
         tx.open_table(ledger.rows)?;
         tx.open_table(ledger.totals)?;
     }
-    if tx.open_table(USAGE_META)?.get(FILLED)?.is_some() {
-        return Ok(());
-    }
-    if !tx.open_table(MANIFESTS)?.is_empty()? {
-        let mut rows = Vec::new();
-        {
-            let blobs = tx.open_table(BLOBS)?;
-            for entry in tx.open_table(REFS)?.iter()? {
-                let (key, _) = entry?;
-                let (repo, _, used) = key.value();
-                if let (Some(size), Ok(digest)) = (blobs.get(used)?, used.parse::<Digest>()) {
-                    rows.push((repo.to_owned(), digest, size.value()));
-                }
-            }
-        }
-        for (repo, digest, size) in rows {
-            add(tx, &repo, &[(digest, size)])?;
-        }
-    }
-    tx.open_table(USAGE_META)?.insert(FILLED, 1)?;
     Ok(())
 }
 
@@ -203,29 +205,32 @@ pub(super) fn clear(tx: &WriteTransaction) -> Result<(), IndexError> {
     for ledger in [OWNERS, REPOS] {
         tx.delete_table(ledger.rows)?;
         tx.delete_table(ledger.totals)?;
-        tx.open_table(ledger.rows)?;
-        tx.open_table(ledger.totals)?;
     }
-    tx.open_table(USAGE_META)?.insert(FILLED, 1)?;
-    Ok(())
+    ensure(tx)
 }
 
 impl Index {
     /// The bytes of the unique blobs `owner`'s manifests use, in all their repositories.
     pub fn usage(&self, owner: &Did) -> Result<u64, IndexError> {
         let tx = self.db.begin_read()?;
+        let Some(owner) = ids::find_did(&tx.open_table(ids::DID_IDS)?, owner.as_str())? else {
+            return Ok(0);
+        };
         Ok(tx
             .open_table(OWNER_BYTES)?
-            .get(owner.as_str())?
+            .get(u64::from(owner))?
             .map_or(0, |v| v.value()))
     }
 
     /// The bytes of the unique blobs the manifests of `repo` use.
     pub fn repo_usage(&self, repo: &RepoKey) -> Result<u64, IndexError> {
         let tx = self.db.begin_read()?;
+        let Some(repo) = ids::find_repo(&tx.open_table(ids::REPO_IDS)?, repo.as_str())? else {
+            return Ok(0);
+        };
         Ok(tx
             .open_table(REPO_BYTES)?
-            .get(repo.as_str())?
+            .get(repo)?
             .map_or(0, |v| v.value()))
     }
 
@@ -233,37 +238,51 @@ impl Index {
     /// sizes of those not yet counted for them, each digest once.
     pub fn usage_growth(&self, owner: &Did, blobs: &[(Digest, u64)]) -> Result<u64, IndexError> {
         let tx = self.db.begin_read()?;
-        growth(&tx.open_table(OWNER_COUNTED)?, owner.as_str(), blobs)
+        let owner = ids::find_did(&tx.open_table(ids::DID_IDS)?, owner.as_str())?;
+        growth(&tx.open_table(OWNER_COUNTED)?, owner, blobs)
     }
 
     /// Whether `digest` is counted in `owner`'s usage already.
     pub fn owner_has_blob(&self, owner: &Did, digest: &Digest) -> Result<bool, IndexError> {
         let tx = self.db.begin_read()?;
+        let Some(owner) = ids::find_did(&tx.open_table(ids::DID_IDS)?, owner.as_str())? else {
+            return Ok(false);
+        };
         Ok(tx
             .open_table(OWNER_COUNTED)?
-            .get((owner.as_str(), digest.as_str()))?
+            .get((u64::from(owner), digest_key(digest).as_slice()))?
             .is_some())
     }
 
     /// Every owner with a usage above zero, and it, in DID order.
     pub fn usages(&self) -> Result<Vec<(String, u64)>, IndexError> {
         let tx = self.db.begin_read()?;
+        let names = tx.open_table(ids::DID_NAMES)?;
         let mut out = Vec::new();
         for entry in tx.open_table(OWNER_BYTES)?.iter()? {
             let (owner, bytes) = entry?;
-            out.push((owner.value().to_owned(), bytes.value()));
+            let owner = u32::try_from(owner.value())
+                .map_err(|_| IndexError::Undecodable("owner id too large"))?;
+            out.push((ids::did_name(&names, owner)?, bytes.value()));
         }
+        out.sort();
         Ok(out)
     }
 
     /// The `n` largest repositories by [`Index::repo_usage`], largest first (ties by name).
     pub fn largest_repos(&self, n: usize) -> Result<Vec<(RepoKey, u64)>, IndexError> {
         let tx = self.db.begin_read()?;
+        let names = tx.open_table(ids::REPO_NAMES)?;
         let mut top: std::collections::BTreeSet<(std::cmp::Reverse<u64>, String)> =
             std::collections::BTreeSet::new();
         for entry in tx.open_table(REPO_BYTES)?.iter()? {
             let (repo, bytes) = entry?;
-            top.insert((std::cmp::Reverse(bytes.value()), repo.value().to_owned()));
+            let bytes = std::cmp::Reverse(bytes.value());
+            // Names are looked up only for rows that may make the list.
+            if top.len() == n && top.last().is_some_and(|(b, _)| bytes > *b) {
+                continue;
+            }
+            top.insert((bytes, ids::repo_name(&names, repo.value())?));
             if top.len() > n {
                 top.pop_last();
             }

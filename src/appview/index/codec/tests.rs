@@ -2,7 +2,9 @@ use std::collections::BTreeMap;
 
 use super::super::derived::{LayerOf, RecordEntry, Social};
 use super::super::{IndexError, ManifestRecord};
+use super::{AFTER_DIGESTS, StoredEntry, collection_key, digest_key, digest_of_key};
 use crate::appview::summary::{ConfigSummary, ManifestSummary, Part};
+use crate::blobstore::{Algorithm, Digest};
 
 const D1: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const D2: &str = "sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
@@ -91,34 +93,115 @@ fn a_typical_manifest_takes_a_fraction_of_its_json() {
 #[test]
 fn record_entries_come_back_as_they_went_in() {
     let entries = [
-        RecordEntry {
-            repo: "did:plc:abc/app".to_owned(),
+        StoredEntry {
+            repo: Some(7 << 32 | 3),
             digest: Some(D1.parse().unwrap()),
             tag: Some("v1.2.3".to_owned()),
             social: None,
             layer: None,
         },
-        RecordEntry {
-            repo: "did:plc:abc/app".to_owned(),
+        StoredEntry {
+            repo: Some(0),
             digest: None,
             tag: None,
             social: Some(Social::Star),
             layer: None,
         },
-        RecordEntry {
-            repo: String::new(),
+        StoredEntry {
+            repo: None,
             digest: Some(D2.parse().unwrap()),
             tag: None,
             social: Some(Social::Page),
-            layer: Some(LayerOf {
-                user: "did:plc:xyz".to_owned(),
-                manifest_rkey: "3k2abc".to_owned(),
-            }),
+            layer: Some((u32::MAX, "3k2abc".to_owned())),
         },
     ];
     for entry in entries {
-        assert_eq!(RecordEntry::decode(&entry.encode()).unwrap(), entry);
+        assert_eq!(StoredEntry::decode(&entry.encode()).unwrap(), entry);
     }
+    let stored = StoredEntry {
+        repo: Some(1),
+        digest: None,
+        tag: Some("t".to_owned()),
+        social: None,
+        layer: Some((2, "rkey".to_owned())),
+    };
+    let named = super::super::derived::named(
+        stored,
+        |id| Ok(format!("did:plc:abc/repo{id}")),
+        |id| Ok(format!("did:plc:user{id}")),
+    )
+    .unwrap();
+    assert_eq!(
+        named,
+        RecordEntry {
+            repo: "did:plc:abc/repo1".to_owned(),
+            digest: None,
+            tag: Some("t".to_owned()),
+            social: None,
+            layer: Some(LayerOf {
+                user: "did:plc:user2".to_owned(),
+                manifest_rkey: "rkey".to_owned(),
+            }),
+        }
+    );
+}
+
+#[test]
+fn digest_keys_come_back_and_keep_one_digest_apart_from_another() {
+    let sha256 = Digest::of(Algorithm::Sha256, b"a");
+    let sha512 = Digest::of(Algorithm::Sha512, b"a");
+    let k256 = digest_key(&sha256);
+    let k512 = digest_key(&sha512);
+    assert_eq!(k256.len(), 32, "a SHA-256 digest is its 32 bytes");
+    assert_eq!(
+        k512.len(),
+        65,
+        "another algorithm: a byte naming it, then its bytes"
+    );
+    assert_eq!(digest_of_key(&k256).unwrap(), sha256);
+    assert_eq!(digest_of_key(&k512).unwrap(), sha512);
+    // The bytes sort as the hex does, and after every key comes `AFTER_DIGESTS`.
+    let mut digests: Vec<Digest> = (0..64u8)
+        .map(|i| Digest::of(Algorithm::Sha256, &[i]))
+        .collect();
+    digests.push(sha512);
+    let mut by_key = digests.clone();
+    by_key.sort_by_key(digest_key);
+    let mut by_hex: Vec<Digest> = digests
+        .iter()
+        .filter(|d| d.algorithm() == Algorithm::Sha256)
+        .cloned()
+        .collect();
+    by_hex.sort_by(|a, b| a.hex().cmp(b.hex()));
+    let sha256_by_key: Vec<Digest> = by_key
+        .iter()
+        .filter(|d| d.algorithm() == Algorithm::Sha256)
+        .cloned()
+        .collect();
+    assert_eq!(sha256_by_key, by_hex);
+    assert!(
+        digests
+            .iter()
+            .all(|d| digest_key(d).as_slice() < AFTER_DIGESTS)
+    );
+    assert!(digest_key(&Digest::of(Algorithm::Sha256, b"x")).as_slice() < AFTER_DIGESTS);
+    let all_ones: Digest = format!("sha256:{}", "f".repeat(64)).parse().unwrap();
+    assert!(digest_key(&all_ones).as_slice() < AFTER_DIGESTS);
+    let all_ones: Digest = format!("sha512:{}", "f".repeat(128)).parse().unwrap();
+    assert!(digest_key(&all_ones).as_slice() < AFTER_DIGESTS);
+    for bad in [&[][..], &[1; 31], &[1; 65], &[2; 64]] {
+        assert!(digest_of_key(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn collections_the_index_keeps_take_one_byte() {
+    assert_eq!(collection_key("io.atcr.tag").len(), 1);
+    assert_ne!(
+        collection_key("io.atcr.tag"),
+        collection_key("io.atcr.manifest")
+    );
+    assert_eq!(collection_key("com.example.other"), b"com.example.other");
 }
 
 #[test]
@@ -142,6 +225,6 @@ fn damaged_values_are_errors_not_panics() {
     assert!(ManifestRecord::decode(&[200, 0, 0, 0, 0, 0]).is_err());
     let json = serde_json::to_vec(&minimal()).unwrap();
     assert!(ManifestRecord::decode(&json).is_err());
-    assert!(RecordEntry::decode(&[0xff]).is_err());
-    assert!(RecordEntry::decode(&[]).is_err());
+    assert!(StoredEntry::decode(&[0xff]).is_err());
+    assert!(StoredEntry::decode(&[]).is_err());
 }
