@@ -235,6 +235,18 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     let (desc, _) = images::read_tag(&back, "theirs");
     assert_eq!(desc.digest, local.manifest.digest);
     assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1"]);
+    // Carol now has records here: the node follows her PDS, and first catches up from her
+    // whole repository, verified against her key (getRepo), not from unsigned listings.
+    let caught_up = (0..100).any(|_| {
+        let seen = srv
+            .log_tail()
+            .contains("caught up with a remote user's records (verified repository)");
+        if !seen {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        seen
+    });
+    assert!(caught_up, "no verified catch-up:\n{}", srv.log_tail());
 
     // The web pages: carol signs in through OAuth at the reference PDS's own authorization
     // page (real chromium), comes back signed in, and stars admin/app: the star record is in

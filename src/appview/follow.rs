@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::remote::MIRRORED;
 use super::{AppView, AppViewError};
-use crate::atproto::sync::{event_repo, verify_commit};
+use crate::atproto::sync::{event_repo, verified_records, verify_commit};
 use crate::atproto::{Did, Value};
 use crate::pds::events::parse_frame;
 use crate::pds::store::MirrorWrite;
@@ -40,6 +40,11 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 const CURSOR_EVERY: Duration = Duration::from_secs(2);
 /// `listRecords` pages read per collection of a user when catching up, at most (100 each).
 const LIST_PAGES: usize = 20;
+/// A user's records from a repository export, by (collection, record key).
+type Exported = BTreeMap<(String, String), serde_json::Value>;
+
+/// Records of the followed collections taken from one repository export, at most.
+const MAX_CAUGHT_UP: usize = 10_000;
 /// PDS hosts followed at once, at most.
 const MAX_HOSTS: usize = 32;
 /// How often one frame may fail (its user's key not found, storage) before it is skipped.
@@ -375,7 +380,9 @@ impl AppView {
         Ok(())
     }
 
-    /// Makes the copy of `did`'s ATCR records what their PDS lists now.
+    /// Makes the copy of `did`'s ATCR records what their PDS has now: from their verified
+    /// repository (`getRepo`, checked like a commit: signed by their key, every block hashing
+    /// to its CID), or, when that cannot be had (too large, not served), from listing.
     async fn catch_up_user(&self, did: &Did, endpoint: &str) -> Result<(), AppViewError> {
         if !self.has_mirrored_records(did)? {
             return Ok(());
@@ -384,6 +391,77 @@ impl AppView {
         // push or delete of the same user is written (its records would be undone).
         let _one = self.catching_up.lock().await;
         let _serial = self.lock_owner(did).await;
+        match self.verified_export(did, endpoint).await {
+            Ok((rev, records)) => {
+                let writes = self.reconcile(did, records)?;
+                tracing::info!(%did, records = writes.len(), "caught up with a remote user's records (verified repository)");
+                self.take_in_remote(did, writes).await?;
+                self.pds.store().set_remote_rev(did, &rev).await?;
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::info!(%did, error = %e, "no verified repository to catch up from; listing its records");
+            }
+        }
+        self.catch_up_by_listing(did, endpoint).await
+    }
+
+    /// `did`'s ATCR records from their repository export, verified against their key.
+    async fn verified_export(
+        &self,
+        did: &Did,
+        endpoint: &str,
+    ) -> Result<(String, Exported), String> {
+        let car = self.pds.export_remote_repo(endpoint, did).await?;
+        let key = self
+            .keys
+            .signing_key(&self.pds, did, "atproto", false)
+            .await?;
+        let owner = did.clone();
+        let (rev, records) = tokio::task::spawn_blocking(move || {
+            verified_records(&car, &owner, &key, &MIRRORED, MAX_CAUGHT_UP)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let records = records
+            .into_iter()
+            .map(|(c, rkey, r)| ((c, rkey), r.to_json()))
+            .collect();
+        Ok((rev, records))
+    }
+
+    /// The writes that make the copy of `did`'s records equal `records` (complete).
+    fn reconcile(
+        &self,
+        did: &Did,
+        mut records: Exported,
+    ) -> Result<Vec<MirrorWrite>, AppViewError> {
+        let mut writes = Vec::new();
+        for collection in MIRRORED {
+            for rkey in self.mirrored_keys(did, collection)? {
+                if !records.contains_key(&(collection.to_owned(), rkey.clone())) {
+                    writes.push((collection.to_owned(), rkey, None));
+                }
+            }
+        }
+        // Manifests before the tags that point at them (MIRRORED's order).
+        for collection in MIRRORED {
+            let keys: Vec<(String, String)> = records
+                .keys()
+                .filter(|(c, _)| c == collection)
+                .cloned()
+                .collect();
+            for k in keys {
+                if let Some(r) = records.remove(&k) {
+                    writes.push((k.0, k.1, Some(r)));
+                }
+            }
+        }
+        Ok(writes)
+    }
+
+    /// [`AppView::catch_up_user`] from `listRecords` pages (unsigned answers of their PDS).
+    async fn catch_up_by_listing(&self, did: &Did, endpoint: &str) -> Result<(), AppViewError> {
         let mut writes: Vec<MirrorWrite> = Vec::new();
         for collection in MIRRORED {
             let mut listed: BTreeMap<String, serde_json::Value> = BTreeMap::new();

@@ -37,6 +37,10 @@ use crate::pds::store::BlobMeta;
 use crate::search::Search;
 use records::{MANIFEST_COLLECTION, STAR_COLLECTION, TAG_COLLECTION};
 
+/// How long a remote user's push may take to write its records to their PDS (see
+/// [`AppView::publish`]).
+const REMOTE_PUBLISH_WITHIN: Duration = Duration::from_secs(25);
+
 /// How long a push waits for the index to take in its commit before answering 500.
 const INDEX_WAIT: Duration = Duration::from_secs(30);
 
@@ -224,7 +228,22 @@ impl AppView {
         let rkey = records::manifest_rkey(&loc.path, digest);
         self.record_layers(loc, &rkey, blobs).await?;
         if self.is_remote(&loc.owner)? {
-            return self.publish_remote(loc, pushed, tag).await;
+            // Bounded: the holds' layer records for these blobs are judged 60 s after their
+            // notice at the earliest, and the registry publishes within 30 s of it. Cut short,
+            // the push fails; records their PDS took meanwhile reach the index through its
+            // firehose, and the client's retry finds them there.
+            return tokio::time::timeout(
+                REMOTE_PUBLISH_WITHIN,
+                self.publish_remote(loc, pushed, tag),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(AppViewError::RemoteUnavailable(format!(
+                    "the PDS of {} took longer than {} s to take the push's records",
+                    loc.owner,
+                    REMOTE_PUBLISH_WITHIN.as_secs()
+                )))
+            });
         }
         let mut writes = Vec::new();
         if store

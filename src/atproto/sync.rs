@@ -130,3 +130,62 @@ fn record(store: &MemoryBlockStore, cid: &Cid) -> Result<Value, String> {
         .ok_or_else(|| format!("record {cid} is not in the event"))?;
     Value::from_cbor(&bytes).map_err(|e| format!("record {cid}: {e}"))
 }
+
+/// A verified export's commit `rev` and its records: (collection, record key, record).
+pub type VerifiedRecords = (String, Vec<(String, String, Value)>);
+
+/// Records of a whole repository as `com.atproto.sync.getRepo` exports it (a CAR), once the
+/// export checks out (see [`super::commit::verify_repo`]: the commit signed by `key` and of
+/// `did`, every node and record block present and hashing to its CID): the commit's `rev`, and
+/// the records of `collections` (at most `limit`) as (collection, record key, record).
+///
+/// # Errors
+/// Why the export is refused, or that it holds more than `limit` such records.
+pub fn verified_records(
+    car: &[u8],
+    did: &Did,
+    key: &PublicKey,
+    collections: &[&str],
+    limit: usize,
+) -> Result<VerifiedRecords, String> {
+    let store = MemoryBlockStore::new();
+    let reader = CarReader::with_max_block(car, MAX_BLOCK).map_err(|e| format!("export: {e}"))?;
+    let root = *reader.roots().first().ok_or("the export names no commit")?;
+    reader
+        .load_into(&store)
+        .map_err(|e| format!("export: {e}"))?;
+    let verified =
+        super::commit::verify_repo(&store, root, key).map_err(|e| format!("export: {e}"))?;
+    if verified.commit.unsigned.did != *did {
+        return Err(format!("the export is {}'s", verified.commit.unsigned.did));
+    }
+    let mut records = Vec::new();
+    let mut failure = None;
+    let tree = super::mst::Mst::load(&store, verified.commit.unsigned.data)
+        .map_err(|e| format!("export: {e}"))?;
+    tree.walk(&store, &mut |item| {
+        let super::mst::WalkItem::Leaf { key, value } = item else {
+            return Ok(());
+        };
+        let Some((collection, rkey)) = key.split_once('/') else {
+            return Ok(());
+        };
+        if !collections.contains(&collection) {
+            return Ok(());
+        }
+        if records.len() >= limit {
+            failure = Some(format!("more than {limit} records"));
+            return Err(super::mst::MstError::Conflict("too many records"));
+        }
+        match record(&store, &value) {
+            Ok(r) => records.push((collection.to_owned(), rkey.to_owned(), r)),
+            Err(e) => {
+                failure = Some(e);
+                return Err(super::mst::MstError::Conflict("record unreadable"));
+            }
+        }
+        Ok(())
+    })
+    .map_err(|e| failure.take().unwrap_or_else(|| format!("export: {e}")))?;
+    Ok((verified.commit.unsigned.rev.to_string(), records))
+}

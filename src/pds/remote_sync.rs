@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::Pds;
 use crate::atproto::Did;
-use crate::http_client::{Io, connect, get_json};
+use crate::http_client::{Io, connect, get_bytes, get_json};
 
 /// Largest firehose frame taken from a host.
 pub const MAX_FRAME: usize = 4 << 20;
@@ -22,6 +22,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const LIST_LIMIT_BYTES: usize = 512 << 10;
 /// How long a `listRecords` page may take.
 const LIST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest repository export (`getRepo`) read; a larger repository is caught up by listing.
+pub const MAX_EXPORT: usize = 32 << 20;
+/// How long a repository export may take.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A firehose connection to another PDS.
 pub type Firehose = WebSocketStream<Box<dyn Io>>;
@@ -88,5 +92,30 @@ impl Pds {
             return Err(format!("{endpoint} answered {status} to listRecords"));
         }
         Ok(page)
+    }
+
+    /// `did`'s whole repository from the PDS at `endpoint` (`com.atproto.sync.getRepo`, a
+    /// CAR of at most [`MAX_EXPORT`] bytes), to be verified by the caller.
+    ///
+    /// # Errors
+    /// Why there is none (for the log).
+    pub async fn export_remote_repo(
+        &self,
+        endpoint: &str,
+        did: &Did,
+    ) -> Result<bytes::Bytes, String> {
+        let target = self.settings.identity.reachable(endpoint)?;
+        let path = {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            query.append_pair("did", did.as_str());
+            format!("/xrpc/com.atproto.sync.getRepo?{}", query.finish())
+        };
+        let (status, car) = get_bytes(&target, &path, MAX_EXPORT, EXPORT_TIMEOUT)
+            .await
+            .map_err(|e| format!("{endpoint}: {e:#}"))?;
+        if status != 200 {
+            return Err(format!("{endpoint} answered {status} to getRepo"));
+        }
+        Ok(car)
     }
 }

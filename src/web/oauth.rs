@@ -5,8 +5,8 @@
 //! back to `/oauth/callback`, whose `state` (single use, bound to this browser by a cookie) and
 //! `iss` are checked before the code is exchanged (DPoP-bound tokens, `sub` = the DID the
 //! handle resolved to). The session's tokens write the user's stars to *their* repository
-//! and push their images (see `pds::remote_repo`); it is kept in `pds.redb` and revoked at
-//! sign-out.
+//! (see `pds::remote_repo`; pushes use the session of their docker login); it is kept in
+//! `pds.redb` and revoked at sign-out.
 //!
 //! Which client: on a loopback address over plain HTTP the node is a development client
 //! (`http://localhost?redirect_uri=…&scope=…`, nothing to publish); over HTTPS its client
@@ -28,7 +28,7 @@ const STATE_COOKIE: &str = "atcr_oauth";
 
 /// This node as an OAuth client for a request to `cx`: (`client_id`, `redirect_uri`), or why
 /// it cannot be one on this address.
-fn client_of(cx: &Cx<'_>) -> Result<(String, String), &'static str> {
+fn client_of(cx: &Cx<'_>) -> Result<(String, String), String> {
     let host = cx.host.as_str();
     if cx.https {
         return Ok((
@@ -37,17 +37,19 @@ fn client_of(cx: &Cx<'_>) -> Result<(String, String), &'static str> {
         ));
     }
     let (name, port) = host.rsplit_once(':').unwrap_or((host, "80"));
-    if !matches!(name, "127.0.0.1" | "localhost" | "[::1]") {
+    if name == "localhost" {
+        // The PDS sends the browser back to a loopback address, never to `localhost`; the
+        // cookie that binds the sign-in to the browser must be that address's.
+        return Err(format!(
+            "Open this page at http://127.0.0.1:{port}/signin to sign in with another PDS."
+        ));
+    }
+    if !matches!(name, "127.0.0.1" | "[::1]") {
         return Err(
-            "Signing in with another PDS needs this node over HTTPS (or on this machine's loopback address).",
+            "Signing in with another PDS needs this node over HTTPS (or on this machine's loopback address).".into(),
         );
     }
-    let loopback = if name == "[::1]" {
-        "[::1]"
-    } else {
-        "127.0.0.1"
-    };
-    let redirect_uri = format!("http://{loopback}:{port}/oauth/callback");
+    let redirect_uri = format!("http://{name}:{port}/oauth/callback");
     let client_id = format!(
         "http://localhost?{}",
         form_urlencoded::Serializer::new(String::new())
@@ -106,7 +108,7 @@ pub(super) async fn start(
 }
 
 async fn begin(cx: &Cx<'_>, handle: &str, next: &str) -> Result<Response<Body>, String> {
-    let (client_id, redirect_uri) = client_of(cx).map_err(str::to_owned)?;
+    let (client_id, redirect_uri) = client_of(cx)?;
     let client = OAuthClient {
         client_id,
         redirect_uri,

@@ -257,3 +257,39 @@ async fn consumers_verify_commit_events_and_refuse_tampered_ones() {
     });
     refused(&moved, "undo");
 }
+
+/// A whole repository as `getRepo` exports it is read back by a consumer
+/// (`atproto::sync::verified_records`) with its owner's key: the records of the asked
+/// collections and the commit's `rev`; with another key, or as another DID's, it is refused.
+#[tokio::test]
+async fn consumers_take_records_only_from_verified_exports() {
+    use crate::atproto::sync::verified_records;
+    let dir = tempfile::tempdir().unwrap();
+    let (repos, alice, key) = alice_with_posts(dir.path(), 10).await;
+    let head = repos.store().head(&alice).unwrap().unwrap();
+    let car = crate::atproto::car::export_repo(repos.store(), head.commit, Vec::new()).unwrap();
+    let public = key.public_key();
+    let (rev, records) = verified_records(&car, &alice, &public, &["app.test.post"], 100).unwrap();
+    assert_eq!(rev, head.rev.to_string());
+    assert_eq!(records.len(), 10);
+    assert_eq!(
+        (records[0].0.as_str(), records[0].1.as_str()),
+        ("app.test.post", "k000")
+    );
+    assert!(
+        verified_records(&car, &alice, &public, &["other.collection"], 100)
+            .unwrap()
+            .1
+            .is_empty()
+    );
+    assert!(verified_records(&car, &alice, &public, &["app.test.post"], 5).is_err());
+    let other = Keypair::generate(Algorithm::K256).public_key();
+    assert!(verified_records(&car, &alice, &other, &["app.test.post"], 100).is_err());
+    let bob = did("did:plc:bob00000000000000000000");
+    assert!(verified_records(&car, &bob, &public, &["app.test.post"], 100).is_err());
+    // One byte changed anywhere in a block: refused.
+    let mut tampered = car.clone();
+    let at = tampered.len() - 10;
+    tampered[at] ^= 1;
+    assert!(verified_records(&tampered, &alice, &public, &["app.test.post"], 100).is_err());
+}
