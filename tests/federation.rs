@@ -402,6 +402,41 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     assert!(limited.header("retry-after").is_some());
     assert_eq!(token(&srv, dave, &dave_pw, &[]).status, 429);
 
+    // A handle changed on their PDS (which emits #identity) is taken up within seconds: the
+    // repository goes by the new handle, and the old one names nobody here.
+    let renamed = "carol-renamed.test".to_owned();
+    let out = common::run(
+        Command::new(&node)
+            .args([
+                "remote-handle.mjs",
+                &pds_url,
+                &carol,
+                carol_account_pw,
+                &renamed,
+            ])
+            .current_dir(interop_dir())
+            .env_remove("NODE_OPTIONS"),
+    );
+    assert!(out.status.success(), "remote-handle.mjs: {out:?}");
+    let changed = std::time::Instant::now();
+    let tags_by = |user: &str| {
+        let scope = format!("repository:{user}/app:pull");
+        let granted = token(&srv, user, &carol_pw, &[&scope]);
+        let bearer: Value = serde_json::from_slice(&granted.body).unwrap_or_default();
+        let auth = format!("Bearer {}", bearer["token"].as_str().unwrap_or_default());
+        let url = format!("{}/v2/{user}/app/tags/list", srv.base_url());
+        curl_anonymous("GET", &url, &[("Authorization", &auth)], None).status
+    };
+    while tags_by(&renamed) != 200 {
+        assert!(
+            changed.elapsed() < Duration::from_secs(10),
+            "the new handle does not name carol's repository after 10 s\n{}",
+            srv.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let carol = renamed;
+
     // The remote PDS down: a password checked a moment ago still works (it is remembered); one
     // not checked yet cannot be, which is said (503), not taken for a wrong one.
     remote.stop();
@@ -438,7 +473,8 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     );
     assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1"]);
     let pulled = format!("oci:{}:outage", back.display());
-    srv.must(&mut c.skopeo_copy(&theirs, &pulled, &[]));
+    let renamed_image = format!("docker://{}/{carol}/app:1", srv.host_port());
+    srv.must(&mut c.skopeo_copy(&renamed_image, &pulled, &[]));
 
     // Their repository is on the pages and in search, under their handle (a public hold shows
     // its repositories to anyone).

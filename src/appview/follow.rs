@@ -45,6 +45,8 @@ type Exported = BTreeMap<(String, String), serde_json::Value>;
 
 /// Records of the followed collections taken from one repository export, at most.
 const MAX_CAUGHT_UP: usize = 10_000;
+/// Repositories of a renamed user taken into search again, at most.
+const SEARCH_RENAMED: usize = 10_000;
 /// PDS hosts followed at once, at most.
 const MAX_HOSTS: usize = 32;
 /// How often one frame may fail (its user's key not found, storage) before it is skipped.
@@ -296,16 +298,44 @@ impl AppView {
         match kind {
             "#commit" => self.take_commit(&did, body).await.map_err(at)?,
             "#sync" => self.catch_up_user(&did, endpoint).await.map_err(at)?,
-            "#identity" => {
-                self.pds.identities.forget(did.as_str());
-                tracing::info!(%did, "a remote user's identity changed; resolved again at their next login");
-            }
+            "#identity" => self.identity_changed(&did).await,
             "#account" if body.get("active") == Some(&Value::Bool(false)) => {
                 tracing::warn!(%did, status = ?body.get("status"), "a remote user's account is not active");
             }
             _ => {}
         }
         Ok(seq)
+    }
+
+    /// A followed user's handle or PDS changed (`#identity`): resolved again, so that their
+    /// repositories go by the new handle (the old one no longer names them). A resolution that
+    /// fails changes nothing (their next login resolves again).
+    async fn identity_changed(&self, did: &Did) {
+        self.pds.identities.forget(did.as_str());
+        match self.pds.identities.resolve(&self.pds, did.as_str()).await {
+            Ok(identity) => {
+                let user = crate::pds::store::RemoteUser {
+                    handle: identity.handle.map(|h| h.to_string()),
+                    pds: identity.pds,
+                };
+                tracing::info!(%did, handle = ?user.handle, pds = %user.pds, "a remote user's identity changed");
+                if let Err(e) = self.pds.store().remember_remote_user(did, user).await {
+                    tracing::warn!(%did, error = %e, "could not remember a remote user's new identity");
+                }
+                // Search shows their repositories by name: taken in again under the new one.
+                match self.index.repos_of(did, SEARCH_RENAMED) {
+                    Ok((repos, _)) => {
+                        self.mark_for_search(repos.iter().map(|r| r.as_str().to_owned()).collect());
+                    }
+                    Err(e) => {
+                        tracing::warn!(%did, error = %e, "cannot list a renamed user's repositories");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::info!(%did, error = %e, "a remote user's identity changed and does not resolve now");
+            }
+        }
     }
 
     /// Checks a `#commit` of a followed remote user and applies its ATCR records. A key that
