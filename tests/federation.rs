@@ -10,94 +10,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
 use common::clients::{Clients, HttpResponse, curl_anonymous, required};
 use common::interop::{interop_dir, node};
+use common::reference_pds::ReferencePds;
 use common::{Server, images};
 use serde_json::Value;
-
-/// How long the reference PDS may take to start and create its accounts.
-const START_TIMEOUT: Duration = Duration::from_mins(3);
-
-/// The reference PDS as a child process, killed (by its PID) when dropped.
-struct ReferencePds {
-    child: Child,
-    info: Value,
-    _dir: tempfile::TempDir,
-}
-
-impl ReferencePds {
-    fn start(node: &Path) -> ReferencePds {
-        let dir = common::temp_dir("atcr-refpds-");
-        let log = std::fs::File::create(dir.path().join("log")).expect("log file");
-        let mut child = Command::new(node)
-            .arg("reference-pds.mjs")
-            .current_dir(interop_dir())
-            .env("ATCR_PDS_DIR", dir.path())
-            .env_remove("NODE_OPTIONS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("cannot start node");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(START_TIMEOUT).unwrap_or_default();
-        let Ok(info) = serde_json::from_str::<Value>(&line) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
-            panic!("the reference PDS did not start: {line:?}\n{log}");
-        };
-        ReferencePds {
-            child,
-            info,
-            _dir: dir,
-        }
-    }
-
-    fn user(&self, i: usize) -> (&str, &str, &str) {
-        let u = &self.info["users"][i];
-        (
-            u["handle"].as_str().expect("handle"),
-            u["did"].as_str().expect("did"),
-            u["appPassword"].as_str().expect("app password"),
-        )
-    }
-
-    /// User `i`'s handle, DID and account password (not an app password: for the user's own
-    /// client).
-    fn user_with_password(&self, i: usize) -> (&str, &str, &str) {
-        let u = &self.info["users"][i];
-        (
-            u["handle"].as_str().expect("handle"),
-            u["did"].as_str().expect("did"),
-            u["password"].as_str().expect("password"),
-        )
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ReferencePds {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// `/auth/token` for `scopes` with Basic credentials.
 fn token(srv: &Server, user: &str, password: &str, scopes: &[&str]) -> HttpResponse {
@@ -435,6 +357,11 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    assert_eq!(
+        tags_by(&carol),
+        404,
+        "the old handle still names carol's repository"
+    );
     let carol = renamed;
 
     // The remote PDS down: a password checked a moment ago still works (it is remembered); one

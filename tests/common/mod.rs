@@ -8,6 +8,7 @@
 pub mod clients;
 pub mod images;
 pub mod interop;
+pub mod reference_pds;
 pub mod two_nodes;
 pub mod web;
 pub mod xrpc;
