@@ -138,7 +138,11 @@ impl AppView {
         Ok(false)
     }
 
-    fn each_remote_user(&self, mut f: impl FnMut(&Did, &str)) -> Result<(), AppViewError> {
+    /// Calls `f` with the DID and PDS of every remote user this node knows.
+    pub(super) fn each_remote_user(
+        &self,
+        mut f: impl FnMut(&Did, &str),
+    ) -> Result<(), AppViewError> {
         let store = self.pds.store();
         let mut after: Option<String> = None;
         loop {

@@ -89,13 +89,7 @@ impl AppView {
             };
             records.push((TAG_COLLECTION, tag_key.to_string(), record));
         }
-        if !writes.is_empty() {
-            let body = json!({ "repo": did.as_str(), "writes": writes });
-            self.pds
-                .remote_call(did, "com.atproto.repo.applyWrites", Some(json_body(&body)))
-                .await?;
-            tracing::info!(%did, writes = writes.len(), "records written to the user's PDS");
-        }
+        self.apply_remote_writes(did, writes).await?;
         let mirrored = records
             .into_iter()
             .map(|(c, rkey, record)| (c.to_owned(), rkey, Some(record)))
@@ -163,18 +157,26 @@ impl AppView {
                 }));
             }
         }
-        if !writes.is_empty() {
-            let body = json!({ "repo": did.as_str(), "writes": writes });
-            self.pds
-                .remote_call(did, "com.atproto.repo.applyWrites", Some(json_body(&body)))
-                .await?;
-            tracing::info!(%did, deletes = writes.len(), "records deleted on the user's PDS");
-        }
+        self.apply_remote_writes(did, writes).await?;
         let gone = deletes
             .into_iter()
             .map(|(c, rkey)| (c.to_owned(), rkey, None))
             .collect();
         self.take_in_remote(did, gone).await
+    }
+
+    /// `writes` (`applyWrites` operations) as one commit in `did`'s repository on their PDS.
+    async fn apply_remote_writes(&self, did: &Did, writes: Vec<Json>) -> Result<(), AppViewError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let count = writes.len();
+        let body = json!({ "repo": did.as_str(), "writes": writes });
+        self.pds
+            .remote_call(did, "com.atproto.repo.applyWrites", Some(json_body(&body)))
+            .await?;
+        tracing::info!(%did, writes = count, "records written to the user's PDS");
+        Ok(())
     }
 
     /// Applies record changes of `did`'s repository to the mirror, then to the index.
@@ -207,39 +209,31 @@ impl AppView {
         stats: &mut RebuildStats,
     ) -> Result<(), AppViewError> {
         let store = self.pds.store();
-        let mut after: Option<String> = None;
-        loop {
-            let users = store.remote_users(after.as_deref(), 100)?;
-            let Some((last, _)) = users.last() else {
-                return Ok(());
-            };
-            after = Some(last.as_str().to_owned());
-            for (did, _) in users {
-                stats.repos += 1;
-                for collection in MIRRORED {
-                    let mut cursor: Option<String> = None;
-                    loop {
-                        let page =
-                            store.remote_records(&did, collection, cursor.as_deref(), 500)?;
-                        let Some((last, _)) = page.last() else { break };
-                        cursor = Some(last.clone());
-                        let mut changes = Vec::with_capacity(page.len());
-                        for (rkey, record) in page {
-                            let addr = RecordAddr {
-                                did: did.as_str().to_owned(),
-                                collection: collection.to_owned(),
-                                rkey,
-                            };
-                            stats.count(
-                                self.change_of_record(&did, addr, &record).await?,
-                                &mut changes,
-                            );
-                        }
-                        self.index.write(move |ix| ix.apply(&changes, None)).await?;
+        let mut users = Vec::new();
+        self.each_remote_user(|did, _| users.push(did.clone()))?;
+        for did in users {
+            stats.repos += 1;
+            for collection in MIRRORED {
+                let mut cursor: Option<String> = None;
+                loop {
+                    let page = store.remote_records(&did, collection, cursor.as_deref(), 500)?;
+                    let Some((last, _)) = page.last() else { break };
+                    cursor = Some(last.clone());
+                    let mut changes = Vec::with_capacity(page.len());
+                    for (rkey, record) in page {
+                        let addr = RecordAddr {
+                            did: did.as_str().to_owned(),
+                            collection: collection.to_owned(),
+                            rkey,
+                        };
+                        let change = self.change_of_record(&did, addr, &record).await?;
+                        stats.count(change, &mut changes);
                     }
+                    self.index.write(move |ix| ix.apply(&changes, None)).await?;
                 }
             }
         }
+        Ok(())
     }
 
     /// A record of a remote user's repository, as their PDS has it now.
