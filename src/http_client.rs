@@ -374,6 +374,12 @@ pub fn is_public(ip: std::net::IpAddr) -> bool {
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
+                // Site-local (deprecated, still routed on some LANs).
+                || (first & 0xffc0) == 0xfec0
+                // Local-use NAT64 (RFC 8215), translated to whatever the site chooses.
+                || (first == 0x64 && v6.segments()[1] == 0xff9b && v6.segments()[2] == 1)
+                // IPv4-compatible (`::a.b.c.d`, deprecated): taken for the IPv4 address.
+                || (v6.segments()[..6] == [0; 6] && v6.to_ipv4().is_some_and(|v4| !is_public(IpAddr::V4(v4))))
                 || (first == 0x2001 && v6.segments()[1] == 0x0db8))
         }
     }
@@ -464,6 +470,10 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
+            "64:ff9b:1::101:101",
+            "fec0::1",
+            "::10.0.0.1",
+            "::127.0.0.1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }

@@ -21,7 +21,7 @@ use common::reference_pds::ReferencePds;
 use common::{Server, images};
 use serde_json::Value;
 
-/// `/auth/token` for `scopes` with Basic credentials.
+/// `/auth/token` for `scopes` with Basic credentials (none for the user `""`).
 fn token(srv: &Server, user: &str, password: &str, scopes: &[&str]) -> HttpResponse {
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     let mut url = format!(
@@ -33,12 +33,9 @@ fn token(srv: &Server, user: &str, password: &str, scopes: &[&str]) -> HttpRespo
         url.push_str("&scope=");
         url.push_str(s);
     }
-    curl_anonymous(
-        "GET",
-        &url,
-        &[("Authorization", &format!("Basic {basic}"))],
-        None,
-    )
+    let basic = format!("Basic {basic}");
+    let auth = [("Authorization", basic.as_str())];
+    curl_anonymous("GET", &url, if user.is_empty() { &[] } else { &auth }, None)
 }
 
 fn error_code(r: &HttpResponse) -> String {
@@ -131,7 +128,7 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     let theirs = format!("docker://{}/{carol}/app:1", srv.host_port());
     srv.must(&mut c.skopeo_copy(&local.reference(), &theirs, &[]));
     let pds_url = remote.info["url"].as_str().expect("url").to_owned();
-    let records = remote_records(&node, &pds_url, &carol_did);
+    let records = remote.records(&node, &carol_did);
     let manifests = records["manifests"].as_array().unwrap();
     assert_eq!(manifests.len(), 1, "{records}");
     let m = &manifests[0];
@@ -175,11 +172,12 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     // *her* repository on the reference PDS. The callback replayed is refused (single use), as
     // is one with a state nobody issued.
     let (_, _, carol_account_pw) = remote.user_with_password(0);
+    let carol_account_pw = &carol_account_pw.to_owned();
     let web = oauth_web(&node, &srv, &carol, carol_account_pw, "admin/app");
     assert_eq!(web["signedInAs"], carol.as_str(), "{web}");
     assert_eq!(web["starred"], true, "{web}");
     assert_eq!(web["replayStatus"], 400, "{web}");
-    let records = remote_records(&node, &pds_url, &carol_did);
+    let records = remote.records(&node, &carol_did);
     let stars = records["stars"].as_array().unwrap();
     assert_eq!(stars.len(), 1, "{records}");
     let admin_did = srv.cli(&["user", "list"], "");
@@ -262,7 +260,7 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
         c.skopeo()
             .args(["delete", "--tls-verify=false", &by_digest]),
     );
-    let records = remote_records(&node, &pds_url, &carol_did);
+    let records = remote.records(&node, &carol_did);
     assert_eq!(
         records["manifests"].as_array().unwrap().len(),
         1,
@@ -285,24 +283,13 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
 
     // A tag record deleted on their PDS directly (any ATProto client) leaves the node within
     // seconds: the node follows the reference PDS's firehose and checks each commit.
-    let records = remote_records(&node, &pds_url, &carol_did);
-    let second_tag = records["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["value"]["tag"] == "2")
-        .expect("tag 2's record")["rkey"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let out = common::run(
-        Command::new(&node)
-            .args(["remote-delete.mjs", &pds_url, &carol, carol_account_pw])
-            .args(["io.atcr.tag", &second_tag])
-            .current_dir(interop_dir())
-            .env_remove("NODE_OPTIONS"),
+    let second_tag = ReferencePds::tag_rkey(&remote.records(&node, &carol_did), "2");
+    remote.delete_record(
+        &node,
+        (&carol, carol_account_pw),
+        "io.atcr.tag",
+        &second_tag,
     );
-    assert!(out.status.success(), "remote-delete.mjs: {out:?}");
     let deleted = std::time::Instant::now();
     while tag_list(&srv, &carol, &carol_pw) != ["1"] {
         assert!(
@@ -366,7 +353,7 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
 
     // The remote PDS down: a password checked a moment ago still works (it is remembered); one
     // not checked yet cannot be, which is said (503), not taken for a wrong one.
-    remote.stop();
+    remote.pause();
     let cached = token(&srv, &carol, &carol_pw, &[]);
     assert_eq!(cached.status, 200, "{}", cached.text());
     let unchecked = token(&srv, &carol, "another-password", &[]);
@@ -403,6 +390,35 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     let renamed_image = format!("docker://{}/{carol}/app:1", srv.host_port());
     srv.must(&mut c.skopeo_copy(&renamed_image, &pulled, &[]));
 
+    // Their PDS back: pushes go through again, and the node takes up the PDS's events from its
+    // cursor, including those that came while the node itself was stopped.
+    remote.resume();
+    let third = format!("docker://{}/{carol}/app:3", srv.host_port());
+    srv.must(&mut c.skopeo_copy(&local.reference(), &third, &[]));
+    assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1", "3"]);
+    let third_tag = ReferencePds::tag_rkey(&remote.records(&node, &carol_did), "3");
+    assert!(srv.stop());
+    remote.delete_record(&node, (&carol, carol_account_pw), "io.atcr.tag", &third_tag);
+    srv.restart_same_port();
+    let restarted = std::time::Instant::now();
+    while tag_list(&srv, &carol, &carol_pw) != ["1"] {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(10),
+            "a tag deleted while the node was stopped is still listed\n{}",
+            srv.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let resumed = srv.log_tail();
+    let resumed = resumed
+        .rsplit("restarting on the same port")
+        .next()
+        .unwrap_or("");
+    assert!(
+        resumed.contains("following a remote PDS") && resumed.contains("cursor=Some("),
+        "the node did not follow the PDS from its cursor after the restart\n{resumed}"
+    );
+
     // Their repository is on the pages and in search, under their handle (a public hold shows
     // its repositories to anyone).
     admin(&srv, &["hold", "set", "--public", "true"]);
@@ -418,20 +434,54 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
         "{}",
         page.text()
     );
-    let found = (0..50).any(|_| {
-        let hits = curl_anonymous(
-            "GET",
-            &format!("{}/search?q=app", srv.base_url()),
-            &[],
-            None,
+    let shown = |srv: &Server| {
+        let url = |path: &str| format!("{}{path}", srv.base_url());
+        let page = curl_anonymous("GET", &url(&format!("/r/{carol}/app")), &[], None);
+        let hits = curl_anonymous("GET", &url("/search?q=app"), &[], None);
+        let catalog = with_token(srv, ("", "", "registry:catalog:*"), "GET", "/v2/_catalog");
+        let listed = catalog.text().contains(&format!("\"{carol}/app\""));
+        let found = hits.text().contains(&format!("/r/{carol}/app"));
+        let (pull, manifest) = (
+            format!("repository:{carol}/app:pull"),
+            format!("/v2/{carol}/app/manifests/1"),
         );
-        let hit = hits.text().contains(&format!("/r/{carol}/app"));
-        if !hit {
+        let manifest = with_token(srv, ("", "", &pull), "GET", &manifest);
+        (page.status, manifest.status, found, listed)
+    };
+    let until = |srv: &Server, want: (u16, u16, bool, bool), what: &str| {
+        let since = std::time::Instant::now();
+        while shown(srv) != want {
+            let waited = since.elapsed() < Duration::from_secs(10);
+            assert!(waited, "{what} after 10 s\n{}", srv.log_tail());
             std::thread::sleep(Duration::from_millis(200));
         }
-        hit
-    });
-    assert!(found, "the remote user's repository is not found by search");
+    };
+    until(
+        &srv,
+        (200, 200, true, true),
+        "the remote user's repository is hidden",
+    );
+
+    // Their account taken down on their PDS (which announces it with #account): their
+    // repositories are hidden here (no page, no pulls, not in the catalog or search) until it is
+    // reinstated, and then come back as they were.
+    remote.take_down(&carol_did, true);
+    until(
+        &srv,
+        (404, 404, false, false),
+        "a taken-down user's repository shows",
+    );
+    assert!(srv.log_tail().contains("their repositories are hidden"));
+    remote.take_down(&carol_did, false);
+    until(
+        &srv,
+        (200, 200, true, true),
+        "a reinstated user's repository is hidden",
+    );
+    let out = login(&carol, &carol_pw);
+    assert!(out.status.success(), "{out:?}");
+    let pull = format!("docker://{}/{carol}/app:1", srv.host_port());
+    srv.must(&mut c.skopeo_copy(&pull, &pulled, &[]));
 }
 
 /// `METHOD path` on the node with a token for (user, password, scope).
@@ -508,23 +558,6 @@ fn oauth_web(node: &Path, srv: &Server, handle: &str, password: &str, repository
         "oauth-web.mjs: {out:?}\n--- server log:\n{}",
         srv.log_tail()
     );
-    serde_json::from_slice(&out.stdout).expect("one JSON line")
-}
-
-/// The `io.atcr.*` records of `did` on the reference PDS (`tests/interop/remote-records.mjs`:
-/// read with `@atproto/api`, validated with `@atproto/lexicon`).
-fn remote_records(node: &Path, pds_url: &str, did: &str) -> Value {
-    let out = common::run(
-        Command::new(node)
-            .args(["remote-records.mjs", pds_url, did])
-            .current_dir(interop_dir())
-            .env(
-                "ATCR_LEXICONS",
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("lexicons"),
-            )
-            .env_remove("NODE_OPTIONS"),
-    );
-    assert!(out.status.success(), "remote-records.mjs: {out:?}");
     serde_json::from_slice(&out.stdout).expect("one JSON line")
 }
 

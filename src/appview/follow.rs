@@ -4,15 +4,18 @@
 //! their document names) and its `io.atcr.manifest`/`io.atcr.tag` changes applied to the copy
 //! in `pds.redb` and the index — so a record deleted on their PDS leaves the node within
 //! seconds. A host seen for the first time, an `#info OutdatedCursor` or a `#sync` is caught
-//! up by listing the users' records (`listRecords`). The cursor per host is kept in `pds.redb`;
-//! a dropped connection is retried with a doubling wait (1 s to 60 s).
+//! up from the users' verified repositories (`getRepo`); `#account` hides or shows a user's
+//! repositories. The cursor per host is kept in `pds.redb`; a dropped connection is retried
+//! with a doubling wait (1 s to 60 s).
 //!
 //! Only users with records here (they pushed or starred through this node) are followed, and
-//! at most [`MAX_HOSTS`] hosts. Every frame is a stranger's: size-bounded (4 MiB), and frames
-//! about DIDs this node does not follow, or about users whose PDS is another host, are skipped
-//! after reading their repository; a commit older than the last one taken in from that user
-//! (by `rev`) is refused, so an old signed commit cannot be replayed. Catching up holds at most
-//! [`LIST_PAGES`] pages of at most 512 KiB per collection, one user at a time.
+//! at most [`MAX_HOSTS`] hosts. Every frame is a stranger's: size-bounded (4 MiB, and
+//! [`crate::atproto::data::UNTRUSTED_ITEMS`] decoded items), and frames about DIDs this node
+//! does not follow, or about users whose PDS is another host, are skipped after reading their
+//! repository; a commit or repository older than the last one taken in from that user (by
+//! `rev`) is refused, so an old signed state cannot be replayed. What a host says unsigned
+//! (`#account`, `#sync`) counts only when the user's DID document names that host now.
+//! Catching up holds one repository (≤ 32 MiB) in memory, one user at a time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -38,15 +41,13 @@ const MAX_BACKOFF: Duration = Duration::from_mins(1);
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// How often the cursor is written while frames arrive.
 const CURSOR_EVERY: Duration = Duration::from_secs(2);
-/// `listRecords` pages read per collection of a user when catching up, at most (100 each).
-const LIST_PAGES: usize = 20;
 /// A user's records from a repository export, by (collection, record key).
 type Exported = BTreeMap<(String, String), serde_json::Value>;
 
 /// Records of the followed collections taken from one repository export, at most.
 const MAX_CAUGHT_UP: usize = 10_000;
-/// Repositories of a renamed user taken into search again, at most.
-const SEARCH_RENAMED: usize = 10_000;
+/// Repositories of a renamed, hidden or shown-again user taken into search again, at most.
+const SEARCH_AGAIN: usize = 10_000;
 /// PDS hosts followed at once, at most.
 const MAX_HOSTS: usize = 32;
 /// How often one frame may fail (its user's key not found, storage) before it is skipped.
@@ -262,10 +263,12 @@ impl AppView {
         };
         if header.get("op") == Some(&Value::Integer(-1)) {
             let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            // A stranger's text: quoted and cut, never a line of the log of its own.
+            let cut = |t: String| t.chars().take(200).collect::<String>();
             return Err(stopped(format!(
-                "error frame: {} {}",
-                text("error"),
-                text("message")
+                "error frame: {:?} {:?}",
+                cut(text("error")),
+                cut(text("message"))
             )));
         }
         let seq = match body.get("seq") {
@@ -303,12 +306,62 @@ impl AppView {
             "#commit" => self.take_commit(&did, body).await.map_err(at)?,
             "#sync" => self.catch_up_user(&did, endpoint).await.map_err(at)?,
             "#identity" => self.identity_changed(&did).await,
-            "#account" if body.get("active") == Some(&Value::Bool(false)) => {
-                tracing::warn!(%did, status = ?body.get("status"), "a remote user's account is not active");
-            }
+            "#account" => self
+                .account_changed(&did, endpoint, &body)
+                .await
+                .map_err(at)?,
             _ => {}
         }
         Ok(seq)
+    }
+
+    /// A followed user's account was taken down, deactivated or suspended on their PDS, or is
+    /// active again (`#account`): their repositories are hidden meanwhile (see
+    /// [`AppView::hidden`]), shown again after.
+    async fn account_changed(
+        &self,
+        did: &Did,
+        endpoint: &str,
+        body: &Value,
+    ) -> Result<(), AppViewError> {
+        let Some(Value::Bool(active)) = body.get("active") else {
+            return Ok(());
+        };
+        if !self.hosts_now(did, endpoint).await? {
+            return Ok(());
+        }
+        let status = (!active).then(|| {
+            let status = body
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("inactive");
+            // A status is a short token; anything else is not taken as said.
+            if status.len() <= 64
+                && status
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                status.to_owned()
+            } else {
+                "inactive".to_owned()
+            }
+        });
+        if !self
+            .pds
+            .store()
+            .set_remote_inactive(did, status.clone())
+            .await?
+        {
+            return Ok(());
+        }
+        if let Some(status) = &status {
+            tracing::warn!(%did, %status, "a remote user's account is not active; their repositories are hidden");
+        } else {
+            tracing::info!(%did, "a remote user's account is active again; their repositories are shown");
+        }
+        let (repos, _) = self.index.repos_of(did, SEARCH_AGAIN)?;
+        self.mark_for_search(repos.iter().map(|r| r.as_str().to_owned()).collect());
+        Ok(())
     }
 
     /// A followed user's handle or PDS changed (`#identity`): resolved again, so that their
@@ -327,7 +380,7 @@ impl AppView {
                     tracing::warn!(%did, error = %e, "could not remember a remote user's new identity");
                 }
                 // Search shows their repositories by name: taken in again under the new one.
-                match self.index.repos_of(did, SEARCH_RENAMED) {
+                match self.index.repos_of(did, SEARCH_AGAIN) {
                     Ok((repos, _)) => {
                         self.mark_for_search(repos.iter().map(|r| r.as_str().to_owned()).collect());
                     }
@@ -414,30 +467,49 @@ impl AppView {
         Ok(())
     }
 
-    /// Makes the copy of `did`'s ATCR records what their PDS has now: from their verified
+    /// Makes the copy of `did`'s ATCR records what their PDS has now, from their verified
     /// repository (`getRepo`, checked like a commit: signed by their key, every block hashing
-    /// to its CID), or, when that cannot be had (too large, not served), from listing.
+    /// to its CID, no older than the last commit taken in). Nothing else is taken: a host's
+    /// unsigned answers (`listRecords`) would let it rewrite the user's tags.
     async fn catch_up_user(&self, did: &Did, endpoint: &str) -> Result<(), AppViewError> {
-        if !self.has_mirrored_records(did)? {
+        if !self.has_mirrored_records(did)? || !self.hosts_now(did, endpoint).await? {
             return Ok(());
         }
-        // One catch-up at a time, node-wide (they hold pages in memory); and none while a
-        // push or delete of the same user is written (its records would be undone).
+        // One catch-up at a time, node-wide (they hold a repository in memory); and none while
+        // a push or delete of the same user is written (its records would be undone).
         let _one = self.catching_up.lock().await;
         let _serial = self.lock_owner(did).await;
-        match self.verified_export(did, endpoint).await {
-            Ok((rev, records)) => {
-                let writes = self.reconcile(did, records)?;
-                tracing::info!(%did, records = writes.len(), "caught up with a remote user's records (verified repository)");
-                self.take_in_remote(did, writes).await?;
-                self.pds.store().set_remote_rev(did, &rev).await?;
-                return Ok(());
-            }
-            Err(e) => {
-                tracing::info!(%did, error = %e, "no verified repository to catch up from; listing its records");
-            }
+        let (rev, records) = self
+            .verified_export(did, endpoint)
+            .await
+            .map_err(|e| AppViewError::Data(format!("no verified repository of {did}: {e}")))?;
+        if let Some(last) = self.pds.store().remote_rev(did)?
+            && last.as_str() > rev.as_str()
+        {
+            tracing::warn!(%did, %rev, %last, "refused a remote repository older than the last commit taken in");
+            return Ok(());
         }
-        self.catch_up_by_listing(did, endpoint).await
+        let writes = self.reconcile(did, records)?;
+        tracing::info!(%did, records = writes.len(), "caught up with a remote user's records (verified repository)");
+        self.take_in_remote(did, writes).await?;
+        self.pds.store().set_remote_rev(did, &rev).await?;
+        Ok(())
+    }
+
+    /// Whether `endpoint` is `did`'s PDS now, as their DID document says (resolved, or from
+    /// the cache): what a host says without a signature of the user (`#account`, `#sync`) is
+    /// taken only from it, not from a host they left.
+    async fn hosts_now(&self, did: &Did, endpoint: &str) -> Result<bool, AppViewError> {
+        let identity = self
+            .pds
+            .identities
+            .resolve(&self.pds, did.as_str())
+            .await
+            .map_err(|e| AppViewError::Data(format!("cannot resolve {did}: {e}")))?;
+        if identity.pds != endpoint {
+            tracing::info!(%did, %endpoint, pds = %identity.pds, "ignored an event from a host that is not the user's PDS now");
+        }
+        Ok(identity.pds == endpoint)
     }
 
     /// `did`'s ATCR records from their repository export, verified against their key.
@@ -492,47 +564,6 @@ impl AppView {
             }
         }
         Ok(writes)
-    }
-
-    /// [`AppView::catch_up_user`] from `listRecords` pages (unsigned answers of their PDS).
-    async fn catch_up_by_listing(&self, did: &Did, endpoint: &str) -> Result<(), AppViewError> {
-        let mut writes: Vec<MirrorWrite> = Vec::new();
-        for collection in MIRRORED {
-            let mut listed: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-            let mut cursor: Option<String> = None;
-            for _ in 0..LIST_PAGES {
-                let page = self
-                    .pds
-                    .list_remote_records(endpoint, did, collection, cursor.as_deref())
-                    .await
-                    .map_err(AppViewError::Data)?;
-                for r in page["records"].as_array().into_iter().flatten() {
-                    let rkey = r["uri"].as_str().and_then(|u| u.rsplit('/').next());
-                    if let Some(rkey) = rkey
-                        && r["value"].is_object()
-                    {
-                        listed.insert(rkey.to_owned(), r["value"].clone());
-                    }
-                }
-                cursor = page["cursor"].as_str().map(str::to_owned);
-                if cursor.is_none() {
-                    break;
-                }
-            }
-            // Not listed to the end: what was not seen is not taken for deleted.
-            if cursor.is_none() {
-                for rkey in self.mirrored_keys(did, collection)? {
-                    if !listed.contains_key(&rkey) {
-                        writes.push((collection.to_owned(), rkey, None));
-                    }
-                }
-            }
-            for (rkey, value) in listed {
-                writes.push((collection.to_owned(), rkey, Some(value)));
-            }
-        }
-        tracing::info!(%did, records = writes.len(), "caught up with a remote user's records");
-        self.take_in_remote(did, writes).await
     }
 }
 

@@ -149,11 +149,22 @@ impl AppView {
             did => did,
         };
         match did {
-            Some(did) if accounts.get(&did)?.is_some() || store.remote_user(&did)?.is_some() => {
+            Some(did) if accounts.get(&did)?.is_some() => Ok(Some(did)),
+            Some(did) if store.remote_user(&did)?.is_some() && !self.hidden(did.as_str())? => {
                 Ok(Some(did))
             }
             _ => Ok(None),
         }
+    }
+
+    /// Whether `owner`'s repositories are hidden: a user of another PDS whose account there is
+    /// not active (taken down, deactivated), as their PDS announced. Their records stay
+    /// indexed and their blobs kept, so they come back as they were if the account does.
+    pub fn hidden(&self, owner: &str) -> Result<bool, AppViewError> {
+        let Ok(did) = owner.parse::<Did>() else {
+            return Ok(false);
+        };
+        Ok(self.pds.store().remote_inactive(&did)?.is_some())
     }
 
     /// Resolves `<owner>/<repository…>`; an unknown owner is `NAME_UNKNOWN`.

@@ -85,10 +85,11 @@ impl AppView {
         self.search_wake.notify_one();
     }
 
-    /// The search document of repository `key`, or `None` when it no longer exists.
+    /// The search document of repository `key`, or `None` when it no longer exists or is
+    /// hidden.
     pub fn search_doc(&self, key: &RepoKey) -> Result<Option<RepoDoc>, AppViewError> {
         let index = &self.index;
-        if !index.repo_exists(key)? {
+        if !index.repo_exists(key)? || self.hidden(key.owner())? {
             return Ok(None);
         }
         let account = key

@@ -104,7 +104,18 @@ pub fn encode(value: &Value) -> Vec<u8> {
 /// Decodes one complete DAG-CBOR block in canonical form, and checks the data model rules
 /// (`$type` strings, blob objects).
 pub fn decode(bytes: &[u8]) -> Result<Value, DataError> {
-    let mut d = Decoder { buf: bytes, pos: 0 };
+    decode_at_most(bytes, usize::MAX)
+}
+
+/// [`decode`], refusing input of more than `items` data items: a decoded item costs ≈50 bytes
+/// of memory against one byte of input at the least, so bytes from the network are decoded
+/// with a bound on what they may cost.
+pub fn decode_at_most(bytes: &[u8], items: usize) -> Result<Value, DataError> {
+    let mut d = Decoder {
+        buf: bytes,
+        pos: 0,
+        items,
+    };
     let v = d.value(0)?;
     if d.pos != bytes.len() {
         return Err(DataError::Cbor("trailing bytes after the value"));
@@ -116,6 +127,8 @@ pub fn decode(bytes: &[u8]) -> Result<Value, DataError> {
 struct Decoder<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Data items that may still be decoded.
+    items: usize,
 }
 
 impl<'a> Decoder<'a> {
@@ -183,6 +196,10 @@ impl<'a> Decoder<'a> {
         if depth > MAX_DEPTH {
             return Err(DataError::Cbor("nested too deeply"));
         }
+        self.items = self
+            .items
+            .checked_sub(1)
+            .ok_or(DataError::Cbor("too many data items"))?;
         let (major, info, arg) = self.head()?;
         match major {
             0 => i64::try_from(arg)
@@ -258,6 +275,23 @@ impl<'a> Decoder<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn untrusted_input_is_decoded_within_an_item_budget() {
+        // 100,000 one-byte integers in one array: 100 KB of input, ≈5 MB decoded.
+        let mut many = vec![0x9a];
+        many.extend_from_slice(&100_000u32.to_be_bytes());
+        many.extend(std::iter::repeat_n(0x01, 100_000));
+        assert!(decode(&many).is_ok());
+        assert!(
+            decode_at_most(&many, 100_000).is_err(),
+            "the array counts too"
+        );
+        assert!(decode_at_most(&many, 100_001).is_ok());
+        assert!(Value::from_untrusted_cbor(&many).is_err());
+        let small = encode(&Value::Array(vec![Value::Integer(1); 10]));
+        assert!(Value::from_untrusted_cbor(&small).is_ok());
+    }
 
     fn rejects(hex_in: &str) {
         assert!(

@@ -9,6 +9,11 @@ use thiserror::Error;
 
 use super::cid::Cid;
 
+/// Data items one value from the network may hold, at most (a firehose frame's body, a record
+/// of another PDS): far above what the ATProto records and events hold, far below what a
+/// few MiB of one-byte items would cost decoded (≈50 bytes each).
+pub const UNTRUSTED_ITEMS: usize = 1 << 16;
+
 /// Why some CBOR or JSON is not atproto data.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum DataError {
@@ -131,6 +136,12 @@ impl Value {
     /// Decodes canonical DAG-CBOR (see [`super::cbor::decode`]).
     pub fn from_cbor(bytes: &[u8]) -> Result<Value, DataError> {
         super::cbor::decode(bytes)
+    }
+
+    /// [`Value::from_cbor`] for bytes from the network: at most [`UNTRUSTED_ITEMS`] data items
+    /// (a few MiB of memory), whatever their encoding.
+    pub fn from_untrusted_cbor(bytes: &[u8]) -> Result<Value, DataError> {
+        super::cbor::decode_at_most(bytes, UNTRUSTED_ITEMS)
     }
 
     /// The CID of this value's canonical encoding (dag-cbor, sha2-256).

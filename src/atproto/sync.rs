@@ -128,7 +128,7 @@ fn record(store: &MemoryBlockStore, cid: &Cid) -> Result<Value, String> {
         .get(cid)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("record {cid} is not in the event"))?;
-    Value::from_cbor(&bytes).map_err(|e| format!("record {cid}: {e}"))
+    Value::from_untrusted_cbor(&bytes).map_err(|e| format!("record {cid}: {e}"))
 }
 
 /// A verified export's commit `rev` and its records: (collection, record key, record).

@@ -153,8 +153,8 @@ pub fn account_frame(
 pub fn parse_frame(bytes: &[u8]) -> Option<(Value, Value)> {
     // The header is a small map; find where it ends by decoding prefixes of growing length.
     (1..bytes.len().min(64)).find_map(|n| {
-        let header = Value::from_cbor(&bytes[..n]).ok()?;
-        let body = Value::from_cbor(&bytes[n..]).ok()?;
+        let header = Value::from_untrusted_cbor(&bytes[..n]).ok()?;
+        let body = Value::from_untrusted_cbor(&bytes[n..]).ok()?;
         Some((header, body))
     })
 }

@@ -154,10 +154,10 @@ impl Identities {
             });
         match &answer {
             Err(ResolveError::Unavailable(e)) => {
-                tracing::warn!(identifier = %key, error = %e, "identity unreachable");
+                tracing::warn!(identifier = ?key, error = %e, "identity unreachable");
                 return answer;
             }
-            Err(e) => tracing::info!(identifier = %key, error = %e, "identity not found"),
+            Err(e) => tracing::info!(identifier = ?key, error = %e, "identity not found"),
             Ok(id) => tracing::debug!(identifier = %key, did = %id.did, "identity resolved"),
         }
         let mut cache = self.lock();

@@ -47,7 +47,7 @@ impl Pds {
             return Err("Give your handle (alice.example.com) or DID.".into());
         }
         let identity = pds.identities.resolve(pds, handle).await.map_err(|e| {
-            tracing::info!(%handle, error = %e, "OAuth sign-in: handle not resolved");
+            tracing::info!(?handle, error = %e, "OAuth sign-in: handle not resolved");
             format!("{handle} could not be resolved to an account.")
         })?;
         let local = pds

@@ -1,28 +1,24 @@
 //! Reading other PDSes' repositories as a consumer: their firehose
-//! (`com.atproto.sync.subscribeRepos`, a WebSocket) and their record listings
-//! (`com.atproto.repo.listRecords`). Both are strangers' servers: reached through
-//! `identity.reachable`, frames and pages bounded in size, connecting and each page in time.
+//! (`com.atproto.sync.subscribeRepos`, a WebSocket) and their repository exports
+//! (`com.atproto.sync.getRepo`). Both are strangers' servers: reached through
+//! `identity.reachable`, frames and exports bounded in size, connecting and reading in time.
 //! What the frames and records mean is the `AppView`'s (`appview/follow.rs`).
 
 use std::time::Duration;
 
-use serde_json::Value as Json;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::Pds;
 use crate::atproto::Did;
-use crate::http_client::{Io, connect, get_bytes, get_json};
+use crate::http_client::{Io, connect, get_bytes};
 
 /// Largest firehose frame taken from a host.
 pub const MAX_FRAME: usize = 4 << 20;
 /// How long connecting (TCP, TLS, WebSocket handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest `listRecords` page read.
-pub const LIST_LIMIT_BYTES: usize = 512 << 10;
-/// How long a `listRecords` page may take.
-const LIST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest repository export (`getRepo`) read; a larger repository is caught up by listing.
+/// Largest repository export (`getRepo`) read; a larger repository is not caught up with
+/// (its commits are still followed).
 pub const MAX_EXPORT: usize = 32 << 20;
 /// How long a repository export may take.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,39 +55,6 @@ impl Pds {
         .await
         .map_err(|_| format!("connecting to {endpoint} took too long"))??;
         Ok(ws)
-    }
-
-    /// One page (at most 100 records) of `did`'s `collection` on the PDS at `endpoint`:
-    /// the answer of `listRecords`.
-    ///
-    /// # Errors
-    /// Why there is none (for the log).
-    pub async fn list_remote_records(
-        &self,
-        endpoint: &str,
-        did: &Did,
-        collection: &str,
-        cursor: Option<&str>,
-    ) -> Result<Json, String> {
-        let target = self.settings.identity.reachable(endpoint)?;
-        let path = {
-            let mut query = form_urlencoded::Serializer::new(String::new());
-            query
-                .append_pair("repo", did.as_str())
-                .append_pair("collection", collection)
-                .append_pair("limit", "100");
-            if let Some(c) = cursor {
-                query.append_pair("cursor", c);
-            }
-            format!("/xrpc/com.atproto.repo.listRecords?{}", query.finish())
-        };
-        let (status, page) = get_json(&target, &path, LIST_LIMIT_BYTES, LIST_TIMEOUT)
-            .await
-            .map_err(|e| format!("{endpoint}: {e:#}"))?;
-        if status != 200 {
-            return Err(format!("{endpoint} answered {status} to listRecords"));
-        }
-        Ok(page)
     }
 
     /// `did`'s whole repository from the PDS at `endpoint` (`com.atproto.sync.getRepo`, a

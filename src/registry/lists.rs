@@ -106,19 +106,32 @@ impl Registry {
     pub(super) fn catalog(&self, page: &Page) -> Result<Response<Body>, OciError> {
         let mut first = FirstAfter::new(page.last.as_deref(), page_size(page));
         // The index orders keys by owner DID: an owner's repositories come together.
-        let mut owner: Option<(String, String)> = None;
+        // `None`: the owner's repositories are hidden (see `AppView::hidden`).
+        let mut owner: Option<(String, Option<String>)> = None;
+        let mut failed = None;
         self.index.each_repo(|key| {
             let (did, path) = (key.owner(), key.path());
             let shown = match &owner {
                 Some((d, shown)) if d == did => shown,
                 _ => {
-                    &owner
-                        .insert((did.to_owned(), self.appview.display_owner(did)))
-                        .1
+                    let shown = match self.appview.hidden(did) {
+                        Ok(false) => Some(self.appview.display_owner(did)),
+                        Ok(true) => None,
+                        Err(e) => {
+                            failed.get_or_insert(e);
+                            None
+                        }
+                    };
+                    &owner.insert((did.to_owned(), shown)).1
                 }
             };
-            first.offer(format!("{shown}/{path}"));
+            if let Some(shown) = shown {
+                first.offer(format!("{shown}/{path}"));
+            }
         })?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
         paged(
             "/v2/_catalog",
             page,

@@ -224,11 +224,16 @@ fn home(cx: &Cx<'_>) -> anyhow::Result<Option<Response<Body>>> {
     let index = site.appview.index();
     let (mut recent, mut starred) = (Vec::new(), Vec::new());
     if visible(cx)? {
+        let appview = &site.appview;
         for r in index.recent(HOME_LIST)? {
-            recent.push((display_name(site, &r.key), r));
+            if !appview.hidden(r.key.owner())? {
+                recent.push((display_name(site, &r.key), r));
+            }
         }
         for r in index.most_starred(HOME_LIST)? {
-            starred.push((display_name(site, &r.key), r));
+            if !appview.hidden(r.key.owner())? {
+                starred.push((display_name(site, &r.key), r));
+            }
         }
     }
     let list = |rows: &[(String, crate::appview::index::RepoSummary)]| {

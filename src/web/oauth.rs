@@ -149,7 +149,7 @@ pub(super) async fn callback(
     {
         Ok(signed_in) => Ok(signed_in),
         Err(why) => {
-            tracing::info!(reason = %why, "OAuth sign-in refused");
+            tracing::info!(reason = ?why, "OAuth sign-in refused");
             Err(failed(cx, StatusCode::BAD_REQUEST, &why))
         }
     }

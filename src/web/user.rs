@@ -40,7 +40,7 @@ pub(super) fn page(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Bo
             repos.push(display_name(site, &key));
         }
         for key in appview.index().starred_by(&did, PAGE)? {
-            if appview.index().repo_exists(&key)? {
+            if appview.index().repo_exists(&key)? && !appview.hidden(key.owner())? {
                 stars.push(display_name(site, &key));
             }
         }

@@ -1,9 +1,9 @@
 //! The reference PDS (`@atproto/pds`, with its own `@did-plc/server` directory,
 //! `tests/interop/reference-pds.mjs`) on 127.0.0.1, as another PDS for `tests/federation.rs`.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -14,10 +14,17 @@ use super::interop::interop_dir;
 /// How long the reference PDS may take to start and create its accounts.
 const START_TIMEOUT: Duration = Duration::from_mins(3);
 
+/// How long the reference PDS may take to stop or start again.
+const COMMAND_TIMEOUT: Duration = Duration::from_mins(1);
+
 /// The reference PDS as a child process, killed (by its PID) when dropped.
 pub struct ReferencePds {
     child: Child,
-    /// What `reference-pds.mjs` printed: `plc`, `url`, `port`, `users`.
+    /// Commands to `reference-pds.mjs` (`stop`, `start`).
+    commands: Option<ChildStdin>,
+    /// The lines it prints after the first.
+    answers: mpsc::Receiver<String>,
+    /// What `reference-pds.mjs` printed: `plc`, `url`, `port`, `admin`, `users`.
     pub info: Value,
     _dir: tempfile::TempDir,
 }
@@ -32,7 +39,7 @@ impl ReferencePds {
             .current_dir(interop_dir())
             .env("ATCR_PDS_DIR", dir.path())
             .env_remove("NODE_OPTIONS")
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -40,9 +47,12 @@ impl ReferencePds {
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
         });
         let line = rx.recv_timeout(START_TIMEOUT).unwrap_or_default();
         let Ok(info) = serde_json::from_str::<Value>(&line) else {
@@ -52,10 +62,30 @@ impl ReferencePds {
             panic!("the reference PDS did not start: {line:?}\n{log}");
         };
         ReferencePds {
+            commands: child.stdin.take(),
             child,
+            answers: rx,
             info,
             _dir: dir,
         }
+    }
+
+    /// Stops the PDS alone (its PLC directory stays up), as an outage of the user's PDS.
+    pub fn pause(&mut self) {
+        self.command("stop");
+    }
+
+    /// Starts the PDS again after [`ReferencePds::pause`], on the same port and data.
+    pub fn resume(&mut self) {
+        self.command("start");
+    }
+
+    fn command(&mut self, command: &str) {
+        let stdin = self.commands.as_mut().expect("the reference PDS runs");
+        writeln!(stdin, "{command}").expect("write to the reference PDS");
+        stdin.flush().expect("write to the reference PDS");
+        let answer = self.answers.recv_timeout(COMMAND_TIMEOUT);
+        assert_eq!(answer.as_deref(), Ok("ok"), "reference PDS: {command}");
     }
 
     #[must_use]
@@ -80,7 +110,78 @@ impl ReferencePds {
         )
     }
 
+    /// The PDS's URL (`http://localhost:PORT`).
+    #[must_use]
+    pub fn url(&self) -> &str {
+        self.info["url"].as_str().expect("url")
+    }
+
+    /// The `io.atcr.*` records of `did` on this PDS (`tests/interop/remote-records.mjs`: read
+    /// with `@atproto/api`, validated with `@atproto/lexicon`).
+    #[must_use]
+    pub fn records(&self, node: &Path, did: &str) -> Value {
+        let out = super::run(
+            Command::new(node)
+                .args(["remote-records.mjs", self.url(), did])
+                .current_dir(interop_dir())
+                .env(
+                    "ATCR_LEXICONS",
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("lexicons"),
+                )
+                .env_remove("NODE_OPTIONS"),
+        );
+        assert!(out.status.success(), "remote-records.mjs: {out:?}");
+        serde_json::from_slice(&out.stdout).expect("one JSON line")
+    }
+
+    /// The record key of the tag record for `tag` among `records` (see [`ReferencePds::records`]).
+    #[must_use]
+    pub fn tag_rkey(records: &Value, tag: &str) -> String {
+        let tags = records["tags"].as_array().expect("tags");
+        let found = tags.iter().find(|t| t["value"]["tag"] == tag);
+        found.expect("the tag's record")["rkey"]
+            .as_str()
+            .expect("rkey")
+            .to_owned()
+    }
+
+    /// Deletes a record directly on this PDS as its user (`(handle, account password)`) would
+    /// with any ATProto client (`tests/interop/remote-delete.mjs`).
+    pub fn delete_record(&self, node: &Path, who: (&str, &str), collection: &str, rkey: &str) {
+        let out = super::run(
+            Command::new(node)
+                .args(["remote-delete.mjs", self.url(), who.0, who.1])
+                .args([collection, rkey])
+                .current_dir(interop_dir())
+                .env_remove("NODE_OPTIONS"),
+        );
+        assert!(out.status.success(), "remote-delete.mjs: {out:?}");
+    }
+
+    /// Takes `did`'s account down (or reinstates it) as this PDS's administrator would
+    /// (`com.atproto.admin.updateSubjectStatus`), which announces it with an `#account` event.
+    pub fn take_down(&self, did: &str, applied: bool) {
+        use base64::Engine;
+        let admin = self.info["admin"].as_str().expect("admin password");
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("admin:{admin}"));
+        let body = serde_json::json!({
+            "subject": { "$type": "com.atproto.admin.defs#repoRef", "did": did },
+            "takedown": { "applied": applied, "ref": "atcr-test" },
+        });
+        let r = super::clients::curl_anonymous(
+            "POST",
+            &format!("{}/xrpc/com.atproto.admin.updateSubjectStatus", self.url()),
+            &[
+                ("Authorization", &format!("Basic {basic}")),
+                ("Content-Type", "application/json"),
+            ],
+            Some(body.to_string().as_bytes()),
+        );
+        assert_eq!(r.status, 200, "updateSubjectStatus: {}", r.text());
+    }
+
     pub fn stop(&mut self) {
+        self.commands = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

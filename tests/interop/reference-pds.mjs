@@ -1,12 +1,16 @@
 // The reference PDS (@atproto/pds) as the "other PDS" of tests/federation.rs, with its own PLC
 // directory (@did-plc/server, in memory), both on 127.0.0.1 on ports the system picks. Creates
 // two accounts (carol.test, dave.test), each with an app password, prints one JSON line
-//   {"plc", "url", "port", "users": [{"handle", "did", "password", "appPassword"}, …]}
-// and serves until killed. State goes to $ATCR_PDS_DIR (the test's temporary directory).
+//   {"plc", "url", "port", "admin", "users": [{"handle", "did", "password", "appPassword"}, …]}
+// ("admin": the PDS's admin password) and serves until killed or its stdin closes. A line
+// "stop" on stdin stops the PDS (the PLC directory stays up), "start" starts it again on the
+// same port and data; each is answered with a line "ok" once done. State goes to $ATCR_PDS_DIR
+// (the test's temporary directory).
 import crypto from 'node:crypto'
 import http from 'node:http'
 import net from 'node:net'
 import path from 'node:path'
+import readline from 'node:readline'
 import { AtpAgent } from '@atproto/api'
 import { PlcServer, Database } from '@did-plc/server'
 import { PDS, envToCfg, envToSecrets, readEnv } from '@atproto/pds'
@@ -41,6 +45,7 @@ const plc = await new Promise((resolve) => {
 })
 
 const port = await freePort()
+const admin = crypto.randomBytes(16).toString('hex')
 Object.assign(process.env, {
   PDS_PORT: String(port),
   PDS_HOSTNAME: 'localhost',
@@ -50,14 +55,18 @@ Object.assign(process.env, {
   PDS_DATA_DIRECTORY: dir,
   PDS_BLOBSTORE_DISK_LOCATION: path.join(dir, 'blobs'),
   PDS_JWT_SECRET: crypto.randomBytes(16).toString('hex'),
-  PDS_ADMIN_PASSWORD: crypto.randomBytes(16).toString('hex'),
+  PDS_ADMIN_PASSWORD: admin,
   PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX: crypto.randomBytes(32).toString('hex'),
   PDS_SERVICE_HANDLE_DOMAINS: '.test',
   LOG_ENABLED: 'false',
 })
-const env = readEnv()
-const pds = await PDS.create(envToCfg(env), envToSecrets(env))
-await pds.start()
+async function startPds() {
+  const env = readEnv()
+  const pds = await PDS.create(envToCfg(env), envToSecrets(env))
+  await pds.start()
+  return pds
+}
+let pds = await startPds()
 
 const url = `http://localhost:${port}`
 const users = []
@@ -69,4 +78,15 @@ for (const name of ['carol', 'dave']) {
   const app = await agent.com.atproto.server.createAppPassword({ name: 'atcr' })
   users.push({ handle, did: account.data.did, password, appPassword: app.data.password })
 }
-console.log(JSON.stringify({ plc, url, port, users }))
+console.log(JSON.stringify({ plc, url, port, admin, users }))
+
+for await (const line of readline.createInterface({ input: process.stdin })) {
+  if (line === 'stop' && pds) {
+    await pds.destroy()
+    pds = null
+  } else if (line === 'start' && !pds) {
+    pds = await startPds()
+  }
+  console.log('ok')
+}
+process.exit(0)

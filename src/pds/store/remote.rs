@@ -25,6 +25,10 @@ const REMOTE_GRANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("remote
 /// DID → the `rev` of the last commit of theirs taken in from their PDS's firehose.
 const REMOTE_REVS: TableDefinition<&str, &str> = TableDefinition::new("remote_revs");
 
+/// DID → why a remote user's account is not active on their PDS (`takendown`, `deactivated`,
+/// `suspended`, …), as its `#account` event said; their repositories are hidden meanwhile.
+const REMOTE_INACTIVE: TableDefinition<&str, &str> = TableDefinition::new("remote_inactive");
+
 /// A user of another PDS this node has met (they logged in).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteUser {
@@ -188,6 +192,34 @@ impl PdsStore {
         .await
     }
 
+    /// Why `did`'s account on their PDS is not active, if it is not (see `REMOTE_INACTIVE`).
+    pub fn remote_inactive(&self, did: &Did) -> Result<Option<String>, StoreError> {
+        let Some(table) = self.table_if_exists(REMOTE_INACTIVE)? else {
+            return Ok(None);
+        };
+        Ok(table.get(did.as_str())?.map(|v| v.value().to_owned()))
+    }
+
+    /// Records that `did`'s account is not active (`Some(status)`) or active again (`None`);
+    /// whether that changed anything.
+    pub async fn set_remote_inactive(
+        &self,
+        did: &Did,
+        status: Option<String>,
+    ) -> Result<bool, StoreError> {
+        let did = did.clone();
+        self.write(move |tx| {
+            let mut table = tx.open_table(REMOTE_INACTIVE)?;
+            let before = match &status {
+                Some(s) => table.insert(did.as_str(), s.as_str())?,
+                None => table.remove(did.as_str())?,
+            }
+            .map(|v| v.value().to_owned());
+            Ok::<_, StoreError>(before != status)
+        })
+        .await
+    }
+
     /// The `rev` of `did`'s last commit taken in from their PDS, if any.
     pub fn remote_rev(&self, did: &Did) -> Result<Option<String>, StoreError> {
         let Some(table) = self.table_if_exists(REMOTE_REVS)? else {
@@ -346,5 +378,22 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[tokio::test]
+    async fn an_inactive_account_is_remembered_until_it_is_active_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PdsStore::open(&dir.path().join("pds.redb")).unwrap();
+        let did: Did = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa".parse().unwrap();
+        assert_eq!(store.remote_inactive(&did).unwrap(), None);
+        assert!(!store.set_remote_inactive(&did, None).await.unwrap());
+        let down = Some("takendown".to_owned());
+        assert!(store.set_remote_inactive(&did, down.clone()).await.unwrap());
+        assert!(!store.set_remote_inactive(&did, down.clone()).await.unwrap());
+        assert_eq!(store.remote_inactive(&did).unwrap(), down);
+        let other: Did = "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb".parse().unwrap();
+        assert_eq!(store.remote_inactive(&other).unwrap(), None);
+        assert!(store.set_remote_inactive(&did, None).await.unwrap());
+        assert_eq!(store.remote_inactive(&did).unwrap(), None);
     }
 }
