@@ -17,7 +17,7 @@
 //! (`#account`, `#sync`) counts only when the user's DID document names that host now.
 //! Catching up holds one repository (≤ 32 MiB) in memory, one user at a time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,10 +27,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::remote::MIRRORED;
 use super::{AppView, AppViewError};
-use crate::atproto::sync::{event_repo, verified_records, verify_commit};
+use crate::atproto::sync::{event_repo, verify_commit};
 use crate::atproto::{Did, Value};
 use crate::pds::events::parse_frame;
 use crate::pds::store::MirrorWrite;
+
+mod catch_up;
 
 /// How often the set of hosts to follow is read again.
 const HOSTS_EVERY: Duration = Duration::from_secs(5);
@@ -41,11 +43,7 @@ const MAX_BACKOFF: Duration = Duration::from_mins(1);
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// How often the cursor is written while frames arrive.
 const CURSOR_EVERY: Duration = Duration::from_secs(2);
-/// A user's records from a repository export, by (collection, record key).
-type Exported = BTreeMap<(String, String), serde_json::Value>;
 
-/// Records of the followed collections taken from one repository export, at most.
-const MAX_CAUGHT_UP: usize = 10_000;
 /// Repositories of a renamed, hidden or shown-again user taken into search again, at most.
 const SEARCH_AGAIN: usize = 10_000;
 /// PDS hosts followed at once, at most.
@@ -77,26 +75,38 @@ fn stopped(why: impl Into<String>) -> Stopped {
 }
 
 impl AppView {
-    /// Follows the PDS hosts of the remote users this node knows until `cancel`.
+    /// Follows the PDS hosts of the remote users this node knows until `cancel`: the
+    /// [`MAX_HOSTS`] that matter most (see [`AppView::remote_hosts`]); a host that drops out of
+    /// them is no longer followed.
     pub async fn run_remote_follower(self: Arc<Self>, cancel: CancellationToken) {
-        let mut running: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+        let mut running: HashMap<String, (tokio::task::JoinHandle<()>, CancellationToken)> =
+            HashMap::new();
+        let mut left_out = 0;
         loop {
             match self.remote_hosts() {
-                Ok(hosts) => {
-                    running.retain(|_, t| !t.is_finished());
+                Ok(mut hosts) => {
+                    if hosts.len() > MAX_HOSTS && hosts.len() != left_out {
+                        tracing::warn!(
+                            hosts = hosts.len(),
+                            limit = MAX_HOSTS,
+                            "too many remote PDS hosts to follow; those with the fewest users here are not followed"
+                        );
+                    }
+                    left_out = hosts.len();
+                    hosts.truncate(MAX_HOSTS);
+                    running.retain(|host, (task, stop)| {
+                        if !hosts.contains(host) {
+                            stop.cancel();
+                        }
+                        !task.is_finished() && hosts.contains(host)
+                    });
                     for host in hosts {
                         if running.contains_key(&host) {
                             continue;
                         }
-                        if running.len() >= MAX_HOSTS {
-                            tracing::warn!(
-                                limit = MAX_HOSTS,
-                                "too many remote PDS hosts to follow; some are not followed"
-                            );
-                            break;
-                        }
-                        let task = self.clone().follow_host(host.clone(), cancel.clone());
-                        running.insert(host, tokio::spawn(task));
+                        let stop = cancel.child_token();
+                        let task = self.clone().follow_host(host.clone(), stop.clone());
+                        running.insert(host, (tokio::spawn(task), stop));
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot list the remote users' hosts"),
@@ -106,27 +116,43 @@ impl AppView {
                 () = tokio::time::sleep(HOSTS_EVERY) => {}
             }
         }
-        for (_, task) in running {
+        for (_, (task, _)) in running {
             let _ = task.await;
         }
     }
 
-    /// The PDS endpoints of the remote users this node follows: those with records here (a
-    /// login alone, which anyone can make with a PDS of their own, does not open connections).
+    /// The PDS endpoints of the remote users this node follows — those with records here (a
+    /// login alone, which anyone can make with a PDS of their own, does not open connections)
+    /// — most important first: by how many users with images here (whom a captain made crew)
+    /// each hosts, then by how many with stars only, so that strangers who only star cannot
+    /// crowd a team's PDS out of the [`MAX_HOSTS`] followed.
     fn remote_hosts(&self) -> Result<Vec<String>, AppViewError> {
         let mut users = Vec::new();
         self.each_remote_user(|did, pds| users.push((did.clone(), pds.to_owned())))?;
-        let mut hosts = std::collections::BTreeSet::new();
+        let mut weights: HashMap<String, (usize, usize)> = HashMap::new();
         for (did, pds) in users {
-            if !hosts.contains(&pds) && self.has_mirrored_records(&did)? {
-                hosts.insert(pds);
-            }
+            let weight = if self.mirrors_any(&did, &MIRRORED[..2])? {
+                (1, 0)
+            } else if self.mirrors_any(&did, &MIRRORED[2..])? {
+                (0, 1)
+            } else {
+                continue;
+            };
+            let w = weights.entry(pds).or_default();
+            *w = (w.0 + weight.0, w.1 + weight.1);
         }
-        Ok(hosts.into_iter().collect())
+        let mut hosts: Vec<(String, (usize, usize))> = weights.into_iter().collect();
+        hosts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(hosts.into_iter().map(|(host, _)| host).collect())
     }
 
     fn has_mirrored_records(&self, did: &Did) -> Result<bool, AppViewError> {
-        for collection in MIRRORED {
+        self.mirrors_any(did, &MIRRORED)
+    }
+
+    /// Whether the copy here holds records of `did` in any of `collections`.
+    fn mirrors_any(&self, did: &Did, collections: &[&str]) -> Result<bool, AppViewError> {
+        for collection in collections {
             if !self
                 .pds
                 .store()
@@ -448,140 +474,7 @@ impl AppView {
         store.set_remote_rev(did, &commit.rev).await?;
         Ok(())
     }
-
-    /// Lists the records of every known user of `endpoint` (a host met for the first time, or
-    /// whose events we missed).
-    async fn catch_up_host(&self, endpoint: &str) -> Result<(), AppViewError> {
-        let mut users = Vec::new();
-        self.each_remote_user(|did, pds| {
-            if pds == endpoint {
-                users.push(did.clone());
-            }
-        })?;
-        for did in users {
-            // One user's listing failing (their account gone, say) does not stop the others.
-            if let Err(e) = self.catch_up_user(&did, endpoint).await {
-                tracing::warn!(%did, %endpoint, error = %e, "could not catch up with a remote user's records");
-            }
-        }
-        Ok(())
-    }
-
-    /// Makes the copy of `did`'s ATCR records what their PDS has now, from their verified
-    /// repository (`getRepo`, checked like a commit: signed by their key, every block hashing
-    /// to its CID, no older than the last commit taken in). Nothing else is taken: a host's
-    /// unsigned answers (`listRecords`) would let it rewrite the user's tags.
-    async fn catch_up_user(&self, did: &Did, endpoint: &str) -> Result<(), AppViewError> {
-        if !self.has_mirrored_records(did)? || !self.hosts_now(did, endpoint).await? {
-            return Ok(());
-        }
-        // One catch-up at a time, node-wide (they hold a repository in memory); and none while
-        // a push or delete of the same user is written (its records would be undone).
-        let _one = self.catching_up.lock().await;
-        let _serial = self.lock_owner(did).await;
-        let (rev, records) = self
-            .verified_export(did, endpoint)
-            .await
-            .map_err(|e| AppViewError::Data(format!("no verified repository of {did}: {e}")))?;
-        if let Some(last) = self.pds.store().remote_rev(did)?
-            && last.as_str() > rev.as_str()
-        {
-            tracing::warn!(%did, %rev, %last, "refused a remote repository older than the last commit taken in");
-            return Ok(());
-        }
-        let writes = self.reconcile(did, records)?;
-        tracing::info!(%did, records = writes.len(), "caught up with a remote user's records (verified repository)");
-        self.take_in_remote(did, writes).await?;
-        self.pds.store().set_remote_rev(did, &rev).await?;
-        Ok(())
-    }
-
-    /// Whether `endpoint` is `did`'s PDS now, as their DID document says (resolved, or from
-    /// the cache): what a host says without a signature of the user (`#account`, `#sync`) is
-    /// taken only from it, not from a host they left.
-    async fn hosts_now(&self, did: &Did, endpoint: &str) -> Result<bool, AppViewError> {
-        let identity = self
-            .pds
-            .identities
-            .resolve(&self.pds, did.as_str())
-            .await
-            .map_err(|e| AppViewError::Data(format!("cannot resolve {did}: {e}")))?;
-        if identity.pds != endpoint {
-            tracing::info!(%did, %endpoint, pds = %identity.pds, "ignored an event from a host that is not the user's PDS now");
-        }
-        Ok(identity.pds == endpoint)
-    }
-
-    /// `did`'s ATCR records from their repository export, verified against their key.
-    async fn verified_export(
-        &self,
-        did: &Did,
-        endpoint: &str,
-    ) -> Result<(String, Exported), String> {
-        let car = self.pds.export_remote_repo(endpoint, did).await?;
-        let key = self
-            .keys
-            .signing_key(&self.pds, did, "atproto", false)
-            .await?;
-        let owner = did.clone();
-        let (rev, records) = tokio::task::spawn_blocking(move || {
-            verified_records(&car, &owner, &key, &MIRRORED, MAX_CAUGHT_UP)
-        })
-        .await
-        .map_err(|e| e.to_string())??;
-        let records = records
-            .into_iter()
-            .map(|(c, rkey, r)| ((c, rkey), r.to_json()))
-            .collect();
-        Ok((rev, records))
-    }
-
-    /// The writes that make the copy of `did`'s records equal `records` (complete).
-    fn reconcile(
-        &self,
-        did: &Did,
-        mut records: Exported,
-    ) -> Result<Vec<MirrorWrite>, AppViewError> {
-        let mut writes = Vec::new();
-        for collection in MIRRORED {
-            for rkey in self.mirrored_keys(did, collection)? {
-                if !records.contains_key(&(collection.to_owned(), rkey.clone())) {
-                    writes.push((collection.to_owned(), rkey, None));
-                }
-            }
-        }
-        // Manifests before the tags that point at them (MIRRORED's order).
-        for collection in MIRRORED {
-            let keys: Vec<(String, String)> = records
-                .keys()
-                .filter(|(c, _)| c == collection)
-                .cloned()
-                .collect();
-            for k in keys {
-                if let Some(r) = records.remove(&k) {
-                    writes.push((k.0, k.1, Some(r)));
-                }
-            }
-        }
-        Ok(writes)
-    }
 }
 
-impl AppView {
-    /// The record keys of one collection of `did` in the copy here.
-    fn mirrored_keys(&self, did: &Did, collection: &str) -> Result<Vec<String>, AppViewError> {
-        let mut keys = Vec::new();
-        loop {
-            let page = self.pds.store().remote_records(
-                did,
-                collection,
-                keys.last().map(String::as_str),
-                500,
-            )?;
-            if page.is_empty() {
-                return Ok(keys);
-            }
-            keys.extend(page.into_iter().map(|(rkey, _)| rkey));
-        }
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -271,6 +271,9 @@ pub const PENDING_FOR: Duration = Duration::from_mins(10);
 /// Authorizations under way, at most.
 const PENDING_MAX: usize = 1024;
 
+/// Authorizations under way at one authorization server, at most.
+const PENDING_PER_SERVER: usize = 128;
+
 /// Authorizations one client address may start per [`PENDING_FOR`].
 const STARTS_PER_ADDRESS: u32 = 20;
 
@@ -296,13 +299,21 @@ impl Authorizations {
         self.starts.allow(client, std::time::Instant::now())
     }
 
-    /// Keeps `pending` under `state`; `false` when too many are under way.
+    /// Keeps `pending` under `state`; `false` when too many are under way, in all or at its
+    /// authorization server (so that sign-ins through servers a stranger runs, which answer
+    /// at once and are never completed, cannot take every slot).
     pub fn put(&self, state: String, pending: Pending) -> bool {
         let mut map = self.lock();
         let now = std::time::Instant::now();
-        if map.len() >= PENDING_MAX {
+        let issuer = pending.server.issuer.as_str();
+        let at_issuer = |map: &std::collections::HashMap<_, (_, Pending)>| {
+            map.values()
+                .filter(|(_, p)| p.server.issuer == issuer)
+                .count()
+        };
+        if map.len() >= PENDING_MAX || at_issuer(&map) >= PENDING_PER_SERVER {
             map.retain(|_, (at, _)| now.duration_since(*at) < PENDING_FOR);
-            if map.len() >= PENDING_MAX {
+            if map.len() >= PENDING_MAX || at_issuer(&map) >= PENDING_PER_SERVER {
                 return false;
             }
         }
@@ -372,6 +383,39 @@ mod tests {
         // Round trip of the secret.
         let again = DpopKey::from_bytes(&key.to_bytes()).unwrap();
         assert_eq!(again.jwk(), key.jwk());
+    }
+
+    /// One authorization server cannot hold more than its share of the pending sign-ins.
+    #[test]
+    fn pending_sign_ins_are_bounded_per_authorization_server() {
+        let pending = |issuer: &str| Pending {
+            did: "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa".parse().unwrap(),
+            handle: None,
+            endpoint: "https://pds.example".into(),
+            server: AuthServer {
+                issuer: issuer.into(),
+                par_endpoint: String::new(),
+                authorization_endpoint: String::new(),
+                token_endpoint: String::new(),
+                revocation_endpoint: None,
+            },
+            verifier: String::new(),
+            key: DpopKey::generate(),
+            client_id: String::new(),
+            redirect_uri: String::new(),
+            next: "/".into(),
+            server_nonce: None,
+        };
+        let pending_sign_ins = Authorizations::default();
+        for i in 0..PENDING_PER_SERVER {
+            assert!(pending_sign_ins.put(format!("s{i}"), pending("https://evil.example")));
+        }
+        assert!(!pending_sign_ins.put("one-more".into(), pending("https://evil.example")));
+        assert!(pending_sign_ins.put("other".into(), pending("https://pds.example")));
+        // A sign-in taken (completed) frees its slot.
+        assert!(pending_sign_ins.take("s0").is_some());
+        assert!(pending_sign_ins.take("s0").is_none());
+        assert!(pending_sign_ins.put("again".into(), pending("https://evil.example")));
     }
 
     #[test]

@@ -199,6 +199,9 @@ impl std::fmt::Debug for RemoteSession {
 #[derive(Default)]
 pub struct RemoteSessions {
     by_did: Mutex<HashMap<Did, RemoteSession>>,
+    /// Refreshes run one at a time per user (striped by DID): two calls refreshing with the
+    /// same single-use refresh token would have the second refused, which ends the session.
+    refreshing: [tokio::sync::Mutex<()>; 32],
 }
 
 /// Remote sessions kept, at most (one per user who logged in).
@@ -216,6 +219,16 @@ impl RemoteSessions {
             }
         }
         map.insert(did.clone(), session)
+    }
+
+    /// Held while `did`'s session is refreshed.
+    async fn refresh_turn(&self, did: &Did) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        did.hash(&mut h);
+        let stripes = self.refreshing.len() as u64;
+        let i = usize::try_from(h.finish() % stripes).unwrap_or(0);
+        self.refreshing[i].lock().await
     }
 
     /// Whether `did` has a session here.
@@ -367,6 +380,15 @@ impl Pds {
         did: &Did,
         session: &RemoteSession,
     ) -> Result<(), RemoteCallError> {
+        let _turn = self.remote_sessions.refresh_turn(did).await;
+        if self
+            .remote_session(did)
+            .is_some_and(|now| now.refresh != session.refresh)
+        {
+            // Refreshed (or replaced by a new login) while this call waited its turn: the
+            // caller goes on with that session.
+            return Ok(());
+        }
         if let Some(grant) = &session.oauth {
             return self.refresh_oauth_session(did, session, grant).await;
         }

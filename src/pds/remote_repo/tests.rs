@@ -8,16 +8,26 @@ use crate::pds::PdsSettings;
 
 const DID: &str = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";
 
+type Routes = HashMap<(&'static str, &'static str), (u16, String)>;
+
 /// A PDS on 127.0.0.1 answering (path, bearer token) → (status, body).
-async fn serve(routes: HashMap<(&'static str, &'static str), (u16, String)>) -> String {
+async fn serve(routes: Routes) -> String {
+    serve_counting(routes).await.0
+}
+
+/// [`serve`], and how many requests each path got.
+async fn serve_counting(routes: Routes) -> (String, Arc<std::sync::Mutex<HashMap<String, usize>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let counts = Arc::new(std::sync::Mutex::new(HashMap::new()));
+    let counted = counts.clone();
     tokio::spawn(async move {
         while let Ok((mut conn, _)) = listener.accept().await {
             let mut buf = vec![0; 8192];
             let n = conn.read(&mut buf).await.unwrap_or(0);
             let head = String::from_utf8_lossy(&buf[..n]).into_owned();
             let path = head.split(' ').nth(1).unwrap_or("");
+            *counted.lock().unwrap().entry(path.to_owned()).or_insert(0) += 1;
             let bearer = head
                 .lines()
                 .find_map(|l| l.strip_prefix("authorization: Bearer "))
@@ -34,7 +44,7 @@ async fn serve(routes: HashMap<(&'static str, &'static str), (u16, String)>) -> 
             let _ = conn.write_all(answer.as_bytes()).await;
         }
     });
-    url
+    (url, counts)
 }
 
 async fn node() -> (tempfile::TempDir, Pds) {
@@ -49,20 +59,24 @@ async fn node() -> (tempfile::TempDir, Pds) {
 const APPLY: &str = "/xrpc/com.atproto.repo.applyWrites";
 const REFRESH: &str = "/xrpc/com.atproto.server.refreshSession";
 
-/// An expired access token is refreshed once, and the new tokens are kept.
-#[tokio::test]
-async fn an_expired_session_is_refreshed_and_kept() {
+/// `access1` has expired, `refresh1` gives `access2`/`refresh2`, which `applyWrites` takes.
+fn expiring_routes() -> Routes {
     let expired = (
         400,
         json!({"error": "ExpiredToken", "message": "expired"}).to_string(),
     );
     let fresh = json!({"did": DID, "accessJwt": "access2", "refreshJwt": "refresh2"});
-    let url = serve(HashMap::from([
+    HashMap::from([
         ((APPLY, "access1"), expired),
         ((REFRESH, "refresh1"), (200, fresh.to_string())),
         ((APPLY, "access2"), (200, json!({"commit": {}}).to_string())),
-    ]))
-    .await;
+    ])
+}
+
+/// An expired access token is refreshed once, and the new tokens are kept.
+#[tokio::test]
+async fn an_expired_session_is_refreshed_and_kept() {
+    let url = serve(expiring_routes()).await;
     let (_dir, pds) = node().await;
     let did: Did = DID.parse().unwrap();
     let call = || pds.remote_call(&did, "com.atproto.repo.applyWrites", None);
@@ -77,6 +91,22 @@ async fn an_expired_session_is_refreshed_and_kept() {
         ("access2", "refresh2")
     );
     assert!(call().await.is_ok());
+}
+
+/// Calls racing on an expired session refresh it once: refresh tokens are single-use, and a
+/// second refresh with the same one would be refused and end the session.
+#[tokio::test]
+async fn racing_calls_refresh_once() {
+    let (url, counts) = serve_counting(expiring_routes()).await;
+    let (_dir, pds) = node().await;
+    let did: Did = DID.parse().unwrap();
+    let session = RemoteSession::new(url.clone(), "access1".into(), "refresh1".into());
+    pds.remote_sessions.keep(&did, session);
+    let calls = (0..8).map(|_| pds.remote_call(&did, "com.atproto.repo.applyWrites", None));
+    for answer in futures_util::future::join_all(calls).await {
+        assert_eq!(answer.unwrap(), json!({"commit": {}}));
+    }
+    assert_eq!(counts.lock().unwrap().get(REFRESH), Some(&1));
 }
 
 /// A refresh token the PDS no longer takes ends the session here (the user logs in again);
