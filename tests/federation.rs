@@ -173,7 +173,8 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     // is one with a state nobody issued.
     let (_, _, carol_account_pw) = remote.user_with_password(0);
     let carol_account_pw = &carol_account_pw.to_owned();
-    let web = oauth_web(&node, &srv, &carol, carol_account_pw, "admin/app");
+    let who = (carol.as_str(), carol_account_pw.as_str());
+    let web = common::reference_pds::oauth_web(&node, &srv, &srv.base_url(), who, "admin/app", &[]);
     assert_eq!(web["signedInAs"], carol.as_str(), "{web}");
     assert_eq!(web["starred"], true, "{web}");
     assert_eq!(web["replayStatus"], 400, "{web}");
@@ -350,6 +351,10 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
         "the old handle still names carol's repository"
     );
     let carol = renamed;
+    // skopeo logs in by the new handle (its stored login names the old one, which no longer
+    // resolves).
+    let out = login(&carol, &carol_pw);
+    assert!(out.status.success(), "{out:?}");
 
     // The remote PDS down: a password checked a moment ago still works (it is remembered); one
     // not checked yet cannot be, which is said (503), not taken for a wrong one.
@@ -478,8 +483,6 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
         (200, 200, true, true),
         "a reinstated user's repository is hidden",
     );
-    let out = login(&carol, &carol_pw);
-    assert!(out.status.success(), "{out:?}");
     let pull = format!("docker://{}/{carol}/app:1", srv.host_port());
     srv.must(&mut c.skopeo_copy(&pull, &pulled, &[]));
 }
@@ -533,31 +536,6 @@ fn request_crew(node: &Path, pds_url: &str, who: (&str, &str), srv: &Server, hol
             .env_remove("NODE_OPTIONS"),
     );
     assert!(out.status.success(), "request-crew.mjs: {out:?}");
-    serde_json::from_slice(&out.stdout).expect("one JSON line")
-}
-
-/// `tests/interop/oauth-web.mjs`: `handle` signs in to the node's pages through OAuth at the
-/// reference PDS in chromium and stars `repository`.
-fn oauth_web(node: &Path, srv: &Server, handle: &str, password: &str, repository: &str) -> Value {
-    let artifacts = common::temp_dir("atcr-oauth-artifacts-");
-    let out = common::run(
-        Command::new(node)
-            .args([
-                "oauth-web.mjs",
-                &srv.base_url(),
-                handle,
-                password,
-                repository,
-            ])
-            .current_dir(interop_dir())
-            .env("ATCR_ARTIFACTS", artifacts.path())
-            .env_remove("NODE_OPTIONS"),
-    );
-    assert!(
-        out.status.success(),
-        "oauth-web.mjs: {out:?}\n--- server log:\n{}",
-        srv.log_tail()
-    );
     serde_json::from_slice(&out.stdout).expect("one JSON line")
 }
 

@@ -56,6 +56,16 @@ pub struct Claims {
 #[must_use]
 pub fn sign(key: &Keypair, typ: &str, claims: &serde_json::Value) -> String {
     let header = json!({"typ": typ, "alg": key.algorithm().jwt_alg()});
+    sign_with_header(key, &header, claims)
+}
+
+/// A compact JWS of `claims` under `header` (which names `key`'s algorithm), signed with `key`.
+#[must_use]
+pub fn sign_with_header(
+    key: &Keypair,
+    header: &serde_json::Value,
+    claims: &serde_json::Value,
+) -> String {
     let input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),

@@ -22,6 +22,9 @@ pub struct NodeKeys {
     pub rotation: Arc<Keypair>,
     /// Signs access and refresh tokens.
     pub token: Arc<Keypair>,
+    /// Authenticates the node to other PDSes' authorization servers, as a confidential OAuth
+    /// client (`pds::oauth::ClientAuth`); its public half is `/oauth/jwks.json`.
+    pub oauth_client: Arc<Keypair>,
     dir: PathBuf,
 }
 
@@ -45,6 +48,10 @@ impl NodeKeys {
                 Algorithm::K256,
             )?),
             token: Arc::new(load_or_create_key(&dir.join("token.key"), Algorithm::P256)?),
+            oauth_client: Arc::new(load_or_create_key(
+                &dir.join("oauth-client.key"),
+                Algorithm::P256,
+            )?),
             dir: dir.to_owned(),
         })
     }

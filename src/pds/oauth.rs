@@ -49,16 +49,7 @@ impl DpopKey {
     /// The public key as a JWK (`kty` EC, `crv` P-256).
     #[must_use]
     pub fn jwk(&self) -> Json {
-        use p256::elliptic_curve::sec1::ToEncodedPoint as _;
-        let compressed = self.0.public_key().to_compressed();
-        // 0x04, then x and y, 32 bytes each.
-        let point = p256::PublicKey::from_sec1_bytes(&compressed)
-            .map(|k| k.to_encoded_point(false).as_bytes().to_vec())
-            .unwrap_or_default();
-        let coordinate = |range: std::ops::Range<usize>| {
-            URL_SAFE_NO_PAD.encode(point.get(range).unwrap_or_default())
-        };
-        json!({ "kty": "EC", "crv": "P-256", "x": coordinate(1..33), "y": coordinate(33..65) })
+        jwk(&self.0)
     }
 
     /// A DPoP proof for `method url` (query and fragment are not part of `htu`), with the
@@ -85,13 +76,88 @@ impl DpopKey {
         if let Some(t) = token {
             claims["ath"] = json!(URL_SAFE_NO_PAD.encode(Sha256::digest(t.as_bytes())));
         }
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let signature = self.0.sign(signing_input.as_bytes());
-        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+        super::auth::sign_with_header(&self.0, &header, &claims)
+    }
+}
+
+/// A P-256 public key as a JWK (`kty` EC, `crv` P-256).
+fn jwk(key: &Keypair) -> Json {
+    use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+    let compressed = key.public_key().to_compressed();
+    // 0x04, then x and y, 32 bytes each.
+    let point = p256::PublicKey::from_sec1_bytes(&compressed)
+        .map(|k| k.to_encoded_point(false).as_bytes().to_vec())
+        .unwrap_or_default();
+    let coordinate = |range: std::ops::Range<usize>| {
+        URL_SAFE_NO_PAD.encode(point.get(range).unwrap_or_default())
+    };
+    json!({ "kty": "EC", "crv": "P-256", "x": coordinate(1..33), "y": coordinate(33..65) })
+}
+
+/// `client_assertion_type` of a private-key JWT (RFC 7523).
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// How long a client assertion is good for.
+const ASSERTION_FOR: u64 = 60;
+
+/// Whether `client_id` is the node as a confidential client: an `https://` client ID, whose
+/// metadata publishes the node's client key (`/oauth/jwks.json`), and which authenticates with
+/// assertions signed by it. The other kind is the development client `http://localhost?…`,
+/// which has no key.
+#[must_use]
+pub fn is_confidential(client_id: &str) -> bool {
+    client_id.starts_with("https://")
+}
+
+/// The key ID of the node's client key: the first 16 characters of the base64url SHA-256 of
+/// its compressed public key (stable while the key is).
+fn key_id(key: &Keypair) -> String {
+    let digest = Sha256::digest(key.public_key().to_compressed());
+    URL_SAFE_NO_PAD.encode(digest)[..16].to_owned()
+}
+
+/// The node's client key as a JWK Set (the client metadata's `jwks_uri`).
+#[must_use]
+pub fn client_jwks(key: &Keypair) -> Json {
+    let mut k = jwk(key);
+    k["kid"] = json!(key_id(key));
+    k["use"] = json!("sig");
+    k["alg"] = json!("ES256");
+    json!({ "keys": [k] })
+}
+
+/// The node as an OAuth client in one request to an authorization server.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAuth<'a> {
+    /// See [`is_confidential`].
+    pub client_id: &'a str,
+    /// The authorization server's issuer (the audience of a client assertion).
+    pub issuer: &'a str,
+}
+
+impl ClientAuth<'_> {
+    /// The form fields that name the client and, for a confidential one, authenticate it: a
+    /// fresh assertion signed with the node's client `key` (RFC 7523: `iss` = `sub` = the
+    /// client ID, `aud` = the issuer, a new `jti`, good for 60 s).
+    fn fields(&self, key: &Keypair) -> Vec<(&'static str, String)> {
+        let mut fields = vec![("client_id", self.client_id.to_owned())];
+        if is_confidential(self.client_id) {
+            let now = crate::pds::accounts::now_secs();
+            let header = json!({ "alg": "ES256", "typ": "JWT", "kid": key_id(key) });
+            let claims = json!({
+                "iss": self.client_id,
+                "sub": self.client_id,
+                "aud": self.issuer,
+                "jti": URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>()),
+                "iat": now,
+                "exp": now + ASSERTION_FOR,
+            });
+            fields.push(("client_assertion_type", JWT_BEARER.to_owned()));
+            fields.push((
+                "client_assertion",
+                super::auth::sign_with_header(key, &header, &claims),
+            ));
+        }
+        fields
     }
 }
 
@@ -147,7 +213,8 @@ async fn fetch_json(pds: &Pds, base: &str, path: &str) -> Result<Json, String> {
     Ok(answer)
 }
 
-/// `POST`s `form` to `url` (an authorization server's PAR, token or revocation endpoint) with a
+/// `POST`s `form` to `url` (an authorization server's PAR, token or revocation endpoint) as
+/// `client` (its ID, and its assertion when confidential: a fresh one for each attempt) with a
 /// DPoP proof; when the server asks for a nonce (`use_dpop_nonce`), once more with it.
 /// Returns the status, the answer and the last nonce the server gave (to use next time).
 ///
@@ -158,21 +225,18 @@ pub async fn dpop_post(
     key: &DpopKey,
     url: &str,
     form: &[(&str, &str)],
+    client: ClientAuth<'_>,
     nonce: Option<String>,
 ) -> Result<(u16, Json, Option<String>), String> {
-    let body: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form)
-        .finish();
-    dpop_request(
-        pds,
-        key,
-        "POST",
-        url,
-        None,
-        Some(("application/x-www-form-urlencoded", Bytes::from(body))),
-        nonce,
-    )
-    .await
+    let body = || {
+        let fields = client.fields(&pds.keys.oauth_client);
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .extend_pairs(fields.iter().map(|(k, v)| (*k, v.as_str())))
+            .finish();
+        Some(("application/x-www-form-urlencoded", Bytes::from(body)))
+    };
+    dpop_attempts(pds, key, "POST", url, None, body, nonce).await
 }
 
 /// A request with a DPoP proof (and, for a resource server, the DPoP-bound `token`), retried
@@ -187,6 +251,19 @@ pub async fn dpop_request(
     url: &str,
     token: Option<&str>,
     body: Option<(&str, Bytes)>,
+    nonce: Option<String>,
+) -> Result<(u16, Json, Option<String>), String> {
+    dpop_attempts(pds, key, method, url, token, || body.clone(), nonce).await
+}
+
+/// [`dpop_request`] with the body made afresh for each attempt.
+async fn dpop_attempts<'b>(
+    pds: &Pds,
+    key: &DpopKey,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: impl Fn() -> Option<(&'b str, Bytes)>,
     mut nonce: Option<String>,
 ) -> Result<(u16, Json, Option<String>), String> {
     let (base, path) = split_url(url)?;
@@ -204,7 +281,7 @@ pub async fn dpop_request(
             method_value.clone(),
             path,
             &headers,
-            body.clone(),
+            body(),
             MAX_ANSWER,
             TIMEOUT,
         )
@@ -342,6 +419,78 @@ mod tests {
     use super::*;
 
     /// A proof verifies with the JWK it carries, and names the request.
+    /// Checks the ES256 signature of the compact JWS `jwt` with the public key `jwk`.
+    fn verify_with(jwt: &str, jwk: &Json) {
+        let parts: Vec<&str> = jwt.split('.').collect();
+        let coordinate = |k: &str| URL_SAFE_NO_PAD.decode(jwk[k].as_str().unwrap()).unwrap();
+        let mut sec1 = vec![4u8];
+        sec1.extend(coordinate("x"));
+        sec1.extend(coordinate("y"));
+        let public = crate::atproto::PublicKey::from_sec1(Algorithm::P256, &sec1).unwrap();
+        let signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+        public
+            .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature)
+            .unwrap();
+    }
+
+    /// A confidential client (an `https://` client ID) authenticates with a fresh private-key
+    /// JWT for each request, signed by the key its JWKS publishes; a development client sends
+    /// its ID alone.
+    #[test]
+    fn confidential_clients_send_a_fresh_signed_assertion() {
+        let key = Keypair::generate(Algorithm::P256);
+        let client_id = "https://atcr.example/oauth/client-metadata.json";
+        let issuer = "https://pds.example";
+        let client = ClientAuth { client_id, issuer };
+        let fields = client.fields(&key);
+        let field = |fields: &[(&str, String)], name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(field(&fields, "client_id").as_deref(), Some(client_id));
+        assert_eq!(
+            field(&fields, "client_assertion_type").as_deref(),
+            Some(JWT_BEARER)
+        );
+        let assertion = field(&fields, "client_assertion").unwrap();
+        let part = |i: usize| -> Json {
+            let p = assertion.split('.').nth(i).unwrap();
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap()
+        };
+        let (header, claims) = (part(0), part(1));
+        let jwks = client_jwks(&key);
+        assert_eq!(header["alg"], "ES256");
+        assert_eq!(header["kid"], jwks["keys"][0]["kid"]);
+        assert_eq!(
+            (&claims["iss"], &claims["sub"]),
+            (&json!(client_id), &json!(client_id))
+        );
+        assert_eq!(claims["aud"], issuer);
+        let (iat, exp) = (
+            claims["iat"].as_u64().unwrap(),
+            claims["exp"].as_u64().unwrap(),
+        );
+        assert_eq!(exp - iat, ASSERTION_FOR);
+        verify_with(&assertion, &jwks["keys"][0]);
+        assert!(
+            jwks["keys"][0].get("d").is_none(),
+            "no private part published"
+        );
+        // A new one each time (the server refuses a `jti` it saw).
+        let again = field(&client.fields(&key), "client_assertion").unwrap();
+        assert_ne!(again, assertion);
+        // The development client has no key to prove.
+        let dev = ClientAuth {
+            client_id: "http://localhost?redirect_uri=x",
+            issuer,
+        };
+        let fields = dev.fields(&key);
+        assert_eq!(fields.len(), 1);
+        assert_eq!(fields[0].0, "client_id");
+    }
+
     #[test]
     fn dpop_proofs_are_es256_over_their_own_key() {
         let key = DpopKey::generate();
@@ -367,19 +516,7 @@ mod tests {
             URL_SAFE_NO_PAD.encode(Sha256::digest(b"tok"))
         );
         // The signature checks with the public key rebuilt from the JWK.
-        let coordinate = |k: &str| {
-            URL_SAFE_NO_PAD
-                .decode(header["jwk"][k].as_str().unwrap())
-                .unwrap()
-        };
-        let mut sec1 = vec![4u8];
-        sec1.extend(coordinate("x"));
-        sec1.extend(coordinate("y"));
-        let public = crate::atproto::PublicKey::from_sec1(Algorithm::P256, &sec1).unwrap();
-        let signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
-        public
-            .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature)
-            .unwrap();
+        verify_with(&proof, &header["jwk"]);
         // Round trip of the secret.
         let again = DpopKey::from_bytes(&key.to_bytes()).unwrap();
         assert_eq!(again.jwk(), key.jwk());

@@ -4,7 +4,7 @@
 //! browser, `iss` the server's, tokens DPoP-bound and for the DID the handle resolved to.
 
 use super::Pds;
-use super::oauth::{DpopKey, Pending, discover, dpop_post, pkce};
+use super::oauth::{ClientAuth, DpopKey, Pending, discover, dpop_post, pkce};
 use super::remote_repo::{OAuthGrant, RemoteSession};
 use super::store::RemoteUser;
 use crate::atproto::Did;
@@ -31,6 +31,13 @@ impl Pds {
     /// to bind to the browser, and where to send it. The error is a message for the user
     /// (what went wrong with a stranger's servers is logged, not told: the page would tell
     /// anyone what answers where on the node's network).
+    /// The node's OAuth client key as a JWK Set (`/oauth/jwks.json`, named by the client
+    /// metadata of a node served over HTTPS).
+    #[must_use]
+    pub fn oauth_client_jwks(&self) -> serde_json::Value {
+        super::oauth::client_jwks(&self.keys.oauth_client)
+    }
+
     pub async fn oauth_begin(
         &self,
         handle: &str,
@@ -74,7 +81,6 @@ impl Pds {
             .as_ref()
             .map_or_else(|| identity.did.to_string(), ToString::to_string);
         let form = [
-            ("client_id", client_id.as_str()),
             ("response_type", "code"),
             ("redirect_uri", redirect_uri.as_str()),
             ("scope", scope),
@@ -83,9 +89,14 @@ impl Pds {
             ("code_challenge_method", "S256"),
             ("login_hint", login_hint.as_str()),
         ];
-        let (status, answer, nonce) = dpop_post(pds, &key, &server.par_endpoint, &form, None)
-            .await
-            .map_err(unreachable)?;
+        let client = ClientAuth {
+            client_id: &client_id,
+            issuer: &server.issuer,
+        };
+        let (status, answer, nonce) =
+            dpop_post(pds, &key, &server.par_endpoint, &form, client, None)
+                .await
+                .map_err(unreachable)?;
         let request_uri = match (status, answer["request_uri"].as_str()) {
             (200 | 201, Some(uri)) => uri.to_owned(),
             _ => {
@@ -155,13 +166,17 @@ impl Pds {
             ("code", code),
             ("redirect_uri", pending.redirect_uri.as_str()),
             ("code_verifier", pending.verifier.as_str()),
-            ("client_id", pending.client_id.as_str()),
         ];
+        let client = ClientAuth {
+            client_id: &pending.client_id,
+            issuer: &pending.server.issuer,
+        };
         let (status, answer, nonce) = dpop_post(
             pds,
             &pending.key,
             &pending.server.token_endpoint,
             &form,
+            client,
             pending.server_nonce.clone(),
         )
         .await

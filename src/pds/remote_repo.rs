@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde_json::Value as Json;
 
 use super::Pds;
-use super::oauth::{DpopKey, dpop_post, dpop_request};
+use super::oauth::{ClientAuth, DpopKey, dpop_post, dpop_request};
 use crate::atproto::Did;
 use crate::http_client::{get_json, post_bounded};
 
@@ -61,6 +61,14 @@ impl OAuthGrant {
             revocation_endpoint: server.revocation_endpoint.clone(),
             client_id,
             nonces: Mutex::new((server_nonce, None)),
+        }
+    }
+
+    /// The node as the client this grant was made to.
+    fn client(&self) -> ClientAuth<'_> {
+        ClientAuth {
+            client_id: &self.client_id,
+            issuer: &self.issuer,
         }
     }
 
@@ -149,11 +157,16 @@ impl RemoteSession {
         let Some(endpoint) = &grant.revocation_endpoint else {
             return;
         };
-        let form = [
-            ("token", self.refresh.as_str()),
-            ("client_id", grant.client_id.as_str()),
-        ];
-        let revoked = dpop_post(pds, &grant.key, endpoint, &form, grant.server_nonce()).await;
+        let form = [("token", self.refresh.as_str())];
+        let revoked = dpop_post(
+            pds,
+            &grant.key,
+            endpoint,
+            &form,
+            grant.client(),
+            grant.server_nonce(),
+        )
+        .await;
         if !matches!(revoked, Ok((200, _, _))) {
             tracing::info!(?revoked, "an OAuth session was not revoked at its server");
         }
@@ -423,13 +436,13 @@ impl Pds {
         let form = [
             ("grant_type", "refresh_token"),
             ("refresh_token", session.refresh.as_str()),
-            ("client_id", grant.client_id.as_str()),
         ];
         let (status, answer, nonce) = dpop_post(
             self,
             &grant.key,
             &grant.token_endpoint,
             &form,
+            grant.client(),
             grant.server_nonce(),
         )
         .await

@@ -149,6 +149,7 @@ async fn respond(
             return session::oauth_callback(&cx, req.uri().query(), req.headers()).await;
         }
         "/oauth/client-metadata.json" => Ok(oauth::client_metadata(&cx)),
+        "/oauth/jwks.json" => Ok(oauth::client_jwks(&cx)),
         _ => {
             if let Some(name) = path.strip_prefix("/r/") {
                 match name.split_once('@') {

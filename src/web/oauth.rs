@@ -9,8 +9,11 @@
 //! `pds.redb` and revoked at sign-out.
 //!
 //! Which client: on a loopback address over plain HTTP the node is a development client
-//! (`http://localhost?redirect_uri=…&scope=…`, nothing to publish); over HTTPS its client
-//! metadata is `https://<host>/oauth/client-metadata.json` (a public web client).
+//! (`http://localhost?redirect_uri=…&scope=…`, nothing to publish, a public client); over
+//! HTTPS it is a confidential web client: its metadata is
+//! `https://<host>/oauth/client-metadata.json`, naming its key set `https://<host>/oauth/jwks.json`
+//! (the public half of `keys/oauth-client.key`), and it authenticates every PAR, token, refresh
+//! and revocation request with a private-key JWT signed by that key (`pds::oauth::ClientAuth`).
 
 use http::header::COOKIE;
 use http::{Response, StatusCode};
@@ -71,16 +74,28 @@ pub(super) fn client_metadata(cx: &Cx<'_>) -> Option<Response<Body>> {
         "scope": SCOPE,
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
-        "token_endpoint_auth_method": "none",
+        "token_endpoint_auth_method": "private_key_jwt",
+        "token_endpoint_auth_signing_alg": "ES256",
+        "jwks_uri": format!("https://{}/oauth/jwks.json", cx.host),
         "application_type": "web",
         "dpop_bound_access_tokens": true,
     });
+    Some(json_response(&doc))
+}
+
+/// The client's public key set (HTTPS nodes).
+pub(super) fn client_jwks(cx: &Cx<'_>) -> Option<Response<Body>> {
+    cx.https
+        .then(|| json_response(&cx.site.pds.oauth_client_jwks()))
+}
+
+fn json_response(doc: &serde_json::Value) -> Response<Body> {
     let mut r = Response::new(body::full(doc.to_string()));
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
-    Some(r)
+    r
 }
 
 /// `POST /oauth/signin` (`handle`, `next`): starts an authorization at the user's PDS.

@@ -32,6 +32,13 @@ pub struct ReferencePds {
 impl ReferencePds {
     #[must_use]
     pub fn start(node: &Path) -> ReferencePds {
+        ReferencePds::start_with(node, &[])
+    }
+
+    /// [`ReferencePds::start`] with extra environment for `reference-pds.mjs` (e.g.
+    /// `NODE_EXTRA_CA_CERTS`, `ATCR_PDS_MAP_HOSTS`).
+    #[must_use]
+    pub fn start_with(node: &Path, env: &[(&str, &str)]) -> ReferencePds {
         let dir = super::temp_dir("atcr-refpds-");
         let log = std::fs::File::create(dir.path().join("log")).expect("log file");
         let mut child = Command::new(node)
@@ -39,6 +46,7 @@ impl ReferencePds {
             .current_dir(interop_dir())
             .env("ATCR_PDS_DIR", dir.path())
             .env_remove("NODE_OPTIONS")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -191,4 +199,33 @@ impl Drop for ReferencePds {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `tests/interop/oauth-web.mjs`: `who` (handle, account password) signs in to the node's
+/// pages at `base` through OAuth at the reference PDS in chromium and stars `repository`;
+/// `env` goes to the script (e.g. `ATCR_CHROMIUM_ARGS`).
+#[must_use]
+pub fn oauth_web(
+    node: &Path,
+    srv: &super::Server,
+    base: &str,
+    who: (&str, &str),
+    repository: &str,
+    env: &[(&str, &str)],
+) -> Value {
+    let artifacts = super::temp_dir("atcr-oauth-artifacts-");
+    let out = super::run(
+        Command::new(node)
+            .args(["oauth-web.mjs", base, who.0, who.1, repository])
+            .current_dir(interop_dir())
+            .env("ATCR_ARTIFACTS", artifacts.path())
+            .envs(env.iter().copied())
+            .env_remove("NODE_OPTIONS"),
+    );
+    assert!(
+        out.status.success(),
+        "oauth-web.mjs: {out:?}\n--- server log:\n{}",
+        srv.log_tail()
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON line")
 }

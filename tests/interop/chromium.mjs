@@ -1,5 +1,6 @@
 // Debian's chromium for the browser tests, headless, with a profile of its own (removed by
-// close()). CHROMIUM overrides the binary.
+// close()). CHROMIUM overrides the binary; ATCR_CHROMIUM_ARGS (a JSON array) adds arguments,
+// e.g. a --host-resolver-rules mapping a test's host name to 127.0.0.1.
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -11,7 +12,12 @@ export async function launchChromium(prefix = 'atcr-browser-') {
   const browser = await puppeteer.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', `--user-data-dir=${profile}`],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      `--user-data-dir=${profile}`,
+      ...JSON.parse(process.env.ATCR_CHROMIUM_ARGS ?? '[]'),
+    ],
   })
   const close = async () => {
     await browser.close()

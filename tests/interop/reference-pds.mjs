@@ -7,6 +7,7 @@
 // same port and data; each is answered with a line "ok" once done. State goes to $ATCR_PDS_DIR
 // (the test's temporary directory).
 import crypto from 'node:crypto'
+import dns from 'node:dns'
 import http from 'node:http'
 import net from 'node:net'
 import path from 'node:path'
@@ -14,6 +15,22 @@ import readline from 'node:readline'
 import { AtpAgent } from '@atproto/api'
 import { PlcServer, Database } from '@did-plc/server'
 import { PDS, envToCfg, envToSecrets, readEnv } from '@atproto/pds'
+
+// Host names in $ATCR_PDS_MAP_HOSTS (comma-separated) resolve to 127.0.0.1 in this process: a
+// test's stand-in for DNS, e.g. the HTTPS name an atcr node serves its OAuth client metadata
+// at (with that node's CA in NODE_EXTRA_CA_CERTS).
+const mapped = new Set((process.env.ATCR_PDS_MAP_HOSTS ?? '').split(',').filter(Boolean))
+if (mapped.size > 0) {
+  const lookup = dns.lookup
+  dns.lookup = function (hostname, options, callback) {
+    if (!mapped.has(hostname)) return lookup.call(this, hostname, options, callback)
+    const cb = typeof options === 'function' ? options : callback
+    const all = typeof options === 'object' && options?.all
+    process.nextTick(() =>
+      all ? cb(null, [{ address: '127.0.0.1', family: 4 }]) : cb(null, '127.0.0.1', 4),
+    )
+  }
+}
 
 // Both servers call listen(port) on every interface: keep them on loopback.
 const listen = net.Server.prototype.listen
