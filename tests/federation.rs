@@ -485,6 +485,22 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     );
     let pull = format!("docker://{}/{carol}/app:1", srv.host_port());
     srv.must(&mut c.skopeo_copy(&pull, &pulled, &[]));
+
+    // A forged commit (the reference PDS's firehose re-signing it with another key) deleting
+    // carol's last tag is refused and logged; the index keeps the tag.
+    remote.tamper(true);
+    let last_tag = ReferencePds::tag_rkey(&remote.records(&node, &carol_did), "1");
+    remote.delete_record(&node, (&carol, carol_account_pw), "io.atcr.tag", &last_tag);
+    let forged = std::time::Instant::now();
+    while !srv.log_tail().contains("refused a remote commit event") {
+        assert!(
+            forged.elapsed() < Duration::from_secs(10),
+            "{}",
+            srv.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1"]);
 }
 
 /// `METHOD path` on the node with a token for (user, password, scope).

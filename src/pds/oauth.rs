@@ -292,12 +292,13 @@ async fn dpop_attempts<'b>(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let answer: Json = serde_json::from_slice(&answer).unwrap_or(Json::Null);
-        let asks_nonce = answer["error"] == "use_dpop_nonce"
-            || answer_headers
-                .get_all("www-authenticate")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .any(|v| v.contains("use_dpop_nonce"));
+        let asks_nonce = matches!(status, 400 | 401)
+            && (answer["error"] == "use_dpop_nonce"
+                || answer_headers
+                    .get_all("www-authenticate")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .any(|v| v.contains("use_dpop_nonce")));
         if given.is_some() {
             nonce = given;
         }

@@ -88,6 +88,12 @@ impl ReferencePds {
         self.command("start");
     }
 
+    /// From now on every `#commit` frame of this PDS's firehose is signed by another key
+    /// (`tests/interop/tamper.mjs`), or, with `false`, no longer.
+    pub fn tamper(&mut self, on: bool) {
+        self.command(if on { "tamper on" } else { "tamper off" });
+    }
+
     fn command(&mut self, command: &str) {
         let stdin = self.commands.as_mut().expect("the reference PDS runs");
         writeln!(stdin, "{command}").expect("write to the reference PDS");

@@ -4,8 +4,9 @@
 //   {"plc", "url", "port", "admin", "users": [{"handle", "did", "password", "appPassword"}, …]}
 // ("admin": the PDS's admin password) and serves until killed or its stdin closes. A line
 // "stop" on stdin stops the PDS (the PLC directory stays up), "start" starts it again on the
-// same port and data; each is answered with a line "ok" once done. State goes to $ATCR_PDS_DIR
-// (the test's temporary directory).
+// same port and data; "tamper on" makes every #commit frame of com.atproto.sync.subscribeRepos
+// from then on signed by another key (tamper.mjs), "tamper off" ends that; each is answered with
+// a line "ok" once done. State goes to $ATCR_PDS_DIR (the test's temporary directory).
 import crypto from 'node:crypto'
 import dns from 'node:dns'
 import http from 'node:http'
@@ -15,6 +16,8 @@ import readline from 'node:readline'
 import { AtpAgent } from '@atproto/api'
 import { PlcServer, Database } from '@did-plc/server'
 import { PDS, envToCfg, envToSecrets, readEnv } from '@atproto/pds'
+import WebSocket from 'ws'
+import { tamperCommitFrame } from './tamper.mjs'
 
 // Host names in $ATCR_PDS_MAP_HOSTS (comma-separated) resolve to 127.0.0.1 in this process: a
 // test's stand-in for DNS, e.g. the HTTPS name an atcr node serves its OAuth client metadata
@@ -39,6 +42,19 @@ net.Server.prototype.listen = function (...args) {
     args.splice(1, 0, '127.0.0.1')
   }
   return listen.apply(this, args)
+}
+
+// subscribeRepos frames leave through WebSocket#send (@atproto/xrpc-server's XrpcStreamServer,
+// on the one `ws` in node_modules), one at a time: the next waits for this one's callback, so
+// rewriting a frame asynchronously keeps their order.
+let tamper = false
+const send = WebSocket.prototype.send
+WebSocket.prototype.send = function (data, options, cb) {
+  if (!tamper) return send.call(this, data, options, cb)
+  tamperCommitFrame(data).then(
+    (bytes) => send.call(this, bytes, options, cb),
+    (err) => (typeof options === 'function' ? options : cb)?.(err),
+  )
 }
 
 const dir = process.env.ATCR_PDS_DIR
@@ -103,6 +119,8 @@ for await (const line of readline.createInterface({ input: process.stdin })) {
     pds = null
   } else if (line === 'start' && !pds) {
     pds = await startPds()
+  } else if (line === 'tamper on' || line === 'tamper off') {
+    tamper = line === 'tamper on'
   }
   console.log('ok')
 }

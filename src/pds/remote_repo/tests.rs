@@ -158,3 +158,97 @@ async fn refusals_and_outages_are_told_apart() {
         .keep(&did, RemoteSession::new(elsewhere, "t".into(), "r".into()));
     assert!(matches!(call().await, Err(RemoteCallError::Unavailable(_))));
 }
+
+/// A resource server taking DPoP-bound `access` with proofs carrying `nonce` for its own URL,
+/// as the reference PDS does: a stale nonce is `401 use_dpop_nonce` with the current one.
+async fn serve_dpop(
+    access: &'static str,
+    nonce: &'static str,
+) -> (String, Arc<std::sync::Mutex<Vec<Json>>>) {
+    use base64::Engine as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let proofs = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (seen, base) = (proofs.clone(), url.clone());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = vec![0; 16384];
+            let n = conn.read(&mut buf).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let header = |name: &str| {
+                head.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned()
+            };
+            let proof = header("dpop");
+            let claims: Json = proof
+                .split('.')
+                .nth(1)
+                .and_then(|c| {
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .decode(c)
+                        .ok()
+                })
+                .and_then(|c| serde_json::from_slice(&c).ok())
+                .unwrap_or_default();
+            seen.lock().unwrap().push(claims.clone());
+            let path = head.split(' ').nth(1).unwrap_or("");
+            let ok = header("authorization") == format!("DPoP {access}")
+                && claims["htu"] == format!("{base}{path}")
+                && claims["nonce"] == nonce;
+            let (status, body) = if ok {
+                ("200 OK", r#"{"commit":{}}"#)
+            } else {
+                ("401 Unauthorized", r#"{"error":"use_dpop_nonce"}"#)
+            };
+            let answer = format!(
+                "HTTP/1.1 {status}\r\ndpop-nonce: {nonce}\r\nwww-authenticate: DPoP error=\"use_dpop_nonce\"\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(answer.as_bytes()).await;
+        }
+    });
+    (url, proofs)
+}
+
+/// An OAuth session's call with a nonce the PDS no longer takes is made again, once, with the
+/// nonce the PDS gives, which is kept for the next call; each proof is for the call's URL.
+#[tokio::test]
+async fn a_stale_dpop_nonce_is_replaced_by_the_servers() {
+    let (url, proofs) = serve_dpop("access1", "n2").await;
+    let (_dir, pds) = node().await;
+    let did: Did = DID.parse().unwrap();
+    let server = crate::pds::oauth::AuthServer {
+        issuer: url.clone(),
+        par_endpoint: format!("{url}/par"),
+        authorization_endpoint: format!("{url}/authorize"),
+        token_endpoint: format!("{url}/token"),
+        revocation_endpoint: None,
+    };
+    let grant = OAuthGrant::new(
+        DpopKey::generate(),
+        &server,
+        "http://localhost".into(),
+        None,
+    );
+    grant.set_nonces(None, Some("n1".into()));
+    let session = RemoteSession::oauth(url.clone(), "access1".into(), "r".into(), grant);
+    pds.remote_sessions.keep(&did, session);
+    let call = || pds.remote_call(&did, "com.atproto.repo.applyWrites", None);
+    assert_eq!(call().await.unwrap(), json!({"commit": {}}));
+    assert!(call().await.is_ok());
+    let proofs = proofs.lock().unwrap().clone();
+    let nonces: Vec<&Json> = proofs.iter().map(|p| &p["nonce"]).collect();
+    assert_eq!(nonces, [&json!("n1"), &json!("n2"), &json!("n2")]);
+    let target = format!("{url}/xrpc/com.atproto.repo.applyWrites");
+    assert!(
+        proofs
+            .iter()
+            .all(|p| p["htu"] == target && p["htm"] == "POST")
+    );
+    assert!(proofs.iter().all(|p| p["ath"].is_string()));
+    let jti: std::collections::HashSet<&Json> = proofs.iter().map(|p| &p["jti"]).collect();
+    assert_eq!(jti.len(), 3, "a proof is never sent twice");
+}
