@@ -174,7 +174,8 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     let (_, _, carol_account_pw) = remote.user_with_password(0);
     let carol_account_pw = &carol_account_pw.to_owned();
     let who = (carol.as_str(), carol_account_pw.as_str());
-    let web = common::reference_pds::oauth_web(&node, &srv, &srv.base_url(), who, "admin/app", &[]);
+    let page = (srv.base_url(), "admin/app");
+    let web = common::reference_pds::oauth_web(&node, &srv, (&page.0, page.1), who, None, &[]);
     assert_eq!(web["signedInAs"], carol.as_str(), "{web}");
     assert_eq!(web["starred"], true, "{web}");
     assert_eq!(web["replayStatus"], 400, "{web}");

@@ -136,7 +136,8 @@ fn a_confidential_client_signs_in_at_the_reference_pds() {
     ]);
     let args = chromium_args.to_string();
     let env = [("ATCR_CHROMIUM_ARGS", args.as_str())];
-    let web = oauth_web(&node, &srv, &base, (carol, carol_pw), "admin/app", &env);
+    let page = (base.as_str(), "admin/app");
+    let web = oauth_web(&node, &srv, page, (carol, carol_pw), Some(&remote), &env);
     assert_eq!(web["signedInAs"], carol, "{web}");
     assert_eq!(web["starred"], true, "{web}");
     assert_eq!(web["replayStatus"], 400, "{web}");
@@ -148,5 +149,19 @@ fn a_confidential_client_signs_in_at_the_reference_pds() {
             .contains("signed in to the pages through OAuth"),
         "{}",
         srv.log_tail()
+    );
+    // Its tokens expired at the reference PDS (two weeks unused): the node's refresh is
+    // refused, the session ends, and the page asks to sign in again; the star stays.
+    let after = web["afterExpiry"].as_str().unwrap_or_default();
+    assert!(
+        after.contains("Your session at your PDS has ended"),
+        "{web}"
+    );
+    assert!(srv.log_tail().contains("an OAuth refresh was refused"));
+    let records = remote.records(&node, carol_did);
+    assert_eq!(
+        records["stars"].as_array().map(Vec::len),
+        Some(1),
+        "{records}"
     );
 }

@@ -287,7 +287,21 @@ pub(super) async fn star(
     if !visible(cx)? || !appview.index().repo_exists(&located.key)? {
         return Ok(None);
     }
-    appview.set_star(&viewer.did, &located, on).await?;
+    match appview.set_star(&viewer.did, &located, on).await {
+        Ok(()) => {}
+        // A user of another PDS whose session there ended (its refresh refused, revoked):
+        // asked to sign in again, and brought back here.
+        Err(crate::appview::AppViewError::RemoteSession(_)) => {
+            let back = format!("/r/{}", display_name(cx.site, &located.key));
+            let why = "Your session at your PDS has ended; sign in again.";
+            return Ok(Some(super::session::signin_page(
+                cx,
+                Some(why),
+                Some(&back),
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(Some(super::redirect(
         &format!("/r/{}", display_name(cx.site, &located.key)),
         None,

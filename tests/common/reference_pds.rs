@@ -26,7 +26,7 @@ pub struct ReferencePds {
     answers: mpsc::Receiver<String>,
     /// What `reference-pds.mjs` printed: `plc`, `url`, `port`, `admin`, `users`.
     pub info: Value,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl ReferencePds {
@@ -74,7 +74,7 @@ impl ReferencePds {
             child,
             answers: rx,
             info,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -209,20 +209,22 @@ impl Drop for ReferencePds {
 
 /// `tests/interop/oauth-web.mjs`: `who` (handle, account password) signs in to the node's
 /// pages at `base` through OAuth at the reference PDS in chromium and stars `repository`;
-/// `env` goes to the script (e.g. `ATCR_CHROMIUM_ARGS`).
+/// with `expire` (this PDS), then has the user's tokens expire there and clicks the star
+/// again. `env` goes to the script (e.g. `ATCR_CHROMIUM_ARGS`).
 #[must_use]
 pub fn oauth_web(
     node: &Path,
     srv: &super::Server,
-    base: &str,
+    (base, repository): (&str, &str),
     who: (&str, &str),
-    repository: &str,
+    expire: Option<&ReferencePds>,
     env: &[(&str, &str)],
 ) -> Value {
     let artifacts = super::temp_dir("atcr-oauth-artifacts-");
     let out = super::run(
         Command::new(node)
             .args(["oauth-web.mjs", base, who.0, who.1, repository])
+            .args(expire.map(|pds| pds.dir.path()))
             .current_dir(interop_dir())
             .env("ATCR_ARTIFACTS", artifacts.path())
             .envs(env.iter().copied())
