@@ -15,6 +15,7 @@ pub mod lexicons;
 pub mod limiter;
 pub mod login;
 pub mod oauth;
+pub mod oauth_cli;
 mod oauth_flow;
 pub mod passwords;
 pub mod plc;
@@ -123,6 +124,8 @@ pub struct Pds {
     pub remote_sessions: remote_repo::RemoteSessions,
     /// OAuth sign-ins of remote users under way (see [`oauth`]).
     pub oauth_pending: oauth::Authorizations,
+    /// One-time codes for `atcr login` of remote users (see [`oauth_cli`]).
+    pub cli_codes: oauth_cli::CliCodes,
     /// Cancelled when the node stops: firehose subscribers (upgraded connections, which the
     /// server's graceful shutdown does not track) close on it.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -211,6 +214,7 @@ impl Pds {
             identities: identities::Identities::default(),
             remote_sessions: remote_repo::RemoteSessions::default(),
             oauth_pending: oauth::Authorizations::default(),
+            cli_codes: oauth_cli::CliCodes::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
             subscribers: subscribers::Subscribers::default(),
             plc_creations: rate::PerAddress::new(

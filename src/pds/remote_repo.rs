@@ -329,6 +329,10 @@ impl Pds {
         if let Err(e) = self.store().set_remote_grant(did, None).await {
             tracing::warn!(%did, error = %e, "an OAuth session could not be removed from disk");
         }
+        // What `atcr login` holds pushed with that session: it goes too.
+        if let Err(e) = self.store().remove_remote_cli_secrets(did).await {
+            tracing::warn!(%did, error = %e, "the atcr command's secrets could not be removed");
+        }
         if let Some(session) = stored {
             session.revoke(self).await;
         }

@@ -23,9 +23,11 @@ use super::{Cx, page, redirect};
 use crate::http::body::{self, Body};
 use crate::pds::{OAUTH_PENDING_FOR, OAuthClient, OAuthReturn};
 
-/// The scopes asked for: the account's repository and blobs (the reference PDS knows no
-/// narrower set for another app's collections yet).
-pub const SCOPE: &str = "atproto transition:generic";
+/// The scopes asked for, and no more: writes to ATCR's collections of the account's
+/// repository (manifests, tags, stars) and blob uploads (the manifest blobs). The user's PDS
+/// refuses these sessions any other write (`ScopeMissingError`).
+pub const SCOPE: &str =
+    "atproto repo:io.atcr.manifest repo:io.atcr.tag repo:io.atcr.sailor.star blob:*/*";
 /// The cookie that binds an authorization to the browser that started it.
 const STATE_COOKIE: &str = "atcr_oauth";
 

@@ -197,6 +197,17 @@ impl Logins {
             }
             subjects.push(by_did);
         }
+        // A secret of this node's (`atcr login`): checked here, never sent to their PDS.
+        if password.starts_with(crate::pds::oauth_cli::CLI_SECRET_PREFIX) {
+            let valid = pds
+                .cli_secret_valid(&did, password)
+                .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+            return if valid {
+                Ok(did)
+            } else {
+                Err(LoginError::Refused)
+            };
+        }
         let key = self.remote.key(&did, password);
         // A remembered password does without its PDS, unless the user has no session there
         // for pushes (the node restarted, or the session ended): then one is opened if it can

@@ -29,6 +29,11 @@ const REMOTE_REVS: TableDefinition<&str, &str> = TableDefinition::new("remote_re
 /// `suspended`, …), as its `#account` event said; their repositories are hidden meanwhile.
 const REMOTE_INACTIVE: TableDefinition<&str, &str> = TableDefinition::new("remote_inactive");
 
+/// (DID, SHA-256 of a secret, hex) → when it was issued (seconds): the secrets `atcr login`
+/// holds for users of other PDSes (see `pds::oauth_cli`).
+const REMOTE_CLI_SECRETS: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("remote_cli_secrets");
+
 /// A user of another PDS this node has met (they logged in).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteUser {
@@ -216,6 +221,48 @@ impl PdsStore {
             }
             .map(|v| v.value().to_owned());
             Ok::<_, StoreError>(before != status)
+        })
+        .await
+    }
+
+    /// Keeps a secret `atcr login` holds for `did`, by its hash.
+    pub async fn add_remote_cli_secret(&self, did: &Did, hash: String) -> Result<(), StoreError> {
+        let did = did.clone();
+        let now = crate::pds::accounts::now_secs();
+        self.write(move |tx| {
+            tx.open_table(REMOTE_CLI_SECRETS)?
+                .insert((did.as_str(), hash.as_str()), now)?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+    }
+
+    /// Whether `hash` is that of a secret kept for `did`.
+    pub fn has_remote_cli_secret(&self, did: &Did, hash: &str) -> Result<bool, StoreError> {
+        let Some(table) = self.table_if_exists(REMOTE_CLI_SECRETS)? else {
+            return Ok(false);
+        };
+        Ok(table.get((did.as_str(), hash))?.is_some())
+    }
+
+    /// Forgets every secret kept for `did` (their OAuth session ended); how many.
+    pub async fn remove_remote_cli_secrets(&self, did: &Did) -> Result<usize, StoreError> {
+        let did = did.clone();
+        self.write(move |tx| {
+            let mut table = tx.open_table(REMOTE_CLI_SECRETS)?;
+            let mut hashes = Vec::new();
+            for row in table.range::<(&str, &str)>((did.as_str(), "")..)? {
+                let (k, _) = row?;
+                let (owner, hash) = k.value();
+                if owner != did.as_str() {
+                    break;
+                }
+                hashes.push(hash.to_owned());
+            }
+            for hash in &hashes {
+                table.remove((did.as_str(), hash.as_str()))?;
+            }
+            Ok::<_, StoreError>(hashes.len())
         })
         .await
     }
