@@ -164,4 +164,103 @@ fn a_confidential_client_signs_in_at_the_reference_pds() {
         Some(1),
         "{records}"
     );
+
+    cli_login_and_push(&node, &remote, &srv, &c, &local);
+}
+
+/// `atcr login HOST --oauth` for dave (never logged in with a password): chromium follows the
+/// link the command printed, dave signs in at the reference PDS and allows the command, which
+/// keeps the node's secret; skopeo pushes with it, and the records land in dave's repository,
+/// written with his OAuth session (the only one he has).
+fn cli_login_and_push(
+    node: &Path,
+    remote: &ReferencePds,
+    srv: &Server,
+    c: &Clients,
+    local: &images::LocalImage,
+) {
+    use std::io::{BufRead, BufReader};
+    let (dave, dave_did, dave_pw) = remote.user_with_password(1);
+    let out = srv.cli(&["crew", "add", dave_did, "--role", "write"], "");
+    assert!(out.status.success(), "{out:?}");
+    let credentials = c.path("credentials.json");
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_atcr"))
+        .args(["login", &srv.host_port(), "--oauth"])
+        .env("ATCR_CREDENTIALS_FILE", &credentials)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("atcr login");
+    let mut lines = BufReader::new(cli.stdout.take().expect("stdout"));
+    let link = (0..5)
+        .find_map(|_| {
+            let mut line = String::new();
+            lines.read_line(&mut line).ok()?;
+            line.starts_with("http").then(|| line.trim().to_owned())
+        })
+        .expect("the link atcr login prints");
+    let out = common::run(
+        Command::new(node)
+            .args(["oauth-cli.mjs", &link, dave, dave_pw])
+            .current_dir(common::interop::interop_dir())
+            .env_remove("NODE_OPTIONS"),
+    );
+    assert!(
+        out.status.success(),
+        "oauth-cli.mjs: {out:?}\n{}",
+        srv.log_tail()
+    );
+    let browser: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert!(
+        browser["allowPage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(dave),
+        "{browser}"
+    );
+    assert_eq!(
+        browser["listenerText"],
+        "atcr login: done. You can close this tab."
+    );
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut lines, &mut rest);
+    let done = cli.wait_with_output().expect("atcr login");
+    assert!(done.status.success(), "{done:?}\n{rest}");
+    let stored: Value = serde_json::from_slice(&std::fs::read(&credentials).unwrap()).unwrap();
+    let kept = &stored[srv.host_port()];
+    assert_eq!(kept["Username"], dave, "{stored}");
+    let secret = kept["Secret"].as_str().expect("the secret").to_owned();
+    assert!(secret.starts_with("atcr-cli-"));
+
+    // skopeo logs in with it and pushes into dave's namespace; the records are on his PDS.
+    c.without_login();
+    let mut login = c.skopeo();
+    login.args([
+        "login",
+        "--tls-verify=false",
+        "-u",
+        dave,
+        "--password-stdin",
+    ]);
+    let out = common::run_with_stdin(login.arg(srv.host_port()), &format!("{secret}\n"));
+    assert!(out.status.success(), "{out:?}\n{}", srv.log_tail());
+    let image = format!("docker://{}/{dave}/app:1", srv.host_port());
+    srv.must(&mut c.skopeo_copy(&local.reference(), &image, &[]));
+    let records = remote.records(node, dave_did);
+    let tags = records["tags"].as_array().expect("tags");
+    assert!(tags.iter().any(|t| t["value"]["tag"] == "1"), "{records}");
+    // The secret is dave's alone.
+    let mut other = c.skopeo();
+    let (carol, _, _) = remote.user(0);
+    other.args([
+        "login",
+        "--tls-verify=false",
+        "-u",
+        carol,
+        "--password-stdin",
+    ]);
+    let out = common::run_with_stdin(other.arg(srv.host_port()), &format!("{secret}\n"));
+    assert!(!out.status.success(), "dave's secret logged carol in");
 }

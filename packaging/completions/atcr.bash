@@ -1563,7 +1563,7 @@ _atcr() {
             return 0
             ;;
         atcr__subcmd__login)
-            opts="-u -h --username --password-stdin --insecure --ca-file --help"
+            opts="-u -h --username --oauth --password-stdin --insecure --ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

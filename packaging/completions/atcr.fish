@@ -39,7 +39,7 @@ complete -c atcr -n "__fish_atcr_needs_command" -f -a "crew" -d 'The hold\'s cre
 complete -c atcr -n "__fish_atcr_needs_command" -f -a "index" -d 'The registry index'
 complete -c atcr -n "__fish_atcr_needs_command" -f -a "storage" -d 'Blob storage'
 complete -c atcr -n "__fish_atcr_needs_command" -f -a "pds" -d 'The embedded PDS\'s storage (pds.redb, pds.wal)'
-complete -c atcr -n "__fish_atcr_needs_command" -f -a "login" -d 'Log in to a node: create an app password with the account password (read once) and keep it for docker-credential-atcr'
+complete -c atcr -n "__fish_atcr_needs_command" -f -a "login" -d 'Log in to a node: create an app password with the account password (read once) and keep it for docker-credential-atcr; with --oauth, as a user of another PDS, through a browser sign-in at that PDS'
 complete -c atcr -n "__fish_atcr_needs_command" -f -a "completions" -d 'Print a shell completion script (the packages install them), e.g. `atcr completions bash > /etc/bash_completion.d/atcr`'
 complete -c atcr -n "__fish_atcr_needs_command" -f -a "man" -d 'Print the manual page (roff; the packages install it): `atcr man | man -l -`'
 complete -c atcr -n "__fish_atcr_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -216,6 +216,7 @@ complete -c atcr -n "__fish_atcr_using_subcommand pds; and __fish_seen_subcomman
 complete -c atcr -n "__fish_atcr_using_subcommand pds; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c atcr -n "__fish_atcr_using_subcommand login" -s u -l username -d 'Account: short name, handle or DID' -r
 complete -c atcr -n "__fish_atcr_using_subcommand login" -l ca-file -d 'Trust this CA (PEM), e.g. the node\'s own from /ca.crt; default: the system\'s' -r -F
+complete -c atcr -n "__fish_atcr_using_subcommand login" -l oauth -d 'A user of another PDS: sign in through the browser (the command prints the link to open and waits on a loopback address for it to come back); no password is read'
 complete -c atcr -n "__fish_atcr_using_subcommand login" -l password-stdin -d 'Read the account password from the first line of stdin (default: ask for it at the terminal)'
 complete -c atcr -n "__fish_atcr_using_subcommand login" -l insecure -d 'Plain HTTP (a node on a trusted LAN without TLS). Loopback (127.0.0.0/8, ::1, localhost) speaks plain HTTP without it, as docker does'
 complete -c atcr -n "__fish_atcr_using_subcommand login" -s h -l help -d 'Print help'
@@ -234,7 +235,7 @@ complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subc
 complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "index" -d 'The registry index'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "storage" -d 'Blob storage'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "pds" -d 'The embedded PDS\'s storage (pds.redb, pds.wal)'
-complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "login" -d 'Log in to a node: create an app password with the account password (read once) and keep it for docker-credential-atcr'
+complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "login" -d 'Log in to a node: create an app password with the account password (read once) and keep it for docker-credential-atcr; with --oauth, as a user of another PDS, through a browser sign-in at that PDS'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "completions" -d 'Print a shell completion script (the packages install them), e.g. `atcr completions bash > /etc/bash_completion.d/atcr`'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "man" -d 'Print the manual page (roff; the packages install it): `atcr man | man -l -`'
 complete -c atcr -n "__fish_atcr_using_subcommand help; and not __fish_seen_subcommand_from serve check-config config doctor fsck gc tls user hold crew index storage pds login completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -18,25 +18,29 @@ async fn post(
     bearer: Option<&str>,
     body: &Value,
 ) -> anyhow::Result<(u16, Value)> {
-    send_json(
-        target,
-        tls,
-        http::Method::POST,
-        &format!("/xrpc/{nsid}"),
-        bearer,
-        body,
-    )
-    .await
-    .map_err(|e| {
-        if target.https && format!("{e:#}").contains("invalid peer certificate") {
-            e.context(
-                "a node with its own CA: pass --ca-file with its /ca.crt \
+    post_to(target, tls, &format!("/xrpc/{nsid}"), bearer, body).await
+}
+
+/// `POST`s `body` (JSON) to `path`; a TLS failure says how to trust the node's own CA.
+pub(super) async fn post_to(
+    target: &Target,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    path: &str,
+    bearer: Option<&str>,
+    body: &Value,
+) -> anyhow::Result<(u16, Value)> {
+    send_json(target, tls, http::Method::POST, path, bearer, body)
+        .await
+        .map_err(|e| {
+            if target.https && format!("{e:#}").contains("invalid peer certificate") {
+                e.context(
+                    "a node with its own CA: pass --ca-file with its /ca.crt \
                  (`atcr tls trust-instructions` on the node says how to fetch it)",
-            )
-        } else {
-            e
-        }
-    })
+                )
+            } else {
+                e
+            }
+        })
 }
 
 /// Whether `host` is a loopback address or `localhost`: docker speaks plain HTTP to those
@@ -58,8 +62,20 @@ async fn create_session(
     scheme_given: bool,
     body: &Value,
 ) -> anyhow::Result<(u16, Value)> {
-    const NSID: &str = "com.atproto.server.createSession";
-    let err = match post(target, tls, NSID, None, body).await {
+    let path = "/xrpc/com.atproto.server.createSession";
+    post_falling_back(target, tls, scheme_given, path, body).await
+}
+
+/// `POST`s `body` to `path` as [`create_session`] does: over HTTPS, else over plain HTTP on
+/// loopback (`target` becomes that).
+pub(super) async fn post_falling_back(
+    target: &mut Target,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    scheme_given: bool,
+    path: &str,
+    body: &Value,
+) -> anyhow::Result<(u16, Value)> {
+    let err = match post_to(target, tls, path, None, body).await {
         Err(e) if target.https && format!("{e:#}").contains("TLS with") => e,
         answer => return answer,
     };
@@ -83,10 +99,10 @@ async fn create_session(
         target.authority()
     );
     *target = plain;
-    post(target, None, NSID, None, body).await
+    post_to(target, None, path, None, body).await
 }
 
-fn xrpc_error(what: &str, status: u16, body: &Value) -> anyhow::Error {
+pub(super) fn xrpc_error(what: &str, status: u16, body: &Value) -> anyhow::Error {
     anyhow::anyhow!(
         "{what} failed ({status}): {} {}",
         body["error"].as_str().unwrap_or(""),
@@ -97,16 +113,20 @@ fn xrpc_error(what: &str, status: u16, body: &Value) -> anyhow::Error {
 /// What `atcr login` was asked.
 pub struct LoginArgs<'a> {
     pub registry: &'a str,
-    pub username: &'a str,
+    /// Required but with `--oauth` (`cli::login_oauth`).
+    pub username: Option<&'a str>,
     pub password_stdin: bool,
     pub insecure: bool,
     pub ca_file: Option<&'a std::path::Path>,
 }
 
-pub fn run(args: &LoginArgs<'_>) -> anyhow::Result<()> {
+/// Runs `body` against the node `args` name (its scheme guessed until a request settles it,
+/// TLS with the CA asked for, whether a scheme was given); the node as settled, and the answer.
+pub(super) fn on_node<T>(
+    args: &LoginArgs<'_>,
+    body: impl AsyncFnOnce(&mut Target, Option<&Arc<rustls::ClientConfig>>, bool) -> anyhow::Result<T>,
+) -> anyhow::Result<(Target, T)> {
     let mut target = Target::parse(args.registry, args.insecure)?;
-    let scheme_given = args.registry.contains("://");
-    let password = super::admin::read_password(args.password_stdin, super::admin::Ask::Existing)?;
     let tls = if target.https {
         Some(Arc::new(tls_config(args.ca_file)?))
     } else {
@@ -115,63 +135,29 @@ pub fn run(args: &LoginArgs<'_>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (handle, app_password, name) = runtime.block_on(async {
-        let (status, session) = create_session(
-            &mut target,
-            tls.as_ref(),
-            scheme_given,
-            &json!({"identifier": args.username, "password": password}),
-        )
-        .await?;
-        if status != 200 {
-            return Err(xrpc_error("login", status, &session));
-        }
-        let jwt = session["accessJwt"].as_str().unwrap_or_default().to_owned();
-        let handle = session["handle"]
-            .as_str()
-            .unwrap_or(args.username)
-            .to_owned();
-        let host = hostname();
-        let name = format!(
-            "atcr login {host} {}",
-            crate::atproto::Datetime::now().as_str()
-        );
-        let (status, created) = post(
-            &target,
-            tls.as_ref(),
-            "com.atproto.server.createAppPassword",
-            Some(&jwt),
-            &json!({"name": name}),
-        )
-        .await?;
-        if status != 200 {
-            return Err(xrpc_error("creating an app password", status, &created));
-        }
-        let app_password = created["password"]
-            .as_str()
-            .context("the node answered no app password")?
-            .to_owned();
-        // The session was only needed for this; end it.
-        let _ = post(
-            &target,
-            tls.as_ref(),
-            "com.atproto.server.deleteSession",
-            session["refreshJwt"].as_str(),
-            &json!({}),
-        )
-        .await;
-        Ok::<_, anyhow::Error>((handle, app_password, name))
-    })?;
+    let scheme_given = args.registry.contains("://");
+    let answer = runtime.block_on(body(&mut target, tls.as_ref(), scheme_given))?;
+    Ok((target, answer))
+}
+
+/// Keeps `secret` for `username` on `target` for the credential helper, and says so (`how`:
+/// what was made).
+pub(super) fn keep(
+    target: &Target,
+    username: &str,
+    secret: String,
+    how: &str,
+) -> anyhow::Result<()> {
     let store = CredentialStore::from_env()?;
     store.store(
         &target.authority(),
         Credential {
-            username: handle.clone(),
-            secret: app_password,
+            username: username.to_owned(),
+            secret,
         },
     )?;
     super::print(&format!(
-        "Login Succeeded: {handle} on {registry} with app password {name:?}, kept in {path}.\n\
+        "Login Succeeded: {username} on {registry}, {how}, kept in {path}.\n\
          Have docker, podman and skopeo use it: add \"credHelpers\": {{\"{registry}\": \"atcr\"}} to \
          ~/.docker/config.json (or containers' auth.json), with docker-credential-atcr on PATH.",
         registry = target.authority(),
@@ -179,7 +165,63 @@ pub fn run(args: &LoginArgs<'_>) -> anyhow::Result<()> {
     ))
 }
 
-fn hostname() -> String {
+pub fn run(args: &LoginArgs<'_>) -> anyhow::Result<()> {
+    let username = args.username.context("give the account with --username")?;
+    let password = super::admin::read_password(args.password_stdin, super::admin::Ask::Existing)?;
+    let (target, (handle, app_password, name)) =
+        on_node(args, async |target, tls, scheme_given| {
+            let (status, session) = create_session(
+                target,
+                tls,
+                scheme_given,
+                &json!({"identifier": username, "password": password}),
+            )
+            .await?;
+            if status != 200 {
+                return Err(xrpc_error("login", status, &session));
+            }
+            let jwt = session["accessJwt"].as_str().unwrap_or_default().to_owned();
+            let handle = session["handle"].as_str().unwrap_or(username).to_owned();
+            let host = hostname();
+            let name = format!(
+                "atcr login {host} {}",
+                crate::atproto::Datetime::now().as_str()
+            );
+            let (status, created) = post(
+                target,
+                tls,
+                "com.atproto.server.createAppPassword",
+                Some(&jwt),
+                &json!({"name": name}),
+            )
+            .await?;
+            if status != 200 {
+                return Err(xrpc_error("creating an app password", status, &created));
+            }
+            let app_password = created["password"]
+                .as_str()
+                .context("the node answered no app password")?
+                .to_owned();
+            // The session was only needed for this; end it.
+            let _ = post(
+                target,
+                tls,
+                "com.atproto.server.deleteSession",
+                session["refreshJwt"].as_str(),
+                &json!({}),
+            )
+            .await;
+            Ok::<_, anyhow::Error>((handle, app_password, name))
+        })?;
+    keep(
+        &target,
+        &handle,
+        app_password,
+        &format!("with app password {name:?}"),
+    )
+}
+
+pub(super) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map_or_else(|_| "this machine".into(), |s| s.trim().to_owned())
 }

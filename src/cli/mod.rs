@@ -12,6 +12,7 @@ mod generate;
 mod hold;
 mod index;
 mod login;
+mod login_oauth;
 mod pds;
 mod private;
 mod serve;
@@ -90,13 +91,18 @@ enum Command {
     #[command(subcommand)]
     Pds(PdsCommand),
     /// Log in to a node: create an app password with the account password (read once) and
-    /// keep it for docker-credential-atcr.
+    /// keep it for docker-credential-atcr; with --oauth, as a user of another PDS, through a
+    /// browser sign-in at that PDS.
     Login {
         /// The registry: host[:port], or a URL.
         registry: String,
         /// Account: short name, handle or DID.
-        #[arg(short, long)]
-        username: String,
+        #[arg(short, long, required_unless_present = "oauth")]
+        username: Option<String>,
+        /// A user of another PDS: sign in through the browser (the command prints the link to
+        /// open and waits on a loopback address for it to come back); no password is read.
+        #[arg(long, conflicts_with = "password_stdin")]
+        oauth: bool,
         /// Read the account password from the first line of stdin (default: ask for it at the
         /// terminal).
         #[arg(long)]
@@ -429,16 +435,24 @@ pub fn main() -> ExitCode {
         Command::Login {
             registry,
             username,
+            oauth,
             password_stdin,
             insecure,
             ca_file,
-        } => login::run(&login::LoginArgs {
-            registry: &registry,
-            username: &username,
-            password_stdin,
-            insecure,
-            ca_file: ca_file.as_deref(),
-        }),
+        } => {
+            let args = login::LoginArgs {
+                registry: &registry,
+                username: username.as_deref(),
+                password_stdin,
+                insecure,
+                ca_file: ca_file.as_deref(),
+            };
+            if oauth {
+                login_oauth::run(&args)
+            } else {
+                login::run(&args)
+            }
+        }
         Command::Pds(PdsCommand::Recover {
             accept_loss,
             config,

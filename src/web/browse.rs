@@ -294,11 +294,7 @@ pub(super) async fn star(
         Err(crate::appview::AppViewError::RemoteSession(_)) => {
             let back = format!("/r/{}", display_name(cx.site, &located.key));
             let why = "Your session at your PDS has ended; sign in again.";
-            return Ok(Some(super::session::signin_page(
-                cx,
-                Some(why),
-                Some(&back),
-            )));
+            return Ok(Some(super::signin::signin_page(cx, Some(why), Some(&back))));
         }
         Err(e) => return Err(e.into()),
     }

@@ -19,9 +19,11 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 mod browse;
+mod cli_login;
 mod oauth;
 mod session;
 mod setup;
+mod signin;
 mod user;
 use maud::{DOCTYPE, Markup, html};
 
@@ -72,6 +74,13 @@ pub(crate) struct Viewer {
     pub session: String,
     /// The token every form of this session carries.
     pub csrf: String,
+}
+
+impl Viewer {
+    /// Whether the viewer is one of this node's own accounts (not a user of another PDS).
+    fn is_local(&self, site: Site<'_>) -> bool {
+        site.pds.accounts.get(&self.did).ok().flatten().is_some()
+    }
 }
 
 /// What every page needs: the site, the host name clients use, the viewer, and whether the
@@ -142,7 +151,7 @@ async fn respond(
                     .find(|(k, _)| k == "next")
                     .map(|(_, v)| v.into_owned())
             });
-            Ok(Some(session::signin_page(&cx, None, next.as_deref())))
+            Ok(Some(signin::signin_page(&cx, None, next.as_deref())))
         }
         "/settings" => session::settings(&cx, None),
         "/oauth/callback" => {
@@ -150,6 +159,7 @@ async fn respond(
         }
         "/oauth/client-metadata.json" => Ok(oauth::client_metadata(&cx)),
         "/oauth/jwks.json" => Ok(oauth::client_jwks(&cx)),
+        "/oauth/cli" => Ok(Some(cli_login::page_for(&cx, req.uri().query()))),
         _ => {
             if let Some(name) = path.strip_prefix("/r/") {
                 match name.split_once('@') {

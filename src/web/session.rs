@@ -66,6 +66,10 @@ pub(super) async fn post(
     req: http::Request<crate::http::body::RequestBody>,
     path: &str,
 ) -> Response<Body> {
+    // The `atcr` command exchanging its one-time code (JSON; no session: the code is the proof).
+    if path == "/oauth/cli/token" {
+        return super::cli_login::token(cx, req).await;
+    }
     let origin_ok = req
         .headers()
         .get(ORIGIN)
@@ -131,15 +135,7 @@ pub(super) async fn post(
     let answer = match path {
         "/signout" => {
             // A remote user's OAuth session ends too (revoked at their authorization server).
-            if cx
-                .site
-                .pds
-                .accounts
-                .get(&viewer.did)
-                .ok()
-                .flatten()
-                .is_none()
-            {
+            if !viewer.is_local(cx.site) {
                 cx.site.pds.end_oauth_session(&viewer.did).await;
             }
             return match accounts.delete_session(&viewer.session) {
@@ -172,6 +168,7 @@ pub(super) async fn post(
                 }
             }
         }
+        "/oauth/cli" => return super::cli_login::allow(cx, viewer, field),
         "/settings/app-passwords/revoke" => {
             let name = field("name").unwrap_or_default();
             return match accounts.revoke_app_password(&viewer.did, name) {
@@ -304,36 +301,9 @@ fn local_path(next: Option<&str>) -> &str {
 }
 
 fn signin_failed(cx: &Cx<'_>, status: StatusCode, why: &str) -> Response<Body> {
-    let mut r = signin_page(cx, Some(why), None);
+    let mut r = super::signin::signin_page(cx, Some(why), None);
     *r.status_mut() = status;
     r
-}
-
-/// The sign-in form; `next` is where to go after it (a path on this node).
-pub(super) fn signin_page(cx: &Cx<'_>, error: Option<&str>, next: Option<&str>) -> Response<Body> {
-    page(
-        StatusCode::OK,
-        "Sign in",
-        cx,
-        html! {
-            h1 { "Sign in" }
-            @if let Some(error) = error { p.error { (error) } }
-            form.stacked method="post" action="/signin" {
-                label { "User name or handle" input name="identifier" autocomplete="username" required; }
-                label { "Password" input type="password" name="password" autocomplete="current-password" required; }
-            @if let Some(next) = next { input type="hidden" name="next" value=(next); }
-                button type="submit" { "Sign in" }
-            }
-            p.muted { "With your account password. App passwords are for docker, podman and the other clients." }
-            h2 { "With an account on another PDS" }
-            form.stacked.oauth method="post" action="/oauth/signin" {
-                label { "Your handle" input name="handle" autocomplete="username" placeholder="alice.example.com" required; }
-                @if let Some(next) = next { input type="hidden" name="next" value=(next); }
-                button type="submit" { "Continue at your PDS" }
-            }
-            p.muted { "You sign in and approve at your own PDS; this node never sees that password." }
-        },
-    )
 }
 
 /// What the settings page reports about a creation.

@@ -1,0 +1,119 @@
+//! `atcr login HOST --oauth`: a user of another PDS logs the command in through their browser.
+//! The command listens on a loopback port, prints (and, on a desktop, opens) the node's
+//! `/oauth/cli?port=…&state=…`; there the user signs in at their own PDS and allows the
+//! command; the browser comes back to the listener with a one-time code, which the command
+//! exchanges at the node (`POST /oauth/cli/token`) for a secret of the node's. The secret is
+//! kept like an app password, for docker-credential-atcr (see `pds::oauth_cli`).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine as _;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::login::{LoginArgs, keep, on_node, post_falling_back, post_to, xrpc_error};
+
+/// How long the command waits for the browser.
+const WAIT_FOR_BROWSER: Duration = Duration::from_mins(10);
+/// The exchange's path on the node.
+const TOKEN_PATH: &str = "/oauth/cli/token";
+
+pub fn run(args: &LoginArgs<'_>) -> anyhow::Result<()> {
+    let (target, (did, handle, secret)) = on_node(args, async |target, tls, scheme_given| {
+        // Which scheme the node speaks, asked with a code that is none (a 400 is the answer).
+        let (status, _) =
+            post_falling_back(target, tls, scheme_given, TOKEN_PATH, &json!({})).await?;
+        anyhow::ensure!(
+            status == 400,
+            "{} does not offer atcr login for users of other PDSes ({status})",
+            target.authority()
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let state =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
+        let scheme = if target.https { "https" } else { "http" };
+        let url = format!(
+            "{scheme}://{}/oauth/cli?port={port}&state={state}",
+            target.authority()
+        );
+        super::print(&format!(
+            "Open this link in your browser to sign in at your PDS and allow this command:\n{url}"
+        ))?;
+        open_in_browser(&url);
+        let code = tokio::time::timeout(WAIT_FOR_BROWSER, wait_for_code(&listener, &state))
+            .await
+            .context("no answer from the browser in 10 minutes")??;
+        let (status, answer) =
+            post_to(target, tls, TOKEN_PATH, None, &json!({ "code": code })).await?;
+        if status != 200 {
+            return Err(xrpc_error("exchanging the code", status, &answer));
+        }
+        let field = |k: &str| answer[k].as_str().map(str::to_owned);
+        let did = field("did").context("the node answered no DID")?;
+        let secret = field("secret").context("the node answered no secret")?;
+        Ok::<_, anyhow::Error>((did.clone(), field("handle").unwrap_or(did), secret))
+    })?;
+    keep(
+        &target,
+        &handle,
+        secret,
+        &format!("{did}, through your PDS, with a secret of the node's"),
+    )
+}
+
+/// Opens `url` with the desktop's browser when there is a desktop (best effort: the link is
+/// printed anyway).
+fn open_in_browser(url: &str) {
+    let desktop = ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()));
+    if desktop {
+        let _ = std::process::Command::new("xdg-open")
+            .arg(url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+    }
+}
+
+/// Answers the browser's requests on `listener` until one brings a code with `state`.
+async fn wait_for_code(listener: &tokio::net::TcpListener, state: &str) -> anyhow::Result<String> {
+    loop {
+        let (mut conn, _) = listener.accept().await?;
+        let mut buf = vec![0; 8192];
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .unwrap_or(Ok(0))
+            .unwrap_or(0);
+        let head = String::from_utf8_lossy(&buf[..n]);
+        let target = head
+            .strip_prefix("GET ")
+            .and_then(|r| r.split(' ').next())
+            .unwrap_or("");
+        let query = target.strip_prefix("/callback?").unwrap_or("");
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let code = get("code").filter(|_| get("state").as_deref() == Some(state));
+        let (status, text) = if code.is_some() {
+            ("200 OK", "atcr login: done. You can close this tab.")
+        } else {
+            (
+                "400 Bad Request",
+                "atcr login: this is not the answer it waits for.",
+            )
+        };
+        let answer = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+            text.len()
+        );
+        let _ = conn.write_all(answer.as_bytes()).await;
+        if let Some(code) = code {
+            return Ok(code);
+        }
+    }
+}
