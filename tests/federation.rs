@@ -272,13 +272,31 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1"]);
 
     // The index is derived state: rebuilt offline, it still has the remote user's image (from
-    // the node's copy of the records it wrote), and after the restart (sessions are in memory
-    // only) the next login opens a session again, so pushes work.
+    // the node's copy of the records it wrote); after the restart the node fetches her
+    // repository again (a verified export), and (sessions are in memory only) the next login
+    // opens a session again, so pushes work.
     assert!(srv.stop(), "the node did not stop cleanly");
     let out = srv.cli(&["index", "rebuild"], "");
     assert!(out.status.success(), "index rebuild: {out:?}");
     srv.restart_same_port();
     assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1"]);
+    let refetched = || {
+        let log = srv.log_tail();
+        let after = log
+            .rsplit("restarting on the same port")
+            .next()
+            .unwrap_or("");
+        after.contains("caught up with a remote user's records (verified repository)")
+    };
+    let restarted = std::time::Instant::now();
+    while !refetched() {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(15),
+            "{}",
+            srv.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let again = format!("docker://{}/{carol}/app:2", srv.host_port());
     srv.must(&mut c.skopeo_copy(&local.reference(), &again, &[]));
     assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1", "2"]);
@@ -446,7 +464,11 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
         let hits = curl_anonymous("GET", &url("/search?q=app"), &[], None);
         let catalog = with_token(srv, ("", "", "registry:catalog:*"), "GET", "/v2/_catalog");
         let listed = catalog.text().contains(&format!("\"{carol}/app\""));
-        let found = hits.text().contains(&format!("/r/{carol}/app"));
+        // Found by search, and on her own page.
+        let user = curl_anonymous("GET", &url(&format!("/u/{carol}")), &[], None);
+        let found = [hits, user]
+            .iter()
+            .all(|r| r.text().contains(&format!("/r/{carol}/app")));
         let (pull, manifest) = (
             format!("repository:{carol}/app:pull"),
             format!("/v2/{carol}/app/manifests/1"),

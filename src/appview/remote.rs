@@ -203,12 +203,16 @@ impl AppView {
         Ok(())
     }
 
-    /// Puts the mirrored records of every remote user into the index (a rebuild).
+    /// Puts the mirrored records of every remote user into the index (a rebuild), at once and
+    /// without their PDSes; and forgets where their hosts' firehoses were, so that the node,
+    /// when it next follows them, fetches their repositories again (verified exports, see
+    /// `follow/catch_up.rs`) and the copy becomes what their PDSes hold.
     pub(super) async fn rebuild_remote(
         &self,
         stats: &mut RebuildStats,
     ) -> Result<(), AppViewError> {
         let store = self.pds.store();
+        store.clear_remote_cursors().await?;
         let mut users = Vec::new();
         self.each_remote_user(|did, _| users.push(did.clone()))?;
         for did in users {

@@ -1,5 +1,5 @@
-//! A user's page (`/u/<name>`): their repositories, stars and storage (usage and quota), and
-//! the storage line the settings page shows its owner.
+//! A user's page (`/u/<name>`, a user of another PDS by handle or DID): their repositories,
+//! stars and storage (usage and quota), and the storage line the settings page shows its owner.
 
 use http::{Response, StatusCode};
 use maud::html;
@@ -25,8 +25,12 @@ pub(super) fn page(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Bo
     let Ok(Some(did)) = appview.owner(name) else {
         return Ok(None);
     };
-    let Some(account) = site.pds.accounts.get(&did)? else {
-        return Ok(None);
+    // A user of another PDS goes by their handle (their DID without one).
+    let (title, handle) = if let Some(account) = site.pds.accounts.get(&did)? {
+        (account.name, account.handle)
+    } else {
+        let shown = appview.display_owner(did.as_str());
+        (shown.clone(), shown)
     };
     let mut repos = Vec::new();
     let mut stars = Vec::new();
@@ -47,12 +51,12 @@ pub(super) fn page(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Bo
     }
     Ok(Some(super::page(
         StatusCode::OK,
-        &account.name,
+        &title,
         cx,
         html! {
-            h1 { (account.name) }
+            h1 { (title) }
             dl {
-                dt { "Handle" } dd { (account.handle) }
+                dt { "Handle" } dd { (handle) }
                 dt { "DID" } dd { code { (did.as_str()) } }
                 @if let Some(storage) = &storage { dt { "Storage" } dd { (storage) } }
             }

@@ -312,6 +312,16 @@ impl PdsStore {
         .await
     }
 
+    /// Forgets every host's cursor (each is then caught up with afresh).
+    pub async fn clear_remote_cursors(&self) -> Result<(), StoreError> {
+        self.write(move |tx| {
+            let mut table = tx.open_table(REMOTE_CURSORS)?;
+            table.retain(|_, _| false)?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+    }
+
     /// Mirrored records of one collection of `did`, in key order, after `cursor`.
     pub fn remote_records(
         &self,
