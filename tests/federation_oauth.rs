@@ -230,18 +230,19 @@ fn cli_login_and_push(
     assert!(done.status.success(), "{done:?}\n{rest}");
     let stored: Value = serde_json::from_slice(&std::fs::read(&credentials).unwrap()).unwrap();
     let kept = &stored[srv.host_port()];
-    assert_eq!(kept["Username"], dave, "{stored}");
+    assert_eq!(kept["Username"], dave_did, "{stored}");
     let secret = kept["Secret"].as_str().expect("the secret").to_owned();
     assert!(secret.starts_with("atcr-cli-"));
 
-    // skopeo logs in with it and pushes into dave's namespace; the records are on his PDS.
+    // skopeo logs in with it as the credential helper would give it (his DID and the secret)
+    // and pushes into dave's namespace; the records are on his PDS.
     c.without_login();
     let mut login = c.skopeo();
     login.args([
         "login",
         "--tls-verify=false",
         "-u",
-        dave,
+        dave_did,
         "--password-stdin",
     ]);
     let out = common::run_with_stdin(login.arg(srv.host_port()), &format!("{secret}\n"));

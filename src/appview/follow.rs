@@ -76,7 +76,7 @@ fn stopped(why: impl Into<String>) -> Stopped {
 
 impl AppView {
     /// Follows the PDS hosts of the remote users this node knows until `cancel`: the
-    /// [`MAX_HOSTS`] that matter most (see [`AppView::remote_hosts`]); a host that drops out of
+    /// 32 that matter most (those hosting the most users with records here); a host that drops out of
     /// them is no longer followed.
     pub async fn run_remote_follower(self: Arc<Self>, cancel: CancellationToken) {
         let mut running: HashMap<String, (tokio::task::JoinHandle<()>, CancellationToken)> =
@@ -304,7 +304,7 @@ impl AppView {
         let kind = header.get("t").and_then(Value::as_str).unwrap_or("");
         if kind == "#info" {
             if body.get("name").and_then(Value::as_str) == Some("OutdatedCursor") {
-                tracing::warn!(%endpoint, "our cursor is older than the host keeps; catching up by listing");
+                tracing::warn!(%endpoint, "our cursor is older than the host keeps; catching up from their repositories");
                 self.catch_up_host(endpoint).await?;
             }
             return Ok(seq);
@@ -372,6 +372,16 @@ impl AppView {
                 "inactive".to_owned()
             }
         });
+        self.set_account_status(did, status).await
+    }
+
+    /// Records whether `did`'s account is active on their PDS (`None`) or not (its status),
+    /// and when that changed, hides or shows their repositories (search taken in again).
+    pub(super) async fn set_account_status(
+        &self,
+        did: &Did,
+        status: Option<String>,
+    ) -> Result<(), AppViewError> {
         if !self
             .pds
             .store()

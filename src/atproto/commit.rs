@@ -132,7 +132,8 @@ impl Commit {
     /// and `sig`.
     pub fn from_cbor(bytes: &[u8]) -> Result<Commit, CommitError> {
         let bad = CommitError::Malformed;
-        let value = Value::from_cbor(bytes)?;
+        // Bounded like any bytes from the network: commits of other PDSes are read too.
+        let value = Value::from_untrusted_cbor(bytes)?;
         let m = value.as_map().ok_or(bad("not a map"))?;
         if m.len() != 6 {
             return Err(bad(

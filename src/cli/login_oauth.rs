@@ -31,11 +31,13 @@ pub fn run(args: &LoginArgs<'_>) -> anyhow::Result<()> {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
-        let state =
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
+        let random =
+            || base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+        let (state, verifier) = (random(), random());
+        let challenge = crate::pds::oauth_cli::challenge_of(&verifier);
         let scheme = if target.https { "https" } else { "http" };
         let url = format!(
-            "{scheme}://{}/oauth/cli?port={port}&state={state}",
+            "{scheme}://{}/oauth/cli?port={port}&state={state}&challenge={challenge}",
             target.authority()
         );
         super::print(&format!(
@@ -45,8 +47,14 @@ pub fn run(args: &LoginArgs<'_>) -> anyhow::Result<()> {
         let code = tokio::time::timeout(WAIT_FOR_BROWSER, wait_for_code(&listener, &state))
             .await
             .context("no answer from the browser in 10 minutes")??;
-        let (status, answer) =
-            post_to(target, tls, TOKEN_PATH, None, &json!({ "code": code })).await?;
+        let (status, answer) = post_to(
+            target,
+            tls,
+            TOKEN_PATH,
+            None,
+            &json!({ "code": code, "verifier": verifier }),
+        )
+        .await?;
         if status != 200 {
             return Err(xrpc_error("exchanging the code", status, &answer));
         }
@@ -55,11 +63,12 @@ pub fn run(args: &LoginArgs<'_>) -> anyhow::Result<()> {
         let secret = field("secret").context("the node answered no secret")?;
         Ok::<_, anyhow::Error>((did.clone(), field("handle").unwrap_or(did), secret))
     })?;
+    // Kept under the DID, which the secret is bound to (a handle can change).
     keep(
         &target,
-        &handle,
+        &did,
         secret,
-        &format!("{did}, through your PDS, with a secret of the node's"),
+        &format!("{handle}, through your PDS, with a secret of the node's"),
     )
 }
 

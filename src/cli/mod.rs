@@ -101,7 +101,7 @@ enum Command {
         username: Option<String>,
         /// A user of another PDS: sign in through the browser (the command prints the link to
         /// open and waits on a loopback address for it to come back); no password is read.
-        #[arg(long, conflicts_with = "password_stdin")]
+        #[arg(long, conflicts_with_all = ["password_stdin", "username"])]
         oauth: bool,
         /// Read the account password from the first line of stdin (default: ask for it at the
         /// terminal).

@@ -1,11 +1,13 @@
 //! `atcr login` for users of other PDSes. Signed in to the pages through OAuth (their PDS's
 //! authorization page), they let the `atcr` command on their computer push as them: the
 //! browser goes back to the command's loopback listener with a one-time code, which the
-//! command exchanges here for a secret of this node (`atcr-cli-…`). docker, podman and skopeo
-//! then send that secret as the password (through the credential helper). The node keeps only
-//! its SHA-256, bound to the user's DID; it takes the secret only while their OAuth session
-//! lives here (their pushes are written to their PDS with that session), never sends it
-//! anywhere, and forgets it when the session ends (sign-out, a refused refresh).
+//! command exchanges here, with the verifier of the challenge its link carried (as PKCE does:
+//! whoever else catches the code cannot use it), for a secret of this node (`atcr-cli-…`).
+//! docker, podman and skopeo then send that secret as the password (through the credential
+//! helper). The node keeps only its SHA-256, bound to the user's DID; it takes the secret only
+//! while their OAuth session lives here (their pushes are written to their PDS with that
+//! session), never sends it anywhere, and forgets it when the session ends (sign-out, a refused
+//! refresh).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,19 +25,40 @@ use crate::atproto::Did;
 pub const CLI_SECRET_PREFIX: &str = "atcr-cli-";
 /// How long a one-time code may wait for its exchange.
 const CODE_FOR: Duration = Duration::from_mins(2);
-/// Codes waiting, at most.
+/// Codes waiting, at most, and per user.
 const CODES_MAX: usize = 256;
+const CODES_PER_USER: usize = 4;
+/// Secrets kept per user, at most: a new one past it replaces the oldest.
+pub const SECRETS_PER_USER: usize = 16;
 
-/// One-time codes waiting for the `atcr` command's exchange: code → (issued, user).
+/// A code waiting: when it was issued, for whom, and the command's challenge.
+struct Waiting {
+    at: Instant,
+    did: Did,
+    challenge: String,
+}
+
+/// One-time codes waiting for the `atcr` command's exchange, by code.
 #[derive(Default)]
-pub struct CliCodes(Mutex<HashMap<String, (Instant, Did)>>);
+pub struct CliCodes(Mutex<HashMap<String, Waiting>>);
 
 impl CliCodes {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Did)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Waiting>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Forgets the codes waiting for `did` (their OAuth session ended).
+    pub fn forget(&self, did: &Did) {
+        self.lock().retain(|_, w| &w.did != did);
+    }
+}
+
+/// The challenge of `verifier`: base64url of its SHA-256.
+#[must_use]
+pub fn challenge_of(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 fn hash(secret: &str) -> String {
@@ -43,29 +66,45 @@ fn hash(secret: &str) -> String {
 }
 
 impl Pds {
-    /// A one-time code for the `atcr` command of `did`, who has an OAuth session here; `None`
-    /// without one, or when too many codes wait.
-    pub fn cli_code(&self, did: &Did) -> Result<Option<String>, StoreError> {
+    /// A one-time code for the `atcr` command of `did`, who has an OAuth session here, bound
+    /// to the command's `challenge`; `None` without a session, or when too many codes wait (in
+    /// all, or for them).
+    pub fn cli_code(&self, did: &Did, challenge: &str) -> Result<Option<String>, StoreError> {
         if self.store().remote_grant(did)?.is_none() {
             return Ok(None);
         }
         let mut codes = self.cli_codes.lock();
-        codes.retain(|_, (at, _)| at.elapsed() < CODE_FOR);
-        if codes.len() >= CODES_MAX {
+        codes.retain(|_, w| w.at.elapsed() < CODE_FOR);
+        let theirs = codes.values().filter(|w| &w.did == did).count();
+        if codes.len() >= CODES_MAX || theirs >= CODES_PER_USER {
             return Ok(None);
         }
         let code = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
-        codes.insert(code.clone(), (Instant::now(), did.clone()));
+        let waiting = Waiting {
+            at: Instant::now(),
+            did: did.clone(),
+            challenge: challenge.to_owned(),
+        };
+        codes.insert(code.clone(), waiting);
         Ok(Some(code))
     }
 
-    /// Exchanges a one-time code for a new secret of its user: (their DID, the secret). A code
-    /// works once, for two minutes.
-    pub async fn cli_secret(&self, code: &str) -> Result<Option<(Did, String)>, StoreError> {
-        let Some((at, did)) = self.cli_codes.lock().remove(code) else {
+    /// Exchanges a one-time code and the verifier of its challenge for a new secret of its
+    /// user: (their DID, the secret). A code works once (a wrong verifier spends it too), for
+    /// two minutes, while its user's OAuth session lives.
+    pub async fn cli_secret(
+        &self,
+        code: &str,
+        verifier: &str,
+    ) -> Result<Option<(Did, String)>, StoreError> {
+        let Some(waiting) = self.cli_codes.lock().remove(code) else {
             return Ok(None);
         };
-        if at.elapsed() >= CODE_FOR {
+        let did = waiting.did;
+        if waiting.at.elapsed() >= CODE_FOR
+            || challenge_of(verifier) != waiting.challenge
+            || self.store().remote_grant(&did)?.is_none()
+        {
             return Ok(None);
         }
         let secret = format!(
@@ -73,7 +112,7 @@ impl Pds {
             URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
         );
         self.store()
-            .add_remote_cli_secret(&did, hash(&secret))
+            .add_remote_cli_secret(&did, hash(&secret), SECRETS_PER_USER)
             .await?;
         tracing::info!(%did, "issued a secret to the atcr command of a user of another PDS");
         Ok(Some((did, secret)))
@@ -91,42 +130,66 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn codes_work_once_and_secrets_only_with_a_session() {
+    async fn codes_work_once_with_their_verifier_and_secrets_only_with_a_session() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = crate::blobstore::BlobStore::memory().unwrap();
         let pds = Pds::open(dir.path(), crate::pds::PdsSettings::localhost(4000), blobs)
             .await
             .unwrap();
         let did: Did = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa".parse().unwrap();
+        let challenge = challenge_of("verifier");
         // No OAuth session: no code.
-        assert_eq!(pds.cli_code(&did).unwrap(), None);
+        assert_eq!(pds.cli_code(&did, &challenge).unwrap(), None);
+        let grant = Some(b"{}".to_vec());
         pds.store()
-            .set_remote_grant(&did, Some(b"{}".to_vec()))
+            .set_remote_grant(&did, grant.clone())
             .await
             .unwrap();
-        let code = pds.cli_code(&did).unwrap().unwrap();
-        let (owner, secret) = pds.cli_secret(&code).await.unwrap().unwrap();
+        // Whoever catches a code cannot use it without the command's verifier.
+        let code = pds.cli_code(&did, &challenge).unwrap().unwrap();
+        assert!(pds.cli_secret(&code, "another").await.unwrap().is_none());
+        let spent = pds.cli_secret(&code, "verifier").await.unwrap();
+        assert!(spent.is_none(), "a wrong verifier spends the code");
+        let code = pds.cli_code(&did, &challenge).unwrap().unwrap();
+        let (owner, secret) = pds.cli_secret(&code, "verifier").await.unwrap().unwrap();
         assert_eq!(owner, did);
         assert!(secret.starts_with(CLI_SECRET_PREFIX));
-        assert!(
-            pds.cli_secret(&code).await.unwrap().is_none(),
-            "a code works once"
-        );
+        let again = pds.cli_secret(&code, "verifier").await.unwrap();
+        assert!(again.is_none(), "a code works once");
         assert!(pds.cli_secret_valid(&did, &secret).unwrap());
         let other: Did = "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb".parse().unwrap();
         assert!(!pds.cli_secret_valid(&other, &secret).unwrap());
         assert!(!pds.cli_secret_valid(&did, "atcr-cli-guess").unwrap());
-        // The session gone, the secret no longer works.
+        // At most a few codes wait per user; they are forgotten when the session ends.
+        for _ in 0..CODES_PER_USER {
+            assert!(pds.cli_code(&did, &challenge).unwrap().is_some());
+        }
+        assert_eq!(pds.cli_code(&did, &challenge).unwrap(), None);
+        pds.cli_codes.forget(&did);
+        assert!(pds.cli_code(&did, &challenge).unwrap().is_some());
+        pds.cli_codes.forget(&did);
+        // The session gone, the secret no longer works, nor does a code issued before.
+        let code = pds.cli_code(&did, &challenge).unwrap().unwrap();
         pds.store().set_remote_grant(&did, None).await.unwrap();
         assert!(!pds.cli_secret_valid(&did, &secret).unwrap());
-        pds.store()
-            .set_remote_grant(&did, Some(b"{}".to_vec()))
-            .await
-            .unwrap();
+        assert!(pds.cli_secret(&code, "verifier").await.unwrap().is_none());
+        pds.store().set_remote_grant(&did, grant).await.unwrap();
         assert_eq!(
             pds.store().remove_remote_cli_secrets(&did).await.unwrap(),
             1
         );
         assert!(!pds.cli_secret_valid(&did, &secret).unwrap());
+        // Past the cap, a new secret replaces the oldest.
+        let mut secrets = Vec::new();
+        for _ in 0..=SECRETS_PER_USER {
+            let code = pds.cli_code(&did, &challenge).unwrap().unwrap();
+            secrets.push(pds.cli_secret(&code, "verifier").await.unwrap().unwrap().1);
+            pds.cli_codes.forget(&did);
+        }
+        assert!(!pds.cli_secret_valid(&did, &secrets[0]).unwrap());
+        let kept = secrets[1..]
+            .iter()
+            .all(|s| pds.cli_secret_valid(&did, s).unwrap());
+        assert!(kept);
     }
 }

@@ -27,10 +27,6 @@ pub struct OAuthReturn<'a> {
 }
 
 impl Pds {
-    /// Starts an authorization for `handle` (lowercase, or a DID) as `client`: the `state`
-    /// to bind to the browser, and where to send it. The error is a message for the user
-    /// (what went wrong with a stranger's servers is logged, not told: the page would tell
-    /// anyone what answers where on the node's network).
     /// The node's OAuth client key as a JWK Set (`/oauth/jwks.json`, named by the client
     /// metadata of a node served over HTTPS).
     #[must_use]
@@ -38,6 +34,10 @@ impl Pds {
         super::oauth::client_jwks(&self.keys.oauth_client)
     }
 
+    /// Starts an authorization for `handle` (lowercase, or a DID) as `client`: the `state`
+    /// to bind to the browser, and where to send it. The error is a message for the user
+    /// (what went wrong with a stranger's servers is logged, not told: the page would tell
+    /// anyone what answers where on the node's network).
     pub async fn oauth_begin(
         &self,
         handle: &str,

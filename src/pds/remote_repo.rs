@@ -212,9 +212,10 @@ impl std::fmt::Debug for RemoteSession {
 #[derive(Default)]
 pub struct RemoteSessions {
     by_did: Mutex<HashMap<Did, RemoteSession>>,
-    /// Refreshes run one at a time per user (striped by DID): two calls refreshing with the
-    /// same single-use refresh token would have the second refused, which ends the session.
-    refreshing: [tokio::sync::Mutex<()>; 32],
+    /// Refreshes (and an OAuth session's end) run one at a time per user: two calls
+    /// refreshing with the same single-use refresh token would have the second refused, which
+    /// ends the session; a sign-out during a refresh would be undone by it.
+    refreshing: Mutex<HashMap<Did, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Remote sessions kept, at most (one per user who logged in).
@@ -234,14 +235,18 @@ impl RemoteSessions {
         map.insert(did.clone(), session)
     }
 
-    /// Held while `did`'s session is refreshed.
-    async fn refresh_turn(&self, did: &Did) -> tokio::sync::MutexGuard<'_, ()> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::hash::DefaultHasher::new();
-        did.hash(&mut h);
-        let stripes = self.refreshing.len() as u64;
-        let i = usize::try_from(h.finish() % stripes).unwrap_or(0);
-        self.refreshing[i].lock().await
+    /// Held while `did`'s session is refreshed or ended.
+    async fn refresh_turn(&self, did: &Did) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut turns = self
+                .refreshing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // Locks nobody holds or waits for go (bounded by the users refreshing at once).
+            turns.retain(|_, l| Arc::strong_count(l) > 1);
+            turns.entry(did.clone()).or_default().clone()
+        };
+        lock.lock_owned().await
     }
 
     /// Whether `did` has a session here.
@@ -314,8 +319,14 @@ impl Pds {
 
     /// Ends `did`'s OAuth session: revoked at its authorization server (best effort), removed
     /// from disk, and from memory if it is the one there (a password session docker's login
-    /// opened stays).
+    /// opened stays). Waits for a refresh under way, which would otherwise keep it again.
     pub async fn end_oauth_session(&self, did: &Did) {
+        let _turn = self.remote_sessions.refresh_turn(did).await;
+        self.end_oauth_session_now(did).await;
+    }
+
+    /// [`Pds::end_oauth_session`], its turn held.
+    async fn end_oauth_session_now(&self, did: &Did) {
         let stored = self
             .store()
             .remote_grant(did)
@@ -330,6 +341,7 @@ impl Pds {
             tracing::warn!(%did, error = %e, "an OAuth session could not be removed from disk");
         }
         // What `atcr login` holds pushed with that session: it goes too.
+        self.cli_codes.forget(did);
         if let Err(e) = self.store().remove_remote_cli_secrets(did).await {
             tracing::warn!(%did, error = %e, "the atcr command's secrets could not be removed");
         }
@@ -469,11 +481,18 @@ impl Pds {
                 self.keep_remote_session(did, fresh).await;
                 Ok(())
             }
-            (400 | 401, _) => {
+            // The grant is no more (expired, revoked, replayed): the user signs in again.
+            (400 | 401, _) if answer["error"] == "invalid_grant" => {
                 tracing::info!(%did, error = ?answer["error"], "an OAuth refresh was refused; the user signs in again");
-                self.end_oauth_session(did).await;
+                self.end_oauth_session_now(did).await;
                 Err(RemoteCallError::NoSession(did.clone()))
             }
+            // Anything else (the server could not check the client, a proof it did not take)
+            // may pass: the session stays, the call fails for now.
+            (400 | 401, _) => Err(RemoteCallError::Unavailable(format!(
+                "{} refused a refresh: {}",
+                grant.token_endpoint, answer["error"]
+            ))),
             _ => Err(refused(&grant.token_endpoint, status, &answer)),
         }
     }

@@ -77,7 +77,13 @@ impl Pds {
             .await
             .map_err(|e| format!("{endpoint}: {e:#}"))?;
         if status != 200 {
-            return Err(format!("{endpoint} answered {status} to getRepo"));
+            // The XRPC error name (`RepoTakendown`, `RepoDeactivated`, …) is the caller's to read.
+            let error = serde_json::from_slice::<serde_json::Value>(&car)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_owned))
+                .filter(|e| e.len() <= 64 && e.bytes().all(|b| b.is_ascii_alphanumeric()))
+                .unwrap_or_default();
+            return Err(format!("{endpoint} answered {status} to getRepo: {error}"));
         }
         Ok(car)
     }

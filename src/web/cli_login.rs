@@ -1,8 +1,9 @@
 //! `atcr login` for users of other PDSes, the browser's part (the node's is `pds::oauth_cli`):
-//! the command opens `/oauth/cli?port=P&state=S`; the user signs in through OAuth at their PDS
-//! if not signed in yet, then allows the command (a form with the session's token), and the
-//! browser is sent to the command's listener, `http://127.0.0.1:P/callback?code=…&state=S`. The
-//! command exchanges the one-time code at `POST /oauth/cli/token` for its secret.
+//! the command opens `/oauth/cli?port=P&state=S&challenge=C`; the user signs in through OAuth at
+//! their PDS if not signed in yet, then allows the command (a form with the session's token),
+//! and the browser is sent to the command's listener, `http://127.0.0.1:P/callback?code=…&state=S`.
+//! The command exchanges the one-time code, with the verifier of `C`, at `POST /oauth/cli/token`
+//! for its secret.
 
 use http::{Response, StatusCode};
 use maud::html;
@@ -10,26 +11,41 @@ use maud::html;
 use super::{Cx, Viewer, page, redirect};
 use crate::http::body::{self, Body};
 
-/// What the command sent the browser with: its listener's port and its state.
+/// What the command sent the browser with: its listener's port, its state, and the challenge
+/// its code will be exchanged with.
 struct CliReturn {
     port: u16,
     state: String,
+    challenge: String,
+}
+
+/// Whether `s` is `n` URL-safe characters, `n` in `len`.
+fn url_safe(s: &str, len: std::ops::RangeInclusive<usize>) -> bool {
+    len.contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl CliReturn {
-    /// The port (not a privileged one) and state (16–64 URL-safe characters) of a link
-    /// `atcr login` made, from `get`.
+    /// The port (not a privileged one), state (16–64 URL-safe characters) and challenge (a
+    /// base64url SHA-256) of a link `atcr login` made, from `get`.
     fn parse<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Option<CliReturn> {
         let port = get("port")?.parse::<u16>().ok().filter(|p| *p >= 1024)?;
-        let state = get("state")?;
-        let fits = (16..=64).contains(&state.len())
-            && state
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        fits.then(|| CliReturn {
+        let state = get("state").filter(|s| url_safe(s, 16..=64))?;
+        let challenge = get("challenge").filter(|c| url_safe(c, 43..=43))?;
+        Some(CliReturn {
             port,
             state: state.to_owned(),
+            challenge: challenge.to_owned(),
         })
+    }
+
+    /// The link again (where a sign-in comes back to).
+    fn link(&self) -> String {
+        format!(
+            "/oauth/cli?port={}&state={}&challenge={}",
+            self.port, self.state, self.challenge
+        )
     }
 }
 
@@ -60,7 +76,7 @@ pub(super) fn page_for(cx: &Cx<'_>, query: Option<&str>) -> Response<Body> {
         return not_a_cli_link(cx);
     };
     let Some(viewer) = &cx.viewer else {
-        let here = format!("/oauth/cli?port={}&state={}", back.port, back.state);
+        let here = back.link();
         let why = "Sign in with your handle to let the atcr command on your computer push as you.";
         return super::signin::signin_page(cx, Some(why), Some(&here));
     };
@@ -82,10 +98,15 @@ pub(super) fn page_for(cx: &Cx<'_>, query: Option<&str>) -> Response<Body> {
                 "Let the " code { "atcr" } " command on your computer push as " strong { (viewer.name) }
                 "? It writes your images' records to your PDS with the session you signed in with here."
             }
+            p.warning {
+                "Allow only if you have just run " code { "atcr login " (cx.host) " --oauth" }
+                " on your computer yourself: the command, and nothing else, then pushes as you."
+            }
             form.stacked.cli method="post" action="/oauth/cli" {
                 input type="hidden" name="csrf" value=(viewer.csrf);
                 input type="hidden" name="port" value=(back.port);
                 input type="hidden" name="state" value=(back.state);
+                input type="hidden" name="challenge" value=(back.challenge);
                 button type="submit" { "Allow" }
             }
         },
@@ -102,7 +123,15 @@ pub(super) fn allow<'a>(
     let Some(back) = CliReturn::parse(field) else {
         return not_a_cli_link(cx);
     };
-    match cx.site.pds.cli_code(&viewer.did) {
+    // A user hidden here (their account not active on their PDS) pushes nothing.
+    if cx.site.appview.hidden(viewer.did.as_str()).unwrap_or(true) {
+        return message(
+            cx,
+            StatusCode::FORBIDDEN,
+            "Your account is not active on your PDS.",
+        );
+    }
+    match cx.site.pds.cli_code(&viewer.did, &back.challenge) {
         Ok(Some(code)) => {
             let to = format!(
                 "http://127.0.0.1:{}/callback?{}",
@@ -131,8 +160,8 @@ pub(super) fn allow<'a>(
     }
 }
 
-/// `POST /oauth/cli/token` with `{"code": …}`, from the command: `{did, handle, secret}`, or
-/// 400.
+/// `POST /oauth/cli/token` with `{"code": …, "verifier": …}`, from the command:
+/// `{did, handle, secret}`, or 400.
 pub(super) async fn token(
     cx: &Cx<'_>,
     req: http::Request<crate::http::body::RequestBody>,
@@ -144,9 +173,9 @@ pub(super) async fn token(
         .map(http_body_util::Collected::to_bytes)
         .unwrap_or_default();
     let asked: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let answer = match asked["code"].as_str() {
-        Some(code) => cx.site.pds.cli_secret(code).await,
-        None => Ok(None),
+    let answer = match (asked["code"].as_str(), asked["verifier"].as_str()) {
+        (Some(code), Some(verifier)) => cx.site.pds.cli_secret(code, verifier).await,
+        _ => Ok(None),
     };
     let (status, doc) = match answer {
         Ok(Some((did, secret))) => {

@@ -17,8 +17,8 @@ type Exported = BTreeMap<(String, String), serde_json::Value>;
 const MAX_CAUGHT_UP: usize = 10_000;
 
 impl AppView {
-    /// Lists the records of every known user of `endpoint` (a host met for the first time, or
-    /// whose events we missed).
+    /// Catches up with every known user of `endpoint` (a host met for the first time, or whose
+    /// events we missed).
     pub(super) async fn catch_up_host(&self, endpoint: &str) -> Result<(), AppViewError> {
         let mut users = Vec::new();
         self.each_remote_user(|did, pds| {
@@ -27,7 +27,7 @@ impl AppView {
             }
         })?;
         for did in users {
-            // One user's listing failing (their account gone, say) does not stop the others.
+            // One user's catch-up failing (their account gone, say) does not stop the others.
             if let Err(e) = self.catch_up_user(&did, endpoint).await {
                 tracing::warn!(%did, %endpoint, error = %e, "could not catch up with a remote user's records");
             }
@@ -51,9 +51,24 @@ impl AppView {
         // a push or delete of the same user is written (its records would be undone).
         let _one = self.catching_up.lock().await;
         let _serial = self.lock_owner(did).await;
-        let (rev, records) = self
-            .verified_export(did, endpoint)
-            .await
+        let exported = self.verified_export(did, endpoint).await;
+        // Their PDS says whether their account is active (an `#account` event may have been
+        // missed): a repository it will not export is hidden here, one it exports shown.
+        let inactive = exported.as_ref().err().and_then(|e| {
+            let said = |name: &str| e.ends_with(&format!("to getRepo: {name}"));
+            [
+                ("RepoTakendown", "takendown"),
+                ("RepoDeactivated", "deactivated"),
+                ("RepoSuspended", "suspended"),
+            ]
+            .into_iter()
+            .find_map(|(name, status)| said(name).then_some(status))
+        });
+        if exported.is_ok() || inactive.is_some() {
+            self.set_account_status(did, inactive.map(str::to_owned))
+                .await?;
+        }
+        let (rev, records) = exported
             .map_err(|e| AppViewError::Data(format!("no verified repository of {did}: {e}")))?;
         if let Some(last) = self.pds.store().remote_rev(did)?
             && last.as_str() > rev.as_str()

@@ -188,7 +188,8 @@ impl Node {
             return Err(MstError::HashMismatch(cid));
         }
         let bad = MstError::InvalidNode;
-        let value = Value::from_cbor(&bytes)?;
+        // Bounded like any bytes from the network: nodes of other PDSes are read too.
+        let value = Value::from_untrusted_cbor(&bytes)?;
         let map = value.as_map().ok_or(bad("not a map"))?;
         if map.len() != 2 {
             return Err(bad("node must have exactly the fields e and l"));

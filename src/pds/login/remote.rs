@@ -197,6 +197,16 @@ impl Logins {
             }
             subjects.push(by_did);
         }
+        // An account their PDS said is not active (taken down, deactivated) logs in nowhere
+        // here, whatever it holds.
+        let inactive = pds
+            .store()
+            .remote_inactive(&did)
+            .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+        if let Some(status) = inactive {
+            tracing::info!(%did, %status, "a remote login of an account that is not active");
+            return Err(LoginError::Refused);
+        }
         // A secret of this node's (`atcr login`): checked here, never sent to their PDS.
         if password.starts_with(crate::pds::oauth_cli::CLI_SECRET_PREFIX) {
             let valid = pds

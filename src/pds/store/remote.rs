@@ -29,7 +29,7 @@ const REMOTE_REVS: TableDefinition<&str, &str> = TableDefinition::new("remote_re
 /// `suspended`, …), as its `#account` event said; their repositories are hidden meanwhile.
 const REMOTE_INACTIVE: TableDefinition<&str, &str> = TableDefinition::new("remote_inactive");
 
-/// (DID, SHA-256 of a secret, hex) → when it was issued (seconds): the secrets `atcr login`
+/// (DID, SHA-256 of a secret, hex) → when it was issued (µs): the secrets `atcr login`
 /// holds for users of other PDSes (see `pds::oauth_cli`).
 const REMOTE_CLI_SECRETS: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("remote_cli_secrets");
@@ -225,13 +225,36 @@ impl PdsStore {
         .await
     }
 
-    /// Keeps a secret `atcr login` holds for `did`, by its hash.
-    pub async fn add_remote_cli_secret(&self, did: &Did, hash: String) -> Result<(), StoreError> {
+    /// Keeps a secret `atcr login` holds for `did`, by its hash; past `most` of theirs, the
+    /// oldest goes.
+    pub async fn add_remote_cli_secret(
+        &self,
+        did: &Did,
+        hash: String,
+        most: usize,
+    ) -> Result<(), StoreError> {
         let did = did.clone();
-        let now = crate::pds::accounts::now_secs();
+        // Microseconds: secrets made in one second still have an order.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
         self.write(move |tx| {
-            tx.open_table(REMOTE_CLI_SECRETS)?
-                .insert((did.as_str(), hash.as_str()), now)?;
+            let mut table = tx.open_table(REMOTE_CLI_SECRETS)?;
+            let mut theirs = Vec::new();
+            for row in table.range::<(&str, &str)>((did.as_str(), "")..)? {
+                let (k, v) = row?;
+                let (owner, hash) = k.value();
+                if owner != did.as_str() {
+                    break;
+                }
+                theirs.push((v.value(), hash.to_owned()));
+            }
+            theirs.sort();
+            let excess = (theirs.len() + 1).saturating_sub(most);
+            for (_, old) in theirs.iter().take(excess) {
+                table.remove((did.as_str(), old.as_str()))?;
+            }
+            table.insert((did.as_str(), hash.as_str()), now)?;
             Ok::<_, StoreError>(())
         })
         .await
