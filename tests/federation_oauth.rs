@@ -252,6 +252,29 @@ fn cli_login_and_push(
     let records = remote.records(node, dave_did);
     let tags = records["tags"].as_array().expect("tags");
     assert!(tags.iter().any(|t| t["value"]["tag"] == "1"), "{records}");
+    // His repository's page is his to write, on his PDS with any client (io.atcr.repo.page):
+    // its README shows on atcr's page within seconds (the node follows his PDS).
+    let readme = "Built nightly by the team's CI.";
+    let page = serde_json::json!({
+        "repository": "app",
+        "description": readme,
+        "createdAt": "2026-12-07T00:00:00.000Z",
+        "updatedAt": "2026-12-07T00:00:00.000Z",
+    });
+    remote.put_record(node, (dave, dave_pw), ("io.atcr.repo.page", "app"), &page);
+    let page_url = format!("{}/r/{dave}/app", srv.base_url());
+    let since = std::time::Instant::now();
+    while !common::clients::curl_anonymous("GET", &page_url, &[], None)
+        .text()
+        .contains(readme)
+    {
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(10),
+            "{}",
+            srv.log_tail()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     // The secret is dave's alone.
     let mut other = c.skopeo();
     let (carol, _, _) = remote.user(0);

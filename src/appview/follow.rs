@@ -124,7 +124,7 @@ impl AppView {
     /// The PDS endpoints of the remote users this node follows — those with records here (a
     /// login alone, which anyone can make with a PDS of their own, does not open connections)
     /// — most important first: by how many users with images here (whom a captain made crew)
-    /// each hosts, then by how many with stars only, so that strangers who only star cannot
+    /// each hosts, then by how many with stars or pages only, so that strangers who only star cannot
     /// crowd a team's PDS out of the [`MAX_HOSTS`] followed.
     fn remote_hosts(&self) -> Result<Vec<String>, AppViewError> {
         let mut users = Vec::new();

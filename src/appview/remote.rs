@@ -8,16 +8,22 @@ use bytes::Bytes;
 use serde_json::{Value as Json, json};
 
 use super::indexer::RebuildStats;
-use super::records::{self, MANIFEST_COLLECTION, STAR_COLLECTION, TAG_COLLECTION};
+use super::records::{self, MANIFEST_COLLECTION, PAGE_COLLECTION, STAR_COLLECTION, TAG_COLLECTION};
 use super::{AppView, AppViewError, Located, Pushed};
 use crate::appview::index::{IndexChange, RecordAddr};
 use crate::atproto::{Cid, Datetime, Did, Value};
 use crate::oci::name::Tag;
 use crate::pds::store::MirrorWrite;
 
-/// The collections written for remote users, and mirrored here (manifests before the tags
-/// that point at them).
-pub(super) const MIRRORED: [&str; 3] = [MANIFEST_COLLECTION, TAG_COLLECTION, STAR_COLLECTION];
+/// The collections of remote users' repositories mirrored here and followed: those written
+/// for them (manifests before the tags that point at them, stars), and their repository pages
+/// (`io.atcr.repo.page`: the README they write on their PDS with any client).
+pub(super) const MIRRORED: [&str; 4] = [
+    MANIFEST_COLLECTION,
+    TAG_COLLECTION,
+    STAR_COLLECTION,
+    PAGE_COLLECTION,
+];
 
 impl AppView {
     /// Whether `owner` is a user of another PDS this node has met (not one of its accounts).

@@ -172,6 +172,20 @@ impl ReferencePds {
         assert!(out.status.success(), "remote-delete.mjs: {out:?}");
     }
 
+    /// Writes `record` (its `$type` added) under `collection`/`rkey` directly on this PDS as its
+    /// user (`(handle, account password)`) would with any ATProto client
+    /// (`tests/interop/remote-put.mjs`).
+    pub fn put_record(&self, node: &Path, who: (&str, &str), at: (&str, &str), record: &Value) {
+        let out = super::run(
+            Command::new(node)
+                .args(["remote-put.mjs", self.url(), who.0, who.1, at.0, at.1])
+                .arg(record.to_string())
+                .current_dir(interop_dir())
+                .env_remove("NODE_OPTIONS"),
+        );
+        assert!(out.status.success(), "remote-put.mjs: {out:?}");
+    }
+
     /// Takes `did`'s account down (or reinstates it) as this PDS's administrator would
     /// (`com.atproto.admin.updateSubjectStatus`), which announces it with an `#account` event.
     pub fn take_down(&self, did: &str, applied: bool) {
