@@ -2,7 +2,7 @@
 # Registry core benchmark: atcr side by side with CNCF Distribution (Debian's `docker-registry`).
 #
 #   bench/registry.sh [-r REPS] [-s SIZE_MIB] [-d SECONDS] [-c CLIENTS] [-a ATCR_BIN] [-b fs|s3]
-#                     [-x] [-L] [-o RAW.tsv]
+#                     [-x] [-L] [-p] [-o RAW.tsv]
 #
 #   -r REPS      repetitions of every measurement; medians are reported (default 3)
 #   -s SIZE_MIB  size of the big image's single pre-compressed layer, in MiB (default 1024)
@@ -15,6 +15,10 @@
 #                its S3 driver needs ListMultipartUploads, which s3s-fs 0.14.1 lacks (DIST_ON_S3)
 #   -x           with -b s3: atcr's blob GETs redirect to presigned S3 URLs (storage.redirect)
 #   -L           skip the wrk load tests (idle RSS, push and pull only)
+#   -p           atcr's clients log in with an app password (as `atcr login` and the credential
+#                helper do: checked with SHA-256), made through the XRPC API after the first
+#                start, and the push runs on a server started afresh: its peak RSS then holds
+#                no argon2 (the first start's hash of the account password, a password login)
 #   -o FILE      also write every raw sample (registry, metric, rep, value) to FILE
 #   -R FILE      only print the tables from FILE, written by -o in an earlier run
 #
@@ -53,10 +57,11 @@ ATCR="$REPO_ROOT/target/release/atcr"
 BACKEND=fs
 REDIRECT=0
 LOAD_TESTS=1
+APP_PASSWORD=0
 S3S_FS="$REPO_ROOT/tests/s3/bin/s3s-fs"
 
 usage() { sed -n '2,/^# Quick run/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
-while getopts "r:s:d:c:a:b:xLo:R:h" opt; do
+while getopts "r:s:d:c:a:b:xLpo:R:h" opt; do
     case "$opt" in
         r) REPS="$OPTARG" ;;
         s) SIZE_MIB="$OPTARG" ;;
@@ -66,6 +71,7 @@ while getopts "r:s:d:c:a:b:xLo:R:h" opt; do
         b) BACKEND="$OPTARG" ;;
         x) REDIRECT=1 ;;
         L) LOAD_TESTS=0 ;;
+        p) APP_PASSWORD=1 ;;
         o) RAW_OUT="$OPTARG" ;;
         R) REPORT_ONLY="$OPTARG" ;;
         h) usage 0 ;;
@@ -467,6 +473,16 @@ atcr_first_password() { # PREVIOUS: waits for a first-start password other than 
     done
     die "atcr logged no first-start password"
 }
+atcr_app_password() { # the account password ($ATCR_PW) traded for an app password, as `atcr login` does
+    local jwt
+    jwt="$(curl -sSf -H 'Content-Type: application/json' \
+        -d "{\"identifier\":\"admin\",\"password\":\"$ATCR_PW\"}" \
+        "http://127.0.0.1:$SRV_PORT/xrpc/com.atproto.server.createSession" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["accessJwt"])')"
+    curl -sSf -H 'Content-Type: application/json' -H "Authorization: Bearer $jwt" -d '{"name":"bench"}' \
+        "http://127.0.0.1:$SRV_PORT/xrpc/com.atproto.server.createAppPassword" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["password"])'
+}
 creds() { # REGISTRY src|dest: skopeo's credential flag, if the registry wants one
     if [[ "$1" == atcr ]]; then echo "--$2-creds=admin:$ATCR_PW"; fi
 }
@@ -523,6 +539,12 @@ measure() { # REGISTRY REP
     sleep 2
     record "$reg" idle_rss_kib "$rep" "$(status_kib VmRSS)"
     [[ "$reg" == atcr ]] && ATCR_PW="$(atcr_first_password "$ATCR_PW")"
+    if [[ "$reg" == atcr && $APP_PASSWORD -eq 1 ]]; then
+        ATCR_PW="$(atcr_app_password)"
+        stop_server
+        start_server "$reg" "$data"
+        sleep 0.5
+    fi
     set_auth_header "$reg" "repository:admin/small:pull"
     curl -sf -o /dev/null -H "$AUTH_HEADER" "http://127.0.0.1:$SRV_PORT/v2/" || die "$reg: GET /v2/ failed"
     log "$reg rep $rep: push ${SIZE_MIB} MiB"
