@@ -197,7 +197,8 @@ pub struct VerifiedRepo {
 /// Verifies a whole repository from its commit: the commit block hashes to `commit_cid` and is
 /// signed by `key`; then every MST node is read and checked (hash, canonical structure, key
 /// heights, keys strictly increasing) and every record block is present, hashes to its CID and
-/// is valid data-model DAG-CBOR. Streams through the tree: memory stays at one path.
+/// is valid data-model DAG-CBOR (of at most `UNTRUSTED_ITEMS` items). Streams through the tree:
+/// memory stays at one path.
 pub fn verify_repo(
     store: &dyn BlockStore,
     commit_cid: Cid,
@@ -231,7 +232,8 @@ pub fn verify_repo(
                         failure = Some(CommitError::HashMismatch(value));
                     }
                     Some(b) => {
-                        if let Err(e) = Value::from_cbor(&b) {
+                        // Bounded: the repositories verified whole are other PDSes' exports.
+                        if let Err(e) = Value::from_untrusted_cbor(&b) {
                             failure = Some(e.into());
                         }
                     }

@@ -88,41 +88,56 @@ fn open_in_browser(url: &str) {
     }
 }
 
-/// Answers the browser's requests on `listener` until one brings a code with `state`.
+/// Answers the browser's requests on `listener` until one brings a code with `state`; each
+/// connection on its own (one that sends nothing holds up no other).
 async fn wait_for_code(listener: &tokio::net::TcpListener, state: &str) -> anyhow::Result<String> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1);
     loop {
-        let (mut conn, _) = listener.accept().await?;
-        let mut buf = vec![0; 8192];
-        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
-            .await
-            .unwrap_or(Ok(0))
-            .unwrap_or(0);
-        let head = String::from_utf8_lossy(&buf[..n]);
-        let target = head
-            .strip_prefix("GET ")
-            .and_then(|r| r.split(' ').next())
-            .unwrap_or("");
-        let query = target.strip_prefix("/callback?").unwrap_or("");
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect();
-        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        let code = get("code").filter(|_| get("state").as_deref() == Some(state));
-        let (status, text) = if code.is_some() {
-            ("200 OK", "atcr login: done. You can close this tab.")
-        } else {
-            (
-                "400 Bad Request",
-                "atcr login: this is not the answer it waits for.",
-            )
-        };
-        let answer = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
-            text.len()
-        );
-        let _ = conn.write_all(answer.as_bytes()).await;
-        if let Some(code) = code {
-            return Ok(code);
+        tokio::select! {
+            Some(code) = rx.recv() => return Ok(code),
+            accepted = listener.accept() => {
+                let (conn, _) = accepted?;
+                let (tx, state) = (tx.clone(), state.to_owned());
+                tokio::spawn(async move {
+                    if let Some(code) = answer(conn, &state).await {
+                        let _ = tx.send(code).await;
+                    }
+                });
+            }
         }
     }
+}
+
+/// Reads one request (10 s at most) and answers it: the code, if it brings one with `state`.
+async fn answer(mut conn: tokio::net::TcpStream, state: &str) -> Option<String> {
+    let mut buf = vec![0; 8192];
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let head = String::from_utf8_lossy(&buf[..n]);
+    let target = head
+        .strip_prefix("GET ")
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or("");
+    let query = target.strip_prefix("/callback?").unwrap_or("");
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let code = get("code").filter(|_| get("state").as_deref() == Some(state));
+    let (status, text) = if code.is_some() {
+        ("200 OK", "atcr login: done. You can close this tab.")
+    } else {
+        (
+            "400 Bad Request",
+            "atcr login: this is not the answer it waits for.",
+        )
+    };
+    let reply = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = conn.write_all(reply.as_bytes()).await;
+    code
 }
