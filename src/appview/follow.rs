@@ -123,25 +123,27 @@ impl AppView {
 
     /// The PDS endpoints of the remote users this node follows — those with records here (a
     /// login alone, which anyone can make with a PDS of their own, does not open connections)
-    /// — most important first: by how many users with images here (whom a captain made crew)
-    /// each hosts, then by how many with stars or pages only, so that strangers who only star cannot
-    /// crowd a team's PDS out of the [`MAX_HOSTS`] followed.
+    /// — most important first: by how many users the operator vouches for (the hold's crew)
+    /// each hosts, then by how many with manifests or tags, then by how many with other
+    /// records only (stars, pages), so that strangers cannot crowd a team's PDS out of the
+    /// [`MAX_HOSTS`] followed.
     fn remote_hosts(&self) -> Result<Vec<String>, AppViewError> {
         let mut users = Vec::new();
         self.each_remote_user(|did, pds| users.push((did.clone(), pds.to_owned())))?;
-        let mut weights: HashMap<String, (usize, usize)> = HashMap::new();
+        let mut weights: HashMap<String, [usize; 3]> = HashMap::new();
         for (did, pds) in users {
-            let weight = if self.mirrors_any(&did, &MIRRORED[..2])? {
-                (1, 0)
-            } else if self.mirrors_any(&did, &MIRRORED[2..])? {
-                (0, 1)
-            } else {
+            let images = self.mirrors_any(&did, &MIRRORED[..2])?;
+            if !images && !self.mirrors_any(&did, &MIRRORED[2..])? {
                 continue;
+            }
+            let tier = match (self.vouches_for(&did), images) {
+                (true, _) => 0,
+                (false, true) => 1,
+                (false, false) => 2,
             };
-            let w = weights.entry(pds).or_default();
-            *w = (w.0 + weight.0, w.1 + weight.1);
+            weights.entry(pds).or_default()[tier] += 1;
         }
-        let mut hosts: Vec<(String, (usize, usize))> = weights.into_iter().collect();
+        let mut hosts: Vec<(String, [usize; 3])> = weights.into_iter().collect();
         hosts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Ok(hosts.into_iter().map(|(host, _)| host).collect())
     }

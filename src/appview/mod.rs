@@ -78,7 +78,13 @@ pub struct AppView {
     keys: crate::pds::did_resolver::DidResolver,
     /// Held by the one catch-up with a remote user's records running (see `follow`).
     catching_up: tokio::sync::Mutex<()>,
+    /// Whom the operator vouches for (the hold's crew), set by the role that knows: their
+    /// PDS hosts are followed first (see `follow`). Unset: nobody.
+    vouched: std::sync::OnceLock<Vouched>,
 }
+
+/// Whether the operator vouches for a user (see [`AppView::vouch_for`]).
+pub type Vouched = Box<dyn Fn(&Did) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for AppView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -102,7 +108,18 @@ impl AppView {
             default_quota: std::sync::atomic::AtomicU64::new(0),
             keys: crate::pds::did_resolver::DidResolver::default(),
             catching_up: tokio::sync::Mutex::new(()),
+            vouched: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets whom the operator vouches for (the hold's crew); once.
+    pub fn vouch_for(&self, vouched: Vouched) {
+        let _ = self.vouched.set(vouched);
+    }
+
+    /// Whether the operator vouches for `did`.
+    fn vouches_for(&self, did: &Did) -> bool {
+        self.vouched.get().is_some_and(|v| v(did))
     }
 
     /// The blob collector.

@@ -96,6 +96,12 @@ impl App {
             })
         }));
         let appview = Arc::new(AppView::new(pds.clone(), index, search)?);
+        // The hold's crew are whom the operator vouches for: their PDSes are followed first.
+        let crew = Arc::downgrade(&hold);
+        appview.vouch_for(Box::new(move |did| {
+            crew.upgrade()
+                .is_some_and(|h| h.member(did).ok().flatten().is_some())
+        }));
         appview.catch_up_and_sync().await?;
         let tokens = Tokens::new(
             pds.keys.token.clone(),

@@ -52,4 +52,9 @@ async fn hosts_with_pushers_come_before_hosts_of_stars_only() {
             "https://lone.example"
         ]
     );
+    // A user the operator vouches for (the hold's crew) puts their host first, whatever the
+    // others hold.
+    let crew: Did = format!("did:plc:{}", "d".repeat(24)).parse().unwrap();
+    appview.vouch_for(Box::new(move |did| did == &crew));
+    assert_eq!(appview.remote_hosts().unwrap()[0], "https://lone.example");
 }
