@@ -464,11 +464,13 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
         let hits = curl_anonymous("GET", &url("/search?q=app"), &[], None);
         let catalog = with_token(srv, ("", "", "registry:catalog:*"), "GET", "/v2/_catalog");
         let listed = catalog.text().contains(&format!("\"{carol}/app\""));
-        // Found by search, and on her own page.
+        // Found by search, on her own page, and her star of admin/app counts on the front page.
         let user = curl_anonymous("GET", &url(&format!("/u/{carol}")), &[], None);
+        let home = curl_anonymous("GET", &url("/"), &[], None).text();
         let found = [hits, user]
             .iter()
-            .all(|r| r.text().contains(&format!("/r/{carol}/app")));
+            .all(|r| r.text().contains(&format!("/r/{carol}/app")))
+            && home.contains("★ 1");
         let (pull, manifest) = (
             format!("repository:{carol}/app:pull"),
             format!("/v2/{carol}/app/manifests/1"),
@@ -500,6 +502,8 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
         "a taken-down user's repository shows",
     );
     assert!(srv.log_tail().contains("their repositories are hidden"));
+    let home = curl_anonymous("GET", &format!("{}/", srv.base_url()), &[], None);
+    assert!(!home.text().contains("★ 1"), "a hidden user's star counts");
     remote.take_down(&carol_did, false);
     until(
         &srv,

@@ -397,6 +397,7 @@ impl AppView {
         } else {
             tracing::info!(%did, "a remote user's account is active again; their repositories are shown");
         }
+        self.index_remote_stars(did, status.is_some()).await?;
         let (repos, _) = self.index.repos_of(did, SEARCH_AGAIN)?;
         self.mark_for_search(repos.iter().map(|r| r.as_str().to_owned()).collect());
         Ok(())

@@ -193,20 +193,70 @@ impl AppView {
     ) -> Result<(), AppViewError> {
         self.pds.store().mirror_remote(did, writes.clone()).await?;
         let mut changes = Vec::with_capacity(writes.len());
+        let hidden = self.hidden(did.as_str())?;
         for (collection, rkey, record) in writes {
             let addr = RecordAddr {
                 did: did.as_str().to_owned(),
                 collection,
                 rkey,
             };
-            changes.push(match record {
-                Some(record) => self.change_of_record(did, addr, &record).await?,
-                None => IndexChange::DeleteRecord(addr),
-            });
+            changes.push(
+                self.remote_change(did, addr, record.as_ref(), hidden)
+                    .await?,
+            );
         }
         let touched = self.index.write(move |ix| ix.apply(&changes, None)).await?;
         self.mark_for_search(touched);
         Ok(())
+    }
+
+    /// What a remote user's record (`None`: deleted) makes of the index. The stars of a user
+    /// hidden here count for nothing: kept in the copy, out of the index until they are shown.
+    async fn remote_change(
+        &self,
+        did: &Did,
+        addr: RecordAddr,
+        record: Option<&Json>,
+        hidden: bool,
+    ) -> Result<IndexChange, AppViewError> {
+        match record {
+            Some(_) if hidden && addr.collection == STAR_COLLECTION => {
+                Ok(IndexChange::DeleteRecord(addr))
+            }
+            Some(record) => self.change_of_record(did, addr, record).await,
+            None => Ok(IndexChange::DeleteRecord(addr)),
+        }
+    }
+
+    /// Puts `did`'s stars from the copy into the index, or takes them out (`hidden`): their
+    /// account stopped or started being active on their PDS.
+    pub(super) async fn index_remote_stars(
+        &self,
+        did: &Did,
+        hidden: bool,
+    ) -> Result<(), AppViewError> {
+        let mut cursor: Option<String> = None;
+        loop {
+            let page =
+                self.pds
+                    .store()
+                    .remote_records(did, STAR_COLLECTION, cursor.as_deref(), 500)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            cursor = Some(last.clone());
+            let mut changes = Vec::with_capacity(page.len());
+            for (rkey, record) in page {
+                let addr = RecordAddr {
+                    did: did.as_str().to_owned(),
+                    collection: STAR_COLLECTION.to_owned(),
+                    rkey,
+                };
+                changes.push(self.remote_change(did, addr, Some(&record), hidden).await?);
+            }
+            let touched = self.index.write(move |ix| ix.apply(&changes, None)).await?;
+            self.mark_for_search(touched);
+        }
     }
 
     /// Puts the mirrored records of every remote user into the index (a rebuild), at once and
@@ -223,6 +273,7 @@ impl AppView {
         self.each_remote_user(|did, _| users.push(did.clone()))?;
         for did in users {
             stats.repos += 1;
+            let hidden = self.hidden(did.as_str())?;
             for collection in MIRRORED {
                 let mut cursor: Option<String> = None;
                 loop {
@@ -236,7 +287,9 @@ impl AppView {
                             collection: collection.to_owned(),
                             rkey,
                         };
-                        let change = self.change_of_record(&did, addr, &record).await?;
+                        let change = self
+                            .remote_change(&did, addr, Some(&record), hidden)
+                            .await?;
                         stats.count(change, &mut changes);
                     }
                     self.index.write(move |ix| ix.apply(&changes, None)).await?;
