@@ -226,6 +226,9 @@ fn cli_login_and_push(
     );
     let mut rest = String::new();
     let _ = std::io::Read::read_to_string(&mut lines, &mut rest);
+    let settings = browser["settings"].as_str().unwrap_or_default();
+    assert!(settings.contains("keeps for you: 1."), "{browser}");
+    assert!(!settings.contains("Create an app password"), "{browser}");
     let done = cli.wait_with_output().expect("atcr login");
     assert!(done.status.success(), "{done:?}\n{rest}");
     let stored: Value = serde_json::from_slice(&std::fs::read(&credentials).unwrap()).unwrap();

@@ -118,6 +118,17 @@ impl Pds {
         Ok(Some((did, secret)))
     }
 
+    /// How many secrets `atcr login` holds for `did`.
+    pub fn cli_secrets(&self, did: &Did) -> Result<usize, StoreError> {
+        self.store().count_remote_cli_secrets(did)
+    }
+
+    /// Revokes every secret `atcr login` holds for `did` (the settings page).
+    pub async fn revoke_cli_secrets(&self, did: &Did) -> Result<usize, StoreError> {
+        self.cli_codes.forget(did);
+        self.store().remove_remote_cli_secrets(did).await
+    }
+
     /// Whether `secret` is one `atcr login` holds for `did`, and their OAuth session lives.
     pub fn cli_secret_valid(&self, did: &Did, secret: &str) -> Result<bool, StoreError> {
         let store = self.store();
@@ -157,6 +168,7 @@ mod tests {
         let again = pds.cli_secret(&code, "verifier").await.unwrap();
         assert!(again.is_none(), "a code works once");
         assert!(pds.cli_secret_valid(&did, &secret).unwrap());
+        assert_eq!(pds.cli_secrets(&did).unwrap(), 1);
         let other: Did = "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb".parse().unwrap();
         assert!(!pds.cli_secret_valid(&other, &secret).unwrap());
         assert!(!pds.cli_secret_valid(&did, "atcr-cli-guess").unwrap());
@@ -191,5 +203,11 @@ mod tests {
             .iter()
             .all(|s| pds.cli_secret_valid(&did, s).unwrap());
         assert!(kept);
+        assert_eq!(pds.cli_secrets(&did).unwrap(), SECRETS_PER_USER);
+        assert_eq!(
+            pds.revoke_cli_secrets(&did).await.unwrap(),
+            SECRETS_PER_USER
+        );
+        assert!(!pds.cli_secret_valid(&did, &secrets[1]).unwrap());
     }
 }

@@ -209,3 +209,37 @@ pub(super) async fn token(
     );
     r
 }
+
+/// The settings page of a user of another PDS: how they log clients in, and the secrets
+/// `atcr login --oauth` holds for them (revoked all at once).
+pub(super) fn settings(cx: &Cx<'_>, viewer: &Viewer) -> anyhow::Result<Response<Body>> {
+    let secrets = cx.site.pds.cli_secrets(&viewer.did)?;
+    let host = &cx.host;
+    Ok(page(
+        StatusCode::OK,
+        "Settings",
+        cx,
+        html! {
+            h1 { "Settings" }
+            h2 { "Storage" }
+            p { "Your repositories use " (super::user::standing(cx.site, &viewer.did)?) " (each blob counted once, however many images share it)." }
+            h2 { "Clients" }
+            p { "Your account is on another PDS. docker, podman and skopeo log in with your handle and an app password of your PDS, or through your PDS in a browser:" }
+            (super::command(&format!("atcr login {host} --oauth")))
+            p.cli-secrets { "Secrets of this node's that atcr login keeps for you: " strong { (secrets) } "." }
+            @if secrets > 0 {
+                form.inline method="post" action="/settings/cli-secrets/revoke" {
+                    input type="hidden" name="csrf" value=(viewer.csrf);
+                    button type="submit" { "Revoke them all" }
+                }
+            }
+            p.muted { "Signing out revokes them too, with your session at your PDS." }
+        },
+    ))
+}
+
+/// `POST /settings/cli-secrets/revoke`: every secret `atcr login` keeps for the viewer goes.
+pub(super) async fn revoke(cx: &Cx<'_>, viewer: &Viewer) -> anyhow::Result<Option<Response<Body>>> {
+    cx.site.pds.revoke_cli_secrets(&viewer.did).await?;
+    Ok(Some(redirect("/settings", None)))
+}

@@ -143,6 +143,16 @@ pub(super) async fn post(
                 Err(e) => finish(cx, path, Err(e.into())),
             };
         }
+        "/settings/app-passwords" | "/settings/app-passwords/revoke"
+            if !viewer.is_local(cx.site) =>
+        {
+            return refused(
+                cx,
+                StatusCode::FORBIDDEN,
+                "Your account is on another PDS: its app passwords are made there.",
+            );
+        }
+        "/settings/cli-secrets/revoke" => super::cli_login::revoke(cx, viewer).await,
         "/settings/app-passwords" => {
             let name = field("name").unwrap_or_default().trim().to_owned();
             if name.is_empty() || name.len() > 64 {
@@ -320,6 +330,9 @@ pub(super) fn settings(
     let Some(viewer) = &cx.viewer else {
         return Ok(Some(redirect("/signin?next=/settings", None)));
     };
+    if !viewer.is_local(cx.site) {
+        return super::cli_login::settings(cx, viewer).map(Some);
+    }
     let mut apps = cx.site.pds.accounts.list_app_passwords(&viewer.did)?;
     apps.sort_by(|a, b| a.name.cmp(&b.name));
     let host = &cx.host;

@@ -2,7 +2,7 @@
 // user of the reference PDS in at atcr through the reference PDS's own authorization page
 // (oauth-signin.mjs), allows the command on atcr's page, and follows atcr's redirect to the
 // command's loopback listener. Used by tests/federation_oauth.rs. Prints one JSON line:
-//   {"allowPage", "listenerText"}
+//   {"allowPage", "listenerText", "settings"}
 // Usage: node oauth-cli.mjs LINK HANDLE PASSWORD
 import assert from 'node:assert/strict'
 import { launchChromium } from './chromium.mjs'
@@ -24,7 +24,14 @@ try {
   const allowPage = await page.evaluate(() => document.body.innerText)
   await Promise.all([page.waitForNavigation(), page.click('form.cli button[type=submit]')])
   const listenerText = await page.evaluate(() => document.body.innerText)
-  console.log(JSON.stringify({ allowPage, listenerText }))
+  // The settings page counts the secret once the command has exchanged its code.
+  let settings = ''
+  for (let i = 0; i < 50 && !settings.includes('keeps for you: 1.'); i++) {
+    await page.goto(`${atcr}/settings`)
+    settings = await page.evaluate(() => document.body.innerText)
+    if (!settings.includes('keeps for you: 1.')) await new Promise((r) => setTimeout(r, 200))
+  }
+  console.log(JSON.stringify({ allowPage, listenerText, settings }))
 } finally {
   await close()
 }

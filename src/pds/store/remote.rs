@@ -268,6 +268,21 @@ impl PdsStore {
         Ok(table.get((did.as_str(), hash))?.is_some())
     }
 
+    /// How many secrets are kept for `did`.
+    pub fn count_remote_cli_secrets(&self, did: &Did) -> Result<usize, StoreError> {
+        let Some(table) = self.table_if_exists(REMOTE_CLI_SECRETS)? else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for row in table.range::<(&str, &str)>((did.as_str(), "")..)? {
+            if row?.0.value().0 != did.as_str() {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Forgets every secret kept for `did` (their OAuth session ended); how many.
     pub async fn remove_remote_cli_secrets(&self, did: &Did) -> Result<usize, StoreError> {
         let did = did.clone();
