@@ -221,8 +221,7 @@ pub(super) fn settings(cx: &Cx<'_>, viewer: &Viewer) -> anyhow::Result<Response<
         cx,
         html! {
             h1 { "Settings" }
-            h2 { "Storage" }
-            p { "Your repositories use " (super::user::standing(cx.site, &viewer.did)?) " (each blob counted once, however many images share it)." }
+            (super::user::storage_section(cx.site, &viewer.did)?)
             h2 { "Clients" }
             p { "Your account is on another PDS. docker, podman and skopeo log in with your handle and an app password of your PDS, or through your PDS in a browser:" }
             (super::command(&format!("atcr login {host} --oauth")))

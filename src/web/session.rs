@@ -342,8 +342,7 @@ pub(super) fn settings(
         cx,
         html! {
             h1 { "Settings" }
-            h2 { "Storage" }
-            p { "Your repositories use " (super::user::standing(cx.site, &viewer.did)?) " (each blob counted once, however many images share it)." }
+            (super::user::storage_section(cx.site, &viewer.did)?)
             h2 { "App passwords" }
             p.muted { "For docker, podman, skopeo and atcr login: each can be revoked on its own, and none can change your account." }
             @match created {

@@ -19,6 +19,15 @@ pub(super) fn standing(site: Site<'_>, did: &Did) -> anyhow::Result<String> {
     })
 }
 
+/// The settings page's storage section: what `did`'s repositories use and may.
+pub(super) fn storage_section(site: Site<'_>, did: &Did) -> anyhow::Result<maud::Markup> {
+    let standing = standing(site, did)?;
+    Ok(html! {
+        h2 { "Storage" }
+        p { "Your repositories use " (standing) " (each blob counted once, however many images share it)." }
+    })
+}
+
 pub(super) fn page(cx: &Cx<'_>, name: &str) -> anyhow::Result<Option<Response<Body>>> {
     let site = cx.site;
     let appview = site.appview;
