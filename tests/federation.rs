@@ -12,7 +12,6 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use base64::Engine;
 use common::clients::{Clients, HttpResponse, curl_anonymous, required};
@@ -156,16 +155,10 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1"]);
     // Carol now has records here: the node follows her PDS, and first catches up from her
     // whole repository, verified against her key (getRepo), not from unsigned listings.
-    let caught_up = (0..100).any(|_| {
-        let seen = srv
-            .log_tail()
-            .contains("caught up with a remote user's records (verified repository)");
-        if !seen {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        seen
+    let verified = "caught up with a remote user's records (verified repository)";
+    srv.wait_until(10, "no verified catch-up", || {
+        srv.log_tail().contains(verified)
     });
-    assert!(caught_up, "no verified catch-up:\n{}", srv.log_tail());
 
     // The web pages: carol signs in through OAuth at the reference PDS's own authorization
     // page (real chromium), comes back signed in, and stars admin/app: the star record is in
@@ -280,23 +273,9 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     assert!(out.status.success(), "index rebuild: {out:?}");
     srv.restart_same_port();
     assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1"]);
-    let refetched = || {
-        let log = srv.log_tail();
-        let after = log
-            .rsplit("restarting on the same port")
-            .next()
-            .unwrap_or("");
-        after.contains("caught up with a remote user's records (verified repository)")
-    };
-    let restarted = std::time::Instant::now();
-    while !refetched() {
-        assert!(
-            restarted.elapsed() < Duration::from_secs(15),
-            "{}",
-            srv.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    srv.wait_until(15, "carol's repository not fetched again", || {
+        srv.log_since_restart().contains(verified)
+    });
     let again = format!("docker://{}/{carol}/app:2", srv.host_port());
     srv.must(&mut c.skopeo_copy(&local.reference(), &again, &[]));
     assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1", "2"]);
@@ -310,15 +289,11 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
         "io.atcr.tag",
         &second_tag,
     );
-    let deleted = std::time::Instant::now();
-    while tag_list(&srv, &carol, &carol_pw) != ["1"] {
-        assert!(
-            deleted.elapsed() < Duration::from_secs(5),
-            "the tag deleted on the user's PDS is still listed after 5 s\n{}",
-            srv.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    srv.wait_until(
+        5,
+        "the tag deleted on the user's PDS is still listed",
+        || tag_list(&srv, &carol, &carol_pw) == ["1"],
+    );
 
     // A wrong app password is refused, and counts as a local one does (pds::limiter: five free
     // failures, then a wait from the next attempt on): past them even the right one waits.
@@ -347,7 +322,6 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
             .env_remove("NODE_OPTIONS"),
     );
     assert!(out.status.success(), "remote-handle.mjs: {out:?}");
-    let changed = std::time::Instant::now();
     let tags_by = |user: &str| {
         let scope = format!("repository:{user}/app:pull");
         let granted = token(&srv, user, &carol_pw, &[&scope]);
@@ -356,14 +330,11 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
         let url = format!("{}/v2/{user}/app/tags/list", srv.base_url());
         curl_anonymous("GET", &url, &[("Authorization", &auth)], None).status
     };
-    while tags_by(&renamed) != 200 {
-        assert!(
-            changed.elapsed() < Duration::from_secs(10),
-            "the new handle does not name carol's repository after 10 s\n{}",
-            srv.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    srv.wait_until(
+        10,
+        "the new handle does not name carol's repository",
+        || tags_by(&renamed) == 200,
+    );
     assert_eq!(
         tags_by(&carol),
         404,
@@ -424,20 +395,12 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     assert!(srv.stop());
     remote.delete_record(&node, (&carol, carol_account_pw), "io.atcr.tag", &third_tag);
     srv.restart_same_port();
-    let restarted = std::time::Instant::now();
-    while tag_list(&srv, &carol, &carol_pw) != ["1"] {
-        assert!(
-            restarted.elapsed() < Duration::from_secs(10),
-            "a tag deleted while the node was stopped is still listed\n{}",
-            srv.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let resumed = srv.log_tail();
-    let resumed = resumed
-        .rsplit("restarting on the same port")
-        .next()
-        .unwrap_or("");
+    srv.wait_until(
+        10,
+        "a tag deleted while the node was stopped is listed",
+        || tag_list(&srv, &carol, &carol_pw) == ["1"],
+    );
+    let resumed = srv.log_since_restart();
     assert!(
         resumed.contains("following a remote PDS") && resumed.contains("cursor=Some("),
         "the node did not follow the PDS from its cursor after the restart\n{resumed}"
@@ -479,12 +442,7 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
         (page.status, manifest.status, found, listed)
     };
     let until = |srv: &Server, want: (u16, u16, bool, bool), what: &str| {
-        let since = std::time::Instant::now();
-        while shown(srv) != want {
-            let waited = since.elapsed() < Duration::from_secs(10);
-            assert!(waited, "{what} after 10 s\n{}", srv.log_tail());
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        srv.wait_until(10, what, || shown(srv) == want);
     };
     until(
         &srv,
@@ -518,15 +476,9 @@ fn users_of_another_pds_log_in_push_into_their_repository_and_pull() {
     remote.tamper(true);
     let last_tag = ReferencePds::tag_rkey(&remote.records(&node, &carol_did), "1");
     remote.delete_record(&node, (&carol, carol_account_pw), "io.atcr.tag", &last_tag);
-    let forged = std::time::Instant::now();
-    while !srv.log_tail().contains("refused a remote commit event") {
-        assert!(
-            forged.elapsed() < Duration::from_secs(10),
-            "{}",
-            srv.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    srv.wait_until(10, "the forged commit was not refused", || {
+        srv.log_tail().contains("refused a remote commit event")
+    });
     assert_eq!(tag_list(&srv, &carol, &carol_pw), ["1"]);
 }
 

@@ -266,18 +266,11 @@ fn cli_login_and_push(
     });
     remote.put_record(node, (dave, dave_pw), ("io.atcr.repo.page", "app"), &page);
     let page_url = format!("{}/r/{dave}/app", srv.base_url());
-    let since = std::time::Instant::now();
-    while !common::clients::curl_anonymous("GET", &page_url, &[], None)
-        .text()
-        .contains(readme)
-    {
-        assert!(
-            since.elapsed() < std::time::Duration::from_secs(10),
-            "{}",
-            srv.log_tail()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    srv.wait_until(10, "dave's README is not on his repository's page", || {
+        common::clients::curl_anonymous("GET", &page_url, &[], None)
+            .text()
+            .contains(readme)
+    });
     // The secret is dave's alone.
     let mut other = c.skopeo();
     let (carol, _, _) = remote.user(0);

@@ -25,6 +25,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use super::records::STAR_COLLECTION;
 use super::remote::MIRRORED;
 use super::{AppView, AppViewError};
 use crate::atproto::sync::{event_repo, verify_commit};
@@ -397,7 +398,8 @@ impl AppView {
         } else {
             tracing::info!(%did, "a remote user's account is active again; their repositories are shown");
         }
-        self.index_remote_stars(did, status.is_some()).await?;
+        // Their stars count again, or no longer (see `AppView::index_mirrored`).
+        self.index_mirrored(did, STAR_COLLECTION, None).await?;
         let (repos, _) = self.index.repos_of(did, SEARCH_AGAIN)?;
         self.mark_for_search(repos.iter().map(|r| r.as_str().to_owned()).collect());
         Ok(())

@@ -228,19 +228,22 @@ impl AppView {
         }
     }
 
-    /// Puts `did`'s stars from the copy into the index, or takes them out (`hidden`): their
-    /// account stopped or started being active on their PDS.
-    pub(super) async fn index_remote_stars(
+    /// Takes `did`'s copy of `collection` into the index, a page at a time (their stars left
+    /// out while they are hidden). With `stats` (a rebuild, into an empty index) the records are
+    /// counted and deletes skipped; else the repositories touched are marked for search.
+    pub(super) async fn index_mirrored(
         &self,
         did: &Did,
-        hidden: bool,
+        collection: &str,
+        mut stats: Option<&mut RebuildStats>,
     ) -> Result<(), AppViewError> {
+        let hidden = self.hidden(did.as_str())?;
         let mut cursor: Option<String> = None;
         loop {
-            let page =
-                self.pds
-                    .store()
-                    .remote_records(did, STAR_COLLECTION, cursor.as_deref(), 500)?;
+            let page = self
+                .pds
+                .store()
+                .remote_records(did, collection, cursor.as_deref(), 500)?;
             let Some((last, _)) = page.last() else {
                 return Ok(());
             };
@@ -249,13 +252,19 @@ impl AppView {
             for (rkey, record) in page {
                 let addr = RecordAddr {
                     did: did.as_str().to_owned(),
-                    collection: STAR_COLLECTION.to_owned(),
+                    collection: collection.to_owned(),
                     rkey,
                 };
-                changes.push(self.remote_change(did, addr, Some(&record), hidden).await?);
+                let change = self.remote_change(did, addr, Some(&record), hidden).await?;
+                match stats.as_deref_mut() {
+                    Some(stats) => stats.count(change, &mut changes),
+                    None => changes.push(change),
+                }
             }
             let touched = self.index.write(move |ix| ix.apply(&changes, None)).await?;
-            self.mark_for_search(touched);
+            if stats.is_none() {
+                self.mark_for_search(touched);
+            }
         }
     }
 
@@ -267,33 +276,13 @@ impl AppView {
         &self,
         stats: &mut RebuildStats,
     ) -> Result<(), AppViewError> {
-        let store = self.pds.store();
-        store.clear_remote_cursors().await?;
+        self.pds.store().clear_remote_cursors().await?;
         let mut users = Vec::new();
         self.each_remote_user(|did, _| users.push(did.clone()))?;
         for did in users {
             stats.repos += 1;
-            let hidden = self.hidden(did.as_str())?;
             for collection in MIRRORED {
-                let mut cursor: Option<String> = None;
-                loop {
-                    let page = store.remote_records(&did, collection, cursor.as_deref(), 500)?;
-                    let Some((last, _)) = page.last() else { break };
-                    cursor = Some(last.clone());
-                    let mut changes = Vec::with_capacity(page.len());
-                    for (rkey, record) in page {
-                        let addr = RecordAddr {
-                            did: did.as_str().to_owned(),
-                            collection: collection.to_owned(),
-                            rkey,
-                        };
-                        let change = self
-                            .remote_change(&did, addr, Some(&record), hidden)
-                            .await?;
-                        stats.count(change, &mut changes);
-                    }
-                    self.index.write(move |ix| ix.apply(&changes, None)).await?;
-                }
+                self.index_mirrored(&did, collection, Some(stats)).await?;
             }
         }
         Ok(())

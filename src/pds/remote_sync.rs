@@ -61,13 +61,14 @@ impl Pds {
     /// CAR of at most [`MAX_EXPORT`] bytes), to be verified by the caller.
     ///
     /// # Errors
-    /// Why there is none (for the log).
+    /// Why there is none: for the log, and whether the host said the account is not active.
     pub async fn export_remote_repo(
         &self,
         endpoint: &str,
         did: &Did,
-    ) -> Result<bytes::Bytes, String> {
-        let target = self.settings.identity.reachable(endpoint)?;
+    ) -> Result<bytes::Bytes, ExportError> {
+        let failed = |why: String| ExportError { why, status: None };
+        let target = self.settings.identity.reachable(endpoint).map_err(failed)?;
         let path = {
             let mut query = form_urlencoded::Serializer::new(String::new());
             query.append_pair("did", did.as_str());
@@ -75,16 +76,43 @@ impl Pds {
         };
         let (status, car) = get_bytes(&target, &path, MAX_EXPORT, EXPORT_TIMEOUT)
             .await
-            .map_err(|e| format!("{endpoint}: {e:#}"))?;
+            .map_err(|e| failed(format!("{endpoint}: {e:#}")))?;
         if status != 200 {
-            // The XRPC error name (`RepoTakendown`, `RepoDeactivated`, …) is the caller's to read.
             let error = serde_json::from_slice::<serde_json::Value>(&car)
                 .ok()
                 .and_then(|v| v["error"].as_str().map(str::to_owned))
-                .filter(|e| e.len() <= 64 && e.bytes().all(|b| b.is_ascii_alphanumeric()))
                 .unwrap_or_default();
-            return Err(format!("{endpoint} answered {status} to getRepo: {error}"));
+            let inactive = [
+                ("RepoTakendown", "takendown"),
+                ("RepoDeactivated", "deactivated"),
+                ("RepoSuspended", "suspended"),
+            ];
+            return Err(ExportError {
+                why: format!("{endpoint} answered {status} to getRepo"),
+                status: inactive
+                    .into_iter()
+                    .find_map(|(name, status)| (error == name).then_some(status)),
+            });
         }
         Ok(car)
+    }
+}
+
+/// Why a repository export could not be had.
+#[derive(Debug)]
+pub struct ExportError {
+    /// For the log.
+    pub why: String,
+    /// The account's status when the host refused because it is not active (`takendown`,
+    /// `deactivated`, `suspended`).
+    pub status: Option<&'static str>,
+}
+
+impl std::fmt::Display for ExportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(status) => write!(f, "{} (the account is {status})", self.why),
+            None => f.write_str(&self.why),
+        }
     }
 }

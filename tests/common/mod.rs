@@ -278,6 +278,31 @@ impl Server {
         assert!(out.status.success(), "{out:?}");
     }
 
+    /// What the server logged since it was last restarted on the same port (all of the log
+    /// tail when it was not).
+    #[must_use]
+    pub fn log_since_restart(&self) -> String {
+        let log = self.log_tail();
+        log.rsplit("restarting on the same port")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Polls `done` every 100 ms until it holds; after `secs` seconds, panics with `what` and
+    /// the server's log.
+    pub fn wait_until(&self, secs: u64, what: &str, mut done: impl FnMut() -> bool) {
+        let since = std::time::Instant::now();
+        while !done() {
+            assert!(
+                since.elapsed() < Duration::from_secs(secs),
+                "{what} after {secs} s\n{}",
+                self.log_tail()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The last lines the server wrote to stderr.
     #[must_use]
     pub fn log_tail(&self) -> String {

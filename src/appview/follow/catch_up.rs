@@ -51,25 +51,24 @@ impl AppView {
         // a push or delete of the same user is written (its records would be undone).
         let _one = self.catching_up.lock().await;
         let _serial = self.lock_owner(did).await;
-        let exported = self.verified_export(did, endpoint).await;
         // Their PDS says whether their account is active (an `#account` event may have been
-        // missed): a repository it will not export is hidden here, one it exports shown.
-        let inactive = exported.as_ref().err().and_then(|e| {
-            let said = |name: &str| e.ends_with(&format!("to getRepo: {name}"));
-            [
-                ("RepoTakendown", "takendown"),
-                ("RepoDeactivated", "deactivated"),
-                ("RepoSuspended", "suspended"),
-            ]
-            .into_iter()
-            .find_map(|(name, status)| said(name).then_some(status))
-        });
-        if exported.is_ok() || inactive.is_some() {
-            self.set_account_status(did, inactive.map(str::to_owned))
-                .await?;
-        }
-        let (rev, records) = exported
+        // missed): a repository it will not export for that is hidden here, one it exports
+        // (and that verifies) shown.
+        let car = match self.pds.export_remote_repo(endpoint, did).await {
+            Ok(car) => car,
+            Err(e) => {
+                if let Some(status) = e.status {
+                    self.set_account_status(did, Some(status.to_owned()))
+                        .await?;
+                }
+                return Err(AppViewError::Data(format!("no repository of {did}: {e}")));
+            }
+        };
+        let (rev, records) = self
+            .verified_export(did, car)
+            .await
             .map_err(|e| AppViewError::Data(format!("no verified repository of {did}: {e}")))?;
+        self.set_account_status(did, None).await?;
         if let Some(last) = self.pds.store().remote_rev(did)?
             && last.as_str() > rev.as_str()
         {
@@ -99,13 +98,12 @@ impl AppView {
         Ok(identity.pds == endpoint)
     }
 
-    /// `did`'s ATCR records from their repository export, verified against their key.
+    /// `did`'s ATCR records from their repository export `car`, verified against their key.
     async fn verified_export(
         &self,
         did: &Did,
-        endpoint: &str,
+        car: bytes::Bytes,
     ) -> Result<(String, Exported), String> {
-        let car = self.pds.export_remote_repo(endpoint, did).await?;
         let key = self
             .keys
             .signing_key(&self.pds, did, "atproto", false)

@@ -240,15 +240,7 @@ impl PdsStore {
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
         self.write(move |tx| {
             let mut table = tx.open_table(REMOTE_CLI_SECRETS)?;
-            let mut theirs = Vec::new();
-            for row in table.range::<(&str, &str)>((did.as_str(), "")..)? {
-                let (k, v) = row?;
-                let (owner, hash) = k.value();
-                if owner != did.as_str() {
-                    break;
-                }
-                theirs.push((v.value(), hash.to_owned()));
-            }
+            let mut theirs = cli_secrets_of(&table, &did)?;
             theirs.sort();
             let excess = (theirs.len() + 1).saturating_sub(most);
             for (_, old) in theirs.iter().take(excess) {
@@ -273,14 +265,7 @@ impl PdsStore {
         let Some(table) = self.table_if_exists(REMOTE_CLI_SECRETS)? else {
             return Ok(0);
         };
-        let mut n = 0;
-        for row in table.range::<(&str, &str)>((did.as_str(), "")..)? {
-            if row?.0.value().0 != did.as_str() {
-                break;
-            }
-            n += 1;
-        }
-        Ok(n)
+        Ok(cli_secrets_of(&table, did)?.len())
     }
 
     /// Forgets every secret kept for `did` (their OAuth session ended); how many.
@@ -288,19 +273,11 @@ impl PdsStore {
         let did = did.clone();
         self.write(move |tx| {
             let mut table = tx.open_table(REMOTE_CLI_SECRETS)?;
-            let mut hashes = Vec::new();
-            for row in table.range::<(&str, &str)>((did.as_str(), "")..)? {
-                let (k, _) = row?;
-                let (owner, hash) = k.value();
-                if owner != did.as_str() {
-                    break;
-                }
-                hashes.push(hash.to_owned());
-            }
-            for hash in &hashes {
+            let theirs = cli_secrets_of(&table, &did)?;
+            for (_, hash) in &theirs {
                 table.remove((did.as_str(), hash.as_str()))?;
             }
-            Ok::<_, StoreError>(hashes.len())
+            Ok::<_, StoreError>(theirs.len())
         })
         .await
     }
@@ -391,6 +368,23 @@ impl PdsStore {
         }
         Ok(out)
     }
+}
+
+/// The secrets kept for `did`: (when issued, hash), in hash order.
+fn cli_secrets_of(
+    table: &impl ReadableTable<(&'static str, &'static str), u64>,
+    did: &Did,
+) -> Result<Vec<(u64, String)>, StoreError> {
+    let mut theirs = Vec::new();
+    for row in table.range::<(&str, &str)>((did.as_str(), "")..)? {
+        let (k, v) = row?;
+        let (owner, hash) = k.value();
+        if owner != did.as_str() {
+            break;
+        }
+        theirs.push((v.value(), hash.to_owned()));
+    }
+    Ok(theirs)
 }
 
 #[cfg(test)]
