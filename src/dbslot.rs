@@ -52,6 +52,23 @@ impl DbSlot {
         self.get()?.begin_write()
     }
 
+    /// Whether `db` is the current database (a transaction begun on another one must not
+    /// commit: its changes would be lost with the file that was swapped out).
+    #[must_use]
+    pub fn is_current(&self, db: &Arc<Database>) -> bool {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, db))
+    }
+
+    /// Puts `db` in place of the current database, which stays open for whoever still holds
+    /// it. Callers make sure nobody can write to the old one any more.
+    pub fn replace(&self, db: Database) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
+    }
+
     /// Whether the store cannot work until it is reopened: redb has seen an I/O error, or an
     /// earlier reopen failed. Does not wait for a writer.
     #[must_use]

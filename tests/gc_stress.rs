@@ -10,7 +10,9 @@
 //! - after one more collection past the grace, the index lists, and the blob store holds, exactly
 //!   the objects of the manifests that are there: no unreferenced blob or manifest older than the
 //!   grace is left. After the kill too: objects a crash left unlisted in the index are taken up
-//!   by the first of those collections and deleted by the next (see `docs/registry.md`).
+//!   by the first of those collections and deleted by the next (see `docs/registry.md`);
+//! - the collections compact `index.redb` online (the first always: it never was) while the
+//!   pushes run, so all of the above also holds across the index's file being swapped.
 //!
 //! Bounded by a fixed number of pushes, not by a duration. The figures (pushes, deletes,
 //! collections, objects freed) are printed with the result.
@@ -74,6 +76,8 @@ struct Figures {
     gc_failures: AtomicU64,
     objects_freed: AtomicU64,
     bytes_freed: AtomicU64,
+    /// Collections that compacted the index online, while the pushes went on.
+    compactions: AtomicU64,
 }
 
 impl std::fmt::Display for Figures {
@@ -82,13 +86,15 @@ impl std::fmt::Display for Figures {
         write!(
             f,
             "{} pushes ({} answered 201), {} manifest deletes, {} tag deletes, {} collections \
-             ({} failed while the server was down), {} objects ({} bytes) freed",
+             ({} failed while the server was down, {} compacted the index), {} objects ({} bytes) \
+             freed",
             n(&self.pushes),
             n(&self.pushed),
             n(&self.deletes),
             n(&self.tag_deletes),
             n(&self.gc_runs),
             n(&self.gc_failures),
+            n(&self.compactions),
             n(&self.objects_freed),
             n(&self.bytes_freed),
         )
@@ -224,6 +230,9 @@ fn gc_loop(srv: &Mutex<Server>, stop: &AtomicBool, figures: &Figures) {
                 figures.gc_runs.fetch_add(1, Ordering::Relaxed);
                 figures.objects_freed.fetch_add(objects, Ordering::Relaxed);
                 figures.bytes_freed.fetch_add(bytes, Ordering::Relaxed);
+                if text.contains("index.redb compacted") {
+                    figures.compactions.fetch_add(1, Ordering::Relaxed);
+                }
             }
             _ => {
                 figures.gc_failures.fetch_add(1, Ordering::Relaxed);
@@ -445,6 +454,9 @@ fn stress(kill: bool) {
         figures.objects_freed.load(Ordering::Relaxed) > 0,
         "{figures}"
     );
+    // The first collection compacts the index (never compacted before): with the pushes
+    // running, so every check above ran on an index swapped under them.
+    assert!(figures.compactions.load(Ordering::Relaxed) > 0, "{figures}");
     if kill {
         let fsck = srv.cli(&["fsck"], "");
         assert!(fsck.status.success(), "atcr fsck after the crash: {fsck:?}");

@@ -164,6 +164,8 @@ pub struct Index {
     /// When derived changes were last made durable, and whether some are not yet: see
     /// [`Index::apply_events`].
     lazy: Arc<std::sync::Mutex<Lazy>>,
+    /// Changes recorded while the index is compacted online (see `file/online.rs`).
+    journal: Arc<journal::Journal>,
 }
 
 /// Derived changes are replayed from the PDS event log after a crash, so most of their
@@ -203,6 +205,7 @@ impl Index {
             db: Arc::new(crate::dbslot::DbSlot::new(db)),
             path: Some(Arc::new(path.to_owned())),
             lazy: Arc::default(),
+            journal: Arc::default(),
         };
         index.ensure_tables()?;
         Ok(index)
@@ -253,13 +256,14 @@ impl Index {
             db: Arc::new(crate::dbslot::DbSlot::new(db)),
             path: None,
             lazy: Arc::default(),
+            journal: Arc::default(),
         };
         index.ensure_tables()?;
         Ok(index)
     }
 
     fn ensure_tables(&self) -> Result<(), IndexError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         // Before any table is opened with this version's types: an older file's differ.
         if upgrade::upgrade_format(&tx)? {
             tracing::warn!(
@@ -547,7 +551,7 @@ fn read_repo_id(tx: &redb::ReadTransaction, repo: &RepoKey) -> Result<Option<u64
     ids::find_repo(&tx.open_table(ids::REPO_IDS)?, repo.as_str())
 }
 
-fn ensure_repo(tx: &redb::WriteTransaction, repo: &str, now: u64) -> Result<(), IndexError> {
+fn ensure_repo(tx: &journal::WriteTransaction, repo: &str, now: u64) -> Result<(), IndexError> {
     let mut repos = tx.open_table(REPOS)?;
     if repos.get(repo)?.is_none() {
         repos.insert(repo, now)?;
@@ -569,6 +573,7 @@ mod file;
 mod gc;
 mod held;
 mod ids;
+mod journal;
 mod key;
 mod retention;
 mod social;

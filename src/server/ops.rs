@@ -245,6 +245,18 @@ pub fn metrics(app: &App) -> Response<Body> {
         gc.pds_live_bytes.load(Ordering::Relaxed),
     );
     gauge(
+        "atcr_gc_index_compactions_total",
+        "counter",
+        "Online compactions of index.redb made by garbage collection.",
+        gc.index_compactions.load(Ordering::Relaxed),
+    );
+    gauge(
+        "atcr_index_file_bytes",
+        "gauge",
+        "Size of index.redb (0: in memory).",
+        app.registry.index().file_bytes(),
+    );
+    gauge(
         "atcr_gc_last_run_timestamp_seconds",
         "gauge",
         "When the last garbage collection finished (Unix seconds; 0: none since start).",

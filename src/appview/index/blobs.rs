@@ -58,7 +58,7 @@ impl Index {
         size: u64,
         finished: Option<UploadId>,
     ) -> Result<(), IndexError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         link_in(&tx, repo, digest, size, finished)?;
         tx.commit()?;
         Ok(())
@@ -67,7 +67,7 @@ impl Index {
     /// Removes the upload link of a blob to `repo` (see [`crate::appview::AppView::forget_blob`]
     /// for the other kind); the bytes stay until garbage collection.
     pub fn unlink_blob(&self, repo: &RepoKey, digest: &Digest) -> Result<bool, IndexError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         let removed = match ids::find_repo(&tx.open_table(ids::REPO_IDS)?, repo.as_str())? {
             Some(repo) => tx
                 .open_table(REPO_BLOBS)?
@@ -89,7 +89,7 @@ impl Index {
     }
 
     pub fn put_upload(&self, id: UploadId, session: &UploadSession) -> Result<(), IndexError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         tx.open_table(UPLOADS)?.insert(
             id.to_string().as_str(),
             serde_json::to_vec(session)?.as_slice(),
@@ -99,7 +99,7 @@ impl Index {
     }
 
     pub fn delete_upload(&self, id: UploadId) -> Result<bool, IndexError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         let removed = tx
             .open_table(UPLOADS)?
             .remove(id.to_string().as_str())?
@@ -125,7 +125,7 @@ impl Index {
 
 /// [`Index::link_blob`] inside a write transaction.
 pub(super) fn link_in(
-    tx: &redb::WriteTransaction,
+    tx: &super::journal::WriteTransaction,
     repo: &RepoKey,
     digest: &Digest,
     size: u64,

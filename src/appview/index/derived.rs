@@ -2,7 +2,9 @@
 //! where, and the event-log position the index has caught up to. Changes of one commit apply in
 //! one write transaction together with the new position, so a crash replays whole commits.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition};
+
+use super::journal::WriteTransaction;
 use serde::{Deserialize, Serialize};
 
 use super::codec::{StoredEntry, collection_key};
@@ -143,7 +145,7 @@ impl Index {
         changes: &[IndexChange],
         seq: Option<u64>,
     ) -> Result<Vec<String>, IndexError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         let mut touched = Vec::new();
         apply_in(&tx, changes, &mut touched)?;
         if let Some(seq) = seq {
@@ -178,7 +180,7 @@ impl Index {
             lazy.ahead = Some(*last);
             return Ok(Vec::new());
         }
-        let mut tx = self.db.begin_write()?;
+        let mut tx = self.begin_write()?;
         let durable = lazy.synced.elapsed() >= super::DURABLE_EVERY;
         if !durable {
             tx.set_durability(redb::Durability::None)
@@ -207,7 +209,7 @@ impl Index {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if lazy.pending || lazy.ahead.is_some() {
-            let tx = self.db.begin_write()?;
+            let tx = self.begin_write()?;
             if let Some(seq) = lazy.ahead {
                 tx.open_table(META)?.insert("cursor", seq)?;
             }
@@ -242,7 +244,7 @@ impl Index {
     /// Empties everything derived from records, keeping upload sessions and the blobs uploaded
     /// into each repository, and sets the cursor to `seq`: the start of a rebuild.
     pub fn clear_derived(&self, seq: u64) -> Result<(), IndexError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         clear_derived_in(&tx, seq)?;
         tx.commit()?;
         self.forget_ahead();

@@ -1,4 +1,5 @@
-//! The index file as a whole: replacing a damaged one, compacting one no process has open.
+//! The index file as a whole: replacing a damaged one, compacting one no process has open or
+//! the one this node uses (`online`).
 
 use std::path::{Path, PathBuf};
 
@@ -56,15 +57,8 @@ impl Index {
     pub fn compact(path: &Path) -> Result<(u64, u64), IndexError> {
         let file_size = || std::fs::metadata(path).map_or(0, |m| m.len());
         let before = file_size();
-        let mut fresh = path.as_os_str().to_owned();
-        fresh.push(".compacting");
-        let fresh = PathBuf::from(fresh);
-        match std::fs::remove_file(&fresh) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(IndexError::Db(e.into()));
-            }
-            _ => {}
-        }
+        let fresh = online::sibling(path, ".compacting");
+        online::remove_if_present(&fresh)?;
         {
             let index = Index::open(path)?;
             let src = index.db.begin_read()?;
@@ -77,18 +71,13 @@ impl Index {
             while dst.compact().map_err(redb::Error::from)? {}
         }
         std::fs::rename(&fresh, path).map_err(|e| IndexError::Db(e.into()))?;
-        if let Some(dir) = path.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| IndexError::Db(e.into()))?;
-        }
+        online::sync_parent(path)?;
         Ok((before, file_size()))
     }
 }
 
+mod online;
 mod rewrite;
+
+#[cfg(test)]
+pub(super) use online::Step;

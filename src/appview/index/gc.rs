@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition};
+
+use super::journal::WriteTransaction;
 
 use super::{
     AFTER_DIGESTS, BLOBS, Index, IndexError, REPO_BLOBS, RepoKey, digest_key, digest_of_key, ids,
@@ -175,7 +177,7 @@ impl Index {
 
     /// Gives blobs and manifest objects without a last-linked time the time `now` (the collector's first sight).
     pub fn gc_set_untimed(&self, digests: &[Digest], now: u64) -> Result<(), IndexError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         {
             let mut touched = tx.open_table(TOUCHED)?;
             for d in digests {
@@ -211,7 +213,7 @@ impl Index {
     /// nothing uses it by then. Ones recorded meanwhile are left as they are. Returns how many
     /// were taken up.
     pub fn adopt_objects(&self, objects: &[(Digest, u64)], now: u64) -> Result<u64, IndexError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         let mut adopted = 0;
         {
             let mut blobs = tx.open_table(BLOBS)?;
@@ -242,7 +244,7 @@ impl Index {
         now: u64,
         grace_secs: u64,
     ) -> Result<Vec<Candidate>, IndexError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         let mut removed = Vec::new();
         {
             let users = tx.open_table(USERS)?;
@@ -286,7 +288,7 @@ impl Index {
     }
 
     pub fn set_gc_last_run(&self, at: u64) -> Result<(), IndexError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         tx.open_table(GC_META)?.insert(LAST_RUN, at)?;
         tx.commit()?;
         Ok(())

@@ -28,7 +28,7 @@ impl Index {
         finished: Option<UploadId>,
         hold: &Did,
     ) -> Result<(), IndexError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         super::blobs::link_in(&tx, repo, digest, size, finished)?;
         tx.open_table(HELD)?
             .insert(digest_key(digest).as_slice(), hold.as_str())?;
@@ -45,7 +45,7 @@ impl Index {
         digest: &Digest,
         hold: &Did,
     ) -> Result<(), IndexError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         {
             let d = digest_key(digest);
             let d = d.as_slice();

@@ -11,7 +11,9 @@
 
 use std::ops::Range;
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition};
+
+use super::journal::WriteTransaction;
 
 use super::{IndexError, RepoKey};
 
@@ -123,7 +125,7 @@ mod tests {
     use crate::appview::index::Index;
 
     fn write<T>(ix: &Index, f: impl FnOnce(&WriteTransaction) -> T) -> T {
-        let tx = ix.db.begin_write().unwrap();
+        let tx = ix.begin_write().unwrap();
         let out = f(&tx);
         tx.commit().unwrap();
         out
@@ -162,7 +164,7 @@ mod tests {
                 let ix = ix.clone();
                 std::thread::spawn(move || {
                     for i in 0..25 {
-                        let tx = ix.db.begin_write().unwrap();
+                        let tx = ix.begin_write().unwrap();
                         repo_id(&tx, &format!("did:plc:owner{}/r{t}-{i}", i % 3)).unwrap();
                         tx.commit().unwrap();
                     }

@@ -3,7 +3,9 @@
 //! to. Counts and orderings are kept as tables so the home page reads a few keys, whatever the
 //! number of repositories.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition};
+
+use super::journal::WriteTransaction;
 
 use super::{Index, IndexError, MAX, RepoKey, ids};
 use crate::atproto::Did;

@@ -456,3 +456,5 @@ fn compaction_rewrites_every_table_and_keeps_every_row() {
     assert_eq!(ix.tag(&k("did:plc:a/new"), "v1").unwrap(), Some(m1));
     assert_eq!(ix.tag(&k("did:plc:a/app"), "v1").unwrap(), Some(d("m1")));
 }
+
+mod online;

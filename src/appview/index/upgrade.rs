@@ -4,7 +4,9 @@
 //! sessions, the blobs storage holds and the ones uploaded into each repository, their
 //! last-linked times, the blobs other holds keep — is carried over into this version's keys.
 
-use redb::{ReadableTable, TableDefinition, TableHandle, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, TableHandle};
+
+use super::journal::WriteTransaction;
 
 use super::codec::FORMAT;
 use super::{IndexError, digest_key, gc};
@@ -39,16 +41,18 @@ pub(super) fn upgrade_format(tx: &WriteTransaction) -> Result<bool, IndexError> 
         return Ok(false);
     }
     let older = tx
+        .unrecorded()
         .list_tables()?
         .any(|t| !KEPT_AS_THEY_ARE.contains(&t.name()));
     if older {
         let kept = take_kept(tx)?;
         let others: Vec<_> = tx
+            .unrecorded()
             .list_tables()?
             .filter(|t| !KEPT_AS_THEY_ARE.contains(&t.name()))
             .collect();
         for table in others {
-            tx.delete_table(table)?;
+            tx.unrecorded().delete_table(table)?;
         }
         kept.put(tx)?;
         super::derived::clear_derived_in(tx, 0)?;
@@ -72,7 +76,7 @@ struct Kept {
 /// written) is dropped.
 fn number_rows(
     tx: &WriteTransaction,
-    table: TableDefinition<&str, u64>,
+    table: TableDefinition<'static, &'static str, u64>,
 ) -> Result<Vec<(Digest, u64)>, IndexError> {
     let mut out = Vec::new();
     for row in tx.open_table(table)?.iter()? {
@@ -110,7 +114,8 @@ fn take_kept(tx: &WriteTransaction) -> Result<Kept, IndexError> {
 impl Kept {
     /// Writes the rows into this version's tables (the old ones deleted).
     fn put(self, tx: &WriteTransaction) -> Result<(), IndexError> {
-        let put_numbers = |table: TableDefinition<&[u8], u64>, rows: Vec<(Digest, u64)>| {
+        let put_numbers = |table: TableDefinition<'static, &'static [u8], u64>,
+                           rows: Vec<(Digest, u64)>| {
             let mut t = tx.open_table(table)?;
             for (d, n) in rows {
                 t.insert(digest_key(&d).as_slice(), n)?;

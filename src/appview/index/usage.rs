@@ -7,7 +7,9 @@
 //! last such manifest goes; the size counted is the one storage holds, noted when it was first
 //! counted. Derived: a rebuild empties these tables and refills them with the manifests.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition};
+
+use super::journal::WriteTransaction;
 
 use super::{AFTER_DIGESTS, Index, IndexError, RepoKey, digest_key, gc, ids};
 use crate::atproto::Did;

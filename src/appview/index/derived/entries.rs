@@ -1,7 +1,9 @@
 //! The rows of `RECORDS`: what each record put in, read and written with its names (the table
 //! holds ids).
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::ReadableTable;
+
+use super::super::journal::WriteTransaction;
 
 use super::{LayerOf, RECORDS, RecordAddr, RecordEntry};
 use crate::appview::index::codec::{StoredEntry, collection_key};

@@ -1,7 +1,9 @@
 //! A manifest put into the index and taken out again, with everything keyed by it: its tags,
 //! references, users (for the collector), usage and referrer entry.
 
-use redb::WriteTransaction;
+use redb::ReadableTable;
+
+use super::super::journal::WriteTransaction;
 
 use super::find_repo;
 use crate::appview::index::{
@@ -60,16 +62,26 @@ pub(super) fn delete_manifest_in(
     };
     let record = ManifestRecord::decode(raw.value())?;
     drop(raw);
-    tx.open_table(TAGS)?
-        .retain_in((rid, "")..(rid + 1, ""), |_, target| target != d.as_slice())?;
-    let used: Vec<Vec<u8>> = tx
-        .open_table(REFS)?
-        .extract_from_if(
-            (rid, d.as_slice(), &[][..])..(rid, d.as_slice(), AFTER_DIGESTS),
-            |_, ()| true,
-        )?
+    let mut tags = tx.open_table(TAGS)?;
+    let tagged: Vec<String> = tags
+        .range((rid, "")..(rid + 1, ""))?
+        .filter_map(|row| match row {
+            Ok((k, target)) => (target.value() == d.as_slice()).then(|| Ok(k.value().1.to_owned())),
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_, _>>()?;
+    for tag in &tagged {
+        tags.remove((rid, tag.as_str()))?;
+    }
+    let mut refs = tx.open_table(REFS)?;
+    let used: Vec<Vec<u8>> = refs
+        .range((rid, d.as_slice(), &[][..])..(rid, d.as_slice(), AFTER_DIGESTS))?
         .map(|r| r.map(|(k, _)| k.value().2.to_vec()))
         .collect::<Result<_, _>>()?;
+    for u in &used {
+        refs.remove((rid, d.as_slice(), u.as_slice()))?;
+    }
+    drop((tags, refs));
     for u in &used {
         gc::remove_user(tx, u, rid, &d)?;
     }

@@ -1,7 +1,9 @@
 //! What hold layer records vouch for: the blobs a manifest record's repository may serve on the
 //! node's word (see `crate::appview::layers`). A link goes with either record.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition};
+
+use super::super::journal::WriteTransaction;
 use serde::{Deserialize, Serialize};
 
 use super::{MANIFEST_COLLECTION, RecordAddr, entry, find_repo};

@@ -1,0 +1,210 @@
+//! Compacting the index while the node reads and writes it.
+//!
+//! A running node's index pages are about half empty (keys arrive in no order), and redb never
+//! gives pages back to the file system; offline compaction packs it, but needs the file to
+//! itself. Online, the order is:
+//! 1. holding the index's writer (so no write transaction is half done), the journal starts
+//!    recording and a read snapshot is taken: every commit is either in the snapshot or, whole,
+//!    in the journal;
+//! 2. the snapshot is copied, table by table in key order, into `index.redb.compacting`, and its
+//!    pages moved down — writers go on meanwhile, and record;
+//! 3. what they recorded is applied to the copy, a few rounds, until little is left;
+//! 4. holding the writer again: the rest is applied, the copy committed durably, renamed over
+//!    `index.redb`, the directory synced, and the copy put in the old database's place. Writers
+//!    that waited for the old database's writer begin again on the new one
+//!    (`Index::begin_write`); readers finish on the snapshot they hold.
+//!
+//! A crash before the rename leaves the old file whole (and the copy is removed by the next
+//! attempt); after it, the new file has everything. An error anywhere stops the journal and
+//! leaves the old file in use.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, Durability, ReadableDatabase as _};
+
+use super::super::{CACHE_BYTES, Index, IndexError, gc, journal};
+use super::rewrite;
+
+/// Rounds of applying what writers recorded before the final step takes the writer.
+const CATCH_UP_ROUNDS: usize = 8;
+/// Changes few enough to apply while writers wait.
+const FINAL_OPS: usize = 4096;
+
+/// Where the index records the file's size after its last compaction.
+const COMPACTED_BYTES: &str = "index_compacted_bytes";
+/// The file is compacted again once it is this many times its size after the last compaction
+/// (so the copying costs a constant share of what was written).
+const REGROWTH: f64 = 1.5;
+
+/// A point between the steps of an online compaction (tests write there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::appview::index) enum Step {
+    /// The snapshot is taken; nothing holds the writer.
+    Snapshot,
+    /// The snapshot is copied; nothing holds the writer.
+    Copied,
+    /// The compaction holds the writer: a write begun now waits, then lands in the new file.
+    Holding,
+}
+
+impl Index {
+    /// Whether the file has grown enough since its last compaction to compact it again (see
+    /// [`REGROWTH`]); an index never compacted is due. Never for an index in memory.
+    pub fn compaction_due(&self) -> Result<bool, IndexError> {
+        let Some(path) = &self.path else {
+            return Ok(false);
+        };
+        let tx = self.db.begin_read()?;
+        let last = tx
+            .open_table(gc::GC_META)?
+            .get(COMPACTED_BYTES)?
+            .map(|v| v.value());
+        #[allow(clippy::cast_precision_loss)] // a ratio of file sizes
+        Ok(last.is_none_or(|last| file_size(path) as f64 >= last as f64 * REGROWTH))
+    }
+
+    /// The size of the index's file (0 in memory).
+    #[must_use]
+    pub fn file_bytes(&self) -> u64 {
+        self.path.as_deref().map_or(0, |p| file_size(p))
+    }
+
+    /// Compacts the index file while the node keeps using it (see the module's comment).
+    /// Needs room for a second copy while it runs. Returns the file's size before and after;
+    /// `None` for an index in memory.
+    pub fn compact_online(&self) -> Result<Option<(u64, u64)>, IndexError> {
+        self.compact_online_with(|_| {})
+    }
+
+    pub(in crate::appview::index) fn compact_online_with(
+        &self,
+        mut between: impl FnMut(Step),
+    ) -> Result<Option<(u64, u64)>, IndexError> {
+        let Some(path) = self.path.as_deref() else {
+            return Ok(None);
+        };
+        let fresh = sibling(path, ".compacting");
+        remove_if_present(&fresh)?;
+        let before = file_size(path);
+        let stop = StopOnDrop(&self.journal);
+        let copied = self.copy_and_swap(path, &fresh, &mut between);
+        drop(stop);
+        if copied.is_err() {
+            let _ = std::fs::remove_file(&fresh);
+        }
+        copied?;
+        let after = file_size(path);
+        let tx = self.begin_write()?;
+        tx.open_table(gc::GC_META)?.insert(COMPACTED_BYTES, after)?;
+        tx.commit()?;
+        tracing::info!(before, after, "registry index compacted online");
+        Ok(Some((before, after)))
+    }
+
+    fn copy_and_swap(
+        &self,
+        path: &Path,
+        fresh: &Path,
+        between: &mut impl FnMut(Step),
+    ) -> Result<(), IndexError> {
+        let old = self.db.get().map_err(redb::Error::from)?;
+        let snapshot = {
+            let writer = old.begin_write()?;
+            self.check_current(&old)?;
+            self.journal.start();
+            let snapshot = old.begin_read()?;
+            writer.abort()?;
+            snapshot
+        };
+        between(Step::Snapshot);
+        let mut copy = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(fresh)?;
+        rewrite::all_tables(&snapshot, &copy)?;
+        drop(snapshot);
+        while copy.compact().map_err(redb::Error::from)? {}
+        between(Step::Copied);
+        for _ in 0..CATCH_UP_ROUNDS {
+            let ops = self.journal.take().map_err(journal_lost)?;
+            let few = ops.len() <= FINAL_OPS;
+            apply(&copy, ops, Durability::None)?;
+            if few {
+                break;
+            }
+        }
+        let writer = old.begin_write()?;
+        self.check_current(&old)?;
+        between(Step::Holding);
+        let ops = self.journal.take().map_err(journal_lost)?;
+        apply(&copy, ops, Durability::Immediate)?;
+        std::fs::rename(fresh, path).map_err(|e| IndexError::Db(e.into()))?;
+        // From here the file at `path` is the copy: it must be the database in use even if the
+        // directory cannot be synced, or the writes that follow would go to an unlinked file.
+        let synced = sync_parent(path);
+        self.db.replace(copy);
+        drop(writer);
+        synced
+    }
+
+    fn check_current(&self, db: &std::sync::Arc<Database>) -> Result<(), IndexError> {
+        if self.db.is_current(db) {
+            Ok(())
+        } else {
+            Err(IndexError::Db(redb::Error::DatabaseClosed))
+        }
+    }
+}
+
+/// Stops the journal however the compaction ends.
+struct StopOnDrop<'a>(&'a journal::Journal);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+fn journal_lost(why: journal::Broken) -> IndexError {
+    IndexError::Undecodable(match why {
+        journal::Broken::NotRecording => "the index's journal stopped during a compaction",
+        journal::Broken::Lost => {
+            "the index changed faster than it could be compacted, or a write failed: compaction abandoned"
+        }
+    })
+}
+
+fn apply(db: &Database, ops: Vec<journal::Op>, durability: Durability) -> Result<(), IndexError> {
+    let mut tx = db.begin_write()?;
+    tx.set_durability(durability)
+        .map_err(|e| IndexError::Db(redb::Error::from(e)))?;
+    journal::replay(&tx, ops)?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+pub(super) fn remove_if_present(path: &Path) -> Result<(), IndexError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(IndexError::Db(e.into())),
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn sync_parent(path: &Path) -> Result<(), IndexError> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| IndexError::Db(e.into()))
+}

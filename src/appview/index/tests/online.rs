@@ -1,0 +1,151 @@
+//! Online compaction: every commit made before, during and around it is in the new file.
+
+use super::*;
+use crate::appview::index::file::Step;
+
+fn tags(ix: &Index, repo: &str) -> Vec<String> {
+    ix.tags(&k(repo), None, 1000).unwrap().0
+}
+
+/// An index whose pages are as a running node leaves them: 200 repositories pushed one commit
+/// at a time, half their tags deleted again.
+fn filled(path: &std::path::Path) -> Index {
+    let ix = Index::open(path).unwrap();
+    for i in 0..200 {
+        let repo = format!("did:plc:o{}/app{i}", i % 7);
+        for t in 0..4 {
+            let m = d(&format!("{i}-{t}"));
+            let tag = format!("t{t}");
+            put(&ix, &repo, &m, record(None), Some(&tag), &[], None);
+        }
+        for t in 0..2 {
+            delete(&ix, tag_addr(&repo, &format!("t{t}")));
+        }
+    }
+    ix
+}
+
+#[test]
+fn commits_before_during_and_while_it_holds_the_writer_all_land_in_the_new_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.redb");
+    let ix = filled(&path);
+    assert!(ix.compaction_due().unwrap(), "never compacted: due");
+    let inode =
+        |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let old_inode = inode(&path);
+    let mut waiting = None;
+    let (before, after) = ix
+        .compact_online_with(|step| match step {
+            Step::Snapshot => {
+                put(
+                    &ix,
+                    "did:plc:w/snap",
+                    &d("s"),
+                    record(None),
+                    Some("v1"),
+                    &[],
+                    None,
+                );
+            }
+            Step::Copied => {
+                put(
+                    &ix,
+                    "did:plc:w/copied",
+                    &d("c"),
+                    record(None),
+                    Some("v1"),
+                    &[],
+                    None,
+                );
+                delete(&ix, tag_addr("did:plc:o0/app0", "t3"));
+            }
+            Step::Holding => {
+                let writer = ix.clone();
+                waiting = Some(std::thread::spawn(move || {
+                    put(
+                        &writer,
+                        "did:plc:w/held",
+                        &d("h"),
+                        record(None),
+                        Some("v1"),
+                        &[],
+                        None,
+                    );
+                }));
+                // Give it the time to start waiting for the writer the compaction holds.
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
+        .unwrap()
+        .expect("a file");
+    waiting
+        .expect("the compaction held the writer")
+        .join()
+        .unwrap();
+    assert!(after < before, "{before} → {after}");
+    assert_ne!(inode(&path), old_inode, "a new file at the path");
+    assert!(!dir.path().join("index.redb.compacting").exists());
+    assert!(!ix.compaction_due().unwrap(), "just compacted");
+
+    let check = |ix: &Index, repositories: u64| {
+        assert_eq!(tags(ix, "did:plc:w/snap"), ["v1"]);
+        assert_eq!(tags(ix, "did:plc:w/copied"), ["v1"]);
+        assert_eq!(tags(ix, "did:plc:w/held"), ["v1"]);
+        assert_eq!(
+            tags(ix, "did:plc:o0/app0"),
+            ["t2"],
+            "the delete made meanwhile"
+        );
+        assert_eq!(tags(ix, "did:plc:o3/app199"), ["t2", "t3"]);
+        assert_eq!(ix.stats().unwrap().repositories, repositories);
+    };
+    check(&ix, 203);
+    // The index writes on, to the new file, and a reopened file has it all.
+    put(
+        &ix,
+        "did:plc:w/after",
+        &d("a"),
+        record(None),
+        Some("v1"),
+        &[],
+        None,
+    );
+    drop(ix);
+    let ix = Index::open(&path).unwrap();
+    check(&ix, 204);
+    assert_eq!(tags(&ix, "did:plc:w/after"), ["v1"]);
+}
+
+#[test]
+fn a_writer_that_never_pauses_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.redb");
+    let ix = filled(&path);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (ix, stop) = (ix.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || n < 20 {
+                let repo = format!("did:plc:busy/r{n}");
+                put(&ix, &repo, &d(&repo), record(None), Some("v1"), &[], None);
+                n += 1;
+            }
+            n
+        })
+    };
+    ix.compact_online().unwrap().expect("a file");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    drop(ix);
+    let ix = Index::open(&path).unwrap();
+    for n in 0..written {
+        assert_eq!(
+            tags(&ix, &format!("did:plc:busy/r{n}")),
+            ["v1"],
+            "push {n} of {written}"
+        );
+    }
+    assert_eq!(ix.stats().unwrap().repositories, 200 + written);
+}
