@@ -15,6 +15,11 @@
 //!   bytes, as JSON lines.
 //! - `compact INDEX_FILE`: compacts a stopped node's index as offline `atcr gc` does (rewritten
 //!   in key order) and prints its size before and after.
+//! - `compact-online INDEX_FILE OWNERS_FILE FIRST_REPO`: compacts the index as a running node's
+//!   collector does (`Index::compact_online`) while a writer pushes repositories `FIRST_REPO`,
+//!   `FIRST_REPO + 1`, … as the fill makes them (one transaction each, as the indexer applies a
+//!   push, one every 20 ms); prints the file's bytes on disk before and after, the compaction's
+//!   wall time, and the writes' p50/p99 for 10 s before it and during it.
 
 #![allow(
     clippy::cast_precision_loss,
@@ -24,7 +29,6 @@
 )]
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 #[path = "common/redb_sizes.rs"]
@@ -127,12 +131,17 @@ fn main() {
         ),
         Some("measure") if args.len() == 3 => measure(&args[1], &args[2]),
         Some("sizes") if args.len() == 2 => redb_sizes::print(&args[1]),
+        Some("compact-online") if args.len() == 4 => compact_online(
+            std::path::Path::new(&args[1]),
+            &args[2],
+            args[3].parse().expect("FIRST_REPO"),
+        ),
         Some("compact") if args.len() == 2 => {
             let (before, after) = Index::compact(std::path::Path::new(&args[1])).expect("compact");
             println!("{{\"before\": {before}, \"after\": {after}}}");
         }
         _ => eprintln!(
-            "usage: web fill DATA_DIR OWNERS_FILE REPOS TAGS_PER_REPO | web measure BASE_URL NAMES_FILE | web sizes INDEX_FILE | web compact INDEX_FILE (see bench/web.sh)"
+            "usage: web fill DATA_DIR OWNERS_FILE REPOS TAGS_PER_REPO | web measure BASE_URL NAMES_FILE | web sizes INDEX_FILE | web compact INDEX_FILE | web compact-online INDEX_FILE OWNERS_FILE FIRST_REPO (see bench/web.sh)"
         ),
     }
 }
@@ -160,103 +169,10 @@ fn fill(dir: &str, owners_file: &str, repos: usize, tags: usize, per_push: bool)
     let started = Instant::now();
     let mut names = String::new();
     let mut changes = Vec::new();
-    let w = WORDS.len();
     for i in 0..repos {
-        let (owner_name, did) = &owners[i % owners.len()];
-        let (a, b) = (WORDS[i % w], WORDS[(i / w) % w]);
-        let path = if i % 10 == 0 {
-            format!("team{}/{a}-{b}-{i}", i % 7)
-        } else {
-            format!("{a}-{b}-{i}")
-        };
-        let repo = format!("{did}/{path}");
-        let addr = |collection: &str, rkey: String| RecordAddr {
-            did: did.clone(),
-            collection: collection.to_owned(),
-            rkey,
-        };
-        let mut digests = Vec::new();
-        for m in 0..3 {
-            let digest = digest_of(&[&repo, &m.to_string()]);
-            let mut annotations = BTreeMap::new();
-            annotations.insert(
-                "org.opencontainers.image.description".to_owned(),
-                format!(
-                    "{} {b} service for {}",
-                    a.to_uppercase(),
-                    DOMAINS[i % DOMAINS.len()]
-                ),
-            );
-            annotations.insert(
-                "org.opencontainers.image.licenses".to_owned(),
-                ["MIT", "Apache-2.0", "MPL-2.0"][i % 3].to_owned(),
-            );
-            let mut platforms = vec!["linux/amd64".to_owned()];
-            if i % 3 == 0 {
-                platforms.push("linux/arm64".to_owned());
-            }
-            let part = |kind: &str, size: u64| Part {
-                media_type: kind.to_owned(),
-                digest: digest_of(&[&repo, &m.to_string(), kind])
-                    .as_str()
-                    .to_owned(),
-                size,
-                platform: None,
-            };
-            let summary = ManifestSummary {
-                annotations,
-                platforms,
-                parts: vec![
-                    part("application/vnd.oci.image.config.v1+json", 1500),
-                    part("application/vnd.oci.image.layer.v1.tar+gzip", 30 << 20),
-                ],
-                ..ManifestSummary::default()
-            };
-            changes.push(IndexChange::PutManifest {
-                addr: addr("io.atcr.manifest", format!("m{i}x{m}")),
-                repo: repo.clone(),
-                digest: digest.clone(),
-                record: ManifestRecord {
-                    media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
-                    size: 1200,
-                    artifact_type: None,
-                    subject: None,
-                    created: now - (i as u64 * 37) % (400 * 86_400),
-                    summary: Some(Box::new(summary)),
-                },
-                references: Vec::new(),
-                referrer: None,
-                links: Vec::new(),
-                quota: None,
-            });
-            digests.push(digest);
-        }
-        for t in 0..tags {
-            let tag = if t == 0 {
-                "latest".to_owned()
-            } else {
-                format!("v1.{}.{t}", i % 5)
-            };
-            changes.push(IndexChange::PutTag {
-                addr: addr("io.atcr.tag", format!("t{i}x{t}")),
-                repo: repo.clone(),
-                tag,
-                target: TagTarget::Digest(digests[t % digests.len()].clone()),
-            });
-        }
-        if i % 7 == 0 {
-            for (j, (_, starrer)) in owners.iter().enumerate().take(i % 13 + 1) {
-                changes.push(IndexChange::PutStar {
-                    addr: RecordAddr {
-                        did: starrer.clone(),
-                        collection: "io.atcr.sailor.star".to_owned(),
-                        rkey: format!("s{i}x{j}"),
-                    },
-                    repo: repo.clone(),
-                });
-            }
-        }
-        let _ = writeln!(names, "{owner_name}/{path}\t{}", digests[0]);
+        let (line, repo_changes) = repo_changes(&owners, i, tags, now);
+        changes.extend(repo_changes);
+        names.push_str(&line);
         if per_push {
             // As the indexer applies a push's commit: one event, its own transaction (synced
             // once a second).
@@ -277,6 +193,177 @@ fn fill(dir: &str, owners_file: &str, repos: usize, tags: usize, per_push: bool)
         "{{\"repos\": {repos}, \"tags\": {}, \"fill_s\": {:.1}}}",
         repos * tags,
         started.elapsed().as_secs_f64()
+    );
+}
+
+/// The changes the indexer would make for repository `i` of the fill (three manifests, `tags`
+/// tags, some stars), and its `<name>\t<digest>` line.
+fn repo_changes(
+    owners: &[(String, String)],
+    i: usize,
+    tags: usize,
+    now: u64,
+) -> (String, Vec<IndexChange>) {
+    let mut changes = Vec::new();
+    let w = WORDS.len();
+    let (owner_name, did) = &owners[i % owners.len()];
+    let (a, b) = (WORDS[i % w], WORDS[(i / w) % w]);
+    let path = if i.is_multiple_of(10) {
+        format!("team{}/{a}-{b}-{i}", i % 7)
+    } else {
+        format!("{a}-{b}-{i}")
+    };
+    let repo = format!("{did}/{path}");
+    let addr = |collection: &str, rkey: String| RecordAddr {
+        did: did.clone(),
+        collection: collection.to_owned(),
+        rkey,
+    };
+    let mut digests = Vec::new();
+    for m in 0..3 {
+        let digest = digest_of(&[&repo, &m.to_string()]);
+        let mut annotations = BTreeMap::new();
+        annotations.insert(
+            "org.opencontainers.image.description".to_owned(),
+            format!(
+                "{} {b} service for {}",
+                a.to_uppercase(),
+                DOMAINS[i % DOMAINS.len()]
+            ),
+        );
+        annotations.insert(
+            "org.opencontainers.image.licenses".to_owned(),
+            ["MIT", "Apache-2.0", "MPL-2.0"][i % 3].to_owned(),
+        );
+        let mut platforms = vec!["linux/amd64".to_owned()];
+        if i.is_multiple_of(3) {
+            platforms.push("linux/arm64".to_owned());
+        }
+        let part = |kind: &str, size: u64| Part {
+            media_type: kind.to_owned(),
+            digest: digest_of(&[&repo, &m.to_string(), kind])
+                .as_str()
+                .to_owned(),
+            size,
+            platform: None,
+        };
+        let summary = ManifestSummary {
+            annotations,
+            platforms,
+            parts: vec![
+                part("application/vnd.oci.image.config.v1+json", 1500),
+                part("application/vnd.oci.image.layer.v1.tar+gzip", 30 << 20),
+            ],
+            ..ManifestSummary::default()
+        };
+        changes.push(IndexChange::PutManifest {
+            addr: addr("io.atcr.manifest", format!("m{i}x{m}")),
+            repo: repo.clone(),
+            digest: digest.clone(),
+            record: ManifestRecord {
+                media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
+                size: 1200,
+                artifact_type: None,
+                subject: None,
+                created: now - (i as u64 * 37) % (400 * 86_400),
+                summary: Some(Box::new(summary)),
+            },
+            references: Vec::new(),
+            referrer: None,
+            links: Vec::new(),
+            quota: None,
+        });
+        digests.push(digest);
+    }
+    for t in 0..tags {
+        let tag = if t == 0 {
+            "latest".to_owned()
+        } else {
+            format!("v1.{}.{t}", i % 5)
+        };
+        changes.push(IndexChange::PutTag {
+            addr: addr("io.atcr.tag", format!("t{i}x{t}")),
+            repo: repo.clone(),
+            tag,
+            target: TagTarget::Digest(digests[t % digests.len()].clone()),
+        });
+    }
+    if i.is_multiple_of(7) {
+        for (j, (_, starrer)) in owners.iter().enumerate().take(i % 13 + 1) {
+            changes.push(IndexChange::PutStar {
+                addr: RecordAddr {
+                    did: starrer.clone(),
+                    collection: "io.atcr.sailor.star".to_owned(),
+                    rkey: format!("s{i}x{j}"),
+                },
+                repo: repo.clone(),
+            });
+        }
+    }
+    (format!("{owner_name}/{path}\t{}\n", digests[0]), changes)
+}
+
+/// See the module's comment.
+fn compact_online(path: &std::path::Path, owners_file: &str, first: usize) {
+    let owners: Vec<(String, String)> = std::fs::read_to_string(owners_file)
+        .expect("owners file")
+        .lines()
+        .filter_map(|l| {
+            let (name, did) = l.split_once('\t')?;
+            Some((name.to_owned(), did.to_owned()))
+        })
+        .collect();
+    let disk = || std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(path).unwrap()) * 512;
+    let index = Index::open(path).expect("index");
+    let before = disk();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let phase = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let writer = {
+        let (index, phase) = (index.clone(), phase.clone());
+        std::thread::spawn(move || {
+            let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+            let mut i = first;
+            loop {
+                let p = phase.load(std::sync::atomic::Ordering::Relaxed);
+                if p == 2 {
+                    return times;
+                }
+                let (_, changes) = repo_changes(&owners, i, 10, now);
+                let t = Instant::now();
+                index.apply(&changes, None).expect("apply");
+                times[usize::from(p)].push(t.elapsed());
+                i += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(10));
+    phase.store(1, std::sync::atomic::Ordering::Relaxed);
+    let started = Instant::now();
+    let compacted = index.compact_online().expect("compact").expect("a file");
+    let wall = started.elapsed();
+    phase.store(2, std::sync::atomic::Ordering::Relaxed);
+    let mut times = writer.join().unwrap();
+    let stat = |v: &mut Vec<Duration>| {
+        v.sort();
+        format!(
+            "{{\"writes\": {}, \"p50_ms\": {:.2}, \"p99_ms\": {:.2}}}",
+            v.len(),
+            percentile(v, 0.5),
+            percentile(v, 0.99)
+        )
+    };
+    println!(
+        "{{\"disk_before\": {before}, \"disk_after\": {}, \"file_before\": {}, \"file_after\": {}, \"compaction_s\": {:.1}, \"without\": {}, \"during\": {}}}",
+        disk(),
+        compacted.0,
+        compacted.1,
+        wall.as_secs_f64(),
+        stat(&mut times[0]),
+        stat(&mut times[1])
     );
 }
 

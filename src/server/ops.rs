@@ -253,7 +253,7 @@ pub fn metrics(app: &App) -> Response<Body> {
     gauge(
         "atcr_index_file_bytes",
         "gauge",
-        "Size of index.redb (0: in memory).",
+        "Bytes index.redb takes on disk (0: in memory).",
         app.registry.index().file_bytes(),
     );
     gauge(

@@ -58,8 +58,8 @@ pub struct GcReport {
     pub hold_blobs_released: u64,
     #[serde(default)]
     pub hold_bytes_released: u64,
-    /// `index.redb`'s size before and after the collection compacted it online (see
-    /// `Index::compact_online`); both 0 when it was not due.
+    /// The bytes `index.redb` took on disk before and after the collection compacted it
+    /// online (see `Index::compact_online`); both 0 when it was not due.
     #[serde(default)]
     pub index_bytes_before: u64,
     #[serde(default)]
@@ -121,7 +121,7 @@ impl std::fmt::Display for GcReport {
         if self.index_bytes_before > 0 {
             write!(
                 f,
-                "; index.redb compacted from {} to {} bytes",
+                "; index.redb compacted from {} to {} bytes on disk",
                 self.index_bytes_before, self.index_bytes_after
             )?;
         }

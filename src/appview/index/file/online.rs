@@ -63,15 +63,15 @@ impl Index {
         Ok(last.is_none_or(|last| file_size(path) as f64 >= last as f64 * REGROWTH))
     }
 
-    /// The size of the index's file (0 in memory).
+    /// The bytes the index's file takes on disk (0 in memory).
     #[must_use]
     pub fn file_bytes(&self) -> u64 {
         self.path.as_deref().map_or(0, |p| file_size(p))
     }
 
     /// Compacts the index file while the node keeps using it (see the module's comment).
-    /// Needs room for a second copy while it runs. Returns the file's size before and after;
-    /// `None` for an index in memory.
+    /// Needs room for a second copy while it runs. Returns the file's bytes on disk before and
+    /// after; `None` for an index in memory.
     pub fn compact_online(&self) -> Result<Option<(u64, u64)>, IndexError> {
         self.compact_online_with(|_| {})
     }
@@ -188,8 +188,11 @@ pub(super) fn sibling(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The bytes `path` takes on disk. Not its length: redb grows a file by doubling it (sparsely)
+/// until it is one region large, so a freshly compacted index's length can jump to twice its
+/// pages at its first write after the compaction.
 fn file_size(path: &Path) -> u64 {
-    std::fs::metadata(path).map_or(0, |m| m.len())
+    std::fs::metadata(path).map_or(0, |m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
 }
 
 pub(super) fn remove_if_present(path: &Path) -> Result<(), IndexError> {
