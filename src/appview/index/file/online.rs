@@ -6,9 +6,10 @@
 //! 1. holding the index's writer (so no write transaction is half done), the journal starts
 //!    recording and a read snapshot is taken: every commit is either in the snapshot or, whole,
 //!    in the journal;
-//! 2. the snapshot is copied, table by table in key order, into `index.redb.compacting`, and its
-//!    pages moved down — writers go on meanwhile, and record;
-//! 3. what they recorded is applied to the copy, a few rounds, until little is left;
+//! 2. the snapshot is copied, table by table in key order, into `index.redb.compacting` —
+//!    writers go on meanwhile, and record;
+//! 3. what they recorded is applied to the copy, a few rounds, until little is left; the copy's
+//!    pages are moved down (the file gives back what the rounds freed) and it is synced;
 //! 4. holding the writer again: the rest is applied, the copy committed durably, renamed over
 //!    `index.redb`, the directory synced, and the copy put in the old database's place. Writers
 //!    that waited for the old database's writer begin again on the new one
@@ -122,21 +123,23 @@ impl Index {
             .create(fresh)?;
         rewrite::all_tables(&snapshot, &copy)?;
         drop(snapshot);
-        while copy.compact().map_err(redb::Error::from)? {}
         between(Step::Copied);
         for _ in 0..CATCH_UP_ROUNDS {
-            let ops = self.journal.take().map_err(journal_lost)?;
-            let few = ops.len() <= FINAL_OPS;
-            apply(&copy, ops, Durability::None)?;
-            if few {
+            if self.catch_up(&copy, Durability::None)? <= FINAL_OPS {
                 break;
             }
         }
+        // Synced, so that the pages the catch-up replaced are free; moving the pages down then
+        // lets redb give the end of the file back (and the tail it grew in steps ahead of
+        // them). Synced again here, not while writers wait: the final commit then writes only
+        // the few pages it changes.
+        self.catch_up(&copy, Durability::Immediate)?;
+        while copy.compact().map_err(redb::Error::from)? {}
+        self.catch_up(&copy, Durability::Immediate)?;
         let writer = old.begin_write()?;
         self.check_current(&old)?;
         between(Step::Holding);
-        let ops = self.journal.take().map_err(journal_lost)?;
-        apply(&copy, ops, Durability::Immediate)?;
+        self.catch_up(&copy, Durability::Immediate)?;
         std::fs::rename(fresh, path).map_err(|e| IndexError::Db(e.into()))?;
         // From here the file at `path` is the copy: it must be the database in use even if the
         // directory cannot be synced, or the writes that follow would go to an unlinked file.
@@ -144,6 +147,18 @@ impl Index {
         self.db.replace(copy);
         drop(writer);
         synced
+    }
+
+    /// Applies what writers recorded since the last call to `copy`; returns how many changes.
+    fn catch_up(&self, copy: &Database, durability: Durability) -> Result<usize, IndexError> {
+        let ops = self.journal.take().map_err(journal_lost)?;
+        let n = ops.len();
+        let mut tx = copy.begin_write()?;
+        tx.set_durability(durability)
+            .map_err(|e| IndexError::Db(redb::Error::from(e)))?;
+        journal::replay(&tx, ops)?;
+        tx.commit()?;
+        Ok(n)
     }
 
     fn check_current(&self, db: &std::sync::Arc<Database>) -> Result<(), IndexError> {
@@ -171,15 +186,6 @@ fn journal_lost(why: journal::Broken) -> IndexError {
             "the index changed faster than it could be compacted, or a write failed: compaction abandoned"
         }
     })
-}
-
-fn apply(db: &Database, ops: Vec<journal::Op>, durability: Durability) -> Result<(), IndexError> {
-    let mut tx = db.begin_write()?;
-    tx.set_durability(durability)
-        .map_err(|e| IndexError::Db(redb::Error::from(e)))?;
-    journal::replay(&tx, ops)?;
-    tx.commit()?;
-    Ok(())
 }
 
 pub(super) fn sibling(path: &Path, suffix: &str) -> PathBuf {
