@@ -56,7 +56,8 @@ pub struct StoreSize {
     pub blocks: u64,
     /// Bytes of their CIDs and contents.
     pub block_bytes: u64,
-    /// Bytes of the pages redb has allocated (every table, with its metadata).
+    /// Bytes of the pages of every table (what they store, their metadata and the free room
+    /// inside their pages).
     pub live_bytes: u64,
     /// The size of the file.
     pub file_bytes: u64,
@@ -123,13 +124,17 @@ impl PdsStore {
     }
 
     /// Removes the blocks of `batch` that no commit wrote since the collection began, in one
-    /// durable write transaction.
+    /// write transaction that skips the fsync: commits wait for the batch's work, not for a
+    /// sync, and the next durable commit (the committer makes one a second) makes it durable. A
+    /// crash before that loses only deletions, and the next collection makes them again.
     fn sweep_batch(
         &self,
         batch: &[Vec<u8>],
         report: &mut BlockCollection,
     ) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(redb::Durability::None)
+            .map_err(|e| StoreError::Commit(e.to_string()))?;
         let (mut blocks, mut bytes) = (0, 0);
         {
             let written = self.collector.written();
@@ -150,26 +155,23 @@ impl PdsStore {
         Ok(())
     }
 
-    /// How much of `pds.redb` is in use. Holds the write lock while redb counts pages (it
-    /// does so only in a write transaction, walking every table), so commits wait for a time
-    /// that grows with the file: once per GC run, not per request.
+    /// How much of `pds.redb` is in use: the pages of every table, counted on a read snapshot
+    /// (redb counts them by walking each tree). Commits go on meanwhile — counting them in a
+    /// write transaction, as redb's own database statistics do, would hold every commit for a
+    /// time that grows with the file.
     pub fn size(&self) -> Result<StoreSize, StoreError> {
-        let tx = self.db.begin_write()?;
-        let size = {
-            let blocks = tx.open_table(BLOCKS)?;
-            let table = blocks.stats()?;
-            StoreSize {
-                blocks: blocks.len()?,
-                block_bytes: table.stored_bytes(),
-                live_bytes: 0,
-                file_bytes: std::fs::metadata(self.path.as_ref()).map_or(0, |m| m.len()),
-            }
-        };
-        let stats = tx.stats()?;
-        tx.abort()?;
+        let tx = self.db.begin_read()?;
+        let blocks = tx.open_table(BLOCKS)?;
+        let mut live_bytes = 0;
+        for table in tx.list_tables()? {
+            let stats = tx.open_untyped_table(table)?.stats()?;
+            live_bytes += stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes();
+        }
         Ok(StoreSize {
-            live_bytes: stats.allocated_pages() * stats.page_size() as u64,
-            ..size
+            blocks: blocks.len()?,
+            block_bytes: blocks.stats()?.stored_bytes(),
+            live_bytes,
+            file_bytes: std::fs::metadata(self.path.as_ref()).map_or(0, |m| m.len()),
         })
     }
 }

@@ -121,7 +121,7 @@ impl Index {
         let mut copy = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(fresh)?;
-        rewrite::all_tables(&snapshot, &copy)?;
+        rewrite::all_tables(&snapshot, &copy, Durability::Immediate)?;
         drop(snapshot);
         between(Step::Copied);
         for _ in 0..CATCH_UP_ROUNDS {

@@ -16,13 +16,20 @@ use super::super::{
 const BATCH: usize = 50_000;
 
 /// Copies every table of `src` into the empty database `dst`, each in key order, and makes it
-/// durable. A table this version does not know is an error (before anything is replaced):
-/// compaction must not drop what it cannot copy.
-pub(super) fn all_tables(src: &ReadTransaction, dst: &Database) -> Result<(), IndexError> {
+/// durable: at the end, or with `Durability::Immediate`, batch by batch (the node's own commits
+/// then never wait for the whole copy to reach the disk in one sync). A table this version does
+/// not know is an error (before anything is replaced): compaction must not drop what it cannot
+/// copy.
+pub(super) fn all_tables(
+    src: &ReadTransaction,
+    dst: &Database,
+    batches: Durability,
+) -> Result<(), IndexError> {
     let mut copied = Vec::new();
     let mut c = Copier {
         src,
         dst,
+        batches,
         copied: &mut copied,
     };
     c.copy(REPOS)?;
@@ -74,6 +81,7 @@ pub(super) fn all_tables(src: &ReadTransaction, dst: &Database) -> Result<(), In
 struct Copier<'a> {
     src: &'a ReadTransaction,
     dst: &'a Database,
+    batches: Durability,
     copied: &'a mut Vec<String>,
 }
 
@@ -92,7 +100,7 @@ impl Copier<'_> {
         let mut rows = from.iter()?;
         loop {
             let mut tx = self.dst.begin_write()?;
-            tx.set_durability(Durability::None)
+            tx.set_durability(self.batches)
                 .map_err(|e| IndexError::Db(redb::Error::from(e)))?;
             let mut more = false;
             {
