@@ -72,7 +72,10 @@ impl Index {
         }
         std::fs::rename(&fresh, path).map_err(|e| IndexError::Db(e.into()))?;
         online::sync_parent(path)?;
-        Ok((before, file_size()))
+        let after = file_size();
+        // The running node's collector compacts again once the file has grown from here.
+        Index::open(path)?.record_compacted(online::file_size(path))?;
+        Ok((before, after))
     }
 }
 

@@ -66,10 +66,17 @@ impl Journal {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts recording. Call holding the database's writer, so that no transaction is
-    /// between its begin (which decides whether it records) and its commit.
-    pub(super) fn start(&self) {
-        *self.lock() = Some(Recorded::default());
+    /// Starts recording; false when it already records (another compaction runs). Call
+    /// holding the database's writer, so that no transaction is between its begin (which
+    /// decides whether it records) and its commit.
+    #[must_use]
+    pub(super) fn start(&self) -> bool {
+        let mut recording = self.lock();
+        if recording.is_some() {
+            return false;
+        }
+        *recording = Some(Recorded::default());
+        true
     }
 
     /// Stops recording and drops what was recorded.
@@ -107,7 +114,7 @@ impl Journal {
         }
     }
 
-    fn lose(&self) {
+    pub(super) fn lose(&self) {
         if let Some(r) = &mut *self.lock() {
             *r = Recorded {
                 broken: true,
@@ -335,7 +342,8 @@ mod tests {
         let j = Journal::default();
         j.append(noop(), 10);
         assert_eq!(j.take().err(), Some(Broken::NotRecording));
-        j.start();
+        assert!(j.start());
+        assert!(!j.start(), "one compaction at a time");
         j.append(noop(), 10);
         j.append(noop(), 10);
         assert_eq!(j.take().map(|ops| ops.len()).ok(), Some(2));
@@ -348,7 +356,7 @@ mod tests {
         j.append(noop(), 1);
         assert_eq!(j.take().err(), Some(Broken::Lost), "for good");
         j.stop();
-        j.start();
+        assert!(j.start());
         assert!(j.take().is_ok(), "a new start is a new journal");
         j.lose();
         assert_eq!(j.take().err(), Some(Broken::Lost), "a failed commit");

@@ -427,7 +427,13 @@ fn compaction_rewrites_every_table_and_keeps_every_row() {
     std::fs::write(dir.path().join("index.redb.compacting"), b"half").unwrap();
 
     Index::compact(&path).unwrap();
-    assert_eq!(table_rows(&path), rows, "every table, every row");
+    let mut expected = rows.clone();
+    for (name, n) in &mut expected {
+        if name == "gc_meta" {
+            *n += 1; // the size the next online compaction is measured against
+        }
+    }
+    assert_eq!(table_rows(&path), expected, "every table, every row");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     let ix = Index::open(&path).unwrap();
     assert_eq!(ix.cursor().unwrap(), 9);

@@ -50,7 +50,8 @@ pub(in crate::appview::index) enum Step {
 
 impl Index {
     /// Whether the file has grown enough since its last compaction to compact it again (see
-    /// [`REGROWTH`]); an index never compacted is due. Never for an index in memory.
+    /// [`REGROWTH`]; an index never compacted is due) and the disk has room for the copy
+    /// (twice the file's size free). Never for an index in memory.
     pub fn compaction_due(&self) -> Result<bool, IndexError> {
         let Some(path) = &self.path else {
             return Ok(false);
@@ -60,8 +61,25 @@ impl Index {
             .open_table(gc::GC_META)?
             .get(COMPACTED_BYTES)?
             .map(|v| v.value());
+        let size = file_size(path);
         #[allow(clippy::cast_precision_loss)] // a ratio of file sizes
-        Ok(last.is_none_or(|last| file_size(path) as f64 >= last as f64 * REGROWTH))
+        let grown = last.is_none_or(|last| size as f64 >= last as f64 * REGROWTH);
+        if !grown {
+            return Ok(false);
+        }
+        // The copy needs up to the file's size again; leave at least as much free besides, so
+        // that a compaction never takes the last of the disk from the node's writes.
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let free = rustix::fs::statvfs(dir).map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize));
+        if free < size.saturating_mul(2) {
+            tracing::warn!(
+                index_bytes = size,
+                free_bytes = free,
+                "the registry index is not compacted: too little free space for its copy"
+            );
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// The bytes the index's file takes on disk (0 in memory).
@@ -85,21 +103,20 @@ impl Index {
             return Ok(None);
         };
         let fresh = sibling(path, ".compacting");
-        remove_if_present(&fresh)?;
         let before = file_size(path);
-        let stop = StopOnDrop(&self.journal);
-        let copied = self.copy_and_swap(path, &fresh, &mut between);
-        drop(stop);
-        if copied.is_err() {
-            let _ = std::fs::remove_file(&fresh);
-        }
-        copied?;
+        self.copy_and_swap(path, &fresh, &mut between)?;
         let after = file_size(path);
-        let tx = self.begin_write()?;
-        tx.open_table(gc::GC_META)?.insert(COMPACTED_BYTES, after)?;
-        tx.commit()?;
+        self.record_compacted(after)?;
         tracing::info!(before, after, "registry index compacted online");
         Ok(Some((before, after)))
+    }
+
+    /// Records the file's bytes on disk after a compaction, which the next is measured against.
+    pub(in crate::appview::index) fn record_compacted(&self, bytes: u64) -> Result<(), IndexError> {
+        let tx = self.begin_write()?;
+        tx.open_table(gc::GC_META)?.insert(COMPACTED_BYTES, bytes)?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn copy_and_swap(
@@ -109,13 +126,21 @@ impl Index {
         between: &mut impl FnMut(Step),
     ) -> Result<(), IndexError> {
         let old = self.db.get().map_err(redb::Error::from)?;
-        let snapshot = {
+        let (snapshot, mut attempt) = {
             let writer = old.begin_write()?;
             self.check_current(&old)?;
-            self.journal.start();
+            if !self.journal.start() {
+                return Err(IndexError::Db(redb::Error::DatabaseAlreadyOpen));
+            }
+            let attempt = Attempt {
+                journal: &self.journal,
+                fresh,
+                renamed: false,
+            };
+            remove_if_present(fresh)?;
             let snapshot = old.begin_read()?;
             writer.abort()?;
-            snapshot
+            (snapshot, attempt)
         };
         between(Step::Snapshot);
         let mut copy = Database::builder()
@@ -141,6 +166,7 @@ impl Index {
         between(Step::Holding);
         self.catch_up(&copy, Durability::Immediate)?;
         std::fs::rename(fresh, path).map_err(|e| IndexError::Db(e.into()))?;
+        attempt.renamed = true;
         // From here the file at `path` is the copy: it must be the database in use even if the
         // directory cannot be synced, or the writes that follow would go to an unlinked file.
         let synced = sync_parent(path);
@@ -170,12 +196,20 @@ impl Index {
     }
 }
 
-/// Stops the journal however the compaction ends.
-struct StopOnDrop<'a>(&'a journal::Journal);
+/// Stops the journal however the compaction ends, and removes the copy unless it was renamed
+/// into place.
+struct Attempt<'a> {
+    journal: &'a journal::Journal,
+    fresh: &'a Path,
+    renamed: bool,
+}
 
-impl Drop for StopOnDrop<'_> {
+impl Drop for Attempt<'_> {
     fn drop(&mut self) {
-        self.0.stop();
+        self.journal.stop();
+        if !self.renamed {
+            let _ = std::fs::remove_file(self.fresh);
+        }
     }
 }
 
@@ -197,7 +231,7 @@ pub(super) fn sibling(path: &Path, suffix: &str) -> PathBuf {
 /// The bytes `path` takes on disk. Not its length: redb grows a file by doubling it (sparsely)
 /// until it is one region large, so a freshly compacted index's length can jump to twice its
 /// pages at its first write after the compaction.
-fn file_size(path: &Path) -> u64 {
+pub(super) fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
 }
 

@@ -149,3 +149,41 @@ fn a_writer_that_never_pauses_loses_nothing() {
     }
     assert_eq!(ix.stats().unwrap().repositories, 200 + written);
 }
+
+#[test]
+fn an_abandoned_compaction_leaves_the_index_in_use_and_a_second_one_waits_its_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.redb");
+    let ix = filled(&path);
+    let inode =
+        |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let old_inode = inode(&path);
+    let copy = dir.path().join("index.redb.compacting");
+    let failed = ix.compact_online_with(|step| {
+        if step == Step::Copied {
+            assert!(copy.exists());
+            // A second compaction meanwhile is refused, and leaves this one's copy alone.
+            assert!(ix.compact_online().is_err());
+            assert!(copy.exists());
+            put(
+                &ix,
+                "did:plc:w/meanwhile",
+                &d("m"),
+                record(None),
+                Some("v1"),
+                &[],
+                None,
+            );
+            // What a failed commit or too many changes do to the journal.
+            ix.journal.lose();
+        }
+    });
+    assert!(failed.is_err(), "abandoned");
+    assert!(!copy.exists(), "the copy is removed");
+    assert_eq!(inode(&path), old_inode, "the old file stays in use");
+    assert_eq!(tags(&ix, "did:plc:w/meanwhile"), ["v1"]);
+    assert!(ix.compaction_due().unwrap(), "still due");
+    ix.compact_online().unwrap().expect("a file");
+    assert_ne!(inode(&path), old_inode);
+    assert_eq!(tags(&ix, "did:plc:w/meanwhile"), ["v1"]);
+}
