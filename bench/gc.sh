@@ -10,7 +10,8 @@
 # filesystem store and the repositories into the index; the node is started again. Then
 # `benches/gc.rs puts` pushes tagged manifests one after another, SECONDS without a collection,
 # then during `atcr gc` (through the admin socket), then SECONDS more; the p50/p99 of the
-# manifest PUTs before and during the collection are printed beside the collection's own
+# manifest PUTs before, during and after the collection (and before and after pooled: the
+# baseline with twice the samples) are printed beside the collection's own
 # report (wall time, blobs deleted) and the node's RSS before and peak RSS during it (VmHWM,
 # reset with /proc/PID/clear_refs just before). Before the pushes, a dry-run collection on the
 # idle node gives the collector's own memory (the pushes grow the node's RSS by themselves).
@@ -115,17 +116,20 @@ echo "collection: $((gc_end - gc_start)) ms wall (atcr gc, client side), node RS
 python3 - "$work/puts" "$gc_start" "$gc_end" <<'PY'
 import sys
 path, start, end = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-before, during = [], []
+before, during, after = [], [], []
 for line in open(path):
     at, us = map(int, line.split())
     if at < start:
         before.append(us)
     elif at <= end:
         during.append(us)
+    else:
+        after.append(us)
 def pct(v, p):
     v = sorted(v)
     return v[min(len(v) - 1, round((len(v) - 1) * p))] / 1000 if v else float("nan")
-for name, v in (("without GC", before), ("during GC", during)):
+for name, v in (("without GC", before), ("during GC", during), ("after GC", after),
+                ("without GC, before and after pooled", before + after)):
     print(f"manifest PUT {name}: {len(v)} PUTs, p50 {pct(v, .5):.2f} ms, p99 {pct(v, .99):.2f} ms")
 PY
 stop

@@ -66,6 +66,11 @@ impl DbSlot {
     /// Puts `db` in place of the current database, which stays open for whoever still holds
     /// it. Callers make sure nobody can write to the old one any more.
     pub fn replace(&self, db: Database) {
+        // Not in the middle of a reopen, which would put back the database it took out.
+        let _one = self
+            .reopening
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
     }
 

@@ -54,6 +54,8 @@ pub enum IndexError {
     Task(#[from] tokio::task::JoinError),
     #[error("index has no {0} left")]
     Exhausted(&'static str),
+    #[error("index compaction: {0}")]
+    Compaction(&'static str),
 }
 
 crate::macros::redb_errors_into!(IndexError::Db);

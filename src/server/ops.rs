@@ -241,7 +241,7 @@ pub fn metrics(app: &App) -> Response<Body> {
     gauge(
         "atcr_pds_live_bytes",
         "gauge",
-        "Bytes of pds.redb in use (allocated pages) as the last garbage collection measured them (0: none since start).",
+        "Bytes of pds.redb's table pages as the last garbage collection measured them (0: none since start).",
         gc.pds_live_bytes.load(Ordering::Relaxed),
     );
     gauge(

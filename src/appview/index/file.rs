@@ -53,14 +53,15 @@ impl Index {
     /// about half empty; the fresh file also has no free pages. An index of an older format is
     /// brought to this one first (see [`Index::open`]). Needs room for a second copy beside
     /// the first while it runs; until the rename the old file is untouched, and a copy left by
-    /// an interrupted run is removed by the next. Returns the file's size before and after.
+    /// an interrupted run is removed by the next. Returns the file's bytes on disk before and
+    /// after.
     pub fn compact(path: &Path) -> Result<(u64, u64), IndexError> {
-        let file_size = || std::fs::metadata(path).map_or(0, |m| m.len());
-        let before = file_size();
+        let before = online::file_size(path);
         let fresh = online::sibling(path, ".compacting");
-        online::remove_if_present(&fresh)?;
         {
+            // Opened first: that proves no node has the file, nor is writing a copy.
             let index = Index::open(path)?;
+            online::remove_if_present(&fresh)?;
             let src = index.db.begin_read()?;
             let mut dst = Database::builder()
                 .set_cache_size(super::CACHE_BYTES)
@@ -72,9 +73,9 @@ impl Index {
         }
         std::fs::rename(&fresh, path).map_err(|e| IndexError::Db(e.into()))?;
         online::sync_parent(path)?;
-        let after = file_size();
+        let after = online::file_size(path);
         // The running node's collector compacts again once the file has grown from here.
-        Index::open(path)?.record_compacted(online::file_size(path))?;
+        Index::open(path)?.record_compacted(after)?;
         Ok((before, after))
     }
 }

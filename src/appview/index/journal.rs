@@ -31,13 +31,17 @@ pub(super) type Op = Box<dyn FnOnce(&redb::WriteTransaction) -> Result<(), redb:
 /// faster than the copy keeps up with must not grow without bound in memory.
 const MAX_PENDING_BYTES: usize = 64 << 20;
 
-/// What a change costs in memory besides its key and value.
-const OP_OVERHEAD: usize = 64;
+/// What a change costs in memory besides its key and value: the boxed closure, its two
+/// vectors' allocations and its place in the list.
+const OP_OVERHEAD: usize = 160;
 
 /// The changes committed since a compaction took its snapshot, in commit order.
 #[derive(Default)]
 pub(super) struct Journal {
     recording: Mutex<Option<Recorded>>,
+    /// When a compaction was last abandoned: the next waits a while (see
+    /// `Index::compaction_due`) rather than copying the whole index again at every collection.
+    abandoned: Mutex<Option<std::time::Instant>>,
 }
 
 #[derive(Default)]
@@ -84,7 +88,23 @@ impl Journal {
         *self.lock() = None;
     }
 
-    fn is_recording(&self) -> bool {
+    /// Notes that a compaction was abandoned now.
+    pub(super) fn abandoned(&self) {
+        *self
+            .abandoned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(std::time::Instant::now());
+    }
+
+    /// How long ago a compaction was last abandoned.
+    pub(super) fn since_abandoned(&self) -> Option<std::time::Duration> {
+        self.abandoned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map(|at| at.elapsed())
+    }
+
+    pub(super) fn is_recording(&self) -> bool {
         self.lock().is_some()
     }
 
@@ -148,6 +168,9 @@ pub(super) fn replay(tx: &redb::WriteTransaction, ops: Vec<Op>) -> Result<(), re
 struct Pending {
     ops: Vec<Op>,
     bytes: usize,
+    /// The transaction changed more than the journal may hold: its changes were dropped, and
+    /// its commit breaks the journal.
+    overflowed: bool,
 }
 
 /// A write transaction on the index: redb's, plus the changes it made when a compaction is
@@ -173,16 +196,26 @@ impl WriteTransaction {
     /// The transaction itself, for the format upgrade that runs when the index is opened
     /// (before any compaction can record).
     pub(super) fn unrecorded(&self) -> &redb::WriteTransaction {
+        debug_assert!(
+            self.journal.is_none(),
+            "a recorded transaction used unrecorded"
+        );
         &self.tx
     }
 
-    /// Opens (creating if need be) a table to read and change.
+    /// Opens (creating if need be) a table to read and change. The opening is recorded too:
+    /// it creates a table that a delete earlier in the journal removed.
     pub fn open_table<K: Key + Send + 'static, V: Value + Send + 'static>(
         &self,
         definition: TableDefinition<'static, K, V>,
     ) -> Result<Table<'_, K, V>, TableError> {
+        let inner = self.tx.open_table(definition)?;
+        self.record(0, move |tx| {
+            tx.open_table(definition)?;
+            Ok(())
+        });
         Ok(Table {
-            inner: self.tx.open_table(definition)?,
+            inner,
             definition,
             pending: self.journal.is_some().then_some(&self.pending),
         })
@@ -193,11 +226,12 @@ impl WriteTransaction {
         &self,
         definition: TableDefinition<'static, K, V>,
     ) -> Result<bool, TableError> {
+        let existed = self.tx.delete_table(definition)?;
         self.record(0, move |tx| {
             tx.delete_table(definition)?;
             Ok(())
         });
-        self.tx.delete_table(definition)
+        Ok(existed)
     }
 
     pub fn set_durability(&mut self, durability: Durability) -> Result<(), SetDurabilityError> {
@@ -214,7 +248,11 @@ impl WriteTransaction {
         } = self;
         if let Some(journal) = &journal {
             let pending = pending.into_inner().unwrap_or_else(PoisonError::into_inner);
-            journal.append(pending.ops, pending.bytes);
+            if pending.overflowed {
+                journal.lose();
+            } else {
+                journal.append(pending.ops, pending.bytes);
+            }
         }
         let committed = tx.commit();
         if committed.is_err()
@@ -283,15 +321,20 @@ impl<K: Key + 'static, V: Value + 'static> ReadableTable<K, V> for Table<'_, K, 
 }
 
 impl<K: Key + Send + 'static, V: Value + Send + 'static> Table<'_, K, V> {
-    /// Inserts or replaces; returns the old value.
+    /// Inserts or replaces; returns the old value. Recorded once redb has done it.
     pub fn insert<'k, 'v>(
         &mut self,
         key: impl Borrow<K::SelfType<'k>>,
         value: impl Borrow<V::SelfType<'v>>,
     ) -> Result<Option<AccessGuard<'_, V>>, StorageError> {
-        if let Some(pending) = self.pending {
-            let k = K::as_bytes(key.borrow()).as_ref().to_vec();
-            let v = V::as_bytes(value.borrow()).as_ref().to_vec();
+        let bytes = self.pending.map(|_| {
+            (
+                K::as_bytes(key.borrow()).as_ref().to_vec(),
+                V::as_bytes(value.borrow()).as_ref().to_vec(),
+            )
+        });
+        let old = self.inner.insert(key, value)?;
+        if let (Some(pending), Some((k, v))) = (self.pending, bytes) {
             let definition = self.definition;
             push(pending, k.len() + v.len(), move |tx| {
                 tx.open_table(definition)?
@@ -299,23 +342,26 @@ impl<K: Key + Send + 'static, V: Value + Send + 'static> Table<'_, K, V> {
                 Ok(())
             });
         }
-        self.inner.insert(key, value)
+        Ok(old)
     }
 
-    /// Removes; returns the old value.
+    /// Removes; returns the old value. Recorded once redb has done it.
     pub fn remove<'k>(
         &mut self,
         key: impl Borrow<K::SelfType<'k>>,
     ) -> Result<Option<AccessGuard<'_, V>>, StorageError> {
-        if let Some(pending) = self.pending {
-            let k = K::as_bytes(key.borrow()).as_ref().to_vec();
+        let k = self
+            .pending
+            .map(|_| K::as_bytes(key.borrow()).as_ref().to_vec());
+        let old = self.inner.remove(key)?;
+        if let (Some(pending), Some(k)) = (self.pending, k) {
             let definition = self.definition;
             push(pending, k.len(), move |tx| {
                 tx.open_table(definition)?.remove(K::from_bytes(&k))?;
                 Ok(())
             });
         }
-        self.inner.remove(key)
+        Ok(old)
     }
 }
 
@@ -325,7 +371,17 @@ fn push(
     op: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + 'static,
 ) {
     let mut pending = pending.lock().unwrap_or_else(PoisonError::into_inner);
+    if pending.overflowed {
+        return;
+    }
     pending.bytes += bytes + OP_OVERHEAD;
+    if pending.bytes > MAX_PENDING_BYTES {
+        *pending = Pending {
+            overflowed: true,
+            ..Pending::default()
+        };
+        return;
+    }
     pending.ops.push(Box::new(op));
 }
 

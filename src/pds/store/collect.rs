@@ -33,6 +33,8 @@ use crate::atproto::mst::{Mst, WalkItem};
 
 /// Blocks removed per write transaction: commits wait at most one batch.
 const SWEEP_BATCH: usize = 1024;
+/// Batches between durable commits (the batches themselves skip the fsync).
+const SYNC_EVERY: usize = 16;
 
 /// CIDs (binary) of blocks.
 type CidSet = HashSet<Vec<u8>>;
@@ -125,7 +127,7 @@ impl PdsStore {
 
     /// Removes the blocks of `batch` that no commit wrote since the collection began, in one
     /// write transaction that skips the fsync: commits wait for the batch's work, not for a
-    /// sync, and the next durable commit (the committer makes one a second) makes it durable. A
+    /// sync; the sweep ends with one durable commit (so does the committer, once a second). A
     /// crash before that loses only deletions, and the next collection makes them again.
     fn sweep_batch(
         &self,
@@ -191,6 +193,7 @@ impl Collection<'_> {
     pub(crate) fn sweep(self, dry_run: bool) -> Result<BlockCollection, StoreError> {
         let mut report = BlockCollection::default();
         let mut batch = Vec::with_capacity(SWEEP_BATCH);
+        let mut swept = 0usize;
         for item in self.snapshot.open_table(BLOCKS)?.iter()? {
             let (cid, bytes) = item?;
             report.blocks_seen += 1;
@@ -206,10 +209,20 @@ impl Collection<'_> {
             if batch.len() >= SWEEP_BATCH {
                 self.store.sweep_batch(&batch, &mut report)?;
                 batch.clear();
+                swept += 1;
+                if swept.is_multiple_of(SYNC_EVERY) {
+                    // redb reuses the pages of deleted blocks only once a commit is durable.
+                    self.store.db.begin_write()?.commit()?;
+                }
             }
         }
         if !batch.is_empty() {
             self.store.sweep_batch(&batch, &mut report)?;
+        }
+        if !dry_run {
+            // One sync for all the batches, so that what the report says was deleted stays
+            // deleted even when no commit follows before the node stops.
+            self.store.db.begin_write()?.commit()?;
         }
         Ok(report)
     }

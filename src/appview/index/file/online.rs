@@ -16,8 +16,9 @@
 //!    (`Index::begin_write`); readers finish on the snapshot they hold.
 //!
 //! A crash before the rename leaves the old file whole (and the copy is removed by the next
-//! attempt); after it, the new file has everything. An error anywhere stops the journal and
-//! leaves the old file in use.
+//! collection); after it, the new file has everything. An error before the rename stops the
+//! journal, removes the copy and leaves the old file in use; the next attempt waits an hour.
+//! Only a failed sync of the directory after the rename is not undone (see `copy_and_swap`).
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,10 @@ const COMPACTED_BYTES: &str = "index_compacted_bytes";
 /// (so the copying costs a constant share of what was written).
 const REGROWTH: f64 = 1.5;
 
+/// How long after an abandoned compaction the next may start: a node writing faster than the
+/// copy keeps up with must not copy its whole index at every collection.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_hours(1);
+
 /// A point between the steps of an online compaction (tests write there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(in crate::appview::index) enum Step {
@@ -50,8 +55,9 @@ pub(in crate::appview::index) enum Step {
 
 impl Index {
     /// Whether the file has grown enough since its last compaction to compact it again (see
-    /// [`REGROWTH`]; an index never compacted is due) and the disk has room for the copy
-    /// (twice the file's size free). Never for an index in memory.
+    /// [`REGROWTH`]; an index never compacted is due), the disk has room for the copy (twice
+    /// the file's size free), and no compaction was abandoned in the last [`RETRY_AFTER`].
+    /// Never for an index in memory.
     pub fn compaction_due(&self) -> Result<bool, IndexError> {
         let Some(path) = &self.path else {
             return Ok(false);
@@ -61,6 +67,17 @@ impl Index {
             .open_table(gc::GC_META)?
             .get(COMPACTED_BYTES)?
             .map(|v| v.value());
+        if self
+            .journal
+            .since_abandoned()
+            .is_some_and(|ago| ago < RETRY_AFTER)
+        {
+            return Ok(false);
+        }
+        if !self.journal.is_recording() {
+            // A copy left by a crash takes room the check below counts on.
+            remove_if_present(&sibling(path, ".compacting"))?;
+        }
         let size = file_size(path);
         #[allow(clippy::cast_precision_loss)] // a ratio of file sizes
         let grown = last.is_none_or(|last| size as f64 >= last as f64 * REGROWTH);
@@ -104,7 +121,10 @@ impl Index {
         };
         let fresh = sibling(path, ".compacting");
         let before = file_size(path);
-        self.copy_and_swap(path, &fresh, &mut between)?;
+        if let Err(e) = self.copy_and_swap(path, &fresh, &mut between) {
+            self.journal.abandoned();
+            return Err(e);
+        }
         let after = file_size(path);
         self.record_compacted(after)?;
         tracing::info!(before, after, "registry index compacted online");
@@ -130,7 +150,9 @@ impl Index {
             let writer = old.begin_write()?;
             self.check_current(&old)?;
             if !self.journal.start() {
-                return Err(IndexError::Db(redb::Error::DatabaseAlreadyOpen));
+                return Err(IndexError::Compaction(
+                    "another compaction of the index is running",
+                ));
             }
             let attempt = Attempt {
                 journal: &self.journal,
@@ -150,6 +172,12 @@ impl Index {
         drop(snapshot);
         between(Step::Copied);
         for _ in 0..CATCH_UP_ROUNDS {
+            // An index that failed meanwhile is reopened by the node: the copy gives way.
+            if self.db.is_poisoned() {
+                return Err(IndexError::Compaction(
+                    "the index failed while it was copied",
+                ));
+            }
             if self.catch_up(&copy, Durability::None)? <= FINAL_OPS {
                 break;
             }
@@ -169,6 +197,8 @@ impl Index {
         attempt.renamed = true;
         // From here the file at `path` is the copy: it must be the database in use even if the
         // directory cannot be synced, or the writes that follow would go to an unlinked file.
+        // (Should that sync fail, a crash could bring the old file back, without the writes
+        // made after this: the error is logged as one of the disk's.)
         let synced = sync_parent(path);
         self.db.replace(copy);
         drop(writer);
@@ -191,7 +221,9 @@ impl Index {
         if self.db.is_current(db) {
             Ok(())
         } else {
-            Err(IndexError::Db(redb::Error::DatabaseClosed))
+            Err(IndexError::Compaction(
+                "the index was reopened during the compaction",
+            ))
         }
     }
 }
@@ -214,7 +246,7 @@ impl Drop for Attempt<'_> {
 }
 
 fn journal_lost(why: journal::Broken) -> IndexError {
-    IndexError::Undecodable(match why {
+    IndexError::Compaction(match why {
         journal::Broken::NotRecording => "the index's journal stopped during a compaction",
         journal::Broken::Lost => {
             "the index changed faster than it could be compacted, or a write failed: compaction abandoned"

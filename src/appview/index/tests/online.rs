@@ -182,8 +182,42 @@ fn an_abandoned_compaction_leaves_the_index_in_use_and_a_second_one_waits_its_tu
     assert!(!copy.exists(), "the copy is removed");
     assert_eq!(inode(&path), old_inode, "the old file stays in use");
     assert_eq!(tags(&ix, "did:plc:w/meanwhile"), ["v1"]);
-    assert!(ix.compaction_due().unwrap(), "still due");
+    assert!(
+        !ix.compaction_due().unwrap(),
+        "the next collection does not copy it all again at once"
+    );
     ix.compact_online().unwrap().expect("a file");
     assert_ne!(inode(&path), old_inode);
     assert_eq!(tags(&ix, "did:plc:w/meanwhile"), ["v1"]);
+}
+
+#[test]
+fn tables_deleted_and_made_again_meanwhile_exist_in_the_new_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.redb");
+    let ix = filled(&path);
+    ix.compact_online_with(|step| {
+        if step == Step::Copied {
+            // A rebuild's start: every derived table deleted, then opened (made) again empty.
+            ix.clear_derived(0).unwrap();
+        }
+    })
+    .unwrap()
+    .expect("a file");
+    assert_eq!(ix.stats().unwrap().repositories, 0);
+    assert!(ix.most_starred(10).unwrap().is_empty());
+    assert!(tags(&ix, "did:plc:o0/app0").is_empty());
+    put(
+        &ix,
+        "did:plc:w/again",
+        &d("a"),
+        record(None),
+        Some("v1"),
+        &[],
+        None,
+    );
+    drop(ix);
+    let ix = Index::open(&path).unwrap();
+    assert_eq!(tags(&ix, "did:plc:w/again"), ["v1"]);
+    assert_eq!(ix.stats().unwrap().repositories, 1);
 }
