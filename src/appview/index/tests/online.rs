@@ -3,6 +3,11 @@
 use super::*;
 use crate::appview::index::file::Step;
 
+/// A push of one manifest tagged `v1` into `repo`.
+fn push_v1(ix: &Index, repo: &str) {
+    put(ix, repo, &d(repo), record(None), Some("v1"), &[], None);
+}
+
 fn tags(ix: &Index, repo: &str) -> Vec<String> {
     ix.tags(&k(repo), None, 1000).unwrap().0
 }
@@ -38,40 +43,16 @@ fn commits_before_during_and_while_it_holds_the_writer_all_land_in_the_new_file(
     let (before, after) = ix
         .compact_online_with(|step| match step {
             Step::Snapshot => {
-                put(
-                    &ix,
-                    "did:plc:w/snap",
-                    &d("s"),
-                    record(None),
-                    Some("v1"),
-                    &[],
-                    None,
-                );
+                push_v1(&ix, "did:plc:w/snap");
             }
             Step::Copied => {
-                put(
-                    &ix,
-                    "did:plc:w/copied",
-                    &d("c"),
-                    record(None),
-                    Some("v1"),
-                    &[],
-                    None,
-                );
+                push_v1(&ix, "did:plc:w/copied");
                 delete(&ix, tag_addr("did:plc:o0/app0", "t3"));
             }
             Step::Holding => {
                 let writer = ix.clone();
                 waiting = Some(std::thread::spawn(move || {
-                    put(
-                        &writer,
-                        "did:plc:w/held",
-                        &d("h"),
-                        record(None),
-                        Some("v1"),
-                        &[],
-                        None,
-                    );
+                    push_v1(&writer, "did:plc:w/held");
                 }));
                 // Give it the time to start waiting for the writer the compaction holds.
                 std::thread::sleep(std::time::Duration::from_millis(100));
@@ -102,15 +83,7 @@ fn commits_before_during_and_while_it_holds_the_writer_all_land_in_the_new_file(
     };
     check(&ix, 203);
     // The index writes on, to the new file, and a reopened file has it all.
-    put(
-        &ix,
-        "did:plc:w/after",
-        &d("a"),
-        record(None),
-        Some("v1"),
-        &[],
-        None,
-    );
+    push_v1(&ix, "did:plc:w/after");
     drop(ix);
     let ix = Index::open(&path).unwrap();
     check(&ix, 204);
@@ -165,15 +138,7 @@ fn an_abandoned_compaction_leaves_the_index_in_use_and_a_second_one_waits_its_tu
             // A second compaction meanwhile is refused, and leaves this one's copy alone.
             assert!(ix.compact_online().is_err());
             assert!(copy.exists());
-            put(
-                &ix,
-                "did:plc:w/meanwhile",
-                &d("m"),
-                record(None),
-                Some("v1"),
-                &[],
-                None,
-            );
+            push_v1(&ix, "did:plc:w/meanwhile");
             // What a failed commit or too many changes do to the journal.
             ix.journal.lose();
         }
@@ -207,15 +172,7 @@ fn tables_deleted_and_made_again_meanwhile_exist_in_the_new_file() {
     assert_eq!(ix.stats().unwrap().repositories, 0);
     assert!(ix.most_starred(10).unwrap().is_empty());
     assert!(tags(&ix, "did:plc:o0/app0").is_empty());
-    put(
-        &ix,
-        "did:plc:w/again",
-        &d("a"),
-        record(None),
-        Some("v1"),
-        &[],
-        None,
-    );
+    push_v1(&ix, "did:plc:w/again");
     drop(ix);
     let ix = Index::open(&path).unwrap();
     assert_eq!(tags(&ix, "did:plc:w/again"), ["v1"]);
