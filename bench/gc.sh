@@ -113,9 +113,9 @@ wait "$puts_pid"
 puts_pid=""
 cat "$work/gc.out"
 echo "collection: $((gc_end - gc_start)) ms wall (atcr gc, client side), node RSS before it: $rss_before MiB, peak during it: $peak MiB"
-python3 - "$work/puts" "$gc_start" "$gc_end" <<'PY'
-import sys
-path, start, end = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+python3 - "$work/puts" "$gc_start" "$gc_end" "$work/log" <<'PY'
+import datetime, re, sys
+path, start, end, log = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 before, during, after = [], [], []
 for line in open(path):
     at, us = map(int, line.split())
@@ -131,6 +131,20 @@ def pct(v, p):
 for name, v in (("without GC", before), ("during GC", during), ("after GC", after),
                 ("without GC, before and after pooled", before + after)):
     print(f"manifest PUT {name}: {len(v)} PUTs, p50 {pct(v, .5):.2f} ms, p99 {pct(v, .99):.2f} ms")
+# The PUTs started in each phase of the collection (the node logs when each ends).
+phases = []
+for line in open(log):
+    m = re.match(r"(\S+Z) .*garbage collection phase done phase=\"?([a-z ]+?)\"? millis=(\d+)", line)
+    if m:
+        ended = datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).timestamp() * 1000
+        if start <= ended <= end + 1000:
+            phases.append((m.group(2), ended - int(m.group(3)), ended))
+slow = pct(before, .99)
+for name, a, b in phases:
+    v = [us for line in open(path) for at, us in [map(int, line.split())] if a <= at < b]
+    over = sum(1 for us in v if us / 1000 > 2 * slow)
+    print(f"  {name}: {(b - a) / 1000:.1f} s, {len(v)} PUTs, p50 {pct(v, .5):.2f} ms, "
+          f"p99 {pct(v, .99):.2f} ms, {over} over twice the p99 without GC")
 PY
 stop
 sizes after

@@ -66,7 +66,7 @@ impl Index {
             let mut dst = Database::builder()
                 .set_cache_size(super::CACHE_BYTES)
                 .create(&fresh)?;
-            rewrite::all_tables(&src, &dst, redb::Durability::None)?;
+            rewrite::all_tables(&src, &dst, rewrite::Pace::Alone)?;
             // The copy's pages are full, but the file grew in steps ahead of them: moving the
             // pages down lets redb give the end of the file back.
             while dst.compact().map_err(redb::Error::from)? {}

@@ -6,8 +6,8 @@
 //! 1. holding the index's writer (so no write transaction is half done), the journal starts
 //!    recording and a read snapshot is taken: every commit is either in the snapshot or, whole,
 //!    in the journal;
-//! 2. the snapshot is copied, table by table in key order, into `index.redb.compacting` —
-//!    writers go on meanwhile, and record;
+//! 2. the snapshot is copied, table by table in key order, into `index.redb.compacting`, synced
+//!    batch by batch (`rewrite::Pace::Beside`) — writers go on meanwhile, and record;
 //! 3. what they recorded is applied to the copy, a few rounds, until little is left; the copy's
 //!    pages are moved down (the file gives back what the rounds freed) and it is synced;
 //! 4. holding the writer again: the rest is applied, the copy committed durably, renamed over
@@ -55,8 +55,8 @@ pub(in crate::appview::index) enum Step {
 
 impl Index {
     /// Whether the file has grown enough since its last compaction to compact it again (see
-    /// [`REGROWTH`]; an index never compacted is due), the disk has room for the copy (twice
-    /// the file's size free), and no compaction was abandoned in the last [`RETRY_AFTER`].
+    /// `REGROWTH`; an index never compacted is due), the disk has room for the copy (twice
+    /// the file's size free), and no compaction was abandoned in the last `RETRY_AFTER`.
     /// Never for an index in memory.
     pub fn compaction_due(&self) -> Result<bool, IndexError> {
         let Some(path) = &self.path else {
@@ -168,7 +168,7 @@ impl Index {
         let mut copy = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(fresh)?;
-        rewrite::all_tables(&snapshot, &copy, Durability::Immediate)?;
+        rewrite::all_tables(&snapshot, &copy, rewrite::Pace::Beside)?;
         drop(snapshot);
         between(Step::Copied);
         for _ in 0..CATCH_UP_ROUNDS {

@@ -15,21 +15,29 @@ use super::super::{
 /// Rows written per transaction: the copy never holds a whole large table uncommitted.
 const BATCH: usize = 50_000;
 
+/// How a copy shares the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pace {
+    /// As fast as it goes, synced once at the end (nothing else runs: offline).
+    Alone,
+    /// Beside a serving node: every batch synced, so that the node's commits never wait behind
+    /// one sync of the whole copy.
+    Beside,
+}
+
 /// Copies every table of `src` into the empty database `dst`, each in key order, and makes it
-/// durable: at the end, or with `Durability::Immediate`, batch by batch (the node's own commits
-/// then never wait for the whole copy to reach the disk in one sync). A table this version does
-/// not know is an error (before anything is replaced): compaction must not drop what it cannot
-/// copy.
+/// durable (see [`Pace`]). A table this version does not know is an error (before anything is
+/// replaced): compaction must not drop what it cannot copy.
 pub(super) fn all_tables(
     src: &ReadTransaction,
     dst: &Database,
-    batches: Durability,
+    pace: Pace,
 ) -> Result<(), IndexError> {
     let mut copied = Vec::new();
     let mut c = Copier {
         src,
         dst,
-        batches,
+        pace,
         copied: &mut copied,
     };
     c.copy(REPOS)?;
@@ -81,7 +89,7 @@ pub(super) fn all_tables(
 struct Copier<'a> {
     src: &'a ReadTransaction,
     dst: &'a Database,
-    batches: Durability,
+    pace: Pace,
     copied: &'a mut Vec<String>,
 }
 
@@ -100,7 +108,11 @@ impl Copier<'_> {
         let mut rows = from.iter()?;
         loop {
             let mut tx = self.dst.begin_write()?;
-            tx.set_durability(self.batches)
+            let durability = match self.pace {
+                Pace::Alone => Durability::None,
+                Pace::Beside => Durability::Immediate,
+            };
+            tx.set_durability(durability)
                 .map_err(|e| IndexError::Db(redb::Error::from(e)))?;
             let mut more = false;
             {
