@@ -36,8 +36,8 @@ pub struct GcReport {
     /// Their bytes.
     #[serde(default)]
     pub pds_bytes_freed: u64,
-    /// `pds.redb`'s live size after the collection: the pages redb has allocated (it reuses
-    /// freed pages but does not shrink its file).
+    /// `pds.redb`'s live size after the collection: the pages of its tables (redb reuses freed
+    /// pages but does not shrink its file).
     #[serde(default)]
     pub pds_live_bytes: u64,
     /// `pds.redb`'s file size.
