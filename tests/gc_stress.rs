@@ -455,8 +455,11 @@ fn stress(kill: bool) {
         "{figures}"
     );
     // The first collection compacts the index (never compacted before): with the pushes
-    // running, so every check above ran on an index swapped under them.
-    assert!(figures.compactions.load(Ordering::Relaxed) > 0, "{figures}");
+    // running, so every check above ran on an index swapped under them. (With the kill, the
+    // daemon's own collections, every second, may be the ones that compact it.)
+    if !kill {
+        assert!(figures.compactions.load(Ordering::Relaxed) > 0, "{figures}");
+    }
     if kill {
         let fsck = srv.cli(&["fsck"], "");
         assert!(fsck.status.success(), "atcr fsck after the crash: {fsck:?}");
