@@ -8,8 +8,9 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::process::Command;
 
-use common::clients::{Clients, curl, head_digest, inspect, inspect_raw, required};
+use common::clients::{Clients, curl, head_digest, inspect, inspect_raw, metric, required, token};
 use common::images::{self, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, fresh_seed, random_layer};
 use common::{Server, sha256};
 use serde_json::Value;
@@ -214,18 +215,7 @@ fn skopeo_converts_to_docker_schema2_and_the_digest_round_trips() {
 
 /// `atcr_blob_bytes_received_total` from `/metrics`.
 fn bytes_received(srv: &Server) -> u64 {
-    let r = curl("GET", &format!("{}/metrics", srv.base_url()), &[], None);
-    assert_eq!(r.status, 200, "{r:?}");
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix("atcr_blob_bytes_received_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "no atcr_blob_bytes_received_total in /metrics:\n{}",
-                r.text()
-            )
-        })
+    metric(srv, "atcr_blob_bytes_received_total ")
 }
 
 #[test]
@@ -443,9 +433,13 @@ fn a_large_layer_round_trips_byte_for_byte() {
     );
 
     let back = c.path("back");
+    let before = metric(&srv, "atcr_blob_bytes_sendfile_total ");
     srv.must(&mut c.skopeo_copy(&remote, &format!("oci:{}:pulled", back.display()), &[]));
     let (desc, _) = images::read_tag(&back, "pulled");
     assert_eq!(desc.digest, local.manifest.digest);
+    // Plain HTTP/1 from the filesystem store: the layer went out with sendfile.
+    let sent = metric(&srv, "atcr_blob_bytes_sendfile_total ") - before;
+    assert!(sent >= local.layers[0].size, "sent with sendfile: {sent}");
     let digest = &local.layers[0].digest;
     let pulled = std::fs::read(images::blob_path(&back, digest)).unwrap();
     let pushed = std::fs::read(images::blob_path(&local.layout, digest)).unwrap();
@@ -454,6 +448,25 @@ fn a_large_layer_round_trips_byte_for_byte() {
         pulled == pushed,
         "the large layer differs after the round trip"
     );
+
+    // HTTP/2 without TLS (h2c) streams the bytes instead: the same bytes.
+    let token = token(
+        &srv.host_port(),
+        "admin",
+        srv.password(),
+        &["repository:admin/large:pull".to_owned()],
+    )
+    .unwrap();
+    let h2 = c.path("h2");
+    let out = srv.must(
+        Command::new("curl")
+            .args(["-sSf", "--http2-prior-knowledge", "-w", "%{http_version}"])
+            .args(["-H", &format!("Authorization: Bearer {token}"), "-o"])
+            .arg(&h2)
+            .arg(format!("{}/v2/admin/large/blobs/{digest}", srv.base_url())),
+    );
+    assert_eq!(out.trim(), "2", "over HTTP/2");
+    assert!(std::fs::read(&h2).unwrap() == pushed, "the layer over h2c");
 
     // A ranged read from the middle of it.
     let r = curl(

@@ -202,7 +202,7 @@ pub(super) fn io_failed(e: io::Error) -> BlobError {
     BlobError::from(
         opendal::Error::new(
             opendal::ErrorKind::Unexpected,
-            "writing an upload part failed",
+            "a file operation in the blob store failed",
         )
         .set_source(e),
     )

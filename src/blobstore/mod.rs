@@ -285,6 +285,30 @@ impl BlobStore {
         Ok(())
     }
 
+    /// On the filesystem backend, the stored file of a blob, opened to read, with its length;
+    /// `None` elsewhere or when it is missing (the streaming read then says why).
+    pub async fn open_file(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<(std::fs::File, u64)>, BlobError> {
+        let Some(root) = &self.fs_root else {
+            return Ok(None);
+        };
+        let path = root.join(Self::blob_key(digest));
+        let opened = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(path)?;
+            let len = file.metadata()?.len();
+            Ok::<_, std::io::Error>((file, len))
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()));
+        match opened.and_then(|opened| opened) {
+            Ok(opened) => Ok(Some(opened)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(fs_write::io_failed(e)),
+        }
+    }
+
     /// On the filesystem backend, syncs the directory of `key`, so that an object renamed into
     /// place survives a power loss before anything names it; elsewhere nothing.
     async fn sync_dir_of(&self, key: &str) -> Result<(), BlobError> {

@@ -3,6 +3,7 @@
 //! addressed), and formatting for people. A leaf: it imports nothing of the app.
 
 pub mod body;
+pub mod sendfile;
 
 /// The client's address, in every request's extensions (for per-client limits).
 #[derive(Debug, Clone, Copy)]

@@ -8,6 +8,7 @@ use super::{DOCKER_CONTENT_DIGEST, Registry, Repo, finish, located, response};
 use crate::atproto::Did;
 use crate::blobstore::{ByteRange, Digest, RangeError};
 use crate::http::body::{self, Body};
+use crate::http::sendfile::{FileSends, file_body};
 use crate::oci::error::{ErrorCode, OciError};
 
 /// Ranges up to this size are read in one call and sent whole; larger ones are streamed.
@@ -85,6 +86,13 @@ impl Registry {
         if range.len() <= SMALL_READ {
             let bytes = self.blobs.read_range(digest, range.as_range()).await?;
             return finish(builder, body::full(bytes));
+        }
+        // On a plain HTTP/1 connection, a stored file goes out with `sendfile`.
+        if let Some(sends) = req.extensions().get::<FileSends>()
+            && let Some((file, len)) = self.blobs.open_file(digest).await?
+            && len >= range.end
+        {
+            return finish(builder, file_body(sends, file, range.as_range()));
         }
         let stream = self.blobs.open(digest, range.as_range()).await?;
         finish(builder, body::stream(stream))

@@ -4,8 +4,10 @@
 
 // Until every handler names `crate::http::body` itself.
 use crate::http::body;
+use crate::http::sendfile::FileSends;
 use crate::http::{PeerAddr, request_host};
 pub mod conn;
+mod listen;
 pub mod ops;
 pub mod role;
 pub mod storage;
@@ -14,18 +16,12 @@ pub mod usage;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderName, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::appview::AppView;
@@ -39,6 +35,7 @@ use crate::pds::Pds;
 use crate::registry::Registry;
 use body::{Body, RequestBody};
 pub use conn::ServerLimits;
+pub use listen::{Listener, run};
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 
@@ -216,193 +213,33 @@ impl App {
     }
 }
 
-/// A bound socket, served as plain HTTP or, with an acceptor, as HTTPS.
-pub struct Listener {
-    pub tcp: TcpListener,
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
-}
-
-impl Listener {
-    #[must_use]
-    pub fn plain(tcp: TcpListener) -> Listener {
-        Listener { tcp, tls: None }
-    }
-}
-
-/// What every connection of a server shares.
-struct Shared {
-    app: Arc<App>,
-    builder: auto::Builder<TokioExecutor>,
-    limits: ServerLimits,
-    permits: Arc<Semaphore>,
-    stop: conn::Stop,
-    tasks: TaskTracker,
-}
-
-/// Serves `app` on every listener until `shutdown` is cancelled, then lets open requests finish
-/// for at most `limits.drain`.
-pub async fn run(
-    listeners: Vec<Listener>,
-    app: Arc<App>,
-    shutdown: CancellationToken,
-    limits: ServerLimits,
-) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(limits.idle_timeout))
-        .keep_alive_timeout(limits.idle_timeout.min(H2_PING_TIMEOUT));
-    let max_connections = conn::connection_cap(limits.max_connections);
-    if max_connections < limits.max_connections {
-        tracing::warn!(
-            configured = limits.max_connections,
-            max_connections,
-            "server.max_connections lowered to fit the open-file limit (ulimit -n)"
-        );
-    }
-    let shared = Arc::new(Shared {
-        app,
-        builder,
-        limits,
-        permits: Arc::new(Semaphore::new(max_connections)),
-        stop: conn::Stop {
-            shutdown: shutdown.clone(),
-            abort: CancellationToken::new(),
-        },
-        tasks: TaskTracker::new(),
-    });
-    let loops = listeners
-        .into_iter()
-        .map(|l| accept_loop(l, &shared, &shutdown));
-    futures_util::future::join_all(loops).await;
-    tracing::info!(
-        drain_secs = limits.drain.as_secs(),
-        "shutting down; draining open requests"
-    );
-    shared.tasks.close();
-    tokio::select! {
-        () = shared.tasks.wait() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(limits.drain) => {
-            tracing::warn!("drain deadline passed; closing remaining connections");
-            shared.stop.abort.cancel();
-        }
-    }
-}
-
-/// How long an HTTP/2 keep-alive ping may go unanswered before the connection is closed.
-const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
-/// The pause after a failed `accept` (out of descriptors, mostly) before the next.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-async fn accept_loop(listener: Listener, shared: &Arc<Shared>, shutdown: &CancellationToken) {
-    let mut errors = conn::AcceptErrors::new();
-    let scheme = if listener.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    loop {
-        // A permit per connection: at the limit, accepting waits (the kernel's backlog holds
-        // newcomers) until a connection closes.
-        let permit = tokio::select! {
-            permit = shared.permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            () = shutdown.cancelled() => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.tcp.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    errors.record(&e);
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let (shared_c, tls) = (shared.clone(), listener.tls.clone());
-        shared.tasks.spawn(async move {
-            let shared = shared_c;
-            let limits = shared.limits;
-            let service = |activity: conn::Activity| {
-                let app = shared.app.clone();
-                service_fn(move |req| {
-                    handle(app.clone(), peer, scheme, limits, activity.start(), req)
-                })
-            };
-            match tls {
-                None => {
-                    conn::serve(
-                        peer,
-                        |activity| {
-                            shared
-                                .builder
-                                .serve_connection_with_upgrades(
-                                    TokioIo::new(stream),
-                                    service(activity),
-                                )
-                                .into_owned()
-                        },
-                        limits.idle_timeout,
-                        shared.stop.clone(),
-                    )
-                    .await;
-                }
-                Some(acceptor) => {
-                    // The handshake runs in the connection's task so a slow client holds up no one.
-                    let tls = match tokio::time::timeout(
-                        limits.header_read_timeout,
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            return tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        }
-                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-                    };
-                    conn::serve(
-                        peer,
-                        |activity| {
-                            shared
-                                .builder
-                                .serve_connection_with_upgrades(
-                                    TokioIo::new(tls),
-                                    service(activity),
-                                )
-                                .into_owned()
-                        },
-                        limits.idle_timeout,
-                        shared.stop.clone(),
-                    )
-                    .await;
-                }
-            }
-            drop(permit);
-        });
-    }
+/// The connection a request came on.
+struct Conn {
+    peer: SocketAddr,
+    scheme: &'static str,
+    in_flight: conn::InFlight,
+    /// On plain connections: how blob bodies are sent with `sendfile` (HTTP/1 only).
+    sends: Option<FileSends>,
 }
 
 async fn handle(
     app: Arc<App>,
-    peer: SocketAddr,
-    scheme: &'static str,
+    at: Conn,
     limits: ServerLimits,
-    in_flight: conn::InFlight,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let Conn {
+        peer,
+        scheme,
+        in_flight,
+        sends,
+    } = at;
     let started = Instant::now();
+    if let Some(sends) = sends
+        && req.version() < http::Version::HTTP_2
+    {
+        req.extensions_mut().insert(sends);
+    }
     req.extensions_mut()
         .insert(crate::pds::login::ClientAddr(peer.ip()));
     // Kept for the log line of a failure; cheap clones of shared buffers.

@@ -245,6 +245,12 @@ pub fn metrics(app: &App) -> Response<Body> {
         gc.pds_live_bytes.load(Ordering::Relaxed),
     );
     gauge(
+        "atcr_blob_bytes_sendfile_total",
+        "counter",
+        "Bytes of blob bodies sent with sendfile (plain HTTP/1, filesystem storage).",
+        crate::http::sendfile::bytes_sent(),
+    );
+    gauge(
         "atcr_gc_index_compactions_total",
         "counter",
         "Online compactions of index.redb made by garbage collection.",
