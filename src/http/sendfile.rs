@@ -22,7 +22,7 @@ use std::num::NonZeroU64;
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -42,9 +42,11 @@ const STARTS: usize = 1024;
 const STRIDE: usize = 4096;
 const REGION: usize = PIECE + STARTS * STRIDE;
 
-/// What placeholders point into: only their addresses matter. Zeroed, so it costs no memory
-/// (never written, never read).
-static PLACEHOLDERS: [u8; REGION] = [0; REGION];
+/// What placeholders point into: only their addresses matter. Allocated zeroed (mapped, not
+/// touched) and never written or read, so it costs address space, not memory; a `static` array
+/// would put its megabytes of zeros into the binary.
+static PLACEHOLDERS: LazyLock<&'static [u8]> =
+    LazyLock::new(|| Box::leak(vec![0; REGION].into_boxed_slice()));
 
 /// Bytes sent with `sendfile` since the process started, for `/metrics`.
 static SENT: AtomicU64 = AtomicU64::new(0);
