@@ -165,9 +165,29 @@ pub struct Index {
     path: Option<Arc<PathBuf>>,
     /// When derived changes were last made durable, and whether some are not yet: see
     /// [`Index::apply_events`].
-    lazy: Arc<std::sync::Mutex<derived::Lazy>>,
+    lazy: Arc<std::sync::Mutex<Lazy>>,
     /// Changes recorded while the index is compacted online (see `file/online.rs`).
     journal: Arc<journal::Journal>,
+}
+
+/// Derived changes are replayed from the PDS event log after a crash, so most of their
+/// transactions skip the fsync: one in [`DURABLE_EVERY`] syncs, and the indexer syncs once the
+/// log has been quiet for a moment.
+struct Lazy {
+    synced: std::time::Instant,
+    pending: bool,
+    /// The cursor, when events that change nothing here moved it past the stored one.
+    ahead: Option<u64>,
+}
+
+impl Default for Lazy {
+    fn default() -> Self {
+        Lazy {
+            synced: std::time::Instant::now(),
+            pending: false,
+            ahead: None,
+        }
+    }
 }
 
 /// How long derived changes may stay unsynced while events keep coming.
@@ -210,7 +230,6 @@ impl Index {
         if !self.is_poisoned() {
             return Ok(());
         }
-        self.journal.commits.reopening();
         self.db
             .reopen(REOPEN_WAIT, || {
                 Database::builder()
@@ -226,7 +245,7 @@ impl Index {
         *self
             .lazy
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = derived::Lazy::default();
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Lazy::default();
         self.ensure_tables()?;
         tracing::warn!(path = %path.display(), "registry index reopened after a storage error");
         Ok(())
@@ -569,7 +588,6 @@ pub use derived::{
     RecordAddr, RecordEntry, STAR_COLLECTION, Social, TAG_COLLECTION, TagTarget,
 };
 pub use gc::{Candidate, Marked, past_grace};
-pub use journal::{SyncMark, Synced};
 pub use key::RepoKey;
 pub use retention::RepoContents;
 pub use social::RepoSummary;

@@ -31,26 +31,6 @@ pub(super) const RECORDS: TableDefinition<(u32, &[u8], &str), &[u8]> =
 /// name → value: `cursor`, the last event sequence number applied; `format` (`codec::FORMAT`)
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// Derived changes are replayed from the PDS event log after a crash, so most of their
-/// transactions skip the fsync: one in [`super::DURABLE_EVERY`] syncs, and the indexer syncs once the
-/// log has been quiet for a moment.
-pub(super) struct Lazy {
-    synced: std::time::Instant,
-    pending: bool,
-    /// The cursor, when events that change nothing here moved it past the stored one.
-    ahead: Option<u64>,
-}
-
-impl Default for Lazy {
-    fn default() -> Self {
-        Lazy {
-            synced: std::time::Instant::now(),
-            pending: false,
-            ahead: None,
-        }
-    }
-}
-
 pub const MANIFEST_COLLECTION: &str = "io.atcr.manifest";
 pub const TAG_COLLECTION: &str = "io.atcr.tag";
 pub const STAR_COLLECTION: &str = "io.atcr.sailor.star";
@@ -234,7 +214,7 @@ impl Index {
                 tx.open_table(META)?.insert("cursor", seq)?;
             }
             tx.commit()?;
-            *lazy = Lazy::default();
+            *lazy = super::Lazy::default();
         }
         Ok(())
     }

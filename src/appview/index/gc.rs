@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use redb::{ReadableTable, TableDefinition};
 
-use super::journal::{SyncMark, WriteTransaction};
+use super::journal::WriteTransaction;
 
 use super::{
     AFTER_DIGESTS, BLOBS, Index, IndexError, REPO_BLOBS, RepoKey, digest_key, digest_of_key, ids,
@@ -235,16 +235,15 @@ impl Index {
 
     /// The sweep's index half, in one write transaction: of `candidates` (claimed by the
     /// caller), removes the index entries of each blob or manifest object still unused by any
-    /// manifest, still stored, and not linked since it was marked (its time unchanged and past
-    /// the grace at `now`). Returns the removed ones — from the commit on, no request finds
-    /// them — and the commit's mark: their objects may go once [`Index::synced`] says it is on
-    /// disk (deleted before, a crash would bring back index entries for objects that are gone).
+    /// manifest, still stored, and not linked since it was marked (its time unchanged and past the grace at
+    /// `now`). Returns the removed ones: from the commit on, no request finds them, and their
+    /// objects may go.
     pub fn gc_sweep(
         &self,
         candidates: &[Candidate],
         now: u64,
         grace_secs: u64,
-    ) -> Result<(Vec<Candidate>, SyncMark), IndexError> {
+    ) -> Result<Vec<Candidate>, IndexError> {
         let tx = self.begin_write()?;
         let mut removed = Vec::new();
         {
@@ -278,10 +277,8 @@ impl Index {
                 removed.push(c.clone());
             }
         }
-        // Without an fsync, which would hold the writer and every push behind it: the caller
-        // deletes the objects once a later commit has synced this one (`Index::synced`).
-        let mark = tx.commit_unsynced()?;
-        Ok((removed, mark))
+        tx.commit()?;
+        Ok(removed)
     }
 
     /// When the last collection finished (unix seconds), if one ever did.

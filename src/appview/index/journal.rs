@@ -15,7 +15,6 @@
 //! through it, so none can bypass the journal.
 
 use std::borrow::Borrow;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use std::ops::RangeBounds;
@@ -43,58 +42,6 @@ pub(super) struct Journal {
     /// When a compaction was last abandoned: the next waits a while (see
     /// `Index::compaction_due`) rather than copying the whole index again at every collection.
     abandoned: Mutex<Option<std::time::Instant>>,
-    /// The order of all write transactions, recording or not.
-    pub(super) commits: Commits,
-}
-
-/// The order of the index's write transactions and how far they are on disk. A change
-/// committed without an fsync ([`WriteTransaction::commit_unsynced`]) is durable once a
-/// transaction that began after it committed with one — unless the file was reopened in
-/// between (after an I/O error, the unsynced commits went with the old handle). An online
-/// compaction's swap keeps them: its last catch-up, synced, replays them into the copy.
-#[derive(Default)]
-pub(super) struct Commits {
-    /// The last number given to a write transaction, when it began, holding the writer.
-    begun: AtomicU64,
-    /// The highest number of a transaction committed with an fsync.
-    synced: AtomicU64,
-    /// Bumped before the file is reopened.
-    reopened: AtomicU64,
-}
-
-/// Where a commit without an fsync stands among the index's commits: see [`Commits`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyncMark {
-    number: u64,
-    reopened: u64,
-}
-
-/// Whether a commit without an fsync is on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Synced {
-    Yes,
-    NotYet,
-    /// The file was reopened since: the change may be gone.
-    Lost,
-}
-
-impl Commits {
-    /// Notes that the file is about to be reopened; call before the new handle can be used.
-    pub(super) fn reopening(&self) {
-        self.reopened.fetch_add(1, Ordering::SeqCst);
-    }
-
-    pub(super) fn synced(&self, mark: SyncMark) -> Synced {
-        // `synced` first: a synced commit seen here began after any reopening it follows.
-        let synced = self.synced.load(Ordering::SeqCst);
-        if self.reopened.load(Ordering::SeqCst) != mark.reopened {
-            Synced::Lost
-        } else if synced > mark.number {
-            Synced::Yes
-        } else {
-            Synced::NotYet
-        }
-    }
 }
 
 #[derive(Default)]
@@ -198,18 +145,6 @@ impl Journal {
 }
 
 impl super::Index {
-    /// Whether a commit made with [`WriteTransaction::commit_unsynced`] is on disk.
-    #[must_use]
-    pub fn synced(&self, mark: SyncMark) -> Synced {
-        self.journal.commits.synced(mark)
-    }
-
-    /// Makes every commit so far durable: an empty transaction, committed with an fsync.
-    pub fn flush(&self) -> Result<(), super::IndexError> {
-        self.begin_write()?.commit()?;
-        Ok(())
-    }
-
     /// Begins a write transaction on the current database: one begun on a database that an
     /// online compaction swapped out while this waited for the writer is dropped and begun again.
     pub(super) fn begin_write(&self) -> Result<WriteTransaction, super::IndexError> {
@@ -245,27 +180,16 @@ pub struct WriteTransaction {
     /// Where the changes go on commit; `None` when no compaction was recording at the begin.
     journal: Option<Arc<Journal>>,
     pending: Mutex<Pending>,
-    /// The index's journal, for its [`Commits`].
-    owner: Arc<Journal>,
-    mark: SyncMark,
-    synced: bool,
 }
 
 impl WriteTransaction {
     /// Wraps a transaction just begun. `journal` decides now, holding the writer, whether it
     /// records.
     pub(super) fn new(tx: redb::WriteTransaction, journal: &Arc<Journal>) -> WriteTransaction {
-        let commits = &journal.commits;
         WriteTransaction {
             tx,
             journal: journal.is_recording().then(|| Arc::clone(journal)),
             pending: Mutex::default(),
-            owner: Arc::clone(journal),
-            mark: SyncMark {
-                number: commits.begun.fetch_add(1, Ordering::SeqCst) + 1,
-                reopened: commits.reopened.load(Ordering::SeqCst),
-            },
-            synced: true,
         }
     }
 
@@ -311,19 +235,7 @@ impl WriteTransaction {
     }
 
     pub fn set_durability(&mut self, durability: Durability) -> Result<(), SetDurabilityError> {
-        self.tx.set_durability(durability)?;
-        self.synced = !matches!(durability, Durability::None);
-        Ok(())
-    }
-
-    /// Commits without an fsync; the mark tells when a later commit has made this one durable
-    /// (see [`Commits`]).
-    pub fn commit_unsynced(mut self) -> Result<SyncMark, super::IndexError> {
-        self.set_durability(Durability::None)
-            .map_err(|e| super::IndexError::Db(redb::Error::from(e)))?;
-        let mark = self.mark;
-        self.commit()?;
-        Ok(mark)
+        self.tx.set_durability(durability)
     }
 
     /// Commits. The changes join the journal first, while this transaction still holds the
@@ -333,9 +245,6 @@ impl WriteTransaction {
             tx,
             journal,
             pending,
-            owner,
-            mark,
-            synced,
         } = self;
         if let Some(journal) = &journal {
             let pending = pending.into_inner().unwrap_or_else(PoisonError::into_inner);
@@ -350,12 +259,6 @@ impl WriteTransaction {
             && let Some(journal) = &journal
         {
             journal.lose();
-        }
-        if committed.is_ok() && synced {
-            owner
-                .commits
-                .synced
-                .fetch_max(mark.number, Ordering::SeqCst);
         }
         committed
     }
@@ -513,40 +416,5 @@ mod tests {
         assert!(j.take().is_ok(), "a new start is a new journal");
         j.lose();
         assert_eq!(j.take().err(), Some(Broken::Lost), "a failed commit");
-    }
-
-    #[test]
-    fn an_unsynced_commit_is_on_disk_once_a_later_one_syncs_and_lost_to_a_reopen() {
-        let ix = super::super::Index::in_memory().unwrap();
-        let unsynced = || ix.begin_write().unwrap().commit_unsynced().unwrap();
-        let first = unsynced();
-        assert_eq!(ix.synced(first), Synced::NotYet);
-        let second = unsynced();
-        assert_eq!(ix.synced(first), Synced::NotYet, "another unsynced commit");
-        drop(ix.begin_write().unwrap());
-        assert_eq!(
-            ix.synced(second),
-            Synced::NotYet,
-            "one that never committed"
-        );
-        ix.flush().unwrap();
-        assert_eq!(ix.synced(first), Synced::Yes);
-        assert_eq!(ix.synced(second), Synced::Yes);
-        let third = unsynced();
-        let mut other = ix.begin_write().unwrap();
-        other.set_durability(Durability::Immediate).unwrap();
-        other.commit().unwrap();
-        assert_eq!(ix.synced(third), Synced::Yes, "anyone's synced commit");
-        let fourth = unsynced();
-        ix.journal.commits.reopening();
-        ix.flush().unwrap();
-        assert_eq!(
-            ix.synced(fourth),
-            Synced::Lost,
-            "the file was reopened before a sync"
-        );
-        let fifth = unsynced();
-        ix.flush().unwrap();
-        assert_eq!(ix.synced(fifth), Synced::Yes, "after the reopen, as before");
     }
 }
