@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::clients::{Clients, required};
+use common::clients::{Clients, metric, required};
 use common::images::{self, fresh_seed, random_layer};
 use common::sha256;
 use common::two_nodes::{ALICE_PASSWORD, TwoNodes};
@@ -130,6 +130,11 @@ fn a_hold_killed_mid_transfer_loses_nothing_and_the_retry_succeeds() {
     let layer = &local.layers[0];
     let bytes = std::fs::read(images::blob_path(&back, &layer.digest)).unwrap();
     assert_eq!(sha256(&bytes), layer.digest);
+    // The hold sent the layer from its file with sendfile (plain HTTP/1 between the nodes).
+    assert!(
+        metric(&nodes.hold, "atcr_blob_bytes_sendfile_total ") >= layer.size,
+        "the hold streamed the layer instead"
+    );
     let stored = objects(&hold_dir);
     assert!(stored.iter().all(|(_, whole)| *whole), "{stored:?}");
     let hex = layer.digest.strip_prefix("sha256:").unwrap();

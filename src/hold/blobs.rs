@@ -14,6 +14,7 @@ use super::{Hold, Permission};
 use crate::atproto::{Cid, Did};
 use crate::blobstore::{BlobError, Digest};
 use crate::http::body::{self, Body, RequestBody};
+use crate::http::sendfile::{FileSends, file_body};
 use crate::pds::accounts::now_secs;
 use crate::pds::xrpc::{Call, XrpcError, XrpcKind, authenticate};
 
@@ -31,12 +32,18 @@ pub fn serves(hold: &Hold, nsid: &str, query: Option<&str>) -> bool {
 
 /// Answers a read [`serves`] accepted.
 pub async fn get_blob(hold: &Hold, req: Request<RequestBody>) -> Response<Body> {
-    read(hold, Call::new(req))
+    let sends = req.extensions().get::<FileSends>().cloned();
+    read(hold, Call::new(req), sends)
         .await
         .unwrap_or_else(|e| e.response())
 }
 
-async fn read(hold: &Hold, call: Call) -> Result<Response<Body>, XrpcError> {
+/// `sends`: on a plain HTTP/1 connection, how a stored file goes out with `sendfile`.
+async fn read(
+    hold: &Hold,
+    call: Call,
+    sends: Option<FileSends>,
+) -> Result<Response<Body>, XrpcError> {
     call.check_kind(XrpcKind::Query)?;
     let digest = blob_digest(call.required("cid")?)?;
     if !hold.captain()?.public {
@@ -66,6 +73,11 @@ async fn read(hold: &Hold, call: Call) -> Result<Response<Body>, XrpcError> {
     }
     let body = if head || size == 0 {
         body::empty()
+    } else if let Some(sends) = &sends
+        && let Some((file, len)) = blobs.open_file(&digest).await.map_err(failed)?
+        && len >= size
+    {
+        file_body(sends, file, 0..size)
     } else {
         body::stream(blobs.open(&digest, 0..size).await.map_err(failed)?)
     };
