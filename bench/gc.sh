@@ -112,7 +112,9 @@ touch "$work/stop"
 wait "$puts_pid"
 puts_pid=""
 cat "$work/gc.out"
-echo "collection: $((gc_end - gc_start)) ms wall (atcr gc, client side), node RSS before it: $rss_before MiB, peak during it: $peak MiB"
+echo "collection: $((gc_end - gc_start)) ms wall (atcr gc, client side, from $gc_start ms after the epoch), node RSS before it: $rss_before MiB, peak during it: $peak MiB"
+# BENCH_KEEP=DIR keeps the PUTs' times and latencies (`puts`: epoch ms, µs) and the node's log.
+[ -z "${BENCH_KEEP:-}" ] || cp "$work/puts" "$work/log" "$BENCH_KEEP/"
 python3 - "$work/puts" "$gc_start" "$gc_end" "$work/log" <<'PY'
 import datetime, re, sys
 path, start, end, log = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
@@ -143,8 +145,8 @@ slow = pct(before, .99)
 for name, a, b in phases:
     v = [us for line in open(path) for at, us in [map(int, line.split())] if a <= at < b]
     over = sum(1 for us in v if us / 1000 > 2 * slow)
-    print(f"  {name}: {(b - a) / 1000:.1f} s, {len(v)} PUTs, p50 {pct(v, .5):.2f} ms, "
-          f"p99 {pct(v, .99):.2f} ms, {over} over twice the p99 without GC")
+    print(f"  {name}: {(b - a) / 1000:.1f} s from +{(a - start) / 1000:.1f} s, {len(v)} PUTs, "
+          f"p50 {pct(v, .5):.2f} ms, p99 {pct(v, .99):.2f} ms, {over} over twice the p99 without GC")
 PY
 stop
 sizes after

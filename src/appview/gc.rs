@@ -27,10 +27,12 @@ use crate::atproto::Cid;
 use crate::blobstore::{BlobError, BlobStore, Digest, Pins, UploadId};
 use crate::pds::store::{PdsStore, StoreError};
 
-/// Candidates claimed and swept per index write transaction: small enough that pushes waiting
-/// for the index lock wait little, large enough that a sweep of many blobs syncs rarely. (1,024
-/// was measured too: fewer pushes waited, but longer — the sweep's own `PUT` p99 doubled.)
-const SWEEP_BATCH: usize = 256;
+/// Candidates claimed and swept per index write transaction. A candidate's re-check and
+/// removals touch pages in six tables; they are read first in a read transaction
+/// ([`Index::gc_sweep_prefetch`]), so the write transaction, which every push waits for, finds
+/// them in redb's cache (4 MiB: a batch's pages must fit) instead of reading each while it holds
+/// the writer — what made one push per batch wait ≈20 ms (`docs/performance.md`).
+const SWEEP_BATCH: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
@@ -289,6 +291,10 @@ impl Gc {
             .collect();
         // The claims end whatever happens below: a failed sweep leaves blobs, never pins waiting.
         let result = async {
+            let (index, prefetch) = (self.index.clone(), take.clone());
+            tokio::task::spawn_blocking(move || index.gc_sweep_prefetch(&prefetch))
+                .await
+                .map_err(IndexError::from)??;
             let now = now_secs();
             let removed = self
                 .index

@@ -238,6 +238,35 @@ impl Index {
     /// manifest, still stored, and not linked since it was marked (its time unchanged and past the grace at
     /// `now`). Returns the removed ones: from the commit on, no request finds them, and their
     /// objects may go.
+    /// Reads, in a read transaction, the rows [`Index::gc_sweep`] will read for `candidates`,
+    /// so that its write transaction — which every push waits for — finds their pages in the
+    /// cache instead of reading them while it holds the writer.
+    pub fn gc_sweep_prefetch(&self, candidates: &[Candidate]) -> Result<(), IndexError> {
+        let tx = self.db.begin_read()?;
+        let users = tx.open_table(USERS)?;
+        let touched = tx.open_table(TOUCHED)?;
+        let blobs = tx.open_table(BLOBS)?;
+        let manifests = tx.open_table(MANIFEST_OBJECTS)?;
+        let repo_blobs = tx.open_table(REPO_BLOBS)?;
+        let held = tx.open_table(super::HELD)?;
+        let repo_ids = tx.open_table(ids::REPO_IDS)?;
+        for c in candidates {
+            let d = digest_key(&c.digest);
+            let d = d.as_slice();
+            touched.get(d)?;
+            is_used(&users, d)?;
+            blobs.get(d)?;
+            manifests.get(d)?;
+            held.get(d)?;
+            for repo in &c.repos {
+                if let Some(rid) = ids::find_repo(&repo_ids, repo.as_str())? {
+                    repo_blobs.get((rid, d))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn gc_sweep(
         &self,
         candidates: &[Candidate],
