@@ -233,11 +233,6 @@ impl Index {
         Ok(adopted)
     }
 
-    /// The sweep's index half, in one write transaction: of `candidates` (claimed by the
-    /// caller), removes the index entries of each blob or manifest object still unused by any
-    /// manifest, still stored, and not linked since it was marked (its time unchanged and past the grace at
-    /// `now`). Returns the removed ones: from the commit on, no request finds them, and their
-    /// objects may go.
     /// Reads, in a read transaction, the rows [`Index::gc_sweep`] will read for `candidates`,
     /// so that its write transaction — which every push waits for — finds their pages in the
     /// cache instead of reading them while it holds the writer.
@@ -267,6 +262,11 @@ impl Index {
         Ok(())
     }
 
+    /// The sweep's index half, in one write transaction: of `candidates` (claimed by the
+    /// caller), removes the index entries of each blob or manifest object still unused by any
+    /// manifest, still stored, and not linked since it was marked (its time unchanged and past the grace at
+    /// `now`). Returns the removed ones: from the commit on, no request finds them, and their
+    /// objects may go.
     pub fn gc_sweep(
         &self,
         candidates: &[Candidate],
