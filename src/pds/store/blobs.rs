@@ -106,7 +106,8 @@ impl PdsStore {
 impl PdsStore {
     /// Which of `digests` (SHA-256, of raw bytes) are blobs some repository uploaded, with
     /// every such upload's repository (DID) and MIME type: objects of the shared blob store that
-    /// the PDS accounts for. One pass over the blob table.
+    /// the PDS accounts for. The table is keyed by (DID, CID): with few repositories and many
+    /// rows, each repository is asked for each CID; otherwise the table is read through once.
     #[allow(clippy::type_complexity)]
     pub fn uploaded_blobs_among(
         &self,
@@ -132,15 +133,133 @@ impl PdsStore {
             })
             .collect();
         let tx = self.db.begin_read()?;
-        for item in redb::ReadableTable::iter(&tx.open_table(REPO_BLOBS)?)? {
-            let (key, meta) = item?;
-            if let Some(d) = wanted.get(key.value().1) {
-                let meta: BlobMeta = serde_json::from_slice(meta.value())?;
+        let table = tx.open_table(REPO_BLOBS)?;
+        let mut found = |did: &str, cid: &str, meta: &[u8]| -> Result<(), StoreError> {
+            if let Some(d) = wanted.get(cid) {
+                let meta: BlobMeta = serde_json::from_slice(meta)?;
                 out.entry((*d).clone())
                     .or_insert_with(Vec::new)
-                    .push((key.value().0.to_owned(), meta.mime_type));
+                    .push((did.to_owned(), meta.mime_type));
+            }
+            Ok(())
+        };
+        let owners = blob_owners(&table)?;
+        let lookups = (owners.len() as u64).saturating_mul(wanted.len() as u64);
+        if lookups < redb::ReadableTableMetadata::len(&table)? {
+            for did in &owners {
+                for cid in wanted.keys() {
+                    if let Some(meta) =
+                        redb::ReadableTable::get(&table, (did.as_str(), cid.as_str()))?
+                    {
+                        found(did, cid, meta.value())?;
+                    }
+                }
+            }
+        } else {
+            for item in redb::ReadableTable::iter(&table)? {
+                let (key, meta) = item?;
+                found(key.value().0, key.value().1, meta.value())?;
             }
         }
         Ok(out)
+    }
+}
+
+/// The DIDs that have rows in the blob table, in order: one range lookup per DID, skipping
+/// over its rows.
+fn blob_owners(
+    table: &impl redb::ReadableTable<(&'static str, &'static str), &'static [u8]>,
+) -> Result<Vec<String>, StoreError> {
+    let mut owners: Vec<String> = Vec::new();
+    loop {
+        let next = match owners.last() {
+            None => table.first()?,
+            Some(last) => table.range((last.as_str(), MAX)..)?.next().transpose()?,
+        };
+        match next {
+            Some((key, _)) => owners.push(key.value().0.to_owned()),
+            None => return Ok(owners),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blobstore::{Algorithm, Digest};
+
+    fn meta(mime: &str) -> BlobMeta {
+        BlobMeta {
+            mime_type: mime.to_owned(),
+            size: 1,
+            created: 1,
+        }
+    }
+
+    /// The same answer whichever way the table is read: through per-repository lookups (few
+    /// repositories, many rows) or one pass (many repositories per digest asked about).
+    #[tokio::test]
+    async fn uploads_among_digests_are_found_by_lookup_and_by_scan_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PdsStore::open(&dir.path().join("pds.redb")).unwrap();
+        let did = |i: usize| format!("did:plc:owner{i}").parse::<Did>().unwrap();
+        let digest = |i: usize| Digest::of(Algorithm::Sha256, format!("blob {i}").as_bytes());
+        let cid = |i: usize| Cid::for_raw(format!("blob {i}").as_bytes());
+        // Three repositories with 40 blobs each; blob 7 is also the second one's, as a layer.
+        for owner in 0..3 {
+            for i in 0..40 {
+                let mime = if owner == 1 {
+                    "image/png"
+                } else {
+                    "text/plain"
+                };
+                store
+                    .put_blob_meta(&did(owner), cid(owner * 100 + i), meta(mime))
+                    .await
+                    .unwrap();
+            }
+        }
+        store
+            .put_blob_meta(
+                &did(1),
+                cid(7),
+                meta("application/vnd.oci.image.manifest.v1+json"),
+            )
+            .await
+            .unwrap();
+        let expect = |found: &std::collections::HashMap<Digest, Vec<(String, String)>>| {
+            assert_eq!(found.len(), 3, "{found:?}");
+            assert_eq!(
+                found[&digest(7)],
+                vec![
+                    ("did:plc:owner0".to_owned(), "text/plain".to_owned()),
+                    (
+                        "did:plc:owner1".to_owned(),
+                        "application/vnd.oci.image.manifest.v1+json".to_owned()
+                    )
+                ]
+            );
+            assert_eq!(
+                found[&digest(105)],
+                vec![("did:plc:owner1".to_owned(), "image/png".to_owned())]
+            );
+            assert_eq!(
+                found[&digest(239)],
+                vec![("did:plc:owner2".to_owned(), "text/plain".to_owned())]
+            );
+        };
+        // 4 asked × 3 owners < 121 rows: lookups.
+        let few = [digest(7), digest(105), digest(239), digest(999)];
+        expect(&store.uploaded_blobs_among(&few).unwrap());
+        // 50 asked × 3 owners ≥ 121 rows: one pass.
+        let mut many: Vec<Digest> = (1000..1046).map(digest).collect();
+        many.extend(few);
+        expect(&store.uploaded_blobs_among(&many).unwrap());
+        let tx = store.db.begin_read().unwrap();
+        let owners = blob_owners(&tx.open_table(REPO_BLOBS).unwrap()).unwrap();
+        assert_eq!(
+            owners,
+            ["did:plc:owner0", "did:plc:owner1", "did:plc:owner2"]
+        );
     }
 }
