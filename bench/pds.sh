@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # PDS benchmark: atcr's embedded PDS side by side with the reference PDS (npm @atproto/pds, with
 # the in-memory PLC directory of npm @did-plc/server), both on loopback, driven by the same Node
-# client (bench/pds/load.mjs, plain fetch):
+# client (bench/pds/load.mjs), with node:http and with fetch():
 #   - createRecord on one repository: sequentially, then from 8 concurrent clients;
 #   - getRecord p50/p99 (1,000 sequential reads);
 #   - sync.getRepo of the repository once it holds 5,000 records (median of 3);
 #   - RSS: VmRSS of the server process idle (2 s after start, account made) and after the run.
 #
-#   bench/pds.sh [-a ATCR_BIN]
+#   bench/pds.sh [-a ATCR_BIN] [-r REPETITIONS] [-c "http fetch"]
+#
+# Each repetition runs every client against a fresh atcr and a fresh reference PDS, back to
+# back; the tables give medians with the spread, and the ratio per repetition.
 #
 # Needs Node 22 (tests/interop/setup.sh installs it into tests/interop/node) and installs
 # bench/pds/node_modules from the npm registry (package-lock.json). Servers bind 127.0.0.1 only
@@ -15,9 +18,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 atcr=target/release/atcr
-while getopts a: opt; do
+reps=1
+clients="http fetch"
+while getopts a:r:c: opt; do
     case $opt in
     a) atcr=$OPTARG ;;
+    r) reps=$OPTARG ;;
+    c) clients=$OPTARG ;;
     *) exit 2 ;;
     esac
 done
@@ -41,36 +48,61 @@ cleanup() {
 trap cleanup EXIT
 rss() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
-echo "== atcr ($atcr)"
-"$atcr" serve --data-dir "$work/atcr" --listen 127.0.0.1:0 2>"$work/atcr.log" &
-atcr_pid=$!
-pids+=("$atcr_pid")
-for _ in $(seq 100); do grep -q 'listening' "$work/atcr.log" && break; sleep 0.1; done
-port=$(grep -o 'addr=[0-9.:]*' "$work/atcr.log" | head -1 | rev | cut -d: -f1 | rev)
-echo bench-password | "$atcr" user add bench --password-stdin --data-dir "$work/atcr" \
-    --listen "127.0.0.1:$port" >/dev/null
-sleep 2
-atcr_idle=$(rss "$atcr_pid")
-atcr_out=$(node bench/pds/load.mjs "http://127.0.0.1:$port" bench.atcr.test bench-password)
-atcr_after=$(rss "$atcr_pid")
-kill "$atcr_pid"
+run_atcr() { # CLIENT -> one JSON line
+    local dir="$work/atcr-$1-$rep" pid port
+    "$atcr" serve --data-dir "$dir" --listen 127.0.0.1:0 2>"$dir.log" &
+    pid=$!
+    pids+=("$pid")
+    for _ in $(seq 100); do grep -q 'listening' "$dir.log" && break; sleep 0.1; done
+    port=$(grep -o 'addr=[0-9.:]*' "$dir.log" | head -1 | rev | cut -d: -f1 | rev)
+    echo bench-password | "$atcr" user add bench --password-stdin --data-dir "$dir" \
+        --listen "127.0.0.1:$port" >/dev/null
+    sleep 2
+    local idle out after
+    idle=$(rss "$pid")
+    out=$(BENCH_CLIENT=$1 node bench/pds/load.mjs "http://127.0.0.1:$port" bench.atcr.test bench-password)
+    after=$(rss "$pid")
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    pids=()
+    rm -rf "$dir"
+    echo "{\"server\":\"atcr\",\"client\":\"$1\",\"rss_idle_mib\":$idle,\"rss_after_mib\":$after,${out#\{}"
+}
 
-echo "== reference PDS (@atproto/pds)"
-node bench/pds/ref-pds.mjs >"$work/ref.json" 2>"$work/ref.log" &
-ref_pid=$!
-pids+=("$ref_pid")
-for _ in $(seq 600); do [ -s "$work/ref.json" ] && break; sleep 0.1; done
-[ -s "$work/ref.json" ] || { cat "$work/ref.log"; exit 1; }
-ref_url=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])' <"$work/ref.json")
-sleep 2
-ref_idle=$(rss "$ref_pid")
-ref_out=$(node bench/pds/load.mjs "$ref_url" bench.test bench-password)
-ref_after=$(rss "$ref_pid")
+run_ref() { # CLIENT -> one JSON line
+    local log="$work/ref-$1-$rep" pid url
+    node bench/pds/ref-pds.mjs >"$log.json" 2>"$log.log" &
+    pid=$!
+    pids+=("$pid")
+    for _ in $(seq 600); do [ -s "$log.json" ] && break; sleep 0.1; done
+    [ -s "$log.json" ] || { cat "$log.log" >&2; exit 1; }
+    url=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])' <"$log.json")
+    sleep 2
+    local idle out after
+    idle=$(rss "$pid")
+    out=$(BENCH_CLIENT=$1 node bench/pds/load.mjs "$url" bench.test bench-password)
+    after=$(rss "$pid")
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    pids=()
+    echo "{\"server\":\"reference\",\"client\":\"$1\",\"rss_idle_mib\":$idle,\"rss_after_mib\":$after,${out#\{}"
+}
 
-python3 - "$atcr_out" "$ref_out" "$atcr_idle" "$atcr_after" "$ref_idle" "$ref_after" <<'PY'
-import json, sys
-a, r = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-a["rss_idle_mib"], a["rss_after_mib"], r["rss_idle_mib"], r["rss_after_mib"] = map(float, sys.argv[3:7])
+# Each repetition runs every (client, server) pair on a fresh server, atcr and the reference
+# back to back, so that both see the same machine state.
+: >"$work/results"
+for rep in $(seq "$reps"); do
+    for client in $clients; do
+        echo "== repetition $rep, $client client: atcr ($atcr)" >&2
+        run_atcr "$client" >>"$work/results"
+        echo "== repetition $rep, $client client: reference PDS (@atproto/pds)" >&2
+        run_ref "$client" >>"$work/results"
+    done
+done
+
+python3 - "$work/results" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
 rows = [
     ("createRecord, sequential (records/s)", "create_sequential_per_s"),
     ("createRecord, 8 clients (records/s)", "create_8_clients_per_s"),
@@ -82,9 +114,19 @@ rows = [
     ("RSS idle (MiB)", "rss_idle_mib"),
     ("RSS after the run (MiB)", "rss_after_mib"),
 ]
-print("| | atcr | @atproto/pds | ratio |")
-print("|---|---:|---:|---:|")
-for label, key in rows:
-    ratio = a[key] / r[key] if r[key] else float("nan")
-    print(f"| {label} | {a[key]} | {r[key]} | {ratio:.2f}× |")
+def cell(values):
+    m = statistics.median(values)
+    fmt = (lambda v: f"{v:g}") if all(float(v).is_integer() for v in values) else (lambda v: f"{v:.2f}")
+    return fmt(m) if len(values) == 1 else f"{fmt(m)} ({fmt(min(values))}–{fmt(max(values))})"
+for client in dict.fromkeys(r["client"] for r in runs):
+    atcr = [r for r in runs if r["client"] == client and r["server"] == "atcr"]
+    ref = [r for r in runs if r["client"] == client and r["server"] == "reference"]
+    print(f"\n{client} client, {len(atcr)} repetition(s): median (min–max); ratio of the medians, and per repetition")
+    print("| | atcr | @atproto/pds | ratio | per repetition |")
+    print("|---|---:|---:|---:|---:|")
+    for label, key in rows:
+        a, r = [x[key] for x in atcr], [x[key] for x in ref]
+        ratio = statistics.median(a) / statistics.median(r) if statistics.median(r) else float("nan")
+        each = ", ".join(f"{x / y:.2f}×" if y else "–" for x, y in zip(a, r))
+        print(f"| {label} | {cell(a)} | {cell(r)} | {ratio:.2f}× | {each} |")
 PY

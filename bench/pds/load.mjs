@@ -10,11 +10,17 @@ const REPO_RECORDS = 5000
 const GETS = 1000
 const collection = 'com.example.bench.item'
 
-// node:http with keep-alive connections: fetch() costs ≈2 ms of client time per request here,
-// which would hide most of a fast server's time.
+// BENCH_CLIENT=http (default): node:http with keep-alive connections, little client time per
+// request. BENCH_CLIENT=fetch: one fetch() per request (undici's pooled keep-alive
+// connections), the way most applications call a PDS; it costs more client time per request.
+const CLIENT = process.env.BENCH_CLIENT ?? 'http'
 const agent = new http.Agent({ keepAlive: true, maxSockets: 16 })
 const base = new URL(url)
-const xrpc = (method, nsid, { token, body, query } = {}) =>
+const answer = (nsid, status, buf) => {
+  if (status !== 200) throw new Error(`${nsid}: ${status} ${buf}`)
+  return nsid === 'com.atproto.sync.getRepo' ? buf : JSON.parse(buf)
+}
+const viaHttp = (method, nsid, { token, body, query } = {}) =>
   new Promise((resolve, reject) => {
     const q = query ? `?${new URLSearchParams(query)}` : ''
     const payload = body ? JSON.stringify(body) : undefined
@@ -34,15 +40,30 @@ const xrpc = (method, nsid, { token, body, query } = {}) =>
         const chunks = []
         res.on('data', (c) => chunks.push(c))
         res.on('end', () => {
-          const buf = Buffer.concat(chunks)
-          if (res.statusCode !== 200) return reject(new Error(`${nsid}: ${res.statusCode} ${buf}`))
-          resolve(nsid === 'com.atproto.sync.getRepo' ? buf : JSON.parse(buf))
+          try {
+            resolve(answer(nsid, res.statusCode, Buffer.concat(chunks)))
+          } catch (e) {
+            reject(e)
+          }
         })
       },
     )
     req.on('error', reject)
     req.end(payload)
   })
+const viaFetch = async (method, nsid, { token, body, query } = {}) => {
+  const q = query ? `?${new URLSearchParams(query)}` : ''
+  const res = await fetch(new URL(`/xrpc/${nsid}${q}`, base), {
+    method,
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body ? { 'content-type': 'application/json' } : {}),
+    },
+    body: body ? JSON.stringify(body) : undefined,
+  })
+  return answer(nsid, res.status, Buffer.from(await res.arrayBuffer()))
+}
+const xrpc = CLIENT === 'fetch' ? viaFetch : viaHttp
 
 const session = await xrpc('POST', 'com.atproto.server.createSession', {
   body: { identifier, password },

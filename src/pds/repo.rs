@@ -240,6 +240,7 @@ impl Repos {
         swap_commit: Option<Cid>,
         validation: Validation,
     ) -> Result<(CommitInfo, Vec<WriteResult>), RepoError> {
+        let _writing = self.committer.writing();
         let key = self.key(did).ok_or_else(|| RepoError::NoKey(did.clone()))?;
         // Validation needs no lock and no I/O beyond blob lookups: do it first.
         let mut prepared = Vec::with_capacity(writes.len());
@@ -298,7 +299,16 @@ impl Repos {
             head: built.batch.head.clone(),
             blocks: Arc::new(built.batch.blocks.iter().cloned().collect()),
         });
-        let answer = self.committer.submit(built.batch);
+        let mut answer = self.committer.submit(built.batch);
+        // Committed on this thread (see `committer`): tidy the chain while it is still locked.
+        if let Ok(outcome) = answer.try_recv() {
+            match &outcome {
+                Ok(_) => pending.landed(&info.cid),
+                Err(_) => pending.failed(),
+            }
+            let seq = outcome?;
+            return Ok((CommitInfo { seq, ..info }, results));
+        }
         drop(pending);
         // The chain is tidied by a task of its own, so a writer that goes away (its client
         // hung up) cannot leave a commit in it that never landed.

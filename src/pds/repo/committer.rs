@@ -1,13 +1,22 @@
 //! Group commit: one thread makes queued commits durable together.
 //!
-//! Making a transaction durable costs a sync (≈0.2 ms for `pds.wal`, 1–3 ms for redb here), far
-//! more than building a commit. Writers queue their commit batches; the committer takes
+//! Making a transaction durable costs a sync (≈0.1–0.2 ms for `pds.wal`, 1–3 ms for redb here),
+//! far more than building a commit. Writers queue their commit batches; the committer takes
 //! everything queued, writes it in one transaction made durable by one sync
 //! ([`PdsStore::commit_group`]), publishes the events in sequence order and only then answers
 //! each writer. Under load, one sync serves many commits; alone, a writer waits for one.
+//!
+//! A writer alone (no other write in progress, nothing queued, nobody committing) commits its
+//! batch itself, on its own thread, when the log alone will make it durable: handing it to the
+//! committer thread and waking the writer again would cost two thread wake-ups, on a VM as long
+//! as the commit. Concurrent writers, a redb sync (a checkpoint, a broken log) and every writer
+//! that comes while a commit runs go to the thread, so groups still form under load, a writer
+//! blocks its thread for one logged commit at most, and a slow disk turns the direct path off.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{broadcast, oneshot};
@@ -16,6 +25,12 @@ use crate::pds::store::{CommitBatch, CommitFailure, PdsStore, StoreError};
 
 /// Commits taken into one transaction at most, so a burst cannot grow one without bound.
 const MAX_GROUP: usize = 256;
+
+/// A direct commit taking longer than this (a stalling disk: a logged commit takes ≈0.3 ms
+/// here, the log's growth by a step a few) sends the writers of the next [`SLOW_BACKOFF`] to
+/// the thread, so that runtime threads do not wait on the disk.
+const SLOW_DIRECT: Duration = Duration::from_millis(10);
+const SLOW_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What the committer answers a writer: the event's sequence number once durable.
 pub type Outcome = Result<u64, CommitFailure>;
@@ -30,19 +45,57 @@ struct Job {
 pub struct Committer {
     queue: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
 }
+
+/// What the thread and direct writers share.
+struct Shared {
+    store: PdsStore,
+    events: broadcast::Sender<(u64, Bytes)>,
+    /// Held while a group is committed, by the thread or a direct writer: one at a time, in
+    /// the order they were submitted.
+    committing: Mutex<Backoff>,
+    /// Jobs sent to the thread and not yet answered: while any is, writers queue behind them.
+    queued: AtomicUsize,
+    /// Writers between [`Committer::writing`] and the end of their write.
+    writers: AtomicUsize,
+    /// Commits made by their writers, for tests.
+    direct: AtomicUsize,
+}
+
+/// A writer at work; see [`Committer::writing`].
+pub struct Writing<'a>(&'a AtomicUsize);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Until when the direct path is off after a slow direct commit.
+struct Backoff(Option<Instant>);
 
 impl Committer {
     /// Starts the committer thread over `store`, publishing committed events on `events`.
     pub fn start(store: PdsStore, events: broadcast::Sender<(u64, Bytes)>) -> Committer {
         let (queue, jobs) = mpsc::channel::<Job>();
+        let shared = Arc::new(Shared {
+            store,
+            events,
+            committing: Mutex::new(Backoff(None)),
+            queued: AtomicUsize::new(0),
+            writers: AtomicUsize::new(0),
+            direct: AtomicUsize::new(0),
+        });
+        let on_thread = shared.clone();
         let thread = std::thread::Builder::new()
             .name("pds-committer".into())
-            .spawn(move || run(&store, &events, &jobs))
+            .spawn(move || run(&on_thread, &jobs))
             .ok();
         Committer {
             queue: thread.is_some().then_some(queue),
             thread,
+            shared,
         }
     }
 
@@ -50,16 +103,72 @@ impl Committer {
     pub fn submit(&self, batch: CommitBatch) -> oneshot::Receiver<Outcome> {
         let (reply, answer) = oneshot::channel();
         let job = Job { batch, reply };
+        let Some(job) = self.commit_directly(job) else {
+            return answer;
+        };
+        self.shared.queued.fetch_add(1, Ordering::SeqCst);
         let unsent = match &self.queue {
             Some(queue) => queue.send(job).err().map(|mpsc::SendError(job)| job),
             None => Some(job),
         };
+        if unsent.is_some() {
+            self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+        }
         if let Some(job) = unsent {
             let _ = job
                 .reply
                 .send(Err(failed("the commit thread is not running".into())));
         }
         answer
+    }
+
+    /// Counts a writer until the guard drops: a commit is made directly only by a writer alone,
+    /// since concurrent ones are better served together, by one sync on the thread.
+    pub fn writing(&self) -> Writing<'_> {
+        self.shared.writers.fetch_add(1, Ordering::SeqCst);
+        Writing(&self.shared.writers)
+    }
+
+    /// How many commits their writers made on their own threads.
+    #[cfg(test)]
+    pub(super) fn direct_commits(&self) -> usize {
+        self.shared.direct.load(Ordering::Relaxed)
+    }
+
+    /// Commits `job` on this thread if its writer is alone, nothing is queued or committing and
+    /// the log alone will make it durable; else gives it back for the thread.
+    fn commit_directly(&self, job: Job) -> Option<Job> {
+        let shared = &*self.shared;
+        if self.queue.is_none()
+            || shared.writers.load(Ordering::SeqCst) > 1
+            || shared.queued.load(Ordering::SeqCst) > 0
+        {
+            return Some(job);
+        }
+        let Ok(mut backoff) = shared.committing.try_lock() else {
+            return Some(job);
+        };
+        // Checked again under the lock: a writer counts a job before it sends it to the thread,
+        // which uncounts it only after committing it under this lock; so no job is waiting for
+        // the thread that this one would overtake.
+        if shared.queued.load(Ordering::SeqCst) > 0
+            || backoff.0.is_some_and(|until| Instant::now() < until)
+            || !shared.store.next_commit_is_logged()
+        {
+            return Some(job);
+        }
+        let started = Instant::now();
+        run_group(&shared.store, &shared.events, vec![job]);
+        shared.direct.fetch_add(1, Ordering::Relaxed);
+        let took = started.elapsed();
+        backoff.0 = (took > SLOW_DIRECT).then(|| Instant::now() + SLOW_BACKOFF);
+        if took > SLOW_DIRECT {
+            tracing::debug!(
+                ?took,
+                "a direct commit was slow: commits go to the thread for a while"
+            );
+        }
+        None
     }
 }
 
@@ -76,7 +185,7 @@ fn failed(why: String) -> CommitFailure {
     CommitFailure::Store(StoreError::Commit(why))
 }
 
-fn run(store: &PdsStore, events: &broadcast::Sender<(u64, Bytes)>, jobs: &mpsc::Receiver<Job>) {
+fn run(shared: &Shared, jobs: &mpsc::Receiver<Job>) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -85,36 +194,48 @@ fn run(store: &PdsStore, events: &broadcast::Sender<(u64, Bytes)>, jobs: &mpsc::
                 Err(_) => break,
             }
         }
-        let (batches, replies): (Vec<_>, Vec<_>) =
-            group.into_iter().map(|j| (j.batch, j.reply)).unzip();
-        match store.commit_group(batches) {
-            Ok(outcomes) => {
-                for (outcome, reply) in outcomes.into_iter().zip(replies) {
-                    let answer = outcome.map(|(seq, frame)| {
-                        // No receivers is fine: subscribers catch up from the log.
-                        let _ = events.send((seq, Bytes::from(frame)));
-                        seq
-                    });
-                    let _ = reply.send(answer);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, commits = replies.len(), "group commit failed");
-                let message = e.to_string();
-                let storage = e.is_storage_failure();
-                for reply in replies {
-                    let why = if storage {
-                        StoreError::Unavailable(message.clone())
-                    } else {
-                        StoreError::Commit(message.clone())
-                    };
-                    let _ = reply.send(Err(CommitFailure::Store(why)));
-                }
-            }
+        let taken = group.len();
+        {
+            let _committing = shared
+                .committing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            run_group(&shared.store, &shared.events, group);
         }
+        shared.queued.fetch_sub(taken, Ordering::SeqCst);
     }
     // Stopping cleanly: leave nothing for the next start to replay.
-    if let Err(e) = store.checkpoint() {
+    if let Err(e) = shared.store.checkpoint() {
         tracing::warn!(error = %e, "could not checkpoint pds.wal at stop");
+    }
+}
+
+fn run_group(store: &PdsStore, events: &broadcast::Sender<(u64, Bytes)>, group: Vec<Job>) {
+    let (batches, replies): (Vec<_>, Vec<_>) =
+        group.into_iter().map(|j| (j.batch, j.reply)).unzip();
+    match store.commit_group(batches) {
+        Ok(outcomes) => {
+            for (outcome, reply) in outcomes.into_iter().zip(replies) {
+                let answer = outcome.map(|(seq, frame)| {
+                    // No receivers is fine: subscribers catch up from the log.
+                    let _ = events.send((seq, Bytes::from(frame)));
+                    seq
+                });
+                let _ = reply.send(answer);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, commits = replies.len(), "group commit failed");
+            let message = e.to_string();
+            let storage = e.is_storage_failure();
+            for reply in replies {
+                let why = if storage {
+                    StoreError::Unavailable(message.clone())
+                } else {
+                    StoreError::Commit(message.clone())
+                };
+                let _ = reply.send(Err(CommitFailure::Store(why)));
+            }
+        }
     }
 }

@@ -129,6 +129,17 @@ impl PdsStore {
         Ok(out)
     }
 
+    /// Whether the next group would be made durable by `pds.wal` alone (its sync, ≈0.1 ms),
+    /// not by a sync of redb (milliseconds, more at a checkpoint). `false` while a group is
+    /// being committed.
+    #[must_use]
+    pub fn next_commit_is_logged(&self) -> bool {
+        match self.log.try_lock() {
+            Ok(log) => log.armed && !log.wal.checkpoint_due(),
+            Err(_) => false,
+        }
+    }
+
     /// Makes every commit durable in redb and empties `pds.wal` (at a clean stop, so the next
     /// start has nothing to replay).
     pub fn checkpoint(&self) -> Result<(), StoreError> {

@@ -159,6 +159,51 @@ async fn pipelined_writers_on_one_repo_form_one_chain() {
     assert_eq!(chain.last().unwrap().3, head.data);
 }
 
+/// A writer alone commits on its own thread, without the hand-offs to the committer thread and
+/// back; what it acknowledged is in the store and in the event log, in order.
+#[tokio::test]
+async fn a_lone_writer_commits_on_its_own_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let repos = open(dir.path());
+    let alice = did("did:plc:alice0000000000000000000");
+    let key = Arc::new(Keypair::generate(Algorithm::K256));
+    repos.create_repo(&alice, key.clone()).await.unwrap();
+    let mut seqs = Vec::new();
+    // The first commit of a run syncs redb, on the thread; later ones ride on the log. A
+    // stalling disk turns the direct path off for a second: write until it was taken.
+    let started = std::time::Instant::now();
+    let mut i = 0;
+    while repos.committer.direct_commits() < 10 && started.elapsed().as_secs() < 20 {
+        let (info, _) = repos
+            .apply_writes(
+                &alice,
+                vec![create("app.test.post", &format!("p{i:05}"), "x")],
+                None,
+                Validation::IfKnown,
+            )
+            .await
+            .unwrap();
+        seqs.push(info.seq);
+        i += 1;
+    }
+    assert!(
+        repos.committer.direct_commits() >= 10,
+        "no commit was made directly"
+    );
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "sequence numbers in order"
+    );
+    let head = repos.store().head(&alice).unwrap().unwrap();
+    let verified = verify_repo(repos.store(), head.commit, &key.public_key()).unwrap();
+    assert_eq!(verified.records, i);
+    assert_eq!(
+        commit_chain(&repos, &alice).len(),
+        i,
+        "one event per commit"
+    );
+}
+
 /// A commit built on a pending (not yet durable) one, then both made durable in one group;
 /// a third built on a head that never lands is refused without disturbing the others.
 #[tokio::test]
