@@ -116,7 +116,7 @@ rows = [
 ]
 def cell(values):
     m = statistics.median(values)
-    fmt = (lambda v: f"{v:g}") if all(float(v).is_integer() for v in values) else (lambda v: f"{v:.2f}")
+    fmt = (lambda v: f"{v:.0f}") if all(float(v).is_integer() for v in values) else (lambda v: f"{v:.2f}")
     return fmt(m) if len(values) == 1 else f"{fmt(m)} ({fmt(min(values))}–{fmt(max(values))})"
 for client in dict.fromkeys(r["client"] for r in runs):
     atcr = [r for r in runs if r["client"] == client and r["server"] == "atcr"]

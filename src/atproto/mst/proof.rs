@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 
-use super::node::{Child, Node, below};
+use super::node::{Child, below};
 use super::{Mst, MstError, key_height};
 use crate::atproto::blockstore::{BlockStore, RecordingStore};
 use crate::atproto::cid::Cid;
@@ -44,7 +44,11 @@ pub enum RecordOp {
 /// not match the tree (a create whose key is absent, an update whose value differs, a delete
 /// whose key is present).
 pub fn invert_ops(store: &dyn BlockStore, root: Cid, ops: &[RecordOp]) -> Result<Cid, MstError> {
-    let mut mst = Mst::load(store, root)?;
+    invert_on(Mst::load(store, root)?, store, ops)
+}
+
+/// [`invert_ops`] on a tree already open (its loaded nodes are not read again).
+fn invert_on(mut mst: Mst, store: &dyn BlockStore, ops: &[RecordOp]) -> Result<Cid, MstError> {
     for op in ops.iter().rev() {
         match op {
             RecordOp::Create { key, cid } => {
@@ -83,36 +87,45 @@ pub fn proof_blocks(
     ops: &[RecordOp],
 ) -> Result<Vec<(Cid, Bytes)>, MstError> {
     let recording = RecordingStore::new(store);
+    // One tree for both passes: a node is read from the store (and recorded) once, then kept
+    // decoded in the tree, which the inversion works on copy-on-write.
+    let tree = Mst::load(&recording, root)?;
     for op in ops {
         if let RecordOp::Create { key, .. } | RecordOp::Update { key, .. } = op {
-            read_neighbours(&recording, root, key)?;
+            read_neighbours(&recording, &tree, key)?;
         }
     }
-    invert_ops(&recording, root, ops)?;
+    invert_on(tree, &recording, ops)?;
     let cids: BTreeSet<Cid> = recording.reads().into_iter().chain([root]).collect();
     cids.into_iter()
         .map(|cid| Ok((cid, store.get(&cid)?.ok_or(MstError::MissingBlock(cid))?)))
         .collect()
 }
 
-/// Reads (without caching) the path to `key` and the spines of the subtrees on either side.
-fn read_neighbours(store: &dyn BlockStore, root: Cid, key: &str) -> Result<(), MstError> {
+/// Reads the path to `key` in `tree` and the spines of the subtrees on either side, loading
+/// (through `store`) the nodes not loaded yet.
+fn read_neighbours(store: &dyn BlockStore, tree: &Mst, key: &str) -> Result<(), MstError> {
     let h = key_height(key);
-    let mut node = Node::load(store, root, None)?;
+    let mut node = tree.root.clone();
     let spine = |start: Option<&Child>, layer: u8, rightmost: bool| -> Result<(), MstError> {
-        let mut next = start.map(Child::cid);
-        let mut layer = layer;
-        while let Some(cid) = next {
-            layer = below(layer)?;
-            let n = Node::load(store, cid, Some(layer))?;
-            let c = if rightmost {
+        let Some(first) = start else {
+            return Ok(());
+        };
+        let mut layer = below(layer)?;
+        let mut n = first.load(store, layer)?;
+        loop {
+            let next = if rightmost {
                 n.gap(n.entries.len())
             } else {
                 n.left.as_ref()
             };
-            next = c.map(Child::cid);
+            let Some(child) = next else {
+                return Ok(());
+            };
+            layer = below(layer)?;
+            let loaded = child.load(store, layer)?;
+            n = loaded;
         }
-        Ok(())
     };
     loop {
         if h > node.layer {
@@ -125,7 +138,8 @@ fn read_neighbours(store: &dyn BlockStore, root: Cid, key: &str) -> Result<(), M
             }
             Err(i) => match node.gap(i) {
                 Some(c) if h < node.layer => {
-                    node = Node::load(store, c.cid(), Some(below(node.layer)?))?;
+                    let layer = below(node.layer)?;
+                    node = c.load(store, layer)?;
                 }
                 _ => return Ok(()),
             },
