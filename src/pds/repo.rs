@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
+use tokio::sync::oneshot::error::TryRecvError;
 
 use super::events::CommitEvent;
 use super::store::{CommitBatch, PdsStore, RepoHead, StoreError};
@@ -300,14 +301,23 @@ impl Repos {
             blocks: Arc::new(built.batch.blocks.iter().cloned().collect()),
         });
         let mut answer = self.committer.submit(built.batch);
-        // Committed on this thread (see `committer`): tidy the chain while it is still locked.
-        if let Ok(outcome) = answer.try_recv() {
-            match &outcome {
-                Ok(_) => pending.landed(&info.cid),
-                Err(_) => pending.failed(),
+        // Committed on this thread (see `committer`), or refused at once: tidy the chain while
+        // it is still locked. (`try_recv` consumes an answer or a closed channel either way, so
+        // only a pending answer may be awaited below.)
+        match answer.try_recv() {
+            Ok(outcome) => {
+                match &outcome {
+                    Ok(_) => pending.landed(&info.cid),
+                    Err(_) => pending.failed(),
+                }
+                let seq = outcome?;
+                return Ok((CommitInfo { seq, ..info }, results));
             }
-            let seq = outcome?;
-            return Ok((CommitInfo { seq, ..info }, results));
+            Err(TryRecvError::Closed) => {
+                pending.failed();
+                return Err(StoreError::Commit("the commit thread stopped".into()).into());
+            }
+            Err(TryRecvError::Empty) => {}
         }
         drop(pending);
         // The chain is tidied by a task of its own, so a writer that goes away (its client

@@ -10,8 +10,11 @@
 //! batch itself, on its own thread, when the log alone will make it durable: handing it to the
 //! committer thread and waking the writer again would cost two thread wake-ups, on a VM as long
 //! as the commit. Concurrent writers, a redb sync (a checkpoint, a broken log) and every writer
-//! that comes while a commit runs go to the thread, so groups still form under load, a writer
-//! blocks its thread for one logged commit at most, and a slow disk turns the direct path off.
+//! that comes while a commit runs go to the thread, so groups still form under load and a
+//! writer blocks its thread for its own logged commit (plus, when the collector or an account
+//! write holds redb's writer at that moment, the wait for it); a slow disk turns the direct path
+//! off. A panic during a direct commit stops all committing until a restart, as one on the
+//! thread does.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -186,6 +189,7 @@ fn failed(why: String) -> CommitFailure {
 }
 
 fn run(shared: &Shared, jobs: &mpsc::Receiver<Job>) {
+    let mut poisoned = false;
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -195,14 +199,26 @@ fn run(shared: &Shared, jobs: &mpsc::Receiver<Job>) {
             }
         }
         let taken = group.len();
-        {
-            let _committing = shared
-                .committing
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Ok(_committing) = shared.committing.lock() {
             run_group(&shared.store, &shared.events, group);
+        } else {
+            // A commit panicked on a writer's thread, possibly halfway through the log and
+            // redb: nothing more is committed until a restart (which replays the log), as when
+            // this thread itself panics.
+            if !poisoned {
+                tracing::error!("a commit panicked: every later commit fails until a restart");
+            }
+            poisoned = true;
+            for job in group {
+                let _ = job.reply.send(Err(failed(
+                    "an earlier commit failed unexpectedly; restart the node".into(),
+                )));
+            }
         }
         shared.queued.fetch_sub(taken, Ordering::SeqCst);
+    }
+    if poisoned {
+        return;
     }
     // Stopping cleanly: leave nothing for the next start to replay.
     if let Err(e) = shared.store.checkpoint() {

@@ -204,6 +204,63 @@ async fn a_lone_writer_commits_on_its_own_thread() {
     );
 }
 
+/// A commit that panics halfway (here: while its event is built, inside the transaction) stops
+/// all committing until a restart — on a writer's own thread as on the committer thread — and
+/// leaves nothing of itself in the store.
+#[tokio::test]
+async fn a_commit_that_panics_stops_committing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repos = open(dir.path());
+    let alice = did("did:plc:alice0000000000000000000");
+    let key = Arc::new(Keypair::generate(Algorithm::K256));
+    repos.create_repo(&alice, key.clone()).await.unwrap();
+    let head = repos.store().head(&alice).unwrap().unwrap();
+    let mut built = build_commit(CommitInput {
+        store: repos.store().clone(),
+        pending: Vec::new(),
+        tree: None,
+        did: alice.clone(),
+        head: head.clone(),
+        writes: vec![
+            repos
+                .prepare(
+                    &alice,
+                    create("app.test.post", "boom", "x"),
+                    Validation::IfKnown,
+                )
+                .unwrap(),
+        ],
+        key: key.clone(),
+        rev: repos.next_rev(Some(&head.rev)),
+    })
+    .unwrap();
+    built.batch.event = Box::new(|_| panic!("injected: the event cannot be built"));
+    let submitted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        repos.committer.submit(built.batch)
+    }));
+    if let Ok(answer) = submitted {
+        // It went to the thread, which died of it.
+        assert!(answer.await.is_err(), "a panicked commit has no answer");
+    }
+    let later = repos
+        .apply_writes(
+            &alice,
+            vec![create("app.test.post", "after", "x")],
+            None,
+            Validation::IfKnown,
+        )
+        .await;
+    assert!(later.is_err(), "a commit after a panicked one was accepted");
+    assert_eq!(repos.store().head(&alice).unwrap().unwrap(), head);
+    assert!(
+        repos
+            .store()
+            .record_cid(&alice, "app.test.post", "boom")
+            .unwrap()
+            .is_none()
+    );
+}
+
 /// A commit built on a pending (not yet durable) one, then both made durable in one group;
 /// a third built on a head that never lands is refused without disturbing the others.
 #[tokio::test]
