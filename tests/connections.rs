@@ -216,3 +216,37 @@ fn answer_complete(got: &[u8]) -> bool {
         .unwrap_or(0);
     body.len() >= length && length > 0
 }
+
+/// A client that asks for a blob and stops reading it: the response's writes make no progress,
+/// and after the idle timeout the server drops the connection (and the file it was sending)
+/// instead of holding it and its slot forever. A client that reads the same blob gets it whole.
+#[tokio::test]
+async fn a_client_that_stops_reading_a_blob_is_cut_off() {
+    let s = TestServer::start_with_limits(limits()).await;
+    // Far larger than what loopback socket buffers hold.
+    let data = inproc::bytes(7, 48 << 20);
+    let digest = s.push_blob("t/big", &data).await;
+    let path = format!("/v2/t/big/blobs/{digest}");
+    let token = s.token_for(&Method::GET, &path);
+    let mut c = connect(&s).await;
+    c.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 1024];
+    let n = c.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &head[..n]);
+    // Read nothing for three idle timeouts.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = read_to_close(&mut c).await;
+    assert!(
+        n + got.len() < data.len(),
+        "the whole blob was sent to a client that stopped reading ({} bytes)",
+        n + got.len()
+    );
+    let whole = s.req(Method::GET, &path).send().await.unwrap();
+    assert_eq!(whole.status(), StatusCode::OK);
+    assert!(whole.bytes().await.unwrap()[..] == data[..]);
+}

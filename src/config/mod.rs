@@ -137,7 +137,8 @@ pub struct ServerConfig {
     /// seconds. Default 30.
     pub header_read_timeout_secs: u64,
     /// A connection with no request in flight for this many seconds is closed: HTTP/1
-    /// keep-alive, HTTP/2, and one that never sent a byte. Default 60.
+    /// keep-alive, HTTP/2, and one that never sent a byte; so is one whose writes make no
+    /// progress for as long (a client that stopped reading a response). Default 60.
     pub idle_timeout_secs: u64,
     /// A request whose body sends no data for this many seconds fails (a stalled upload).
     /// Default 60.

@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod sendfile;
+pub mod stall;
 
 /// The client's address, in every request's extensions (for per-client limits).
 #[derive(Debug, Clone, Copy)]

@@ -219,7 +219,8 @@ pub struct ServerLimits {
     /// How long a client may take to send request headers (HTTP/1) or finish the TLS handshake.
     pub header_read_timeout: Duration,
     /// A connection with no request in flight for this long is closed (HTTP/1 and HTTP/2, and
-    /// one that never sent a byte).
+    /// one that never sent a byte), and so is one whose writes make no progress for as long
+    /// (`http::stall`).
     pub idle_timeout: Duration,
     /// A request whose body sends no data for this long fails.
     pub body_read_timeout: Duration,

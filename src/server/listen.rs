@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{App, Conn, ServerLimits, conn, handle};
 use crate::http::sendfile::{FileSends, SendfileIo};
+use crate::http::stall::StallGuard;
 
 /// A bound socket, served as plain HTTP or, with an acceptor, as HTTPS.
 pub struct Listener {
@@ -151,7 +152,7 @@ async fn accept_loop(listener: Listener, shared: &Arc<Shared>, shutdown: &Cancel
             match tls {
                 None => {
                     let sends = FileSends::default();
-                    let io = SendfileIo::new(stream, sends.clone());
+                    let io = SendfileIo::new(stream, sends.clone(), limits.idle_timeout);
                     conn::serve(
                         peer,
                         |activity| {
@@ -172,7 +173,7 @@ async fn accept_loop(listener: Listener, shared: &Arc<Shared>, shutdown: &Cancel
                     // The handshake runs in the connection's task so a slow client holds up no one.
                     let tls = match tokio::time::timeout(
                         limits.header_read_timeout,
-                        acceptor.accept(stream),
+                        acceptor.accept(StallGuard::new(stream, limits.idle_timeout)),
                     )
                     .await
                     {
