@@ -6,6 +6,10 @@ pub mod body;
 pub mod sendfile;
 pub mod stall;
 
+/// A plain (not TLS) connection's socket as it is served: writes that stall are cut off
+/// (`stall`), file bodies go out with `sendfile`. An upgraded connection is downcast to it.
+pub type PlainIo = stall::StallGuard<sendfile::SendfileIo>;
+
 /// The client's address, in every request's extensions (for per-client limits).
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub std::net::SocketAddr);

@@ -24,7 +24,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -34,7 +33,6 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::body::Body;
-use super::stall::WriteStall;
 
 /// The most of a file one placeholder frame stands for.
 const PIECE: usize = 4 << 20;
@@ -200,19 +198,19 @@ impl http_body::Body for FileBody {
 pub struct SendfileIo {
     tcp: TcpStream,
     sends: FileSends,
-    stall: WriteStall,
 }
 
 impl SendfileIo {
-    /// `tcp` sending `sends`' files; a write that makes no progress for `stall` fails the
-    /// connection ([`WriteStall`]).
     #[must_use]
-    pub fn new(tcp: TcpStream, sends: FileSends, stall: Duration) -> SendfileIo {
-        SendfileIo {
-            tcp,
-            sends,
-            stall: WriteStall::new(stall),
-        }
+    pub fn new(tcp: TcpStream, sends: FileSends) -> SendfileIo {
+        SendfileIo { tcp, sends }
+    }
+
+    /// The socket, for a connection that was upgraded (a websocket): no file body is queued on
+    /// it then.
+    #[must_use]
+    pub fn into_tcp(self) -> TcpStream {
+        self.tcp
     }
 
     fn poll_send_file(
@@ -276,9 +274,7 @@ impl AsyncWrite for SendfileIo {
                 "a file body written through a flattening buffer (hyper without writev)",
             )));
         }
-        let this = self.get_mut();
-        let outcome = Pin::new(&mut this.tcp).poll_write(cx, buf);
-        this.stall.check(cx, outcome)
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -291,13 +287,12 @@ impl AsyncWrite for SendfileIo {
             .iter()
             .enumerate()
             .find_map(|(i, b)| placeholder_at(b).map(|at| (i, at)));
-        let outcome = match first {
+        match first {
             None => Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs),
             Some((0, at)) => this.poll_send_file(cx, at, bufs[0].len()),
             // What comes before a placeholder first; a short write is a writev's right.
             Some((i, _)) => Pin::new(&mut this.tcp).poll_write_vectored(cx, &bufs[..i]),
-        };
-        this.stall.check(cx, outcome)
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -337,7 +332,7 @@ mod tests {
         tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             let sends = FileSends::default();
-            let io = TokioIo::new(SendfileIo::new(tcp, sends.clone(), Duration::from_mins(1)));
+            let io = TokioIo::new(SendfileIo::new(tcp, sends.clone()));
             let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
                 let (sends, path) = (sends.clone(), path.clone());
                 async move {

@@ -14,14 +14,13 @@ use tokio::time::Sleep;
 
 /// The deadline of a write that is waiting for the peer.
 #[derive(Debug)]
-pub struct WriteStall {
+struct WriteStall {
     limit: Duration,
     deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl WriteStall {
-    #[must_use]
-    pub fn new(limit: Duration) -> WriteStall {
+    fn new(limit: Duration) -> WriteStall {
         WriteStall {
             limit,
             deadline: None,
@@ -30,7 +29,7 @@ impl WriteStall {
 
     /// Passes a write's outcome through: a completed write clears the deadline; a waiting one
     /// sets it if it is not set, and fails with `TimedOut` once it has passed.
-    pub fn check<T>(
+    fn check<T>(
         &mut self,
         cx: &mut Context<'_>,
         outcome: Poll<io::Result<T>>,
@@ -65,6 +64,11 @@ impl<IO> StallGuard<IO> {
             io,
             stall: WriteStall::new(limit),
         }
+    }
+
+    /// The stream without the guard.
+    pub fn into_inner(self) -> IO {
+        self.io
     }
 }
 

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{App, Conn, ServerLimits, conn, handle};
+use crate::http::PlainIo;
 use crate::http::sendfile::{FileSends, SendfileIo};
 use crate::http::stall::StallGuard;
 
@@ -152,7 +153,10 @@ async fn accept_loop(listener: Listener, shared: &Arc<Shared>, shutdown: &Cancel
             match tls {
                 None => {
                     let sends = FileSends::default();
-                    let io = SendfileIo::new(stream, sends.clone(), limits.idle_timeout);
+                    let io: PlainIo = StallGuard::new(
+                        SendfileIo::new(stream, sends.clone()),
+                        limits.idle_timeout,
+                    );
                     conn::serve(
                         peer,
                         |activity| {

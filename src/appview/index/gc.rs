@@ -264,9 +264,9 @@ impl Index {
 
     /// The sweep's index half, in one write transaction: of `candidates` (claimed by the
     /// caller), removes the index entries of each blob or manifest object still unused by any
-    /// manifest, still stored, and not linked since it was marked (its time unchanged and past the grace at
-    /// `now`). Returns the removed ones: from the commit on, no request finds them, and their
-    /// objects may go.
+    /// manifest, still stored, and not linked since it was marked (its time unchanged and past
+    /// the grace at `now`). Returns the removed ones: from the commit on, no request finds them,
+    /// and their objects may go.
     pub fn gc_sweep(
         &self,
         candidates: &[Candidate],

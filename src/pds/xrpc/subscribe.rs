@@ -17,8 +17,8 @@ use futures_util::{SinkExt, StreamExt};
 use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
 use http::{HeaderValue, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use hyper_util::server::conn::auto::upgrade;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, frame::coding::CloseCode};
@@ -26,8 +26,8 @@ use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key};
 use tokio_util::sync::CancellationToken;
 
 use super::{Call, XrpcError};
-use crate::http::PeerAddr;
 use crate::http::body::{self, Body};
+use crate::http::{PeerAddr, PlainIo};
 use crate::pds::Pds;
 use crate::pds::events::{error_frame, info_frame};
 use crate::pds::store::PdsStore;
@@ -75,10 +75,11 @@ pub(super) fn upgrade(pds: &Pds, call: Call) -> Result<Response<Body>, XrpcError
     let shutdown = pds.shutdown.clone();
     tokio::spawn(async move {
         let result = match on_upgrade.await {
-            Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
+            // Through hyper-util's helper: the auto builder's connection wraps the socket.
+            Ok(upgraded) => match upgrade::downcast::<TokioIo<PlainIo>>(upgraded) {
                 // Plain HTTP: the socket itself, with a small send buffer.
                 Ok(parts) => {
-                    let tcp = parts.io.into_inner();
+                    let tcp = parts.io.into_inner().into_inner().into_tcp();
                     if let Err(e) =
                         rustix::net::sockopt::set_socket_send_buffer_size(&tcp, SEND_BUFFER)
                     {
