@@ -52,7 +52,8 @@ impl WriteStall {
     }
 }
 
-/// `io` with [`WriteStall`] on its writes; reads pass through.
+/// `io` whose writes fail with `TimedOut` once one has waited for the peer past the limit (a
+/// completed write starts the time again); reads pass through.
 pub struct StallGuard<IO> {
     io: IO,
     stall: WriteStall,
