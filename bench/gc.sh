@@ -2,8 +2,10 @@
 # Garbage collection at scale: a node with BLOBS blobs (a tenth of them referenced by nothing)
 # and REPOS repositories of TAGS tags each, collected while a client pushes manifests.
 #
-#   bench/gc.sh [-n REPOS] [-t TAGS_PER_REPO] [-b BLOBS] [-p SECONDS] [-a ATCR_BIN] [-B BENCH_BIN]
-#               (defaults: 100000, 10, 100000, 20; the binaries are built in release when not given)
+#   bench/gc.sh [-n REPOS] [-t TAGS_PER_REPO] [-b BLOBS] [-p SECONDS] [-r REPS] [-a ATCR_BIN]
+#               [-B BENCH_BIN]
+#               (defaults: 100000, 10, 100000, 20, 1; the binaries are built in release when not
+#               given)
 #
 # Steps: a node is started on a scratch data directory (`[gc] interval_secs = 0`, `grace_secs =
 # 1`) and one account added; it is stopped and `benches/gc.rs fill` writes the blobs into the
@@ -15,7 +17,9 @@
 # report (wall time, blobs deleted) and the node's RSS before and peak RSS during it (VmHWM,
 # reset with /proc/PID/clear_refs just before). Before the pushes, a dry-run collection on the
 # idle node gives the collector's own memory (the pushes grow the node's RSS by themselves).
-# Sizes on disk are read before and after.
+# Sizes on disk are read before and after. With -r, the filled data directory is copied aside
+# once and each repetition starts the node on a fresh copy of it; the last lines give every
+# repetition's p99 ratio and their median (the ratio moves by ±15 % from run to run here).
 #
 # The node binds 127.0.0.1 only and is stopped by PID; the scratch directory is removed on exit.
 set -euo pipefail
@@ -24,9 +28,10 @@ REPOS=100000
 TAGS=10
 BLOBS=100000
 PHASE=20
+REPS=1
 atcr=""
 bench_bin=""
-while getopts n:t:b:p:a:B: opt; do
+while getopts n:t:b:p:r:a:B: opt; do
     case $opt in
     a) atcr=$(realpath "$OPTARG") ;;
     B) bench_bin=$(realpath "$OPTARG") ;;
@@ -34,6 +39,7 @@ while getopts n:t:b:p:a:B: opt; do
     t) TAGS=$OPTARG ;;
     b) BLOBS=$OPTARG ;;
     p) PHASE=$OPTARG ;;
+    r) REPS=$OPTARG ;;
     *) exit 2 ;;
     esac
 done
@@ -86,38 +92,48 @@ echo "== fill ($BLOBS blobs, $REPOS repositories, $TAGS tags each)"
 "$bench_bin" fill "$work/data" "$work/owners" "$REPOS" "$TAGS" "$BLOBS"
 sizes before
 
-echo "== start"
-start
-for _ in $(seq 1200); do grep -q 'search index rebuilt' "$work/log" && break; sleep 0.5; done
-sleep 2
+[ "$REPS" -le 1 ] || cp -a "$work/data" "$work/filled"
+for rep in $(seq "$REPS"); do
+    echo "== repetition $rep of $REPS"
+    if [ "$rep" -gt 1 ]; then
+        rm -rf "$work/data" "$work/puts" "$work/stop"
+        cp -a "$work/filled" "$work/data"
+    fi
+    echo "== start"
+    start
+    for _ in $(seq 1200); do grep -q 'search index rebuilt' "$work/log" && break; sleep 0.5; done
+    sleep 2
 
-echo "== a dry-run collection on the idle node (mark, storage listing, PDS mark; nothing deleted)"
-idle_rss=$(awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
-echo 5 > "/proc/$pid/clear_refs"
-"$atcr" gc --dry-run
-echo "idle node RSS before it: $idle_rss MiB, peak during it: $(hwm "$pid") MiB"
+    echo "== a dry-run collection on the idle node (mark, storage listing, PDS mark; nothing deleted)"
+    idle_rss=$(awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
+    echo 5 > "/proc/$pid/clear_refs"
+    "$atcr" gc --dry-run
+    echo "idle node RSS before it: $idle_rss MiB, peak during it: $(hwm "$pid") MiB"
 
-echo "== manifest PUTs: ${PHASE}s without a collection, then during one, then ${PHASE}s after"
-"$bench_bin" puts "http://127.0.0.1:$port" gcbench gc-bench-pw "$work/stop" "$work/puts" &
-puts_pid=$!
-sleep "$PHASE"
-rss_before=$(awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
-echo 5 > "/proc/$pid/clear_refs"
-gc_start=$(date +%s%3N)
-"$atcr" gc > "$work/gc.out"
-gc_end=$(date +%s%3N)
-peak=$(hwm "$pid")
-sleep "$PHASE"
-touch "$work/stop"
-wait "$puts_pid"
-puts_pid=""
-cat "$work/gc.out"
-echo "collection: $((gc_end - gc_start)) ms wall (atcr gc, client side, from $gc_start ms after the epoch), node RSS before it: $rss_before MiB, peak during it: $peak MiB"
-# BENCH_KEEP=DIR keeps the PUTs' times and latencies (`puts`: epoch ms, µs) and the node's log.
-[ -z "${BENCH_KEEP:-}" ] || cp "$work/puts" "$work/log" "$BENCH_KEEP/"
-python3 - "$work/puts" "$gc_start" "$gc_end" "$work/log" <<'PY'
+    echo "== manifest PUTs: ${PHASE}s without a collection, then during one, then ${PHASE}s after"
+    "$bench_bin" puts "http://127.0.0.1:$port" gcbench gc-bench-pw "$work/stop" "$work/puts" &
+    puts_pid=$!
+    sleep "$PHASE"
+    rss_before=$(awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
+    echo 5 > "/proc/$pid/clear_refs"
+    gc_start=$(date +%s%3N)
+    "$atcr" gc > "$work/gc.out"
+    gc_end=$(date +%s%3N)
+    peak=$(hwm "$pid")
+    sleep "$PHASE"
+    touch "$work/stop"
+    wait "$puts_pid"
+    puts_pid=""
+    cat "$work/gc.out"
+    echo "collection: $((gc_end - gc_start)) ms wall (atcr gc, client side, from $gc_start ms after the epoch), node RSS before it: $rss_before MiB, peak during it: $peak MiB"
+    # BENCH_KEEP=DIR keeps the PUTs' times and latencies (`puts`: epoch ms, µs) and the node's log.
+    if [ -n "${BENCH_KEEP:-}" ]; then
+        mkdir -p "$BENCH_KEEP/$rep" && cp "$work/puts" "$work/log" "$BENCH_KEEP/$rep/"
+    fi
+    python3 - "$work/puts" "$gc_start" "$gc_end" "$work/log" "$work/ratios" <<'PY'
 import datetime, re, sys
 path, start, end, log = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+ratios = sys.argv[5]
 before, during, after = [], [], []
 for line in open(path):
     at, us = map(int, line.split())
@@ -142,11 +158,22 @@ for line in open(log):
         if start <= ended <= end + 1000:
             phases.append((m.group(2), ended - int(m.group(3)), ended))
 slow = pct(before, .99)
+with open(ratios, "a") as out:
+    out.write(f"{pct(during, .99) / slow:.2f} {pct(during, .99) / pct(before + after, .99):.2f}\n")
 for name, a, b in phases:
     v = [us for line in open(path) for at, us in [map(int, line.split())] if a <= at < b]
     over = sum(1 for us in v if us / 1000 > 2 * slow)
     print(f"  {name}: {(b - a) / 1000:.1f} s from +{(a - start) / 1000:.1f} s, {len(v)} PUTs, "
           f"p50 {pct(v, .5):.2f} ms, p99 {pct(v, .99):.2f} ms, {over} over twice the p99 without GC")
 PY
-stop
+    stop
+done
 sizes after
+python3 - "$work/ratios" <<'PY'
+import statistics, sys
+rows = [tuple(map(float, l.split())) for l in open(sys.argv[1])]
+for name, i in (("before the collection", 0), ("before and after pooled", 1)):
+    v = [r[i] for r in rows]
+    print(f"p99 during / p99 {name}: " + ", ".join(f"{x:.2f}x" for x in v)
+          + f"; median {statistics.median(v):.2f}x")
+PY

@@ -14,9 +14,6 @@ use super::super::{
 
 /// Rows written per transaction: the copy never holds a whole large table uncommitted.
 const BATCH: usize = 50_000;
-/// Rows per transaction beside a serving node: a batch's sync then writes a few megabytes, not
-/// tens, in front of the node's own syncs. (Small in tests, so that theirs cross batches.)
-const BATCH_BESIDE: usize = if cfg!(test) { 64 } else { 10_000 };
 
 /// How a copy shares the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,8 +21,7 @@ pub(super) enum Pace {
     /// As fast as it goes, synced once at the end (nothing else runs: offline).
     Alone,
     /// Beside a serving node: every batch synced, so that the node's commits never wait behind
-    /// one sync of the whole copy, and followed by a pause as long as the batch took, so that
-    /// the copy keeps at most half a core and half the disk's time from the requests.
+    /// one sync of the whole copy.
     Beside,
 }
 
@@ -110,13 +106,12 @@ impl Copier<'_> {
             Err(e) => return Err(redb::Error::from(e).into()),
         };
         let mut rows = from.iter()?;
-        let (durability, batch) = match self.pace {
-            Pace::Alone => (Durability::None, BATCH),
-            Pace::Beside => (Durability::Immediate, BATCH_BESIDE),
-        };
         loop {
-            let started = std::time::Instant::now();
             let mut tx = self.dst.begin_write()?;
+            let durability = match self.pace {
+                Pace::Alone => Durability::None,
+                Pace::Beside => Durability::Immediate,
+            };
             tx.set_durability(durability)
                 .map_err(|e| IndexError::Db(redb::Error::from(e)))?;
             let mut more = false;
@@ -125,7 +120,7 @@ impl Copier<'_> {
                 for (n, row) in rows.by_ref().enumerate() {
                     let (k, v) = row?;
                     to.insert(k.value(), v.value())?;
-                    if n + 1 == batch {
+                    if n + 1 == BATCH {
                         more = true;
                         break;
                     }
@@ -134,9 +129,6 @@ impl Copier<'_> {
             tx.commit()?;
             if !more {
                 return Ok(());
-            }
-            if self.pace == Pace::Beside {
-                std::thread::sleep(started.elapsed());
             }
         }
     }
