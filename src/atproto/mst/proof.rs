@@ -123,8 +123,7 @@ fn read_neighbours(store: &dyn BlockStore, tree: &Mst, key: &str) -> Result<(), 
                 return Ok(());
             };
             layer = below(layer)?;
-            let loaded = child.load(store, layer)?;
-            n = loaded;
+            n = child.load(store, layer)?;
         }
     };
     loop {

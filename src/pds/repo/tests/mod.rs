@@ -11,9 +11,9 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::*;
-use crate::atproto::RecordKey;
 use crate::atproto::blockstore::{BlockStore, MemoryBlockStore};
 use crate::atproto::car::CarReader;
+use crate::atproto::{Algorithm, RecordKey};
 use crate::pds::events::parse_frame;
 
 fn did(s: &str) -> Did {
@@ -36,6 +36,17 @@ fn record(j: serde_json::Value) -> Value {
 fn open(dir: &std::path::Path) -> Repos {
     let store = PdsStore::open(&dir.join("pds.redb")).unwrap();
     Repos::new(store, Arc::new(crate::pds::lexicons::builtin()))
+}
+
+/// A fresh store (in a directory kept while the handle lives) holding one repository,
+/// alice's, and her key.
+async fn alice_alone() -> (tempfile::TempDir, Repos, Did, Arc<Keypair>) {
+    let dir = tempfile::tempdir().unwrap();
+    let repos = open(dir.path());
+    let alice = did("did:plc:alice0000000000000000000");
+    let key = Arc::new(Keypair::generate(Algorithm::K256));
+    repos.create_repo(&alice, key.clone()).await.unwrap();
+    (dir, repos, alice, key)
 }
 
 fn create(collection: &str, key: &str, text: &str) -> WriteOp {

@@ -57,11 +57,7 @@ async fn concurrent_writers_on_two_repos() {
 /// Measures (does not assert) one single-record commit on a 10k-record repository.
 #[tokio::test]
 async fn single_commit_on_a_large_repo() {
-    let dir = tempfile::tempdir().unwrap();
-    let repos = open(dir.path());
-    let alice = did("did:plc:alice0000000000000000000");
-    let key = Arc::new(Keypair::generate(Algorithm::K256));
-    repos.create_repo(&alice, key.clone()).await.unwrap();
+    let (_dir, repos, alice, key) = alice_alone().await;
     for batch in 0..10 {
         let writes = (0..1000)
             .map(|i| create("app.test.post", &format!("r{batch}-{i:04}"), "x"))
@@ -163,11 +159,7 @@ async fn pipelined_writers_on_one_repo_form_one_chain() {
 /// back; what it acknowledged is in the store and in the event log, in order.
 #[tokio::test]
 async fn a_lone_writer_commits_on_its_own_thread() {
-    let dir = tempfile::tempdir().unwrap();
-    let repos = open(dir.path());
-    let alice = did("did:plc:alice0000000000000000000");
-    let key = Arc::new(Keypair::generate(Algorithm::K256));
-    repos.create_repo(&alice, key.clone()).await.unwrap();
+    let (_dir, repos, alice, key) = alice_alone().await;
     let mut seqs = Vec::new();
     // The first commit of a run syncs redb, on the thread; later ones ride on the log. A
     // stalling disk turns the direct path off for a second: write until it was taken.
@@ -209,11 +201,7 @@ async fn a_lone_writer_commits_on_its_own_thread() {
 /// leaves nothing of itself in the store.
 #[tokio::test]
 async fn a_commit_that_panics_stops_committing() {
-    let dir = tempfile::tempdir().unwrap();
-    let repos = open(dir.path());
-    let alice = did("did:plc:alice0000000000000000000");
-    let key = Arc::new(Keypair::generate(Algorithm::K256));
-    repos.create_repo(&alice, key.clone()).await.unwrap();
+    let (_dir, repos, alice, key) = alice_alone().await;
     let head = repos.store().head(&alice).unwrap().unwrap();
     let mut built = build_commit(CommitInput {
         store: repos.store().clone(),
@@ -265,11 +253,7 @@ async fn a_commit_that_panics_stops_committing() {
 /// a third built on a head that never lands is refused without disturbing the others.
 #[tokio::test]
 async fn commits_build_on_pending_ones_and_land_in_one_group() {
-    let dir = tempfile::tempdir().unwrap();
-    let repos = open(dir.path());
-    let alice = did("did:plc:alice0000000000000000000");
-    let key = Arc::new(Keypair::generate(Algorithm::K256));
-    repos.create_repo(&alice, key.clone()).await.unwrap();
+    let (_dir, repos, alice, key) = alice_alone().await;
     let store = repos.store().clone();
     let head0 = store.head(&alice).unwrap().unwrap();
     let put = |k: &str| {
