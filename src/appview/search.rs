@@ -18,6 +18,8 @@ use crate::search::{RepoDoc, SearchError};
 /// How long the worker gathers marks before it commits (a push touches a repository a few
 /// times in quick succession).
 const GATHER: Duration = Duration::from_millis(150);
+/// How long the search writer stays open after the last change (see `Search::close_writer`).
+const WRITER_IDLE: Duration = Duration::from_secs(10);
 /// Repositories read per registry-index page during a rebuild.
 const REBUILD_PAGE: usize = 500;
 /// Tags read per repository for its document (their platforms and annotations).
@@ -200,6 +202,17 @@ impl AppView {
         Ok(())
     }
 
+    /// Closes the search writer (its merges finish first), so an idle node holds no threads or
+    /// arenas for it.
+    async fn close_search_writer(&self) {
+        let search = self.search.clone();
+        match tokio::task::spawn_blocking(move || search.close_writer()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "search writer not closed cleanly"),
+            Err(e) => tracing::warn!(error = %e, "search writer not closed cleanly"),
+        }
+    }
+
     /// Keeps the search index current until `cancel` (see the module documentation).
     pub async fn run_search(self: Arc<Self>, cancel: CancellationToken) {
         if self.search.cursor() != self.index.cursor().ok() {
@@ -213,16 +226,25 @@ impl AppView {
                 Err(e) => tracing::error!(error = %e, "search index rebuild failed"),
             }
         }
+        // Whether the writer may be open: it is closed after `WRITER_IDLE` without changes.
+        let mut writing = true;
         loop {
             tokio::select! {
                 () = self.search_wake.notified() => {}
+                () = tokio::time::sleep(WRITER_IDLE), if writing => {
+                    writing = false;
+                    self.close_search_writer().await;
+                    continue;
+                }
                 () = cancel.cancelled() => {
                     if let Err(e) = self.settle_search().await {
                         tracing::warn!(error = %e, "search index not settled at shutdown; the next start rebuilds it");
                     }
+                    self.close_search_writer().await;
                     return;
                 }
             }
+            writing = true;
             tokio::time::sleep(GATHER).await;
             if let Err(e) = self.refresh_search().await {
                 tracing::error!(error = %e, "search index update failed; rebuilding");

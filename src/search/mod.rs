@@ -13,7 +13,7 @@
 //! schema version).
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
@@ -109,8 +109,13 @@ pub struct Search {
     index: Index,
     reader: IndexReader,
     fields: Fields,
-    /// Writes are serialised; the writer is opened per batch so an idle node holds no arena.
-    write: Mutex<()>,
+    /// The writer, opened by the first write and kept while writes keep coming (closed by
+    /// [`Search::close_writer`] when they stop, so an idle node holds none). tantivy starts a
+    /// fresh indexing thread at every commit; with one writer that thread is handed the malloc
+    /// arena its predecessor just left, where a writer per batch (and its thread pools) spread
+    /// the ≈13 MiB each commit allocates over arena after arena, and a node under steady
+    /// pushes grew to 200–300 MiB (docs/performance.md, "Memory: the allocator").
+    writer: Mutex<Option<IndexWriter>>,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -221,7 +226,7 @@ impl Search {
             index,
             reader,
             fields,
-            write: Mutex::new(()),
+            writer: Mutex::new(None),
         })
     }
 
@@ -255,11 +260,26 @@ impl Search {
         cursor: u64,
         clear: bool,
     ) -> Result<(), SearchError> {
-        let _serial = self
-            .write
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let writer: IndexWriter = self.index.writer_with_num_threads(1, WRITER_BYTES)?;
+        let mut slot = self.writer_slot();
+        let mut writer = match slot.take() {
+            Some(writer) => writer,
+            None => self.open_writer()?,
+        };
+        // A writer that failed is dropped with whatever it holds uncommitted; the next write
+        // opens another.
+        self.write_batch(&mut writer, docs, removed, cursor, clear)?;
+        *slot = Some(writer);
+        Ok(())
+    }
+
+    fn write_batch(
+        &self,
+        writer: &mut IndexWriter,
+        docs: &[RepoDoc],
+        removed: &[String],
+        cursor: u64,
+        clear: bool,
+    ) -> Result<(), SearchError> {
         if clear {
             writer.delete_all_documents()?;
         }
@@ -273,11 +293,29 @@ impl Search {
         self.commit(writer, cursor)
     }
 
-    fn commit(&self, mut writer: IndexWriter, cursor: u64) -> Result<(), SearchError> {
+    /// Closes the writer, once its merges are done; the next write opens another.
+    pub fn close_writer(&self) -> Result<(), SearchError> {
+        let mut slot = self.writer_slot();
+        match slot.take() {
+            Some(writer) => Ok(writer.wait_merging_threads()?),
+            None => Ok(()),
+        }
+    }
+
+    fn writer_slot(&self) -> MutexGuard<'_, Option<IndexWriter>> {
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn open_writer(&self) -> Result<IndexWriter, SearchError> {
+        Ok(self.index.writer_with_num_threads(1, WRITER_BYTES)?)
+    }
+
+    fn commit(&self, writer: &mut IndexWriter, cursor: u64) -> Result<(), SearchError> {
         let mut commit = writer.prepare_commit()?;
         commit.set_payload(&serde_json::json!({"version": VERSION, "cursor": cursor}).to_string());
         commit.commit()?;
-        writer.wait_merging_threads()?;
         self.reader.reload()?;
         Ok(())
     }
@@ -285,16 +323,16 @@ impl Search {
     /// Starts replacing the whole index (a rebuild): documents added to the returned writer
     /// become visible, and everything else goes, at [`Bulk::finish`].
     pub fn bulk(&self) -> Result<Bulk<'_>, SearchError> {
-        let serial = self
-            .write
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let writer: IndexWriter = self.index.writer_with_num_threads(1, WRITER_BYTES)?;
+        let mut slot = self.writer_slot();
+        let writer = match slot.take() {
+            Some(writer) => writer,
+            None => self.open_writer()?,
+        };
         writer.delete_all_documents()?;
         Ok(Bulk {
             search: self,
             writer,
-            _serial: serial,
+            slot,
         })
     }
 
@@ -504,8 +542,10 @@ impl Search {
 /// A rebuild in progress: see [`Search::bulk`].
 pub struct Bulk<'a> {
     search: &'a Search,
+    /// Taken out of the slot, which stays locked: a rebuild dropped before [`Bulk::finish`]
+    /// drops the writer and everything it was given.
     writer: IndexWriter,
-    _serial: std::sync::MutexGuard<'a, ()>,
+    slot: MutexGuard<'a, Option<IndexWriter>>,
 }
 
 impl Bulk<'_> {
@@ -515,8 +555,10 @@ impl Bulk<'_> {
     }
 
     /// Commits, recording the registry index position `cursor`.
-    pub fn finish(self, cursor: u64) -> Result<(), SearchError> {
-        self.search.commit(self.writer, cursor)
+    pub fn finish(mut self, cursor: u64) -> Result<(), SearchError> {
+        self.search.commit(&mut self.writer, cursor)?;
+        *self.slot = Some(self.writer);
+        Ok(())
     }
 }
 

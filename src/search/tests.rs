@@ -292,3 +292,41 @@ fn reopens_and_rebuilds_what_it_cannot_read() {
     let (s, fresh) = Search::open(&path).unwrap();
     assert!(fresh && s.is_empty());
 }
+
+#[test]
+fn keeps_one_writer_between_writes_until_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("search");
+    let (s, _) = Search::open(&path).unwrap();
+    let second_writer = || {
+        Index::open_in_dir(&path)
+            .unwrap()
+            .writer_with_num_threads::<TantivyDocument>(1, WRITER_BYTES)
+            .map(drop)
+    };
+    s.update(&corpus()[..4], &[], 1, false).unwrap();
+    // The writer stays open (and holds the index's writer lock) between writes…
+    assert!(second_writer().is_err());
+    s.update(&corpus()[4..], &[], 2, false).unwrap();
+    let all = corpus().len() as u64;
+    assert_eq!((s.len(), s.cursor()), (all, Some(2)));
+    // …until it is closed; the next write opens another.
+    s.close_writer().unwrap();
+    second_writer().unwrap();
+    s.update(&[], &["did:plc:bob/bob/nginx".to_owned()], 3, false)
+        .unwrap();
+    assert_eq!(s.len(), all - 1);
+
+    // A rebuild takes the open writer; one dropped unfinished changes nothing.
+    let mut bulk = s.bulk().unwrap();
+    bulk.add(&corpus()[0]).unwrap();
+    drop(bulk);
+    assert_eq!(s.len(), all - 1);
+    let mut bulk = s.bulk().unwrap();
+    bulk.add(&corpus()[0]).unwrap();
+    bulk.finish(4).unwrap();
+    assert_eq!((s.len(), s.cursor()), (1, Some(4)));
+    assert!(second_writer().is_err());
+    s.update(&corpus()[1..3], &[], 5, false).unwrap();
+    assert_eq!(s.len(), 3);
+}
