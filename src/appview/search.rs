@@ -206,10 +206,12 @@ impl AppView {
     /// arenas for it.
     async fn close_search_writer(&self) {
         let search = self.search.clone();
-        match tokio::task::spawn_blocking(move || search.close_writer()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "search writer not closed cleanly"),
-            Err(e) => tracing::warn!(error = %e, "search writer not closed cleanly"),
+        let closed = tokio::task::spawn_blocking(move || search.close_writer())
+            .await
+            .map_err(|e| AppViewError::Data(e.to_string()))
+            .and_then(|closed| closed.map_err(AppViewError::from));
+        if let Err(e) = closed {
+            tracing::warn!(error = %e, "search writer not closed cleanly");
         }
     }
 

@@ -261,10 +261,7 @@ impl Search {
         clear: bool,
     ) -> Result<(), SearchError> {
         let mut slot = self.writer_slot();
-        let mut writer = match slot.take() {
-            Some(writer) => writer,
-            None => self.open_writer()?,
-        };
+        let mut writer = self.take_writer(&mut slot)?;
         // A writer that failed is dropped with whatever it holds uncommitted; the next write
         // opens another.
         self.write_batch(&mut writer, docs, removed, cursor, clear)?;
@@ -308,8 +305,12 @@ impl Search {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn open_writer(&self) -> Result<IndexWriter, SearchError> {
-        Ok(self.index.writer_with_num_threads(1, WRITER_BYTES)?)
+    /// The open writer, or a new one.
+    fn take_writer(&self, slot: &mut Option<IndexWriter>) -> Result<IndexWriter, SearchError> {
+        match slot.take() {
+            Some(writer) => Ok(writer),
+            None => Ok(self.index.writer_with_num_threads(1, WRITER_BYTES)?),
+        }
     }
 
     fn commit(&self, writer: &mut IndexWriter, cursor: u64) -> Result<(), SearchError> {
@@ -324,10 +325,7 @@ impl Search {
     /// become visible, and everything else goes, at [`Bulk::finish`].
     pub fn bulk(&self) -> Result<Bulk<'_>, SearchError> {
         let mut slot = self.writer_slot();
-        let writer = match slot.take() {
-            Some(writer) => writer,
-            None => self.open_writer()?,
-        };
+        let writer = self.take_writer(&mut slot)?;
         writer.delete_all_documents()?;
         Ok(Bulk {
             search: self,
