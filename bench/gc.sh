@@ -21,7 +21,8 @@
 # once and each repetition starts the node on a fresh copy of it; the last lines give every
 # repetition's p99 ratio and their median (the ratio moves by ±15 % from run to run here).
 #
-# The node binds 127.0.0.1 only and is stopped by PID; the scratch directory is removed on exit.
+# With BENCH_FILLED=DIR the filled data directory is kept there for the next invocation (the
+# fill's sizes are then those of the first). The node binds 127.0.0.1 only and is stopped by PID; the scratch directory is removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPOS=100000
@@ -82,14 +83,22 @@ sizes() {
     echo "$1: index.redb $(du -m "$work/data/index.redb" | cut -f1) MiB, pds.redb $(du -m "$work/data/pds.redb" | cut -f1) MiB, blobs $(find "$work/data/blobs/blobs" -type f | wc -l) files"
 }
 
-echo "== account"
-start
-line=$(echo "gc-bench-pw" | "$atcr" user add gcbench --password-stdin --listen "127.0.0.1:$port")
-printf 'gcbench\t%s\n' "${line#*$'\t'}" > "$work/owners"
-stop
+# BENCH_FILLED=DIR: the filled data directory is kept in DIR (made there when DIR does not
+# exist yet) and later invocations start from a copy of it instead of filling again (≈5 min).
+if [ -n "${BENCH_FILLED:-}" ] && [ -d "$BENCH_FILLED" ]; then
+    echo "== filled data from $BENCH_FILLED"
+    cp -a "$BENCH_FILLED" "$work/data"
+else
+    echo "== account"
+    start
+    line=$(echo "gc-bench-pw" | "$atcr" user add gcbench --password-stdin --listen "127.0.0.1:$port")
+    printf 'gcbench\t%s\n' "${line#*$'\t'}" > "$work/owners"
+    stop
 
-echo "== fill ($BLOBS blobs, $REPOS repositories, $TAGS tags each)"
-"$bench_bin" fill "$work/data" "$work/owners" "$REPOS" "$TAGS" "$BLOBS"
+    echo "== fill ($BLOBS blobs, $REPOS repositories, $TAGS tags each)"
+    "$bench_bin" fill "$work/data" "$work/owners" "$REPOS" "$TAGS" "$BLOBS"
+    [ -z "${BENCH_FILLED:-}" ] || cp -a "$work/data" "$BENCH_FILLED"
+fi
 sizes before
 
 [ "$REPS" -le 1 ] || cp -a "$work/data" "$work/filled"

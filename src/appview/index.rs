@@ -170,9 +170,9 @@ pub struct Index {
     journal: Arc<journal::Journal>,
 }
 
-/// Derived changes are replayed from the PDS event log after a crash, so most of their
-/// transactions skip the fsync: one in [`DURABLE_EVERY`] syncs, and the indexer syncs once the
-/// log has been quiet for a moment.
+/// Derived changes are replayed from the PDS event log after a crash, so their transactions
+/// skip the fsync: the indexer syncs them once they are [`DURABLE_EVERY`] old (after answering
+/// the requests that waited for them) and once the log has been quiet for a moment.
 struct Lazy {
     synced: std::time::Instant,
     pending: bool,

@@ -140,6 +140,12 @@ impl AppView {
             let touched = self.index.write(move |ix| ix.apply_events(&events)).await?;
             self.mark_for_search(touched);
             self.indexed.send_replace(last);
+            // Once a second under load, the changes become durable here, after the requests
+            // waiting for them were answered: the sync writes a second of pages and holds the
+            // index's writer through an fsync, and no request should wait for that.
+            if self.index.sync_due() {
+                self.sync_index().await;
+            }
             if caught_up {
                 return Ok(());
             }

@@ -161,9 +161,10 @@ impl Index {
     }
 
     /// Applies the changes of several commits in order, each with its event's sequence
-    /// number, and records the last as applied, in one transaction. That transaction skips
-    /// the fsync unless the last sync is `DURABLE_EVERY` old: after a crash the
-    /// index is back at a synced cursor and replays the events after it (see [`Index::sync`]).
+    /// number, and records the last as applied, in one transaction that skips the fsync:
+    /// after a crash the index is back at a synced cursor and replays the events after it.
+    /// The caller syncs when [`Index::sync_due`] says so, after it has answered whoever
+    /// waits for these events (see [`Index::sync`]).
     pub fn apply_events(
         &self,
         events: &[(u64, Vec<IndexChange>)],
@@ -181,25 +182,29 @@ impl Index {
             return Ok(Vec::new());
         }
         let mut tx = self.begin_write()?;
-        let durable = lazy.synced.elapsed() >= super::DURABLE_EVERY;
-        if !durable {
-            tx.set_durability(redb::Durability::None)
-                .map_err(|e| IndexError::Db(redb::Error::from(e)))?;
-        }
+        tx.set_durability(redb::Durability::None)
+            .map_err(|e| IndexError::Db(redb::Error::from(e)))?;
         let mut touched = Vec::new();
         for (_, changes) in events {
             apply_in(&tx, changes, &mut touched)?;
         }
         tx.open_table(META)?.insert("cursor", *last)?;
         tx.commit()?;
-        if durable {
-            lazy.synced = std::time::Instant::now();
-        }
-        lazy.pending = !durable;
+        lazy.pending = true;
         lazy.ahead = None;
         touched.sort();
         touched.dedup();
         Ok(touched)
+    }
+
+    /// Whether changes applied without an fsync have waited [`super::DURABLE_EVERY`] for one.
+    #[must_use]
+    pub fn sync_due(&self) -> bool {
+        let lazy = self
+            .lazy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (lazy.pending || lazy.ahead.is_some()) && lazy.synced.elapsed() >= super::DURABLE_EVERY
     }
 
     /// Makes derived changes applied without an fsync durable (an empty synced transaction).

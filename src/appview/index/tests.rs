@@ -294,6 +294,29 @@ fn events_that_change_nothing_move_the_cursor_without_a_write() {
 }
 
 #[test]
+fn applied_events_become_durable_only_when_the_indexer_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.redb");
+    let crashed = dir.path().join("crashed.redb");
+    let change = || vec![IndexChange::DeleteRecord(tag_addr("r", "t"))];
+    let ix = Index::open(&path).unwrap();
+    assert!(!ix.sync_due());
+    std::thread::sleep(DURABLE_EVERY);
+    assert!(!ix.sync_due(), "nothing applied: no sync due");
+    // However long since the last sync, applying never syncs by itself: the request waiting
+    // for these events is answered first, the indexer syncs after.
+    ix.apply_events(&[(1, change())]).unwrap();
+    assert!(ix.sync_due());
+    // The file as a crash would leave it (a clean close makes everything durable).
+    std::fs::copy(&path, &crashed).unwrap();
+    assert_eq!(Index::open(&crashed).unwrap().cursor().unwrap(), 0);
+    ix.sync().unwrap();
+    assert!(!ix.sync_due());
+    std::fs::copy(&path, &crashed).unwrap();
+    assert_eq!(Index::open(&crashed).unwrap().cursor().unwrap(), 1);
+}
+
+#[test]
 fn a_damaged_index_is_moved_aside_and_started_afresh() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index.redb");
