@@ -15,9 +15,12 @@ use crate::appview::summary::ManifestSummary;
 use crate::atproto::Did;
 use crate::search::{RepoDoc, SearchError};
 
-/// How long the worker gathers marks before it commits (a push touches a repository a few
-/// times in quick succession).
-const GATHER: Duration = Duration::from_millis(150);
+/// How long the worker gathers marks before it commits: a push touches a repository a few
+/// times in quick succession, and each tantivy commit costs a segment, its fsyncs and ≈13 MiB
+/// of indexing tables allocated and freed (mapped and unmapped under the packaged unit's
+/// malloc settings). A second keeps search a moment behind a push and took the bursts of slow
+/// `PUT`s out of collections under push load (docs/performance.md, 2026-12-08; 150 ms before).
+const GATHER: Duration = Duration::from_secs(1);
 /// How long the search writer stays open after the last change (see `Search::close_writer`).
 const WRITER_IDLE: Duration = Duration::from_secs(10);
 /// Repositories read per registry-index page during a rebuild.
