@@ -197,7 +197,7 @@ impl Index {
         Ok(touched)
     }
 
-    /// Whether changes applied without an fsync have waited [`super::DURABLE_EVERY`] for one.
+    /// Whether changes applied without an fsync have waited a second (`DURABLE_EVERY`) for one.
     #[must_use]
     pub fn sync_due(&self) -> bool {
         let lazy = self
