@@ -22,7 +22,8 @@
 # repetition's p99 ratio and their median (the ratio moves by ±15 % from run to run here).
 #
 # With BENCH_FILLED=DIR the filled data directory is kept there for the next invocation (the
-# fill's sizes are then those of the first). The node binds 127.0.0.1 only and is stopped by PID; the scratch directory is removed on exit.
+# fill's sizes are then those of the first). The node binds 127.0.0.1 only and is stopped by
+# PID; the scratch directory is removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPOS=100000
