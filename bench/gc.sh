@@ -26,6 +26,12 @@
 # PID; the scratch directory is removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One run at a time: two on the same two cores measure each other.
+exec 9>"${TMPDIR:-/tmp}/atcr-bench-gc.lock"
+if ! flock -n 9; then
+    echo "bench/gc.sh: another run is in progress (${TMPDIR:-/tmp}/atcr-bench-gc.lock)" >&2
+    exit 1
+fi
 REPOS=100000
 TAGS=10
 BLOBS=100000
