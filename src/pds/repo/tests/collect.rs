@@ -80,6 +80,20 @@ async fn write(repos: &Repos, did: &Did, writes: Vec<WriteOp>) {
         .unwrap();
 }
 
+/// Alice's repository after 20 updates of four records, the i-th writing `text(i)`.
+async fn alice_rewritten(repos: &Repos, key: &Arc<Keypair>, text: impl Fn(usize) -> String) -> Did {
+    let alice = repo(repos, "alice", key).await;
+    for i in 0..20 {
+        write(repos, &alice, vec![put(&format!("k{}", i % 4), &text(i))]).await;
+    }
+    alice
+}
+
+/// The store holds exactly the blocks its heads reach.
+fn assert_holds_only_reachable(store: &PdsStore) {
+    assert_eq!(store.size().unwrap().blocks, reachable(store).len() as u64);
+}
+
 #[tokio::test]
 async fn collection_leaves_exactly_what_the_heads_reach() {
     let dir = tempfile::tempdir().unwrap();
@@ -178,7 +192,7 @@ async fn a_block_that_comes_back_or_is_shared_stays() {
     store.collect_blocks(false).unwrap();
     assert!(store.get(&post_cid("gone")).unwrap().is_none());
     assert_eq!(verify_all(store, &key), 2);
-    assert_eq!(store.size().unwrap().blocks, reachable(store).len() as u64);
+    assert_holds_only_reachable(store);
 }
 
 #[tokio::test]
@@ -274,7 +288,7 @@ async fn collections_racing_commits_never_take_a_reachable_block() {
     let total: usize = models.iter().map(|(_, m)| m.len()).sum();
     assert_eq!(verify_all(store, &key), total);
     store.collect_blocks(false).unwrap();
-    assert_eq!(store.size().unwrap().blocks, reachable(store).len() as u64);
+    assert_holds_only_reachable(store);
 }
 
 #[tokio::test]
@@ -282,24 +296,13 @@ async fn what_a_collection_deleted_stays_deleted_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let repos = open(dir.path());
     let key = Arc::new(Keypair::generate(Algorithm::K256));
-    let alice = repo(&repos, "alice", &key).await;
-    for i in 0..20 {
-        write(
-            &repos,
-            &alice,
-            vec![put(&format!("k{}", i % 4), &format!("v{i}"))],
-        )
-        .await;
-    }
+    alice_rewritten(&repos, &key, |i| format!("v{i}")).await;
     // Every sweep batch is durable by itself: no commit after the collection is needed.
     assert!(repos.store().collect_blocks(false).unwrap().blocks_deleted > 0);
     let crashed = tempfile::tempdir().unwrap();
     crash_copy(dir.path(), crashed.path());
     let after = open(crashed.path());
-    assert_eq!(
-        after.store().size().unwrap().blocks,
-        reachable(after.store()).len() as u64
-    );
+    assert_holds_only_reachable(after.store());
     assert_eq!(
         after.store().collect_blocks(false).unwrap().blocks_deleted,
         0
@@ -312,15 +315,7 @@ async fn a_crash_after_a_collection_replays_onto_the_collected_store() {
     let dir = tempfile::tempdir().unwrap();
     let repos = open(dir.path());
     let key = Arc::new(Keypair::generate(Algorithm::K256));
-    let alice = repo(&repos, "alice", &key).await;
-    for i in 0..20 {
-        write(
-            &repos,
-            &alice,
-            vec![put(&format!("k{}", i % 4), &format!("v{}", i % 3))],
-        )
-        .await;
-    }
+    let alice = alice_rewritten(&repos, &key, |i| format!("v{}", i % 3)).await;
     // Collected durably while commits ride on `pds.wal`; then more commits on the log, some
     // bringing back what was just collected.
     assert!(repos.store().collect_blocks(false).unwrap().blocks_deleted > 0);
@@ -342,8 +337,5 @@ async fn a_crash_after_a_collection_replays_onto_the_collected_store() {
     assert_eq!(verify_all(after.store(), &key), 4);
     after.store().collect_blocks(false).unwrap();
     assert_eq!(verify_all(after.store(), &key), 4);
-    assert_eq!(
-        after.store().size().unwrap().blocks,
-        reachable(after.store()).len() as u64
-    );
+    assert_holds_only_reachable(after.store());
 }
