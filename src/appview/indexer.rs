@@ -9,6 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use tokio::sync::broadcast;
+
 use tokio_util::sync::CancellationToken;
 
 use super::layers::{self, LAYER_COLLECTION};
@@ -22,6 +25,8 @@ use crate::atproto::{BlockStore, Cid, Did, Value};
 use crate::oci::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use crate::oci::name::RepoName;
 use crate::pds::events;
+
+mod rebuild;
 
 /// The collections the index follows, manifests before the tags that point at them. Layer
 /// records count only in the node's repository.
@@ -40,6 +45,14 @@ const MAX_CONFIG_BYTES: u64 = 1 << 20;
 const BATCH: usize = 256;
 /// How long the event log stays quiet before what the index applied without a sync is synced.
 const SYNC_WHEN_IDLE: Duration = Duration::from_millis(500);
+
+/// Why [`AppView::follow_published`] stopped following.
+enum Followed {
+    /// The published events no longer follow the cursor: read the log.
+    Gap,
+    /// The node is stopping.
+    Stopped,
+}
 
 /// What a rebuild found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,26 +94,68 @@ impl AppView {
 
     async fn follow_events(&self, cancel: &CancellationToken) {
         // Subscribed before catching up, so no event published meanwhile goes unnoticed.
-        let mut wake = self.pds.repos.subscribe();
+        let mut published = self.pds.repos.subscribe();
         loop {
-            if let Err(e) = self.catch_up().await {
-                tracing::error!(error = %e, "indexing failed; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    () = cancel.cancelled() => return,
+            let followed = match self.catch_up().await {
+                Ok(()) => self.follow_published(&mut published, cancel).await,
+                Err(e) => Err(e),
+            };
+            match followed {
+                Ok(Followed::Gap) => {}
+                Ok(Followed::Stopped) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "indexing failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = cancel.cancelled() => return,
+                    }
                 }
             }
-            // Quiet for a while: make what was applied without a sync durable, then wait.
-            tokio::select! {
-                _ = wake.recv() => continue,
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(SYNC_WHEN_IDLE) => {}
+        }
+    }
+
+    /// Applies events as the PDS publishes them, from the frames it hands out: no read of the
+    /// log and no blocking thread for a commit the index has nothing to take from (most of a
+    /// PDS's). Returns at the first event that does not follow the cursor (one missed, or this
+    /// receiver lagged behind), for [`AppView::catch_up`] to read from the log, and syncs what
+    /// was applied once the PDS has been quiet for a moment.
+    async fn follow_published(
+        &self,
+        published: &mut broadcast::Receiver<(u64, Bytes)>,
+        cancel: &CancellationToken,
+    ) -> Result<Followed, AppViewError> {
+        let mut synced = false;
+        loop {
+            let received = tokio::select! {
+                r = published.recv() => r,
+                () = cancel.cancelled() => return Ok(Followed::Stopped),
+                () = tokio::time::sleep(SYNC_WHEN_IDLE), if !synced => {
+                    self.sync_index().await;
+                    synced = true;
+                    continue;
+                }
+            };
+            synced = false;
+            let first = match received {
+                Ok(event) => event,
+                Err(broadcast::error::RecvError::Lagged(_)) => return Ok(Followed::Gap),
+                Err(broadcast::error::RecvError::Closed) => {
+                    cancel.cancelled().await;
+                    return Ok(Followed::Stopped);
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match published.try_recv() {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
+                }
             }
-            self.sync_index().await;
-            tokio::select! {
-                _ = wake.recv() => {}
-                () = cancel.cancelled() => return,
-            }
+            let cursor = self.index.cursor()?;
+            let Some(batch) = following(cursor, batch) else {
+                return Ok(Followed::Gap);
+            };
+            self.apply_batch(cursor, batch).await?;
         }
     }
 
@@ -120,36 +175,46 @@ impl AppView {
             let batch = tokio::task::spawn_blocking(move || s.events_after(cursor, BATCH))
                 .await
                 .map_err(|e| AppViewError::Data(e.to_string()))??;
-            if batch.is_empty() {
-                self.indexed.send_if_modified(|s| {
-                    let changed = *s != cursor;
-                    *s = cursor;
-                    changed
-                });
-                return Ok(());
-            }
-            // A short batch was the end of the log when read; what comes later wakes the
-            // indexer again.
+            // A short batch was the end of the log when read; what comes later is published.
             let caught_up = batch.len() < BATCH;
-            // The whole batch in one transaction: one fsync however many events arrived.
-            let mut events = Vec::with_capacity(batch.len());
-            for (seq, frame) in batch {
-                events.push((seq, self.changes_of_event(&frame).await?));
-            }
-            let last = events.last().map_or(cursor, |e| e.0);
-            let touched = self.index.write(move |ix| ix.apply_events(&events)).await?;
-            self.mark_for_search(touched);
-            self.indexed.send_replace(last);
-            // Once a second under load, the changes become durable here, after the requests
-            // waiting for them were answered: the sync writes a second of pages and holds the
-            // index's writer through an fsync, and no request should wait for that.
-            if self.index.sync_due() {
-                self.sync_index().await;
-            }
+            self.apply_batch(cursor, batch).await?;
             if caught_up {
                 return Ok(());
             }
         }
+    }
+
+    /// Applies `batch`, the events right after `cursor` in sequence order, and tells whoever
+    /// waits for them.
+    async fn apply_batch(&self, cursor: u64, batch: Vec<(u64, Bytes)>) -> Result<(), AppViewError> {
+        let mut events = Vec::with_capacity(batch.len());
+        for (seq, frame) in batch {
+            events.push((seq, self.changes_of_event(&frame).await?));
+        }
+        let Some(&(last, _)) = events.last() else {
+            self.indexed.send_if_modified(|s| {
+                let changed = *s != cursor;
+                *s = cursor;
+                changed
+            });
+            return Ok(());
+        };
+        let touched = if events.iter().all(|(_, changes)| changes.is_empty()) {
+            // Only the cursor moves, in memory: nothing to hand to a blocking thread.
+            self.index.apply_events(&events)?
+        } else {
+            // The whole batch in one transaction, however many events arrived.
+            self.index.write(move |ix| ix.apply_events(&events)).await?
+        };
+        self.mark_for_search(touched);
+        self.indexed.send_replace(last);
+        // Once a second under load, the changes become durable here, after the requests
+        // waiting for them were answered: the sync writes a second of pages and holds the
+        // index's writer through an fsync, and no request should wait for that.
+        if self.index.sync_due() {
+            self.sync_index().await;
+        }
+        Ok(())
     }
 
     /// [`AppView::catch_up`], then makes the index durable (at start and after a rebuild).
@@ -374,102 +439,6 @@ impl AppView {
         }))
     }
 
-    /// Recreates the index from the repositories and blob storage: empties what records put
-    /// in, applies every manifest and tag record of every repository, then the events that
-    /// came after.
-    pub async fn rebuild(&self) -> Result<RebuildStats, AppViewError> {
-        let stats = self.rebuild_records().await?;
-        self.catch_up_and_sync().await?;
-        Ok(stats)
-    }
-
-    /// Rebuilds the index from the repositories when the event log no longer holds the events
-    /// after its cursor (a lost or restored `index.redb`, the log pruned since). While the node
-    /// runs this cannot happen (the log is never pruned past the index), so it is checked only
-    /// where an index is taken up: at start and after a rebuild.
-    async fn rebuild_if_the_log_was_pruned_past(&self) -> Result<(), AppViewError> {
-        let cursor = self.index.cursor()?;
-        let store = self.pds.store().clone();
-        let oldest = tokio::task::spawn_blocking(move || store.first_seq())
-            .await
-            .map_err(|e| AppViewError::Data(e.to_string()))??;
-        if let Some(oldest) = oldest.filter(|o| *o > cursor.saturating_add(1)) {
-            tracing::warn!(
-                cursor,
-                oldest,
-                "the event log no longer holds what the index needs; rebuilding it from the \
-                 repositories"
-            );
-            self.rebuild_records().await?;
-        }
-        Ok(())
-    }
-
-    /// The part of [`AppView::rebuild`] that reads the repositories: the index is then at the
-    /// event the log had when it started, and catching up applies what came after.
-    ///
-    /// The node's layer records come first: the manifests they vouch for count whatever their
-    /// owner's quota (see [`IndexChange::PutManifest`]), as they did when pushed.
-    async fn rebuild_records(&self) -> Result<RebuildStats, AppViewError> {
-        let store = self.pds.store().clone();
-        let seq = store.last_seq()?;
-        self.index.clear_derived(seq)?;
-        let mut stats = RebuildStats::default();
-        let node = self.pds.node_did.clone();
-        self.rebuild_collection(&node, LAYER_COLLECTION, &mut stats)
-            .await?;
-        let mut after: Option<String> = None;
-        loop {
-            let repos = store.list_repos(after.as_deref(), 100)?;
-            let Some((last, _)) = repos.last() else { break };
-            after = Some(last.as_str().to_owned());
-            for (did, _) in repos {
-                stats.repos += 1;
-                for collection in INDEXED.into_iter().filter(|c| *c != LAYER_COLLECTION) {
-                    self.rebuild_collection(&did, collection, &mut stats)
-                        .await?;
-                }
-            }
-        }
-        self.rebuild_remote(&mut stats).await?;
-        Ok(stats)
-    }
-
-    /// Applies every record of one collection of `did`'s repository (a rebuild).
-    async fn rebuild_collection(
-        &self,
-        did: &Did,
-        collection: &str,
-        stats: &mut RebuildStats,
-    ) -> Result<(), AppViewError> {
-        let store = self.pds.store();
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = store.list_records(did, collection, cursor.as_deref(), 500, false)?;
-            let Some((last, _)) = page.last() else {
-                return Ok(());
-            };
-            cursor = Some(last.clone());
-            let mut changes = Vec::with_capacity(page.len());
-            for (rkey, cid) in page {
-                let addr = RecordAddr {
-                    did: did.as_str().to_owned(),
-                    collection: collection.to_owned(),
-                    rkey,
-                };
-                let change = self.change_of(
-                    did,
-                    RecordOp {
-                        addr,
-                        cid: Some(cid),
-                    },
-                );
-                stats.count(change.await?, &mut changes);
-            }
-            self.index.write(move |ix| ix.apply(&changes, None)).await?;
-        }
-    }
-
     /// Prunes the event log to the `keep_secs` before `now` (unix seconds), never past an
     /// event the index has not applied; returns how many events went.
     pub async fn prune_event_log(&self, keep_secs: u64, now: u64) -> Result<u64, AppViewError> {
@@ -484,6 +453,15 @@ impl AppView {
         }
         Ok(pruned)
     }
+}
+
+/// The published events to apply after `cursor`: those not applied yet (events published while
+/// the log was read are), if they follow it without a gap; `None` when one is missing, for the
+/// log to fill in.
+fn following(cursor: u64, mut batch: Vec<(u64, Bytes)>) -> Option<Vec<(u64, Bytes)>> {
+    batch.retain(|(seq, _)| *seq > cursor);
+    let expected = cursor + 1..=cursor + batch.len() as u64;
+    batch.iter().map(|e| e.0).eq(expected).then_some(batch)
 }
 
 /// The index key of repository `path` of `did`, if `path` is a valid repository path.
@@ -532,3 +510,6 @@ fn page_change(did: &Did, addr: RecordAddr, record: &serde_json::Value) -> Optio
         .to_owned();
     Some(IndexChange::PutPage { addr, repo, text })
 }
+
+#[cfg(test)]
+mod tests;

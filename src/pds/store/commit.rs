@@ -46,6 +46,9 @@ pub(super) struct Log {
     /// Whether redb durably names this run's epoch and is marked not clean: groups may be
     /// logged.
     armed: bool,
+    /// The second of the last append time a group wrote (`event_times`): one per second is
+    /// enough for pruning the log by age (see `store/events.rs`).
+    timed: u64,
 }
 
 impl Log {
@@ -55,6 +58,7 @@ impl Log {
             next,
             epoch,
             armed: false,
+            timed: 0,
         }
     }
 }
@@ -88,16 +92,18 @@ impl PdsStore {
         let group = log.next;
         let mut out = Vec::with_capacity(batches.len());
         let mut redo = wal::Writer::default();
+        let now = crate::pds::accounts::now_secs();
+        let mut stamp = (log.timed != now).then_some(now);
         {
             let mut tables = Tables::open(&tx)?;
             let mut written = self.collector.written();
             for batch in batches {
-                out.push(apply_commit(
-                    &mut tables,
-                    batch,
-                    &mut redo,
-                    written.as_mut(),
-                )?);
+                let committed =
+                    apply_commit(&mut tables, batch, &mut redo, written.as_mut(), stamp)?;
+                if committed.is_ok() {
+                    stamp = None;
+                }
+                out.push(committed);
             }
             tables.meta.insert(WAL_GROUP, group)?;
             if !log.armed {
@@ -122,6 +128,9 @@ impl PdsStore {
             return Err(e.into());
         }
         log.next += 1;
+        if stamp.is_none() {
+            log.timed = now;
+        }
         if !logged {
             log.wal.checkpointed();
             log.armed = true;
@@ -205,14 +214,15 @@ const REDO_RECORD_PUT: u8 = 4;
 const REDO_RECORD_DELETE: u8 = 5;
 const REDO_EVENT: u8 = 6;
 
-/// Writes one commit into the group's tables and its writes to `redo`, and its blocks to
-/// `written` while a block collection runs; `Ok(Err(HeadMoved))` when its expected head is not
-/// current (nothing written for it).
+/// Writes one commit into the group's tables and its writes to `redo`, its blocks to `written`
+/// while a block collection runs, and `time` as its event's append time if given;
+/// `Ok(Err(HeadMoved))` when its expected head is not current (nothing written for it).
 fn apply_commit(
     t: &mut Tables<'_>,
     batch: CommitBatch,
     redo: &mut wal::Writer,
     mut written: Option<&mut HashSet<Vec<u8>>>,
+    time: Option<u64>,
 ) -> Result<Committed, StoreError> {
     let did = batch.did.as_str();
     let current: Option<RepoHead> = t
@@ -278,8 +288,9 @@ fn apply_commit(
     let seq = t.events.last()?.map_or(0, |(k, _)| k.value()) + 1;
     let frame = (batch.event)(seq);
     t.events.insert(seq, frame.as_slice())?;
-    t.event_times
-        .insert(seq, crate::pds::accounts::now_secs())?;
+    if let Some(time) = time {
+        t.event_times.insert(seq, time)?;
+    }
     redo.byte(REDO_EVENT);
     redo.u64(seq);
     redo.bytes(&frame);
@@ -355,6 +366,7 @@ pub(super) fn recover(
 /// Writes a group's logged writes again (recovery from `pds.wal`); `None` when the payload
 /// does not read as writes.
 fn replay(t: &mut Tables<'_>, payload: &[u8]) -> Option<Result<(), StoreError>> {
+    let replayed_at = crate::pds::accounts::now_secs();
     let mut r = wal::Reader(payload);
     while !r.is_empty() {
         let done = match r.byte()? {
@@ -366,7 +378,13 @@ fn replay(t: &mut Tables<'_>, payload: &[u8]) -> Option<Result<(), StoreError>> 
                 .insert((r.str()?, r.str()?, r.str()?), r.str()?)
                 .map(drop),
             REDO_RECORD_DELETE => t.records.remove((r.str()?, r.str()?, r.str()?)).map(drop),
-            REDO_EVENT => t.events.insert(r.u64()?, r.bytes()?).map(drop),
+            REDO_EVENT => {
+                let seq = r.u64()?;
+                t.events
+                    .insert(seq, r.bytes()?)
+                    .and_then(|_| t.event_times.insert(seq, replayed_at))
+                    .map(drop)
+            }
             _ => return None,
         };
         if let Err(e) = done {

@@ -1,11 +1,16 @@
 //! The event log of `pds.redb`: appending an event, reading it back by sequence number, and
 //! pruning it to a time window.
 //!
-//! Each event's append time is kept beside it (`event_times`). Pruning removes every event up
-//! to the newest one appended before the cutoff, never past a bound the caller gives (the
-//! registry index's cursor: nothing it has not applied goes), and never the newest event, whose
-//! number the next one continues from. Events without a time (replayed from `pds.wal`, or from
-//! before times were kept) are older than the timed event after them, so they go with it.
+//! Append times are kept beside the events (`event_times`): for every `#identity`/`#account`
+//! event, every event replayed from `pds.wal` (the time of the replay), and the first commit
+//! event of each second — a time per commit would cost every commit one more table to write.
+//! A commit event without a time was appended in the second of the timed event before it;
+//! events from before times were kept are older than the first timed one.
+//!
+//! Pruning removes every event up to the newest one appended before the cutoff, never past a
+//! bound the caller gives (the registry index's cursor: nothing it has not applied goes), and
+//! never the newest event, whose number the next one continues from. When it removes a timed
+//! event but keeps untimed ones of its second, the first kept one takes that time over.
 
 use bytes::Bytes;
 use redb::{ReadableTable, WriteTransaction};
@@ -67,22 +72,34 @@ impl PdsStore {
                 let newest = events.last()?.map_or(0, |(k, _)| k.value());
                 let bound = max_seq.min(newest.saturating_sub(1));
                 // The newest timed event before the cutoff within the bound, looking at most
-                // STEP events ahead: everything up to it goes in this round.
-                let mut upto = None;
+                // STEP events ahead, and the first timed one after it: everything before that
+                // one goes in this round (untimed events share the time before them).
+                let (mut upto, mut next, mut seen) = (None, None, 0);
                 for item in times.range(..=bound)?.take(STEP) {
                     let (seq, at) = item?;
+                    seen += 1;
                     if at.value() >= cutoff {
+                        next = Some(seq.value());
                         break;
                     }
-                    upto = Some(seq.value());
+                    upto = Some((seq.value(), at.value()));
                 }
-                let Some(upto) = upto else {
+                let Some((upto, at)) = upto else {
                     drop((events, times));
                     tx.abort()?;
                     return Ok(removed);
                 };
-                let gone = remove_through(&mut events, upto)?;
-                remove_through(&mut times, upto)?;
+                let through = match next {
+                    Some(next) => next - 1,
+                    None if seen < STEP => bound,
+                    None => upto,
+                };
+                let gone = remove_through(&mut events, through)?;
+                remove_through(&mut times, through)?;
+                let kept = through + 1;
+                if kept <= newest && times.get(kept)?.is_none() {
+                    times.insert(kept, at)?;
+                }
                 gone
             };
             tx.commit()?;

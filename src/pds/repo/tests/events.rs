@@ -171,6 +171,52 @@ async fn the_event_log_is_pruned_to_its_window_and_numbering_goes_on() {
     assert_eq!(repos.store().last_seq().unwrap(), last + 1);
 }
 
+/// Only the first commit event of a second carries an append time; the rest of that second's
+/// share it. A cutoff between two seconds prunes all of the earlier second's events and none of
+/// the later's; an event left behind by the bound takes the pruned one's time over, so it goes
+/// once old, not with some later second.
+#[tokio::test]
+async fn commit_events_of_one_second_share_its_time_when_pruned() {
+    use crate::pds::accounts::now_secs;
+    let (_dir, repos, alice, _) = alice_alone().await;
+    let post = |i: usize| {
+        let repos = &repos;
+        let alice = &alice;
+        async move {
+            let writes = vec![create("app.test.post", &format!("p{i}"), "x")];
+            repos
+                .apply_writes(alice, writes, None, Validation::IfKnown)
+                .await
+                .unwrap();
+        }
+    };
+    for i in 0..3 {
+        post(i).await;
+    }
+    let earlier = now_secs();
+    while now_secs() == earlier {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let store = repos.store();
+    let before = store.last_seq().unwrap();
+    let second = now_secs();
+    for i in 3..6 {
+        post(i).await;
+    }
+    let newest = store.last_seq().unwrap();
+    assert_eq!(newest, before + 3);
+
+    assert_eq!(store.prune_events(second, u64::MAX).unwrap(), before);
+    assert_eq!(store.first_seq().unwrap(), Some(before + 1));
+    // The bound stops it after the later second's timed event; the next event inherits its
+    // time: not older than `second`, and gone once everything is old.
+    let later = now_secs() + 10;
+    assert_eq!(store.prune_events(later, before + 1).unwrap(), 1);
+    assert_eq!(store.prune_events(second, u64::MAX).unwrap(), 0);
+    assert_eq!(store.prune_events(later, u64::MAX).unwrap(), 1);
+    assert_eq!(store.first_seq().unwrap(), Some(newest));
+}
+
 /// A consumer's check of these events (`atproto::sync::verify_commit`, what the node applies
 /// to the `#commit` frames of other PDSes) takes them with the repository's key, and refuses
 /// them signed by another key, about another repository, with an op dropped or changed, or
