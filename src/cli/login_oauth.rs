@@ -18,6 +18,10 @@ use super::login::{LoginArgs, keep, on_node, post_falling_back, post_to, xrpc_er
 const WAIT_FOR_BROWSER: Duration = Duration::from_mins(10);
 /// The exchange's path on the node.
 const TOKEN_PATH: &str = "/oauth/cli/token";
+/// Connections answered at once. Any local user can reach the listener while the command
+/// waits, and a connection that sends nothing keeps its place for 10 s; the next ones wait in
+/// the kernel's queue.
+const MAX_CONNECTIONS: usize = 16;
 
 pub fn run(args: &LoginArgs<'_>) -> anyhow::Result<()> {
     let (target, (did, handle, secret)) = on_node(args, async |target, tls, scheme_given| {
@@ -44,9 +48,12 @@ pub fn run(args: &LoginArgs<'_>) -> anyhow::Result<()> {
             "Open this link in your browser to sign in at your PDS and allow this command:\n{url}"
         ))?;
         open_in_browser(&url);
-        let code = tokio::time::timeout(WAIT_FOR_BROWSER, wait_for_code(&listener, &state))
-            .await
-            .context("no answer from the browser in 10 minutes")??;
+        let code = tokio::time::timeout(
+            WAIT_FOR_BROWSER,
+            wait_for_code(&listener, &state, MAX_CONNECTIONS),
+        )
+        .await
+        .context("no answer from the browser in 10 minutes")??;
         let (status, answer) = post_to(
             target,
             tls,
@@ -89,16 +96,26 @@ fn open_in_browser(url: &str) {
 }
 
 /// Answers the browser's requests on `listener` until one brings a code with `state`; each
-/// connection on its own (one that sends nothing holds up no other).
-async fn wait_for_code(listener: &tokio::net::TcpListener, state: &str) -> anyhow::Result<String> {
+/// connection on its own (one that sends nothing holds up no other), at most `max` at once.
+async fn wait_for_code(
+    listener: &tokio::net::TcpListener,
+    state: &str,
+    max: usize,
+) -> anyhow::Result<String> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max));
     loop {
+        let slot = tokio::select! {
+            Some(code) = rx.recv() => return Ok(code),
+            slot = slots.clone().acquire_owned() => slot?,
+        };
         tokio::select! {
             Some(code) = rx.recv() => return Ok(code),
             accepted = listener.accept() => {
                 let (conn, _) = accepted?;
                 let (tx, state) = (tx.clone(), state.to_owned());
                 tokio::spawn(async move {
+                    let _slot = slot;
                     if let Some(code) = answer(conn, &state).await {
                         let _ = tx.send(code).await;
                     }
@@ -140,4 +157,40 @@ async fn answer(mut conn: tokio::net::TcpStream, state: &str) -> Option<String> 
     );
     let _ = conn.write_all(reply.as_bytes()).await;
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::wait_for_code;
+
+    /// Connections that send nothing take up at most `max` places: the browser's answer waits
+    /// behind them until one goes, then is taken.
+    #[tokio::test]
+    async fn idle_connections_hold_at_most_max_places() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let waiting = tokio::spawn(async move { wait_for_code(&listener, "s1", 2).await.unwrap() });
+        let mut idle = Vec::new();
+        for _ in 0..2 {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let mut browser = TcpStream::connect(addr).await.unwrap();
+        browser
+            .write_all(b"GET /callback?code=c1&state=s1 HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = [0u8; 12];
+        let early = tokio::time::timeout(Duration::from_millis(300), browser.read(&mut reply));
+        assert!(early.await.is_err(), "answered past the cap");
+        assert!(!waiting.is_finished());
+        drop(idle.pop());
+        assert_eq!(waiting.await.unwrap(), "c1");
+        browser.read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, b"HTTP/1.1 200");
+    }
 }
