@@ -29,8 +29,9 @@ use crate::pds::store::{CommitBatch, CommitFailure, PdsStore, StoreError};
 /// Commits taken into one transaction at most, so a burst cannot grow one without bound.
 const MAX_GROUP: usize = 256;
 
-/// A direct commit taking longer than this (a stalling disk: a logged commit takes ≈0.3 ms
-/// here, the log's growth by a step a few) sends the writers of the next [`SLOW_BACKOFF`] to
+/// A direct commit taking longer than this is slow (a logged commit takes ≈0.3 ms here, the
+/// log's growth by a step a few). A second slow one within [`SLOW_BACKOFF`] of the first — a
+/// disk that keeps stalling, not one hiccup — sends the writers of the next [`SLOW_BACKOFF`] to
 /// the thread, so that runtime threads do not wait on the disk.
 const SLOW_DIRECT: Duration = Duration::from_millis(10);
 const SLOW_BACKOFF: Duration = Duration::from_secs(1);
@@ -75,8 +76,36 @@ impl Drop for Writing<'_> {
     }
 }
 
-/// Until when the direct path is off after a slow direct commit.
-struct Backoff(Option<Instant>);
+/// Whether slow direct commits have turned the direct path off.
+#[derive(Default)]
+struct Backoff {
+    /// Until when the direct path is off.
+    off_until: Option<Instant>,
+    /// When the last slow direct commit ended.
+    last_slow: Option<Instant>,
+}
+
+impl Backoff {
+    fn is_off(&self, now: Instant) -> bool {
+        self.off_until.is_some_and(|until| now < until)
+    }
+
+    /// Counts a direct commit that took `took` and ended `now`; `true` when it turns the
+    /// direct path off.
+    fn record(&mut self, took: Duration, now: Instant) -> bool {
+        if took <= SLOW_DIRECT {
+            return false;
+        }
+        let again = self
+            .last_slow
+            .is_some_and(|last| now.duration_since(last) < SLOW_BACKOFF);
+        self.last_slow = Some(now);
+        if again {
+            self.off_until = Some(now + SLOW_BACKOFF);
+        }
+        again
+    }
+}
 
 impl Committer {
     /// Starts the committer thread over `store`, publishing committed events on `events`.
@@ -85,7 +114,7 @@ impl Committer {
         let shared = Arc::new(Shared {
             store,
             events,
-            committing: Mutex::new(Backoff(None)),
+            committing: Mutex::new(Backoff::default()),
             queued: AtomicUsize::new(0),
             writers: AtomicUsize::new(0),
             direct: AtomicUsize::new(0),
@@ -155,7 +184,7 @@ impl Committer {
         // which uncounts it only after committing it under this lock; so no job is waiting for
         // the thread that this one would overtake.
         if shared.queued.load(Ordering::SeqCst) > 0
-            || backoff.0.is_some_and(|until| Instant::now() < until)
+            || backoff.is_off(Instant::now())
             || !shared.store.next_commit_is_logged()
         {
             return Some(job);
@@ -164,11 +193,10 @@ impl Committer {
         run_group(&shared.store, &shared.events, vec![job]);
         shared.direct.fetch_add(1, Ordering::Relaxed);
         let took = started.elapsed();
-        backoff.0 = (took > SLOW_DIRECT).then(|| Instant::now() + SLOW_BACKOFF);
-        if took > SLOW_DIRECT {
+        if backoff.record(took, Instant::now()) {
             tracing::debug!(
                 ?took,
-                "a direct commit was slow: commits go to the thread for a while"
+                "direct commits were slow twice in a second: commits go to the thread for a while"
             );
         }
         None
@@ -253,5 +281,31 @@ fn run_group(store: &PdsStore, events: &broadcast::Sender<(u64, Bytes)>, group: 
                 let _ = reply.send(Err(CommitFailure::Store(why)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{Backoff, SLOW_BACKOFF};
+
+    /// One slow direct commit (a hiccup) leaves the direct path on; a second within a second
+    /// (a stalling disk) turns it off for a second; a slow one long after starts counting anew.
+    #[test]
+    fn the_direct_path_goes_off_after_two_slow_commits_in_a_second() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let (fast, slow) = (Duration::from_micros(300), Duration::from_millis(14));
+        let mut backoff = Backoff::default();
+        assert!(!backoff.record(fast, at(0)));
+        assert!(!backoff.record(slow, at(10)));
+        assert!(!backoff.is_off(at(11)));
+        assert!(backoff.record(slow, at(500)));
+        assert!(backoff.is_off(at(501)));
+        assert!(backoff.is_off(at(1_499)));
+        assert!(!backoff.is_off(at(500) + SLOW_BACKOFF));
+        assert!(!backoff.record(slow, at(3_000)));
+        assert!(!backoff.is_off(at(3_001)));
     }
 }
