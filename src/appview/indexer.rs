@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
-
 use tokio_util::sync::CancellationToken;
 
 use super::layers::{self, LAYER_COLLECTION};

@@ -363,8 +363,8 @@ pub(super) fn recover(
     Ok(last)
 }
 
-/// Writes a group's logged writes again (recovery from `pds.wal`); `None` when the payload
-/// does not read as writes.
+/// Writes a group's logged writes again (recovery from `pds.wal`), each event with the
+/// replay's time as its append time; `None` when the payload does not read as writes.
 fn replay(t: &mut Tables<'_>, payload: &[u8]) -> Option<Result<(), StoreError>> {
     let replayed_at = crate::pds::accounts::now_secs();
     let mut r = wal::Reader(payload);
