@@ -5,7 +5,11 @@
 #   - createRecord on one repository: sequentially, then from 8 concurrent clients;
 #   - getRecord p50/p99 (1,000 sequential reads);
 #   - sync.getRepo of the repository once it holds 5,000 records (median of 3);
-#   - RSS: VmRSS of the server process idle (2 s after start, account made) and after the run.
+#   - RSS: VmRSS of the server process idle (2 s after start, account made) and after the run;
+#   - the floor under a sequential write: the client's round trip for a request that does
+#     nothing (describeServer) plus one durable sync of a small log write on the disk the servers
+#     use (pwrite + fdatasync of 600 bytes, mean of 2,000), and the ratio that floor allows
+#     against the reference's sequential rate.
 #
 #   bench/pds.sh [-a ATCR_BIN] [-r REPETITIONS] [-c "http fetch"]
 #
@@ -88,10 +92,29 @@ run_ref() { # CLIENT -> one JSON line
     echo "{\"server\":\"reference\",\"client\":\"$1\",\"rss_idle_mib\":$idle,\"rss_after_mib\":$after,${out#\{}"
 }
 
+# Mean microseconds of a 600-byte pwrite + fdatasync in a preallocated file under $work.
+sync_us() {
+    python3 - "$work/sync-probe" <<'PY'
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+os.pwrite(fd, bytes(1 << 20), 0)
+os.fsync(fd)
+n = 2000
+start = time.perf_counter()
+for i in range(n):
+    os.pwrite(fd, os.urandom(600), (i * 600) % ((1 << 20) - 600))
+    os.fdatasync(fd)
+print(round((time.perf_counter() - start) / n * 1e6))
+os.close(fd)
+os.unlink(sys.argv[1])
+PY
+}
+
 # Each repetition runs every (client, server) pair on a fresh server, atcr and the reference
 # back to back, so that both see the same machine state.
 : >"$work/results"
 for rep in $(seq "$reps"); do
+    echo "{\"server\":\"disk\",\"client\":\"-\",\"sync_us\":$(sync_us)}" >>"$work/results"
     for client in $clients; do
         echo "== repetition $rep, $client client: atcr ($atcr)" >&2
         run_atcr "$client" >>"$work/results"
@@ -102,8 +125,11 @@ done
 
 python3 - "$work/results" <<'PY'
 import json, statistics, sys
-runs = [json.loads(l) for l in open(sys.argv[1])]
+lines = [json.loads(l) for l in open(sys.argv[1])]
+runs = [r for r in lines if r["server"] != "disk"]
+syncs = [r["sync_us"] for r in lines if r["server"] == "disk"]
 rows = [
+    ("no-op round trip, describeServer (µs)", "noop_round_trip_us"),
     ("createRecord, sequential (records/s)", "create_sequential_per_s"),
     ("createRecord, 8 clients (records/s)", "create_8_clients_per_s"),
     ("createRecord, 8 clients, to 5,000 (records/s)", "fill_per_s"),
@@ -129,4 +155,13 @@ for client in dict.fromkeys(r["client"] for r in runs):
         ratio = statistics.median(a) / statistics.median(r) if statistics.median(r) else float("nan")
         each = ", ".join(f"{x / y:.2f}×" if y else "–" for x, y in zip(a, r))
         print(f"| {label} | {cell(a)} | {cell(r)} | {ratio:.2f}× | {each} |")
+    # The fastest a sequential write can be answered durably: the client's round trip plus
+    # one log sync; against the reference's rate, the highest ratio a server could show.
+    sync = statistics.median(syncs)
+    floor = statistics.median(x["noop_round_trip_us"] for x in atcr) + sync
+    ceiling = 1e6 / floor / statistics.median(x["create_sequential_per_s"] for x in ref)
+    print(f"\nFloor under a sequential write with this client: {floor:.0f} µs (round trip "
+          f"+ {sync:.0f} µs log sync, median of {len(syncs)}); at the reference's sequential "
+          f"rate that allows at most {ceiling:.1f}× (atcr: "
+          f"{1e6 / statistics.median(x['create_sequential_per_s'] for x in atcr):.0f} µs per write).")
 PY
