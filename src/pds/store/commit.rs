@@ -92,6 +92,9 @@ impl PdsStore {
         let group = log.next;
         let mut out = Vec::with_capacity(batches.len());
         let mut redo = wal::Writer::default();
+        // One append time per second (see `store/events.rs`): the group's first commit that
+        // lands carries it when the second changed. `None` after the loop: this second is
+        // stamped (now, or by an earlier group).
         let now = crate::pds::accounts::now_secs();
         let mut stamp = (log.timed != now).then_some(now);
         {
